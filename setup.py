@@ -1,0 +1,50 @@
+"""The compiled core: one extension, ``surestep._core``, from ``ext/_core.pyx``.
+
+Everything else about the package lives in ``pyproject.toml``. Switches:
+``SURESTEP_DEBUG=1`` builds with assertions and no optimisation;
+``SURESTEP_SANITIZE=1`` adds AddressSanitizer and UBSan (run under an
+ASan-preloaded interpreter); ``SURESTEP_PROFILE=1`` lets profilers see Cython
+lines.
+"""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug = os.environ.get("SURESTEP_DEBUG") == "1"
+sanitize = os.environ.get("SURESTEP_SANITIZE") == "1"
+profile = os.environ.get("SURESTEP_PROFILE") == "1"
+
+compile_args = ["-O0", "-g3", "-UNDEBUG"] if debug or sanitize else ["-O3"]
+link_args: list[str] = []
+if sanitize:
+    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    compile_args += flags
+    link_args += flags
+
+directives = {
+    "language_level": "3",
+    "boundscheck": debug,
+    "wraparound": False,
+    "cdivision": True,
+    "embedsignature": True,
+    "profile": profile,
+    "linetrace": profile,
+}
+
+setup(
+    ext_modules=cythonize(
+        [
+            Extension(
+                "surestep._core",
+                ["ext/_core.pyx"],
+                extra_compile_args=compile_args,
+                extra_link_args=link_args,
+                define_macros=[("CYTHON_TRACE_NOGIL", "1")] if profile else [],
+            )
+        ],
+        compiler_directives=directives,
+        include_path=["ext"],
+    ),
+)

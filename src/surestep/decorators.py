@@ -1,0 +1,275 @@
+"""``@function`` and ``@workflow``: mark code as a journaled step or a durable workflow.
+
+Both work bare (``@function``) and with options (``@function(retries=3)``). The
+decorated function is returned unchanged apart from a ``__surestep__`` spec
+attribute, so it keeps its signature, docstring and direct callability. Names
+are registered per process; a second, different definition under a taken
+name raises at decoration (a module imported twice re-registers itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BACKOFFS = ("constant", "linear", "exponential")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a step is attempted (``max_attempts`` in all, the first included)
+    and how long to wait between attempts (from ``initial_interval_ms``, capped at
+    ``max_interval_ms``). The AGNT5 SDK's shape and defaults."""
+
+    max_attempts: int = 3
+    initial_interval_ms: int = 1000
+    max_interval_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        _whole("max_attempts", self.max_attempts, minimum=1)
+        _whole("initial_interval_ms", self.initial_interval_ms, minimum=0)
+        _whole("max_interval_ms", self.max_interval_ms, minimum=self.initial_interval_ms)
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """How the wait grows: ``"constant"``, ``"linear"`` or ``"exponential"`` (by ``multiplier``)."""
+
+    type: str = "exponential"
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        kind = str(getattr(self.type, "value", self.type)).lower()
+        if kind not in BACKOFFS:
+            raise ConfigurationError(f"backoff must be one of {BACKOFFS}, not {self.type!r}")
+        object.__setattr__(self, "type", kind)
+        if not isinstance(self.multiplier, (int, float)) or not self.multiplier > 0:
+            raise ConfigurationError(f"backoff multiplier must be > 0, not {self.multiplier!r}")
+
+
+def _whole(option: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(f"{option} must be a whole number >= {minimum}, not {value!r}")
+
+
+def _retry_policy(retries: int | dict[str, Any] | RetryPolicy | None) -> RetryPolicy:
+    if retries is None:
+        return RetryPolicy()
+    if isinstance(retries, RetryPolicy):
+        return retries
+    if isinstance(retries, dict):
+        return RetryPolicy(**retries)
+    _whole("retries", retries, minimum=1)
+    return RetryPolicy(max_attempts=retries)
+
+
+def _backoff_policy(backoff: str | dict[str, Any] | BackoffPolicy | None) -> BackoffPolicy:
+    if backoff is None:
+        return BackoffPolicy()
+    if isinstance(backoff, BackoffPolicy):
+        return backoff
+    if isinstance(backoff, dict):
+        return BackoffPolicy(**backoff)
+    if isinstance(backoff, str):
+        return BackoffPolicy(type=backoff)
+    raise ConfigurationError(f"backoff must be a name, a dict or a BackoffPolicy, not {backoff!r}")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """How a ``@function`` runs as a step."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy
+    backoff: BackoffPolicy
+    timeout_ms: int | None
+    takes_ctx: bool
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after attempt number ``attempt`` (0-based) failed."""
+        initial = self.retry.initial_interval_ms
+        if self.backoff.type == "constant":
+            ms = float(initial)
+        elif self.backoff.type == "linear":
+            ms = float(initial * (attempt + 1))
+        else:
+            ms = initial * self.backoff.multiplier**attempt
+        return min(ms, self.retry.max_interval_ms) / 1000.0
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """A registered workflow: its name, code and version."""
+
+    name: str
+    fn: Callable[..., Any]
+    explicit_version: str | None
+
+    @property
+    def version(self) -> str:
+        """The declared version, else a digest of the workflow's source."""
+        return self.explicit_version or code_digest(self.fn)
+
+
+_functions: dict[str, FunctionSpec] = {}
+_workflows: dict[str, WorkflowSpec] = {}
+
+
+def code_digest(fn: Callable[..., Any]) -> str:
+    """A stable digest of a function's source text (bytecode when there is no source)."""
+    try:
+        text = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        text = fn.__code__.co_code
+    return "code-" + hashlib.sha256(text).hexdigest()[:12]
+
+
+def _takes_ctx(fn: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(fn).parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        return False
+    first = params[0]
+    annotation = first.annotation
+    if isinstance(annotation, str):
+        return annotation.rsplit(".", 1)[-1] in ("FunctionContext", "Context")
+    if annotation is not inspect.Parameter.empty:
+        return getattr(annotation, "__name__", "") in ("FunctionContext", "Context")
+    return first.name in ("ctx", "context")
+
+
+def _register(table: dict[str, Any], kind: str, spec: Any) -> None:
+    old = table.get(spec.name)
+    if old is not None and _origin(old.fn) != _origin(spec.fn):
+        raise DefinitionError(
+            f"a {kind} named {spec.name!r} is already registered ({_origin(old.fn)}); "
+            f"give {_origin(spec.fn)} another name with @{kind}(name=...)"
+        )
+    table[spec.name] = spec
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    """Where ``fn`` is defined: its file, so a script run as ``__main__`` and also
+    imported by name counts as one definition."""
+    try:
+        where = inspect.getsourcefile(fn) or fn.__module__
+    except TypeError:
+        where = fn.__module__
+    return f"{where}:{fn.__qualname__}"
+
+
+@overload
+def function(fn: F, /) -> F: ...
+@overload
+def function(
+    *,
+    name: str | None = None,
+    retries: int | dict[str, Any] | RetryPolicy | None = None,
+    backoff: str | dict[str, Any] | BackoffPolicy | None = None,
+    timeout_ms: int | None = None,
+) -> Callable[[F], F]: ...
+
+
+def function(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int | dict[str, Any] | RetryPolicy | None = None,
+    backoff: str | dict[str, Any] | BackoffPolicy | None = None,
+    timeout_ms: int | None = None,
+) -> Any:
+    """Mark ``fn`` as a step handler for ``ctx.step(fn, *args)``.
+
+    ``retries`` is the number of attempts in all (an int, or a
+    :class:`RetryPolicy` / dict of its fields; default 3 attempts, waiting 1 s,
+    2 s... capped at 60 s), as in the AGNT5 SDK. ``backoff`` is
+    ``"constant"``, ``"linear"`` or ``"exponential"`` (or a
+    :class:`BackoffPolicy`). ``timeout_ms`` bounds each attempt of an async
+    function. A function whose first parameter is ``ctx`` (or annotated
+    ``FunctionContext``) receives a :class:`~surestep.FunctionContext`.
+    """
+    retry = _retry_policy(retries)
+    backoff_policy = _backoff_policy(backoff)
+    if timeout_ms is not None:
+        _whole("timeout_ms", timeout_ms, minimum=1)
+
+    def decorate(target: F) -> F:
+        if not callable(target):
+            raise DefinitionError(f"@function decorates a function, not {target!r}")
+        spec = FunctionSpec(
+            name=name or target.__name__,
+            fn=target,
+            retry=retry,
+            backoff=backoff_policy,
+            timeout_ms=timeout_ms,
+            takes_ctx=_takes_ctx(target),
+        )
+        _register(_functions, "function", spec)
+        target.__surestep__ = spec  # type: ignore[attr-defined]
+        return target
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def workflow(fn: F, /) -> F: ...
+@overload
+def workflow(*, name: str | None = None, version: str | None = None) -> Callable[[F], F]: ...
+
+
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+) -> Any:
+    """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow."""
+    if version is not None and (not isinstance(version, str) or not version):
+        raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
+
+    def decorate(target: F) -> F:
+        if not inspect.iscoroutinefunction(target):
+            raise DefinitionError(
+                f"@workflow decorates an async function; {target!r} is not one"
+            )
+        spec = WorkflowSpec(name=name or target.__name__, fn=target, explicit_version=version)
+        _register(_workflows, "workflow", spec)
+        target.__surestep__ = spec  # type: ignore[attr-defined]
+        return target
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def spec_of(obj: Any) -> FunctionSpec | WorkflowSpec | None:
+    """The spec a decorator attached to ``obj``, if any."""
+    spec = getattr(obj, "__surestep__", None)
+    return spec if isinstance(spec, (FunctionSpec, WorkflowSpec)) else None
+
+
+def find_workflow(target: Any) -> WorkflowSpec:
+    """A workflow by decorated function or registered name; ``UnknownWorkflowError`` else."""
+    if isinstance(target, str):
+        spec = _workflows.get(target)
+        if spec is None:
+            known = ", ".join(sorted(_workflows)) or "none"
+            raise UnknownWorkflowError(
+                f"no workflow named {target!r} is registered in this process (registered: "
+                f"{known}); import the module that defines it"
+            )
+        return spec
+    spec = spec_of(target)
+    if not isinstance(spec, WorkflowSpec):
+        raise UnknownWorkflowError(f"{target!r} is not a @workflow")
+    return spec

@@ -1,0 +1,367 @@
+"""The engine: starts, waits for, lists and recovers runs over one store.
+
+A run is executed by the engine that holds its lease. Starting a run claims
+it for this engine; recovery claims unfinished runs that nobody live holds
+through the same claim, so exactly one engine executes a run at a time. A
+heartbeat renews the leases of every run this engine executes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import _core, serde
+from .context import WorkflowContext
+from .decorators import WorkflowSpec, _workflows, find_workflow
+from .errors import (
+    JournalCorruptError,
+    LeaseLostError,
+    RunCancelledError,
+    StoreError,
+    WorkflowFailedError,
+    describe,
+)
+from .store import open_store
+from .store.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    Owner,
+    RunInfo,
+    Store,
+    new_run_id,
+)
+
+log = logging.getLogger("surestep.engine")
+T = TypeVar("T")
+
+KIND_NAMES = {_core.KIND_STEP: "step", _core.KIND_STEP_ERROR: "step_error"}
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One recorded step, as ``engine.journal(run_id)`` shows it."""
+
+    seq: int
+    name: str
+    kind: str
+    key: Any
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    attempt: int
+    started_at: float
+    finished_at: float
+
+
+class RunHandle:
+    """A started run: its id, and a way to wait for its outcome."""
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self.engine = engine
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id}>"
+
+    async def result(self) -> Any:
+        """The workflow's return value; ``WorkflowFailedError`` if it raised."""
+        return await self.engine._wait(self.run_id)
+
+    async def info(self) -> RunInfo:
+        """The run's current row in the store."""
+        return await self.engine.get_run(self.run_id)
+
+
+class _Active:
+    __slots__ = ("fence", "lost", "task")
+
+    def __init__(self, fence: int) -> None:
+        self.fence = fence
+        self.lost = False
+        self.task: asyncio.Task[Any] | None = None
+
+
+class Engine:
+    """Runs workflows durably over a store.
+
+    ``path`` is an LMDB directory (the embedded default) or a store URL.
+    ``durability="fsync"`` (default) returns from a step once its record is
+    on disk (an LMDB sync commit shared by every step committing at that
+    moment); ``"process"`` returns once it is in the operating system's page
+    cache: it survives the process being killed, not the machine losing power.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".surestep",
+        *,
+        durability: str = "fsync",
+        lease_seconds: float = 15.0,
+        **store_options: Any,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be > 0, not {lease_seconds!r}")
+        self.store: Store = open_store(path, durability=durability, **store_options)
+        self.lease_seconds = lease_seconds
+        self.owner = str(Owner.this_process())
+        self._active: dict[str, _Active] = {}
+        self._opened = False
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # -- lifecycle
+
+    async def open(self) -> Engine:
+        if not self._opened:
+            await self.store.open()
+            self._opened = True
+        return self
+
+    async def close(self) -> None:
+        """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
+        if not self._opened:
+            return
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        active = [a.task for a in self._active.values() if a.task is not None]
+        for task in active:
+            task.cancel()
+        await asyncio.gather(*active, return_exceptions=True)
+        # A task cancelled before it first ran never reached its own release.
+        for run_id, left in list(self._active.items()):
+            await _quietly(self.store.release(run_id, left.fence))
+        self._active.clear()
+        await self.store.close()
+        self._opened = False
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- starting and waiting
+
+    async def start(
+        self,
+        workflow: Callable[..., Any] | str,
+        *args: Any,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        **kwargs: Any,
+    ) -> RunHandle:
+        """Record a new run and start executing it here; returns once it is stored."""
+        await self.open()
+        spec = find_workflow(workflow)
+        try:
+            inspect.signature(spec.fn).bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
+        serde.dumps([args, kwargs], f"the input of workflow {spec.name!r}")
+        run = RunInfo(
+            run_id=new_run_id(),
+            workflow=spec.name,
+            version=spec.version,
+            args=list(args),
+            kwargs=kwargs,
+            session_id=session_id,
+            user_id=user_id,
+        )
+        run.fence = await self.store.create_run(run, self.owner, self.lease_seconds)
+        self._launch(spec, run, replay=False)
+        return RunHandle(self, run.run_id)
+
+    async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
+        """Start a run and wait for its result."""
+        handle = await self.start(workflow, *args, **kwargs)
+        return await handle.result()
+
+    def handle(self, run_id: str) -> RunHandle:
+        return RunHandle(self, run_id)
+
+    async def recover(self) -> list[RunHandle]:
+        """Resume every unfinished run that no live engine holds, of the workflows known here."""
+        await self.open()
+        handles: list[RunHandle] = []
+        batch = 1000
+        while True:
+            runs = await self.store.claim_recoverable(
+                self.owner, self.lease_seconds, batch, workflows=list(_workflows)
+            )
+            for run in runs:
+                self._launch(find_workflow(run.workflow), run, replay=True)
+                handles.append(RunHandle(self, run.run_id))
+            if len(runs) < batch:
+                return handles
+
+    # -- reading
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        await self.open()
+        return await self.store.get_run(run_id)
+
+    async def runs(
+        self, status: str | None = None, workflow: str | None = None, limit: int | None = None
+    ) -> list[RunInfo]:
+        """Runs in the store, newest first."""
+        await self.open()
+        return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
+
+    async def journal(self, run_id: str) -> list[JournalEntry]:
+        """The run's recorded steps, in order."""
+        await self.open()
+        await self.store.get_run(run_id)  # RunNotFoundError for an unknown id
+        entries = []
+        for raw in await self.store.journal(run_id):
+            record = _decode(raw, run_id)
+            data = serde.loads(record.payload)
+            entries.append(
+                JournalEntry(
+                    seq=record.seq,
+                    name=data.get("n", ""),
+                    kind=KIND_NAMES.get(record.kind, str(record.kind)),
+                    key=data.get("k"),
+                    input=data.get("i"),
+                    output=data.get("o"),
+                    error=data.get("e"),
+                    attempt=record.attempt,
+                    started_at=data.get("t0", 0.0),
+                    finished_at=data.get("t1", 0.0),
+                )
+            )
+        return entries
+
+    # -- execution
+
+    def _launch(self, spec: WorkflowSpec, run: RunInfo, replay: bool) -> None:
+        active = _Active(run.fence)
+        self._active[run.run_id] = active
+        active.task = asyncio.get_running_loop().create_task(
+            self._execute(spec, run, active, replay), name=f"surestep-run-{run.run_id}"
+        )
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="surestep-heartbeat")
+
+    async def _execute(self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool) -> Any:
+        store, run_id = self.store, run.run_id
+        try:
+            try:
+                index = None
+                if replay:
+                    index = _core.ReplayIndex()
+                    for raw in await store.journal(run_id):
+                        try:
+                            index.add(raw)
+                        except JournalCorruptError as exc:
+                            raise exc.for_run(run_id) from exc
+                ctx = WorkflowContext(run, store, index)
+                value = await spec.fn(ctx, *run.args, **run.kwargs)
+                ctx._check_all_replayed()
+                result = serde.loads(serde.dumps(value, f"the result of workflow {spec.name!r}"))
+            except (LeaseLostError, StoreError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                error = describe(exc)
+                await store.finish(run_id, active.fence, FAILED, None, error)
+                raise WorkflowFailedError(run_id, error["type"], error["message"], error["traceback"]) from exc
+            await store.finish(run_id, active.fence, COMPLETED, result, None)
+            return result
+        except asyncio.CancelledError:
+            if active.lost:
+                raise LeaseLostError(run_id, active.fence) from None
+            await _quietly(store.release(run_id, active.fence))  # closing: give the run back
+            raise
+        except LeaseLostError:
+            log.warning("run %s: lease lost; another engine continues it", run_id)
+            raise
+        except StoreError:
+            log.exception("run %s: the store failed; the run stays recoverable", run_id)
+            raise
+        finally:
+            self._active.pop(run_id, None)
+
+    async def _beat(self) -> None:
+        """Renew the leases of the runs executing here, a third of a lease apart."""
+        while self._active:
+            await asyncio.sleep(self.lease_seconds / 3)
+            held = [(run_id, a.fence) for run_id, a in self._active.items()]
+            try:
+                lost = await self.store.renew(held, self.owner, self.lease_seconds)
+            except StoreError:
+                log.exception("lease renewal failed; retrying")
+                continue
+            for run_id in lost:
+                active = self._active.get(run_id)
+                if active is not None and active.task is not None:
+                    active.lost = True
+                    active.task.cancel()
+        self._heartbeat = None
+
+    async def _wait(self, run_id: str) -> Any:
+        active = self._active.get(run_id)
+        if active is not None and active.task is not None:
+            try:
+                return await asyncio.shield(active.task)
+            except (LeaseLostError, asyncio.CancelledError):
+                pass  # another engine continues it (or will): wait on the store
+        delay = 0.005
+        while True:
+            run = await self.store.get_run(run_id)
+            if run.status == COMPLETED:
+                return run.result
+            if run.status == FAILED:
+                error = run.error or {}
+                raise WorkflowFailedError(
+                    run_id, error.get("type", "?"), error.get("message", ""), error.get("traceback", "")
+                )
+            if run.status == CANCELLED:
+                raise RunCancelledError(f"run {run_id} was cancelled")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
+def _decode(raw: bytes, run_id: str) -> _core.Record:
+    try:
+        return _core.decode_record(raw)
+    except JournalCorruptError as exc:
+        raise exc.for_run(run_id) from exc
+
+
+async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await aw
+    except Exception:
+        log.debug("ignored while closing", exc_info=True)
+
+
+def run(
+    workflow: Callable[..., Any] | str,
+    *args: Any,
+    path: str | os.PathLike[str] = ".surestep",
+    durability: str = "fsync",
+    **kwargs: Any,
+) -> Any:
+    """Run a workflow to completion from synchronous code, on uvloop where available."""
+
+    async def main() -> Any:
+        async with Engine(path, durability=durability) as engine:
+            return await engine.run(workflow, *args, **kwargs)
+
+    return run_loop(main())
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.run(main)
+    result: T = uvloop.run(main)
+    return result

@@ -1,0 +1,206 @@
+"""The errors surestep raises.
+
+Every error derives from :class:`SurestepError`; the ones a caller already
+catches also derive from the matching builtin (``TypeError``, ``ValueError``,
+``LookupError``...). Signals that must cross a user's ``except Exception``
+(suspension, cancellation, a lost lease) derive from :class:`BaseException`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+
+class SurestepError(Exception):
+    """Root of every error surestep raises."""
+
+
+# ---------------------------------------------------------------- bad input
+
+
+class SerializationError(SurestepError, TypeError):
+    """A step's or workflow's argument or result is not a JSON value."""
+
+
+class DefinitionError(SurestepError, TypeError):
+    """A decorator or ``ctx.step`` was used in a way surestep cannot journal."""
+
+
+class ConfigurationError(SurestepError, ValueError):
+    """An option has a value surestep cannot use (negative retries, zero timeout...)."""
+
+
+class UnknownWorkflowError(SurestepError, LookupError):
+    """No workflow of that name is registered in this process."""
+
+
+class RunNotFoundError(SurestepError, LookupError):
+    """The store has no run with that id."""
+
+
+# ---------------------------------------------------------------- journal
+
+
+class JournalCorruptError(SurestepError, ValueError):
+    """A stored journal record failed validation (length, checksum, kind...)."""
+
+    run_id: str | None
+    seq: int | None
+
+    def __init__(self, message: str, *, run_id: str | None = None, seq: int | None = None) -> None:
+        self.reason = message
+        self.run_id = run_id
+        self.seq = seq
+        where = []
+        if run_id is not None:
+            where.append(f"run {run_id}")
+        if seq is not None:
+            where.append(f"step {seq}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+
+    def for_run(self, run_id: str) -> JournalCorruptError:
+        """The same error, naming the run whose journal holds the record."""
+        return type(self)(self.reason, run_id=run_id, seq=self.seq)
+
+
+class UnsupportedFormatError(JournalCorruptError):
+    """A record was written by a newer journal format than this release reads."""
+
+
+class NonDeterminismError(SurestepError, RuntimeError):
+    """Replay found the code asking for a different step than the journal recorded.
+
+    ``recorded`` and ``requested`` describe the step at position ``seq``: its
+    name (or name hash when the name is not known) and input digest.
+    """
+
+    run_id: str | None
+    seq: int
+    recorded: dict[str, Any]
+    requested: dict[str, Any]
+
+    def __init__(
+        self,
+        seq: int,
+        recorded: dict[str, Any],
+        requested: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.recorded = recorded
+        self.requested = requested
+        run = f"run {run_id}: " if run_id else ""
+        msg = (
+            f"{run}step {seq} does not match the journal: recorded {recorded}, "
+            f"the code asked for {requested}"
+        )
+        if detail:
+            msg += f". {detail}"
+        msg += (
+            ". The workflow's code changed under a running workflow; finish or cancel the "
+            "run on the old code, or branch with a new step name."
+        )
+        super().__init__(msg)
+
+
+# ---------------------------------------------------------------- steps and runs
+
+
+class StepFailedError(SurestepError):
+    """A step raised on its last attempt. Journaled, so replay raises it again.
+
+    ``error_type`` is the qualified name of the original exception class,
+    ``traceback`` its formatted traceback as text (the original object is not
+    kept: the journal stores JSON only).
+    """
+
+    def __init__(
+        self,
+        step: str,
+        seq: int,
+        error_type: str,
+        message: str,
+        *,
+        attempts: int = 1,
+        traceback: str = "",
+    ) -> None:
+        self.step = step
+        self.seq = seq
+        self.error_type = error_type
+        self.message = message
+        self.attempts = attempts
+        self.traceback = traceback
+        super().__init__(
+            f"step {seq} ({step}) failed after {attempts} attempt(s): {error_type}: {message}"
+        )
+
+
+class StepTimeoutError(SurestepError, TimeoutError):
+    """One attempt of a step ran past its ``timeout_ms``."""
+
+
+class WorkflowFailedError(SurestepError):
+    """The workflow itself raised; ``handle.result()`` raises this."""
+
+    def __init__(self, run_id: str, error_type: str, message: str, traceback: str = "") -> None:
+        self.run_id = run_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"run {run_id} failed: {error_type}: {message}")
+
+
+class RunCancelledError(SurestepError):
+    """``handle.result()`` of a run that was cancelled."""
+
+
+# ---------------------------------------------------------------- store
+
+
+class StoreError(SurestepError, OSError):
+    """The store could not do what was asked; nothing was acknowledged."""
+
+
+class StoreFullError(StoreError):
+    """The store ran out of room (LMDB map full, or the disk is full)."""
+
+
+# ---------------------------------------------------------------- control flow (BaseException)
+
+
+class ControlFlow(BaseException):  # noqa: N818 - control flow, not an error
+    """Base of the signals that a user's ``except Exception`` must not swallow."""
+
+
+class LeaseLostError(ControlFlow):  # noqa: N818
+    """This worker no longer holds the run's lease: another worker took it over.
+
+    The run stops here without writing; the lease holder continues it.
+    """
+
+    def __init__(self, run_id: str, fence: int) -> None:
+        self.run_id = run_id
+        self.fence = fence
+        super().__init__(f"run {run_id}: lease lost (fencing token {fence} is stale)")
+
+
+class Cancelled(ControlFlow):
+    """The run was cancelled; raised at its next step."""
+
+
+class Suspended(ControlFlow):
+    """The run waits (a timer, an event) and gives its worker back."""
+
+
+def describe(exc: BaseException) -> dict[str, str]:
+    """An exception as JSON for the journal: qualified type, message, traceback."""
+    kind = type(exc)
+    return {
+        "type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(kind, exc, exc.__traceback__)),
+    }

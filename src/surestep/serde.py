@@ -1,0 +1,80 @@
+"""JSON in and out of the journal (orjson), strict about what is a JSON value.
+
+A journaled value must come back from the journal as the same value, so only
+JSON types pass: dict with str keys, list, tuple (read back as list), str,
+int (64-bit), float, bool, None. Datetimes, dataclasses and subclasses of the
+builtins are refused rather than silently turned into something else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .errors import SerializationError
+
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
+
+loads = orjson.loads
+
+
+def dumps(value: Any, what: str) -> bytes:
+    """Encode ``value``; a ``SerializationError`` (a ``TypeError``) names ``what`` failed."""
+    try:
+        return orjson.dumps(value, option=_STRICT)
+    except orjson.JSONEncodeError as exc:
+        raise _refusal(value, what, exc) from None
+
+
+def canonical(value: Any, what: str) -> bytes:
+    """Encode with sorted keys: equal values give equal bytes, for digests."""
+    try:
+        return orjson.dumps(value, option=_CANONICAL)
+    except orjson.JSONEncodeError as exc:
+        raise _refusal(value, what, exc) from None
+
+
+def _refusal(value: Any, what: str, exc: Exception) -> SerializationError:
+    path, bad = _offender(value, "")
+    if path == "<ok>":  # orjson saw something the walk did not: name the whole value
+        path, bad = "", value
+    where = f" at {path}" if path else ""
+    return SerializationError(
+        f"{what} is not a JSON value{where}: {type(bad).__name__} {_short(bad)} ({exc}). "
+        "Journaled values must be JSON: dict, list, str, int, float, bool or None."
+    )
+
+
+def _offender(value: Any, path: str) -> tuple[str, Any]:
+    """The first part of ``value`` that is not JSON, and where it is."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return f"{path}[{key!r}] (key)", key
+            found = _offender(item, f"{path}[{key!r}]")
+            if found[0] != "<ok>":
+                return found
+        return "<ok>", None
+    if kind in (list, tuple):
+        for index, item in enumerate(value):
+            found = _offender(item, f"{path}[{index}]")
+            if found[0] != "<ok>":
+                return found
+        return "<ok>", None
+    if kind in (str, float, bool) or value is None:
+        return "<ok>", None
+    if kind is int and -(2**63) <= value < 2**64:
+        return "<ok>", None
+    return path, value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,34 @@
+"""Store backends behind one contract (:class:`~surestep.store.base.Store`), chosen by URL.
+
+``".surestep"``, ``"/some/dir"`` or ``"lmdb:///some/dir"``: the embedded LMDB store.
+``"postgresql://..."``: the shared PostgreSQL store (``pip install surestep[postgres]``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigurationError
+from .base import Store
+
+
+def open_store(location: str | os.PathLike[str], **options: Any) -> Store:
+    """The backend for ``location`` (not yet opened: ``await store.open()``)."""
+    text = os.fspath(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            "the PostgreSQL store is not available in this release; use an LMDB directory"
+        )
+    if text.startswith("lmdb://"):
+        text = text[len("lmdb://") :]
+    elif "://" in text:
+        raise ConfigurationError(
+            f"unknown store URL {text!r}: use a directory, lmdb:///path or postgresql://..."
+        )
+    from .lmdb import LmdbStore
+
+    return LmdbStore(text, **options)
+
+
+__all__ = ["Store", "open_store"]

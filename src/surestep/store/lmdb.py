@@ -1,0 +1,469 @@
+"""The embedded store: one LMDB directory, shared by the processes of one host.
+
+Layout (named databases in one environment):
+
+``journal``  step key (run key + big-endian seq) -> encoded record
+``runs``     run key -> the run's row as JSON (without its lease)
+``leases``   run key -> fence u64, lease-until f64, owner (UTF-8)
+``active``   run key -> empty, for every unfinished run (recovery reads only these)
+
+All writes go through one writer thread per environment that does group
+commit: every operation queued while the previous transaction committed rides
+the next one, and each caller's future is resolved after its commit. The event
+loop never waits on the disk. Reads are short read-only transactions on the
+caller's thread (a memory-mapped B-tree lookup; no system call on a warm map).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import lmdb
+import orjson
+
+from .. import _core
+from ..errors import (
+    ConfigurationError,
+    LeaseLostError,
+    RunNotFoundError,
+    StoreError,
+    StoreFullError,
+    SurestepError,
+)
+from .base import (
+    FINISHED,
+    PENDING,
+    RUNNING,
+    RunInfo,
+    Store,
+    claimable,
+    run_key,
+)
+
+DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
+MAX_MAP_SIZE = 1 << 40
+MAX_BATCH = 8192
+_LEASE = struct.Struct("<Qd")
+
+Op = Callable[[Any], Any]
+
+
+class _Env:
+    """One open LMDB environment and its writer thread, shared by every store on the path."""
+
+    def __init__(self, path: str, durability: str, map_size: int, max_map_size: int) -> None:
+        self.path = path
+        self.durability = durability
+        self.max_map_size = max_map_size
+        self.users = 0
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            self.env = lmdb.open(
+                path,
+                map_size=map_size,
+                max_dbs=8,
+                sync=durability == "fsync",
+                metasync=durability == "fsync",
+                readahead=False,
+                max_readers=1024,
+                mode=0o600,
+            )
+        except (lmdb.Error, OSError) as exc:
+            raise _store_error(exc, f"cannot open the store at {path!r}") from exc
+        self.journal = self.env.open_db(b"journal")
+        self.runs = self.env.open_db(b"runs")
+        self.leases = self.env.open_db(b"leases")
+        self.active = self.env.open_db(b"active")
+        # Resizing the map needs no transaction open in this process: readers
+        # and the writer take this lock around their transactions.
+        self.resize_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any], Any] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._write_loop, name="surestep-writer", daemon=True)
+        self._thread.start()
+
+    # -- reads, on the caller's thread
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        for _ in range(3):
+            try:
+                with self.resize_lock, self.env.begin(buffers=True) as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._adopt_new_size()
+            except lmdb.Error as exc:
+                raise _store_error(exc, "read failed") from exc
+        raise StoreError(f"the store at {self.path!r} kept being resized while reading")
+
+    # -- writes, through the writer thread
+
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((op, fut, loop))
+        return fut
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self.env.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            outcomes = self._commit(batch)
+            by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+            for (_, fut, loop), outcome in zip(batch, outcomes):
+                by_loop.setdefault(loop, []).append((fut, *outcome))
+            for loop, settled in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # that loop is closed: nobody waits any more
+                    pass
+
+    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], Any]]) -> list[tuple[Any, BaseException | None]]:
+        """Apply every op in one transaction; an op that raises changes nothing."""
+        while True:
+            outcomes: list[tuple[Any, BaseException | None]] = []
+            try:
+                with self.resize_lock:
+                    txn = self.env.begin(write=True)
+                    try:
+                        for op, _, _ in batch:
+                            try:
+                                outcomes.append((op(txn), None))
+                            except (SurestepError, LeaseLostError) as exc:
+                                outcomes.append((None, exc))
+                        txn.commit()
+                    except BaseException:
+                        txn.abort()
+                        raise
+                return outcomes
+            except lmdb.MapFullError as exc:
+                if not self._grow():
+                    err: BaseException = StoreFullError(
+                        f"the store at {self.path!r} is full at map_size="
+                        f"{self.env.info()['map_size']} bytes (max_map_size={self.max_map_size}); "
+                        "open the Engine with a larger max_map_size"
+                    )
+                    err.__cause__ = exc
+                    return [(None, err)] * len(batch)
+            except lmdb.MapResizedError:
+                self._adopt_new_size()
+            except lmdb.Error as exc:
+                return [(None, _store_error(exc, "write failed; nothing was committed"))] * len(batch)
+
+    def _grow(self) -> bool:
+        size = self.env.info()["map_size"]
+        if size >= self.max_map_size:
+            return False
+        with self.resize_lock:
+            self.env.set_mapsize(min(size * 2, self.max_map_size))
+        return True
+
+    def _adopt_new_size(self) -> None:
+        with self.resize_lock:
+            self.env.set_mapsize(0)  # 0: take the size another process set
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, exc in settled:
+        if fut.cancelled():
+            continue
+        if exc is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(exc)
+
+
+def _store_error(exc: BaseException, what: str) -> StoreError:
+    no_space = isinstance(exc, lmdb.DiskError) or getattr(exc, "errno", None) == errno.ENOSPC
+    if no_space or "No space left" in str(exc):
+        return StoreFullError(f"{what}: the disk is full ({exc})")
+    if isinstance(exc, (lmdb.ReadonlyError, PermissionError)) or "Permission denied" in str(exc):
+        return StoreError(f"{what}: no permission to write there ({exc})")
+    return StoreError(f"{what}: {exc}")
+
+
+_envs: dict[tuple[str, str], _Env] = {}
+_envs_lock = threading.Lock()
+
+
+def _acquire(path: str, durability: str, map_size: int, max_map_size: int) -> _Env:
+    key = (os.path.realpath(path), durability)
+    with _envs_lock:
+        other = [k for k in _envs if k[0] == key[0] and k != key]
+        if other:
+            raise ConfigurationError(
+                f"the store at {path!r} is already open in this process with durability="
+                f"{other[0][1]!r}; use one durability per store and process"
+            )
+        env = _envs.get(key)
+        if env is None:
+            env = _envs[key] = _Env(path, durability, map_size, max_map_size)
+        env.users += 1
+        return env
+
+
+def _release(env: _Env) -> None:
+    with _envs_lock:
+        env.users -= 1
+        if env.users:
+            return
+        del _envs[(os.path.realpath(env.path), env.durability)]
+    env.stop()
+
+
+def _lease_bytes(fence: int, until: float, owner: str | None) -> bytes:
+    return _LEASE.pack(fence, until) + (owner or "").encode()
+
+
+def _lease_of(raw: Any) -> tuple[int, float, str | None]:
+    fence, until = _LEASE.unpack_from(raw)
+    owner = bytes(raw[_LEASE.size :]).decode()
+    return fence, until, owner or None
+
+
+class LmdbStore(Store):
+    """The embedded backend (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        durability: str = "fsync",
+        map_size: int = DEFAULT_MAP_SIZE,
+        max_map_size: int = MAX_MAP_SIZE,
+    ) -> None:
+        if durability not in ("fsync", "process"):
+            raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
+        self.path = path
+        self.url = f"lmdb://{os.path.abspath(path)}"
+        self.durability = durability
+        self.map_size = map_size
+        self.max_map_size = max(max_map_size, map_size)
+        self._env: _Env | None = None
+
+    async def open(self) -> None:
+        if self._env is None:
+            self._env = _acquire(self.path, self.durability, self.map_size, self.max_map_size)
+
+    async def close(self) -> None:
+        if self._env is not None:
+            env, self._env = self._env, None
+            await asyncio.get_running_loop().run_in_executor(None, _release, env)
+
+    @property
+    def env(self) -> _Env:
+        if self._env is None:
+            raise StoreError("the store is closed")
+        return self._env
+
+    # -- helpers inside transactions
+
+    def _load(self, txn: Any, key: bytes) -> RunInfo | None:
+        e = self.env
+        raw = txn.get(key, db=e.runs)
+        if raw is None:
+            return None
+        run = RunInfo.from_dict(orjson.loads(raw))
+        lease = txn.get(key, db=e.leases)
+        if lease is not None:
+            run.fence, run.lease_until, run.owner = _lease_of(lease)
+        return run
+
+    def _save(self, txn: Any, run: RunInfo) -> None:
+        e = self.env
+        key = run_key(run.run_id)
+        row = run.to_dict()
+        for name in ("owner", "lease_until", "fence"):
+            del row[name]
+        txn.put(key, orjson.dumps(row), db=e.runs)
+        txn.put(key, _lease_bytes(run.fence, run.lease_until, run.owner), db=e.leases)
+        if run.status in FINISHED:
+            txn.delete(key, db=e.active)
+        else:
+            txn.put(key, b"", db=e.active)
+
+    def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
+        key = run_key(run_id)
+        lease = txn.get(key, db=self.env.leases)
+        if lease is None:
+            raise RunNotFoundError(f"no run {run_id} in {self.url}")
+        if _LEASE.unpack_from(lease)[0] != fence:
+            raise LeaseLostError(run_id, fence)
+        return key
+
+    def _take(self, run: RunInfo, owner: str, lease_s: float, now: float) -> RunInfo:
+        run.fence += 1
+        run.attempt += 1
+        run.owner = owner
+        run.lease_until = now + lease_s
+        run.status = RUNNING
+        run.updated_at = now
+        return run
+
+    # -- runs and leases
+
+    async def create_run(self, run: RunInfo, owner: str | None, lease_s: float) -> int:
+        if owner is not None:
+            self._take(run, owner, lease_s, time.time())
+        # Ops are re-applied when a full map is grown: this one only writes.
+        await self.env.submit(lambda txn: self._save(txn, run))
+        return run.fence
+
+    async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
+        def op(txn: Any) -> RunInfo | None:
+            run = self._load(txn, run_key(run_id))
+            if run is None:
+                raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            now = time.time()
+            if not claimable(run, now):
+                return None
+            self._save(txn, self._take(run, owner, lease_s, now))
+            return run
+
+        result: RunInfo | None = await self.env.submit(op)
+        return result
+
+    async def claim_recoverable(
+        self, owner: str, lease_s: float, limit: int, workflows: Collection[str]
+    ) -> list[RunInfo]:
+        wanted = frozenset(workflows)
+
+        def op(txn: Any) -> list[RunInfo]:
+            now = time.time()
+            taken: list[RunInfo] = []
+            for key in list(txn.cursor(db=self.env.active).iternext(values=False)):
+                run = self._load(txn, bytes(key))
+                if run is None or run.workflow not in wanted or not claimable(run, now):
+                    continue
+                self._save(txn, self._take(run, owner, lease_s, now))
+                taken.append(run)
+                if len(taken) >= limit:
+                    break
+            return taken
+
+        result: list[RunInfo] = await self.env.submit(op)
+        return result
+
+    async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float) -> list[str]:
+        def op(txn: Any) -> list[str]:
+            until = time.time() + lease_s
+            lost = []
+            for run_id, fence in leases:
+                key = run_key(run_id)
+                raw = txn.get(key, db=self.env.leases)
+                if raw is None or _LEASE.unpack_from(raw)[0] != fence:
+                    lost.append(run_id)
+                    continue
+                txn.put(key, _lease_bytes(fence, until, owner), db=self.env.leases)
+            return lost
+
+        result: list[str] = await self.env.submit(op)
+        return result
+
+    async def release(self, run_id: str, fence: int) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            run = self._load(txn, key)
+            assert run is not None
+            run.owner, run.lease_until, run.status = None, 0.0, PENDING
+            self._save(txn, run)
+
+        await self.env.submit(op)
+
+    async def finish(
+        self, run_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
+    ) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            run = self._load(txn, key)
+            assert run is not None
+            run.status, run.result, run.error = status, result, error
+            run.owner, run.lease_until, run.updated_at = None, 0.0, time.time()
+            self._save(txn, run)
+
+        assert status in FINISHED, status
+        await self.env.submit(op)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        try:
+            key = run_key(run_id)
+        except ValueError:
+            raise RunNotFoundError(f"{run_id!r} is not a run id") from None
+        run: RunInfo | None = self.env.read(lambda txn: self._load(txn, key))
+        if run is None:
+            raise RunNotFoundError(f"no run {run_id} in {self.url}")
+        return run
+
+    async def list_runs(
+        self, status: str | None = None, workflow: str | None = None, limit: int | None = None
+    ) -> list[RunInfo]:
+        def scan(txn: Any) -> list[RunInfo]:
+            found: list[RunInfo] = []
+            cursor = txn.cursor(db=self.env.runs)
+            if not cursor.last():
+                return found
+            while limit is None or len(found) < limit:
+                row = orjson.loads(cursor.value())
+                if (status is None or row["status"] == status) and (
+                    workflow is None or row["workflow"] == workflow
+                ):
+                    run = self._load(txn, bytes(cursor.key()))
+                    assert run is not None
+                    found.append(run)
+                if not cursor.prev():
+                    break
+            return found
+
+        result: list[RunInfo] = self.env.read(scan)
+        return result
+
+    # -- journal
+
+    async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            txn.put(_core.step_key(key, seq), record, db=self.env.journal)
+
+        await self.env.submit(op)
+
+    async def journal(self, run_id: str) -> list[bytes]:
+        prefix = run_key(run_id)
+
+        def scan(txn: Any) -> list[bytes]:
+            cursor = txn.cursor(db=self.env.journal)
+            out: list[bytes] = []
+            if not cursor.set_range(prefix):
+                return out
+            for key, value in cursor:
+                if bytes(key[: _core.RUN_KEY_SIZE]) != prefix:
+                    break
+                out.append(bytes(value))
+            return out
+
+        result: list[bytes] = self.env.read(scan)
+        return result
+

@@ -1,0 +1,64 @@
+"""Test harness: every ``async def`` test runs on asyncio's loop and on uvloop.
+
+The registry of ``@function`` / ``@workflow`` names is restored after each
+test, so tests may define workflows with the same names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from surestep import decorators
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if inspect.iscoroutinefunction(metafunc.function):
+        metafunc.fixturenames.append("loop_kind")
+        metafunc.parametrize("loop_kind", LOOPS)
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    kind = pyfuncitem.callspec.params["loop_kind"]
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    loop = new_loop(kind)
+    try:
+        loop.run_until_complete(asyncio.wait_for(pyfuncitem.obj(**kwargs), 60))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _registry() -> Iterator[None]:
+    functions = dict(decorators._functions)
+    workflows = dict(decorators._workflows)
+    yield
+    decorators._functions.clear()
+    decorators._functions.update(functions)
+    decorators._workflows.clear()
+    decorators._workflows.update(workflows)
+
+
+@pytest.fixture
+def store_path(tmp_path: Any) -> str:
+    return str(tmp_path / "store")

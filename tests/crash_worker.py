@@ -1,0 +1,76 @@
+"""A worker process for the crash tests: runs or recovers ``chain`` and reports.
+
+    python crash_worker.py start STORE LEDGER N    # start a run of N steps
+    python crash_worker.py recover STORE LEDGER    # resume unfinished runs
+
+Each step appends its effect to LEDGER (JSON lines, fsynced) before returning,
+with its idempotency key. ``PAUSE_AT=<where>:<k>`` makes the process print
+``paused <where> <k>`` and wait to be killed: ``between:k`` after step k
+returned, ``inside:k`` inside step k after its effect, ``replay:k`` after step
+k was replayed from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from surestep import Engine, FunctionContext, WorkflowContext, function, workflow
+from surestep.engine import run_loop
+
+LEDGER = ""
+PAUSE = os.environ.get("PAUSE_AT", "")
+
+
+async def pause(where: str, k: int) -> None:
+    if PAUSE == f"{where}:{k}":
+        print(f"paused {where} {k}", flush=True)
+        await asyncio.sleep(3600)
+
+
+@function
+async def work(ctx: FunctionContext, k: int, acc: int) -> int:
+    with open(LEDGER, "a", encoding="utf-8") as ledger:
+        line = {"run": ctx.run_id, "seq": ctx.seq, "key": ctx.idempotency_key, "pid": os.getpid()}
+        ledger.write(json.dumps(line) + "\n")
+        ledger.flush()
+        os.fsync(ledger.fileno())
+    await pause("inside", k)
+    return acc * 31 % 1_000_003 + k
+
+
+@workflow
+async def chain(ctx: WorkflowContext, n: int) -> int:
+    acc = 1
+    for k in range(n):
+        replaying = ctx.is_replaying
+        acc = await ctx.step(work, k, acc)
+        await pause("replay" if replaying else "between", k)
+    return acc
+
+
+def expected(n: int) -> int:
+    acc = 1
+    for k in range(n):
+        acc = acc * 31 % 1_000_003 + k
+    return acc
+
+
+async def main(argv: list[str]) -> None:
+    global LEDGER
+    command, store, LEDGER = argv[0], argv[1], argv[2]
+    async with Engine(store, durability=os.environ.get("DURABILITY", "fsync")) as engine:
+        if command == "start":
+            handle = await engine.start(chain, int(argv[3]))
+            print(f"started {handle.run_id}", flush=True)
+            handles = [handle]
+        else:
+            handles = await engine.recover()
+        for handle in handles:
+            print(f"result {handle.run_id} {json.dumps(await handle.result())}", flush=True)
+
+
+if __name__ == "__main__":
+    run_loop(main(sys.argv[1:]))
