@@ -1,0 +1,9 @@
+"""Core tests: the compiled ``surestep._core`` against golden values and ``tests/oracle.py``."""
+
+import sys
+from pathlib import Path
+
+# tests/ holds the pure-Python oracle; the test modules here import it as ``oracle``.
+_TESTS = str(Path(__file__).resolve().parent.parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
