@@ -263,7 +263,7 @@ def test_invalid_engine_options(store_path: str) -> None:
         Engine(store_path, durability="sometimes")
     with pytest.raises(ConfigurationError, match="unknown store URL"):
         Engine("redis://localhost")
-    with pytest.raises(ValueError, match="lease_seconds"):
+    with pytest.raises(ConfigurationError, match="lease_seconds"):
         Engine(store_path, lease_seconds=0)
 
 

@@ -20,6 +20,7 @@ from . import _core, serde
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, _workflows, find_workflow
 from .errors import (
+    ConfigurationError,
     JournalCorruptError,
     LeaseLostError,
     RunCancelledError,
@@ -104,12 +105,14 @@ class Engine:
         *,
         durability: str = "fsync",
         lease_seconds: float = 15.0,
+        execute: bool = True,
         **store_options: Any,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be > 0, not {lease_seconds!r}")
+        if not lease_seconds > 0:
+            raise ConfigurationError(f"lease_seconds must be > 0, not {lease_seconds!r}")
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
+        self.execute = execute
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
         self._opened = False
@@ -174,6 +177,9 @@ class Engine:
             session_id=session_id,
             user_id=user_id,
         )
+        if not self.execute:  # a client: some worker claims it
+            await self.store.create_run(run, None, self.lease_seconds)
+            return RunHandle(self, run.run_id)
         run.fence = await self.store.create_run(run, self.owner, self.lease_seconds)
         self._launch(spec, run, replay=False)
         return RunHandle(self, run.run_id)
@@ -188,18 +194,41 @@ class Engine:
 
     async def recover(self) -> list[RunHandle]:
         """Resume every unfinished run that no live engine holds, of the workflows known here."""
-        await self.open()
         handles: list[RunHandle] = []
-        batch = 1000
         while True:
-            runs = await self.store.claim_recoverable(
-                self.owner, self.lease_seconds, batch, workflows=list(_workflows)
-            )
-            for run in runs:
-                self._launch(find_workflow(run.workflow), run, replay=True)
-                handles.append(RunHandle(self, run.run_id))
-            if len(runs) < batch:
+            claimed = await self.claim(1000)
+            handles += claimed
+            if len(claimed) < 1000:
                 return handles
+
+    async def claim(self, limit: int) -> list[RunHandle]:
+        """Claim up to ``limit`` available runs (new or abandoned) and execute them here."""
+        await self.open()
+        runs = await self.store.claim_available(
+            self.owner, self.lease_seconds, limit, workflows=list(_workflows)
+        )
+        for run in runs:
+            self._launch(find_workflow(run.workflow), run, replay=run.attempt > 1)
+        return [RunHandle(self, run.run_id) for run in runs]
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel an unfinished run, wherever it executes; ``False`` if it had finished.
+
+        The run's fencing token moves on, so the engine executing it stops at
+        its next write or lease renewal, whichever comes first.
+        """
+        await self.open()
+        cancelled = await self.store.cancel(run_id)
+        active = self._active.get(run_id)
+        if cancelled and active is not None and active.task is not None:
+            active.lost = True
+            active.task.cancel()
+        return cancelled
+
+    @property
+    def executing(self) -> int:
+        """How many runs this engine executes right now."""
+        return len(self._active)
 
     # -- reading
 
@@ -274,7 +303,7 @@ class Engine:
             await store.finish(run_id, active.fence, COMPLETED, result, None)
             return result
         except asyncio.CancelledError:
-            if active.lost:
+            if active.lost:  # cancelled, or the lease moved on: write nothing more
                 raise LeaseLostError(run_id, active.fence) from None
             await _quietly(store.release(run_id, active.fence))  # closing: give the run back
             raise
@@ -310,8 +339,7 @@ class Engine:
             try:
                 return await asyncio.shield(active.task)
             except (LeaseLostError, asyncio.CancelledError):
-                pass  # another engine continues it (or will): wait on the store
-        delay = 0.005
+                pass  # cancelled, or another engine continues it: ask the store
         while True:
             run = await self.store.get_run(run_id)
             if run.status == COMPLETED:
@@ -323,8 +351,8 @@ class Engine:
                 )
             if run.status == CANCELLED:
                 raise RunCancelledError(f"run {run_id} was cancelled")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            # Woken when any run finishes; the timeout only bounds a missed wake-up.
+            await self.store.wait_changed(timeout=5.0)
 
 
 def _decode(raw: bytes, run_id: str) -> _core.Record:

@@ -144,10 +144,16 @@ class Store(abc.ABC):
         """Take ``run_id`` if :func:`claimable`; bump its token and attempt. ``None`` if held."""
 
     @abc.abstractmethod
-    async def claim_recoverable(
+    async def claim_available(
         self, owner: str, lease_s: float, limit: int, workflows: Collection[str]
     ) -> list[RunInfo]:
-        """Claim up to ``limit`` unfinished runs of ``workflows`` that nobody live holds."""
+        """Claim up to ``limit`` runs of ``workflows`` that are :func:`claimable`.
+
+        New (pending) runs and runs whose engine died are taken alike: recovery
+        and new work go through this one claim. Each claimed run comes back with
+        its token bumped, ``attempt`` + 1, status ``running`` and ``owner`` set.
+        Safe against concurrent claimers: a run is handed to one of them only.
+        """
 
     @abc.abstractmethod
     async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float) -> list[str]:
@@ -164,6 +170,11 @@ class Store(abc.ABC):
         """Record the run's outcome, fenced."""
 
     @abc.abstractmethod
+    async def cancel(self, run_id: str) -> bool:
+        """Mark an unfinished run cancelled and bump its token, so the engine
+        executing it can write nothing more; ``False`` if it had finished."""
+
+    @abc.abstractmethod
     async def get_run(self, run_id: str) -> RunInfo:
         """The run, or ``RunNotFoundError``."""
 
@@ -172,6 +183,12 @@ class Store(abc.ABC):
         self, status: str | None = None, workflow: str | None = None, limit: int | None = None
     ) -> list[RunInfo]:
         """Runs, newest first."""
+
+    @abc.abstractmethod
+    async def wait_changed(self, timeout: float) -> None:
+        """Return soon after a run is created, released or finished by any
+        process using the store, or after ``timeout`` seconds. May return
+        early; callers re-check what they wait for. Never busy-polls."""
 
     # -- journal
 

@@ -38,7 +38,9 @@ from ..errors import (
     StoreFullError,
     SurestepError,
 )
+from .wake import WakeListener, WakeSender
 from .base import (
+    CANCELLED,
     FINISHED,
     PENDING,
     RUNNING,
@@ -54,6 +56,7 @@ MAX_BATCH = 8192
 _LEASE = struct.Struct("<Qd")
 
 Op = Callable[[Any], Any]
+_Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the future's loop, notify
 
 
 class _Env:
@@ -85,9 +88,8 @@ class _Env:
         # Resizing the map needs no transaction open in this process: readers
         # and the writer take this lock around their transactions.
         self.resize_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any], Any] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self.waker = WakeSender(path)
         self._thread = threading.Thread(target=self._write_loop, name="surestep-writer", daemon=True)
         self._thread.start()
 
@@ -106,15 +108,18 @@ class _Env:
 
     # -- writes, through the writer thread
 
-    def submit(self, op: Op) -> asyncio.Future[Any]:
+    def submit(self, op: Op, notify: bool = False) -> asyncio.Future[Any]:
+        """Queue ``op(txn)`` for the next group commit. ``notify``: wake the
+        processes waiting on this store once it is committed."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._queue.put((op, fut, loop))
+        self._queue.put((op, fut, loop, notify))
         return fut
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self.waker.close()
         self.env.close()
 
     def _write_loop(self) -> None:
@@ -133,8 +138,10 @@ class _Env:
                     break
                 batch.append(more)
             outcomes = self._commit(batch)
+            if any(item[3] for item in batch):
+                self.waker.notify()
             by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-            for (_, fut, loop), outcome in zip(batch, outcomes):
+            for (_, fut, loop, _), outcome in zip(batch, outcomes):
                 by_loop.setdefault(loop, []).append((fut, *outcome))
             for loop, settled in by_loop.items():
                 try:
@@ -142,7 +149,7 @@ class _Env:
                 except RuntimeError:  # that loop is closed: nobody waits any more
                     pass
 
-    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], Any]]) -> list[tuple[Any, BaseException | None]]:
+    def _commit(self, batch: list[_Item]) -> list[tuple[Any, BaseException | None]]:
         """Apply every op in one transaction; an op that raises changes nothing."""
         while True:
             outcomes: list[tuple[Any, BaseException | None]] = []
@@ -150,7 +157,7 @@ class _Env:
                 with self.resize_lock:
                     txn = self.env.begin(write=True)
                     try:
-                        for op, _, _ in batch:
+                        for op, _, _, _ in batch:
                             try:
                                 outcomes.append((op(txn), None))
                             except (SurestepError, LeaseLostError) as exc:
@@ -264,12 +271,16 @@ class LmdbStore(Store):
         self.map_size = map_size
         self.max_map_size = max(max_map_size, map_size)
         self._env: _Env | None = None
+        self._listener: WakeListener | None = None
 
     async def open(self) -> None:
         if self._env is None:
             self._env = _acquire(self.path, self.durability, self.map_size, self.max_map_size)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._env is not None:
             env, self._env = self._env, None
             await asyncio.get_running_loop().run_in_executor(None, _release, env)
@@ -330,7 +341,7 @@ class LmdbStore(Store):
         if owner is not None:
             self._take(run, owner, lease_s, time.time())
         # Ops are re-applied when a full map is grown: this one only writes.
-        await self.env.submit(lambda txn: self._save(txn, run))
+        await self.env.submit(lambda txn: self._save(txn, run), notify=True)
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -347,7 +358,7 @@ class LmdbStore(Store):
         result: RunInfo | None = await self.env.submit(op)
         return result
 
-    async def claim_recoverable(
+    async def claim_available(
         self, owner: str, lease_s: float, limit: int, workflows: Collection[str]
     ) -> list[RunInfo]:
         wanted = frozenset(workflows)
@@ -392,7 +403,7 @@ class LmdbStore(Store):
             run.owner, run.lease_until, run.status = None, 0.0, PENDING
             self._save(txn, run)
 
-        await self.env.submit(op)
+        await self.env.submit(op, notify=True)
 
     async def finish(
         self, run_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
@@ -406,7 +417,28 @@ class LmdbStore(Store):
             self._save(txn, run)
 
         assert status in FINISHED, status
-        await self.env.submit(op)
+        await self.env.submit(op, notify=True)
+
+    async def cancel(self, run_id: str) -> bool:
+        def op(txn: Any) -> bool:
+            run = self._load(txn, run_key(run_id))
+            if run is None:
+                raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            if run.finished:
+                return False
+            run.status, run.updated_at = CANCELLED, time.time()
+            run.fence += 1  # the executing engine's next write is refused
+            run.owner, run.lease_until = None, 0.0
+            self._save(txn, run)
+            return True
+
+        result: bool = await self.env.submit(op, notify=True)
+        return result
+
+    async def wait_changed(self, timeout: float) -> None:
+        if self._listener is None:
+            self._listener = WakeListener(self.path)
+        await self._listener.wait(timeout)
 
     async def get_run(self, run_id: str) -> RunInfo:
         try:

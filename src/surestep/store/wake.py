@@ -1,0 +1,83 @@
+"""Cross-process wake-ups for the embedded store, without polling.
+
+Every process that waits on a store binds a Unix datagram socket and
+registers it in the store directory (``wake/``, as a symlink to the socket, so
+a long store path does not hit the socket path limit). A process that commits
+a change worth waking for (a run created, released, finished or cancelled)
+sends one byte to every registered socket; a dead process's entry is
+removed by the first sender that finds it refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import tempfile
+import uuid
+
+
+class WakeSender:
+    """Used by the writer thread after a commit that others may wait for."""
+
+    def __init__(self, store_path: str) -> None:
+        self.directory = os.path.join(store_path, "wake")
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def notify(self) -> None:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return
+        for name in names:
+            entry = os.path.join(self.directory, name)
+            try:
+                self._sock.sendto(b"!", entry)
+            except BlockingIOError:
+                pass  # its queue is full: it has a wake-up pending already
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry)  # nobody listens there any more
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class WakeListener:
+    """One per store instance that waits; lives on one event loop."""
+
+    def __init__(self, store_path: str) -> None:
+        self.name = f"ssw-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._socket_path = os.path.join(tempfile.gettempdir(), self.name)
+        self._entry = os.path.join(store_path, "wake", self.name)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._sock.bind(self._socket_path)
+        os.symlink(self._socket_path, self._entry)
+        self._event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self._sock.recv(64)
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for path in (self._entry, self._socket_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
