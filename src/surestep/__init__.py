@@ -16,11 +16,13 @@ replays the journal, skips completed steps and continues::
 
 from ._version import __version__
 from .context import FunctionContext, WorkflowContext
-from .decorators import function, workflow
+from .decorators import BackoffPolicy, RetryPolicy, function, workflow
 from .engine import Engine, JournalEntry, RunHandle, run
 from .errors import (
+    ChildWorkflowError,
     ConfigurationError,
     DefinitionError,
+    EventTimeoutError,
     JournalCorruptError,
     LeaseLostError,
     NonDeterminismError,
@@ -39,14 +41,18 @@ from .errors import (
 from .store.base import RunInfo
 
 __all__ = [
+    "BackoffPolicy",
+    "ChildWorkflowError",
     "ConfigurationError",
     "DefinitionError",
     "Engine",
+    "EventTimeoutError",
     "FunctionContext",
     "JournalCorruptError",
     "JournalEntry",
     "LeaseLostError",
     "NonDeterminismError",
+    "RetryPolicy",
     "RunCancelledError",
     "RunHandle",
     "RunInfo",

@@ -11,22 +11,35 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random as _random
+import sys
 import time
+import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import _core, serde
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
+    ChildWorkflowError,
+    ConfigurationError,
     DefinitionError,
+    EventTimeoutError,
+    RunCancelledError,
+    Suspended,
+    WorkflowFailedError,
     NonDeterminismError,
     StepFailedError,
     StepTimeoutError,
     describe,
 )
 
+from .store.base import child_run_id
+
 if TYPE_CHECKING:
+    from .engine import Engine
     from .store.base import RunInfo, Store
 
 _NULL = b"null"
@@ -55,14 +68,21 @@ class FunctionContext:
 
 
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The run's logger: lines carry the run id and are silent while replaying."""
+    """The run's logger: lines at INFO and above are stored with the run (shown by
+    ``engine.logs``), carry the run id, and are not written again on replay."""
 
     def __init__(self, ctx: WorkflowContext, workflow: str) -> None:
         super().__init__(logging.getLogger(f"surestep.workflow.{workflow}"), {"run_id": ctx.run_id})
         self._ctx = ctx
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
-        return not self._ctx.is_replaying and self.logger.isEnabledFor(level)
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self._ctx.is_replaying:
+            return
+        if level >= logging.INFO:
+            self._ctx._store_log(level, str(msg) % args if args else str(msg))
+        if self.logger.isEnabledFor(level):
+            msg, kwargs = self.process(msg, kwargs)
+            self.logger.log(level, msg, *args, **kwargs)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         kwargs["extra"] = {**(kwargs.get("extra") or {}), "run_id": self._ctx.run_id}
@@ -77,6 +97,8 @@ class WorkflowContext:
         run: RunInfo,
         store: Store,
         index: _core.ReplayIndex | None,
+        engine: Engine | None = None,
+        inline_sleep: float = 1.0,
     ) -> None:
         self.run_id = run.run_id
         self.session_id = run.session_id or run.run_id
@@ -88,6 +110,12 @@ class WorkflowContext:
         self._index = index
         self._replay_max = index.max_seq if index is not None else -1
         self._seq = 0
+        self._engine = engine
+        self._inline_sleep = inline_sleep
+        # Records written without waiting (values, logs): awaited before the next
+        # record and before the run is given back, so the journal keeps its order.
+        self._pending: list[asyncio.Future[Any]] = []
+        self._log_at = (-1, -1)
         self.logger: logging.LoggerAdapter = _RunLogger(self, run.workflow)  # type: ignore[type-arg]
 
     @property
@@ -143,9 +171,7 @@ class WorkflowContext:
         if isinstance(spec, FunctionSpec):
             return self._run(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
         if isinstance(spec, WorkflowSpec):
-            raise DefinitionError(
-                f"ctx.step({spec.name}) names a workflow; child workflows are not supported yet"
-            )
+            return self._child(seq, spec, key, args, kwargs)
         if callable(target):
             raise DefinitionError(
                 f"ctx.step({getattr(target, '__name__', target)!r}) needs a @function; for a plain "
@@ -229,7 +255,7 @@ class WorkflowContext:
             time.time(),
         )
         record = _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload)
-        await self._store.append(self.run_id, self._fence, seq, record)
+        await self._append(seq, record)
         # Hand back what the journal holds, so the first run and every replay see one value.
         return serde.loads(output_json)
 
@@ -282,9 +308,173 @@ class WorkflowContext:
             f"the error of step {seq} ({name})",
         )
         record = _core.encode_record(_core.KIND_STEP_ERROR, seq, failed.attempts, name_hash, digest, payload)
-        await self._store.append(self.run_id, self._fence, seq, record)
+        await self._append(seq, record)
         return StepFailedError(
             name, seq, error["type"], error["message"], attempts=failed.attempts, traceback=error["traceback"]
+        )
+
+    # -- durable primitives
+
+    def now(self) -> datetime:
+        """The current time (UTC), journaled: replay returns the recorded time."""
+        return datetime.fromtimestamp(self._value("@now", time.time), timezone.utc)
+
+    def random(self) -> float:
+        """A random float in [0, 1), journaled."""
+        return float(self._value("@random", _random.random))
+
+    def uuid4(self) -> uuid.UUID:
+        """A random UUID, journaled."""
+        return uuid.UUID(self._value("@uuid4", lambda: uuid.uuid4().hex))
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably: the wake-up time is journaled, so a run resumed after a
+        crash wakes at the original time. Long sleeps give the run back and hold
+        nothing but a timer entry in the store."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ConfigurationError(f"sleep takes seconds >= 0, not {seconds!r}")
+        await self._sleep_until(lambda: time.time() + seconds)
+
+    async def sleep_until(self, when: float | datetime) -> None:
+        """Sleep durably until ``when`` (a UTC timestamp or an aware datetime)."""
+        at = when.timestamp() if isinstance(when, datetime) else float(when)
+        await self._sleep_until(lambda: at)
+
+    async def _sleep_until(self, produce: Callable[[], float]) -> None:
+        seq = self._take_seq()
+        recorded = self._recorded(seq, "@sleep", _NULL_DIGEST)
+        if recorded is not None:
+            wake_at = float(recorded["o"])
+        else:
+            wake_at = produce()
+            payload = b'{"n":"@sleep","o":%r,"t0":%r}' % (wake_at, time.time())
+            await self._append(seq, self._encode(_core.KIND_SLEEP, seq, "@sleep", payload))
+        remaining = wake_at - time.time()
+        if remaining <= 0:
+            return
+        if remaining <= self._inline_sleep:
+            await asyncio.sleep(remaining)
+            return
+        raise Suspended(wake_at)
+
+    async def wait_for_event(self, name: str, timeout: float | None = None) -> Any:
+        """Wait for ``engine.send_event(run_id, name, payload)`` and return the payload.
+
+        An event sent before the wait is kept for it. The run gives its worker
+        back while it waits. With ``timeout`` (seconds), ``EventTimeoutError`` is
+        raised in the workflow when no event came in time (journaled too).
+        """
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ConfigurationError(f"an event name is a non-empty str without NUL, not {name!r}")
+        deadline = None
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+                raise ConfigurationError(f"timeout takes seconds >= 0, not {timeout!r}")
+            deadline = float(self._value("@deadline", lambda: time.time() + timeout))
+        seq = self._take_seq()
+        tag = f"@event:{name}"
+        recorded = self._recorded(seq, tag, _NULL_DIGEST)
+        if recorded is None:
+            await self._flush()
+
+            def record(payload: bytes) -> bytes:
+                body = b'{"n":%b,"o":%b,"t1":%r}' % (serde.dumps(tag, "an event name"), payload, time.time())
+                return self._encode(_core.KIND_EVENT, seq, tag, body)
+
+            payload = await self._store.take_event(self.run_id, self._fence, name, seq, record)
+            if payload is not None:
+                return serde.loads(payload)
+            if deadline is None or time.time() < deadline:
+                raise Suspended(deadline, event=name)
+            body = b'{"n":%b,"timeout":true,"t1":%r}' % (serde.dumps(tag, "an event name"), time.time())
+            await self._append(seq, self._encode(_core.KIND_EVENT, seq, tag, body))
+            recorded = {"timeout": True}
+        if recorded.get("timeout"):
+            raise EventTimeoutError(f"run {self.run_id}: no event {name!r} within {timeout} s")
+        return recorded["o"]
+
+    async def _child(
+        self, seq: int, spec: WorkflowSpec, key: str | int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        tag = f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}"
+        input_json = serde.canonical((args, kwargs), f"the input of child step {seq} ({spec.name})")
+        digest = _core.input_digest(input_json)
+        recorded = self._recorded(seq, tag, digest, input_json)
+        if recorded is None:
+            if self._engine is None:
+                raise DefinitionError("child workflows need the run to execute in an Engine")
+            await self._flush()
+            child_id = child_run_id(self.run_id, seq)
+            head = b'{"n":%b,"i":%b,"child":"%b"' % (serde.dumps(tag, "a name"), input_json, child_id.encode())
+            try:
+                result = await self._engine._run_child(spec, child_id, args, kwargs, self)
+                body = head + b',"o":%b}' % serde.dumps(result, f"the result of child {child_id}")
+            except (WorkflowFailedError, RunCancelledError) as exc:
+                error = {
+                    "type": getattr(exc, "error_type", type(exc).__name__),
+                    "message": getattr(exc, "message", str(exc)),
+                }
+                body = head + b',"e":%b}' % serde.dumps(error, "an error")
+            record = _core.encode_record(_core.KIND_CHILD, seq, 0, _core.name_hash(tag), digest, body)
+            await self._append(seq, record)
+            recorded = serde.loads(body)
+        if "e" in recorded:
+            error = recorded["e"]
+            raise ChildWorkflowError(recorded["child"], spec.name, error["type"], error["message"])
+        return recorded["o"]
+
+    # -- journal plumbing
+
+    def _take_seq(self) -> int:
+        seq = self._seq
+        self._seq = seq + 1
+        return seq
+
+    def _recorded(
+        self, seq: int, name: str, digest: int, input_json: bytes = _NULL
+    ) -> dict[str, Any] | None:
+        """The recorded payload at ``seq`` for this name and input, if replaying."""
+        if seq > self._replay_max:
+            return None
+        record = self._lookup(seq, name, _core.name_hash(name), digest, input_json)
+        return None if record is None else serde.loads(record.payload)  # type: ignore[no-any-return]
+
+    def _value(self, name: str, produce: Callable[[], Any]) -> Any:
+        """A journaled value: recorded on the first run, read back on replay."""
+        seq = self._take_seq()
+        recorded = self._recorded(seq, name, _NULL_DIGEST)
+        if recorded is not None:
+            return recorded["o"]
+        value = produce()
+        payload = b'{"n":%b,"o":%b}' % (serde.dumps(name, "a name"), serde.dumps(value, name))
+        record = self._encode(_core.KIND_VALUE, seq, name, payload)
+        self._pending.append(asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record)))
+        return value
+
+    def _encode(self, kind: int, seq: int, name: str, payload: bytes) -> bytes:
+        return _core.encode_record(kind, seq, 0, _core.name_hash(name), _NULL_DIGEST, payload)
+
+    async def _append(self, seq: int, record: bytes) -> None:
+        if self._pending:
+            await self._flush()
+        await self._store.append(self.run_id, self._fence, seq, record)
+
+    async def _flush(self) -> None:
+        """Wait for the records written without waiting; their errors surface here."""
+        while self._pending:
+            pending, self._pending = self._pending, []
+            await asyncio.gather(*pending)
+
+    def _store_log(self, level: int, message: str) -> None:
+        position = self._seq
+        index = self._log_at[1] + 1 if self._log_at[0] == position else 0
+        self._log_at = (position, index)
+        line = serde.dumps(
+            {"t": time.time(), "level": logging.getLevelName(level), "message": message, "seq": position},
+            "a log line",
+        )
+        self._pending.append(
+            asyncio.ensure_future(self._store.append_log(self.run_id, position, index, line))
         )
 
     def _lookup(self, seq: int, name: str, name_hash: int, digest: int, input_json: bytes) -> _core.Record | None:
@@ -343,6 +533,9 @@ class _AttemptsExhausted(Exception):  # noqa: N818 - internal signal
 
 async def _with_timeout(aw: Awaitable[Any], timeout_ms: int, name: str, seq: int, attempt: int) -> Any:
     try:
+        if sys.version_info >= (3, 11):  # wait_for can swallow a cancellation before 3.12
+            async with asyncio.timeout(timeout_ms / 1000.0):
+                return await aw
         return await asyncio.wait_for(aw, timeout_ms / 1000.0)
     except asyncio.TimeoutError:
         raise StepTimeoutError(

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from .errors import (
     LeaseLostError,
     RunCancelledError,
     StoreError,
+    Suspended,
     WorkflowFailedError,
     describe,
 )
@@ -36,13 +38,21 @@ from .store.base import (
     Owner,
     RunInfo,
     Store,
+    claimable,
     new_run_id,
 )
 
 log = logging.getLogger("surestep.engine")
 T = TypeVar("T")
 
-KIND_NAMES = {_core.KIND_STEP: "step", _core.KIND_STEP_ERROR: "step_error"}
+KIND_NAMES = {
+    _core.KIND_STEP: "step",
+    _core.KIND_STEP_ERROR: "step_error",
+    _core.KIND_SLEEP: "sleep",
+    _core.KIND_EVENT: "event",
+    _core.KIND_VALUE: "value",
+    _core.KIND_CHILD: "child",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class JournalEntry:
     attempt: int
     started_at: float
     finished_at: float
+    child: str | None = None
 
 
 class RunHandle:
@@ -106,6 +117,7 @@ class Engine:
         durability: str = "fsync",
         lease_seconds: float = 15.0,
         execute: bool = True,
+        inline_sleep: float = 1.0,
         **store_options: Any,
     ) -> None:
         if not lease_seconds > 0:
@@ -113,10 +125,12 @@ class Engine:
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
         self.execute = execute
+        self.inline_sleep = inline_sleep
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
+        self._waker: asyncio.Task[None] | None = None
 
     # -- lifecycle
 
@@ -124,15 +138,21 @@ class Engine:
         if not self._opened:
             await self.store.open()
             self._opened = True
+            if self.execute:
+                self._waker = asyncio.get_running_loop().create_task(
+                    self._wake_due(), name="surestep-timers"
+                )
         return self
 
     async def close(self) -> None:
         """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
         if not self._opened:
             return
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
+        for background in (self._heartbeat, self._waker):
+            if background is not None:
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
+        self._heartbeat = self._waker = None
         active = [a.task for a in self._active.values() if a.task is not None]
         for task in active:
             task.cancel()
@@ -225,6 +245,14 @@ class Engine:
             active.task.cancel()
         return cancelled
 
+    async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send ``payload`` (JSON) to the run's ``ctx.wait_for_event(name)``; kept
+        until the run waits for it, and wakes the run if it waits already."""
+        await self.open()
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ConfigurationError(f"an event name is a non-empty str without NUL, not {name!r}")
+        await self.store.send_event(run_id, name, serde.dumps(payload, f"the payload of event {name!r}"))
+
     @property
     def executing(self) -> int:
         """How many runs this engine executes right now."""
@@ -263,9 +291,16 @@ class Engine:
                     attempt=record.attempt,
                     started_at=data.get("t0", 0.0),
                     finished_at=data.get("t1", 0.0),
+                    child=data.get("child"),
                 )
             )
         return entries
+
+    async def logs(self, run_id: str) -> list[dict[str, Any]]:
+        """The lines the run's ``ctx.logger`` wrote (time, level, message, step position)."""
+        await self.open()
+        await self.store.get_run(run_id)
+        return [serde.loads(line) for line in await self.store.logs(run_id)]
 
     # -- execution
 
@@ -275,11 +310,13 @@ class Engine:
         active.task = asyncio.get_running_loop().create_task(
             self._execute(spec, run, active, replay), name=f"surestep-run-{run.run_id}"
         )
+        active.task.add_done_callback(_outcome_is_in_the_store)
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="surestep-heartbeat")
 
     async def _execute(self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool) -> Any:
         store, run_id = self.store, run.run_id
+        ctx: WorkflowContext | None = None
         try:
             try:
                 index = None
@@ -290,18 +327,26 @@ class Engine:
                             index.add(raw)
                         except JournalCorruptError as exc:
                             raise exc.for_run(run_id) from exc
-                ctx = WorkflowContext(run, store, index)
+                ctx = WorkflowContext(run, store, index, self, self.inline_sleep)
                 value = await spec.fn(ctx, *run.args, **run.kwargs)
                 ctx._check_all_replayed()
                 result = serde.loads(serde.dumps(value, f"the result of workflow {spec.name!r}"))
-            except (LeaseLostError, StoreError, asyncio.CancelledError):
+                await ctx._flush()
+            except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
             except Exception as exc:
+                if ctx is not None:
+                    await ctx._flush()
                 error = describe(exc)
                 await store.finish(run_id, active.fence, FAILED, None, error)
                 raise WorkflowFailedError(run_id, error["type"], error["message"], error["traceback"]) from exc
             await store.finish(run_id, active.fence, COMPLETED, result, None)
             return result
+        except Suspended as suspended:
+            assert ctx is not None
+            await ctx._flush()
+            await store.suspend(run_id, active.fence, suspended.wake_at, suspended.event)
+            raise
         except asyncio.CancelledError:
             if active.lost:  # cancelled, or the lease moved on: write nothing more
                 raise LeaseLostError(run_id, active.fence) from None
@@ -315,6 +360,49 @@ class Engine:
             raise
         finally:
             self._active.pop(run_id, None)
+
+    async def _run_child(
+        self, spec: WorkflowSpec, child_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], parent: WorkflowContext
+    ) -> Any:
+        """Start (or find again) the child run ``child_id`` and wait for its result."""
+        serde.dumps([args, kwargs], f"the input of child workflow {spec.name!r}")
+        child = RunInfo(
+            run_id=child_id,
+            workflow=spec.name,
+            version=spec.version,
+            args=list(args),
+            kwargs=kwargs,
+            session_id=parent.session_id,
+            user_id=parent.user_id,
+            parent_id=parent.run_id,
+        )
+        stored = await self.store.create_child(child, self.owner, self.lease_seconds)
+        if child_id not in self._active:
+            if stored.owner == self.owner and not stored.finished:
+                self._launch(spec, stored, replay=stored.attempt > 1)
+            elif claimable(stored, time.time()):
+                claimed = await self.store.claim(child_id, self.owner, self.lease_seconds)
+                if claimed is not None:
+                    self._launch(spec, claimed, replay=True)
+        return await self._wait(child_id)
+
+    async def _wake_due(self) -> None:
+        """Resume the waiting runs that come due (timers, events), for the workflows known here."""
+        while True:
+            try:
+                runs = await self.store.claim_available(
+                    self.owner, self.lease_seconds, 100, workflows=list(_workflows), due_only=True
+                )
+                for run in runs:
+                    self._launch(find_workflow(run.workflow), run, replay=True)
+                if runs:
+                    continue
+                wake = await self.store.next_wake()
+                timeout = 60.0 if wake is None else min(max(wake - time.time(), 0.0), 60.0)
+                await self.store.wait_changed(timeout)
+            except StoreError:
+                log.exception("resuming due runs failed; retrying")
+                await asyncio.sleep(1.0)
 
     async def _beat(self) -> None:
         """Renew the leases of the runs executing here, a third of a lease apart."""
@@ -334,13 +422,17 @@ class Engine:
         self._heartbeat = None
 
     async def _wait(self, run_id: str) -> Any:
-        active = self._active.get(run_id)
-        if active is not None and active.task is not None:
-            try:
-                return await asyncio.shield(active.task)
-            except (LeaseLostError, asyncio.CancelledError):
-                pass  # cancelled, or another engine continues it: ask the store
         while True:
+            active = self._active.get(run_id)
+            if active is not None and active.task is not None:
+                task = active.task
+                try:
+                    return await asyncio.shield(task)
+                except (LeaseLostError, Suspended):
+                    pass  # it waits, was cancelled, or continues elsewhere: ask the store
+                except asyncio.CancelledError:
+                    if not task.done():
+                        raise  # the waiter itself is cancelled, not the run
             run = await self.store.get_run(run_id)
             if run.status == COMPLETED:
                 return run.result
@@ -351,8 +443,17 @@ class Engine:
                 )
             if run.status == CANCELLED:
                 raise RunCancelledError(f"run {run_id} was cancelled")
+            if run_id in self._active:
+                continue  # resumed here meanwhile
             # Woken when any run finishes; the timeout only bounds a missed wake-up.
             await self.store.wait_changed(timeout=5.0)
+
+
+def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
+    """A run task's exception (failed, suspended, lease lost) is already recorded or
+    logged; whoever waits reads the store. Mark it retrieved so asyncio stays quiet."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _decode(raw: bytes, run_id: str) -> _core.Record:

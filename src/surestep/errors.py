@@ -158,6 +158,21 @@ class RunCancelledError(SurestepError):
     """``handle.result()`` of a run that was cancelled."""
 
 
+class EventTimeoutError(SurestepError, TimeoutError):
+    """``ctx.wait_for_event(name, timeout=...)`` saw no event in time. Journaled."""
+
+
+class ChildWorkflowError(SurestepError):
+    """A child workflow failed or was cancelled; raised in the parent. Journaled."""
+
+    def __init__(self, child_id: str, workflow: str, error_type: str, message: str) -> None:
+        self.child_id = child_id
+        self.workflow = workflow
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"child run {child_id} ({workflow}) failed: {error_type}: {message}")
+
+
 # ---------------------------------------------------------------- store
 
 
@@ -193,7 +208,13 @@ class Cancelled(ControlFlow):
 
 
 class Suspended(ControlFlow):
-    """The run waits (a timer, an event) and gives its worker back."""
+    """The run waits (a timer, an event) and gives its worker back: it is resumed by
+    replay when ``wake_at`` comes or ``event`` is sent."""
+
+    def __init__(self, wake_at: float | None, event: str | None = None) -> None:
+        self.wake_at = wake_at
+        self.event = event
+        super().__init__(f"waiting until {wake_at}" + (f" for event {event!r}" if event else ""))
 
 
 def describe(exc: BaseException) -> dict[str, str]:

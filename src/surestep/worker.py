@@ -84,8 +84,6 @@ class Worker:
         await self._drain()
 
     def _on_done(self, task: asyncio.Task[object]) -> None:
-        if not task.cancelled():
-            task.exception()  # retrieved: the outcome is in the store
         self._slot_freed.set()
 
     async def _idle(self, rescan: float, full: bool) -> None:

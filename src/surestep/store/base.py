@@ -14,16 +14,19 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .. import _core
 
 PENDING = "pending"
 RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
+WAITING = "waiting"  # suspended: until ``wake_at``, an event, or a child's end
+STATUSES = (PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED)
 FINISHED = frozenset((COMPLETED, FAILED, CANCELLED))
 
 
@@ -59,6 +62,9 @@ class RunInfo:
     attempt: int = 0
     result: Any = None
     error: dict[str, Any] | None = None
+    parent_id: str | None = None
+    wake_at: float | None = None
+    waiting_for: str | None = None
     owner: str | None = None
     lease_until: float = 0.0
     fence: int = 0
@@ -112,9 +118,20 @@ class Owner:
         return False
 
 
+def child_run_id(parent_id: str, seq: int) -> str:
+    """The child started by step ``seq`` of ``parent_id``: derived, so that a parent
+    replayed after a crash finds the child it started instead of starting another."""
+    digest = _core.xxh64(f"{parent_id}:{seq}".encode(), _core.NAME_SEED)
+    salt = _core.xxh64(f"{seq}:{parent_id}".encode(), _core.INPUT_SEED)
+    return f"{parent_id[:12]}{digest:016x}{salt:016x}"[:32]
+
+
 def claimable(run: RunInfo, now: float) -> bool:
-    """An unfinished run nobody live holds: never claimed, lease expired, or owner dead."""
+    """An unfinished run nobody live holds: never claimed, lease expired, or owner
+    dead; a waiting run only once it is due (its timer ran out, or it was woken)."""
     if run.finished:
+        return False
+    if run.status == WAITING and (run.wake_at is None or run.wake_at > now):
         return False
     if run.owner is None or run.lease_until <= now:
         return True
@@ -145,7 +162,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim_available(
-        self, owner: str, lease_s: float, limit: int, workflows: Collection[str]
+        self,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        workflows: Collection[str],
+        due_only: bool = False,
     ) -> list[RunInfo]:
         """Claim up to ``limit`` runs of ``workflows`` that are :func:`claimable`.
 
@@ -153,7 +175,51 @@ class Store(abc.ABC):
         and new work go through this one claim. Each claimed run comes back with
         its token bumped, ``attempt`` + 1, status ``running`` and ``owner`` set.
         Safe against concurrent claimers: a run is handed to one of them only.
+        ``due_only``: only waiting runs that are due (timers, woken runs).
         """
+
+    @abc.abstractmethod
+    async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
+        """Create ``run`` (its id derived from its parent) claimed for ``owner``,
+        unless it exists: then return it as stored. Idempotent."""
+
+    @abc.abstractmethod
+    async def suspend(
+        self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
+    ) -> None:
+        """Give the run back, waiting until ``wake_at`` and, when ``event`` is given,
+        until that event is sent (``wake_at`` is then its deadline, or ``None``).
+        Fenced. If the event was sent already, the run is due at once: nothing
+        sent in between is lost."""
+
+    @abc.abstractmethod
+    async def next_wake(self) -> float | None:
+        """The earliest time a waiting run becomes due, if any."""
+
+    # -- events
+
+    @abc.abstractmethod
+    async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
+        """Keep ``payload`` (JSON) for the run's next ``wait_for_event(name)``; wake it
+        if it waits. ``RunNotFoundError`` for an unknown run."""
+
+    @abc.abstractmethod
+    async def take_event(
+        self, run_id: str, fence: int, name: str, seq: int, record: Callable[[bytes], bytes]
+    ) -> bytes | None:
+        """Consume the oldest event ``name`` sent to the run and append
+        ``record(payload)`` at ``seq`` in the same transaction (fenced); the payload,
+        or ``None`` when no such event is waiting."""
+
+    # -- logs
+
+    @abc.abstractmethod
+    async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
+        """Store a log line (JSON) at (step position, index): replay rewrites the same key."""
+
+    @abc.abstractmethod
+    async def logs(self, run_id: str) -> list[bytes]:
+        """The run's log lines in order."""
 
     @abc.abstractmethod
     async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float) -> list[str]:

@@ -4,8 +4,11 @@ Layout (named databases in one environment):
 
 ``journal``  step key (run key + big-endian seq) -> encoded record
 ``runs``     run key -> the run's row as JSON (without its lease)
-``leases``   run key -> fence u64, lease-until f64, owner (UTF-8)
-``active``   run key -> empty, for every unfinished run (recovery reads only these)
+``leases``   run key -> fence u64, lease end f64, written at f64, owner (UTF-8)
+``active``   run key -> empty, for every pending or running run (claims read only these)
+``timers``   wake time (big-endian ms) + run key -> empty, for every waiting run with a time
+``events``   run key + event name + NUL + big-endian counter -> payload (JSON), until taken
+``logs``     run key + big-endian step position (u32) + index (u16) -> log line (JSON)
 
 All writes go through one writer thread per environment that does group
 commit: every operation queued while the previous transaction committed rides
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import queue
 import struct
@@ -44,6 +48,7 @@ from .base import (
     FINISHED,
     PENDING,
     RUNNING,
+    WAITING,
     RunInfo,
     Store,
     claimable,
@@ -53,7 +58,9 @@ from .base import (
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
-_LEASE = struct.Struct("<Qd")
+_LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
+_MS = struct.Struct(">Q")
+_LOG_POS = struct.Struct(">IH")
 
 Op = Callable[[Any], Any]
 _Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the future's loop, notify
@@ -85,6 +92,9 @@ class _Env:
         self.runs = self.env.open_db(b"runs")
         self.leases = self.env.open_db(b"leases")
         self.active = self.env.open_db(b"active")
+        self.timers = self.env.open_db(b"timers")
+        self.events = self.env.open_db(b"events")
+        self.logs = self.env.open_db(b"logs")
         # Resizing the map needs no transaction open in this process: readers
         # and the writer take this lock around their transactions.
         self.resize_lock = threading.Lock()
@@ -242,13 +252,30 @@ def _release(env: _Env) -> None:
     env.stop()
 
 
+# Leases are kept on the host's monotonic clock, not the wall clock: every process on the
+# host reads the same CLOCK_MONOTONIC (mach_absolute_time on macOS), and no clock step moves
+# it. On the wall clock, a jump forward (NTP stepping, a VM resumed, `date -s`) ended every
+# live lease at once and handed running runs to a second engine; a jump back kept a hung
+# engine's lease alive for as long as the jump. Callers still speak wall-clock time
+# (RunInfo.lease_until): the two helpers below convert at the moment of reading or writing.
+# The monotonic clock restarts at boot, so a lease also records when it was written: one
+# written "later" than now comes from an earlier boot and has ended; any other lease from
+# an earlier boot can look held for at most one lease length, as it would have been anyway.
+
+
 def _lease_bytes(fence: int, until: float, owner: str | None) -> bytes:
-    return _LEASE.pack(fence, until) + (owner or "").encode()
+    """A lease ending at wall-clock ``until`` (0: no lease), as stored."""
+    wall, mono = time.time(), time.monotonic()
+    end = 0.0 if until <= 0 else mono + (until - wall)
+    return _LEASE.pack(fence, end, mono) + (owner or "").encode()
 
 
 def _lease_of(raw: Any) -> tuple[int, float, str | None]:
-    fence, until = _LEASE.unpack_from(raw)
+    """A stored lease: fence, its end in wall-clock time as of now (0: none), owner."""
+    fence, end, written = _LEASE.unpack_from(raw)
     owner = bytes(raw[_LEASE.size :]).decode()
+    mono = time.monotonic()
+    until = 0.0 if end <= 0 or written > mono else time.time() + (end - mono)
     return fence, until, owner or None
 
 
@@ -305,17 +332,25 @@ class LmdbStore(Store):
         return run
 
     def _save(self, txn: Any, run: RunInfo) -> None:
+        """Write the run's row and lease, and keep the ``active``/``timers`` indexes right."""
         e = self.env
         key = run_key(run.run_id)
+        previous = txn.get(key, db=e.runs)
+        if previous is not None:
+            old = orjson.loads(previous)
+            if old["status"] == WAITING and old.get("wake_at") is not None:
+                txn.delete(_timer_key(old["wake_at"], key), db=e.timers)
         row = run.to_dict()
         for name in ("owner", "lease_until", "fence"):
             del row[name]
         txn.put(key, orjson.dumps(row), db=e.runs)
         txn.put(key, _lease_bytes(run.fence, run.lease_until, run.owner), db=e.leases)
-        if run.status in FINISHED:
-            txn.delete(key, db=e.active)
-        else:
+        if run.status in (PENDING, RUNNING):
             txn.put(key, b"", db=e.active)
+        else:
+            txn.delete(key, db=e.active)
+            if run.status == WAITING and run.wake_at is not None:
+                txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
     def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
@@ -332,6 +367,7 @@ class LmdbStore(Store):
         run.owner = owner
         run.lease_until = now + lease_s
         run.status = RUNNING
+        run.wake_at = run.waiting_for = None
         run.updated_at = now
         return run
 
@@ -359,15 +395,28 @@ class LmdbStore(Store):
         return result
 
     async def claim_available(
-        self, owner: str, lease_s: float, limit: int, workflows: Collection[str]
+        self,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        workflows: Collection[str],
+        due_only: bool = False,
     ) -> list[RunInfo]:
         wanted = frozenset(workflows)
 
         def op(txn: Any) -> list[RunInfo]:
+            e = self.env
             now = time.time()
+            candidates = []
+            for key in txn.cursor(db=e.timers).iternext(values=False):
+                if _MS.unpack_from(key)[0] > now * 1000:
+                    break
+                candidates.append(bytes(key[_MS.size :]))
+            if not due_only:
+                candidates += [bytes(k) for k in txn.cursor(db=e.active).iternext(values=False)]
             taken: list[RunInfo] = []
-            for key in list(txn.cursor(db=self.env.active).iternext(values=False)):
-                run = self._load(txn, bytes(key))
+            for key in candidates:
+                run = self._load(txn, key)
                 if run is None or run.workflow not in wanted or not claimable(run, now):
                     continue
                 self._save(txn, self._take(run, owner, lease_s, now))
@@ -377,6 +426,40 @@ class LmdbStore(Store):
             return taken
 
         result: list[RunInfo] = await self.env.submit(op)
+        return result
+
+    async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
+        def op(txn: Any) -> RunInfo:
+            existing = self._load(txn, run_key(run.run_id))
+            if existing is not None:
+                return existing
+            child = RunInfo.from_dict(run.to_dict())
+            self._save(txn, self._take(child, owner, lease_s, time.time()))
+            return child
+
+        result: RunInfo = await self.env.submit(op, notify=True)
+        return result
+
+    async def suspend(self, run_id: str, fence: int, wake_at: float | None, event: str | None = None) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            run = self._load(txn, key)
+            assert run is not None
+            now = time.time()
+            run.status, run.owner, run.lease_until, run.updated_at = WAITING, None, 0.0, now
+            run.wake_at, run.waiting_for = wake_at, event
+            if event is not None and self._first_event(txn, key, event) is not None:
+                run.wake_at = now  # it came while the run was deciding to wait
+            self._save(txn, run)
+
+        await self.env.submit(op, notify=True)
+
+    async def next_wake(self) -> float | None:
+        def first(txn: Any) -> float | None:
+            cursor = txn.cursor(db=self.env.timers)
+            return _MS.unpack_from(cursor.key())[0] / 1000 if cursor.first() else None
+
+        result: float | None = self.env.read(first)
         return result
 
     async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float) -> list[str]:
@@ -473,6 +556,58 @@ class LmdbStore(Store):
         result: list[RunInfo] = self.env.read(scan)
         return result
 
+    # -- events
+
+    def _first_event(self, txn: Any, key: bytes, name: str) -> tuple[bytes, bytes] | None:
+        prefix = _event_prefix(key, name)
+        cursor = txn.cursor(db=self.env.events)
+        if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
+            return bytes(cursor.key()), bytes(cursor.value())
+        return None
+
+    async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
+        key = run_key(run_id)
+
+        def op(txn: Any) -> None:
+            e = self.env
+            run = self._load(txn, key)
+            if run is None:
+                raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            prefix = _event_prefix(key, name)
+            last = _last_key(txn.cursor(db=e.events), prefix)
+            counter = 0 if last is None else _MS.unpack_from(last, len(prefix))[0] + 1
+            txn.put(prefix + _MS.pack(counter), payload, db=e.events)
+            if run.status == WAITING and run.waiting_for == name:
+                run.wake_at = time.time()  # due now
+                self._save(txn, run)
+
+        await self.env.submit(op, notify=True)
+
+    async def take_event(
+        self, run_id: str, fence: int, name: str, seq: int, record: Callable[[bytes], bytes]
+    ) -> bytes | None:
+        def op(txn: Any) -> bytes | None:
+            key = self._check_fence(txn, run_id, fence)
+            found = self._first_event(txn, key, name)
+            if found is None:
+                return None
+            event_key, payload = found
+            txn.delete(event_key, db=self.env.events)
+            txn.put(_core.step_key(key, seq), record(payload), db=self.env.journal)
+            return payload
+
+        result: bytes | None = await self.env.submit(op)
+        return result
+
+    # -- logs
+
+    async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
+        key = run_key(run_id) + _LOG_POS.pack(position, index)
+        await self.env.submit(lambda txn: txn.put(key, line, db=self.env.logs))
+
+    async def logs(self, run_id: str) -> list[bytes]:
+        return self._range(self.env.logs, run_key(run_id))
+
     # -- journal
 
     async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
@@ -483,15 +618,18 @@ class LmdbStore(Store):
         await self.env.submit(op)
 
     async def journal(self, run_id: str) -> list[bytes]:
-        prefix = run_key(run_id)
+        return self._range(self.env.journal, run_key(run_id))
+
+    def _range(self, db: Any, prefix: bytes) -> list[bytes]:
+        """The values of every key starting with ``prefix``, in key order."""
 
         def scan(txn: Any) -> list[bytes]:
-            cursor = txn.cursor(db=self.env.journal)
+            cursor = txn.cursor(db=db)
             out: list[bytes] = []
             if not cursor.set_range(prefix):
                 return out
             for key, value in cursor:
-                if bytes(key[: _core.RUN_KEY_SIZE]) != prefix:
+                if bytes(key[: len(prefix)]) != prefix:
                     break
                 out.append(bytes(value))
             return out
@@ -499,3 +637,17 @@ class LmdbStore(Store):
         result: list[bytes] = self.env.read(scan)
         return result
 
+
+def _timer_key(wake_at: float, key: bytes) -> bytes:
+    # Rounded up: a run whose timer key is due is due by claimable() too.
+    return _MS.pack(math.ceil(wake_at * 1000)) + key
+
+
+def _last_key(cursor: Any, prefix: bytes) -> bytes | None:
+    """The last key that starts with ``prefix`` (followed by an 8-byte counter)."""
+    moved = cursor.prev() if cursor.set_range(prefix + b"\xff" * 9) else cursor.last()
+    return bytes(cursor.key()) if moved and bytes(cursor.key()).startswith(prefix) else None
+
+
+def _event_prefix(key: bytes, name: str) -> bytes:
+    return key + name.encode() + b"\x00"

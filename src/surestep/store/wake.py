@@ -70,8 +70,14 @@ class WakeListener:
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        # Not asyncio.wait_for: on Python < 3.12 it can swallow a cancellation that
+        # arrives as the event is set, and the engine stops this wait by cancelling it.
+        if not self._event.is_set():
+            timer = self._loop.call_later(timeout, self._event.set)
+            try:
+                await self._event.wait()
+            finally:
+                timer.cancel()
         self._event.clear()
 
     def close(self) -> None:
