@@ -14,8 +14,10 @@ import pytest
 
 from surestep import (
     ChildWorkflowError,
+    ConfigurationError,
     Engine,
     EventTimeoutError,
+    StateConflictError,
     WorkflowContext,
     function,
     workflow,
@@ -139,7 +141,7 @@ async def test_event_timeout_is_a_typed_error_in_the_workflow(store_path: str) -
 
 
 async def test_send_event_to_unknown_run(store_path: str) -> None:
-    from surestep import ConfigurationError, RunNotFoundError
+    from surestep import RunNotFoundError
 
     async with Engine(store_path) as engine:
         with pytest.raises(RunNotFoundError):
@@ -342,3 +344,86 @@ async def _idle(engine: Engine) -> bool:
 
 async def _count(counter: Counter[str], key: str, n: int) -> bool:
     return counter[key] >= n
+
+
+# -- scoped state
+
+
+async def test_run_state_survives_an_interruption(store_path: str) -> None:
+    release = asyncio.Event()
+
+    @workflow
+    async def stateful(ctx: WorkflowContext) -> dict:
+        ctx.state.set("count", 1)
+        ctx.state.set("gone", True)
+        ctx.state.delete("gone")
+        await ctx.step("hold", _hold(release))
+        ctx.state.set("count", ctx.state.get("count") + 1)
+        return dict(ctx.state.items())
+
+    first = Engine(store_path)
+    handle = await first.start(stateful)
+    await until(lambda: _journal_len(first, handle.run_id, 3))
+    await first.close()
+    release.set()
+    async with Engine(store_path) as second:
+        (resumed,) = await second.recover()
+        assert await resumed.result() == {"count": 2}
+        assert await second.state(run_id=handle.run_id) == {"count": 2}
+
+
+async def test_concurrent_runs_of_a_session_lose_no_update(store_path: str) -> None:
+    @workflow
+    async def bump(ctx: WorkflowContext, times: int) -> None:
+        for _ in range(times):
+            await ctx.session.state.update("visits", lambda n: n + 1, default=0)
+            await asyncio.sleep(0)
+
+    async with Engine(store_path) as engine:
+        handles = [await engine.start(bump, 15, session_id="s-1") for _ in range(4)]
+        await asyncio.gather(*(h.result() for h in handles))
+        assert await engine.state(session_id="s-1") == {"visits": 60}
+        assert await engine.state(session_id="s-2") == {}
+
+
+async def test_replay_sees_the_value_read_even_if_it_changed(store_path: str) -> None:
+    release = asyncio.Event()
+
+    @workflow
+    async def reader(ctx: WorkflowContext) -> list:
+        seen = await ctx.user.state.get("plan")
+        await ctx.step("hold", _hold(release))
+        try:
+            await ctx.user.state.set("plan", f"{seen}+")
+        except StateConflictError:
+            return [seen, "conflict", await ctx.user.state.get("plan")]
+        return [seen, "written"]
+
+    @workflow
+    async def writer(ctx: WorkflowContext, plan: str) -> None:
+        await ctx.user.state.set("plan", plan)
+
+    async with Engine(store_path) as engine:
+        await engine.run(writer, "basic", user_id="u-1")
+    first = Engine(store_path)
+    handle = await first.start(reader, user_id="u-1")
+    await until(lambda: _journal_len(first, handle.run_id, 1))
+    await first.close()
+    async with Engine(store_path) as other:
+        await other.run(writer, "pro", user_id="u-1")  # changes the key meanwhile
+    release.set()
+    async with Engine(store_path) as second:
+        (resumed,) = await second.recover()
+        assert await resumed.result() == ["basic", "conflict", "pro"]
+        assert await second.state(user_id="u-1") == {"plan": "pro"}
+
+
+async def test_user_scope_needs_a_user(store_path: str) -> None:
+    @workflow
+    async def anonymous(ctx: WorkflowContext) -> list:
+        return [ctx.user is None, ctx.session.id == ctx.run_id]
+
+    async with Engine(store_path) as engine:
+        assert await engine.run(anonymous) == [True, True]
+        with pytest.raises(ConfigurationError):
+            await engine.state()

@@ -28,6 +28,7 @@ from .errors import (
     DefinitionError,
     EventTimeoutError,
     RunCancelledError,
+    StateConflictError,
     Suspended,
     WorkflowFailedError,
     NonDeterminismError,
@@ -89,6 +90,129 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{self._ctx.run_id}] {msg}", kwargs
 
 
+class RunState:
+    """``ctx.state``: the run's own durable state (synchronous, as in the AGNT5 SDK).
+
+    Writes are journaled, and replay rebuilds the state from them, so a resumed
+    run sees what it had. Values are JSON.
+    """
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self._ctx = ctx
+        self._values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._values[key] = self._ctx._run_state_write(key, value, delete=False)
+
+    def delete(self, key: str) -> None:
+        self._ctx._run_state_write(key, None, delete=True)
+        self._values.pop(key, None)
+
+    def clear(self) -> None:
+        for key in list(self._values):
+            self.delete(key)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self._values.items())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+
+class SharedState:
+    """The durable state of a session or a user, shared by their runs (``await`` it).
+
+    Reads are journaled, so replay sees the value the run saw even if another run
+    changed it since. A ``set`` after a ``get`` of the same key writes only if no
+    other run wrote that key in between; otherwise it raises
+    ``StateConflictError`` (journaled too). ``update(key, fn)`` retries for you:
+    concurrent runs of one session never lose each other's updates.
+    """
+
+    def __init__(self, ctx: WorkflowContext, scope: str) -> None:
+        self._ctx = ctx
+        self.scope = scope
+        self._versions: dict[str, int] = {}
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        ctx = self._ctx
+        seq = ctx._take_seq()
+        input_json = serde.canonical([self.scope, key], "a state key")
+        digest = _core.input_digest(input_json)
+        recorded = ctx._recorded(seq, "@state.get", digest, input_json)
+        if recorded is None:
+            await ctx._flush()
+            head = b'{"n":"@state.get","i":%b' % input_json
+
+            def record(value: bytes | None, version: int) -> bytes:
+                body = head + b',"o":%b,"v":%d}' % (value or _NULL, version)
+                return _core.encode_record(
+                    _core.KIND_STATE, seq, 0, _core.name_hash("@state.get"), digest, body
+                )
+
+            value, version = await ctx._store.state_read(
+                ctx.run_id, ctx._fence, seq, self.scope, key, record
+            )
+            recorded = {"o": serde.loads(value) if value else None, "v": version}
+        self._versions[key] = recorded["v"]
+        return default if recorded["o"] is None else recorded["o"]
+
+    async def set(self, key: str, value: Any) -> None:
+        await self._write(key, serde.dumps(value, f"the value of state key {key!r}"))
+
+    async def delete(self, key: str) -> None:
+        await self._write(key, None)
+
+    async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        """Read, apply ``fn``, write; again on a conflict. Returns the value written."""
+        for _ in range(100):
+            value = fn(await self.get(key, default))
+            try:
+                await self.set(key, value)
+            except StateConflictError:
+                continue
+            return value
+        raise StateConflictError(f"{self.scope}: key {key!r} kept changing; gave up after 100 tries")
+
+    async def _write(self, key: str, value: bytes | None) -> None:
+        ctx = self._ctx
+        seq = ctx._take_seq()
+        input_json = b"[%b,%b]" % (serde.canonical([self.scope, key], "a state key"), value or _NULL)
+        digest = _core.input_digest(input_json)
+        recorded = ctx._recorded(seq, "@state.set", digest, input_json)
+        if recorded is None:
+            await ctx._flush()
+            head = b'{"n":"@state.set","i":%b' % input_json
+
+            def record(version: int | None) -> bytes:
+                body = head + b',"v":%b}' % (_NULL if version is None else b"%d" % version)
+                return _core.encode_record(
+                    _core.KIND_STATE, seq, 0, _core.name_hash("@state.set"), digest, body
+                )
+
+            version = await ctx._store.state_write(
+                ctx.run_id, ctx._fence, seq, self.scope, key, value, self._versions.get(key), record
+            )
+            recorded = {"v": version}
+        if recorded["v"] is None:
+            self._versions.pop(key, None)
+            raise StateConflictError(
+                f"{self.scope}: key {key!r} changed since this run read it (step {seq}); read it again"
+            )
+        self._versions[key] = recorded["v"]
+
+
+class Scope:
+    """``ctx.session`` / ``ctx.user``: an id and its shared ``state``."""
+
+    def __init__(self, ctx: WorkflowContext, kind: str, ident: str) -> None:
+        self.id = ident
+        self.state = SharedState(ctx, f"{kind}:{ident}")
+
+
 class WorkflowContext:
     """The durable context of one run of a workflow."""
 
@@ -116,6 +240,9 @@ class WorkflowContext:
         # record and before the run is given back, so the journal keeps its order.
         self._pending: list[asyncio.Future[Any]] = []
         self._log_at = (-1, -1)
+        self.state = RunState(self)
+        self.session = Scope(self, "session", self.session_id)
+        self.user = Scope(self, "user", self.user_id) if self.user_id is not None else None
         self.logger: logging.LoggerAdapter = _RunLogger(self, run.workflow)  # type: ignore[type-arg]
 
     @property
@@ -422,6 +549,24 @@ class WorkflowContext:
             error = recorded["e"]
             raise ChildWorkflowError(recorded["child"], spec.name, error["type"], error["message"])
         return recorded["o"]
+
+    def _run_state_write(self, key: str, value: Any, delete: bool) -> Any:
+        """Journal a write of ``ctx.state``; on replay, the recorded value."""
+        if not isinstance(key, str):
+            raise ConfigurationError(f"a state key is a str, not {key!r}")
+        seq = self._take_seq()
+        tag = "@state.delete" if delete else "@state.set"
+        key_json = serde.dumps(key, "a state key")
+        recorded = self._recorded(seq, tag, _core.input_digest(key_json), key_json)
+        if recorded is not None:
+            return recorded["o"]
+        value_json = _NULL if delete else serde.dumps(value, f"the value of state key {key!r}")
+        payload = b'{"n":"%b","i":%b,"o":%b}' % (tag.encode(), key_json, value_json)
+        record = _core.encode_record(
+            _core.KIND_STATE, seq, 0, _core.name_hash(tag), _core.input_digest(key_json), payload
+        )
+        self._pending.append(asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record)))
+        return serde.loads(value_json)
 
     # -- journal plumbing
 

@@ -52,6 +52,7 @@ KIND_NAMES = {
     _core.KIND_EVENT: "event",
     _core.KIND_VALUE: "value",
     _core.KIND_CHILD: "child",
+    _core.KIND_STATE: "state",
 }
 
 
@@ -295,6 +296,24 @@ class Engine:
                 )
             )
         return entries
+
+    async def state(
+        self, *, session_id: str | None = None, user_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """The durable state of one scope, read from outside any run."""
+        await self.open()
+        if [session_id, user_id, run_id].count(None) != 2:
+            raise ConfigurationError("name exactly one of session_id, user_id, run_id")
+        if run_id is not None:
+            values: dict[str, Any] = {}
+            for entry in await self.journal(run_id):
+                if entry.name == "@state.set":
+                    values[entry.input] = entry.output
+                elif entry.name == "@state.delete":
+                    values.pop(entry.input, None)
+            return values
+        scope = f"session:{session_id}" if session_id is not None else f"user:{user_id}"
+        return {key: serde.loads(raw) for key, raw in (await self.store.state_items(scope)).items()}
 
     async def logs(self, run_id: str) -> list[dict[str, Any]]:
         """The lines the run's ``ctx.logger`` wrote (time, level, message, step position)."""

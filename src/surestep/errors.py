@@ -162,6 +162,11 @@ class EventTimeoutError(SurestepError, TimeoutError):
     """``ctx.wait_for_event(name, timeout=...)`` saw no event in time. Journaled."""
 
 
+class StateConflictError(SurestepError):
+    """Another run wrote a shared state key after this run read it. Journaled; read
+    the key again (or use ``state.update``) to build on the newer value."""
+
+
 class ChildWorkflowError(SurestepError):
     """A child workflow failed or was cancelled; raised in the parent. Journaled."""
 

@@ -211,6 +211,29 @@ class Store(abc.ABC):
         ``record(payload)`` at ``seq`` in the same transaction (fenced); the payload,
         or ``None`` when no such event is waiting."""
 
+    # -- shared state (session and user scopes)
+
+    @abc.abstractmethod
+    async def state_read(
+        self, run_id: str, fence: int, seq: int, scope: str, key: str,
+        record: Callable[[bytes | None, int], bytes],
+    ) -> tuple[bytes | None, int]:
+        """Read ``key`` of ``scope`` (value JSON or ``None``, and its version) and append
+        ``record(value, version)`` at ``seq`` in the same transaction. Fenced."""
+
+    @abc.abstractmethod
+    async def state_write(
+        self, run_id: str, fence: int, seq: int, scope: str, key: str, value: bytes | None,
+        expect: int | None, record: Callable[[int | None], bytes],
+    ) -> int | None:
+        """Write ``value`` (``None`` deletes) unless ``expect`` is given and the stored
+        version differs; append ``record(new version, or None on conflict)`` at ``seq``
+        in the same transaction. Fenced. Returns the new version, ``None`` on conflict."""
+
+    @abc.abstractmethod
+    async def state_items(self, scope: str) -> dict[str, bytes]:
+        """Every key of ``scope`` with its value (JSON)."""
+
     # -- logs
 
     @abc.abstractmethod

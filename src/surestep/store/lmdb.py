@@ -9,6 +9,7 @@ Layout (named databases in one environment):
 ``timers``   wake time (big-endian ms) + run key -> empty, for every waiting run with a time
 ``events``   run key + event name + NUL + big-endian counter -> payload (JSON), until taken
 ``logs``     run key + big-endian step position (u32) + index (u16) -> log line (JSON)
+``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
 
 All writes go through one writer thread per environment that does group
 commit: every operation queued while the previous transaction committed rides
@@ -95,6 +96,7 @@ class _Env:
         self.timers = self.env.open_db(b"timers")
         self.events = self.env.open_db(b"events")
         self.logs = self.env.open_db(b"logs")
+        self.state = self.env.open_db(b"state")
         # Resizing the map needs no transaction open in this process: readers
         # and the writer take this lock around their transactions.
         self.resize_lock = threading.Lock()
@@ -599,6 +601,67 @@ class LmdbStore(Store):
         result: bytes | None = await self.env.submit(op)
         return result
 
+    # -- shared state
+
+    def _state_now(self, txn: Any, skey: bytes) -> tuple[bytes | None, int]:
+        raw = txn.get(skey, db=self.env.state)
+        if raw is None:
+            return None, 0
+        value = bytes(raw[_MS.size :])
+        return (value or None), _MS.unpack_from(raw)[0]
+
+    async def state_read(
+        self, run_id: str, fence: int, seq: int, scope: str, key: str,
+        record: Callable[[bytes | None, int], bytes],
+    ) -> tuple[bytes | None, int]:
+        skey = _state_key(scope, key)
+
+        def op(txn: Any) -> tuple[bytes | None, int]:
+            rkey = self._check_fence(txn, run_id, fence)
+            value, version = self._state_now(txn, skey)
+            txn.put(_core.step_key(rkey, seq), record(value, version), db=self.env.journal)
+            return value, version
+
+        result: tuple[bytes | None, int] = await self.env.submit(op)
+        return result
+
+    async def state_write(
+        self, run_id: str, fence: int, seq: int, scope: str, key: str, value: bytes | None,
+        expect: int | None, record: Callable[[int | None], bytes],
+    ) -> int | None:
+        skey = _state_key(scope, key)
+
+        def op(txn: Any) -> int | None:
+            rkey = self._check_fence(txn, run_id, fence)
+            _, version = self._state_now(txn, skey)
+            new: int | None = None
+            if expect is None or expect == version:
+                new = version + 1
+                txn.put(skey, _MS.pack(new) + (value or b""), db=self.env.state)
+            txn.put(_core.step_key(rkey, seq), record(new), db=self.env.journal)
+            return new
+
+        result: int | None = await self.env.submit(op)
+        return result
+
+    async def state_items(self, scope: str) -> dict[str, bytes]:
+        prefix = scope.encode() + b"\x00"
+
+        def scan(txn: Any) -> dict[str, bytes]:
+            cursor = txn.cursor(db=self.env.state)
+            found: dict[str, bytes] = {}
+            if not cursor.set_range(prefix):
+                return found
+            for key, raw in cursor:
+                if not bytes(key).startswith(prefix):
+                    break
+                if len(raw) > _MS.size:
+                    found[bytes(key[len(prefix) :]).decode()] = bytes(raw[_MS.size :])
+            return found
+
+        result: dict[str, bytes] = self.env.read(scan)
+        return result
+
     # -- logs
 
     async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
@@ -647,6 +710,10 @@ def _last_key(cursor: Any, prefix: bytes) -> bytes | None:
     """The last key that starts with ``prefix`` (followed by an 8-byte counter)."""
     moved = cursor.prev() if cursor.set_range(prefix + b"\xff" * 9) else cursor.last()
     return bytes(cursor.key()) if moved and bytes(cursor.key()).startswith(prefix) else None
+
+
+def _state_key(scope: str, key: str) -> bytes:
+    return scope.encode() + b"\x00" + key.encode()
 
 
 def _event_prefix(key: bytes, name: str) -> bytes:
