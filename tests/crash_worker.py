@@ -2,6 +2,7 @@
 
     python crash_worker.py start STORE LEDGER N    # start a run of N steps
     python crash_worker.py recover STORE LEDGER    # resume unfinished runs
+    python crash_worker.py nap STORE LEDGER SECONDS  # a run that sleeps durably
 
 Each step appends its effect to LEDGER (JSON lines, fsynced) before returning,
 with its idempotency key. ``PAUSE_AT=<where>:<k>`` makes the process print
@@ -16,6 +17,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 from surestep import Engine, FunctionContext, WorkflowContext, function, workflow
 from surestep.engine import run_loop
@@ -51,6 +53,13 @@ async def chain(ctx: WorkflowContext, n: int) -> int:
     return acc
 
 
+@workflow
+async def nap(ctx: WorkflowContext, seconds: float) -> float:
+    await ctx.step("before", lambda: print("before-sleep", flush=True))
+    await ctx.sleep(seconds)
+    return await ctx.step("after", time.time)
+
+
 def expected(n: int) -> int:
     acc = 1
     for k in range(n):
@@ -61,8 +70,13 @@ def expected(n: int) -> int:
 async def main(argv: list[str]) -> None:
     global LEDGER
     command, store, LEDGER = argv[0], argv[1], argv[2]
-    async with Engine(store, durability=os.environ.get("DURABILITY", "fsync")) as engine:
-        if command == "start":
+    inline = float(os.environ.get("INLINE_SLEEP", "1.0"))
+    async with Engine(store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline) as engine:
+        if command == "nap":
+            handle = await engine.start(nap, float(argv[3]))
+            print(f"started {handle.run_id}", flush=True)
+            handles = [handle]
+        elif command == "start":
             handle = await engine.start(chain, int(argv[3]))
             print(f"started {handle.run_id}", flush=True)
             handles = [handle]

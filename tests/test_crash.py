@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -110,3 +111,33 @@ def test_many_runs_killed_mid_flight_all_finish(tmp_path: Path) -> None:
     assert recover(store, ledger) == {run_id: expected(5) for run_id in ids}
     per_run = Counter((e["run"], e["seq"]) for e in effects(ledger))
     assert per_run == Counter((run_id, k) for run_id in ids for k in range(5))
+
+
+def test_kill_during_a_sleep_wakes_at_the_original_time(tmp_path: Path) -> None:
+    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+    env = {**os.environ, "INLINE_SLEEP": "60"}  # sleeps in place, holding its lease
+    with subprocess.Popen(
+        [sys.executable, WORKER, "nap", store, ledger, "3"], env=env, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().split()[1]
+        wake_at = None
+        while wake_at is None:  # kill it once the wake-up time is journaled
+            wake_at = _sleep_record(store, run_id)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+    restarted_at = time.time()
+    woke = recover(store, ledger, {"INLINE_SLEEP": "60"})[run_id]
+    assert wake_at <= woke < restarted_at + 3  # the journaled time, not 3 s after the restart
+
+
+def _sleep_record(store: str, run_id: str) -> float | None:
+    from surestep import Engine
+    from surestep.engine import run_loop
+
+    async def read() -> float | None:
+        async with Engine(store, execute=False) as engine:
+            entries = [e for e in await engine.journal(run_id) if e.kind == "sleep"]
+            return float(entries[0].output) if entries else None
+
+    return run_loop(read())
