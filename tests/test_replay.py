@@ -59,7 +59,7 @@ async def step_c(x: int) -> int:
     return x - 3
 
 
-@workflow
+@workflow(version="1")  # the changed-code tests below keep this version on purpose
 async def abc(ctx: WorkflowContext, x: int) -> list:
     a = await ctx.step(step_a, x)
     b = await ctx.step(step_b, a)
@@ -168,7 +168,7 @@ async def test_changed_code_is_refused_and_the_journal_kept(store_path: str) -> 
 
     decorators._workflows.pop("abc")
 
-    @workflow(name="abc")
+    @workflow(name="abc", version="1")
     async def abc_v2(ctx: WorkflowContext, x: int) -> list:
         a = await ctx.step(step_a, x)
         b = await ctx.step(step_b_v2, a)  # was step_b
@@ -191,7 +191,7 @@ async def test_changed_input_is_refused(store_path: str) -> None:
     run_id = await interrupt_in_c(store_path, 1)
     decorators._workflows.pop("abc")
 
-    @workflow(name="abc")
+    @workflow(name="abc", version="1")
     async def abc_other_input(ctx: WorkflowContext, x: int) -> int:
         return await ctx.step(step_a, x + 1)
 
@@ -207,7 +207,7 @@ async def test_fewer_steps_than_recorded_is_divergence(store_path: str) -> None:
     run_id = await interrupt_in_c(store_path, 1)
     decorators._workflows.pop("abc")
 
-    @workflow(name="abc")
+    @workflow(name="abc", version="1")
     async def abc_short(ctx: WorkflowContext, x: int) -> int:
         return await ctx.step(step_a, x)
 

@@ -223,6 +223,7 @@ class WorkflowContext:
         index: _core.ReplayIndex | None,
         engine: Engine | None = None,
         inline_sleep: float = 1.0,
+        replay_only: bool = False,
     ) -> None:
         self.run_id = run.run_id
         self.session_id = run.session_id or run.run_id
@@ -236,6 +237,9 @@ class WorkflowContext:
         self._seq = 0
         self._engine = engine
         self._inline_sleep = inline_sleep
+        # A replay check: recorded steps only, never executing one (testing.replay).
+        self._replay_only = replay_only
+        self._caller: str | None = None
         # Records written without waiting (values, logs): awaited before the next
         # record and before the run is given back, so the journal keeps its order.
         self._pending: list[asyncio.Future[Any]] = []
@@ -271,8 +275,7 @@ class WorkflowContext:
         """
         if inspect.isawaitable(target):  # a bare awaitable, named after its function
             return self.step(getattr(target, "__name__", "awaitable"), target, *args, key=key, **kwargs)
-        seq = self._seq
-        self._seq = seq + 1
+        seq = self._take_seq()
         if key is not None and (not isinstance(key, (str, int)) or key == ""):
             raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
         if isinstance(target, str):
@@ -477,7 +480,7 @@ class WorkflowContext:
             payload = b'{"n":"@sleep","o":%r,"t0":%r}' % (wake_at, time.time())
             await self._append(seq, self._encode(_core.KIND_SLEEP, seq, "@sleep", payload))
         remaining = wake_at - time.time()
-        if remaining <= 0:
+        if remaining <= 0 or self._replay_only:
             return
         if remaining <= self._inline_sleep:
             await asyncio.sleep(remaining)
@@ -572,8 +575,33 @@ class WorkflowContext:
 
     def _take_seq(self) -> int:
         seq = self._seq
+        if self._replay_only:
+            if seq > self._replay_max:
+                raise ReplayComplete(seq)
+            self._caller = _user_frame()
         self._seq = seq + 1
         return seq
+
+    def patched(self, change_id: str) -> bool:
+        """True where the code takes its new branch for ``change_id``.
+
+        A run that reached this point before the change was deployed replays
+        the old branch (``False``); every other run takes the new one and
+        records that it did, so its replay takes it again::
+
+            if ctx.patched("charge-with-3ds"):
+                await ctx.step(charge_with_3ds, order_id)
+            else:
+                await ctx.step(charge_card, order_id)
+        """
+        tag = f"@patch:{change_id}"
+        seq = self._seq
+        if seq <= self._replay_max:
+            recorded = self._index.get(seq) if self._index is not None else None
+            if recorded is None or recorded.name_hash != _core.name_hash(tag):
+                return False  # recorded before the change: the old branch, no step taken
+        self._value(tag, lambda: True)
+        return True
 
     def _recorded(
         self, seq: int, name: str, digest: int, input_json: bytes = _NULL
@@ -635,6 +663,7 @@ class WorkflowContext:
                 recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
                 requested={"name": name, "input": serde.loads(input_json)},
                 run_id=self.run_id,
+                detail=f"The code asked at {self._caller}" if self._caller else "",
             ) from None
 
     def _replayed(self, record: _core.Record, name: str) -> Any:
@@ -668,6 +697,23 @@ class WorkflowContext:
                 run_id=self.run_id,
                 detail="the workflow returned without taking this recorded step",
             )
+
+
+class ReplayComplete(BaseException):  # noqa: N818 - control flow
+    """A replay check reached the end of the journal: everything recorded matched."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        super().__init__(f"replayed {seq} recorded step(s)")
+
+
+def _user_frame() -> str:
+    """``file:line`` of the workflow code that called into the context."""
+    frame = sys._getframe(1)
+    here = __file__
+    while frame is not None and frame.f_code.co_filename == here:
+        frame = frame.f_back  # type: ignore[assignment]
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 
 
 class _AttemptsExhausted(Exception):  # noqa: N818 - internal signal

@@ -9,6 +9,7 @@ name raises at decoration (a module imported twice re-registers itself).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -113,7 +114,7 @@ class WorkflowSpec:
     fn: Callable[..., Any]
     explicit_version: str | None
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """The declared version, else a digest of the workflow's source."""
         return self.explicit_version or code_digest(self.fn)
@@ -256,6 +257,11 @@ def spec_of(obj: Any) -> FunctionSpec | WorkflowSpec | None:
     """The spec a decorator attached to ``obj``, if any."""
     spec = getattr(obj, "__surestep__", None)
     return spec if isinstance(spec, (FunctionSpec, WorkflowSpec)) else None
+
+
+def served_versions() -> dict[str, str]:
+    """The version of each workflow registered in this process: the runs it may execute."""
+    return {name: spec.version for name, spec in _workflows.items()}
 
 
 def find_workflow(target: Any) -> WorkflowSpec:

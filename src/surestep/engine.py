@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from . import _core, serde
 from .context import WorkflowContext
-from .decorators import WorkflowSpec, _workflows, find_workflow
+from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
     ConfigurationError,
     JournalCorruptError,
@@ -192,13 +192,14 @@ class Engine:
         run = RunInfo(
             run_id=new_run_id(),
             workflow=spec.name,
-            version=spec.version,
+            version=await self._current_version(spec),
             args=list(args),
             kwargs=kwargs,
             session_id=session_id,
             user_id=user_id,
         )
-        if not self.execute:  # a client: some worker claims it
+        if not self.execute or run.version != spec.version:
+            # A client, or another version is current: a worker serving it claims the run.
             await self.store.create_run(run, None, self.lease_seconds)
             return RunHandle(self, run.run_id)
         run.fence = await self.store.create_run(run, self.owner, self.lease_seconds)
@@ -226,7 +227,7 @@ class Engine:
         """Claim up to ``limit`` available runs (new or abandoned) and execute them here."""
         await self.open()
         runs = await self.store.claim_available(
-            self.owner, self.lease_seconds, limit, workflows=list(_workflows)
+            self.owner, self.lease_seconds, limit, workflows=served_versions()
         )
         for run in runs:
             self._launch(find_workflow(run.workflow), run, replay=run.attempt > 1)
@@ -245,6 +246,65 @@ class Engine:
             active.lost = True
             active.task.cancel()
         return cancelled
+
+    async def _current_version(self, spec: WorkflowSpec) -> str:
+        """The version new runs take: the last deployed one, else this code's."""
+        current = spec.version
+        for deployment in await self.store.deployments():
+            if deployment["workflow"] == spec.name:
+                current = deployment["version"]
+        return current
+
+    async def deploy(self, workflow: Callable[..., Any] | str, version: str | None = None) -> dict[str, Any]:
+        """Make this code's version of ``workflow`` (or ``version``) current for new runs.
+
+        Runs already started keep the version they started on, and only workers
+        serving that version resume them.
+        """
+        await self.open()
+        spec = find_workflow(workflow)
+        chosen = version or spec.version
+        await self.store.record_deployment(spec.name, chosen, code_digest(spec.fn))
+        return {"workflow": spec.name, "version": chosen, "digest": code_digest(spec.fn)}
+
+    async def deployments(self) -> list[dict[str, Any]]:
+        """Recorded deployments, oldest first, each with how many runs of it are unfinished."""
+        await self.open()
+        in_flight: dict[tuple[str, str], int] = {}
+        for run in await self.store.list_runs():
+            if not run.finished:
+                in_flight[(run.workflow, run.version)] = in_flight.get((run.workflow, run.version), 0) + 1
+        return [
+            {**d, "in_flight": in_flight.get((d["workflow"], d["version"]), 0)}
+            for d in await self.store.deployments()
+        ]
+
+    async def fork(self, run_id: str, from_step: int) -> RunHandle:
+        """A new run of the same workflow and input that reuses the journal before step
+        ``from_step`` and executes from there on today's code."""
+        await self.open()
+        source = await self.store.get_run(run_id)
+        spec = find_workflow(source.workflow)
+        if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
+            raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
+        journal = [(_decode(raw, run_id).seq, raw) for raw in await self.store.journal(run_id)]
+        kept = [(seq, raw) for seq, raw in journal if seq < from_step]
+        run = RunInfo(
+            run_id=new_run_id(),
+            workflow=spec.name,
+            version=spec.version,
+            args=source.args,
+            kwargs=source.kwargs,
+            session_id=source.session_id,
+            user_id=source.user_id,
+        )
+        fence = await self.store.create_run(run, self.owner, self.lease_seconds)
+        await asyncio.gather(*(self.store.append(run.run_id, fence, seq, raw) for seq, raw in kept))
+        if self.execute:
+            self._launch(spec, run, replay=bool(kept))
+        else:
+            await self.store.release(run.run_id, fence)
+        return RunHandle(self, run.run_id)
 
     async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send ``payload`` (JSON) to the run's ``ctx.wait_for_event(name)``; kept
@@ -410,7 +470,7 @@ class Engine:
         while True:
             try:
                 runs = await self.store.claim_available(
-                    self.owner, self.lease_seconds, 100, workflows=list(_workflows), due_only=True
+                    self.owner, self.lease_seconds, 100, workflows=served_versions(), due_only=True
                 )
                 for run in runs:
                     self._launch(find_workflow(run.workflow), run, replay=True)

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -166,10 +166,11 @@ class Store(abc.ABC):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: Mapping[str, str],
         due_only: bool = False,
     ) -> list[RunInfo]:
-        """Claim up to ``limit`` runs of ``workflows`` that are :func:`claimable`.
+        """Claim up to ``limit`` :func:`claimable` runs whose workflow is a key of
+        ``workflows`` and whose version is its value (the versions served here).
 
         New (pending) runs and runs whose engine died are taken alike: recovery
         and new work go through this one claim. Each claimed run comes back with
@@ -195,6 +196,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def next_wake(self) -> float | None:
         """The earliest time a waiting run becomes due, if any."""
+
+    # -- deployments
+
+    @abc.abstractmethod
+    async def record_deployment(self, workflow: str, version: str, digest: str) -> None:
+        """Make ``version`` of ``workflow`` current for new runs (kept with the time)."""
+
+    @abc.abstractmethod
+    async def deployments(self) -> list[dict[str, Any]]:
+        """Every recorded deployment (workflow, version, digest, time), oldest first."""
 
     # -- events
 

@@ -10,6 +10,7 @@ Layout (named databases in one environment):
 ``events``   run key + event name + NUL + big-endian counter -> payload (JSON), until taken
 ``logs``     run key + big-endian step position (u32) + index (u16) -> log line (JSON)
 ``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
+``deploys``  big-endian time (ns) -> deployment (JSON)
 
 All writes go through one writer thread per environment that does group
 commit: every operation queued while the previous transaction committed rides
@@ -28,7 +29,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lmdb
@@ -80,7 +81,7 @@ class _Env:
             self.env = lmdb.open(
                 path,
                 map_size=map_size,
-                max_dbs=8,
+                max_dbs=16,
                 sync=durability == "fsync",
                 metasync=durability == "fsync",
                 readahead=False,
@@ -97,6 +98,7 @@ class _Env:
         self.events = self.env.open_db(b"events")
         self.logs = self.env.open_db(b"logs")
         self.state = self.env.open_db(b"state")
+        self.deploys = self.env.open_db(b"deploys")
         # Resizing the map needs no transaction open in this process: readers
         # and the writer take this lock around their transactions.
         self.resize_lock = threading.Lock()
@@ -401,10 +403,10 @@ class LmdbStore(Store):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: Mapping[str, str],
         due_only: bool = False,
     ) -> list[RunInfo]:
-        wanted = frozenset(workflows)
+        wanted = dict(workflows)
 
         def op(txn: Any) -> list[RunInfo]:
             e = self.env
@@ -419,7 +421,7 @@ class LmdbStore(Store):
             taken: list[RunInfo] = []
             for key in candidates:
                 run = self._load(txn, key)
-                if run is None or run.workflow not in wanted or not claimable(run, now):
+                if run is None or wanted.get(run.workflow) != run.version or not claimable(run, now):
                     continue
                 self._save(txn, self._take(run, owner, lease_s, now))
                 taken.append(run)
@@ -557,6 +559,16 @@ class LmdbStore(Store):
 
         result: list[RunInfo] = self.env.read(scan)
         return result
+
+    # -- deployments
+
+    async def record_deployment(self, workflow: str, version: str, digest: str) -> None:
+        row = {"workflow": workflow, "version": version, "digest": digest, "time": time.time()}
+        key = _MS.pack(time.time_ns())
+        await self.env.submit(lambda txn: txn.put(key, orjson.dumps(row), db=self.env.deploys))
+
+    async def deployments(self) -> list[dict[str, Any]]:
+        return [orjson.loads(raw) for raw in self._range(self.env.deploys, b"")]
 
     # -- events
 
