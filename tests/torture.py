@@ -1,0 +1,176 @@
+"""Torture: worker processes SIGKILLed at random while they run mixed workflows.
+
+    python tests/torture.py --store DIR_OR_URL [--runs 1000] [--workers 3] [--kills 100]
+
+Checks, from the side-effect ledger and the store: every run finishes with the
+result of an uninterrupted run; no completed step ran again (only a worker
+killed during a step may have left it to be redone); no run ever executed on
+two workers at once. Prints the figures; exit status 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import torture_workload  # noqa: E402
+
+from surestep import Engine  # noqa: E402
+from surestep.engine import run_loop  # noqa: E402
+
+SERVE = """
+import sys
+from surestep.engine import run_loop
+from surestep.worker import serve
+run_loop(serve(sys.argv[1], ["torture_workload"], concurrency=int(sys.argv[2]),
+               lease_seconds=2.0, on_ready=lambda: print("ready", flush=True)))
+"""
+
+
+@dataclass
+class Figures:
+    runs: int
+    kills: int
+    kills_mid_step: int
+    redone_steps: int
+    steps: int
+    seconds: float
+
+
+def spawn(store: str, ledger: str, concurrency: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, store, str(concurrency)],
+        env={**os.environ, "SURESTEP_TEST_LEDGER": ledger, "PYTHONPATH": str(HERE)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n", "worker failed to start"
+    return proc
+
+
+def open_steps(ledger: str) -> set[int]:
+    """Pids with a step started and not ended."""
+    pending: set[tuple[str, int, int]] = set()
+    if os.path.exists(ledger):
+        with open(ledger, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                e = json.loads(line)
+                key = (e["run"], e["seq"], e["pid"])
+                (pending.add if e["phase"] == "start" else pending.discard)(key)
+    return {pid for _, _, pid in pending}
+
+
+def torture(
+    store: str, ledger: str, runs: int, workers: int, kills: int, seed: int, concurrency: int = 8
+) -> Figures:
+    rng = random.Random(seed)
+    began = time.time()
+
+    async def enqueue() -> list[str]:
+        async with Engine(store, execute=False) as client:
+            ids = [(await client.start(torture_workload.mixed, n)).run_id for n in range(runs)]
+            for n, run_id in enumerate(ids):
+                if n % 4 == 0:
+                    await client.send_event(run_id, "go", n)  # before the wait: kept for it
+            return ids
+
+    run_ids = run_loop(enqueue())
+    procs = [spawn(store, ledger, concurrency) for _ in range(workers)]
+    killed: dict[int, float] = {}
+    mid_step = 0
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.0, 0.05))
+            deadline = time.time() + 2.0  # prefer a worker caught in the middle of a step
+            while not (busy := open_steps(ledger) & {p.pid for p in procs}) and time.time() < deadline:
+                time.sleep(0.005)
+            candidates = [p for p in procs if p.pid in busy] or procs
+            victim = rng.choice(candidates)
+            mid_step += victim.pid in busy
+            procs.remove(victim)
+            victim.send_signal(signal.SIGKILL)
+            killed[victim.pid] = time.time()
+            victim.wait()
+            assert victim.stdout is not None
+            victim.stdout.close()
+            procs.append(spawn(store, ledger, concurrency))
+
+        async def results() -> list[object]:
+            async with Engine(store, execute=False) as client:
+                waits = (client.handle(r).result() for r in run_ids)
+                return list(await asyncio.wait_for(asyncio.gather(*waits), 300))
+
+        got = run_loop(results())
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+            assert proc.stdout is not None
+            proc.stdout.close()
+
+    wrong = [n for n, value in enumerate(got) if value != torture_workload.expected(n)]
+    assert not wrong, f"runs with a wrong result: {wrong[:10]} (seed {seed})"
+
+    starts: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    spans: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    opened: dict[tuple[str, int, int], float] = {}
+    with open(ledger, encoding="utf-8") as f:
+        for line in f:
+            e = json.loads(line)
+            key = (e["run"], e["seq"], e["pid"])
+            if e["phase"] == "start":
+                starts[(e["run"], e["seq"])].append(e)
+                opened[key] = e["t"]
+            else:
+                spans[e["run"]].append((opened.pop(key), e["t"], e["pid"]))
+    for (run_id, _, pid), t in opened.items():
+        spans[run_id].append((t, killed[pid], pid))
+    redone = 0
+    for (run_id, seq), attempts in starts.items():
+        for earlier in attempts[:-1]:
+            assert earlier["pid"] in killed, f"step {seq} of {run_id} ran again after completing (seed {seed})"
+            redone += 1
+    for run_id, intervals in spans.items():
+        intervals.sort()
+        for (_, end, pid), (start, _, next_pid) in zip(intervals, intervals[1:]):
+            assert pid == next_pid or start >= end, f"run {run_id} ran on {pid} and {next_pid} at once (seed {seed})"
+    return Figures(runs, len(killed), mid_step, redone, len(starts), time.time() - began)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", help="an LMDB directory or a postgresql:// URL (default: a temp dir)")
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8, help="runs per worker at once")
+    parser.add_argument("--seed", type=int, default=random.randrange(1 << 30))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or os.path.join(tmp, "store")
+        figures = torture(
+            store, os.path.join(tmp, "ledger"), args.runs, args.workers, args.kills, args.seed, args.concurrency
+        )
+    print(f"seed {args.seed}: {figures}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
