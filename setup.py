@@ -46,5 +46,6 @@ setup(
         ],
         compiler_directives=directives,
         include_path=["ext"],
+        force=debug or sanitize or profile,  # the directives above change the generated C
     ),
 )
