@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: build test test-fast demo bench lint typecheck stubtest wheel clean
+.PHONY: build test test-fast demo bench lint typecheck stubtest wheel wheel-check fuzz screenshot clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: build  ## the order-fulfilment example: crash after charge_card, resume, c
 bench: build  ## pytest-benchmark suite; figures go to benchmarks/RESULTS.md by hand
 	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-only --benchmark-columns=min,median,mean,rounds
 
+screenshot: build  ## PNGs of the dashboard over real runs -> build/screenshots/ (needs chromium)
+	$(PY) tests/e2e/screenshots.py build/screenshots
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
@@ -39,10 +42,33 @@ typecheck: build
 	$(BIN)/mypy
 	$(PY) -m mypy.stubtest surestep._core --allowlist stubtest-allowlist.txt
 
-wheel: $(STAMP)  ## sdist, then a wheel built from it (generated .c stays out)
+wheel: $(STAMP)  ## sdist, then a wheel built from that sdist; checks what each holds
 	rm -rf dist
-	$(PY) -m build --sdist
-	$(PY) -m pip wheel --no-deps -w dist dist/surestep-*.tar.gz
+	$(PY) -m build --outdir dist .
+	SURESTEP_DIST=dist $(PY) -m pytest tests/test_packaging.py -p no:cacheprovider -q
+
+# The wheel in a fresh virtual environment, tested from an empty directory with the sdist's
+# tests (what cibuildwheel does on each platform), then auditwheel's view of it on Linux.
+wheel-check: wheel  ## install the wheel in a fresh venv and run the sdist's tests against it
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q "$$(ls dist/surestep-*.whl)[test]"; \
+	mkdir "$$tmp/sdist" "$$tmp/cwd"; tar -xzf dist/surestep-*.tar.gz -C "$$tmp/sdist"; \
+	cd "$$tmp/cwd"; \
+	SURESTEP_SKIP_POSTGRES=1 SURESTEP_SKIP_BROWSER=1 SURESTEP_TEST_INSTALLED=1 \
+		"$$tmp/venv/bin/python" -m pytest \
+		"$$tmp"/sdist/surestep-*/tests -p no:cacheprovider -m "not slow" -q
+	@if [ "$$(uname -s)" = Linux ]; then \
+		$(PY) -m pip install -q auditwheel && $(BIN)/auditwheel show dist/surestep-*.whl; fi
+
+# Coverage-guided fuzzing (atheris) of the record codec and the replay index, against an
+# ASan+UBSan build of the core made in build/fuzz (the in-place build is left alone); with
+# clang + compiler-rt (Debian: clang-14 libclang-rt-14-dev) libFuzzer also sees the core's C
+# coverage. fuzz/run.sh says how. FUZZ_RUNS=N inputs per harness.
+FUZZ_RUNS ?= 1000000
+fuzz: $(STAMP)  ## fuzz the core under ASan+UBSan, FUZZ_RUNS inputs per harness (default 1M)
+	$(PY) -m pip install -q 'atheris>=2.3'  # the [fuzz] extra, without rebuilding the tree
+	FUZZ_RUNS=$(FUZZ_RUNS) PYTHON=$(PY) sh fuzz/run.sh
 
 clean:
 	rm -rf build dist wheelhouse src/*.egg-info src/surestep/*.so ext/*.c .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ def _log(phase: str, ctx: FunctionContext) -> None:
 
 
 @function(retries=1)
-async def work(ctx: FunctionContext, n: int, k: int) -> int:
+async def churn(ctx: FunctionContext, n: int, k: int) -> int:
     _log("start", ctx)
     await asyncio.sleep(0.01 + (n * 7 + k) % 31 / 1000)
     _log("end", ctx)
@@ -34,21 +34,21 @@ async def work(ctx: FunctionContext, n: int, k: int) -> int:
 
 @workflow
 async def leaf(ctx: WorkflowContext, n: int) -> int:
-    return await ctx.step(work, n, 100)
+    return await ctx.step(churn, n, 100)
 
 
 @workflow
 async def mixed(ctx: WorkflowContext, n: int) -> int:
     total = 0
     for k in range(3):
-        total += await ctx.step(work, n, k)
+        total += await ctx.step(churn, n, k)
     if n % 3 == 0:
         await ctx.sleep(0.05 if n % 2 else 1.5)  # in place, or suspended on a timer
     if n % 4 == 0:
         total += int(await ctx.wait_for_event("go"))
     if n % 5 == 0:
         total += await ctx.step(leaf, n)
-    total += await ctx.step(work, n, 3)
+    total += await ctx.step(churn, n, 3)
     return total
 
 
