@@ -1,12 +1,11 @@
 """The seed's order-fulfilment workflow; only the import names surestep.
 
-    python examples/order_fulfillment.py start STORE ORDER_ID   # run one order
-    python examples/order_fulfillment.py recover STORE          # resume unfinished orders
+python examples/order_fulfillment.py start STORE ORDER_ID   # run one order
+python examples/order_fulfillment.py recover STORE          # resume unfinished orders
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 

@@ -46,13 +46,18 @@ def main() -> int:
                 first.send_signal(signal.SIGKILL)
                 break
         first.wait()
-    say(f"   worker 1 exited with {first.returncode} (killed: {first.returncode == -signal.SIGKILL})")
+    killed = first.returncode == -signal.SIGKILL
+    say(f"   worker 1 exited with {first.returncode} (killed: {killed})")
     charges = [e for e in read_ledger(ledger) if e["effect"] == "charge"]
     say(f"   ledger after the crash: {len(charges)} charge(s), 0 shipments expected")
 
     say("2. a new process recovers the run from the journal")
     second = subprocess.run(
-        [sys.executable, SCRIPT, "recover", store], env=env, capture_output=True, text=True, check=True
+        [sys.executable, SCRIPT, "recover", store],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for line in second.stdout.splitlines():
         say(f"   worker 2: {line}")

@@ -26,19 +26,24 @@ LEDGER = ""
 PAUSE = os.environ.get("PAUSE_AT", "")
 
 
+def record_effect(ctx: FunctionContext) -> None:
+    """The step's side effect: a line in the ledger, on disk before the step returns."""
+    line = {"run": ctx.run_id, "seq": ctx.seq, "key": ctx.idempotency_key, "pid": os.getpid()}
+    with open(LEDGER, "a", encoding="utf-8") as ledger:
+        ledger.write(json.dumps(line) + "\n")
+        ledger.flush()
+        os.fsync(ledger.fileno())
+
+
 async def pause(where: str, k: int) -> None:
-    if PAUSE == f"{where}:{k}":
+    if f"{where}:{k}" == PAUSE:
         print(f"paused {where} {k}", flush=True)
         await asyncio.sleep(3600)
 
 
 @function
 async def work(ctx: FunctionContext, k: int, acc: int) -> int:
-    with open(LEDGER, "a", encoding="utf-8") as ledger:
-        line = {"run": ctx.run_id, "seq": ctx.seq, "key": ctx.idempotency_key, "pid": os.getpid()}
-        ledger.write(json.dumps(line) + "\n")
-        ledger.flush()
-        os.fsync(ledger.fileno())
+    record_effect(ctx)
     await pause("inside", k)
     return acc * 31 % 1_000_003 + k
 
@@ -71,7 +76,9 @@ async def main(argv: list[str]) -> None:
     global LEDGER
     command, store, LEDGER = argv[0], argv[1], argv[2]
     inline = float(os.environ.get("INLINE_SLEEP", "1.0"))
-    async with Engine(store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline) as engine:
+    async with Engine(
+        store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline
+    ) as engine:
         if command == "nap":
             handle = await engine.start(nap, float(argv[3]))
             print(f"started {handle.run_id}", flush=True)

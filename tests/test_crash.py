@@ -45,7 +45,9 @@ def start_and_kill(args: list[str], pause: str, env: dict[str, str] | None = Non
                 break
         else:
             proc.wait()
-            raise AssertionError(f"the worker exited with {proc.returncode} before pausing at {pause}")
+            raise AssertionError(
+                f"the worker exited with {proc.returncode} before pausing at {pause}"
+            )
         assert proc.wait(timeout=30) == -signal.SIGKILL
     return run_id
 
@@ -117,7 +119,10 @@ def test_kill_during_a_sleep_wakes_at_the_original_time(tmp_path: Path) -> None:
     store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
     env = {**os.environ, "INLINE_SLEEP": "60"}  # sleeps in place, holding its lease
     with subprocess.Popen(
-        [sys.executable, WORKER, "nap", store, ledger, "3"], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, WORKER, "nap", store, ledger, "3"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     ) as proc:
         assert proc.stdout is not None
         run_id = proc.stdout.readline().split()[1]

@@ -193,7 +193,9 @@ async def test_non_json_workflow_arguments_write_nothing(store_path: str) -> Non
     async def takes(ctx: WorkflowContext, value: object) -> None: ...
 
     async with Engine(store_path) as engine:
-        with pytest.raises(SerializationError, match=r"input of workflow 'takes'.*\[0\]\[0\]\['when'\].*set"):
+        with pytest.raises(
+            SerializationError, match=r"input of workflow 'takes'.*\[0\]\[0\]\['when'\].*set"
+        ):
             await engine.start(takes, {"when": {1, 2}})
         with pytest.raises(TypeError):  # SerializationError is a TypeError
             await engine.start(takes, object())
@@ -312,11 +314,12 @@ async def test_unwritable_directory_is_a_typed_error(tmp_path) -> None:  # type:
 
 
 async def test_lost_lease_stops_the_run_without_writing(store_path: str) -> None:
-    release = asyncio.Event()
+    release, entered = asyncio.Event(), asyncio.Event()
 
     @function
     async def slow_step() -> str:
         calls["slow"] += 1
+        entered.set()
         if calls["slow"] == 1:
             await release.wait()
         return "done"
@@ -327,16 +330,15 @@ async def test_lost_lease_stops_the_run_without_writing(store_path: str) -> None
 
     first = Engine(store_path, lease_seconds=3600)
     handle = await first.start(leased)
-    while calls["slow"] == 0:
-        await asyncio.sleep(0.001)
+    await entered.wait()
     # The first engine stalls past its lease (simulated: the lease is expired
     # in place), and a second engine claims the run through the normal path.
     run = await first.store.get_run(handle.run_id)
     env = first.store.env  # type: ignore[attr-defined]
 
     def expire(txn):  # type: ignore[no-untyped-def]
-        from surestep.store.lmdb import _lease_bytes
         from surestep.store.base import run_key
+        from surestep.store.lmdb import _lease_bytes
 
         txn.put(run_key(handle.run_id), _lease_bytes(run.fence, 0.0, run.owner), db=env.leases)
 

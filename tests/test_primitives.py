@@ -65,7 +65,9 @@ async def test_sleep_wakes_at_the_journaled_time_after_a_restart(store_path: str
     assert calls["before"] == 1
 
 
-async def test_short_sleeps_are_slept_in_place_and_replayed_without_waiting(store_path: str) -> None:
+async def test_short_sleeps_are_slept_in_place_and_replayed_without_waiting(
+    store_path: str,
+) -> None:
     @workflow
     async def short(ctx: WorkflowContext) -> int:
         for _ in range(3):
@@ -259,7 +261,10 @@ async def test_parallel_steps_replay_whatever_finished_first(store_path: str) ->
     release.set()
     async with Engine(store_path) as second:
         (resumed,) = await second.recover()
-        assert await resumed.result() == {"squares": [0, 1, 4, 9, 16, 25], "named": {"a": 100, "b": 121}}
+        assert await resumed.result() == {
+            "squares": [0, 1, 4, 9, 16, 25],
+            "named": {"a": 100, "b": 121},
+        }
     assert all(calls[f"j{i}"] == 1 for i in range(5)) and calls["j5"] == 2
 
 

@@ -31,12 +31,14 @@ from surestep.store.base import run_key
 
 calls: Counter[str] = Counter()
 gate: dict[str, asyncio.Event] = {}
+entered: dict[str, asyncio.Event] = {}
 
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     calls.clear()
     gate.clear()
+    entered.clear()
 
 
 @function
@@ -54,6 +56,8 @@ async def step_b(x: int) -> int:
 @function
 async def step_c(x: int) -> int:
     calls["c"] += 1
+    if "c" in entered:
+        entered["c"].set()
     if "c" in gate:  # the first engine parks here until it is closed
         await gate["c"].wait()
     return x - 3
@@ -71,10 +75,9 @@ async def interrupt_in_c(store_path: str, *args: int) -> str:
     """Run ``abc`` until it is inside step_c, then stop the engine."""
     gate["c"] = asyncio.Event()
     engine = Engine(store_path)
-    before = calls["c"]
+    entered["c"] = asyncio.Event()
     handle = await engine.start(abc, *args)
-    while calls["c"] == before:
-        await asyncio.sleep(0.001)
+    await entered["c"].wait()
     await engine.close()
     del gate["c"]
     return handle.run_id
@@ -102,6 +105,8 @@ async def test_recover_finds_nothing_when_all_finished(store_path: str) -> None:
 async def test_replay_of_awaitable_form_closes_it_unrun(store_path: str) -> None:
     async def effect(tag: str) -> str:
         calls[tag] += 1
+        if tag in entered:
+            entered[tag].set()
         return tag
 
     @workflow
@@ -113,11 +118,12 @@ async def test_replay_of_awaitable_form_closes_it_unrun(store_path: str) -> None
         return [first, second]
 
     gate["stop"] = asyncio.Event()
+    entered["second"] = asyncio.Event()
     engine = Engine(store_path)
     handle = await engine.start(awaits)
-    while calls["second"] == 0:
+    await entered["second"].wait()
+    while len(await engine.store.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
         await asyncio.sleep(0.001)
-    await asyncio.sleep(0.01)
     await engine.close()
     del gate["stop"]
     async with Engine(store_path) as engine:
@@ -145,10 +151,10 @@ async def test_replayed_failure_raises_the_same_error_without_running(store_path
         return note
 
     gate["c"] = asyncio.Event()
+    entered["c"] = asyncio.Event()
     engine = Engine(store_path)
     handle = await engine.start(fails_then_waits)
-    while calls["c"] == 0:
-        await asyncio.sleep(0.001)
+    await entered["c"].wait()
     await engine.close()
     del gate["c"]
     assert calls["fail"] == 2  # first attempt + one retry
@@ -199,7 +205,10 @@ async def test_changed_input_is_refused(store_path: str) -> None:
         (handle,) = await engine.recover()
         with pytest.raises(WorkflowFailedError, match="NonDeterminismError") as failed:
             await handle.result()
-    assert "'input': [[1], {}]" in failed.value.message and "'input': [[2], {}]" in failed.value.message
+    assert (
+        "'input': [[1], {}]" in failed.value.message
+        and "'input': [[2], {}]" in failed.value.message
+    )
     assert run_id in failed.value.message
 
 
@@ -213,14 +222,19 @@ async def test_fewer_steps_than_recorded_is_divergence(store_path: str) -> None:
 
     async with Engine(store_path) as engine:
         (handle,) = await engine.recover()
-        with pytest.raises(WorkflowFailedError, match="did not take|without taking") as failed:
+        with pytest.raises(WorkflowFailedError, match=r"without taking") as failed:
             await handle.result()
     assert f"run {run_id}: step 1" in failed.value.message
 
 
 async def test_non_determinism_error_is_structured() -> None:
     err = NonDeterminismError(3, {"name": "a"}, {"name": "b"}, run_id="r1")
-    assert (err.run_id, err.seq, err.recorded, err.requested) == ("r1", 3, {"name": "a"}, {"name": "b"})
+    assert (err.run_id, err.seq, err.recorded, err.requested) == (
+        "r1",
+        3,
+        {"name": "a"},
+        {"name": "b"},
+    )
     assert isinstance(err, RuntimeError)
 
 

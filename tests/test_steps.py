@@ -36,7 +36,13 @@ async def double(x: int) -> int:
 @function
 async def who(ctx: FunctionContext, tag: str) -> dict:
     calls["who"] += 1
-    return {"tag": tag, "run": ctx.run_id, "seq": ctx.seq, "key": ctx.idempotency_key, "attempt": ctx.attempt}
+    return {
+        "tag": tag,
+        "run": ctx.run_id,
+        "seq": ctx.seq,
+        "key": ctx.idempotency_key,
+        "attempt": ctx.attempt,
+    }
 
 
 async def test_three_forms_and_their_journal(store_path: str) -> None:
@@ -76,7 +82,13 @@ async def test_function_context(store_path: str) -> None:
     async with Engine(store_path) as engine:
         handle = await engine.start(ctxwf)
         out = await handle.result()
-    assert out == {"tag": "t", "run": handle.run_id, "seq": 0, "key": f"{handle.run_id}:0", "attempt": 0}
+    assert out == {
+        "tag": "t",
+        "run": handle.run_id,
+        "seq": 0,
+        "key": f"{handle.run_id}:0",
+        "attempt": 0,
+    }
 
 
 async def test_ten_steps_in_a_loop_are_ten_steps(store_path: str) -> None:

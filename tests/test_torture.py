@@ -10,13 +10,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from torture import torture  # noqa: E402
+from torture import torture
 
 pytestmark = [pytest.mark.slow, pytest.mark.torture]
 
 
 def test_torture_lmdb(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
-    figures = torture(str(tmp_path / "store"), str(tmp_path / "ledger"), 80, 3, 12, seed, concurrency=2)
+    figures = torture(
+        str(tmp_path / "store"), str(tmp_path / "ledger"), 80, 3, 12, seed, concurrency=2
+    )
     assert figures.kills == 12 and figures.kills_mid_step >= 6, (figures, seed)
     assert figures.redone_steps >= figures.kills_mid_step, figures

@@ -3,7 +3,6 @@ deployments, and worker processes of two versions serving one store."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -21,7 +20,9 @@ import golden_workflows  # noqa: E402
 
 
 def test_golden_journal_replays_compatibly() -> None:
-    report = testing.replay(golden_workflows.checkout, testing.load_journal(GOLDEN / "checkout-v1.json"))
+    report = testing.replay(
+        golden_workflows.checkout, testing.load_journal(GOLDEN / "checkout-v1.json")
+    )
     assert report.compatible, report.describe()
     assert report.replayed == 6  # reserve, reserve, patch marker, receipt, pay, deadline
 
@@ -56,7 +57,7 @@ async def test_check_store_reports_each_in_flight_run(store_path: str) -> None:
         await engine.send_event(done.run_id, "go")
         await done.result()
         while len(await engine.runs(status="waiting")) < 3:
-            await asyncio.sleep(0.005)
+            await engine.store.wait_changed(1.0)  # a suspension wakes it
         decorators._workflows.pop("checked")
 
         @workflow(name="checked", version="1")
@@ -80,7 +81,7 @@ async def test_patched_old_runs_keep_the_old_branch_new_runs_take_the_new(store_
     async with Engine(store_path) as engine:
         old_run = await engine.start(before)  # passes the patch point on the old code
         while (await engine.get_run(old_run.run_id)).status != "waiting":
-            await asyncio.sleep(0.005)
+            await engine.store.wait_changed(1.0)
     decorators._workflows.pop("patchy")
 
     @workflow(name="patchy", version="1")
@@ -158,7 +159,8 @@ SERVE = """
 import sys
 from surestep.engine import run_loop
 from surestep.worker import serve
-run_loop(serve(sys.argv[1], ["versioned"], concurrency=8, on_ready=lambda: print("ready", flush=True)))
+ready = lambda: print("ready", flush=True)
+run_loop(serve(sys.argv[1], ["versioned"], concurrency=8, on_ready=ready))
 """
 
 

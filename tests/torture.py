@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -28,7 +29,6 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import torture_workload  # noqa: E402
-
 from surestep import Engine  # noqa: E402
 from surestep.engine import run_loop  # noqa: E402
 
@@ -98,7 +98,9 @@ def torture(
         for _ in range(kills):
             time.sleep(rng.uniform(0.0, 0.05))
             deadline = time.time() + 2.0  # prefer a worker caught in the middle of a step
-            while not (busy := open_steps(ledger) & {p.pid for p in procs}) and time.time() < deadline:
+            while (
+                not (busy := open_steps(ledger) & {p.pid for p in procs}) and time.time() < deadline
+            ):
                 time.sleep(0.005)
             candidates = [p for p in procs if p.pid in busy] or procs
             victim = rng.choice(candidates)
@@ -145,18 +147,24 @@ def torture(
     redone = 0
     for (run_id, seq), attempts in starts.items():
         for earlier in attempts[:-1]:
-            assert earlier["pid"] in killed, f"step {seq} of {run_id} ran again after completing (seed {seed})"
+            assert earlier["pid"] in killed, (
+                f"step {seq} of {run_id} ran again after completing (seed {seed})"
+            )
             redone += 1
     for run_id, intervals in spans.items():
         intervals.sort()
-        for (_, end, pid), (start, _, next_pid) in zip(intervals, intervals[1:]):
-            assert pid == next_pid or start >= end, f"run {run_id} ran on {pid} and {next_pid} at once (seed {seed})"
+        for (_, end, pid), (start, _, next_pid) in itertools.pairwise(intervals):
+            assert pid == next_pid or start >= end, (
+                f"run {run_id} ran on {pid} and {next_pid} at once (seed {seed})"
+            )
     return Figures(runs, len(killed), mid_step, redone, len(starts), time.time() - began)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="an LMDB directory or a postgresql:// URL (default: a temp dir)")
+    parser.add_argument(
+        "--store", help="an LMDB directory or a postgresql:// URL (default: a temp dir)"
+    )
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kills", type=int, default=100)
@@ -166,7 +174,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or os.path.join(tmp, "store")
         figures = torture(
-            store, os.path.join(tmp, "ledger"), args.runs, args.workers, args.kills, args.seed, args.concurrency
+            store,
+            os.path.join(tmp, "ledger"),
+            args.runs,
+            args.workers,
+            args.kills,
+            args.seed,
+            args.concurrency,
         )
     print(f"seed {args.seed}: {figures}")
     return 0

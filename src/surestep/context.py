@@ -27,16 +27,15 @@ from .errors import (
     ConfigurationError,
     DefinitionError,
     EventTimeoutError,
+    NonDeterminismError,
     RunCancelledError,
     StateConflictError,
-    Suspended,
-    WorkflowFailedError,
-    NonDeterminismError,
     StepFailedError,
     StepTimeoutError,
+    Suspended,
+    WorkflowFailedError,
     describe,
 )
-
 from .store.base import child_run_id
 
 if TYPE_CHECKING:
@@ -55,9 +54,20 @@ class FunctionContext:
     that a step interrupted mid-flight and run again has its effect once.
     """
 
-    __slots__ = ("attempt", "idempotency_key", "logger", "run_id", "seq", "session_id", "step_name", "user_id")
+    __slots__ = (
+        "attempt",
+        "idempotency_key",
+        "logger",
+        "run_id",
+        "seq",
+        "session_id",
+        "step_name",
+        "user_id",
+    )
 
-    def __init__(self, wf: WorkflowContext, step_name: str, seq: int, key: str, attempt: int) -> None:
+    def __init__(
+        self, wf: WorkflowContext, step_name: str, seq: int, key: str, attempt: int
+    ) -> None:
         self.run_id = wf.run_id
         self.session_id = wf.session_id
         self.user_id = wf.user_id
@@ -175,12 +185,17 @@ class SharedState:
             except StateConflictError:
                 continue
             return value
-        raise StateConflictError(f"{self.scope}: key {key!r} kept changing; gave up after 100 tries")
+        raise StateConflictError(
+            f"{self.scope}: key {key!r} kept changing; gave up after 100 tries"
+        )
 
     async def _write(self, key: str, value: bytes | None) -> None:
         ctx = self._ctx
         seq = ctx._take_seq()
-        input_json = b"[%b,%b]" % (serde.canonical([self.scope, key], "a state key"), value or _NULL)
+        input_json = b"[%b,%b]" % (
+            serde.canonical([self.scope, key], "a state key"),
+            value or _NULL,
+        )
         digest = _core.input_digest(input_json)
         recorded = ctx._recorded(seq, "@state.set", digest, input_json)
         if recorded is None:
@@ -200,7 +215,8 @@ class SharedState:
         if recorded["v"] is None:
             self._versions.pop(key, None)
             raise StateConflictError(
-                f"{self.scope}: key {key!r} changed since this run read it (step {seq}); read it again"
+                f"{self.scope}: key {key!r} changed since this run read it (step {seq}); "
+                "read it again"
             )
         self._versions[key] = recorded["v"]
 
@@ -261,7 +277,9 @@ class WorkflowContext:
 
     # -- steps
 
-    def step(self, target: Any, *args: Any, key: str | int | None = None, **kwargs: Any) -> Awaitable[Any]:
+    def step(
+        self, target: Any, *args: Any, key: str | int | None = None, **kwargs: Any
+    ) -> Awaitable[Any]:
         """Run a journaled step, or return its recorded result on replay.
 
         Three forms::
@@ -274,7 +292,9 @@ class WorkflowContext:
         of the step's identity and of its idempotency key).
         """
         if inspect.isawaitable(target):  # a bare awaitable, named after its function
-            return self.step(getattr(target, "__name__", "awaitable"), target, *args, key=key, **kwargs)
+            return self.step(
+                getattr(target, "__name__", "awaitable"), target, *args, key=key, **kwargs
+            )
         seq = self._take_seq()
         if key is not None and (not isinstance(key, (str, int)) or key == ""):
             raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
@@ -329,7 +349,7 @@ class WorkflowContext:
     async def gather(self, **steps: Awaitable[Any]) -> dict[str, Any]:
         """Wait for named steps started together; a dict of their results."""
         values = await asyncio.gather(*steps.values())
-        return dict(zip(steps, values))
+        return dict(zip(steps, values, strict=True))
 
     async def _run(
         self,
@@ -371,9 +391,13 @@ class WorkflowContext:
                     raise _AttemptsExhausted(exc, 1) from exc
             else:
                 assert fn is not None
-                output, attempts = await self._attempts(spec, fn, args, kwargs, name, seq, idempotency_key)
+                output, attempts = await self._attempts(
+                    spec, fn, args, kwargs, name, seq, idempotency_key
+                )
         except _AttemptsExhausted as failed:
-            error = await self._journal_failure(seq, name, key, name_hash, digest, input_json, started, failed)
+            error = await self._journal_failure(
+                seq, name, key, name_hash, digest, input_json, started, failed
+            )
             raise error from failed.error
         output_json = serde.dumps(output, f"the result of step {seq} ({name})")
         payload = b'{"n":%b,"k":%b,"i":%b,"o":%b,"t0":%r,"t1":%r}' % (
@@ -384,8 +408,9 @@ class WorkflowContext:
             started,
             time.time(),
         )
-        record = _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload)
-        await self._append(seq, record)
+        await self._append(
+            seq, _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload)
+        )
         # Hand back what the journal holds, so the first run and every replay see one value.
         return serde.loads(output_json)
 
@@ -416,7 +441,9 @@ class WorkflowContext:
             except Exception as exc:
                 if spec is None or attempt + 1 >= spec.retry.max_attempts:
                     raise _AttemptsExhausted(exc, attempt + 1) from exc
-                self.logger.info("step %d (%s) attempt %d failed: %r; retrying", seq, name, attempt, exc)
+                self.logger.info(
+                    "step %d (%s) attempt %d failed: %r; retrying", seq, name, attempt, exc
+                )
                 await asyncio.sleep(spec.delay(attempt))
                 attempt += 1
 
@@ -434,13 +461,27 @@ class WorkflowContext:
         """Journal a step's final failure; return the error the workflow sees."""
         error = describe(failed.error)
         payload = serde.dumps(
-            {"n": name, "k": key, "i": serde.loads(input_json), "e": error, "t0": started, "t1": time.time()},
+            {
+                "n": name,
+                "k": key,
+                "i": serde.loads(input_json),
+                "e": error,
+                "t0": started,
+                "t1": time.time(),
+            },
             f"the error of step {seq} ({name})",
         )
-        record = _core.encode_record(_core.KIND_STEP_ERROR, seq, failed.attempts, name_hash, digest, payload)
+        record = _core.encode_record(
+            _core.KIND_STEP_ERROR, seq, failed.attempts, name_hash, digest, payload
+        )
         await self._append(seq, record)
         return StepFailedError(
-            name, seq, error["type"], error["message"], attempts=failed.attempts, traceback=error["traceback"]
+            name,
+            seq,
+            error["type"],
+            error["message"],
+            attempts=failed.attempts,
+            traceback=error["traceback"],
         )
 
     # -- durable primitives
@@ -508,7 +549,11 @@ class WorkflowContext:
             await self._flush()
 
             def record(payload: bytes) -> bytes:
-                body = b'{"n":%b,"o":%b,"t1":%r}' % (serde.dumps(tag, "an event name"), payload, time.time())
+                body = b'{"n":%b,"o":%b,"t1":%r}' % (
+                    serde.dumps(tag, "an event name"),
+                    payload,
+                    time.time(),
+                )
                 return self._encode(_core.KIND_EVENT, seq, tag, body)
 
             payload = await self._store.take_event(self.run_id, self._fence, name, seq, record)
@@ -516,7 +561,10 @@ class WorkflowContext:
                 return serde.loads(payload)
             if deadline is None or time.time() < deadline:
                 raise Suspended(deadline, event=name)
-            body = b'{"n":%b,"timeout":true,"t1":%r}' % (serde.dumps(tag, "an event name"), time.time())
+            body = b'{"n":%b,"timeout":true,"t1":%r}' % (
+                serde.dumps(tag, "an event name"),
+                time.time(),
+            )
             await self._append(seq, self._encode(_core.KIND_EVENT, seq, tag, body))
             recorded = {"timeout": True}
         if recorded.get("timeout"):
@@ -524,7 +572,12 @@ class WorkflowContext:
         return recorded["o"]
 
     async def _child(
-        self, seq: int, spec: WorkflowSpec, key: str | int | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        seq: int,
+        spec: WorkflowSpec,
+        key: str | int | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         tag = f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}"
         input_json = serde.canonical((args, kwargs), f"the input of child step {seq} ({spec.name})")
@@ -535,7 +588,11 @@ class WorkflowContext:
                 raise DefinitionError("child workflows need the run to execute in an Engine")
             await self._flush()
             child_id = child_run_id(self.run_id, seq)
-            head = b'{"n":%b,"i":%b,"child":"%b"' % (serde.dumps(tag, "a name"), input_json, child_id.encode())
+            head = b'{"n":%b,"i":%b,"child":"%b"' % (
+                serde.dumps(tag, "a name"),
+                input_json,
+                child_id.encode(),
+            )
             try:
                 result = await self._engine._run_child(spec, child_id, args, kwargs, self)
                 body = head + b',"o":%b}' % serde.dumps(result, f"the result of child {child_id}")
@@ -545,7 +602,9 @@ class WorkflowContext:
                     "message": getattr(exc, "message", str(exc)),
                 }
                 body = head + b',"e":%b}' % serde.dumps(error, "an error")
-            record = _core.encode_record(_core.KIND_CHILD, seq, 0, _core.name_hash(tag), digest, body)
+            record = _core.encode_record(
+                _core.KIND_CHILD, seq, 0, _core.name_hash(tag), digest, body
+            )
             await self._append(seq, record)
             recorded = serde.loads(body)
         if "e" in recorded:
@@ -568,7 +627,9 @@ class WorkflowContext:
         record = _core.encode_record(
             _core.KIND_STATE, seq, 0, _core.name_hash(tag), _core.input_digest(key_json), payload
         )
-        self._pending.append(asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record)))
+        self._pending.append(
+            asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record))
+        )
         return serde.loads(value_json)
 
     # -- journal plumbing
@@ -610,7 +671,7 @@ class WorkflowContext:
         if seq > self._replay_max:
             return None
         record = self._lookup(seq, name, _core.name_hash(name), digest, input_json)
-        return None if record is None else serde.loads(record.payload)  # type: ignore[no-any-return]
+        return None if record is None else serde.loads(record.payload)
 
     def _value(self, name: str, produce: Callable[[], Any]) -> Any:
         """A journaled value: recorded on the first run, read back on replay."""
@@ -621,7 +682,9 @@ class WorkflowContext:
         value = produce()
         payload = b'{"n":%b,"o":%b}' % (serde.dumps(name, "a name"), serde.dumps(value, name))
         record = self._encode(_core.KIND_VALUE, seq, name, payload)
-        self._pending.append(asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record)))
+        self._pending.append(
+            asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record))
+        )
         return value
 
     def _encode(self, kind: int, seq: int, name: str, payload: bytes) -> bytes:
@@ -643,14 +706,21 @@ class WorkflowContext:
         index = self._log_at[1] + 1 if self._log_at[0] == position else 0
         self._log_at = (position, index)
         line = serde.dumps(
-            {"t": time.time(), "level": logging.getLevelName(level), "message": message, "seq": position},
+            {
+                "t": time.time(),
+                "level": logging.getLevelName(level),
+                "message": message,
+                "seq": position,
+            },
             "a log line",
         )
         self._pending.append(
             asyncio.ensure_future(self._store.append_log(self.run_id, position, index, line))
         )
 
-    def _lookup(self, seq: int, name: str, name_hash: int, digest: int, input_json: bytes) -> _core.Record | None:
+    def _lookup(
+        self, seq: int, name: str, name_hash: int, digest: int, input_json: bytes
+    ) -> _core.Record | None:
         assert self._index is not None
         try:
             return self._index.lookup(seq, name_hash, digest)
@@ -699,7 +769,7 @@ class WorkflowContext:
             )
 
 
-class ReplayComplete(BaseException):  # noqa: N818 - control flow
+class ReplayComplete(BaseException):
     """A replay check reached the end of the journal: everything recorded matched."""
 
     def __init__(self, seq: int) -> None:
@@ -722,7 +792,9 @@ class _AttemptsExhausted(Exception):  # noqa: N818 - internal signal
         self.attempts = attempts
 
 
-async def _with_timeout(aw: Awaitable[Any], timeout_ms: int, name: str, seq: int, attempt: int) -> Any:
+async def _with_timeout(
+    aw: Awaitable[Any], timeout_ms: int, name: str, seq: int, attempt: int
+) -> Any:
     try:
         if sys.version_info >= (3, 11):  # wait_for can swallow a cancellation before 3.12
             async with asyncio.timeout(timeout_ms / 1000.0):

@@ -242,9 +242,7 @@ def workflow(
 
     def decorate(target: F) -> F:
         if not inspect.iscoroutinefunction(target):
-            raise DefinitionError(
-                f"@workflow decorates an async function; {target!r} is not one"
-            )
+            raise DefinitionError(f"@workflow decorates an async function; {target!r} is not one")
         spec = WorkflowSpec(name=name or target.__name__, fn=target, explicit_version=version)
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
@@ -275,7 +273,7 @@ def find_workflow(target: Any) -> WorkflowSpec:
                 f"{known}); import the module that defines it"
             )
         return spec
-    spec = spec_of(target)
-    if not isinstance(spec, WorkflowSpec):
+    found = spec_of(target)
+    if not isinstance(found, WorkflowSpec):
         raise UnknownWorkflowError(f"{target!r} is not a @workflow")
-    return spec
+    return found

@@ -255,7 +255,9 @@ class Engine:
                 current = deployment["version"]
         return current
 
-    async def deploy(self, workflow: Callable[..., Any] | str, version: str | None = None) -> dict[str, Any]:
+    async def deploy(
+        self, workflow: Callable[..., Any] | str, version: str | None = None
+    ) -> dict[str, Any]:
         """Make this code's version of ``workflow`` (or ``version``) current for new runs.
 
         Runs already started keep the version they started on, and only workers
@@ -273,7 +275,9 @@ class Engine:
         in_flight: dict[tuple[str, str], int] = {}
         for run in await self.store.list_runs():
             if not run.finished:
-                in_flight[(run.workflow, run.version)] = in_flight.get((run.workflow, run.version), 0) + 1
+                in_flight[(run.workflow, run.version)] = (
+                    in_flight.get((run.workflow, run.version), 0) + 1
+                )
         return [
             {**d, "in_flight": in_flight.get((d["workflow"], d["version"]), 0)}
             for d in await self.store.deployments()
@@ -312,7 +316,9 @@ class Engine:
         await self.open()
         if not isinstance(name, str) or not name or "\x00" in name:
             raise ConfigurationError(f"an event name is a non-empty str without NUL, not {name!r}")
-        await self.store.send_event(run_id, name, serde.dumps(payload, f"the payload of event {name!r}"))
+        await self.store.send_event(
+            run_id, name, serde.dumps(payload, f"the payload of event {name!r}")
+        )
 
     @property
     def executing(self) -> int:
@@ -358,7 +364,11 @@ class Engine:
         return entries
 
     async def state(
-        self, *, session_id: str | None = None, user_id: str | None = None, run_id: str | None = None
+        self,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        run_id: str | None = None,
     ) -> dict[str, Any]:
         """The durable state of one scope, read from outside any run."""
         await self.open()
@@ -391,9 +401,13 @@ class Engine:
         )
         active.task.add_done_callback(_outcome_is_in_the_store)
         if self._heartbeat is None:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="surestep-heartbeat")
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat(), name="surestep-heartbeat"
+            )
 
-    async def _execute(self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool) -> Any:
+    async def _execute(
+        self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool
+    ) -> Any:
         store, run_id = self.store, run.run_id
         ctx: WorkflowContext | None = None
         try:
@@ -418,7 +432,9 @@ class Engine:
                     await ctx._flush()
                 error = describe(exc)
                 await store.finish(run_id, active.fence, FAILED, None, error)
-                raise WorkflowFailedError(run_id, error["type"], error["message"], error["traceback"]) from exc
+                raise WorkflowFailedError(
+                    run_id, error["type"], error["message"], error["traceback"]
+                ) from exc
             await store.finish(run_id, active.fence, COMPLETED, result, None)
             return result
         except Suspended as suspended:
@@ -441,7 +457,12 @@ class Engine:
             self._active.pop(run_id, None)
 
     async def _run_child(
-        self, spec: WorkflowSpec, child_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], parent: WorkflowContext
+        self,
+        spec: WorkflowSpec,
+        child_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: WorkflowContext,
     ) -> Any:
         """Start (or find again) the child run ``child_id`` and wait for its result."""
         serde.dumps([args, kwargs], f"the input of child workflow {spec.name!r}")
@@ -518,7 +539,10 @@ class Engine:
             if run.status == FAILED:
                 error = run.error or {}
                 raise WorkflowFailedError(
-                    run_id, error.get("type", "?"), error.get("message", ""), error.get("traceback", "")
+                    run_id,
+                    error.get("type", "?"),
+                    error.get("message", ""),
+                    error.get("traceback", ""),
                 )
             if run.status == CANCELLED:
                 raise RunCancelledError(f"run {run_id} was cancelled")

@@ -192,11 +192,11 @@ class StoreFullError(StoreError):
 # ---------------------------------------------------------------- control flow (BaseException)
 
 
-class ControlFlow(BaseException):  # noqa: N818 - control flow, not an error
+class ControlFlow(BaseException):
     """Base of the signals that a user's ``except Exception`` must not swallow."""
 
 
-class LeaseLostError(ControlFlow):  # noqa: N818
+class LeaseLostError(ControlFlow):
     """This worker no longer holds the run's lease: another worker took it over.
 
     The run stops here without writing; the lease holder continues it.

@@ -98,7 +98,11 @@ async def replay_async(workflow: Callable[..., Any] | str, run: RecordedRun) -> 
             return ReplayReport(run.run_id, spec.name, True, len(index))
         error = describe(exc)
         return ReplayReport(
-            run.run_id, spec.name, False, ctx.step_count, error=f"{error['type']}: {error['message']}"
+            run.run_id,
+            spec.name,
+            False,
+            ctx.step_count,
+            error=f"{error['type']}: {error['message']}",
         )
     return ReplayReport(run.run_id, spec.name, True, len(index))
 

@@ -23,6 +23,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 from .engine import Engine
 
@@ -89,7 +90,7 @@ class Worker:
     async def _idle(self, rescan: float, full: bool) -> None:
         """Wait for a stop, a freed slot, or (with a slot free) a change in the store."""
         self._slot_freed.clear()
-        waiters = [
+        waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._stopping.wait()),
             asyncio.ensure_future(self._slot_freed.wait()),
         ]

@@ -11,7 +11,6 @@ older code that paid before reserving: today's code must refuse it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ async def record(workflow_fn, name: str, *args: object) -> None:  # type: ignore
         async with Engine(os.path.join(tmp, "store"), inline_sleep=0) as engine:
             handle = await engine.start(workflow_fn, *args)
             while (await engine.get_run(handle.run_id)).status != "waiting":
-                await asyncio.sleep(0.01)
+                await engine.store.wait_changed(1.0)
             run = await testing.recorded_run(engine, handle.run_id)
             testing.save_journal(run, os.path.join(HERE, name))
 

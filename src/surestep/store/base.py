@@ -226,7 +226,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def state_read(
-        self, run_id: str, fence: int, seq: int, scope: str, key: str,
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        scope: str,
+        key: str,
         record: Callable[[bytes | None, int], bytes],
     ) -> tuple[bytes | None, int]:
         """Read ``key`` of ``scope`` (value JSON or ``None``, and its version) and append
@@ -234,8 +239,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def state_write(
-        self, run_id: str, fence: int, seq: int, scope: str, key: str, value: bytes | None,
-        expect: int | None, record: Callable[[int | None], bytes],
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        scope: str,
+        key: str,
+        value: bytes | None,
+        expect: int | None,
+        record: Callable[[int | None], bytes],
     ) -> int | None:
         """Write ``value`` (``None`` deletes) unless ``expect`` is given and the stored
         version differs; append ``record(new version, or None on conflict)`` at ``seq``
@@ -256,7 +268,9 @@ class Store(abc.ABC):
         """The run's log lines in order."""
 
     @abc.abstractmethod
-    async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float) -> list[str]:
+    async def renew(
+        self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
+    ) -> list[str]:
         """Extend the leases ``(run_id, fence)`` held by ``owner``; return the runs lost."""
 
     @abc.abstractmethod

@@ -22,6 +22,7 @@ caller's thread (a memory-mapped B-tree lookup; no system call on a warm map).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import math
 import os
@@ -44,7 +45,6 @@ from ..errors import (
     StoreFullError,
     SurestepError,
 )
-from .wake import WakeListener, WakeSender
 from .base import (
     CANCELLED,
     FINISHED,
@@ -56,6 +56,7 @@ from .base import (
     claimable,
     run_key,
 )
+from .wake import WakeListener, WakeSender
 
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
@@ -104,7 +105,9 @@ class _Env:
         self.resize_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self.waker = WakeSender(path)
-        self._thread = threading.Thread(target=self._write_loop, name="surestep-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._write_loop, name="surestep-writer", daemon=True
+        )
         self._thread.start()
 
     # -- reads, on the caller's thread
@@ -155,13 +158,11 @@ class _Env:
             if any(item[3] for item in batch):
                 self.waker.notify()
             by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-            for (_, fut, loop, _), outcome in zip(batch, outcomes):
+            for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(loop, []).append((fut, *outcome))
             for loop, settled in by_loop.items():
-                try:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                     loop.call_soon_threadsafe(_settle, settled)
-                except RuntimeError:  # that loop is closed: nobody waits any more
-                    pass
 
     def _commit(self, batch: list[_Item]) -> list[tuple[Any, BaseException | None]]:
         """Apply every op in one transaction; an op that raises changes nothing."""
@@ -193,7 +194,9 @@ class _Env:
             except lmdb.MapResizedError:
                 self._adopt_new_size()
             except lmdb.Error as exc:
-                return [(None, _store_error(exc, "write failed; nothing was committed"))] * len(batch)
+                return [(None, _store_error(exc, "write failed; nothing was committed"))] * len(
+                    batch
+                )
 
     def _grow(self) -> bool:
         size = self.env.info()["map_size"]
@@ -421,7 +424,11 @@ class LmdbStore(Store):
             taken: list[RunInfo] = []
             for key in candidates:
                 run = self._load(txn, key)
-                if run is None or wanted.get(run.workflow) != run.version or not claimable(run, now):
+                if (
+                    run is None
+                    or wanted.get(run.workflow) != run.version
+                    or not claimable(run, now)
+                ):
                     continue
                 self._save(txn, self._take(run, owner, lease_s, now))
                 taken.append(run)
@@ -444,7 +451,9 @@ class LmdbStore(Store):
         result: RunInfo = await self.env.submit(op, notify=True)
         return result
 
-    async def suspend(self, run_id: str, fence: int, wake_at: float | None, event: str | None = None) -> None:
+    async def suspend(
+        self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
+    ) -> None:
         def op(txn: Any) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
@@ -466,7 +475,9 @@ class LmdbStore(Store):
         result: float | None = self.env.read(first)
         return result
 
-    async def renew(self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float) -> list[str]:
+    async def renew(
+        self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
+    ) -> list[str]:
         def op(txn: Any) -> list[str]:
             until = time.time() + lease_s
             lost = []
@@ -623,7 +634,12 @@ class LmdbStore(Store):
         return (value or None), _MS.unpack_from(raw)[0]
 
     async def state_read(
-        self, run_id: str, fence: int, seq: int, scope: str, key: str,
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        scope: str,
+        key: str,
         record: Callable[[bytes | None, int], bytes],
     ) -> tuple[bytes | None, int]:
         skey = _state_key(scope, key)
@@ -638,8 +654,15 @@ class LmdbStore(Store):
         return result
 
     async def state_write(
-        self, run_id: str, fence: int, seq: int, scope: str, key: str, value: bytes | None,
-        expect: int | None, record: Callable[[int | None], bytes],
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        scope: str,
+        key: str,
+        value: bytes | None,
+        expect: int | None,
+        record: Callable[[int | None], bytes],
     ) -> int | None:
         skey = _state_key(scope, key)
 
