@@ -41,6 +41,7 @@ PUBLIC_NAMES = [
     "JournalEntry",
     "LeaseLostError",
     "NonDeterminismError",
+    "PayloadTooLargeError",
     "RetryPolicy",
     "RunCancelledError",
     "RunHandle",

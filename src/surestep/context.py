@@ -28,6 +28,7 @@ from .errors import (
     DefinitionError,
     EventTimeoutError,
     NonDeterminismError,
+    PayloadTooLargeError,
     RunCancelledError,
     StateConflictError,
     StepFailedError,
@@ -41,6 +42,11 @@ from .store.base import child_run_id
 if TYPE_CHECKING:
     from .engine import Engine
     from .store.base import RunInfo, Store
+
+# The largest journal payload (a step's name, input and result as JSON). The journal
+# is for values that drive the workflow; keep large data elsewhere and journal a
+# reference to it.
+MAX_PAYLOAD = 64 * 1024 * 1024
 
 _NULL = b"null"
 _NULL_DIGEST = _core.input_digest(_NULL)
@@ -408,6 +414,12 @@ class WorkflowContext:
             started,
             time.time(),
         )
+        if len(payload) > MAX_PAYLOAD:
+            raise PayloadTooLargeError(
+                f"the record of step {seq} ({name}) is {len(payload)} bytes, over the limit of "
+                f"{MAX_PAYLOAD} bytes (surestep.context.MAX_PAYLOAD); keep large data outside "
+                "the journal and return a reference to it"
+            )
         await self._append(
             seq, _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload)
         )

@@ -23,6 +23,10 @@ class SerializationError(SurestepError, TypeError):
     """A step's or workflow's argument or result is not a JSON value."""
 
 
+class PayloadTooLargeError(SurestepError, ValueError):
+    """A journal record would exceed the size limit (``surestep.context.MAX_PAYLOAD``)."""
+
+
 class DefinitionError(SurestepError, TypeError):
     """A decorator or ``ctx.step`` was used in a way surestep cannot journal."""
 

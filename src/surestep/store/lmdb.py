@@ -77,6 +77,12 @@ class _Env:
         self.durability = durability
         self.max_map_size = max_map_size
         self.users = 0
+        free = _free_bytes(path)
+        if free is not None and free < MIN_FREE_BYTES:
+            # LMDB writes its lock file through mmap: on a full disk that is a SIGBUS.
+            raise StoreFullError(
+                f"cannot open the store at {path!r}: the disk is full ({free} bytes free)"
+            )
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
             self.env = lmdb.open(
@@ -194,9 +200,8 @@ class _Env:
             except lmdb.MapResizedError:
                 self._adopt_new_size()
             except lmdb.Error as exc:
-                return [(None, _store_error(exc, "write failed; nothing was committed"))] * len(
-                    batch
-                )
+                error = _store_error(exc, "write failed; nothing was committed", self.path)
+                return [(None, error)] * len(batch)
 
     def _grow(self) -> bool:
         size = self.env.info()["map_size"]
@@ -221,9 +226,33 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
             fut.set_exception(exc)
 
 
-def _store_error(exc: BaseException, what: str) -> StoreError:
-    no_space = isinstance(exc, lmdb.DiskError) or getattr(exc, "errno", None) == errno.ENOSPC
-    if no_space or "No space left" in str(exc):
+MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
+
+
+def _free_bytes(path: str) -> int | None:
+    """Bytes free for us on the filesystem holding ``path`` (its nearest existing parent)."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        stat = os.statvfs(path or ".")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _store_error(exc: BaseException, what: str, path: str | None = None) -> StoreError:
+    code = getattr(exc, "errno", None)
+    no_space = (
+        isinstance(exc, lmdb.DiskError) or code == errno.ENOSPC or "No space left" in str(exc)
+    )
+    if (
+        not no_space
+        and path is not None
+        and (code == errno.EIO or "Input/output error" in str(exc))
+    ):
+        free = _free_bytes(path)  # LMDB reports a short write on a full disk as EIO
+        no_space = free is not None and free < MIN_FREE_BYTES
+    if no_space:
         return StoreFullError(f"{what}: the disk is full ({exc})")
     if isinstance(exc, (lmdb.ReadonlyError, PermissionError)) or "Permission denied" in str(exc):
         return StoreError(f"{what}: no permission to write there ({exc})")

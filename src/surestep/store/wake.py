@@ -85,5 +85,5 @@ class WakeListener:
             self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         for path in (self._entry, self._socket_path):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or a read-only filesystem
                 os.unlink(path)
