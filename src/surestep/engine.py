@@ -27,6 +27,7 @@ from .errors import (
     RunCancelledError,
     StoreError,
     Suspended,
+    UnknownWorkflowError,
     WorkflowFailedError,
     describe,
 )
@@ -288,15 +289,27 @@ class Engine:
         ``from_step`` and executes from there on today's code."""
         await self.open()
         source = await self.store.get_run(run_id)
-        spec = find_workflow(source.workflow)
+        try:
+            spec: WorkflowSpec | None = find_workflow(source.workflow)
+        except UnknownWorkflowError:
+            if self.execute:
+                raise
+            spec = None  # a client: the fork waits for a worker serving the current version
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
             raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
         journal = [(_decode(raw, run_id).seq, raw) for raw in await self.store.journal(run_id)]
         kept = [(seq, raw) for seq, raw in journal if seq < from_step]
+        if spec is not None:
+            version = spec.version
+        else:
+            deployed = [
+                d for d in await self.store.deployments() if d["workflow"] == source.workflow
+            ]
+            version = deployed[-1]["version"] if deployed else source.version
         run = RunInfo(
             run_id=new_run_id(),
-            workflow=spec.name,
-            version=spec.version,
+            workflow=source.workflow,
+            version=version,
             args=source.args,
             kwargs=source.kwargs,
             session_id=source.session_id,
@@ -304,7 +317,7 @@ class Engine:
         )
         fence = await self.store.create_run(run, self.owner, self.lease_seconds)
         await asyncio.gather(*(self.store.append(run.run_id, fence, seq, raw) for seq, raw in kept))
-        if self.execute:
+        if self.execute and spec is not None:
             self._launch(spec, run, replay=bool(kept))
         else:
             await self.store.release(run.run_id, fence)

@@ -1,0 +1,520 @@
+// The surestep dashboard: plain JavaScript, no build step, no innerHTML with data.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "surestep-token";
+  let STATUSES = ["running", "pending", "completed", "failed", "cancelled"];
+  const LIST_REFRESH_MS = 2000;
+  const RUN_REFRESH_MS = 1000;
+  const view = document.getElementById("view");
+  const notice = document.getElementById("notice");
+  let info = { actions: false };
+  let timer = null;
+  let routeKey = "";
+
+  // A token given once as ?token=... is kept for this tab and removed from the address bar.
+  const params = new URLSearchParams(location.search);
+  if (params.has("token")) {
+    sessionStorage.setItem(TOKEN_KEY, params.get("token"));
+    history.replaceState(null, "", location.pathname + location.hash);
+  }
+
+  // -- small helpers
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key === "style") Object.assign(node.style, value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function pill(status) {
+    return h("span", { class: `pill s-${status}`, "data-status": status }, status);
+  }
+
+  function pad(n, width = 2) {
+    return String(n).padStart(width, "0");
+  }
+
+  function fmtTime(ts) {
+    if (!ts) return "";
+    const d = new Date(ts * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function fmtClock(ts) {
+    const d = new Date(ts * 1000);
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  }
+
+  function fmtDuration(s) {
+    if (s === null || s === undefined) return "";
+    if (s < 1) return `${Math.round(s * 1000)} ms`;
+    if (s < 60) return `${s.toFixed(2)} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m}m ${pad(Math.floor(s % 60))}s`;
+    return `${Math.floor(m / 60)}h ${pad(m % 60)}m`;
+  }
+
+  function json(value) {
+    if (value === undefined) return "";
+    const flat = JSON.stringify(value);
+    return flat.length <= 80 ? flat : JSON.stringify(value, null, 2);
+  }
+
+  // A step's or run's input, [args, kwargs], the way the call was written: ("o-1", ["book"], n=2).
+  function call(args, kwargs) {
+    const parts = (args || []).map((a) => JSON.stringify(a));
+    for (const [k, v] of Object.entries(kwargs || {})) parts.push(`${k}=${JSON.stringify(v)}`);
+    const text = `(${parts.join(", ")})`;
+    return text.length <= 120 ? text : JSON.stringify({ args, kwargs }, null, 2);
+  }
+
+  function stepInput(input) {
+    if (input === null || input === undefined) return "()";
+    const pair = Array.isArray(input) && input.length === 2 && Array.isArray(input[0]) &&
+      input[1] !== null && typeof input[1] === "object" && !Array.isArray(input[1]);
+    return pair ? call(input[0], input[1]) : json(input);
+  }
+
+  function say(message, ok = false) {
+    notice.textContent = message;
+    notice.className = ok ? "notice ok" : "notice";
+    notice.hidden = !message;
+  }
+
+  async function api(path, options = {}) {
+    const headers = Object.assign({}, options.headers || {});
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(path, Object.assign({}, options, { headers, cache: "no-store" }));
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!response.ok) {
+      const error = new Error((body && body.error) || `${response.status} ${response.statusText}`);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  function post(path, body) {
+    return api(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+
+  function schedule(fn, ms) {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (document.hidden) schedule(fn, ms);
+      else fn();
+    }, ms);
+  }
+
+  function failed(error) {
+    if (error.status === 401) {
+      askToken();
+      return true;
+    }
+    say(error.message);
+    return false;
+  }
+
+  function askToken() {
+    clearTimeout(timer);
+    routeKey = "";
+    const input = h("input", { type: "text", id: "token", placeholder: "token", autocomplete: "off" });
+    view.replaceChildren(
+      h("h1", {}, "This dashboard needs its token"),
+      h("form", {
+        class: "toolbar",
+        onsubmit: (event) => {
+          event.preventDefault();
+          sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+          say("");
+          start();
+        },
+      }, input, h("button", { class: "act", type: "submit" }, "Open")),
+      h("p", { class: "hint" }, "The token was given to surestep ui with --token (or SURESTEP_UI_TOKEN)."),
+    );
+  }
+
+  // -- routing: #/?status=&q= (the runs) and #/runs/ID (one run)
+
+  function parseHash() {
+    const hash = location.hash.replace(/^#/, "") || "/";
+    const [path, query] = hash.split("?");
+    return { path, query: new URLSearchParams(query || "") };
+  }
+
+  function route() {
+    const { path, query } = parseHash();
+    const match = path.match(/^\/runs\/([^/]+)$/);
+    const key = match ? `run:${match[1]}` : "list";
+    if (key === routeKey) return;
+    routeKey = key;
+    clearTimeout(timer);
+    say("");
+    if (match) runPage(decodeURIComponent(match[1]));
+    else listPage(query.get("status") || "", query.get("q") || "");
+  }
+
+  // -- the runs
+
+  function listPage(status, q) {
+    const state = { status: STATUSES.includes(status) ? status : "", q };
+    const body = h("tbody", { id: "runs-body" });
+    const live = h("span", { class: "live", id: "live" });
+    const filters = h("div", { class: "filters", role: "group", "aria-label": "status" },
+      ["", ...STATUSES].map((s) => h("button", {
+        type: "button",
+        "data-status": s,
+        "aria-pressed": String(s === state.status),
+        onclick: () => {
+          state.status = s;
+          for (const b of filters.children) b.setAttribute("aria-pressed", String(b.dataset.status === s));
+          remember();
+          load();
+        },
+      }, s || "all")));
+    let debounce = null;
+    const search = h("input", {
+      type: "search",
+      id: "search",
+      placeholder: "Search run, session or user id",
+      value: state.q,
+      oninput: () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => {
+          state.q = search.value;
+          remember();
+          load();
+        }, 200);
+      },
+    });
+    view.replaceChildren(
+      h("h1", {}, "Runs"),
+      h("div", { class: "toolbar" }, filters, search, live),
+      h("table", { id: "runs" },
+        h("thead", {}, h("tr", {},
+          ["Run", "Workflow", "Status", "Started", "Duration", "Attempt", "Session", "User"]
+            .map((t) => h("th", {}, t)))),
+        body),
+    );
+
+    function remember() {
+      const query = new URLSearchParams();
+      if (state.status) query.set("status", state.status);
+      if (state.q) query.set("q", state.q);
+      const text = query.toString();
+      history.replaceState(null, "", `#/${text ? `?${text}` : ""}`);
+    }
+
+    async function load() {
+      const query = new URLSearchParams();
+      if (state.status) query.set("status", state.status);
+      if (state.q.trim()) query.set("q", state.q.trim());
+      try {
+        const data = await api(`/api/runs?${query}`);
+        if (routeKey !== "list") return;
+        say("");
+        body.replaceChildren(...renderRuns(data.runs));
+        const running = data.runs.some((r) => !r.finished);
+        live.className = running ? "live on" : "live";
+        live.textContent = `${data.runs.length}${data.truncated ? "+" : ""} run${data.runs.length === 1 ? "" : "s"}` +
+          (running ? " · live" : "");
+      } catch (error) {
+        if (failed(error)) return;
+      }
+      if (routeKey === "list") schedule(load, LIST_REFRESH_MS);
+    }
+    load();
+  }
+
+  function renderRuns(runs) {
+    if (!runs.length) return [h("tr", {}, h("td", { class: "empty", colspan: 8 }, "No runs"))];
+    return runs.map((run) => h("tr", { class: "run-row", "data-run-id": run.run_id },
+      h("td", { class: "mono" }, h("a", { class: "run-link", href: `#/runs/${run.run_id}` }, run.run_id)),
+      h("td", {}, run.workflow),
+      h("td", {}, pill(run.status)),
+      h("td", { class: "mono" }, fmtTime(run.created_at)),
+      h("td", { class: "num" }, fmtDuration(run.duration)),
+      h("td", { class: "num" }, run.attempt),
+      h("td", { class: "mono" }, run.session_id || ""),
+      h("td", { class: "mono" }, run.user_id || ""),
+    ));
+  }
+
+  // -- one run
+
+  function runPage(runId) {
+    const key = `run:${runId}`;
+    const title = h("h1", {}, "Run ", h("span", { class: "mono", id: "run-id" }, runId));
+    const facts = h("div", { class: "facts", id: "facts" });
+    const actions = h("div", { class: "actions", id: "actions", hidden: true });
+    const outcome = h("div", { class: "outcome", id: "outcome" });
+    const timeline = h("div", { class: "timeline", id: "timeline" });
+    const steps = h("tbody", { id: "steps-body" });
+    const logs = h("div", { class: "logs", id: "logs" });
+    const children = h("div", { id: "children" });
+    const live = h("span", { class: "live", id: "live" });
+    view.replaceChildren(
+      h("p", {}, h("a", { href: "#/", id: "back" }, "← Runs")),
+      title, facts, actions, outcome,
+      h("h2", {}, "Timeline ", live), timeline,
+      h("h2", {}, "Steps"),
+      h("table", { id: "steps" },
+        h("thead", {}, h("tr", {},
+          ["#", "Step", "Status", "Attempts", "Duration", "Input", "Output / error"].map((t) => h("th", {}, t)))),
+        steps),
+      children,
+      h("h2", {}, "Logs"), logs,
+    );
+    let actionsBuilt = false;
+
+    async function load() {
+      let run;
+      let journal;
+      let logData;
+      try {
+        [run, journal, logData] = await Promise.all([
+          api(`/api/runs/${encodeURIComponent(runId)}`),
+          api(`/api/runs/${encodeURIComponent(runId)}/journal`),
+          api(`/api/runs/${encodeURIComponent(runId)}/logs`),
+        ]);
+      } catch (error) {
+        if (routeKey !== key) return;
+        if (error.status === 404) {
+          view.replaceChildren(h("h1", {}, "No such run"), h("p", {}, error.message),
+            h("p", {}, h("a", { href: "#/" }, "← Runs")));
+          return;
+        }
+        if (!failed(error)) schedule(load, RUN_REFRESH_MS);
+        return;
+      }
+      if (routeKey !== key) return;
+      title.replaceChildren("Run ", h("span", { class: "mono", id: "run-id" }, run.run_id), pill(run.status));
+      facts.replaceChildren(...renderFacts(run));
+      outcome.replaceChildren(...renderOutcome(run));
+      timeline.replaceChildren(...renderTimeline(run, journal.steps));
+      steps.replaceChildren(...renderSteps(journal.steps));
+      children.replaceChildren(...(journal.children && journal.children.length ? [
+        h("h2", {}, "Children"),
+        h("table", { class: "children" }, h("tbody", {}, renderRuns(journal.children))),
+      ] : []));
+      renderLogs(logs, logData.lines);
+      if (!actionsBuilt && info.actions && !run.finished) {
+        actionsBuilt = true;
+        buildActions(actions, run.run_id, load);
+      }
+      actions.hidden = run.finished || !info.actions;
+      live.className = run.finished ? "live" : "live on";
+      live.textContent = run.finished ? "" : "live";
+      if (!run.finished) schedule(load, RUN_REFRESH_MS);
+    }
+    load();
+  }
+
+  function renderFacts(run) {
+    const fact = (k, v, cls) => h("div", { class: "fact" }, h("span", { class: "k" }, k), h("span", { class: cls || "" }, v));
+    return [
+      fact("workflow", run.workflow),
+      fact("version", run.version, "mono"),
+      fact("started", fmtTime(run.created_at), "mono"),
+      fact(run.finished ? "duration" : "running for",
+        fmtDuration(run.finished ? run.duration : Date.now() / 1000 - run.created_at)),
+      fact("attempt", run.attempt),
+      run.session_id ? fact("session", run.session_id, "mono") : null,
+      run.user_id ? fact("user", run.user_id, "mono") : null,
+      !run.finished && run.waiting_for ? fact("waiting for", `event ${run.waiting_for}`, "mono") : null,
+      !run.finished && run.wake_at ? fact("wakes at", fmtTime(run.wake_at), "mono") : null,
+      run.parent_id ? h("div", { class: "fact" }, h("span", { class: "k" }, "parent"),
+        h("a", { class: "mono", id: "parent", href: `#/runs/${run.parent_id}` }, run.parent_id)) : null,
+    ].filter(Boolean);
+  }
+
+  function renderOutcome(run) {
+    const input = h("div", { class: "io" }, h("h2", {}, "Input"),
+      h("pre", { class: "value", id: "input" }, run.workflow + call(run.args, run.kwargs)));
+    if (run.error) {
+      return [input, h("div", { class: "io" }, h("h2", {}, "Error"),
+        h("div", { class: "error-box run-error", id: "run-error" },
+          h("div", { class: "what" }, `${run.error.type}: ${run.error.message}`),
+          run.error.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", {}, run.error.traceback)) : null))];
+    }
+    if (run.status === "completed") {
+      return [input, h("div", { class: "io" }, h("h2", {}, "Result"), h("pre", { class: "value", id: "result" }, json(run.result)))];
+    }
+    return [input];
+  }
+
+  function renderTimeline(run, allSteps) {
+    const steps = allSteps.filter((s) => s.finished_at > 0); // recorded values take no time
+    const now = Date.now() / 1000;
+    const t0 = run.created_at;
+    const ends = steps.map((s) => s.finished_at);
+    const t1 = run.finished ? Math.max(run.updated_at, ...ends) : Math.max(now, ...ends);
+    const span = Math.max(t1 - t0, 0.001);
+    const pct = (t) => Math.min(Math.max(((t - t0) / span) * 100, 0), 100);
+    const axis = h("div", { class: "tl-axis" },
+      [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { class: "tl-tick", style: { left: `${f * 100}%` } }, fmtDuration(span * f))));
+    const rows = steps.map((s) => {
+      const left = pct(s.started_at);
+      const width = Math.max(pct(s.finished_at) - left, 0);
+      const kind = s.status === "failed" ? "failed" : s.kind === "step" ? "completed" : `other kind-${s.kind}`;
+      const retried = s.attempt > 1;
+      const tries = s.attempt ? `, ${s.attempt} attempt${s.attempt === 1 ? "" : "s"}` : "";
+      const tip = `${s.seq} ${s.name}: ${s.status}${tries}, ${fmtDuration(s.duration)}`;
+      const bar = h("div", {
+        class: `tl-bar ${kind}${retried ? " retried" : ""}`,
+        "data-seq": s.seq,
+        title: tip,
+        style: { left: `${left}%`, width: `${width}%` },
+      });
+      const noteText = `${fmtDuration(s.duration)}${retried ? ` · ${s.attempt} attempts` : ""}`;
+      const end = left + width;
+      const note = h("span", {
+        class: `tl-note${retried ? " retry" : ""}`,
+        style: end > 70 ? { right: `${100 - left}%`, paddingRight: "6px" } : { left: `${end}%` },
+      }, noteText);
+      const name = s.child ? h("a", { href: `#/runs/${s.child}` }, s.name) : s.name;
+      return h("div", { class: "tl-row step" },
+        h("div", { class: "tl-label", title: tip }, h("span", { class: "seq" }, s.seq), name),
+        h("div", { class: "tl-track" }, bar, note));
+    });
+    if (!run.finished) {
+      const from = pct(Math.max(t0, ...ends));
+      rows.push(h("div", { class: "tl-row" },
+        h("div", { class: "tl-label hint" }, run.status === "pending" ? "waiting for a worker…" : "running…"),
+        h("div", { class: "tl-track" }, h("div", { class: "tl-pending", style: { left: `${from}%`, width: `${100 - from}%` } }))));
+    }
+    if (!steps.length && run.finished) rows.push(h("div", { class: "tl-empty" }, "No steps recorded."));
+    return [axis, ...rows];
+  }
+
+  function renderSteps(steps) {
+    if (!steps.length) return [h("tr", {}, h("td", { class: "empty", colspan: 7 }, "No steps recorded yet"))];
+    return steps.map((s) => h("tr", { class: `step-row${s.error ? " step-failed" : ""}`, "data-seq": s.seq },
+      h("td", { class: "num" }, s.seq),
+      h("td", {}, s.child ? h("a", { href: `#/runs/${s.child}` }, s.name) : s.name,
+        s.kind !== "step" && s.kind !== "step_error" ? h("span", { class: "kind" }, s.kind) : null),
+      h("td", {}, pill(s.status)),
+      h("td", { class: "num" }, s.attempt || "–"),
+      h("td", { class: "num" }, fmtDuration(s.duration)),
+      h("td", {}, h("pre", { class: "value" }, stepInput(s.input))),
+      h("td", {}, s.error
+        ? h("div", { class: "error-box step-error" },
+          h("div", { class: "what" }, `${s.error.type}: ${s.error.message}`),
+          s.error.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", {}, s.error.traceback)) : null)
+        : h("pre", { class: "value" }, json(s.output))),
+    ));
+  }
+
+  function renderLogs(box, lines) {
+    const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    const sorted = lines.slice().sort((a, b) => a.time - b.time);
+    box.replaceChildren(...(sorted.length ? sorted.map((line) => h("div", { class: `log-line ${String(line.level).toUpperCase()} from-${line.source}` },
+      h("span", { class: "t" }, fmtClock(line.time)), `${String(line.level).padEnd(7)} ${line.message}`))
+      : [h("div", { class: "hint" }, "No log lines")]));
+    if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  function buildActions(box, runId, reload) {
+    let armed = null;
+    const cancel = h("button", {
+      class: "act danger",
+      id: "cancel",
+      type: "button",
+      onclick: async () => {
+        if (!armed) {
+          cancel.classList.add("armed");
+          cancel.textContent = "Click again to cancel the run";
+          armed = setTimeout(() => {
+            armed = null;
+            cancel.classList.remove("armed");
+            cancel.textContent = "Cancel run";
+          }, 5000);
+          return;
+        }
+        clearTimeout(armed);
+        armed = null;
+        cancel.disabled = true;
+        try {
+          const result = await post(`/api/runs/${encodeURIComponent(runId)}/cancel`, {});
+          say(result.cancelled ? "Run cancelled" : `The run had already finished (${result.run.status})`, true);
+        } catch (error) {
+          failed(error);
+        }
+        cancel.disabled = false;
+        cancel.classList.remove("armed");
+        cancel.textContent = "Cancel run";
+        reload();
+      },
+    }, "Cancel run");
+    const name = h("input", { type: "text", id: "event-name", placeholder: "event name", required: true });
+    const payload = h("textarea", { id: "event-payload", placeholder: "payload (JSON), e.g. {\"approved\": true}", rows: 2 });
+    const form = h("form", {
+      id: "send-event",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        let value = null;
+        if (payload.value.trim()) {
+          try {
+            value = JSON.parse(payload.value);
+          } catch (error) {
+            say(`The payload is not valid JSON: ${error.message}`);
+            return;
+          }
+        }
+        try {
+          await post(`/api/runs/${encodeURIComponent(runId)}/events`, { name: name.value.trim(), payload: value });
+          say(`Sent ${name.value.trim()}`, true);
+        } catch (error) {
+          failed(error);
+        }
+        reload();
+      },
+    }, name, h("div", { style: { minWidth: "320px" } }, payload), h("button", { class: "act", type: "submit" }, "Send event"));
+    box.replaceChildren(cancel, form);
+  }
+
+  // -- start
+
+  async function start() {
+    try {
+      info = await api("/api/info");
+      if (Array.isArray(info.statuses) && info.statuses.length) STATUSES = info.statuses;
+      document.getElementById("store").textContent = info.store;
+      document.getElementById("version").textContent = `surestep ${info.version} · journal format ${info.format}`;
+      const mode = document.getElementById("mode");
+      mode.hidden = info.actions;
+      mode.textContent = "read-only";
+    } catch (error) {
+      if (failed(error)) {
+        window.addEventListener("hashchange", route);
+        return;
+      }
+    }
+    window.addEventListener("hashchange", route);
+    route();
+  }
+
+  start();
+})();

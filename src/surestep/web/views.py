@@ -1,0 +1,259 @@
+"""The JSON shapes of runs, steps and log lines, shared by the CLI's ``--json`` and the dashboard.
+
+One place decides what a run looks like to a script or a browser, so
+``surestep show RUN --json`` and ``GET /api/runs/RUN`` agree field for field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from ..engine import Engine, JournalEntry
+from ..errors import RunNotFoundError
+from ..store.base import CANCELLED, COMPLETED, FAILED, RunInfo, child_run_id
+
+
+def run_json(run: RunInfo) -> dict[str, Any]:
+    """A run as JSON: its row, ``finished``, and ``duration`` (seconds; ``None`` while running)."""
+    data = run.to_dict()
+    data.pop("fence", None)  # a lease detail, meaningless outside the store
+    data["finished"] = run.finished
+    data["duration"] = max(run.updated_at - run.created_at, 0.0) if run.finished else None
+    return data
+
+
+def entry_times(entry: JournalEntry) -> tuple[float, float]:
+    """When a journal entry started and ended, by its kind: a step from its start to
+    its end, a sleep until its wake-up time, an event at its arrival; ``(0, 0)``
+    for entries that take no time (recorded values, state)."""
+    start, end = entry.started_at or 0.0, entry.finished_at or 0.0
+    if entry.kind == "sleep" and not end and isinstance(entry.output, (int, float)):
+        end = float(entry.output)
+    return (start or end, end or start)
+
+
+def step_json(entry: JournalEntry) -> dict[str, Any]:
+    """A journal entry as JSON, with a ``status``, times by :func:`entry_times` and a
+    ``duration`` in seconds."""
+    started, finished = entry_times(entry)
+    return {
+        "seq": entry.seq,
+        "name": entry.name,
+        "kind": entry.kind,
+        "status": FAILED if entry.kind == "step_error" or entry.error else COMPLETED,
+        "attempt": entry.attempt,
+        "key": entry.key,
+        "input": entry.input,
+        "output": entry.output,
+        "error": entry.error,
+        "started_at": started,
+        "finished_at": finished,
+        "duration": max(finished - started, 0.0),
+    }
+
+
+#: How many of the newest runs are searched for a running parent's unfinished children.
+CHILD_SCAN = 1000
+
+
+async def steps_json(engine: Engine, run: RunInfo) -> list[dict[str, Any]]:
+    """A run's journal as JSON, each entry placed in time for the timeline.
+
+    A child workflow's entry spans the child run (``child`` is its id); an
+    event's spans the wait that ended with it (from the end of the entry before).
+    """
+    steps = []
+    previous_end = run.created_at
+    for entry in await engine.journal(run.run_id):
+        data = step_json(entry)
+        if entry.kind == "child":
+            data["child"] = child_id = child_run_id(run.run_id, entry.seq)
+            try:
+                child = await engine.get_run(child_id)
+            except RunNotFoundError:
+                pass
+            else:
+                data["started_at"], data["finished_at"] = child.created_at, child.updated_at
+                data["duration"] = max(child.updated_at - child.created_at, 0.0)
+        elif entry.kind == "event" and data["finished_at"] and data["duration"] == 0:
+            data["started_at"] = min(previous_end, data["finished_at"])
+            data["duration"] = data["finished_at"] - data["started_at"]
+        previous_end = max(previous_end, data["finished_at"])
+        steps.append(data)
+    return steps
+
+
+async def children_json(
+    engine: Engine, run: RunInfo, steps: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The run's child runs: those its journal records, and (while it runs) the ones
+    among the newest :data:`CHILD_SCAN` runs that name it as their parent."""
+    found: dict[str, RunInfo] = {}
+    for step in steps:
+        if "child" in step:
+            with contextlib.suppress(RunNotFoundError):
+                found[step["child"]] = await engine.get_run(step["child"])
+    if not run.finished:
+        for other in await engine.runs(limit=CHILD_SCAN):
+            if getattr(other, "parent_id", None) == run.run_id:
+                found.setdefault(other.run_id, other)
+    return [run_json(child) for child in sorted(found.values(), key=lambda r: r.created_at)]
+
+
+def matches(run: RunInfo, query: str) -> bool:
+    """Whether ``query`` (case-insensitive) is part of the run's id, session id or user id."""
+    needle = query.strip().lower()
+    if not needle:
+        return True
+    return any(
+        needle in (value or "").lower() for value in (run.run_id, run.session_id, run.user_id)
+    )
+
+
+def journal_lines(run: RunInfo, steps: Iterable[JournalEntry]) -> list[dict[str, Any]]:
+    """A run's history as log lines, derived from its row and its journal.
+
+    The run's start, each recorded step (completed or failed, with its attempts
+    and duration) and the run's outcome. Every line has a stable ``id``, so a
+    follower prints each once.
+    """
+    lines = [_line("run-start", run.created_at, "INFO", f"run started: workflow {run.workflow}")]
+    for entry in steps:
+        started, finished = entry_times(entry)
+        if not finished:
+            continue  # a recorded value or state: no moment to show
+        duration = format_duration(finished - started)
+        tries = f"{entry.attempt} attempt{'s' if entry.attempt != 1 else ''}"
+        if entry.kind == "step_error":
+            error = entry.error or {}
+            text = f"step {entry.seq} {entry.name} failed after {tries} in {duration}: " + (
+                f"{error.get('type', '?')}: {error.get('message', '')}"
+            )
+            level = "ERROR"
+        elif entry.kind == "step":
+            text = f"step {entry.seq} {entry.name} completed after {tries} in {duration}"
+            level = "INFO"
+        elif entry.kind == "sleep":
+            text = f"step {entry.seq} slept {duration}"
+            level = "INFO"
+        elif entry.kind == "event":
+            text = f"step {entry.seq} received event {entry.name.removeprefix('@event:')}"
+            level = "INFO"
+        else:
+            text = f"step {entry.seq} {entry.kind} {entry.name} after {duration}"
+            level = "INFO"
+        lines.append(_line(f"step-{entry.seq}", finished, level, text, seq=entry.seq))
+    if run.finished:
+        if run.status == COMPLETED:
+            lines.append(_line("run-end", run.updated_at, "INFO", "run completed"))
+        elif run.status == FAILED:
+            error = run.error or {}
+            text = f"run failed: {error.get('type', '?')}: {error.get('message', '')}"
+            lines.append(_line("run-end", run.updated_at, "ERROR", text))
+        elif run.status == CANCELLED:
+            lines.append(_line("run-end", run.updated_at, "WARNING", "run cancelled"))
+    return lines
+
+
+def _line(
+    ident: str, at: float, level: str, message: str, seq: int | None = None
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "time": at,
+        "level": level,
+        "message": message,
+        "seq": seq,
+        "source": "journal",
+    }
+
+
+def stored_lines(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """The lines the run's ``ctx.logger`` stored (``engine.logs``), as log lines.
+
+    Each has a stable ``id`` (its step position and its index there), so a
+    follower prints each once.
+    """
+    lines = []
+    counts: dict[Any, int] = {}
+    for record in records:
+        data = record if isinstance(record, dict) else {"message": str(record)}
+        seq = data.get("seq")
+        index = counts[seq] = counts.get(seq, -1) + 1
+        lines.append(
+            {
+                "id": f"log-{seq}-{index}",
+                "time": float(_first(data, ("t", "time", "ts"), 0.0) or 0.0),
+                "level": str(_first(data, ("level", "levelname"), "INFO")),
+                "message": str(_first(data, ("message", "msg"), "")),
+                "seq": seq,
+                "source": "log",
+            }
+        )
+    return lines
+
+
+def _first(data: dict[str, Any], names: tuple[str, ...], default: Any) -> Any:
+    for name in names:
+        if data.get(name) is not None:
+            return data[name]
+    return default
+
+
+async def log_lines(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The run's log lines in time order: its history from its journal (start, each
+    step's outcome, end) merged with the lines its ``ctx.logger`` stored."""
+    run = await engine.get_run(run_id)
+    lines = journal_lines(run, await engine.journal(run_id))
+    lines += stored_lines(await engine.logs(run_id))
+    lines.sort(key=lambda line: line["time"])
+    return lines
+
+
+def call_text(args: Any, kwargs: Any = None) -> str:
+    """Arguments the way the call was written: ``("o-1", ["book"], n=2)``.
+
+    Given one value, it is a step's recorded input (``[args, kwargs]``, or
+    ``None`` for a step that took none).
+    """
+    if kwargs is None:
+        if args is None:
+            return "()"
+        if not (
+            isinstance(args, list)
+            and len(args) == 2
+            and isinstance(args[0], list)
+            and isinstance(args[1], dict)
+        ):
+            return orjson.dumps(args).decode()
+        args, kwargs = args
+    parts = [orjson.dumps(a).decode() for a in args]
+    parts += [f"{k}={orjson.dumps(v).decode()}" for k, v in kwargs.items()]
+    return "(" + ", ".join(parts) + ")"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``12 ms``, ``1.24 s``, ``3m 05s``, ``2h 01m``."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_time(at: float) -> str:
+    """A timestamp in local time, to the millisecond."""
+    if not at:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
