@@ -454,7 +454,12 @@ class WorkflowContext:
                 if spec is None or attempt + 1 >= spec.retry.max_attempts:
                     raise _AttemptsExhausted(exc, attempt + 1) from exc
                 self.logger.info(
-                    "step %d (%s) attempt %d failed: %r; retrying", seq, name, attempt, exc
+                    "step %d (%s) attempt %d of %d failed: %r; retrying",
+                    seq,
+                    name,
+                    attempt + 1,
+                    spec.retry.max_attempts,
+                    exc,
                 )
                 await asyncio.sleep(spec.delay(attempt))
                 attempt += 1
