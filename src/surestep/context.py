@@ -27,6 +27,7 @@ from .errors import (
     ConfigurationError,
     DefinitionError,
     EventTimeoutError,
+    JournalCorruptError,
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
@@ -325,6 +326,12 @@ class WorkflowContext:
             return self._run(seq, name, key, None, body, args, kwargs, None)
         spec = spec_of(target)
         if isinstance(spec, FunctionSpec):
+            try:  # refused here, not retried as a failure of the step
+                spec.signature.bind(*((None,) if spec.takes_ctx else ()), *args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(
+                    f"step {seq}: {spec.name}() cannot take these arguments: {exc}"
+                ) from None
             return self._run(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
         if isinstance(spec, WorkflowSpec):
             return self._child(seq, spec, key, args, kwargs)
@@ -688,7 +695,7 @@ class WorkflowContext:
         if seq > self._replay_max:
             return None
         record = self._lookup(seq, name, _core.name_hash(name), digest, input_json)
-        return None if record is None else serde.loads(record.payload)
+        return None if record is None else record_payload(record, self.run_id)
 
     def _value(self, name: str, produce: Callable[[], Any]) -> Any:
         """A journaled value: recorded on the first run, read back on replay."""
@@ -744,7 +751,7 @@ class WorkflowContext:
         except NonDeterminismError:
             recorded = self._index.get(seq)
             assert recorded is not None
-            data = serde.loads(recorded.payload)
+            data = record_payload(recorded, self.run_id)
             raise NonDeterminismError(
                 seq,
                 recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
@@ -754,7 +761,7 @@ class WorkflowContext:
             ) from None
 
     def _replayed(self, record: _core.Record, name: str) -> Any:
-        data = serde.loads(record.payload)
+        data = record_payload(record, self.run_id)
         if record.kind == _core.KIND_STEP:
             return data["o"]
         error = data["e"]
@@ -776,7 +783,7 @@ class WorkflowContext:
             seq = left[0]
             recorded = self._index.get(seq)
             assert recorded is not None
-            data = serde.loads(recorded.payload)
+            data = record_payload(recorded, self.run_id)
             raise NonDeterminismError(
                 seq,
                 recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
@@ -784,6 +791,31 @@ class WorkflowContext:
                 run_id=self.run_id,
                 detail="the workflow returned without taking this recorded step",
             )
+
+
+_REQUIRED = {_core.KIND_STEP: ("o",), _core.KIND_STEP_ERROR: ("e",)}
+
+
+def record_payload(record: _core.Record, run_id: str) -> dict[str, Any]:
+    """A record's payload as surestep writes it; ``JournalCorruptError`` otherwise."""
+    try:
+        data = serde.loads(record.payload)
+    except ValueError:
+        data = None
+    fields = _REQUIRED.get(record.kind, ())
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("n"), str)
+        or any(f not in data for f in fields)
+    ):
+        raise JournalCorruptError(
+            "the record's payload is not what surestep writes", run_id=run_id, seq=record.seq
+        )
+    if record.kind == _core.KIND_STEP_ERROR and not (
+        isinstance(data["e"], dict) and {"type", "message", "traceback"} <= data["e"].keys()
+    ):
+        raise JournalCorruptError("the record's error is malformed", run_id=run_id, seq=record.seq)
+    return data
 
 
 class ReplayComplete(BaseException):

@@ -60,6 +60,11 @@ def _whole(option: str, value: Any, minimum: int) -> None:
         raise ConfigurationError(f"{option} must be a whole number >= {minimum}, not {value!r}")
 
 
+def _name_option(name: Any) -> None:
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigurationError(f"name must be a non-empty string, not {name!r}")
+
+
 def _retry_policy(retries: int | dict[str, Any] | RetryPolicy | None) -> RetryPolicy:
     if retries is None:
         return RetryPolicy()
@@ -94,6 +99,10 @@ class FunctionSpec:
     timeout_ms: int | None
     takes_ctx: bool
 
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.fn)
+
     def delay(self, attempt: int) -> float:
         """Seconds to wait after attempt number ``attempt`` (0-based) failed."""
         initial = self.retry.initial_interval_ms
@@ -113,6 +122,10 @@ class WorkflowSpec:
     name: str
     fn: Callable[..., Any]
     explicit_version: str | None
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.fn)
 
     @functools.cached_property
     def version(self) -> str:
@@ -205,6 +218,8 @@ def function(
     if timeout_ms is not None:
         _whole("timeout_ms", timeout_ms, minimum=1)
 
+    _name_option(name)
+
     def decorate(target: F) -> F:
         if not callable(target):
             raise DefinitionError(f"@function decorates a function, not {target!r}")
@@ -239,6 +254,7 @@ def workflow(
     """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow."""
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
+    _name_option(name)
 
     def decorate(target: F) -> F:
         if not inspect.iscoroutinefunction(target):

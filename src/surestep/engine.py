@@ -9,7 +9,6 @@ heartbeat renews the leases of every run this engine executes.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _core, serde
-from .context import WorkflowContext
+from .context import WorkflowContext, record_payload
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
     ConfigurationError,
@@ -122,8 +121,12 @@ class Engine:
         inline_sleep: float = 1.0,
         **store_options: Any,
     ) -> None:
-        if not lease_seconds > 0:
-            raise ConfigurationError(f"lease_seconds must be > 0, not {lease_seconds!r}")
+        if (
+            isinstance(lease_seconds, bool)
+            or not isinstance(lease_seconds, (int, float))
+            or not 0 < lease_seconds < float("inf")
+        ):
+            raise ConfigurationError(f"lease_seconds must be a number > 0, not {lease_seconds!r}")
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
         self.execute = execute
@@ -186,7 +189,7 @@ class Engine:
         await self.open()
         spec = find_workflow(workflow)
         try:
-            inspect.signature(spec.fn).bind(None, *args, **kwargs)
+            spec.signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
         serde.dumps([args, kwargs], f"the input of workflow {spec.name!r}")
@@ -218,11 +221,13 @@ class Engine:
     async def recover(self) -> list[RunHandle]:
         """Resume every unfinished run that no live engine holds, of the workflows known here."""
         handles: list[RunHandle] = []
+        batch = 16  # a small first claim, so the first run resumes at once; then larger ones
         while True:
-            claimed = await self.claim(1000)
+            claimed = await self.claim(batch)
             handles += claimed
-            if len(claimed) < 1000:
+            if len(claimed) < batch:
                 return handles
+            batch = min(batch * 4, 1024)
 
     async def claim(self, limit: int) -> list[RunHandle]:
         """Claim up to ``limit`` available runs (new or abandoned) and execute them here."""
@@ -358,7 +363,7 @@ class Engine:
         entries = []
         for raw in await self.store.journal(run_id):
             record = _decode(raw, run_id)
-            data = serde.loads(record.payload)
+            data = record_payload(record, run_id)
             entries.append(
                 JournalEntry(
                     seq=record.seq,

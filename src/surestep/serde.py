@@ -8,6 +8,7 @@ builtins are refused rather than silently turned into something else.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -26,18 +27,24 @@ loads = orjson.loads
 
 def dumps(value: Any, what: str) -> bytes:
     """Encode ``value``; a ``SerializationError`` (a ``TypeError``) names ``what`` failed."""
-    try:
-        return orjson.dumps(value, option=_STRICT)
-    except orjson.JSONEncodeError as exc:
-        raise _refusal(value, what, exc) from None
+    return _encode(value, what, _STRICT)
 
 
 def canonical(value: Any, what: str) -> bytes:
     """Encode with sorted keys: equal values give equal bytes, for digests."""
+    return _encode(value, what, _CANONICAL)
+
+
+def _encode(value: Any, what: str, option: int) -> bytes:
     try:
-        return orjson.dumps(value, option=_CANONICAL)
+        encoded = orjson.dumps(value, option=option)
     except orjson.JSONEncodeError as exc:
         raise _refusal(value, what, exc) from None
+    # orjson writes NaN and the infinities as null, which would change the value on
+    # its way through the journal: look for them only when a null was written.
+    if b"null" in encoded and _offender(value, "")[0] != "<ok>":
+        raise _refusal(value, what, ValueError("NaN and infinities are not JSON numbers"))
+    return encoded
 
 
 def _refusal(value: Any, what: str, exc: Exception) -> SerializationError:
@@ -68,9 +75,11 @@ def _offender(value: Any, path: str) -> tuple[str, Any]:
             if found[0] != "<ok>":
                 return found
         return "<ok>", None
-    if kind in (str, float, bool) or value is None:
+    if kind is float:
+        return ("<ok>", None) if math.isfinite(value) else (path, value)
+    if kind in (str, bool) or value is None:
         return "<ok>", None
-    if kind is int and -(2**63) <= value < 2**64:
+    if kind is int and -(2**63) <= value < 2**64:  # orjson refuses the rest ("64-bit")
         return "<ok>", None
     return path, value
 

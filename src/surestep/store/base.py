@@ -15,10 +15,11 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import _core
+from ..errors import RunNotFoundError
 
 PENDING = "pending"
 RUNNING = "running"
@@ -41,8 +42,14 @@ def new_run_id() -> str:
 
 
 def run_key(run_id: str) -> bytes:
-    """The 16-byte key prefix of a run's journal."""
-    return bytes.fromhex(run_id)
+    """The 16-byte key prefix of a run's journal; ``RunNotFoundError`` for anything
+    that is not a run id (32 hex digits)."""
+    if not isinstance(run_id, str) or len(run_id) != 32:
+        raise RunNotFoundError(f"{run_id!r} is not a run id (32 hex digits)")
+    try:
+        return bytes.fromhex(run_id)
+    except ValueError:
+        raise RunNotFoundError(f"{run_id!r} is not a run id (32 hex digits)") from None
 
 
 @dataclass
@@ -70,7 +77,9 @@ class RunInfo:
     fence: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow (not dataclasses.asdict, which deep-copies args and result):
+        # the row goes straight to orjson.
+        return {name: getattr(self, name) for name in _RUN_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
@@ -79,6 +88,9 @@ class RunInfo:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+_RUN_FIELDS = tuple(f.name for f in fields(RunInfo))
 
 
 @dataclass(frozen=True)

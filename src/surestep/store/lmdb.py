@@ -171,23 +171,37 @@ class _Env:
                     loop.call_soon_threadsafe(_settle, settled)
 
     def _commit(self, batch: list[_Item]) -> list[tuple[Any, BaseException | None]]:
-        """Apply every op in one transaction; an op that raises changes nothing."""
+        """Apply every op in one transaction. An op that raises one of our errors
+        changes nothing (ops check before they write); an op that fails otherwise
+        may have written half, so the transaction is redone without it."""
+        broken: dict[int, BaseException] = {}
         while True:
             outcomes: list[tuple[Any, BaseException | None]] = []
             try:
                 with self.resize_lock:
                     txn = self.env.begin(write=True)
                     try:
-                        for op, _, _, _ in batch:
+                        for i, (op, _, _, _) in enumerate(batch):
+                            if i in broken:
+                                outcomes.append((None, broken[i]))
+                                continue
                             try:
                                 outcomes.append((op(txn), None))
                             except (SurestepError, LeaseLostError) as exc:
                                 outcomes.append((None, exc))
+                            except lmdb.Error:
+                                raise
+                            except Exception as exc:  # a bug in an op: fail it alone
+                                broken[i] = StoreError(f"a store operation failed: {exc!r}")
+                                broken[i].__cause__ = exc
+                                raise _Redo from None
                         txn.commit()
                     except BaseException:
                         txn.abort()
                         raise
                 return outcomes
+            except _Redo:
+                continue
             except lmdb.MapFullError as exc:
                 if not self._grow():
                     err: BaseException = StoreFullError(
@@ -214,6 +228,10 @@ class _Env:
     def _adopt_new_size(self) -> None:
         with self.resize_lock:
             self.env.set_mapsize(0)  # 0: take the size another process set
+
+
+class _Redo(Exception):  # noqa: N818 - control flow
+    """Abort the transaction and apply the batch again, without the op that broke."""
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -328,11 +346,20 @@ class LmdbStore(Store):
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
+        for option, value in (("map_size", map_size), ("max_map_size", max_map_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigurationError(
+                    f"{option} must be a whole number of bytes > 0, not {value!r}"
+                )
+        if max_map_size < map_size:
+            raise ConfigurationError(
+                f"max_map_size ({max_map_size}) must be at least map_size ({map_size})"
+            )
         self.path = path
         self.url = f"lmdb://{os.path.abspath(path)}"
         self.durability = durability
         self.map_size = map_size
-        self.max_map_size = max(max_map_size, map_size)
+        self.max_map_size = max_map_size
         self._env: _Env | None = None
         self._listener: WakeListener | None = None
 
@@ -452,6 +479,11 @@ class LmdbStore(Store):
                 candidates += [bytes(k) for k in txn.cursor(db=e.active).iternext(values=False)]
             taken: list[RunInfo] = []
             for key in candidates:
+                lease = txn.get(key, db=e.leases)
+                if lease is not None:  # held by this engine already: skip without decoding the row
+                    _, until, holder = _lease_of(lease)
+                    if holder == owner and until > now:
+                        continue
                 run = self._load(txn, key)
                 if (
                     run is None
@@ -568,10 +600,7 @@ class LmdbStore(Store):
         await self._listener.wait(timeout)
 
     async def get_run(self, run_id: str) -> RunInfo:
-        try:
-            key = run_key(run_id)
-        except ValueError:
-            raise RunNotFoundError(f"{run_id!r} is not a run id") from None
+        key = run_key(run_id)
         run: RunInfo | None = self.env.read(lambda txn: self._load(txn, key))
         if run is None:
             raise RunNotFoundError(f"no run {run_id} in {self.url}")

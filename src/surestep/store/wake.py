@@ -53,7 +53,10 @@ class WakeListener:
 
     def __init__(self, store_path: str) -> None:
         self.name = f"ssw-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._socket_path = os.path.join(tempfile.gettempdir(), self.name)
+        # In a directory only this user can enter (mkdtemp: 0700), so no other local
+        # user can reach the socket whatever the umask; short, for the socket path limit.
+        self._private_dir = tempfile.mkdtemp(prefix="ssw-")
+        self._socket_path = os.path.join(self._private_dir, "s")
         self._entry = os.path.join(store_path, "wake", self.name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
@@ -87,3 +90,5 @@ class WakeListener:
         for path in (self._entry, self._socket_path):
             with contextlib.suppress(OSError):  # gone already, or a read-only filesystem
                 os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._private_dir)
