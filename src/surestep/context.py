@@ -327,7 +327,7 @@ class WorkflowContext:
         spec = spec_of(target)
         if isinstance(spec, FunctionSpec):
             try:  # refused here, not retried as a failure of the step
-                spec.signature.bind(*((None,) if spec.takes_ctx else ()), *args, **kwargs)
+                spec.check_call(args, kwargs)
             except TypeError as exc:
                 raise TypeError(
                     f"step {seq}: {spec.name}() cannot take these arguments: {exc}"

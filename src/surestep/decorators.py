@@ -103,6 +103,28 @@ class FunctionSpec:
     def signature(self) -> inspect.Signature:
         return inspect.signature(self.fn)
 
+    @functools.cached_property
+    def positional_range(self) -> tuple[int, float]:
+        """How many positional arguments (after ``ctx``) a call may pass, when no
+        keyword argument is required: the fast check for ``ctx.step``; (1, 0) else."""
+        params = list(self.signature.parameters.values())[1 if self.takes_ctx else 0 :]
+        kinds = inspect.Parameter
+        if any(p.kind == kinds.KEYWORD_ONLY and p.default is p.empty for p in params):
+            return (1, 0)  # never fast: let bind() judge
+        positional = [
+            p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        ]
+        required = sum(p.default is p.empty for p in positional)
+        varargs = any(p.kind == kinds.VAR_POSITIONAL for p in params)
+        return (required, float("inf") if varargs else len(positional))
+
+    def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """``TypeError`` when the function cannot take these arguments."""
+        low, high = self.positional_range
+        if not kwargs and low <= len(args) <= high:
+            return
+        self.signature.bind(*((None,) if self.takes_ctx else ()), *args, **kwargs)
+
     def delay(self, attempt: int) -> float:
         """Seconds to wait after attempt number ``attempt`` (0-based) failed."""
         initial = self.retry.initial_interval_ms
