@@ -62,3 +62,36 @@ def _registry() -> Iterator[None]:
 @pytest.fixture
 def store_path(tmp_path: Any) -> str:
     return str(tmp_path / "store")
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A private PostgreSQL server for the session (``tests/pgserver.py``).
+
+    Fails when the server binaries are missing, unless SURESTEP_SKIP_POSTGRES=1.
+    """
+    import os
+
+    from pgserver import PgServer, PgServerMissingError
+
+    if os.environ.get("SURESTEP_SKIP_POSTGRES") == "1":
+        pytest.skip("SURESTEP_SKIP_POSTGRES=1")
+    try:
+        server = PgServer()
+    except PgServerMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: Any) -> str:
+    """``postgresql://...`` of the session's private server."""
+    url: str = pg_server.url
+    return url

@@ -17,9 +17,15 @@ def open_store(location: str | os.PathLike[str], **options: Any) -> Store:
     """The backend for ``location`` (not yet opened: ``await store.open()``)."""
     text = os.fspath(location)
     if text.startswith(("postgresql://", "postgres://")):
-        raise ConfigurationError(
-            "the PostgreSQL store is not available in this release; use an LMDB directory"
-        )
+        try:
+            from .postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
+            raise ConfigurationError(
+                "the PostgreSQL store needs the asyncpg driver: pip install 'surestep[postgres]'"
+            ) from None
+        return PostgresStore(text, **options)
     if text.startswith("lmdb://"):
         text = text[len("lmdb://") :]
     elif "://" in text:

@@ -166,7 +166,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create_run(self, run: RunInfo, owner: str | None, lease_s: float) -> int:
-        """Insert ``run``; claim it for ``owner`` when given. Returns the fencing token."""
+        """Insert ``run``; claim it for ``owner`` when given. Returns the fencing token.
+        ``StoreError`` if a run with its id exists."""
 
     @abc.abstractmethod
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -283,11 +284,13 @@ class Store(abc.ABC):
     async def renew(
         self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
     ) -> list[str]:
-        """Extend the leases ``(run_id, fence)`` held by ``owner``; return the runs lost."""
+        """Extend the leases ``(run_id, fence)`` held by ``owner``; return the runs lost
+        (claimed by another, cancelled, or finished)."""
 
     @abc.abstractmethod
     async def release(self, run_id: str, fence: int) -> None:
-        """Give a run back unfinished (graceful shutdown): its lease ends now."""
+        """Give a run back unfinished (graceful shutdown): its lease ends now. A run
+        that finished meanwhile (cancelled) stays finished."""
 
     @abc.abstractmethod
     async def finish(
@@ -313,8 +316,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def wait_changed(self, timeout: float) -> None:
         """Return soon after a run is created, released or finished by any
-        process using the store, or after ``timeout`` seconds. May return
-        early; callers re-check what they wait for. Never busy-polls."""
+        process using the store since ``open()``, or after ``timeout`` seconds.
+        May return early; callers re-check what they wait for. Never busy-polls.
+        Times (leases, timers) are the server's clock on PostgreSQL."""
 
     # -- journal
 

@@ -366,6 +366,7 @@ class LmdbStore(Store):
     async def open(self) -> None:
         if self._env is None:
             self._env = _acquire(self.path, self.durability, self.map_size, self.max_map_size)
+            self._listener = WakeListener(self.path)  # from now on no change is missed
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -439,8 +440,13 @@ class LmdbStore(Store):
     async def create_run(self, run: RunInfo, owner: str | None, lease_s: float) -> int:
         if owner is not None:
             self._take(run, owner, lease_s, time.time())
-        # Ops are re-applied when a full map is grown: this one only writes.
-        await self.env.submit(lambda txn: self._save(txn, run), notify=True)
+
+        def op(txn: Any) -> None:  # re-applied as it is when a full map is grown
+            if txn.get(run_key(run.run_id), db=self.env.runs) is not None:
+                raise StoreError(f"a run {run.run_id} exists already in {self.url}")
+            self._save(txn, run)
+
+        await self.env.submit(op, notify=True)
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -470,7 +476,9 @@ class LmdbStore(Store):
         def op(txn: Any) -> list[RunInfo]:
             e = self.env
             now = time.time()
-            candidates = []
+            candidates: list[bytes] = []
+            if limit <= 0:
+                return []
             for key in txn.cursor(db=e.timers).iternext(values=False):
                 if _MS.unpack_from(key)[0] > now * 1000:
                     break
@@ -545,8 +553,9 @@ class LmdbStore(Store):
             for run_id, fence in leases:
                 key = run_key(run_id)
                 raw = txn.get(key, db=self.env.leases)
-                if raw is None or _LEASE.unpack_from(raw)[0] != fence:
-                    lost.append(run_id)
+                held_fence, _, holder = _lease_of(raw) if raw is not None else (-1, 0.0, None)
+                if (held_fence, holder) != (fence, owner):
+                    lost.append(run_id)  # claimed by another, cancelled, or finished
                     continue
                 txn.put(key, _lease_bytes(fence, until, owner), db=self.env.leases)
             return lost
@@ -559,6 +568,8 @@ class LmdbStore(Store):
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
+            if run.finished:
+                return  # finished meanwhile (a cancel): it stays finished
             run.owner, run.lease_until, run.status = None, 0.0, PENDING
             self._save(txn, run)
 
@@ -596,7 +607,7 @@ class LmdbStore(Store):
 
     async def wait_changed(self, timeout: float) -> None:
         if self._listener is None:
-            self._listener = WakeListener(self.path)
+            raise StoreError("the store is closed")
         await self._listener.wait(timeout)
 
     async def get_run(self, run_id: str) -> RunInfo:

@@ -1,0 +1,593 @@
+"""The store contract (``surestep.store.base.Store``), run against every backend.
+
+``lmdb``: a fresh directory per test. ``postgres``: a fresh schema per test on
+the session's private server (``pg_url``). Instances made by one ``backend``
+share the same store, as processes sharing a directory or a database do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from surestep import LeaseLostError, _core
+from surestep.errors import RunNotFoundError
+from surestep.store import Store, open_store
+from surestep.store.base import RunInfo
+
+LONG = 60.0  # a lease that does not run out during a test
+GONE = -1.0  # a lease that has already run out
+SERVED = {"wf": "v1"}  # the workflow versions a claimer serves
+_ids = itertools.count(int(time.time() * 1000))
+
+
+def new_id() -> str:
+    """Run ids in strictly increasing order (``new_run_id`` orders by millisecond only)."""
+    return f"{next(_ids):012x}{uuid.uuid4().hex[:20]}"
+
+
+class Backend:
+    def __init__(self, kind: str, location: str, **options: Any) -> None:
+        self.kind = kind
+        self.location = location
+        self.options = options
+
+    def new(self) -> Store:
+        return open_store(self.location, **self.options)
+
+    @asynccontextmanager
+    async def opened(self) -> AsyncIterator[Store]:
+        store = self.new()
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Backend:
+    if request.param == "lmdb":
+        return Backend("lmdb", str(tmp_path / "store"))
+    url = request.getfixturevalue("pg_url")
+    return Backend("postgres", url, schema=f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout)
+
+
+def new_run(workflow: str = "wf", **fields: Any) -> RunInfo:
+    fields = {"args": [], "kwargs": {}, **fields}
+    return RunInfo(run_id=new_id(), workflow=workflow, version="v1", **fields)
+
+
+def record(seq: int, text: str = "") -> bytes:
+    payload = b'{"n":"s","o":"%b"}' % text.encode()
+    return _core.encode_record(_core.KIND_STEP, seq, 1, _core.name_hash("s"), 0, payload)
+
+
+# ---------------------------------------------------------------- runs
+
+
+async def test_create_and_get_round_trip(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run(
+            args=[1, "two", {"z": [None, True], "a": 1.5}, "nul\u0000é"],
+            kwargs={"b": {"nested": [1, 2]}, "a": -(2**53)},
+            session_id="sess",
+            user_id="user",
+        )
+        assert await store.create_run(run, None, LONG) == 0
+        got = await store.get_run(run.run_id)
+        assert (got.workflow, got.version, got.args, got.kwargs) == (
+            "wf",
+            "v1",
+            run.args,
+            run.kwargs,
+        )
+        assert list(got.kwargs) == ["b", "a"]  # key order kept
+        assert list(got.args[2]) == ["z", "a"]
+        assert (got.session_id, got.user_id, got.status) == ("sess", "user", "pending")
+        assert (got.fence, got.attempt, got.owner, got.result, got.error) == (
+            0,
+            0,
+            None,
+            None,
+            None,
+        )
+        assert got.created_at == pytest.approx(run.created_at, abs=1e-3)
+
+        held = new_run()
+        assert await store.create_run(held, "me:1:a", LONG) == 1
+        assert (held.fence, held.attempt, held.owner, held.status) == (1, 1, "me:1:a", "running")
+        got = await store.get_run(held.run_id)
+        assert (got.fence, got.attempt, got.owner, got.status) == (1, 1, "me:1:a", "running")
+        assert got.lease_until == pytest.approx(held.lease_until, abs=1e-3) and got.lease_until > 0
+
+        with pytest.raises(RunNotFoundError):
+            await store.get_run(new_id())
+
+
+async def test_list_runs_newest_first_with_filters_and_limit(backend: Backend) -> None:
+    async with backend.opened() as store:
+        runs = [new_run("alpha" if i % 2 else "beta") for i in range(9)]
+        for run in runs:
+            await store.create_run(run, "me:1:a", LONG)
+        for run in runs[:3]:
+            await store.finish(run.run_id, run.fence, "completed", {"i": run.run_id}, None)
+        newest_first = [r.run_id for r in reversed(runs)]
+
+        assert [r.run_id for r in await store.list_runs()] == newest_first
+        assert [r.run_id for r in await store.list_runs(limit=4)] == newest_first[:4]
+        alpha = await store.list_runs(workflow="alpha")
+        assert [r.run_id for r in alpha] == [
+            r for r in newest_first if r in {x.run_id for x in runs[1::2]}
+        ]
+        done = await store.list_runs(status="completed")
+        assert [r.run_id for r in done] == [r.run_id for r in reversed(runs[:3])]
+        assert all(r.result == {"i": r.run_id} for r in done)
+        both = await store.list_runs(status="running", workflow="beta", limit=2)
+        assert [r.run_id for r in both] == [
+            r.run_id for r in reversed(runs[3:]) if r.workflow == "beta"
+        ][:2]
+        assert await store.list_runs(workflow="nope") == []
+
+
+# ---------------------------------------------------------------- journal
+
+
+async def test_journal_returns_records_in_sequence_order(backend: Backend) -> None:
+    async with backend.opened() as store:
+        one, two = new_run(), new_run()
+        for run in (one, two):
+            await store.create_run(run, "me:1:a", LONG)
+        assert await store.journal(one.run_id) == []
+        seqs = [5, 0, 3, 1, 4, 2, 10]
+        recs = {seq: record(seq, f"one-{seq}") for seq in seqs}
+        # concurrent appends of two runs, interleaved: one batch, or several
+        await asyncio.gather(
+            *(store.append(one.run_id, one.fence, seq, recs[seq]) for seq in seqs),
+            *(store.append(two.run_id, two.fence, seq, record(seq, "two")) for seq in range(3)),
+        )
+        got = await store.journal(one.run_id)
+        assert got == [recs[seq] for seq in sorted(seqs)]  # the exact bytes, in order
+        assert [_core.decode_record(r).seq for r in got] == sorted(seqs)
+        assert [_core.decode_record(r).seq for r in await store.journal(two.run_id)] == [0, 1, 2]
+
+
+async def test_append_is_fenced(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        stale = await store.create_run(run, "old:1:a", GONE)
+        taken = await store.claim(run.run_id, "new:1:b", LONG)
+        assert taken is not None and taken.fence == stale + 1
+        await store.append(run.run_id, taken.fence, 0, record(0, "new"))
+
+        with pytest.raises(LeaseLostError) as lost:
+            await store.append(run.run_id, stale, 1, record(1, "old"))
+        assert (lost.value.run_id, lost.value.fence) == (run.run_id, stale)
+        with pytest.raises(LeaseLostError):
+            await store.append(run.run_id, stale, 0, record(0, "old"))  # no overwrite either
+        assert await store.journal(run.run_id) == [record(0, "new")]
+
+        # in one batch, a stale append fails alone
+        other = new_run()
+        await store.create_run(other, "new:1:b", LONG)
+        outcomes = await asyncio.gather(
+            store.append(other.run_id, other.fence, 0, record(0)),
+            store.append(run.run_id, stale, 5, record(5)),
+            store.append(run.run_id, taken.fence, 1, record(1, "new")),
+            return_exceptions=True,
+        )
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], LeaseLostError)
+        assert await store.journal(other.run_id) == [record(0)]
+        assert await store.journal(run.run_id) == [record(0, "new"), record(1, "new")]
+
+        with pytest.raises(RunNotFoundError):
+            await store.append(new_id(), 1, 0, record(0))
+
+
+async def test_finish_and_release_are_fenced(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        stale = await store.create_run(run, "old:1:a", GONE)
+        taken = await store.claim(run.run_id, "new:1:b", LONG)
+        assert taken is not None
+        with pytest.raises(LeaseLostError):
+            await store.finish(run.run_id, stale, "completed", 1, None)
+        with pytest.raises(LeaseLostError):
+            await store.release(run.run_id, stale)
+        got = await store.get_run(run.run_id)
+        assert (got.status, got.owner, got.fence, got.result) == (
+            "running",
+            "new:1:b",
+            taken.fence,
+            None,
+        )
+
+        error = {"type": "ValueError", "message": "no", "traceback": "..."}
+        await store.finish(run.run_id, taken.fence, "failed", None, error)
+        got = await store.get_run(run.run_id)
+        assert (got.status, got.owner, got.error, got.result) == ("failed", None, error, None)
+        with pytest.raises(RunNotFoundError):
+            await store.finish(new_id(), 1, "completed", None, None)
+        with pytest.raises(RunNotFoundError):
+            await store.release(new_id(), 1)
+
+
+# ---------------------------------------------------------------- claims and leases
+
+
+async def test_claim_takes_only_claimable_runs(backend: Backend, dead_pid: int) -> None:
+    host = socket.gethostname()
+    async with backend.opened() as store:
+        held = new_run()
+        await store.create_run(held, f"{host}:{os.getpid()}:live", LONG)
+        assert await store.claim(held.run_id, "b:1:b", LONG) is None
+
+        elsewhere = new_run()  # a live lease on another host: its pid means nothing here
+        await store.create_run(elsewhere, f"not-{host}:{dead_pid}:x", LONG)
+        assert await store.claim(elsewhere.run_id, "b:1:b", LONG) is None
+
+        expired = new_run()
+        await store.create_run(expired, "a:1:a", GONE)
+        got = await store.claim(expired.run_id, "b:1:b", LONG)
+        assert got is not None
+        assert (got.fence, got.attempt, got.owner, got.status) == (2, 2, "b:1:b", "running")
+        assert await store.claim(expired.run_id, "c:1:c", LONG) is None  # b holds it now
+
+        dead = new_run()  # this host, a process that has exited: claimable at once
+        await store.create_run(dead, f"{host}:{dead_pid}:gone", LONG)
+        got = await store.claim(dead.run_id, "b:1:b", LONG)
+        assert got is not None and (got.fence, got.owner) == (2, "b:1:b")
+
+        for status in ("completed", "failed", "cancelled"):
+            done = new_run()
+            fence = await store.create_run(done, "a:1:a", GONE)
+            await store.finish(done.run_id, fence, status, None, None)
+            assert await store.claim(done.run_id, "b:1:b", LONG) is None
+
+        with pytest.raises(RunNotFoundError):
+            await store.claim(new_id(), "b:1:b", LONG)
+
+
+async def test_claim_available(backend: Backend, dead_pid: int) -> None:
+    host = socket.gethostname()
+    async with backend.opened() as store:
+        pending = [new_run() for _ in range(3)]
+        for run in pending:
+            await store.create_run(run, None, LONG)
+        expired, dead, held, finished, other_wf = (new_run() for _ in range(5))
+        await store.create_run(expired, "a:1:a", GONE)
+        await store.create_run(dead, f"{host}:{dead_pid}:gone", LONG)
+        await store.create_run(held, f"{host}:{os.getpid()}:live", LONG)
+        fence = await store.create_run(finished, "a:1:a", GONE)
+        await store.finish(finished.run_id, fence, "completed", 1, None)
+        other_wf.workflow = "other"
+        await store.create_run(other_wf, None, LONG)
+        old_version = new_run()
+        old_version.version = "v0"
+        await store.create_run(old_version, None, LONG)
+
+        assert await store.claim_available("b:1:b", LONG, 10, {}) == []
+        first = await store.claim_available("b:1:b", LONG, 2, SERVED)
+        rest = await store.claim_available("b:1:b", LONG, 100, SERVED)
+        assert len(first) == 2
+        claimed = {r.run_id: r for r in first + rest}
+        assert set(claimed) == {r.run_id for r in [*pending, expired, dead]}
+        for run in claimed.values():
+            assert (run.owner, run.status) == ("b:1:b", "running")
+            stored = await store.get_run(run.run_id)
+            assert (stored.fence, stored.attempt, stored.owner) == (run.fence, run.attempt, "b:1:b")
+        assert {r.run_id: (r.fence, r.attempt) for r in claimed.values()} == {
+            **{r.run_id: (1, 1) for r in pending},
+            expired.run_id: (2, 2),
+            dead.run_id: (2, 2),
+        }
+        assert await store.claim_available("c:1:c", LONG, 100, SERVED) == []
+        assert [
+            r.run_id
+            for r in await store.claim_available("c:1:c", LONG, 100, {"other": "v1", "x": "v1"})
+        ] == [other_wf.run_id]
+
+
+async def test_claim_available_with_no_room_claims_nothing(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        await store.create_run(run, None, LONG)
+        assert await store.claim_available("b:1:b", LONG, 0, SERVED) == []
+        assert (await store.get_run(run.run_id)).status == "pending"
+
+
+async def test_concurrent_claimers_never_share_a_run(backend: Backend) -> None:
+    async with backend.opened() as creator:
+        runs = [new_run() for _ in range(200)]
+        await asyncio.gather(*(creator.create_run(run, None, LONG) for run in runs))
+
+        async def claimer(name: str) -> list[RunInfo]:
+            async with backend.opened() as store:
+                got: list[RunInfo] = []
+                while batch := await store.claim_available(name, LONG, 7, SERVED):
+                    got += batch
+                return got
+
+        names = [f"w{i}:1:w" for i in range(4)]
+        results = await asyncio.gather(*(claimer(name) for name in names))
+        ids = [run.run_id for got in results for run in got]
+        assert len(ids) == len(set(ids)) == 200  # each run handed out exactly once
+        assert set(ids) == {run.run_id for run in runs}
+        for name, got in zip(names, results, strict=True):
+            for run in got[:5]:
+                stored = await creator.get_run(run.run_id)
+                assert (stored.owner, stored.fence, stored.attempt) == (name, 1, 1)
+
+
+async def test_renew_extends_leases_and_returns_the_lost(backend: Backend) -> None:
+    async with backend.opened() as store:
+        kept, taken, cancelled = new_run(), new_run(), new_run()
+        for run in (kept, taken, cancelled):
+            await store.create_run(run, "a:1:a", GONE)
+        assert await store.claim(taken.run_id, "b:1:b", LONG) is not None
+        assert await store.cancel(cancelled.run_id)
+        missing = new_id()
+        leases = [(r.run_id, r.fence) for r in (kept, taken, cancelled)] + [(missing, 1)]
+        lost = await store.renew(leases, "a:1:a", LONG)
+        assert sorted(lost) == sorted([taken.run_id, cancelled.run_id, missing])
+        # kept's lease had run out; renewed, nobody else can take it
+        assert await store.claim(kept.run_id, "c:1:c", LONG) is None
+        assert await store.claim_available("c:1:c", LONG, 10, SERVED) == []
+        assert await store.renew([], "a:1:a", LONG) == []
+
+
+async def test_release_makes_a_run_claimable_now(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "a:1:a", LONG)
+        assert await store.claim(run.run_id, "b:1:b", LONG) is None
+        await store.release(run.run_id, fence)
+        got = await store.get_run(run.run_id)
+        assert (got.status, got.owner, got.fence, got.lease_until) == ("pending", None, fence, 0.0)
+        again = await store.claim(run.run_id, "b:1:b", LONG)
+        assert again is not None and (again.fence, again.attempt, again.owner) == (2, 2, "b:1:b")
+
+
+async def test_cancel_fences_out_the_executor(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "a:1:a", LONG)
+        assert await store.cancel(run.run_id) is True
+        got = await store.get_run(run.run_id)
+        assert (got.status, got.owner) == ("cancelled", None) and got.fence > fence
+        with pytest.raises(LeaseLostError):
+            await store.append(run.run_id, fence, 0, record(0))
+        with pytest.raises(LeaseLostError):
+            await store.finish(run.run_id, fence, "completed", 1, None)
+        assert await store.cancel(run.run_id) is False
+        assert await store.claim_available("b:1:b", LONG, 10, SERVED) == []
+        with pytest.raises(RunNotFoundError):
+            await store.cancel(new_id())
+
+
+# ---------------------------------------------------------------- wake-ups
+
+CREATE_ELSEWHERE = """
+import asyncio, sys
+from surestep.store import open_store
+from surestep.store.base import RunInfo
+
+async def main():
+    store = open_store(sys.argv[1])
+    await store.open()
+    run = RunInfo(run_id=sys.argv[2], workflow="wf", version="v1", args=[], kwargs={})
+    await store.create_run(run, None, 1.0)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def create_elsewhere(backend: Backend, run_id: str) -> None:
+    """Create a run through another store instance: in another process for LMDB
+    (instances in one process share one environment), in this one for PostgreSQL."""
+    if backend.kind == "lmdb":
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CREATE_ELSEWHERE, backend.location, run_id
+        )
+        assert await proc.wait() == 0
+        return
+    async with backend.opened() as other:
+        await other.create_run(
+            RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={}), None, 1.0
+        )
+
+
+async def test_wait_changed_wakes_on_a_create_elsewhere(backend: Backend) -> None:
+    async with backend.opened() as store:
+        waiter = asyncio.ensure_future(store.wait_changed(50))
+        await asyncio.sleep(0)  # the waiter runs up to its wait
+        assert not waiter.done()
+        run_id = new_id()
+        await create_elsewhere(backend, run_id)
+        await asyncio.wait_for(waiter, 30)  # woken, long before its 50 s
+        assert (await store.get_run(run_id)).status == "pending"
+
+
+async def test_wait_changed_returns_after_its_timeout(backend: Backend) -> None:
+    async with backend.opened() as store:
+        await asyncio.wait_for(store.wait_changed(0.1), 30)
+
+
+# ---------------------------------------------------------------- timers, events, children, logs
+
+
+async def test_a_suspended_run_is_claimable_once_due(backend: Backend) -> None:
+    async with backend.opened() as store:
+        later, past, forever = new_run(), new_run(), new_run()
+        for run in (later, past, forever):
+            await store.create_run(run, "a:1:a", LONG)
+        with pytest.raises(LeaseLostError):
+            await store.suspend(later.run_id, later.fence + 1, time.time() + 3600)
+        far = time.time() + 3600
+        await store.suspend(later.run_id, later.fence, far)
+        ago = time.time() - 5
+        await store.suspend(past.run_id, past.fence, ago)
+        await store.suspend(forever.run_id, forever.fence, None)
+        got = await store.get_run(later.run_id)
+        assert (got.status, got.owner) == ("waiting", None)
+        assert got.wake_at == pytest.approx(far, abs=1e-3)
+        assert await store.next_wake() == pytest.approx(ago, abs=1e-2)
+        assert await store.claim(later.run_id, "b:1:b", LONG) is None
+        assert await store.claim(forever.run_id, "b:1:b", LONG) is None
+        due = await store.claim_available("b:1:b", LONG, 10, SERVED, due_only=True)
+        assert [r.run_id for r in due] == [past.run_id]
+        assert (due[0].status, due[0].fence, due[0].wake_at) == ("running", past.fence + 1, None)
+        assert await store.claim_available("b:1:b", LONG, 10, SERVED) == []
+        assert await store.next_wake() == pytest.approx(far, abs=1e-2)
+
+
+async def test_an_event_wakes_the_run_waiting_for_it(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "a:1:a", LONG)
+        await store.suspend(run.run_id, fence, None, event="approved")
+        await store.send_event(run.run_id, "other", b'{"x":0}')
+        assert await store.claim(run.run_id, "b:1:b", LONG) is None  # not what it waits for
+        await store.send_event(run.run_id, "approved", b'{"x":1}')
+        await store.send_event(run.run_id, "approved", b'{"x":2}')
+        got = await store.claim(run.run_id, "b:1:b", LONG)
+        assert got is not None and got.fence == fence + 1
+
+        def record_of(payload: bytes) -> bytes:
+            return record(3, payload.decode().replace('"', "'"))
+
+        with pytest.raises(LeaseLostError):
+            await store.take_event(run.run_id, fence, "approved", 3, record_of)
+        assert await store.take_event(run.run_id, got.fence, "approved", 3, record_of) == b'{"x":1}'
+        assert await store.journal(run.run_id) == [record_of(b'{"x":1}')]
+        assert await store.take_event(run.run_id, got.fence, "approved", 4, record_of) == b'{"x":2}'
+        assert await store.take_event(run.run_id, got.fence, "approved", 5, record_of) is None
+        assert len(await store.journal(run.run_id)) == 2
+        with pytest.raises(RunNotFoundError):
+            await store.send_event(new_id(), "approved", b"{}")
+
+
+async def test_an_event_sent_before_the_suspend_is_not_lost(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "a:1:a", LONG)
+        await store.send_event(run.run_id, "go", b"1")
+        await store.suspend(run.run_id, fence, time.time() + 3600, event="go")
+        got = await store.claim(run.run_id, "b:1:b", LONG)
+        assert got is not None and got.status == "running"
+
+
+async def test_create_child_is_idempotent(backend: Backend) -> None:
+    async with backend.opened() as store:
+        parent = new_run()
+        await store.create_run(parent, "a:1:a", LONG)
+        child = new_run(args=[7])
+        child.parent_id = parent.run_id
+        first = await store.create_child(child, "a:1:a", LONG)
+        assert (first.run_id, first.parent_id, first.args) == (child.run_id, parent.run_id, [7])
+        assert (first.owner, first.fence, first.attempt, first.status) == ("a:1:a", 1, 1, "running")
+        again = await store.create_child(child, "b:1:b", LONG)
+        assert (again.owner, again.fence, again.attempt) == ("a:1:a", 1, 1)  # as stored
+        assert (await store.get_run(child.run_id)).parent_id == parent.run_id
+
+
+async def test_log_lines_in_order_and_rewritten_on_replay(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        await store.create_run(run, "a:1:a", LONG)
+        await store.append_log(run.run_id, 2, 0, b'"c"')
+        await store.append_log(run.run_id, 0, 1, b'"b"')
+        await store.append_log(run.run_id, 0, 0, b'"a"')
+        await store.append_log(run.run_id, 0, 1, b'"B"')
+        assert await store.logs(run.run_id) == [b'"a"', b'"B"', b'"c"']
+        assert await store.logs(new_id()) == []
+
+
+async def test_state_versions_conflicts_and_journal(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "a:1:a", LONG)
+
+        def read_record(value: bytes | None, version: int) -> bytes:
+            return record(0, f"{value!r}@{version}".replace("'", ""))
+
+        def write_record(version: int | None) -> bytes:
+            return record(1, f"v{version}")
+
+        assert await store.state_read(run.run_id, fence, 0, "user:u", "k", read_record) == (None, 0)
+        with pytest.raises(LeaseLostError):
+            await store.state_write(
+                run.run_id, fence + 1, 1, "user:u", "k", b"1", None, write_record
+            )
+        assert (
+            await store.state_write(run.run_id, fence, 1, "user:u", "k", b"1", 0, write_record) == 1
+        )
+        assert (
+            await store.state_write(run.run_id, fence, 2, "user:u", "k", b"2", 0, write_record)
+            is None
+        )
+        assert (
+            await store.state_write(run.run_id, fence, 3, "user:u", "k", b"2", None, write_record)
+            == 2
+        )
+        assert (
+            await store.state_write(run.run_id, fence, 4, "user:u", "j", b'"x"', None, write_record)
+            == 1
+        )
+        assert await store.state_items("user:u") == {"j": b'"x"', "k": b"2"}
+        assert await store.state_items("user:other") == {}
+        assert (
+            await store.state_write(run.run_id, fence, 5, "user:u", "k", None, 2, write_record) == 3
+        )
+        assert await store.state_items("user:u") == {"j": b'"x"'}
+        assert await store.state_read(run.run_id, fence, 6, "user:u", "k", read_record) == (None, 3)
+        journal = await store.journal(run.run_id)
+        assert journal == [
+            read_record(None, 0),
+            write_record(1),
+            write_record(None),
+            write_record(2),
+            write_record(1),
+            write_record(3),
+            read_record(None, 3),
+        ]
+
+
+async def test_deployments_oldest_first(backend: Backend) -> None:
+    async with backend.opened() as store:
+        assert await store.deployments() == []
+        await store.record_deployment("wf", "v1", "d1")
+        await store.record_deployment("wf", "v2", "d2")
+        await store.record_deployment("other", "v1", "d3")
+        got = await store.deployments()
+        assert [(d["workflow"], d["version"], d["digest"]) for d in got] == [
+            ("wf", "v1", "d1"),
+            ("wf", "v2", "d2"),
+            ("other", "v1", "d3"),
+        ]
+        assert got[0]["time"] <= got[1]["time"] <= got[2]["time"]

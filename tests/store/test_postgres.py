@@ -1,0 +1,234 @@
+"""What only the PostgreSQL store has: migrations, batching, reconnection,
+error mapping, and the runtime end to end on a shared database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import pytest
+
+from surestep import ConfigurationError, Engine, WorkflowContext, function, workflow
+from surestep.errors import StoreError
+from surestep.store import open_store
+from surestep.store.base import RunInfo, new_run_id
+from surestep.worker import Worker
+
+calls: Counter[str] = Counter()
+gate: dict[str, asyncio.Event] = {}
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    calls.clear()
+    gate.clear()
+
+
+def fresh_schema() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+@function
+async def pg_a(x: int) -> int:
+    calls["a"] += 1
+    return x + 1
+
+
+@function
+async def pg_b(x: int) -> int:
+    calls["b"] += 1
+    return x * 10
+
+
+@function
+async def pg_c(x: int) -> int:
+    calls["c"] += 1
+    if "c" in gate:  # the first engine parks here until it is closed
+        gate["entered"].set()
+        await gate["c"].wait()
+    return x - 3
+
+
+@workflow
+async def pg_abc(ctx: WorkflowContext, x: int) -> list:
+    a = await ctx.step(pg_a, x)
+    b = await ctx.step(pg_b, a)
+    c = await ctx.step(pg_c, b)
+    return [a, b, c]
+
+
+@workflow
+async def pg_fan(ctx: WorkflowContext, n: int) -> int:
+    parts = await asyncio.gather(*(ctx.step("part", lambda i=i: i * n, key=i) for i in range(5)))
+    return sum(parts)
+
+
+async def test_engine_resumes_an_interrupted_run(pg_url: str) -> None:
+    schema = fresh_schema()
+    gate["c"], gate["entered"] = asyncio.Event(), asyncio.Event()
+    engine = Engine(pg_url, schema=schema)
+    handle = await engine.start(pg_abc, 1)
+    await gate["entered"].wait()  # inside step c: a and b are journaled
+    await engine.close()  # as a stopped process would: the run is given back
+    del gate["c"]
+    assert calls == Counter(a=1, b=1, c=1)
+
+    async with Engine(pg_url, schema=schema) as engine:
+        assert (await engine.get_run(handle.run_id)).status == "pending"
+        handles = await engine.recover()
+        assert [h.run_id for h in handles] == [handle.run_id]
+        assert await handles[0].result() == [2, 20, 17]
+        run = await engine.get_run(handle.run_id)
+        steps = [(e.seq, e.name, e.output) for e in await engine.journal(handle.run_id)]
+        assert await engine.recover() == []
+    assert calls == Counter(a=1, b=1, c=2)  # c was interrupted, so it ran once more
+    assert (run.status, run.attempt, run.result) == ("completed", 2, [2, 20, 17])
+    assert steps == [(0, "pg_a", 2), (1, "pg_b", 20), (2, "pg_c", 17)]
+
+
+async def test_a_worker_executes_what_a_client_enqueues(pg_url: str) -> None:
+    schema = fresh_schema()
+    async with (
+        Engine(pg_url, schema=schema, execute=False) as client,
+        Engine(pg_url, schema=schema) as serving,
+    ):
+        handles = [await client.start(pg_fan, n) for n in range(30)]
+        worker = Worker(serving, concurrency=8)
+        running = asyncio.ensure_future(worker.run())
+        try:
+            # the client learns of each outcome by LISTEN/NOTIFY (engine._wait)
+            results = await asyncio.gather(*(h.result() for h in handles))
+        finally:
+            worker.stop()
+            await running
+        assert results == [10 * n for n in range(30)]
+        assert {r.status for r in await client.runs()} == {"completed"}
+
+
+async def test_many_concurrent_runs(pg_url: str) -> None:
+    async with Engine(pg_url, schema=fresh_schema(), durability="process") as engine:
+        assert await asyncio.gather(*(engine.run(pg_fan, n) for n in range(200))) == [
+            10 * n for n in range(200)
+        ]
+
+
+async def test_appends_issued_together_ride_one_statement(pg_url: str) -> None:
+    store: Any = open_store(pg_url, schema=fresh_schema())
+    await store.open()
+    try:
+        runs = [
+            RunInfo(run_id=new_run_id(), workflow="wf", version="v", args=[], kwargs={})
+            for _ in range(50)
+        ]
+        for run in runs:
+            await store.create_run(run, "me:1:a", 60.0)
+        statements: list[str] = []
+        fetch = store._fetch
+
+        async def counting(sql: str, *args: Any, **kw: Any) -> Any:
+            statements.append(kw["what"])
+            return await fetch(sql, *args, **kw)
+
+        store._fetch = counting
+        await asyncio.gather(
+            *(store.append(r.run_id, r.fence, seq, b"%d" % seq) for r in runs for seq in range(20))
+        )
+        assert statements == ["append"]  # 1,000 appends, one INSERT
+        store._fetch = fetch
+        assert all([await store.journal(r.run_id) == [b"%d" % s for s in range(20)] for r in runs])
+    finally:
+        await store.close()
+
+
+async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
+    schema = fresh_schema()
+    stores = [open_store(pg_url, schema=schema) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    await asyncio.gather(*(s.close() for s in stores))
+    conn = await asyncpg.connect(pg_url)
+    try:
+        assert [r[0] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_version")] == [
+            1
+        ]
+        await conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES (99)")
+    finally:
+        await conn.close()
+    newer = open_store(pg_url, schema=schema)
+    with pytest.raises(StoreError, match=r"schema version 99.*upgrade surestep"):
+        await newer.open()
+
+
+async def test_schema_from_the_url(pg_url: str) -> None:
+    schema = fresh_schema()
+    store = open_store(f"{pg_url}?schema={schema}")
+    await store.open()
+    try:
+        run = RunInfo(run_id=new_run_id(), workflow="wf", version="v", args=[], kwargs={})
+        await store.create_run(run, None, 1.0)
+    finally:
+        await store.close()
+    other = open_store(pg_url, schema=schema)
+    await other.open()
+    try:
+        assert (await other.get_run(run.run_id)).workflow == "wf"
+    finally:
+        await other.close()
+
+
+async def test_survives_a_server_restart(pg_server: Any) -> None:
+    schema = fresh_schema()
+    store: Any = open_store(pg_server.url, schema=schema, min_connections=2)
+    other = open_store(pg_server.url, schema=schema)
+    await store.open()
+    await other.open()
+    try:
+        first = RunInfo(run_id=new_run_id(), workflow="wf", version="v", args=[], kwargs={})
+        await store.create_run(first, "me:1:a", 60.0)
+        await asyncio.get_running_loop().run_in_executor(None, pg_server.restart)
+        # pooled connections the server cut are replaced on their next use
+        await store.append(first.run_id, first.fence, 0, b"after restart")
+        assert await other.journal(first.run_id) == [b"after restart"]
+        # the LISTEN connection comes back by itself
+        while store._listener is None or store._relisten is not None:
+            await store.wait_changed(5)
+        await store.wait_changed(0)  # consume the wake-ups the restart itself caused
+        waiter = asyncio.ensure_future(store.wait_changed(50))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        second = RunInfo(run_id=new_run_id(), workflow="wf", version="v", args=[], kwargs={})
+        await other.create_run(second, None, 1.0)
+        await asyncio.wait_for(waiter, 30)
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_connection_failure_is_a_store_error_without_the_password(pg_url: str) -> None:
+    from pgserver import free_port
+
+    url = f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/postgres"
+    store = open_store(url, connect_timeout=5)
+    assert store.url == url.replace(":s3cret", "")
+    with pytest.raises(StoreError) as failed:
+        await store.open()
+    assert store.url in str(failed.value) and "s3cret" not in str(failed.value)
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_run(new_run_id())
+
+
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    monkeypatch.delitem(sys.modules, "surestep.store.postgres", raising=False)
+    with pytest.raises(ConfigurationError, match=r"pip install 'surestep\[postgres\]'"):
+        open_store("postgresql://localhost/db")
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="schema"):
+        open_store("postgresql://localhost/db", schema="no; drop")
+    with pytest.raises(ConfigurationError, match="durability"):
+        open_store("postgresql://localhost/db", durability="never")
