@@ -95,3 +95,15 @@ def pg_url(pg_server: Any) -> str:
     """``postgresql://...`` of the session's private server."""
     url: str = pg_server.url
     return url
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A fresh store on each backend: an LMDB directory, or a new schema on the
+    session's PostgreSQL server (its URL names the schema, for worker processes)."""
+    if request.param == "lmdb":
+        return str(tmp_path / "store")
+    import uuid
+
+    url: str = request.getfixturevalue("pg_url")
+    return f"{url}{'&' if '?' in url else '?'}schema=t_{uuid.uuid4().hex[:16]}"

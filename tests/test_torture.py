@@ -15,10 +15,8 @@ from torture import torture
 pytestmark = [pytest.mark.slow, pytest.mark.torture]
 
 
-def test_torture_lmdb(tmp_path: Path) -> None:
+def test_torture(tmp_path: Path, store_url: str) -> None:
     seed = random.randrange(1 << 30)
-    figures = torture(
-        str(tmp_path / "store"), str(tmp_path / "ledger"), 80, 3, 12, seed, concurrency=2
-    )
+    figures = torture(store_url, str(tmp_path / "ledger"), 80, 3, 12, seed, concurrency=2)
     assert figures.kills == 12 and figures.kills_mid_step >= 6, (figures, seed)
     assert figures.redone_steps >= figures.kills_mid_step, figures

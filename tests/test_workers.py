@@ -157,8 +157,8 @@ run_loop(serve(sys.argv[1], ["workload"], concurrency=4, lease_seconds=2.0, on_r
 
 
 @pytest.mark.slow
-def test_three_workers_killed_at_random_finish_every_run(tmp_path: Path) -> None:
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+def test_three_workers_killed_at_random_finish_every_run(tmp_path: Path, store_url: str) -> None:
+    store, ledger = store_url, str(tmp_path / "ledger")
     runs = 300
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
