@@ -207,6 +207,33 @@ async def test_survives_a_server_restart(pg_server: Any) -> None:
         await store.close()
 
 
+async def test_a_run_continues_across_a_server_restart(pg_server: Any) -> None:
+    """The server restarts while a run is inside a step: the step's record, the steps
+    after it and the run's outcome are written over new connections."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @function
+    async def pg_held() -> str:
+        entered.set()
+        await release.wait()
+        return "held"
+
+    @workflow
+    async def pg_across_restart(ctx: WorkflowContext) -> list:
+        first = await ctx.step(pg_a, 1)
+        held = await ctx.step(pg_held)
+        return [first, held, await ctx.step(pg_b, 2)]
+
+    url = f"{pg_server.url}?schema={fresh_schema()}"
+    async with Engine(url) as engine:
+        handle = await engine.start(pg_across_restart)
+        await entered.wait()
+        await asyncio.get_running_loop().run_in_executor(None, pg_server.restart)
+        release.set()
+        assert await handle.result() == [2, "held", 20]
+        assert [e.name for e in await engine.journal(handle.run_id)] == ["pg_a", "pg_held", "pg_b"]
+
+
 async def test_connection_failure_is_a_store_error_without_the_password(pg_url: str) -> None:
     from pgserver import free_port
 
