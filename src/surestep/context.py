@@ -247,6 +247,7 @@ class WorkflowContext:
         engine: Engine | None = None,
         inline_sleep: float = 1.0,
         replay_only: bool = False,
+        tracer: Any = None,
     ) -> None:
         self.run_id = run.run_id
         self.session_id = run.session_id or run.run_id
@@ -263,6 +264,8 @@ class WorkflowContext:
         # A replay check: recorded steps only, never executing one (testing.replay).
         self._replay_only = replay_only
         self._caller: str | None = None
+        self._tracer = tracer  # OpenTelemetry, when the engine traces (surestep.telemetry)
+        self._attempts_taken: dict[int, int] = {}
         # Records written without waiting (values, logs): awaited before the next
         # record and before the run is given back, so the journal keeps its order.
         self._pending: list[asyncio.Future[Any]] = []
@@ -318,12 +321,12 @@ class WorkflowContext:
                     raise DefinitionError(
                         f"ctx.step({name!r}, awaitable) takes no further arguments"
                     )
-                return self._run(seq, name, key, None, None, (), {}, body)
+                return self._traced(seq, name, key, None, None, (), {}, body)
             if not callable(body):
                 raise DefinitionError(
                     f"ctx.step({name!r}, x): x must be an awaitable or a callable, not {body!r}"
                 )
-            return self._run(seq, name, key, None, body, args, kwargs, None)
+            return self._traced(seq, name, key, None, body, args, kwargs, None)
         spec = spec_of(target)
         if isinstance(spec, FunctionSpec):
             try:  # refused here, not retried as a failure of the step
@@ -332,7 +335,7 @@ class WorkflowContext:
                 raise TypeError(
                     f"step {seq}: {spec.name}() cannot take these arguments: {exc}"
                 ) from None
-            return self._run(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
+            return self._traced(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
         if isinstance(spec, WorkflowSpec):
             return self._child(seq, spec, key, args, kwargs)
         if callable(target):
@@ -363,6 +366,39 @@ class WorkflowContext:
         """Wait for named steps started together; a dict of their results."""
         values = await asyncio.gather(*steps.values())
         return dict(zip(steps, values, strict=True))
+
+    def _traced(
+        self,
+        seq: int,
+        name: str,
+        key: str | int | None,
+        spec: FunctionSpec | None,
+        fn: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        awaitable: Awaitable[Any] | None,
+    ) -> Awaitable[Any]:
+        """The step, in a span of its own when the engine traces."""
+        step = self._run(seq, name, key, spec, fn, args, kwargs, awaitable)
+        return step if self._tracer is None else self._in_span(step, seq, name)
+
+    async def _in_span(self, step: Awaitable[Any], seq: int, name: str) -> Any:
+        attributes = {
+            "surestep.run_id": self.run_id,
+            "surestep.workflow": self.workflow,
+            "surestep.step.name": name,
+            "surestep.step.seq": seq,
+            "surestep.replay": seq <= self._replay_max,
+        }
+        with self._tracer.start_as_current_span(
+            f"surestep.step {name}", attributes=attributes
+        ) as span:
+            try:
+                return await step
+            finally:
+                attempts = self._attempts_taken.pop(seq, None)
+                if attempts is not None:
+                    span.set_attribute("surestep.step.attempts", attempts)
 
     async def _run(
         self,
@@ -430,6 +466,8 @@ class WorkflowContext:
         await self._append(
             seq, _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload)
         )
+        if self._tracer is not None:
+            self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value.
         return serde.loads(output_json)
 

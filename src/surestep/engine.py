@@ -41,6 +41,7 @@ from .store.base import (
     claimable,
     new_run_id,
 )
+from .telemetry import tracer_for
 
 log = logging.getLogger("surestep.engine")
 T = TypeVar("T")
@@ -105,10 +106,12 @@ class Engine:
     """Runs workflows durably over a store.
 
     ``path`` is an LMDB directory (the embedded default) or a store URL.
-    ``durability="fsync"`` (default) returns from a step once its record is
-    on disk (an LMDB sync commit shared by every step committing at that
-    moment); ``"process"`` returns once it is in the operating system's page
-    cache: it survives the process being killed, not the machine losing power.
+    ``durability="fsync"`` (default) returns from a step once its record is on
+    disk (an LMDB sync commit shared by every step committing at that moment);
+    ``"process"`` returns once it is in the operating system's page cache: it
+    survives the process being killed, not the machine losing power.
+    ``tracing=True`` (or a tracer provider) emits OpenTelemetry spans for runs
+    and steps (:mod:`surestep.telemetry`).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Engine:
         lease_seconds: float = 15.0,
         execute: bool = True,
         inline_sleep: float = 1.0,
+        tracing: Any = False,
         **store_options: Any,
     ) -> None:
         if (
@@ -131,6 +135,7 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.execute = execute
         self.inline_sleep = inline_sleep
+        self._tracer = tracer_for(tracing)
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
         self._opened = False
@@ -438,8 +443,21 @@ class Engine:
                             index.add(raw)
                         except JournalCorruptError as exc:
                             raise exc.for_run(run_id) from exc
-                ctx = WorkflowContext(run, store, index, self, self.inline_sleep)
-                value = await spec.fn(ctx, *run.args, **run.kwargs)
+                ctx = WorkflowContext(
+                    run, store, index, self, self.inline_sleep, tracer=self._tracer
+                )
+                if self._tracer is None:
+                    value = await spec.fn(ctx, *run.args, **run.kwargs)
+                else:
+                    attributes = {
+                        "surestep.run_id": run_id,
+                        "surestep.workflow": spec.name,
+                        "surestep.attempt": ctx.attempt,
+                        "surestep.replay": replay,
+                    }
+                    name = f"surestep.run {spec.name}"
+                    with self._tracer.start_as_current_span(name, attributes=attributes):
+                        value = await spec.fn(ctx, *run.args, **run.kwargs)
                 ctx._check_all_replayed()
                 result = serde.loads(serde.dumps(value, f"the result of workflow {spec.name!r}"))
                 await ctx._flush()
