@@ -59,8 +59,11 @@ def main() -> int:
         text=True,
         check=True,
     )
+    run_id = ""
     for line in second.stdout.splitlines():
         say(f"   worker 2: {line}")
+        if line.startswith("resumed "):
+            run_id = line.split()[1]
 
     effects = read_ledger(ledger)
     charges = [e for e in effects if e["effect"] == "charge"]
@@ -74,6 +77,7 @@ def main() -> int:
         and '"status": "fulfilled"' in second.stdout
     )
     say("OK: charged once, shipped with the recorded txn" if ok else "FAILED")
+    say(f"look at it: .venv/bin/surestep --store {store} show {run_id} (or ... ui)")
     return 0 if ok else 1
 
 
