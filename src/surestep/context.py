@@ -321,12 +321,14 @@ class WorkflowContext:
                     raise DefinitionError(
                         f"ctx.step({name!r}, awaitable) takes no further arguments"
                     )
-                return self._traced(seq, name, key, None, None, (), {}, body)
+                return self._traced(seq, name, self._run(seq, name, key, None, None, (), {}, body))
             if not callable(body):
                 raise DefinitionError(
                     f"ctx.step({name!r}, x): x must be an awaitable or a callable, not {body!r}"
                 )
-            return self._traced(seq, name, key, None, body, args, kwargs, None)
+            return self._traced(
+                seq, name, self._run(seq, name, key, None, body, args, kwargs, None)
+            )
         spec = spec_of(target)
         if isinstance(spec, FunctionSpec):
             try:  # refused here, not retried as a failure of the step
@@ -335,7 +337,9 @@ class WorkflowContext:
                 raise TypeError(
                     f"step {seq}: {spec.name}() cannot take these arguments: {exc}"
                 ) from None
-            return self._traced(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
+            return self._traced(
+                seq, spec.name, self._run(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
+            )
         if isinstance(spec, WorkflowSpec):
             return self._child(seq, spec, key, args, kwargs)
         if callable(target):
@@ -367,19 +371,8 @@ class WorkflowContext:
         values = await asyncio.gather(*steps.values())
         return dict(zip(steps, values, strict=True))
 
-    def _traced(
-        self,
-        seq: int,
-        name: str,
-        key: str | int | None,
-        spec: FunctionSpec | None,
-        fn: Callable[..., Any] | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        awaitable: Awaitable[Any] | None,
-    ) -> Awaitable[Any]:
+    def _traced(self, seq: int, name: str, step: Coroutine[Any, Any, Any]) -> Awaitable[Any]:
         """The step, in a span of its own when the engine traces."""
-        step = self._run(seq, name, key, spec, fn, args, kwargs, awaitable)
         return step if self._tracer is None else self._in_span(step, seq, name)
 
     async def _in_span(self, step: Awaitable[Any], seq: int, name: str) -> Any:

@@ -630,6 +630,22 @@ class PostgresStore(Store):
     def _error(self, exc: BaseException, what: str) -> StoreError:
         return StoreError(f"{what}: PostgreSQL store {self.url}: {type(exc).__name__}: {exc}")
 
+    async def _existing(self, run_ids: set[str], what: str) -> set[str]:
+        """Which of ``run_ids`` the store has (a refused write: lease lost, or no run)."""
+        if not run_ids:
+            return set()
+        found = await self._fetch(
+            f"SELECT run_id FROM {self._s}.runs WHERE run_id = ANY($1::text[])",
+            list(run_ids),
+            what=what,
+        )
+        return {r[0] for r in found}
+
+    def _refusal(self, run_id: str, fence: int, exists: set[str]) -> BaseException:
+        if run_id in exists:
+            return LeaseLostError(run_id, fence)
+        return RunNotFoundError(f"no run {run_id} in {self.url}")
+
     async def _fetch(self, sql: str, *args: Any, what: str, retry: bool = True) -> list[Any]:
         """Run one statement on a pooled connection. A connection the server
         dropped (restart, failover) is replaced and the statement sent once more
@@ -953,21 +969,9 @@ class PostgresStore(Store):
             what="finish run",
         )
         done = {r[0] for r in rows}
-        refused = {f[0] for f in batch if f[0] not in done}
-        exists: set[str] = set()
-        if refused:
-            found = await self._fetch(
-                f"SELECT run_id FROM {self._s}.runs WHERE run_id = ANY($1::text[])",
-                list(refused),
-                what="finish run",
-            )
-            exists = {r[0] for r in found}
+        exists = await self._existing({f[0] for f in batch if f[0] not in done}, "finish run")
         return [
-            None
-            if run_id in done
-            else LeaseLostError(run_id, fence)
-            if run_id in exists
-            else RunNotFoundError(f"no run {run_id} in {self.url}")
+            None if run_id in done else self._refusal(run_id, fence, exists)
             for run_id, fence, *_ in batch
         ]
 
@@ -1211,21 +1215,11 @@ class PostgresStore(Store):
             what="append",
         )
         written = {(r[0], r[1]) for r in rows}
-        refused = {a[0] for a in batch if (a[0], a[1]) not in written}
-        exists: set[str] = set()
-        if refused:
-            found = await self._fetch(
-                f"SELECT run_id FROM {self._s}.runs WHERE run_id = ANY($1::text[])",
-                list(refused),
-                what="append",
-            )
-            exists = {r[0] for r in found}
+        exists = await self._existing(
+            {a[0] for a in batch if (a[0], a[1]) not in written}, "append"
+        )
         return [
-            None
-            if (run_id, seq) in written
-            else LeaseLostError(run_id, fence)
-            if run_id in exists
-            else RunNotFoundError(f"no run {run_id} in {self.url}")
+            None if (run_id, seq) in written else self._refusal(run_id, fence, exists)
             for run_id, seq, _, fence in batch
         ]
 
