@@ -686,7 +686,7 @@ def runs_command(
         started = format_time(run.created_at)
         row = [
             Text(run.run_id),
-            Text(run.workflow),
+            Text(run.workflow).append(f" {run.version}", style="dim"),  # runs wait for it
             _status_text(run.status),
             Text(started[5:19] if wide else started[11:19]),
             Text(format_duration(run_json(run)["duration"])),
