@@ -35,8 +35,8 @@ screenshot: build  ## PNGs of the dashboard over real runs -> build/screenshots/
 	$(PY) tests/e2e/screenshots.py build/screenshots
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples fuzz
+	$(BIN)/ruff format --check src tests benchmarks examples fuzz
 
 typecheck: build
 	$(BIN)/mypy
