@@ -36,15 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import logging
 import os
 import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -79,6 +76,7 @@ from .web.views import (
     run_json,
     steps_json,
 )
+from .worker import ModuleLoadError, import_module
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -340,30 +338,10 @@ def parse_arguments(
 
 def import_target(target: str) -> ModuleType:
     """A module by dotted name (from the current directory or the path), or a ``.py`` file."""
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        path = Path(target)
-        if not path.is_file():
-            raise CliError(f"no such file: {target}", EXIT_NOT_FOUND)
-        path = path.resolve()
-        name = path.stem
-        directory = str(path.parent)
-        if directory not in sys.path:
-            sys.path.insert(0, directory)  # the file's own sibling imports work
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise CliError(f"cannot import {target}: not a Python module", EXIT_NOT_FOUND)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException as exc:
-            sys.modules.pop(name, None)
-            raise _import_failed(target, exc) from exc
-        return module
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        return importlib.import_module(target)
+        return import_module(target)
+    except ModuleLoadError as exc:
+        raise CliError(str(exc), EXIT_NOT_FOUND) from None
     except ModuleNotFoundError as exc:
         if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
             raise CliError(

@@ -682,9 +682,7 @@ class WorkflowContext:
         record = _core.encode_record(
             _core.KIND_STATE, seq, 0, _core.name_hash(tag), _core.input_digest(key_json), payload
         )
-        self._pending.append(
-            asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record))
-        )
+        self._append_later(self._store.append(self.run_id, self._fence, seq, record))
         return serde.loads(value_json)
 
     # -- journal plumbing
@@ -737,9 +735,7 @@ class WorkflowContext:
         value = produce()
         payload = b'{"n":%b,"o":%b}' % (serde.dumps(name, "a name"), serde.dumps(value, name))
         record = self._encode(_core.KIND_VALUE, seq, name, payload)
-        self._pending.append(
-            asyncio.ensure_future(self._store.append(self.run_id, self._fence, seq, record))
-        )
+        self._append_later(self._store.append(self.run_id, self._fence, seq, record))
         return value
 
     def _encode(self, kind: int, seq: int, name: str, payload: bytes) -> bytes:
@@ -749,6 +745,11 @@ class WorkflowContext:
         if self._pending:
             await self._flush()
         await self._store.append(self.run_id, self._fence, seq, record)
+
+    def _append_later(self, write: Coroutine[Any, Any, None]) -> None:
+        """A write the workflow does not wait for; ``_flush`` (run before the next record
+        and before the run is given back) waits for it and raises its error."""
+        self._pending.append(asyncio.ensure_future(write))
 
     async def _flush(self) -> None:
         """Wait for the records written without waiting; their errors surface here."""
@@ -769,9 +770,7 @@ class WorkflowContext:
             },
             "a log line",
         )
-        self._pending.append(
-            asyncio.ensure_future(self._store.append_log(self.run_id, position, index, line))
-        )
+        self._append_later(self._store.append_log(self.run_id, position, index, line))
 
     def _lookup(
         self, seq: int, name: str, name_hash: int, digest: int, input_json: bytes

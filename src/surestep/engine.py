@@ -276,9 +276,13 @@ class Engine:
         """
         await self.open()
         spec = find_workflow(workflow)
-        chosen = version or spec.version
-        await self.store.record_deployment(spec.name, chosen, code_digest(spec.fn))
-        return {"workflow": spec.name, "version": chosen, "digest": code_digest(spec.fn)}
+        deployment = {
+            "workflow": spec.name,
+            "version": version or spec.version,
+            "digest": code_digest(spec.fn),
+        }
+        await self.store.record_deployment(**deployment)
+        return deployment
 
     async def deployments(self) -> list[dict[str, Any]]:
         """Recorded deployments, oldest first, each with how many runs of it are unfinished."""

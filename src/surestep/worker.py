@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -30,20 +31,30 @@ from .engine import Engine
 log = logging.getLogger("surestep.worker")
 
 
+class ModuleLoadError(ImportError):
+    """``target`` names no loadable file (the module's own code did not run)."""
+
+
 def import_module(target: str) -> ModuleType:
-    """A dotted module name, or the path of a ``.py`` file."""
-    if target.endswith(".py") or os.sep in target:
-        path = os.path.abspath(target)
-        name = os.path.splitext(os.path.basename(path))[0]
-        directory = os.path.dirname(path)
+    """A module by dotted name (from the current directory or the path), or a ``.py`` file."""
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise ModuleLoadError(f"no such file: {target}")
+        path = path.resolve()
+        directory = str(path.parent)
         if directory not in sys.path:
-            sys.path.insert(0, directory)  # so the file's own sibling imports work
-        spec = importlib.util.spec_from_file_location(name, path)
+            sys.path.insert(0, directory)  # the file's own sibling imports work
+        spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import {target!r}")
+            raise ModuleLoadError(f"cannot import {target}: not a Python module")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        sys.modules[path.stem] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(path.stem, None)  # no half-imported module left behind
+            raise
         return module
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
