@@ -1,6 +1,20 @@
 # The replay index: one run's recorded steps by sequence number, built from one range scan
-# of its journal. ``lookup`` is the hot call of a replay (once per ``ctx.step``): a dict
-# probe with the caller's own int, two C compares, a C flag set on the record.
+# of its journal. ``replay`` is the hot call of a resume (once per ``ctx.step``): two
+# hashes, a dict probe with the caller's own int, two C compares, a C flag set on the
+# record, and the decode of the recorded result.
+
+
+class _NotRecorded:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "NOT_RECORDED"
+
+    def __reduce__(self):
+        return "NOT_RECORDED"
+
+
+NOT_RECORDED = _NotRecorded()
 
 
 @cython.auto_pickle(False)
@@ -43,6 +57,43 @@ cdef class ReplayIndex:
         ``NonDeterminismError`` (with ``run_id`` unset: the caller adds it).
         Marks the record as consumed.
         """
+        return self._match(seq, name_hash, input_digest)
+
+    def replay(self, seq, ident, input_canonical, loads):
+        """A replayed step in one call: hash ``ident``, digest ``input_canonical``,
+        ``lookup`` (same errors), and decode a recorded result with ``loads``.
+
+        Returns ``NOT_RECORDED`` when nothing is recorded at ``seq``; the recorded
+        output when the record is a step's result whose payload decodes to an object
+        with a str ``"n"`` and an ``"o"``; otherwise the matched ``Record``, for the
+        caller to read (a recorded failure, another kind, a payload that is not what
+        surestep writes).
+        """
+        if not isinstance(ident, str):
+            raise TypeError(f"a step name must be a str, not {type(ident).__name__}")
+        cdef Py_ssize_t n = 0
+        cdef const char* utf8 = PyUnicode_AsUTF8AndSize(ident, &n)
+        cdef uint64_t name = _xxh64(<const uint8_t*>utf8, <size_t>n, SS_NAME_SEED)
+        cdef Py_buffer view
+        PyObject_GetBuffer(input_canonical, &view, PyBUF_SIMPLE)
+        try:
+            digest = _xxh64(<const uint8_t*>view.buf, <size_t>view.len, SS_INPUT_SEED)
+        finally:
+            PyBuffer_Release(&view)
+        rec = self._match(seq, name, digest)
+        if rec is None:
+            return NOT_RECORDED
+        if rec.kind != KIND_STEP:
+            return rec
+        try:
+            data = loads(rec.payload)
+        except ValueError:
+            return rec
+        if type(data) is dict and "o" in <dict>data and type((<dict>data).get("n")) is str:
+            return (<dict>data)["o"]
+        return rec
+
+    cdef Record _match(self, seq, uint64_t name_hash, uint64_t input_digest):
         if not PyLong_Check(seq):
             raise TypeError(f"seq must be an int, not {type(seq).__name__}")
         found = self._records.get(seq)

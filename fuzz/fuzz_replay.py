@@ -5,8 +5,9 @@
 hits, mismatches and duplicates are common, payloads, defects). Every operation runs on
 ``surestep._core.ReplayIndex`` and on ``tests/oracle.py``'s model, and after each one:
 
-- both did the same: the same record, ``None``, or the same error class with the same
-  ``seq`` (and, for ``NonDeterminismError``, the same ``recorded`` / ``requested``);
+- both did the same: the same record, ``None``, the same decoded output (``replay``),
+  or the same error class with the same ``seq`` (and, for ``NonDeterminismError``, the
+  same ``recorded`` / ``requested``);
 - the only errors are ``JournalCorruptError`` / ``UnsupportedFormatError`` (a bad or
   repeated record) and ``NonDeterminismError`` (a lookup that does not match); anything
   else, or a crash under ASan/UBSan, is a finding;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fuzz_common import Reader, fields, oracle, reseal
 
 from surestep import _core
@@ -27,6 +29,18 @@ from surestep.errors import JournalCorruptError, NonDeterminismError, Unsupporte
 # Small pools: a fuzzer that must guess 64-bit values never sees a hit.
 NAMES = (_core.name_hash("charge"), _core.name_hash("ship"), 0, 2**64 - 1)
 DIGESTS = (_core.input_digest(b"null"), _core.input_digest(b'[["o-1"],{}]'), 0, 2**64 - 1)
+IDENTS = ("charge", "ship", "charge#1")  # replay() hashes these: the first two hit NAMES
+INPUTS = (b"null", b'[["o-1"],{}]', b"[[],{}]")  # and digests these
+# Payloads a step may have recorded (replay() decodes them), picked by a blob starting "J".
+PAYLOADS = (
+    b'{"n":"charge","o":{"id":7}}',
+    b'{"n":"ship","k":null,"i":null,"o":null,"t0":1.5,"t1":2.5}',
+    b'{"n":"charge"}',
+    b'{"n":3,"o":1}',
+    b'{"o":1}',
+    b"[1,2]",
+    b'{"n":"x","o":',
+)
 MAX_OPS = 64
 _INDEXES = (_core.ReplayIndex, oracle.ReplayIndex)
 
@@ -49,6 +63,10 @@ def one_input(data: bytes) -> None:
             buf = _record(inp)
             view: Any = memoryview(b"\x00" + buf)[1:] if inp.u8() & 1 else bytearray(buf)
             _same(_run(core.add, view), _run(model.add, buf))
+        elif op == 3 and inp.u8() & 1:  # replay: the one-call form, from a name and input
+            seq = _seq(inp)
+            ident, given = IDENTS[inp.u8() % len(IDENTS)], INPUTS[inp.u8() % len(INPUTS)]
+            _same(_replay(core, seq, ident, given), _replay(model, seq, ident, given))
         elif op == 3:  # lookup: matching what is recorded, or a pool pick
             seq = _seq(inp)
             name, digest = _pick(inp, NAMES), _pick(inp, DIGESTS)
@@ -91,9 +109,29 @@ def _pick(inp: Reader, pool: tuple[int, ...]) -> int:
 
 def _record(inp: Reader) -> bytes:
     kind = sorted(_core.KINDS)[inp.u8() % len(_core.KINDS)]
-    return _core.encode_record(
-        kind, _seq(inp), inp.u16(), _pick(inp, NAMES), _pick(inp, DIGESTS), inp.blob(48)
+    seq, attempt, name, digest, payload = (
+        _seq(inp),
+        inp.u16(),
+        _pick(inp, NAMES),
+        _pick(inp, DIGESTS),
+        inp.blob(48),
     )
+    if payload.startswith(b"J"):
+        payload = PAYLOADS[len(payload) % len(PAYLOADS)]
+    return _core.encode_record(kind, seq, attempt, name, digest, payload)
+
+
+def _replay(index: Any, seq: int, ident: str, given: bytes) -> tuple[Any, ...]:
+    """``index.replay(...)`` as comparable data, on either index."""
+    try:
+        got = index.replay(seq, ident, given, orjson.loads)
+    except NonDeterminismError as exc:
+        return ("diverged", exc.seq, exc.recorded, exc.requested)
+    if got is _core.NOT_RECORDED or got is oracle.NOT_RECORDED:
+        return ("not recorded",)
+    if isinstance(got, (_core.Record, oracle.Record)):
+        return ("record", fields(got))
+    return ("output", got)
 
 
 def _damaged(inp: Reader) -> bytes:

@@ -2,6 +2,7 @@
 # Fuzz the compiled core under AddressSanitizer + UBSan, away from the in-place build.
 #
 #   fuzz/run.sh [decode] [replay]      (make fuzz; FUZZ_RUNS=N, default 1000000 per harness;
+#                                       FUZZ_JOBS=J processes share them and one corpus;
 #                                       FUZZ_WORK=dir, default build/fuzz; FUZZ_COMPILER=gcc)
 #
 # 1. Copies ext/, src/, setup.py and pyproject.toml to $FUZZ_WORK (default build/fuzz) and
@@ -23,6 +24,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-$root/.venv/bin/python}
 case $py in /*) ;; */*) py=$PWD/$py ;; esac  # it runs from other directories too
 runs=${FUZZ_RUNS:-1000000}
+jobs=${FUZZ_JOBS:-1}
 work=${FUZZ_WORK:-$root/build/fuzz}
 harnesses=${*:-decode replay}
 
@@ -71,11 +73,28 @@ fi
 
 for name in $harnesses; do
     mkdir -p "$work/corpus-$name" "$work/artifacts"
-    echo "== fuzzing $name: $runs inputs"
-    env LD_PRELOAD="$preload" PYTHONMALLOC=malloc PYTHONPATH="$work/tree/src" \
-        FUZZ_EXPECT_CORE="$work/tree/src" \
-        ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" \
-        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$root/fuzz/ubsan.supp" \
-        "$py" "$root/fuzz/run.py" "$name" -runs="$runs" -print_final_stats=1 \
-        -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/$name-" "$work/corpus-$name"
+    per=$(( (runs + jobs - 1) / jobs ))
+    echo "== fuzzing $name: $runs inputs ($jobs process(es) of $per on one corpus)"
+    pids=
+    i=1
+    while [ "$i" -le "$jobs" ]; do
+        log=/dev/stdout
+        [ "$jobs" -gt 1 ] && log="$work/$name-$i.log"
+        env LD_PRELOAD="$preload" PYTHONMALLOC=malloc PYTHONPATH="$work/tree/src" \
+            FUZZ_EXPECT_CORE="$work/tree/src" \
+            ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" \
+            UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$root/fuzz/ubsan.supp" \
+            "$py" "$root/fuzz/run.py" "$name" -runs="$per" -print_final_stats=1 \
+            -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/$name-" \
+            "$work/corpus-$name" >"$log" 2>&1 &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    failed=0
+    for pid in $pids; do wait "$pid" || failed=1; done
+    if [ "$failed" -ne 0 ]; then
+        echo "fuzzing $name found something: see $work/artifacts/ and $work/$name-*.log" >&2
+        exit 1
+    fi
+    [ "$jobs" -gt 1 ] && grep -h "stat::number_of_executed_units" "$work/$name"-*.log
 done

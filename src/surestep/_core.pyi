@@ -18,7 +18,8 @@ A step key is the 16-byte run key followed by the big-endian u32 sequence
 number, so one run's journal is one contiguous, ordered LMDB range.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, final
 
 from typing_extensions import Buffer
 
@@ -32,6 +33,11 @@ MAX_PAYLOAD: int
 NAME_SEED: int
 INPUT_SEED: int
 CHECKSUM_SEED: int
+
+@final
+class _NotRecorded: ...
+
+NOT_RECORDED: _NotRecorded  # ReplayIndex.replay: nothing is recorded at that seq
 
 KIND_STEP: int
 KIND_STEP_ERROR: int
@@ -105,6 +111,19 @@ class ReplayIndex:
         A record at ``seq`` whose name hash or input digest differs raises
         ``NonDeterminismError`` (with ``run_id`` unset: the caller adds it).
         Marks the record as consumed.
+        """
+
+    def replay(
+        self, seq: int, ident: str, input_canonical: Buffer, loads: Callable[[bytes], Any]
+    ) -> Any:
+        """A replayed step in one call: hash ``ident``, digest ``input_canonical``,
+        ``lookup`` (same errors), and decode a recorded result with ``loads``.
+
+        Returns ``NOT_RECORDED`` when nothing is recorded at ``seq``; the recorded
+        output when the record is a step's result whose payload decodes to an object
+        with a str ``"n"`` and an ``"o"``; otherwise the matched ``Record``, for the
+        caller to read (a recorded failure, another kind, a payload that is not what
+        surestep writes).
         """
 
     def get(self, seq: int) -> Record | None:

@@ -18,7 +18,10 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from . import _core, serde
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
@@ -301,13 +304,17 @@ class WorkflowContext:
         ``key`` distinguishes steps by more than their position (it becomes part
         of the step's identity and of its idempotency key).
         """
-        if inspect.isawaitable(target):  # a bare awaitable, named after its function
+        function = getattr(target, "__surestep__", None)
+        if type(function) is FunctionSpec:  # the common form, before any slower test
+            seq = self._take_seq()
+            _check_key(key)
+            return self._function(seq, function, key, args, kwargs)
+        if _is_awaitable(target):  # a bare awaitable, named after its function
             return self.step(
                 getattr(target, "__name__", "awaitable"), target, *args, key=key, **kwargs
             )
         seq = self._take_seq()
-        if key is not None and (not isinstance(key, (str, int)) or key == ""):
-            raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
+        _check_key(key)
         if isinstance(target, str):
             name = target
             if not args:
@@ -315,7 +322,7 @@ class WorkflowContext:
                     f"ctx.step({name!r}, ...) needs an awaitable or a callable after the name"
                 )
             body, args = args[0], args[1:]
-            if inspect.isawaitable(body):
+            if _is_awaitable(body):
                 if args or kwargs:
                     _close(body)
                     raise DefinitionError(
@@ -331,15 +338,7 @@ class WorkflowContext:
             )
         spec = spec_of(target)
         if isinstance(spec, FunctionSpec):
-            try:  # refused here, not retried as a failure of the step
-                spec.check_call(args, kwargs)
-            except TypeError as exc:
-                raise TypeError(
-                    f"step {seq}: {spec.name}() cannot take these arguments: {exc}"
-                ) from None
-            return self._traced(
-                seq, spec.name, self._run(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
-            )
+            return self._function(seq, spec, key, args, kwargs)
         if isinstance(spec, WorkflowSpec):
             return self._child(seq, spec, key, args, kwargs)
         if callable(target):
@@ -348,6 +347,25 @@ class WorkflowContext:
                 "callable give the step a name: ctx.step('name', fn, *args)"
             )
         raise DefinitionError(f"ctx.step() cannot run {target!r}")
+
+    def _function(
+        self,
+        seq: int,
+        spec: FunctionSpec,
+        key: str | int | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Awaitable[Any]:
+        low, high = spec.positional_range
+        if kwargs or not low <= len(args) <= high:
+            try:  # refused here, not retried as a failure of the step
+                spec.check_call(args, kwargs)
+            except TypeError as exc:
+                raise TypeError(
+                    f"step {seq}: {spec.name}() cannot take these arguments: {exc}"
+                ) from None
+        step = self._run(seq, spec.name, key, spec, spec.fn, args, kwargs, None)
+        return step if self._tracer is None else self._in_span(step, seq, spec.name)
 
     def run(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Another name for :meth:`step`."""
@@ -405,22 +423,25 @@ class WorkflowContext:
         awaitable: Awaitable[Any] | None,
     ) -> Any:
         ident = name if key is None else f"{name}#{key}"
-        name_hash = _core.name_hash(ident)
-        if fn is not None and (args or kwargs):
-            try:
-                input_json = serde.canonical((args, kwargs), f"the input of step {seq} ({name})")
-            except TypeError:
-                _close(awaitable)
-                raise
-            digest = _core.input_digest(input_json)
-        else:
-            input_json, digest = _NULL, _NULL_DIGEST
-
+        try:
+            input_json = _canonical_input(seq, name, args, kwargs)
+        except TypeError:
+            _close(awaitable)
+            raise
         if seq <= self._replay_max:
-            record = self._lookup(seq, name, name_hash, digest, input_json)
-            if record is not None:
+            assert self._index is not None
+            try:  # hash, digest, lookup and decode: one compiled call
+                recorded = self._index.replay(seq, ident, input_json, serde.loads)
+            except NonDeterminismError:
                 _close(awaitable)
-                return self._replayed(record, name)
+                raise self._diverged(seq, name, input_json) from None
+            if recorded is not _core.NOT_RECORDED:
+                _close(awaitable)
+                if type(recorded) is _core.Record:  # anything but a plain result
+                    return self._replayed(recorded, name)
+                return recorded
+        name_hash = _core.name_hash(ident)
+        digest = _core.input_digest(input_json)
 
         idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
         started = time.time()
@@ -441,7 +462,7 @@ class WorkflowContext:
                 seq, name, key, name_hash, digest, input_json, started, failed
             )
             raise error from failed.error
-        output_json = serde.dumps(output, f"the result of step {seq} ({name})")
+        output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
         payload = b'{"n":%b,"k":%b,"i":%b,"o":%b,"t0":%r,"t1":%r}' % (
             serde.dumps(name, "a step name"),
             serde.dumps(key, "a step key") if key is not None else _NULL,
@@ -482,7 +503,7 @@ class WorkflowContext:
                     result = fn(fctx, *args, **kwargs)
                 else:
                     result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
+                if _is_awaitable(result):
                     if spec is not None and spec.timeout_ms is not None:
                         result = await _with_timeout(result, spec.timeout_ms, name, seq, attempt)
                     else:
@@ -779,16 +800,21 @@ class WorkflowContext:
         try:
             return self._index.lookup(seq, name_hash, digest)
         except NonDeterminismError:
-            recorded = self._index.get(seq)
-            assert recorded is not None
-            data = record_payload(recorded, self.run_id)
-            raise NonDeterminismError(
-                seq,
-                recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
-                requested={"name": name, "input": serde.loads(input_json)},
-                run_id=self.run_id,
-                detail=f"The code asked at {self._caller}" if self._caller else "",
-            ) from None
+            raise self._diverged(seq, name, input_json) from None
+
+    def _diverged(self, seq: int, name: str, input_json: bytes) -> NonDeterminismError:
+        """The error for a step that differs from the one recorded at ``seq``."""
+        assert self._index is not None
+        recorded = self._index.get(seq)
+        assert recorded is not None
+        data = record_payload(recorded, self.run_id)
+        return NonDeterminismError(
+            seq,
+            recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
+            requested={"name": name, "input": serde.loads(input_json)},
+            run_id=self.run_id,
+            detail=f"The code asked at {self._caller}" if self._caller else "",
+        )
 
     def _replayed(self, record: _core.Record, name: str) -> Any:
         data = record_payload(record, self.run_id)
@@ -823,29 +849,33 @@ class WorkflowContext:
             )
 
 
-_REQUIRED = {_core.KIND_STEP: ("o",), _core.KIND_STEP_ERROR: ("e",)}
-
-
 def record_payload(record: _core.Record, run_id: str) -> dict[str, Any]:
     """A record's payload as surestep writes it; ``JournalCorruptError`` otherwise."""
     try:
         data = serde.loads(record.payload)
     except ValueError:
         data = None
-    fields = _REQUIRED.get(record.kind, ())
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("n"), str)
-        or any(f not in data for f in fields)
-    ):
-        raise JournalCorruptError(
-            "the record's payload is not what surestep writes", run_id=run_id, seq=record.seq
-        )
-    if record.kind == _core.KIND_STEP_ERROR and not (
-        isinstance(data["e"], dict) and {"type", "message", "traceback"} <= data["e"].keys()
-    ):
-        raise JournalCorruptError("the record's error is malformed", run_id=run_id, seq=record.seq)
-    return data
+    if type(data) is dict and type(data.get("n")) is str:
+        kind = record.kind
+        if kind == _core.KIND_STEP:
+            if "o" in data:
+                return data
+        elif kind == _core.KIND_STEP_ERROR:
+            error = data.get("e")
+            if isinstance(error, dict) and error.keys() >= _ERROR_FIELDS:
+                return data
+            if "e" in data:
+                raise JournalCorruptError(
+                    "the record's error is malformed", run_id=run_id, seq=record.seq
+                )
+        else:
+            return data
+    raise JournalCorruptError(
+        "the record's payload is not what surestep writes", run_id=run_id, seq=record.seq
+    )
+
+
+_ERROR_FIELDS = frozenset({"type", "message", "traceback"})
 
 
 class ReplayComplete(BaseException):
@@ -854,6 +884,35 @@ class ReplayComplete(BaseException):
     def __init__(self, seq: int) -> None:
         self.seq = seq
         super().__init__(f"replayed {seq} recorded step(s)")
+
+
+def _canonical_input(seq: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """A step's input as the journal matches it (canonical JSON; ``null`` for none)."""
+    if not (args or kwargs):
+        return _NULL
+    try:  # serde.canonical's work, one call shorter on the hot path
+        input_json = orjson.dumps((args, kwargs), option=serde.CANONICAL)
+    except orjson.JSONEncodeError:
+        input_json = b"null"  # canonical() below raises the error that names the part
+    if b"null" in input_json:
+        input_json = serde.canonical((args, kwargs), "the input of step %d (%s)", seq, name)
+    return input_json
+
+
+def _check_key(key: object) -> None:
+    if key is not None and (not isinstance(key, (str, int)) or key == ""):
+        raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
+
+
+_PLAIN = frozenset({int, str, float, bool, dict, list, tuple, type(None)})
+
+
+def _is_awaitable(value: object) -> bool:
+    """``inspect.isawaitable``, without its ABC check for coroutines and plain values."""
+    kind = type(value)
+    if kind is CoroutineType:
+        return True
+    return kind not in _PLAIN and inspect.isawaitable(value)
 
 
 def _user_frame() -> str:

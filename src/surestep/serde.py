@@ -20,30 +20,32 @@ _STRICT = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
-_CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
+CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
 
 loads = orjson.loads
 
 
-def dumps(value: Any, what: str) -> bytes:
-    """Encode ``value``; a ``SerializationError`` (a ``TypeError``) names ``what`` failed."""
-    return _encode(value, what, _STRICT)
+def dumps(value: Any, what: str, *fmt: object) -> bytes:
+    """Encode ``value``; a ``SerializationError`` (a ``TypeError``) names what failed:
+    ``what``, or ``what % fmt`` when arguments follow (formatted only on failure)."""
+    return _encode(value, _STRICT, what, fmt)
 
 
-def canonical(value: Any, what: str) -> bytes:
+def canonical(value: Any, what: str, *fmt: object) -> bytes:
     """Encode with sorted keys: equal values give equal bytes, for digests."""
-    return _encode(value, what, _CANONICAL)
+    return _encode(value, CANONICAL, what, fmt)
 
 
-def _encode(value: Any, what: str, option: int) -> bytes:
+def _encode(value: Any, option: int, what: str, fmt: tuple[object, ...]) -> bytes:
     try:
         encoded = orjson.dumps(value, option=option)
     except orjson.JSONEncodeError as exc:
-        raise _refusal(value, what, exc) from None
+        raise _refusal(value, what % fmt if fmt else what, exc) from None
     # orjson writes NaN and the infinities as null, which would change the value on
     # its way through the journal: look for them only when a null was written.
     if b"null" in encoded and _offender(value, "")[0] != "<ok>":
-        raise _refusal(value, what, ValueError("NaN and infinities are not JSON numbers"))
+        error = ValueError("NaN and infinities are not JSON numbers")
+        raise _refusal(value, what % fmt if fmt else what, error)
     return encoded
 
 

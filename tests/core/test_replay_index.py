@@ -1,7 +1,8 @@
 """The replay index: hits, misses, non-determinism, consumption, and agreement with the oracle."""
 
+import orjson
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -250,3 +251,112 @@ IndexAgainstOracle.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None
 )
 test_index_against_oracle = IndexAgainstOracle.TestCase
+
+
+# ---------------------------------------------------------------- replay: one call per step
+
+STEP_INPUT = b'[["o-1"],{}]'
+
+
+def step_rec(seq: int, payload: bytes, kind: int = _core.KIND_STEP, ident: str = "charge") -> bytes:
+    digest = _core.input_digest(STEP_INPUT)
+    return _core.encode_record(kind, seq, 1, _core.name_hash(ident), digest, payload)
+
+
+def test_replay_returns_the_recorded_output_and_consumes() -> None:
+    index = _core.ReplayIndex.from_records([step_rec(0, b'{"n":"charge","o":{"id":7}}')])
+    assert index.replay(0, "charge", STEP_INPUT, orjson.loads) == {"id": 7}
+    assert index.unconsumed() == []
+
+
+def test_replay_of_nothing_recorded_is_the_sentinel() -> None:
+    index = _core.ReplayIndex.from_records([step_rec(0, b'{"n":"charge","o":1}')])
+    assert index.replay(1, "charge", STEP_INPUT, orjson.loads) is _core.NOT_RECORDED
+    assert repr(_core.NOT_RECORDED) == "NOT_RECORDED"
+    assert index.unconsumed() == [0]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"n":"charge"}', b'{"o":1}', b'{"n":3,"o":1}', b"[1,2]", b"not json", b'"o"', b""],
+)
+def test_replay_hands_back_the_record_when_the_payload_is_not_a_plain_result(
+    payload: bytes,
+) -> None:
+    index = _core.ReplayIndex.from_records([step_rec(0, payload)])
+    got = index.replay(0, "charge", STEP_INPUT, orjson.loads)
+    assert isinstance(got, _core.Record)
+    assert got.payload == payload
+    assert index.unconsumed() == []  # matched, so consumed: the caller reads it
+
+
+def test_replay_hands_back_other_kinds_without_decoding() -> None:
+    def refuse(_: bytes) -> object:
+        raise AssertionError("only a step's result is decoded")
+
+    index = _core.ReplayIndex.from_records([step_rec(0, b"{}", kind=_core.KIND_STEP_ERROR)])
+    got = index.replay(0, "charge", STEP_INPUT, refuse)
+    assert isinstance(got, _core.Record)
+    assert got.kind == _core.KIND_STEP_ERROR
+
+
+def test_replay_mismatch_raises_like_lookup() -> None:
+    index = _core.ReplayIndex.from_records([step_rec(0, b'{"n":"charge","o":1}')])
+    with pytest.raises(NonDeterminismError) as info:
+        index.replay(0, "ship", STEP_INPUT, orjson.loads)
+    assert info.value.seq == 0
+    with pytest.raises(NonDeterminismError):
+        index.replay(0, "charge", b'[["o-2"],{}]', orjson.loads)
+    assert index.unconsumed() == [0]
+
+
+def test_replay_refuses_bad_arguments() -> None:
+    index = _core.ReplayIndex()
+    with pytest.raises(TypeError):
+        index.replay(0, b"charge", STEP_INPUT, orjson.loads)
+    with pytest.raises(TypeError):
+        index.replay("0", "charge", STEP_INPUT, orjson.loads)
+    with pytest.raises(TypeError):
+        index.replay(0, "charge", "not bytes", orjson.loads)
+
+
+_PAYLOADS = st.one_of(
+    st.builds(
+        lambda n, o: orjson.dumps({"n": n, "o": o}),
+        st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1)),
+        st.recursive(st.none() | st.booleans() | st.text(max_size=4), st.lists, max_leaves=4),
+    ),
+    st.binary(max_size=24),
+)
+
+
+@given(
+    payload=_PAYLOADS,
+    kind=st.sampled_from(sorted(_core.KINDS)),
+    seq=st.integers(0, 3),
+    ident=st.sampled_from(["charge", "ship", "charge#k"]),
+    given_input=st.sampled_from([STEP_INPUT, b"null", b'[["o-2"],{}]']),
+)
+def test_replay_agrees_with_the_oracle(
+    payload: bytes, kind: int, seq: int, ident: str, given_input: bytes
+) -> None:
+    buf = step_rec(1, payload, kind)
+    outcomes = []
+    for index_type, sentinel in (
+        (_core.ReplayIndex, _core.NOT_RECORDED),
+        (oracle.ReplayIndex, oracle.NOT_RECORDED),
+    ):
+        index = index_type.from_records([buf])
+        try:
+            got = index.replay(seq, ident, given_input, orjson.loads)
+        except NonDeterminismError as exc:
+            outcomes.append(("diverged", exc.seq))
+            continue
+        if got is sentinel:
+            outcomes.append(("not recorded", None))
+        elif isinstance(got, (_core.Record, oracle.Record)):
+            outcomes.append(("record", (got.kind, got.seq, got.payload)))
+        else:
+            outcomes.append(("output", got))
+        assert index.unconsumed() == ([] if got is not sentinel else [1])
+    assert outcomes[0] == outcomes[1]
