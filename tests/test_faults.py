@@ -190,6 +190,11 @@ async def _scenario_recover(path: str) -> dict[str, Any]:
 
 def _child_main(argv: list[str]) -> None:
     scenario, path = argv[0], argv[1]
+    if argv[-1] == "no-free-check":
+        import surestep.store.lmdb as lmdb_store
+
+        lmdb_store.MIN_FREE_BYTES = 0
+        argv = argv[:-1]
     if scenario == "run":
         count, side_log, abort_at = int(argv[2]), argv[3], int(argv[4])
         report = asyncio.run(_scenario_run(path, count, side_log, abort_at))
@@ -275,6 +280,21 @@ def test_disk_full_at_open_is_a_typed_error(tmp_path: Path) -> None:
     assert code == 0, report
     assert report["open_error"]["type"] == "StoreFullError", report
     assert "disk is full" in report["open_error"]["message"]
+
+
+def test_disk_full_at_open_without_the_free_space_check_is_still_typed(tmp_path: Path) -> None:
+    """The free-space check can race with another writer filling the disk; the lock file's
+    blocks are then reserved before LMDB maps it, so the open still fails with ENOSPC, not
+    a SIGBUS. The child turns the check off to leave only the reservation."""
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        _fill(disk)
+        code, report = _child(
+            "run", str(disk / "store"), "1", str(tmp_path / "side.log"), "-1", "no-free-check"
+        )
+    assert code != -signal.SIGBUS, "killed by SIGBUS"
+    assert code == 0, report
+    assert report["open_error"]["type"] == "StoreFullError", report
+    assert "No space left" in report["open_error"]["message"]
 
 
 # ---------------------------------------------------------------- read-only

@@ -12,11 +12,17 @@ Layout (named databases in one environment):
 ``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
 ``deploys``  big-endian time (ns) -> deployment (JSON)
 
-All writes go through one writer thread per environment that does group
-commit: every operation queued while the previous transaction committed rides
-the next one, and each caller's future is resolved after its commit. The event
-loop never waits on the disk. Reads are short read-only transactions on the
-caller's thread (a memory-mapped B-tree lookup; no system call on a warm map).
+At ``durability="fsync"`` all writes go through one writer thread per
+environment that does group commit: every operation queued while the previous
+transaction committed rides the next one, and each caller's future is resolved
+after its commit. The event loop never waits on the disk. At
+``durability="process"`` a commit writes to the page cache only (a few
+microseconds), so an operation is committed inline on the caller's thread
+whenever nothing is queued before it and the writer thread is idle; otherwise
+it is queued as at fsync, so the order of operations is kept. Handing a commit to
+another thread and back costs more than the commit itself (see
+benchmarks/RESULTS.md). Reads are short read-only transactions on the caller's
+thread (a memory-mapped B-tree lookup; no system call on a warm map).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from .wake import WakeListener, WakeSender
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
+INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
 _MS = struct.Struct(">Q")
 _LOG_POS = struct.Struct(">IH")
@@ -85,6 +92,7 @@ class _Env:
             )
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
+            _reserve_lock_file(path)
             self.env = lmdb.open(
                 path,
                 map_size=map_size,
@@ -110,6 +118,13 @@ class _Env:
         # and the writer take this lock around their transactions.
         self.resize_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # Inline commits (durability="process"): one writing thread of this process at a
+        # time, and never ahead of an op already queued for the writer thread.
+        self.inline = durability == "process"
+        self._writing = threading.Lock()
+        self._queued = 0  # ops queued and not yet committed; changed under _count_lock
+        self._count_lock = threading.Lock()
+        self._inline_run = 0  # inline commits since the caller last yielded to its loop
         self.waker = WakeSender(path)
         self._thread = threading.Thread(
             target=self._write_loop, name="surestep-writer", daemon=True
@@ -118,11 +133,15 @@ class _Env:
 
     # -- reads, on the caller's thread
 
-    def read(self, fn: Callable[[Any], Any]) -> Any:
+    def read(self, fn: Callable[[Any], Any], buffers: bool = True) -> Any:
+        """``fn(txn)`` in a read-only transaction; ``buffers``: values as memoryviews of
+        the map (valid inside ``fn`` only), else as bytes copies."""
         for _ in range(3):
             try:
-                with self.resize_lock, self.env.begin(buffers=True) as txn:
-                    return fn(txn)
+                with self.resize_lock:
+                    txn: Any = self.env.begin(buffers=True) if buffers else self.env.begin()
+                    with txn:
+                        return fn(txn)
             except lmdb.MapResizedError:
                 self._adopt_new_size()
             except lmdb.Error as exc:
@@ -132,11 +151,32 @@ class _Env:
     # -- writes, through the writer thread
 
     def submit(self, op: Op, notify: bool = False) -> asyncio.Future[Any]:
-        """Queue ``op(txn)`` for the next group commit. ``notify``: wake the
-        processes waiting on this store once it is committed."""
+        """Commit ``op(txn)``: inline when that keeps the order (``process``), else in
+        the next group commit. ``notify``: wake the processes waiting on this store
+        once it is committed."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._queue.put((op, fut, loop, notify))
+        item = (op, fut, loop, notify)
+        if self.inline and not self._queued and self._writing.acquire(blocking=False):
+            try:
+                outcome = self._commit_one(item)
+            finally:
+                self._writing.release()
+            if notify:
+                self.waker.notify()
+            # A done future does not yield to the loop when awaited: let the loop run
+            # now and then, or a run of inline steps would starve every other task.
+            self._inline_run += 1
+            if self._inline_run < INLINE_YIELD_EVERY:
+                _settle([(fut, *outcome)])
+            else:
+                self._inline_run = 0
+                loop.call_soon(_settle, [(fut, *outcome)])
+            return fut
+        if self.inline:
+            with self._count_lock:
+                self._queued += 1
+        self._queue.put(item)
         return fut
 
     def stop(self) -> None:
@@ -160,7 +200,11 @@ class _Env:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(more)
-            outcomes = self._commit(batch)
+            with self._writing:
+                outcomes = self._commit(batch)
+            if self.inline:
+                with self._count_lock:
+                    self._queued -= len(batch)
             if any(item[3] for item in batch):
                 self.waker.notify()
             by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
@@ -169,6 +213,24 @@ class _Env:
             for loop, settled in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                     loop.call_soon_threadsafe(_settle, settled)
+
+    def _commit_one(self, item: _Item) -> tuple[Any, BaseException | None]:
+        """One op in a transaction of its own; anything unusual goes the way of ``_commit``
+        (a failed transaction is aborted first, so nothing of it was written)."""
+        try:
+            with self.resize_lock:
+                txn = self.env.begin(write=True)
+                try:
+                    result = item[0](txn)
+                    txn.commit()
+                except BaseException:
+                    txn.abort()
+                    raise
+            return result, None
+        except (SurestepError, LeaseLostError) as exc:
+            return None, exc
+        except Exception:
+            return self._commit([item])[0]
 
     def _commit(self, batch: list[_Item]) -> list[tuple[Any, BaseException | None]]:
         """Apply every op in one transaction. An op that raises one of our errors
@@ -245,6 +307,32 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
 MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
+
+
+LOCK_FILE_BYTES = 1 << 17  # LMDB's lock file holds 64 B per reader: 1024 readers + header
+
+
+def _reserve_lock_file(path: str) -> None:
+    """Allocate the blocks of LMDB's lock file before LMDB maps it: a write through the map
+    to a block the disk cannot supply is a SIGBUS, an allocation here is ENOSPC. The free
+    space check above can race with other writers to the disk; this cannot. Where the
+    filesystem or platform (macOS) has no posix_fallocate, the check is all there is."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        return
+    fd = os.open(os.path.join(path, "lock.mdb"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size < LOCK_FILE_BYTES:  # LMDB never shrinks it
+            allocate(fd, 0, LOCK_FILE_BYTES)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFullError(
+                f"cannot open the store at {path!r}: the disk is full ({exc})"
+            ) from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _free_bytes(path: str) -> int | None:
@@ -790,19 +878,27 @@ class LmdbStore(Store):
     def _range(self, db: Any, prefix: bytes) -> list[bytes]:
         """The values of every key starting with ``prefix``, in key order."""
 
+        end = _after_prefix(prefix)
+
         def scan(txn: Any) -> list[bytes]:
             cursor = txn.cursor(db=db)
             out: list[bytes] = []
             if not cursor.set_range(prefix):
                 return out
             for key, value in cursor:
-                if bytes(key[: len(prefix)]) != prefix:
+                if end is not None and key >= end:
                     break
-                out.append(bytes(value))
+                out.append(value)
             return out
 
-        result: list[bytes] = self.env.read(scan)
+        result: list[bytes] = self.env.read(scan, buffers=False)
         return result
+
+
+def _after_prefix(prefix: bytes) -> bytes | None:
+    """The least key above every key that starts with ``prefix``; None: there is none."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None
 
 
 def _timer_key(wake_at: float, key: bytes) -> bytes:
