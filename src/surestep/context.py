@@ -477,13 +477,19 @@ class WorkflowContext:
                 f"{MAX_PAYLOAD} bytes (surestep.context.MAX_PAYLOAD); keep large data outside "
                 "the journal and return a reference to it"
             )
-        await self._append(
-            seq, _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload)
+        if self._pending:
+            await self._flush()
+        await self._store.append(
+            self.run_id,
+            self._fence,
+            seq,
+            _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload),
         )
         if self._tracer is not None:
             self._attempts_taken[seq] = attempts
-        # Hand back what the journal holds, so the first run and every replay see one value.
-        return serde.loads(output_json)
+        # Hand back what the journal holds, so the first run and every replay see one value
+        # (a str, an int, a bool or None comes back from JSON as it went in).
+        return output if type(output) in _SAME_FROM_JSON else serde.loads(output_json)
 
     async def _attempts(
         self,
@@ -767,7 +773,7 @@ class WorkflowContext:
             await self._flush()
         await self._store.append(self.run_id, self._fence, seq, record)
 
-    def _append_later(self, write: Coroutine[Any, Any, None]) -> None:
+    def _append_later(self, write: Awaitable[None]) -> None:
         """A write the workflow does not wait for; ``_flush`` (run before the next record
         and before the run is given back) waits for it and raises its error."""
         self._pending.append(asyncio.ensure_future(write))
@@ -904,6 +910,7 @@ def _check_key(key: object) -> None:
         raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
 
 
+_SAME_FROM_JSON = frozenset({str, int, bool, type(None)})
 _PLAIN = frozenset({int, str, float, bool, dict, list, tuple, type(None)})
 
 

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -323,8 +323,9 @@ class Store(abc.ABC):
     # -- journal
 
     @abc.abstractmethod
-    async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
-        """Durably store one encoded record; returns once committed. Fenced."""
+    def append(self, run_id: str, fence: int, seq: int, record: bytes) -> Awaitable[None]:
+        """Durably store one encoded record; done once committed. Fenced. (A plain method
+        returning an awaitable: a store may hand back its commit's future as it is.)"""
 
     @abc.abstractmethod
     async def journal(self, run_id: str) -> list[bytes]:

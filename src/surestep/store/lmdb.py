@@ -168,7 +168,11 @@ class _Env:
             # now and then, or a run of inline steps would starve every other task.
             self._inline_run += 1
             if self._inline_run < INLINE_YIELD_EVERY:
-                _settle([(fut, *outcome)])
+                result, error = outcome
+                if error is None:
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(error)
             else:
                 self._inline_run = 0
                 loop.call_soon(_settle, [(fut, *outcome)])
@@ -865,12 +869,12 @@ class LmdbStore(Store):
 
     # -- journal
 
-    async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
+    def append(self, run_id: str, fence: int, seq: int, record: bytes) -> asyncio.Future[None]:
         def op(txn: Any) -> None:
             key = self._check_fence(txn, run_id, fence)
             txn.put(_core.step_key(key, seq), record, db=self.env.journal)
 
-        await self.env.submit(op)
+        return self.env.submit(op)
 
     async def journal(self, run_id: str) -> list[bytes]:
         return self._range(self.env.journal, run_key(run_id))
