@@ -523,3 +523,19 @@ async def test_step_result_over_the_payload_limit_is_a_typed_error(
 
 if __name__ == "__main__":
     _child_main(sys.argv[1:])
+
+
+def test_the_lock_file_is_reserved_at_the_size_lmdb_gives_it(tmp_path: Path) -> None:
+    """The reservation must match LMDB's own size: a larger file would change how many
+    readers LMDB fits in it for every process that maps it."""
+    from surestep.store.lmdb import LOCK_FILE_BYTES, _Env
+
+    env = _Env(str(tmp_path / "store"), "process", 1 << 20, 1 << 20)
+    try:
+        stat = os.stat(tmp_path / "store" / "lock.mdb")
+        assert stat.st_size == LOCK_FILE_BYTES
+        if hasattr(os, "posix_fallocate"):
+            assert stat.st_blocks * 512 >= LOCK_FILE_BYTES  # allocated, not sparse
+        assert env.env.max_readers() == 1024
+    finally:
+        env.stop()

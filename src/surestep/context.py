@@ -425,22 +425,22 @@ class WorkflowContext:
         ident = name if key is None else f"{name}#{key}"
         try:
             input_json = _canonical_input(seq, name, args, kwargs)
-        except TypeError:
+            if seq <= self._replay_max:
+                assert self._index is not None
+                # Hash, digest, lookup and decode: one compiled call.
+                recorded = self._index.replay(seq, ident, input_json, serde.loads)
+                if recorded is not _core.NOT_RECORDED:
+                    _close(awaitable)
+                    if type(recorded) is _core.Record:  # anything but a plain result
+                        return self._replayed(recorded, name)
+                    return recorded
+            name_hash = _core.name_hash(ident)  # a name that is not UTF-8 fails here
+        except NonDeterminismError:
+            _close(awaitable)
+            raise self._diverged(seq, name, input_json) from None
+        except BaseException:
             _close(awaitable)
             raise
-        if seq <= self._replay_max:
-            assert self._index is not None
-            try:  # hash, digest, lookup and decode: one compiled call
-                recorded = self._index.replay(seq, ident, input_json, serde.loads)
-            except NonDeterminismError:
-                _close(awaitable)
-                raise self._diverged(seq, name, input_json) from None
-            if recorded is not _core.NOT_RECORDED:
-                _close(awaitable)
-                if type(recorded) is _core.Record:  # anything but a plain result
-                    return self._replayed(recorded, name)
-                return recorded
-        name_hash = _core.name_hash(ident)
         digest = _core.input_digest(input_json)
 
         idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"

@@ -17,12 +17,14 @@ environment that does group commit: every operation queued while the previous
 transaction committed rides the next one, and each caller's future is resolved
 after its commit. The event loop never waits on the disk. At
 ``durability="process"`` a commit writes to the page cache only (a few
-microseconds), so an operation is committed inline on the caller's thread
-whenever nothing is queued before it and the writer thread is idle; otherwise
-it is queued as at fsync, so the order of operations is kept. Handing a commit to
-another thread and back costs more than the commit itself (see
-benchmarks/RESULTS.md). Reads are short read-only transactions on the caller's
-thread (a memory-mapped B-tree lookup; no system call on a warm map).
+microseconds), less than handing it to another thread and back costs (see
+benchmarks/RESULTS.md). So a journal append is committed inline on the
+caller's thread when nothing is queued before it, the writer thread is idle
+and no other process has the store open (LMDB's write lock is shared between
+processes: waiting for another one's transaction must not stop an event loop);
+otherwise it is queued as at fsync, which keeps the order of operations.
+Reads are short read-only transactions on the caller's thread (a memory-mapped
+B-tree lookup; no system call on a warm map).
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ from .base import (
     claimable,
     run_key,
 )
-from .wake import WakeListener, WakeSender
+from .wake import WakeListener, WakeSender, others_registered
 
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
 INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
+ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
 _MS = struct.Struct(">Q")
 _LOG_POS = struct.Struct(">IH")
@@ -100,7 +103,7 @@ class _Env:
                 sync=durability == "fsync",
                 metasync=durability == "fsync",
                 readahead=False,
-                max_readers=1024,
+                max_readers=MAX_READERS,
                 mode=0o600,
             )
         except (lmdb.Error, OSError) as exc:
@@ -125,6 +128,7 @@ class _Env:
         self._queued = 0  # ops queued and not yet committed; changed under _count_lock
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
+        self._alone_now, self._alone_checked = False, -math.inf
         self.waker = WakeSender(path)
         self._thread = threading.Thread(
             target=self._write_loop, name="surestep-writer", daemon=True
@@ -150,14 +154,21 @@ class _Env:
 
     # -- writes, through the writer thread
 
-    def submit(self, op: Op, notify: bool = False) -> asyncio.Future[Any]:
-        """Commit ``op(txn)``: inline when that keeps the order (``process``), else in
-        the next group commit. ``notify``: wake the processes waiting on this store
-        once it is committed."""
+    def submit(self, op: Op, notify: bool = False, inline: bool = False) -> asyncio.Future[Any]:
+        """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
+        waiting on this store once it is committed. ``inline``: a small op, to commit
+        on this thread when that keeps the order and cannot wait on another process
+        (``durability="process"`` only)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         item = (op, fut, loop, notify)
-        if self.inline and not self._queued and self._writing.acquire(blocking=False):
+        if (
+            inline
+            and self.inline
+            and not self._queued
+            and self._alone()
+            and self._writing.acquire(blocking=False)
+        ):
             try:
                 outcome = self._commit_one(item)
             finally:
@@ -183,6 +194,14 @@ class _Env:
         self._queue.put(item)
         return fut
 
+    def _alone(self) -> bool:
+        """No other process has the store open, as of at most ALONE_RECHECK seconds ago."""
+        now = time.monotonic()
+        if now - self._alone_checked > ALONE_RECHECK:
+            self._alone_checked = now
+            self._alone_now = not others_registered(self.path)
+        return self._alone_now
+
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join()
@@ -204,11 +223,16 @@ class _Env:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(more)
-            with self._writing:
-                outcomes = self._commit(batch)
-            if self.inline:
-                with self._count_lock:
-                    self._queued -= len(batch)
+            try:
+                with self._writing:
+                    outcomes = self._commit(batch)
+            except Exception as exc:  # outside every op: fail this batch, keep the writer
+                error = StoreError(f"write failed; nothing was committed: {exc!r}")
+                outcomes = [(None, error)] * len(batch)
+            finally:
+                if self.inline:
+                    with self._count_lock:
+                        self._queued -= len(batch)
             if any(item[3] for item in batch):
                 self.waker.notify()
             by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
@@ -287,8 +311,11 @@ class _Env:
         size = self.env.info()["map_size"]
         if size >= self.max_map_size:
             return False
-        with self.resize_lock:
-            self.env.set_mapsize(min(size * 2, self.max_map_size))
+        try:
+            with self.resize_lock:
+                self.env.set_mapsize(min(size * 2, self.max_map_size))
+        except lmdb.Error:  # e.g. no address space left for the larger map
+            return False
         return True
 
     def _adopt_new_size(self) -> None:
@@ -313,28 +340,41 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
 
 
-LOCK_FILE_BYTES = 1 << 17  # LMDB's lock file holds 64 B per reader: 1024 readers + header
+MAX_READERS = 1024
+# The size LMDB gives its lock file: a 192-byte header (three cache lines) and 64 bytes per
+# reader after the first (glibc's and musl's mutexes fit the header's lines).
+LOCK_FILE_BYTES = 192 + (MAX_READERS - 1) * 64
 
 
 def _reserve_lock_file(path: str) -> None:
     """Allocate the blocks of LMDB's lock file before LMDB maps it: a write through the map
-    to a block the disk cannot supply is a SIGBUS, an allocation here is ENOSPC. The free
-    space check above can race with other writers to the disk; this cannot. Where the
-    filesystem or platform (macOS) has no posix_fallocate, the check is all there is."""
+    to a block the disk cannot supply is a SIGBUS, an allocation here is ENOSPC. The
+    free-space check above can race with other writers to the disk; this cannot. A lock
+    file that exists keeps its size (other processes may have it mapped); only its holes
+    are filled. Where the filesystem or platform (macOS) has no posix_fallocate, the
+    check is all there is."""
     allocate = getattr(os, "posix_fallocate", None)
     if allocate is None:
         return
-    fd = os.open(os.path.join(path, "lock.mdb"), os.O_RDWR | os.O_CREAT, 0o600)
+    lock_path = os.path.join(path, "lock.mdb")
     try:
-        if os.fstat(fd).st_size < LOCK_FILE_BYTES:  # LMDB never shrinks it
-            allocate(fd, 0, LOCK_FILE_BYTES)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # a read-only store, say: LMDB's open says what is wrong
+    size = 0
+    try:
+        stat = os.fstat(fd)
+        size = stat.st_size
+        if size == 0 or stat.st_blocks * 512 < size:
+            allocate(fd, 0, size or LOCK_FILE_BYTES)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise StoreFullError(
-                f"cannot open the store at {path!r}: the disk is full ({exc})"
-            ) from exc
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return  # EOPNOTSUPP, ENOSYS, EPERM...: no reservation, the check stands
+        if size == 0:
+            os.unlink(lock_path)  # leave no unreserved lock file for the next open
+        raise StoreFullError(
+            f"cannot open the store at {path!r}: the disk is full ({exc})"
+        ) from exc
     finally:
         os.close(fd)
 
@@ -394,8 +434,11 @@ def _release(env: _Env) -> None:
         env.users -= 1
         if env.users:
             return
+        # Closed before it leaves the registry: an open of the same path meanwhile waits,
+        # so this process never has one LMDB environment open twice (LMDB's fcntl locks
+        # are per process: closing either would drop the other's).
+        env.stop()
         del _envs[(os.path.realpath(env.path), env.durability)]
-    env.stop()
 
 
 # Leases are kept on the host's monotonic clock, not the wall clock: every process on the
@@ -874,7 +917,7 @@ class LmdbStore(Store):
             key = self._check_fence(txn, run_id, fence)
             txn.put(_core.step_key(key, seq), record, db=self.env.journal)
 
-        return self.env.submit(op)
+        return self.env.submit(op, inline=True)
 
     async def journal(self, run_id: str) -> list[bytes]:
         return self._range(self.env.journal, run_key(run_id))

@@ -18,6 +18,22 @@ import tempfile
 import uuid
 
 
+def _prefix(pid: int) -> str:
+    return f"ssw-{pid}-"
+
+
+def others_registered(store_path: str) -> bool:
+    """Whether any other process has the store open (registered here, or not cleaned up
+    yet after it died). Unreadable: assume so."""
+    mine = _prefix(os.getpid())
+    try:
+        return any(
+            not name.startswith(mine) for name in os.listdir(os.path.join(store_path, "wake"))
+        )
+    except OSError:
+        return True
+
+
 class WakeSender:
     """Used by the writer thread after a commit that others may wait for."""
 
@@ -52,7 +68,7 @@ class WakeListener:
     """One per store instance that waits; lives on one event loop."""
 
     def __init__(self, store_path: str) -> None:
-        self.name = f"ssw-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.name = _prefix(os.getpid()) + uuid.uuid4().hex[:8]
         # In a directory only this user can enter (mkdtemp: 0700), so no other local
         # user can reach the socket whatever the umask; short, for the socket path limit.
         self._private_dir = tempfile.mkdtemp(prefix="ssw-")
