@@ -64,11 +64,13 @@ wheel-check: wheel  ## install the wheel in a fresh venv and run the sdist's tes
 # Coverage-guided fuzzing (atheris) of the record codec and the replay index, against an
 # ASan+UBSan build of the core made in build/fuzz (the in-place build is left alone); with
 # clang + compiler-rt (Debian: clang-14 libclang-rt-14-dev) libFuzzer also sees the core's C
-# coverage. fuzz/run.sh says how. FUZZ_RUNS=N inputs per harness.
+# coverage. fuzz/run.sh says how. FUZZ_RUNS=N inputs per harness, shared by FUZZ_JOBS
+# processes on one corpus (the 1M-input runs of the replay harness used FUZZ_JOBS=2).
 FUZZ_RUNS ?= 1000000
+FUZZ_JOBS ?= 1
 fuzz: $(STAMP)  ## fuzz the core under ASan+UBSan, FUZZ_RUNS inputs per harness (default 1M)
 	$(PY) -m pip install -q 'atheris>=2.3'  # the [fuzz] extra, without rebuilding the tree
-	FUZZ_RUNS=$(FUZZ_RUNS) PYTHON=$(PY) sh fuzz/run.sh
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) PYTHON=$(PY) sh fuzz/run.sh
 
 clean:
 	rm -rf build dist wheelhouse src/*.egg-info src/surestep/*.so ext/*.c .pytest_cache .mypy_cache .ruff_cache
