@@ -96,5 +96,7 @@ for name in $harnesses; do
         echo "fuzzing $name found something: see $work/artifacts/ and $work/$name-*.log" >&2
         exit 1
     fi
-    [ "$jobs" -gt 1 ] && grep -h "stat::number_of_executed_units" "$work/$name"-*.log
+    if [ "$jobs" -gt 1 ]; then
+        grep -h "stat::number_of_executed_units" "$work/$name"-*.log
+    fi
 done
