@@ -18,6 +18,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
+from functools import cached_property
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -273,10 +274,29 @@ class WorkflowContext:
         # record and before the run is given back, so the journal keeps its order.
         self._pending: list[asyncio.Future[Any]] = []
         self._log_at = (-1, -1)
-        self.state = RunState(self)
-        self.session = Scope(self, "session", self.session_id)
-        self.user = Scope(self, "user", self.user_id) if self.user_id is not None else None
-        self.logger: logging.LoggerAdapter = _RunLogger(self, run.workflow)  # type: ignore[type-arg]
+
+    # Made on first use: most runs touch few of them, and every object a parked run
+    # keeps costs memory and a garbage collector's walk.
+
+    @cached_property
+    def state(self) -> RunState:
+        """The run's own durable state (synchronous)."""
+        return RunState(self)
+
+    @cached_property
+    def session(self) -> Scope:
+        """State shared by the runs of this session (``session_id``)."""
+        return Scope(self, "session", self.session_id)
+
+    @cached_property
+    def user(self) -> Scope | None:
+        """State shared by the runs of this user; None when the run has no ``user_id``."""
+        return Scope(self, "user", self.user_id) if self.user_id is not None else None
+
+    @cached_property
+    def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """The run's logger: INFO and above are stored with the run, not again on replay."""
+        return _RunLogger(self, self.workflow)
 
     @property
     def step_count(self) -> int:
