@@ -10,6 +10,7 @@ cannot write (:class:`~surestep.errors.LeaseLostError`).
 from __future__ import annotations
 
 import abc
+import asyncio
 import os
 import socket
 import time
@@ -330,3 +331,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def journal(self, run_id: str) -> list[bytes]:
         """The run's encoded records in sequence order."""
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds pass, then clear it.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that
+    arrives as the event is set, and the engine stops such waits by cancelling them
+    (an intermittent hang of ``Engine.close()``)."""
+    if not event.is_set():
+        timer = asyncio.get_running_loop().call_later(timeout, event.set)
+        try:
+            await event.wait()
+        finally:
+            timer.cancel()
+    event.clear()

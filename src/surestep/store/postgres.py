@@ -74,7 +74,17 @@ from ..errors import (
     StoreError,
     SurestepError,
 )
-from .base import CANCELLED, FINISHED, PENDING, RUNNING, WAITING, Owner, RunInfo, Store
+from .base import (
+    CANCELLED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+    WAITING,
+    Owner,
+    RunInfo,
+    Store,
+    wait_set,
+)
 
 log = logging.getLogger("surestep.store.postgres")
 T = TypeVar("T")
@@ -616,9 +626,7 @@ class PostgresStore(Store):
         """Return after a NOTIFY from any process (also one received since the
         last call returned), or after ``timeout`` seconds."""
         self._pool_or_raise()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        self._changed.clear()
+        await wait_set(self._changed, timeout)
 
     # -- statements
 

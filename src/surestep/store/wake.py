@@ -17,6 +17,8 @@ import socket
 import tempfile
 import uuid
 
+from .base import wait_set
+
 
 def _prefix(pid: int) -> str:
     return f"ssw-{pid}-"
@@ -89,15 +91,7 @@ class WakeListener:
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
-        # Not asyncio.wait_for: on Python < 3.12 it can swallow a cancellation that
-        # arrives as the event is set, and the engine stops this wait by cancelling it.
-        if not self._event.is_set():
-            timer = self._loop.call_later(timeout, self._event.set)
-            try:
-                await self._event.wait()
-            finally:
-                timer.cancel()
-        self._event.clear()
+        await wait_set(self._event, timeout)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
