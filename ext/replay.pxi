@@ -69,18 +69,7 @@ cdef class ReplayIndex:
         caller to read (a recorded failure, another kind, a payload that is not what
         surestep writes).
         """
-        if not isinstance(ident, str):
-            raise TypeError(f"a step name must be a str, not {type(ident).__name__}")
-        cdef Py_ssize_t n = 0
-        cdef const char* utf8 = PyUnicode_AsUTF8AndSize(ident, &n)
-        cdef uint64_t name = _xxh64(<const uint8_t*>utf8, <size_t>n, SS_NAME_SEED)
-        cdef Py_buffer view
-        PyObject_GetBuffer(input_canonical, &view, PyBUF_SIMPLE)
-        try:
-            digest = _xxh64(<const uint8_t*>view.buf, <size_t>view.len, SS_INPUT_SEED)
-        finally:
-            PyBuffer_Release(&view)
-        rec = self._match(seq, name, digest)
+        rec = self._match(seq, _name_hash(ident), _input_digest(input_canonical))
         if rec is None:
             return NOT_RECORDED
         if rec.kind != KIND_STEP:

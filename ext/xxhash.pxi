@@ -162,8 +162,7 @@ def xxh64(data, seed=0):
         PyBuffer_Release(&view)
 
 
-def name_hash(name):
-    """Hash of a step name: XXH64 of its UTF-8 bytes with ``NAME_SEED``."""
+cdef uint64_t _name_hash(name) except? 0:
     cdef Py_ssize_t n = 0
     cdef const char* utf8
     if not isinstance(name, str):
@@ -173,11 +172,20 @@ def name_hash(name):
     return _xxh64(<const uint8_t*>utf8, <size_t>n, SS_NAME_SEED)
 
 
-def input_digest(canonical):
-    """Digest of a step's canonical input bytes: XXH64 with ``INPUT_SEED``."""
+cdef uint64_t _input_digest(canonical) except? 0:
     cdef Py_buffer view
     PyObject_GetBuffer(canonical, &view, PyBUF_SIMPLE)
     try:
         return _xxh64(<const uint8_t*>view.buf, <size_t>view.len, SS_INPUT_SEED)
     finally:
         PyBuffer_Release(&view)
+
+
+def name_hash(name):
+    """Hash of a step name: XXH64 of its UTF-8 bytes with ``NAME_SEED``."""
+    return _name_hash(name)
+
+
+def input_digest(canonical):
+    """Digest of a step's canonical input bytes: XXH64 with ``INPUT_SEED``."""
+    return _input_digest(canonical)

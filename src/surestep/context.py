@@ -22,8 +22,6 @@ from functools import cached_property
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from . import _core, serde
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
@@ -444,7 +442,11 @@ class WorkflowContext:
     ) -> Any:
         ident = name if key is None else f"{name}#{key}"
         try:
-            input_json = _canonical_input(seq, name, args, kwargs)
+            input_json = (
+                serde.canonical((args, kwargs), "the input of step %d (%s)", seq, name)
+                if args or kwargs
+                else _NULL
+            )
             if seq <= self._replay_max:
                 assert self._index is not None
                 # Hash, digest, lookup and decode: one compiled call.
@@ -910,19 +912,6 @@ class ReplayComplete(BaseException):
     def __init__(self, seq: int) -> None:
         self.seq = seq
         super().__init__(f"replayed {seq} recorded step(s)")
-
-
-def _canonical_input(seq: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """A step's input as the journal matches it (canonical JSON; ``null`` for none)."""
-    if not (args or kwargs):
-        return _NULL
-    try:  # serde.canonical's work, one call shorter on the hot path
-        input_json = orjson.dumps((args, kwargs), option=serde.CANONICAL)
-    except orjson.JSONEncodeError:
-        input_json = b"null"  # canonical() below raises the error that names the part
-    if b"null" in input_json:
-        input_json = serde.canonical((args, kwargs), "the input of step %d (%s)", seq, name)
-    return input_json
 
 
 def _check_key(key: object) -> None:

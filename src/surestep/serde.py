@@ -20,7 +20,7 @@ _STRICT = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
-CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
+_CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
 
 loads = orjson.loads
 
@@ -28,15 +28,24 @@ loads = orjson.loads
 def dumps(value: Any, what: str, *fmt: object) -> bytes:
     """Encode ``value``; a ``SerializationError`` (a ``TypeError``) names what failed:
     ``what``, or ``what % fmt`` when arguments follow (formatted only on failure)."""
-    return _encode(value, _STRICT, what, fmt)
+    try:
+        encoded = orjson.dumps(value, option=_STRICT)
+    except orjson.JSONEncodeError:
+        encoded = b"null"  # _encode raises the error that names the part
+    return _encode(value, _STRICT, what, fmt) if b"null" in encoded else encoded
 
 
 def canonical(value: Any, what: str, *fmt: object) -> bytes:
     """Encode with sorted keys: equal values give equal bytes, for digests."""
-    return _encode(value, CANONICAL, what, fmt)
+    try:
+        encoded = orjson.dumps(value, option=_CANONICAL)
+    except orjson.JSONEncodeError:
+        encoded = b"null"
+    return _encode(value, _CANONICAL, what, fmt) if b"null" in encoded else encoded
 
 
 def _encode(value: Any, option: int, what: str, fmt: tuple[object, ...]) -> bytes:
+    """The slow way, for output with a null in it or a refusal: name what is wrong."""
     try:
         encoded = orjson.dumps(value, option=option)
     except orjson.JSONEncodeError as exc:
