@@ -628,7 +628,9 @@ class WorkflowContext:
         if remaining <= 0 or self._replay_only:
             return
         if remaining <= self._inline_sleep:
-            await asyncio.sleep(remaining)
+            while remaining > 0:  # the loop's timers can fire a little early by the wall clock
+                await asyncio.sleep(remaining)
+                remaining = wake_at - time.time()
             return
         raise Suspended(wake_at)
 
