@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # Editable install: builds surestep._core in place from ext/.
-$(STAMP): $(PY) pyproject.toml setup.py
+$(STAMP): $(PY) pyproject.toml setup.py src/surestep/_version.py
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -162,16 +162,10 @@ def reset_state(hold: bool = False, want: int = 0) -> None:
 def sample_record(seq: int) -> bytes:
     """A record shaped like the engine's record of ``ctx.step(inc, x)``."""
     now = time.time()
-    payload = b'{"n":"bench.inc","k":null,"i":[[%d],{}],"o":%d,"t0":%r,"t1":%r}' % (
-        seq,
-        seq + 1,
-        now,
-        now,
-    )
-    digest = _core.input_digest(b"[[%d],{}]" % seq)
     return _core.encode_record(
-        _core.KIND_STEP, seq, 1, _core.name_hash("bench.inc"), digest, payload
-    )
+        _core.KIND_STEP, seq, 1, "bench.inc", None, b"[[%d],{}]" % seq, b"%d" % (seq + 1), True,
+        now, now,
+    )  # fmt: skip
 
 
 def raw_commits(n: int, sync: bool) -> tuple[float, float]:
@@ -505,20 +499,20 @@ async def replay_floor(path: str, run_id: str, steps: int) -> float:
     """Seconds per step of the least a replay has to do with this journal format.
 
     One range scan of the run's journal, one ``ReplayIndex`` built from it, then per
-    step: canonical input bytes, their digest, ``lookup``, decoding the payload's
-    output, and one ``await`` of a coroutine. Straight-line code, no engine.
+    step: canonical input bytes, ``lookup`` (which compares them with the recorded
+    ones), decoding the recorded output, and one ``await`` of a coroutine.
+    Straight-line code, no engine.
     """
     env = lmdb.open(path, readonly=True, **{**raw_env_options(False), "mode": 0o600})
     try:
         db = env.open_db(b"journal", create=False)
         prefix = run_key(run_id)
-        name_hash = _core.name_hash("bench.counted")
 
         async def one(index: _core.ReplayIndex, seq: int, x: int) -> int:
-            digest = _core.input_digest(orjson.dumps(((x,), {}), option=orjson.OPT_SORT_KEYS))
-            record = index.lookup(seq, name_hash, digest)
-            assert record is not None
-            value: int = orjson.loads(record.payload)["o"]
+            canonical = orjson.dumps(((x,), {}), option=orjson.OPT_SORT_KEYS)
+            record = index.lookup(seq, "bench.counted", canonical)
+            assert record is not None and record.body is not None
+            value: int = orjson.loads(record.body)
             return value
 
         started = time.perf_counter()
@@ -621,7 +615,7 @@ def scan_floor(path: str) -> float:
             row = orjson.loads(bytes(txn.get(keys[0], db=runs)))
             cursor = txn.cursor(db=journal)
             cursor.set_range(keys[0])
-            record = _core.decode_record(cursor.value())
+            record = _core.decode_records(cursor.value())[0]
         elapsed = time.perf_counter() - started
     finally:
         env.close()
@@ -692,25 +686,25 @@ class Recovery(Workload):
 def journal_bytes(path: str) -> dict[str, float]:
     """Bytes per journal record beyond the payload (the step's input and output JSON).
 
-    ``logical``: key + record (header + envelope + timestamps) + LMDB's per-entry cost
-    (8-byte node header, 2-byte slot) minus the payload. ``physical``: the journal
-    database's pages (leaf + branch + overflow) divided by its records, minus the payload.
+    ``logical``: every LMDB entry's key and value (a chunk of records, or one record) and
+    its per-entry cost (8-byte node header, 2-byte slot), over the records, minus the
+    payload. ``physical``: the journal database's pages (leaf + branch + overflow) over
+    its records, minus the payload.
     """
     env = lmdb.open(path, readonly=True, **raw_env_options(False))
     try:
         db = env.open_db(b"journal", create=False)
-        logical = payload = 0
+        logical = payload = n = 0
         with env.begin(buffers=True) as txn:
             stat = txn.stat(db)
             for key, value in txn.cursor(db=db):
-                record = _core.decode_record(value)
-                data = orjson.loads(record.payload)
-                user = len(orjson.dumps(data["i"])) + len(orjson.dumps(data["o"]))
-                payload += user
+                for record in _core.decode_records(value):
+                    assert record.input is not None and record.body is not None
+                    payload += len(record.input) + len(record.body)
+                    n += 1
                 logical += len(key) + len(value) + 8 + 2
     finally:
         env.close()
-    n = stat["entries"]
     pages = stat["leaf_pages"] + stat["branch_pages"] + stat["overflow_pages"]
     return {
         "records": n,

@@ -11,8 +11,9 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_Check
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.math cimport isfinite, llround
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from surestep._version import __version__
 from surestep.errors import JournalCorruptError, NonDeterminismError, UnsupportedFormatError
@@ -21,7 +22,7 @@ from surestep.errors import JournalCorruptError, NonDeterminismError, Unsupporte
 
 cdef extern from *:
     """
-    #define SS_FORMAT_VERSION 1
+    #define SS_FORMAT_VERSION 2  /* written; format 1 is still read */
     #define SS_HEADER_SIZE 32
     #define SS_CHECKED_HEADER 28  /* the checksum covers header[0:28] + payload */
     #define SS_RUN_KEY_SIZE 16

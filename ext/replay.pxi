@@ -1,7 +1,7 @@
 # The replay index: one run's recorded steps by sequence number, built from one range scan
-# of its journal. ``replay`` is the hot call of a resume (once per ``ctx.step``): two
-# hashes, a dict probe with the caller's own int, two C compares, a C flag set on the
-# record, and the decode of the recorded result.
+# of its journal. ``replay`` is the hot call of a resume (once per ``ctx.step``): a dict
+# probe with the caller's own int, a str compare of the identity, a memcmp of the input,
+# a C flag set on the record, and the decode of the recorded result alone.
 
 
 class _NotRecorded:
@@ -30,10 +30,12 @@ cdef class ReplayIndex:
 
     @staticmethod
     def from_records(buffers):
-        """Decode every buffer (a run's journal range, in any order) into an index."""
+        """Decode every buffer (a run's journal as its store holds it: values of one or
+        more records, in any order) into an index."""
         cdef ReplayIndex index = ReplayIndex.__new__(ReplayIndex)
         for buf in buffers:
-            index._insert(_decode_buffer(buf))
+            for rec in _decode_all(buf):
+                index._insert(<Record>rec)
         return index
 
     cdef _insert(self, Record rec):
@@ -50,30 +52,37 @@ cdef class ReplayIndex:
         self._insert(rec)
         return rec
 
-    def lookup(self, seq, uint64_t name_hash, uint64_t input_digest):
+    def lookup(self, seq, str ident not None, input_canonical):
         """The record at ``seq`` if it matches; ``None`` when nothing is recorded.
 
-        A record at ``seq`` whose name hash or input digest differs raises
-        ``NonDeterminismError`` (with ``run_id`` unset: the caller adds it).
-        Marks the record as consumed.
+        A record at ``seq`` with another identity (``ident``: the step's name, or
+        ``name#key``) or another canonical input raises ``NonDeterminismError``
+        (with ``run_id`` unset: the caller adds it). Marks the record as consumed.
         """
-        return self._match(seq, name_hash, input_digest)
+        return self._match(seq, ident, input_canonical)
 
-    def replay(self, seq, ident, input_canonical, loads):
-        """A replayed step in one call: hash ``ident``, digest ``input_canonical``,
-        ``lookup`` (same errors), and decode a recorded result with ``loads``.
+    def replay(self, seq, str ident not None, input_canonical, loads):
+        """A replayed step in one call: ``lookup`` (same errors), then decode a recorded
+        result with ``loads``.
 
         Returns ``NOT_RECORDED`` when nothing is recorded at ``seq``; the recorded
-        output when the record is a step's result whose payload decodes to an object
-        with a str ``"n"`` and an ``"o"``; otherwise the matched ``Record``, for the
-        caller to read (a recorded failure, another kind, a payload that is not what
-        surestep writes).
+        output when the record is a step's result; otherwise the matched ``Record``,
+        for the caller to read (a recorded failure, another kind, a format-1 payload
+        that is not what surestep writes).
         """
-        rec = self._match(seq, _name_hash(ident), _input_digest(input_canonical))
+        rec = self._match(seq, ident, input_canonical)
         if rec is None:
             return NOT_RECORDED
         if rec.kind != KIND_STEP:
             return rec
+        if rec.version != 1:
+            if not rec.flags & SS_FLAG_OUTPUT:
+                return rec
+            try:
+                return loads(PyBytes_FromStringAndSize(
+                    <const char*>PyBytes_AS_STRING(rec._raw) + rec._body_at, rec._body_len))
+            except ValueError:  # not JSON: the caller says the record is corrupt
+                return rec
         try:
             data = loads(rec.payload)
         except ValueError:
@@ -82,25 +91,43 @@ cdef class ReplayIndex:
             return (<dict>data)["o"]
         return rec
 
-    cdef Record _match(self, seq, uint64_t name_hash, uint64_t input_digest):
+    cdef Record _match(self, seq, str ident, object input_canonical):
         if not PyLong_Check(seq):
             raise TypeError(f"seq must be an int, not {type(seq).__name__}")
         found = self._records.get(seq)
         if found is None:
             return None
         cdef Record rec = <Record>found
-        if rec.name_hash != name_hash or rec.input_digest != input_digest:
+        cdef bint same
+        cdef Py_buffer view
+        cdef const char* recorded
+        cdef Py_ssize_t recorded_len
+        if rec.version == 1:
+            same = (rec._name_hash == _name_hash(ident)
+                    and rec._input_digest == _input_digest(input_canonical))
+        else:
+            same = rec._ident == ident
+            if same:
+                if rec.flags & SS_FLAG_INPUT:
+                    recorded = PyBytes_AS_STRING(rec._raw) + rec._input_at
+                    recorded_len = rec._input_len
+                else:
+                    recorded = b"null"
+                    recorded_len = 4
+                PyObject_GetBuffer(input_canonical, &view, PyBUF_SIMPLE)
+                same = (view.len == recorded_len
+                        and memcmp(view.buf, recorded, <size_t>recorded_len) == 0)
+                PyBuffer_Release(&view)
+        if not same:
             raise NonDeterminismError(
                 seq,
-                recorded={
-                    "name_hash": f"{rec.name_hash:016x}",
-                    "input_digest": f"{rec.input_digest:016x}",
+                recorded={"name": rec._ident, "kind": rec.kind, "input": rec.input}
+                if rec.version != 1 else {
+                    "name_hash": f"{rec._name_hash:016x}",
+                    "input_digest": f"{rec._input_digest:016x}",
                     "kind": rec.kind,
                 },
-                requested={
-                    "name_hash": f"{name_hash:016x}",
-                    "input_digest": f"{input_digest:016x}",
-                },
+                requested={"name": ident, "input": bytes(memoryview(input_canonical))},
             )
         rec._consumed = True
         return rec

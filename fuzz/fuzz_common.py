@@ -21,7 +21,9 @@ import oracle  # noqa: E402
 from surestep import _core  # noqa: E402
 from surestep.errors import JournalCorruptError, UnsupportedFormatError  # noqa: E402
 
-__all__ = ["Reader", "oracle", "outcome", "reseal"]
+__all__ = ["Reader", "fields", "oracle", "outcome", "reseal"]
+
+fields = oracle.fields  # a record (core or oracle) as a plain tuple; None stays None
 
 
 class Reader:
@@ -65,18 +67,37 @@ class Reader:
         return chunk
 
 
+def _sealed_checksum(data: bytes) -> bytes:
+    return struct.pack("<I", _core.xxh64(data, _core.CHECKSUM_SEED) & 0xFFFFFFFF)
+
+
 def reseal(raw: bytes | bytearray) -> bytes:
-    """``raw`` with a correct checksum, so only the defect we made remains (32+ bytes)."""
+    """``raw`` with a correct checksum, so only the defect we made remains.
+
+    Format 1 (32 bytes or more): over the header's first 28 bytes and the payload.
+    Format 2 (any other first byte): where the record's own length field puts it, if that
+    field reads and the buffer reaches that far; otherwise ``raw`` unchanged.
+    """
     raw = bytearray(raw)
-    checksum = _core.xxh64(bytes(raw[:28] + raw[32:]), _core.CHECKSUM_SEED) & 0xFFFFFFFF
-    raw[28:32] = struct.pack("<I", checksum)
+    if raw[:1] == b"\x01":
+        if len(raw) >= _core.HEADER_SIZE:
+            raw[28:32] = _sealed_checksum(bytes(raw[:28] + raw[32:]))
+        return bytes(raw)
+    try:
+        length, pos = oracle.read_varint(bytes(raw), 1, len(raw))
+    except Exception:  # the length field itself is cut or malformed
+        return bytes(raw)
+    end = pos + length
+    if end + 4 <= len(raw):
+        raw[end : end + 4] = _sealed_checksum(bytes(raw[:end]))
     return bytes(raw)
 
 
 def outcome(call: Any, *args: Any) -> tuple[Any, ...]:
     """What ``call(*args)`` does: ``("ok", fields)`` or ``(error class name, seq)``.
 
-    Only the journal's own errors are caught: anything else escapes and is a finding.
+    A list of records (``decode_records``) gives ``("ok", [fields, ...])``. Only the
+    journal's own errors are caught: anything else escapes and is a finding.
     """
     try:
         result = call(*args)
@@ -84,19 +105,6 @@ def outcome(call: Any, *args: Any) -> tuple[Any, ...]:
         return ("unsupported", exc.seq)
     except JournalCorruptError as exc:
         return ("corrupt", exc.seq)
+    if isinstance(result, list):
+        return ("ok", [fields(rec) for rec in result])
     return ("ok", fields(result))
-
-
-def fields(rec: Any) -> tuple[Any, ...] | None:
-    """A record (core or oracle) as a plain tuple; ``None`` stays ``None``."""
-    if rec is None:
-        return None
-    return (
-        rec.version,
-        rec.kind,
-        rec.attempt,
-        rec.seq,
-        rec.name_hash,
-        rec.input_digest,
-        bytes(rec.payload),
-    )

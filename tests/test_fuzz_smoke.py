@@ -51,7 +51,7 @@ def test_random_inputs_keep_every_invariant(harness: Callable[[bytes], None], se
 
 def test_every_decode_path_is_reached() -> None:
     """Each of the decode harness's modes gets inputs (its first byte picks one)."""
-    for mode in range(6):
+    for mode in range(fuzz_decode.MODES):
         for data in _inputs(mode)[:200]:
             fuzz_decode.one_input(bytes([mode]) + data)
 
@@ -78,10 +78,22 @@ def test_the_harnesses_catch_a_broken_core(monkeypatch: pytest.MonkeyPatch) -> N
             fuzz_decode.one_input(data)
 
     class LenientIndex(_core.ReplayIndex):  # type: ignore[misc]
-        def lookup(self, seq: int, name_hash: int, input_digest: int) -> Any:
+        def lookup(self, seq: int, ident: str, input_canonical: Any) -> Any:
             return self.get(seq)  # never refuses a mismatch
 
     monkeypatch.setattr(fuzz_replay, "_core", _Mutant(ReplayIndex=LenientIndex))
     with pytest.raises(AssertionError):
         for data in _inputs(4):
             fuzz_replay.one_input(data)
+
+
+def test_the_harnesses_catch_a_value_decoder_that_drops_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def first_only(buf: Any) -> Any:
+        return _core.decode_records(buf)[:1]  # the other records of a value are lost
+
+    monkeypatch.setattr(fuzz_decode, "_core", _Mutant(decode_records=first_only))
+    with pytest.raises(AssertionError):
+        for data in _inputs(5):
+            fuzz_decode.one_input(bytes([5]) + data)

@@ -88,7 +88,7 @@ def test_one_version() -> None:
 def test_format_version_is_the_one_records_carry() -> None:
     assert isinstance(_core.FORMAT_VERSION, int)
     assert _core.FORMAT_VERSION >= 1
-    record = _core.encode_record(_core.KIND_STEP, 0, 1, 0, 0, b"null")
+    record = _core.encode_record(_core.KIND_STEP, 0, 1, "s", None, None, b"null", True, None, None)
     assert record[0] == _core.FORMAT_VERSION
     assert _core.decode_record(record).version == _core.FORMAT_VERSION
 

@@ -340,7 +340,7 @@ async def _all_status(engine: Engine, status: str, count: int) -> bool:
 
 
 async def _journal_len(engine: Engine, run_id: str, n: int) -> bool:
-    return len(await engine.store.journal(run_id)) >= n
+    return len(await engine.journal(run_id)) >= n
 
 
 async def _idle(engine: Engine) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import lmdb
 import pytest
 
+from journal_edit import rewrite_record, with_version
 from surestep import (
     Engine,
     JournalCorruptError,
@@ -27,7 +27,6 @@ from surestep import (
     function,
     workflow,
 )
-from surestep.store.base import run_key
 
 calls: Counter[str] = Counter()
 gate: dict[str, asyncio.Event] = {}
@@ -122,7 +121,7 @@ async def test_replay_of_awaitable_form_closes_it_unrun(store_path: str) -> None
     engine = Engine(store_path)
     handle = await engine.start(awaits)
     await entered["second"].wait()
-    while len(await engine.store.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
+    while len(await engine.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
         await asyncio.sleep(0.001)
     await engine.close()
     del gate["stop"]
@@ -241,7 +240,7 @@ async def test_non_determinism_error_is_structured() -> None:
 async def test_corrupt_record_names_run_and_step_and_spares_other_runs(store_path: str) -> None:
     run_id = await interrupt_in_c(store_path, 1)
     other = await interrupt_in_c(store_path, 5)
-    _rewrite(store_path, run_id, 1, lambda rec: rec[:-1] + bytes([rec[-1] ^ 0x55]))
+    rewrite_record(store_path, run_id, 1, lambda rec: rec[:-1] + bytes([rec[-1] ^ 0x55]))
 
     async with Engine(store_path) as engine:
         with pytest.raises(JournalCorruptError) as corrupt:
@@ -256,7 +255,7 @@ async def test_corrupt_record_names_run_and_step_and_spares_other_runs(store_pat
 
 async def test_newer_format_version_is_a_typed_error(store_path: str) -> None:
     run_id = await interrupt_in_c(store_path, 1)
-    _rewrite(store_path, run_id, 0, lambda rec: _reencode(rec, version=_core.FORMAT_VERSION + 1))
+    rewrite_record(store_path, run_id, 0, lambda rec: with_version(rec, _core.FORMAT_VERSION + 1))
     async with Engine(store_path) as engine:
         with pytest.raises(UnsupportedFormatError, match="newer"):
             await engine.journal(run_id)
@@ -265,23 +264,3 @@ async def test_newer_format_version_is_a_typed_error(store_path: str) -> None:
 async def _raw_journal(store_path: str, run_id: str) -> list[bytes]:
     async with Engine(store_path) as engine:
         return await engine.store.journal(run_id)
-
-
-def _rewrite(store_path: str, run_id: str, seq: int, change) -> None:  # type: ignore[no-untyped-def]
-    env = lmdb.open(store_path, max_dbs=8)
-    try:
-        db = env.open_db(b"journal")
-        with env.begin(write=True) as txn:
-            key = _core.step_key(run_key(run_id), seq)
-            txn.put(key, change(bytes(txn.get(key, db=db))), db=db)
-    finally:
-        env.close()
-
-
-def _reencode(record: bytes, version: int) -> bytes:
-    """The same record claiming another format version, with a valid checksum."""
-    header = bytearray(record[: _core.HEADER_SIZE])
-    header[0] = version
-    body = bytes(header[:28]) + record[_core.HEADER_SIZE :]
-    checksum = _core.xxh64(body, _core.CHECKSUM_SEED) & 0xFFFFFFFF
-    return bytes(header[:28]) + checksum.to_bytes(4, "little") + record[_core.HEADER_SIZE :]

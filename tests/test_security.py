@@ -15,12 +15,11 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-import lmdb
 import pytest
 
 import surestep
+from journal_edit import rewrite_record, with_body
 from surestep import Engine, WorkflowContext, _core, workflow
-from surestep.store.base import run_key
 
 SRC = Path(surestep.__file__).resolve().parent
 EXT = SRC.parent.parent / "ext"
@@ -150,7 +149,9 @@ def test_the_compiled_core_imports_no_deserializer() -> None:
 
 
 def test_core_objects_refuse_to_be_pickled() -> None:
-    record = _core.decode_record(_core.encode_record(_core.KIND_STEP, 0, 1, 2, 3, b"null"))
+    record = _core.decode_record(
+        _core.encode_record(_core.KIND_STEP, 0, 1, "s", None, None, b"null", True, None, None)
+    )
     for obj in (record, _core.ReplayIndex()):
         with pytest.raises(TypeError):
             pickle.dumps(obj)
@@ -176,21 +177,7 @@ async def test_a_pickle_planted_in_the_store_is_never_loaded(tmp_path: Path) -> 
         handle = await engine.start(stepped)
         await handle.result()
     planted = pickle.dumps(_Trap(marker))
-    env = lmdb.open(str(store), max_dbs=16)
-    try:
-        with env.begin(write=True) as txn:
-            journal = env.open_db(b"journal", txn=txn)
-            key = _core.step_key(run_key(handle.run_id), 0)
-            record = _core.decode_record(txn.get(key, db=journal))
-            txn.put(
-                key,
-                _core.encode_record(
-                    record.kind, 0, record.attempt, record.name_hash, record.input_digest, planted
-                ),
-                db=journal,
-            )
-    finally:
-        env.close()
+    rewrite_record(store, handle.run_id, 0, lambda record: with_body(record, planted))
     async with Engine(store) as engine:
         with pytest.raises(ValueError):  # not JSON: refused, not executed
             await engine.journal(handle.run_id)

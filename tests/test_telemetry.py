@@ -74,7 +74,7 @@ async def test_replayed_steps_are_marked(store_path: str) -> None:
     gate["hold"] = asyncio.Event()
     first = Engine(store_path, tracing=provider)
     handle = await first.start(otel_traced)
-    while len(await first.store.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
+    while len(await first.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
         await asyncio.sleep(0.001)
     await first.close()
     del gate["hold"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from surestep import Engine, WorkflowContext, decorators, function, testing, workflow
+from surestep import Engine, WorkflowContext, _core, decorators, function, testing, workflow
+from surestep.store.base import RunInfo
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -18,30 +19,74 @@ sys.path.insert(0, str(HERE))
 
 import golden_workflows  # noqa: E402
 
+# The journals beside make_golden.py were recorded by surestep 0.1 (journal format 1);
+# format2/ holds the same runs as this surestep records them. Both must replay.
+GOLDEN_DIRS = pytest.mark.parametrize("golden", [GOLDEN, GOLDEN / "format2"], ids=["f1", "f2"])
 
-def test_golden_journal_replays_compatibly() -> None:
+
+@GOLDEN_DIRS
+def test_golden_journal_replays_compatibly(golden: Path) -> None:
     report = testing.replay(
-        golden_workflows.checkout, testing.load_journal(GOLDEN / "checkout-v1.json")
+        golden_workflows.checkout, testing.load_journal(golden / "checkout-v1.json")
     )
     assert report.compatible, report.describe()
     assert report.replayed == 6  # reserve, reserve, patch marker, receipt, pay, deadline
 
 
-def test_golden_journal_from_before_a_patch_takes_the_old_branch() -> None:
+@GOLDEN_DIRS
+def test_golden_journal_from_before_a_patch_takes_the_old_branch(golden: Path) -> None:
     report = testing.replay(
-        golden_workflows.checkout, testing.load_journal(GOLDEN / "checkout-before-receipt.json")
+        golden_workflows.checkout, testing.load_journal(golden / "checkout-before-receipt.json")
     )
     assert report.compatible, report.describe()
 
 
-def test_incompatible_golden_journal_names_the_divergence() -> None:
-    report = testing.replay("checkout", testing.load_journal(GOLDEN / "checkout-paid-first.json"))
+@GOLDEN_DIRS
+def test_incompatible_golden_journal_names_the_divergence(golden: Path) -> None:
+    report = testing.replay("checkout", testing.load_journal(golden / "checkout-paid-first.json"))
     assert not report.compatible and report.divergence is not None
     assert report.divergence.seq == 0
     assert report.divergence.recorded["name"] == "pay"
     assert report.divergence.requested["name"] == "reserve"
     assert "golden_workflows.py:" in str(report.divergence)  # the source line that asked
     assert "INCOMPATIBLE" in report.describe()
+
+
+def test_golden_journals_are_in_the_format_they_claim() -> None:
+    for golden, version in ((GOLDEN, 1), (GOLDEN / "format2", 2)):
+        for path in sorted(golden.glob("*.json")):
+            for raw in testing.load_journal(path).records:
+                assert _core.decode_record(raw).version == version, path
+
+
+async def test_a_run_recorded_by_surestep_0_1_resumes_and_forks(store_path: str) -> None:
+    """A store upgraded under a waiting run: its format-1 records are replayed, the
+    steps after them are journaled in format 2 beside them, and a fork copies both."""
+    recorded = testing.load_journal(GOLDEN / "checkout-v1.json")
+    async with Engine(store_path) as engine:
+        run = RunInfo(
+            run_id=recorded.run_id,
+            workflow=recorded.workflow,
+            version=recorded.version,
+            args=recorded.args,
+            kwargs=recorded.kwargs,
+        )
+        fence = await engine.store.create_run(run, engine.owner, 60.0)
+        for raw in recorded.records:
+            await engine.store.append(run.run_id, fence, _core.decode_record(raw).seq, raw)
+        await engine.store.release(run.run_id, fence)
+        await engine.send_event(run.run_id, "note", "fragile")  # its deadline has passed
+        (handle,) = await engine.recover()
+        result = await handle.result()
+        assert result["note"] == "fragile" and result["payment"] == "paid-250"
+        journal = await engine.journal(run.run_id)
+        assert [e.seq for e in journal] == list(range(len(journal)))
+        versions = [r.version for r in await engine._records(run.run_id)]
+        assert versions[:6] == [1] * 6 and set(versions[6:]) == {2}
+        fork = await engine.fork(run.run_id, from_step=len(journal))
+        assert await fork.result() == result
+        forked = [r.version for r in await engine._records(fork.run_id)]
+        assert forked[:6] == [1] * 6 and set(forked[6:]) == {2}
 
 
 async def test_check_store_reports_each_in_flight_run(store_path: str) -> None:

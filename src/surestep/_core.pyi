@@ -3,19 +3,43 @@
 Pure functions and small classes over bytes: no I/O, no asyncio. Built from
 the Cython sources in ``ext/``. Only the runtime and the store import it.
 
-Record layout (little-endian), ``HEADER_SIZE`` = 32 bytes, then the payload::
+Format 2 (``FORMAT_VERSION``, written) is self-delimiting, so one buffer may
+hold several records back to back::
 
-    0  u8   format version (FORMAT_VERSION)
+    u8      format version (2)
+    varint  n: the length of the fields that follow
+    fields  n bytes:
+      u8      kind (KIND_*)
+      u8      flags (FLAG_*)
+      varint  sequence number
+      varint  attempt (how many attempts the step took; 0 when not a step)
+      varint  t0: microseconds since the epoch                       (FLAG_T0)
+      varint  t1: zigzag(t1 - t0) with FLAG_T0, else t1 itself       (FLAG_T1)
+      varint  length, then the step's name (UTF-8)
+      varint  length, then the key (UTF-8; decimal: FLAG_KEY_INT)    (FLAG_KEY)
+      varint  length, then the canonical input JSON                  (FLAG_INPUT)
+      body    the rest: the output JSON (FLAG_OUTPUT), else a JSON object
+              of the kind's other fields
+    u32     checksum: low 32 bits of XXH64(version byte .. end of fields,
+            CHECKSUM_SEED), little-endian
+
+varint is unsigned LEB128 in its shortest form. Replay matches a step by its
+identity (the name, or ``name#key``) and its canonical input, byte for byte.
+
+Format 1 (surestep 0.1; read, never written), one record per buffer, a
+little-endian ``HEADER_SIZE`` = 32-byte header, then a JSON payload::
+
+    0  u8   format version (1)
     1  u8   kind (KIND_*)
-    2  u16  attempt (how many attempts the step took; 0 when not a step)
+    2  u16  attempt
     4  u32  sequence number
-    8  u64  step-name hash   (name_hash)
+    8  u64  step-name hash   (name_hash of the identity)
     16 u64  input digest     (input_digest)
     24 u32  payload length
     28 u32  checksum: low 32 bits of XXH64(bytes[0:28] + payload, CHECKSUM_SEED)
 
-A step key is the 16-byte run key followed by the big-endian u32 sequence
-number, so one run's journal is one contiguous, ordered LMDB range.
+A step key is the 16-byte run key followed by a big-endian u32, so one run's
+journal is one contiguous, ordered LMDB range.
 """
 
 from collections.abc import Callable, Iterable
@@ -63,10 +87,29 @@ def step_key(run_key: Buffer, seq: int) -> bytes:
 def split_step_key(key: Buffer) -> tuple[bytes, int]:
     """Inverse of :func:`step_key`; ``JournalCorruptError`` on a bad key."""
 
+FLAG_KEY: int
+FLAG_KEY_INT: int
+FLAG_INPUT: int
+FLAG_T0: int
+FLAG_T1: int
+FLAG_OUTPUT: int
+
 def encode_record(
-    kind: int, seq: int, attempt: int, name_hash: int, input_digest: int, payload: Buffer
+    kind: int,
+    seq: int,
+    attempt: int,
+    name: str,
+    key: str | int | None,
+    input: Buffer | None,
+    body: Buffer,
+    output: bool,
+    t0: float | None,
+    t1: float | None,
 ) -> bytes:
-    """Header + payload; ``ValueError`` on an out-of-range field or unknown kind."""
+    """A format-2 record. ``key``: None, a str or an int; ``input``: canonical JSON or
+    None; ``body``: the output JSON when ``output``, else a JSON object of the kind's
+    other fields; ``t0``/``t1``: seconds since the epoch or None. ``ValueError`` on an
+    out-of-range field or unknown kind, ``TypeError`` on a wrong type."""
 
 class Record:
     """A decoded, validated journal record (fields are read-only)."""
@@ -80,19 +123,53 @@ class Record:
     @property
     def seq(self) -> int: ...
     @property
-    def name_hash(self) -> int: ...
+    def flags(self) -> int:
+        """Format 2: FLAG_* bits; format 1: 0."""
     @property
-    def input_digest(self) -> int: ...
+    def raw(self) -> bytes:
+        """The record as encoded (what a store keeps)."""
     @property
-    def payload(self) -> bytes: ...
+    def name(self) -> str | None:
+        """The step's name (format 2; format 1: in the payload)."""
+    @property
+    def key(self) -> str | int | None: ...
+    @property
+    def input(self) -> bytes | None:
+        """The canonical input JSON; None when the record has none (format 1: see payload)."""
+    @property
+    def body(self) -> bytes | None:
+        """Format 2: the output JSON (``FLAG_OUTPUT``), else a JSON object of the other
+        fields. Format 1: None."""
+    @property
+    def payload(self) -> bytes | None:
+        """Format 1: the JSON payload after the header. Format 2: None."""
+    @property
+    def t0(self) -> float | None:
+        """When the step started (seconds since the epoch), if recorded."""
+    @property
+    def t1(self) -> float | None:
+        """When the step ended (seconds since the epoch), if recorded."""
+    @property
+    def name_hash(self) -> int:
+        """``name_hash`` of the step's identity (the name, or ``name#key``)."""
+    @property
+    def input_digest(self) -> int:
+        """``input_digest`` of the canonical input (``null`` when there is none)."""
 
 def decode_record(buf: Buffer) -> Record:
-    """Validate and decode one record; the buffer is copied, never trusted.
+    """Validate and decode exactly one record (either format); the buffer is copied,
+    never trusted.
 
     Raises ``UnsupportedFormatError`` for a newer format version and
     ``JournalCorruptError`` for any other defect (short, truncated, trailing
-    bytes, unknown kind, bad checksum). Never crashes the process.
+    bytes, unknown kind or flags, bad checksum, a field out of range). Never
+    crashes the process.
     """
+
+def decode_records(buf: Buffer) -> list[Record]:
+    """Every record in ``buf`` (a store's journal value: one format-1 record, or one or
+    more format-2 records back to back), in the order they stand; errors as
+    ``decode_record``."""
 
 class ReplayIndex:
     """One run's recorded steps, by sequence number, for replay."""
@@ -100,30 +177,30 @@ class ReplayIndex:
     def __init__(self) -> None: ...
     @staticmethod
     def from_records(buffers: Iterable[Buffer]) -> ReplayIndex:
-        """Decode every buffer (a run's journal range, in any order) into an index."""
+        """Decode every buffer (a run's journal as its store holds it: values of one or
+        more records, in any order) into an index."""
 
     def add(self, buf: Buffer) -> Record:
         """Decode and insert one record; a repeated sequence number is corrupt."""
 
-    def lookup(self, seq: int, name_hash: int, input_digest: int) -> Record | None:
+    def lookup(self, seq: int, ident: str, input_canonical: Buffer) -> Record | None:
         """The record at ``seq`` if it matches; ``None`` when nothing is recorded.
 
-        A record at ``seq`` whose name hash or input digest differs raises
-        ``NonDeterminismError`` (with ``run_id`` unset: the caller adds it).
-        Marks the record as consumed.
+        A record at ``seq`` with another identity (``ident``: the step's name, or
+        ``name#key``) or another canonical input raises ``NonDeterminismError``
+        (with ``run_id`` unset: the caller adds it). Marks the record as consumed.
         """
 
     def replay(
         self, seq: int, ident: str, input_canonical: Buffer, loads: Callable[[bytes], Any]
     ) -> Any:
-        """A replayed step in one call: hash ``ident``, digest ``input_canonical``,
-        ``lookup`` (same errors), and decode a recorded result with ``loads``.
+        """A replayed step in one call: ``lookup`` (same errors), then decode a recorded
+        result with ``loads``.
 
         Returns ``NOT_RECORDED`` when nothing is recorded at ``seq``; the recorded
-        output when the record is a step's result whose payload decodes to an object
-        with a str ``"n"`` and an ``"o"``; otherwise the matched ``Record``, for the
-        caller to read (a recorded failure, another kind, a payload that is not what
-        surestep writes).
+        output when the record is a step's result; otherwise the matched ``Record``,
+        for the caller to read (a recorded failure, another kind, a format-1 payload
+        that is not what surestep writes).
         """
 
     def get(self, seq: int) -> Record | None:

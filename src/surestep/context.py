@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 MAX_PAYLOAD = 64 * 1024 * 1024
 
 _NULL = b"null"
-_NULL_DIGEST = _core.input_digest(_NULL)
 
 
 class FunctionContext:
@@ -160,17 +159,13 @@ class SharedState:
         ctx = self._ctx
         seq = ctx._take_seq()
         input_json = serde.canonical([self.scope, key], "a state key")
-        digest = _core.input_digest(input_json)
-        recorded = ctx._recorded(seq, "@state.get", digest, input_json)
+        recorded = ctx._recorded(seq, "@state.get", input_json)
         if recorded is None:
             await ctx._flush()
-            head = b'{"n":"@state.get","i":%b' % input_json
 
             def record(value: bytes | None, version: int) -> bytes:
-                body = head + b',"o":%b,"v":%d}' % (value or _NULL, version)
-                return _core.encode_record(
-                    _core.KIND_STATE, seq, 0, _core.name_hash("@state.get"), digest, body
-                )
+                body = b'{"o":%b,"v":%d}' % (value or _NULL, version)
+                return ctx._encode(_core.KIND_STATE, seq, "@state.get", body, False, input_json)
 
             value, version = await ctx._store.state_read(
                 ctx.run_id, ctx._fence, seq, self.scope, key, record
@@ -205,17 +200,13 @@ class SharedState:
             serde.canonical([self.scope, key], "a state key"),
             value or _NULL,
         )
-        digest = _core.input_digest(input_json)
-        recorded = ctx._recorded(seq, "@state.set", digest, input_json)
+        recorded = ctx._recorded(seq, "@state.set", input_json)
         if recorded is None:
             await ctx._flush()
-            head = b'{"n":"@state.set","i":%b' % input_json
 
             def record(version: int | None) -> bytes:
-                body = head + b',"v":%b}' % (_NULL if version is None else b"%d" % version)
-                return _core.encode_record(
-                    _core.KIND_STATE, seq, 0, _core.name_hash("@state.set"), digest, body
-                )
+                body = b'{"v":%b}' % (_NULL if version is None else b"%d" % version)
+                return ctx._encode(_core.KIND_STATE, seq, "@state.set", body, False, input_json)
 
             version = await ctx._store.state_write(
                 ctx.run_id, ctx._fence, seq, self.scope, key, value, self._versions.get(key), record
@@ -449,21 +440,21 @@ class WorkflowContext:
             )
             if seq <= self._replay_max:
                 assert self._index is not None
-                # Hash, digest, lookup and decode: one compiled call.
+                # Match (name, key, input) and decode: one compiled call.
                 recorded = self._index.replay(seq, ident, input_json, serde.loads)
                 if recorded is not _core.NOT_RECORDED:
                     _close(awaitable)
                     if type(recorded) is _core.Record:  # anything but a plain result
                         return self._replayed(recorded, name)
                     return recorded
-            name_hash = _core.name_hash(ident)  # a name that is not UTF-8 fails here
+            ident.encode()  # a name that is not UTF-8 fails here, before the step runs
         except NonDeterminismError:
             _close(awaitable)
             raise self._diverged(seq, name, input_json) from None
         except BaseException:
             _close(awaitable)
             raise
-        digest = _core.input_digest(input_json)
+        stored_input = None if input_json is _NULL else input_json  # no arguments: no input
 
         idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
         started = time.time()
@@ -480,33 +471,22 @@ class WorkflowContext:
                     spec, fn, args, kwargs, name, seq, idempotency_key
                 )
         except _AttemptsExhausted as failed:
-            error = await self._journal_failure(
-                seq, name, key, name_hash, digest, input_json, started, failed
-            )
+            error = await self._journal_failure(seq, name, key, stored_input, started, failed)
             raise error from failed.error
         output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
-        payload = b'{"n":%b,"k":%b,"i":%b,"o":%b,"t0":%r,"t1":%r}' % (
-            serde.dumps(name, "a step name"),
-            serde.dumps(key, "a step key") if key is not None else _NULL,
-            input_json,
-            output_json,
-            started,
-            time.time(),
-        )
-        if len(payload) > MAX_PAYLOAD:
+        if len(output_json) + len(input_json) > MAX_PAYLOAD:
             raise PayloadTooLargeError(
-                f"the record of step {seq} ({name}) is {len(payload)} bytes, over the limit of "
-                f"{MAX_PAYLOAD} bytes (surestep.context.MAX_PAYLOAD); keep large data outside "
+                f"the record of step {seq} ({name}) holds more than {MAX_PAYLOAD} bytes of "
+                "input and result (surestep.context.MAX_PAYLOAD); keep large data outside "
                 "the journal and return a reference to it"
             )
+        record = _core.encode_record(
+            _core.KIND_STEP, seq, attempts, name, key, stored_input, output_json, True, started,
+            time.time(),
+        )  # fmt: skip
         if self._pending:
             await self._flush()
-        await self._store.append(
-            self.run_id,
-            self._fence,
-            seq,
-            _core.encode_record(_core.KIND_STEP, seq, attempts, name_hash, digest, payload),
-        )
+        await self._store.append(self.run_id, self._fence, seq, record)
         if self._tracer is not None:
             self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value
@@ -556,28 +536,17 @@ class WorkflowContext:
         seq: int,
         name: str,
         key: str | int | None,
-        name_hash: int,
-        digest: int,
-        input_json: bytes,
+        input_json: bytes | None,
         started: float,
         failed: _AttemptsExhausted,
     ) -> StepFailedError:
         """Journal a step's final failure; return the error the workflow sees."""
         error = describe(failed.error)
-        payload = serde.dumps(
-            {
-                "n": name,
-                "k": key,
-                "i": serde.loads(input_json),
-                "e": error,
-                "t0": started,
-                "t1": time.time(),
-            },
-            f"the error of step {seq} ({name})",
-        )
+        body = serde.dumps({"e": error}, f"the error of step {seq} ({name})")
         record = _core.encode_record(
-            _core.KIND_STEP_ERROR, seq, failed.attempts, name_hash, digest, payload
-        )
+            _core.KIND_STEP_ERROR, seq, failed.attempts, name, key, input_json, body, False,
+            started, time.time(),
+        )  # fmt: skip
         await self._append(seq, record)
         return StepFailedError(
             name,
@@ -617,13 +586,13 @@ class WorkflowContext:
 
     async def _sleep_until(self, produce: Callable[[], float]) -> None:
         seq = self._take_seq()
-        recorded = self._recorded(seq, "@sleep", _NULL_DIGEST)
+        recorded = self._recorded(seq, "@sleep")
         if recorded is not None:
             wake_at = float(recorded["o"])
         else:
             wake_at = produce()
-            payload = b'{"n":"@sleep","o":%r,"t0":%r}' % (wake_at, time.time())
-            await self._append(seq, self._encode(_core.KIND_SLEEP, seq, "@sleep", payload))
+            record = self._encode(_core.KIND_SLEEP, seq, "@sleep", b"%r" % wake_at, t0=time.time())
+            await self._append(seq, record)
         remaining = wake_at - time.time()
         if remaining <= 0 or self._replay_only:
             return
@@ -650,28 +619,22 @@ class WorkflowContext:
             deadline = float(self._value("@deadline", lambda: time.time() + timeout))
         seq = self._take_seq()
         tag = f"@event:{name}"
-        recorded = self._recorded(seq, tag, _NULL_DIGEST)
+        recorded = self._recorded(seq, tag)
         if recorded is None:
             await self._flush()
 
             def record(payload: bytes) -> bytes:
-                body = b'{"n":%b,"o":%b,"t1":%r}' % (
-                    serde.dumps(tag, "an event name"),
-                    payload,
-                    time.time(),
-                )
-                return self._encode(_core.KIND_EVENT, seq, tag, body)
+                return self._encode(_core.KIND_EVENT, seq, tag, payload, t1=time.time())
 
             payload = await self._store.take_event(self.run_id, self._fence, name, seq, record)
             if payload is not None:
                 return serde.loads(payload)
             if deadline is None or time.time() < deadline:
                 raise Suspended(deadline, event=name)
-            body = b'{"n":%b,"timeout":true,"t1":%r}' % (
-                serde.dumps(tag, "an event name"),
-                time.time(),
+            body = b'{"timeout":true}'
+            await self._append(
+                seq, self._encode(_core.KIND_EVENT, seq, tag, body, output=False, t1=time.time())
             )
-            await self._append(seq, self._encode(_core.KIND_EVENT, seq, tag, body))
             recorded = {"timeout": True}
         if recorded.get("timeout"):
             raise EventTimeoutError(f"run {self.run_id}: no event {name!r} within {timeout} s")
@@ -687,18 +650,13 @@ class WorkflowContext:
     ) -> Any:
         tag = f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}"
         input_json = serde.canonical((args, kwargs), f"the input of child step {seq} ({spec.name})")
-        digest = _core.input_digest(input_json)
-        recorded = self._recorded(seq, tag, digest, input_json)
+        recorded = self._recorded(seq, tag, input_json)
         if recorded is None:
             if self._engine is None:
                 raise DefinitionError("child workflows need the run to execute in an Engine")
             await self._flush()
             child_id = child_run_id(self.run_id, seq)
-            head = b'{"n":%b,"i":%b,"child":"%b"' % (
-                serde.dumps(tag, "a name"),
-                input_json,
-                child_id.encode(),
-            )
+            head = b'{"child":"%b"' % child_id.encode()
             try:
                 result = await self._engine._run_child(spec, child_id, args, kwargs, self)
                 body = head + b',"o":%b}' % serde.dumps(result, f"the result of child {child_id}")
@@ -708,10 +666,9 @@ class WorkflowContext:
                     "message": getattr(exc, "message", str(exc)),
                 }
                 body = head + b',"e":%b}' % serde.dumps(error, "an error")
-            record = _core.encode_record(
-                _core.KIND_CHILD, seq, 0, _core.name_hash(tag), digest, body
+            await self._append(
+                seq, self._encode(_core.KIND_CHILD, seq, tag, body, False, input_json)
             )
-            await self._append(seq, record)
             recorded = serde.loads(body)
         if "e" in recorded:
             error = recorded["e"]
@@ -725,14 +682,11 @@ class WorkflowContext:
         seq = self._take_seq()
         tag = "@state.delete" if delete else "@state.set"
         key_json = serde.dumps(key, "a state key")
-        recorded = self._recorded(seq, tag, _core.input_digest(key_json), key_json)
+        recorded = self._recorded(seq, tag, key_json)
         if recorded is not None:
             return recorded["o"]
         value_json = _NULL if delete else serde.dumps(value, f"the value of state key {key!r}")
-        payload = b'{"n":"%b","i":%b,"o":%b}' % (tag.encode(), key_json, value_json)
-        record = _core.encode_record(
-            _core.KIND_STATE, seq, 0, _core.name_hash(tag), _core.input_digest(key_json), payload
-        )
+        record = self._encode(_core.KIND_STATE, seq, tag, value_json, True, key_json)
         self._append_later(self._store.append(self.run_id, self._fence, seq, record))
         return serde.loads(value_json)
 
@@ -768,29 +722,37 @@ class WorkflowContext:
         self._value(tag, lambda: True)
         return True
 
-    def _recorded(
-        self, seq: int, name: str, digest: int, input_json: bytes = _NULL
-    ) -> dict[str, Any] | None:
+    def _recorded(self, seq: int, name: str, input_json: bytes = _NULL) -> dict[str, Any] | None:
         """The recorded payload at ``seq`` for this name and input, if replaying."""
         if seq > self._replay_max:
             return None
-        record = self._lookup(seq, name, _core.name_hash(name), digest, input_json)
+        record = self._lookup(seq, name, input_json)
         return None if record is None else record_payload(record, self.run_id)
 
     def _value(self, name: str, produce: Callable[[], Any]) -> Any:
         """A journaled value: recorded on the first run, read back on replay."""
         seq = self._take_seq()
-        recorded = self._recorded(seq, name, _NULL_DIGEST)
+        recorded = self._recorded(seq, name)
         if recorded is not None:
             return recorded["o"]
         value = produce()
-        payload = b'{"n":%b,"o":%b}' % (serde.dumps(name, "a name"), serde.dumps(value, name))
-        record = self._encode(_core.KIND_VALUE, seq, name, payload)
+        record = self._encode(_core.KIND_VALUE, seq, name, serde.dumps(value, name))
         self._append_later(self._store.append(self.run_id, self._fence, seq, record))
         return value
 
-    def _encode(self, kind: int, seq: int, name: str, payload: bytes) -> bytes:
-        return _core.encode_record(kind, seq, 0, _core.name_hash(name), _NULL_DIGEST, payload)
+    @staticmethod
+    def _encode(
+        kind: int,
+        seq: int,
+        name: str,
+        body: bytes,
+        output: bool = True,
+        input_json: bytes | None = None,
+        t0: float | None = None,
+        t1: float | None = None,
+    ) -> bytes:
+        """The record of anything but a step: no attempts, no key."""
+        return _core.encode_record(kind, seq, 0, name, None, input_json, body, output, t0, t1)
 
     async def _append(self, seq: int, record: bytes) -> None:
         if self._pending:
@@ -823,12 +785,10 @@ class WorkflowContext:
         )
         self._append_later(self._store.append_log(self.run_id, position, index, line))
 
-    def _lookup(
-        self, seq: int, name: str, name_hash: int, digest: int, input_json: bytes
-    ) -> _core.Record | None:
+    def _lookup(self, seq: int, name: str, input_json: bytes) -> _core.Record | None:
         assert self._index is not None
         try:
-            return self._index.lookup(seq, name_hash, digest)
+            return self._index.lookup(seq, name, input_json)
         except NonDeterminismError:
             raise self._diverged(seq, name, input_json) from None
 
@@ -880,9 +840,13 @@ class WorkflowContext:
 
 
 def record_payload(record: _core.Record, run_id: str) -> dict[str, Any]:
-    """A record's payload as surestep writes it; ``JournalCorruptError`` otherwise."""
+    """A record's fields as one dict (``n`` name, ``k`` key, ``i`` input, ``o`` output or
+    the kind's other fields, ``t0``/``t1``), as surestep writes them; ``JournalCorruptError``
+    otherwise. Format 1 kept these as a JSON payload; format 2 keeps them apart."""
+    data: Any
+    payload = record.payload  # format 1 only
     try:
-        data = serde.loads(record.payload)
+        data = serde.loads(payload) if payload is not None else _fields(record)
     except ValueError:
         data = None
     if type(data) is dict and type(data.get("n")) is str:
@@ -908,6 +872,28 @@ def record_payload(record: _core.Record, run_id: str) -> dict[str, Any]:
 _ERROR_FIELDS = frozenset({"type", "message", "traceback"})
 
 
+def _fields(record: _core.Record) -> dict[str, Any] | None:
+    """The fields of a format-2 record; None when its body is not what surestep writes."""
+    assert record.body is not None
+    body = serde.loads(record.body)
+    if record.flags & _core.FLAG_OUTPUT:
+        data = {"o": body}
+    elif type(body) is dict:
+        data = body
+    else:
+        return None
+    data["n"] = record.name
+    if record.key is not None:
+        data["k"] = record.key
+    if record.input is not None:
+        data["i"] = serde.loads(record.input)
+    if record.t0 is not None:
+        data["t0"] = record.t0
+    if record.t1 is not None:
+        data["t1"] = record.t1
+    return data
+
+
 class ReplayComplete(BaseException):
     """A replay check reached the end of the journal: everything recorded matched."""
 
@@ -917,7 +903,7 @@ class ReplayComplete(BaseException):
 
 
 def _check_key(key: object) -> None:
-    if key is not None and (not isinstance(key, (str, int)) or key == ""):
+    if key is not None and (type(key) not in (str, int) or key == ""):
         raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
 
 

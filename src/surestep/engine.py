@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from . import _core, serde
@@ -311,8 +312,7 @@ class Engine:
             spec = None  # a client: the fork waits for a worker serving the current version
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
             raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
-        journal = [(_decode(raw, run_id).seq, raw) for raw in await self.store.journal(run_id)]
-        kept = [(seq, raw) for seq, raw in journal if seq < from_step]
+        kept = [r for r in await self._records(run_id) if r.seq < from_step]
         if spec is not None:
             version = spec.version
         else:
@@ -330,7 +330,7 @@ class Engine:
             user_id=source.user_id,
         )
         fence = await self.store.create_run(run, self.owner, self.lease_seconds)
-        await asyncio.gather(*(self.store.append(run.run_id, fence, seq, raw) for seq, raw in kept))
+        await asyncio.gather(*(self.store.append(run.run_id, fence, r.seq, r.raw) for r in kept))
         if self.execute and spec is not None:
             self._launch(spec, run, replay=bool(kept))
         else:
@@ -365,13 +365,23 @@ class Engine:
         await self.open()
         return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
 
+    async def _records(self, run_id: str) -> list[_core.Record]:
+        """The run's journal records in step order."""
+        records = []
+        try:
+            for raw in await self.store.journal(run_id):
+                records += _core.decode_records(raw)
+        except JournalCorruptError as exc:
+            raise exc.for_run(run_id) from exc
+        records.sort(key=attrgetter("seq"))
+        return records
+
     async def journal(self, run_id: str) -> list[JournalEntry]:
         """The run's recorded steps, in order."""
         await self.open()
         await self.store.get_run(run_id)  # RunNotFoundError for an unknown id
         entries = []
-        for raw in await self.store.journal(run_id):
-            record = _decode(raw, run_id)
+        for record in await self._records(run_id):
             data = record_payload(record, run_id)
             entries.append(
                 JournalEntry(
@@ -441,12 +451,11 @@ class Engine:
             try:
                 index = None
                 if replay:
-                    index = _core.ReplayIndex()
-                    for raw in await store.journal(run_id):
-                        try:
-                            index.add(raw)
-                        except JournalCorruptError as exc:
-                            raise exc.for_run(run_id) from exc
+                    journal = await store.journal(run_id)
+                    try:
+                        index = _core.ReplayIndex.from_records(journal)
+                    except JournalCorruptError as exc:
+                        raise exc.for_run(run_id) from exc
                 ctx = WorkflowContext(
                     run, store, index, self, self.inline_sleep, tracer=self._tracer
                 )
@@ -597,13 +606,6 @@ def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
     logged; whoever waits reads the store. Mark it retrieved so asyncio stays quiet."""
     if not task.cancelled():
         task.exception()
-
-
-def _decode(raw: bytes, run_id: str) -> _core.Record:
-    try:
-        return _core.decode_record(raw)
-    except JournalCorruptError as exc:
-        raise exc.for_run(run_id) from exc
 
 
 async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:

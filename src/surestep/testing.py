@@ -32,7 +32,8 @@ GOLDEN_FORMAT = 1
 
 @dataclass(frozen=True)
 class RecordedRun:
-    """What a replay needs: the run's workflow, input and journal records."""
+    """What a replay needs: the run's workflow, input and journal records (each an
+    encoded record; a buffer of several back to back is read as well)."""
 
     run_id: str
     workflow: str
@@ -116,7 +117,7 @@ async def recorded_run(engine: Engine, run_id: str) -> RecordedRun:
         version=info.version,
         args=info.args,
         kwargs=info.kwargs,
-        records=await engine.store.journal(run_id),
+        records=[record.raw for record in await engine._records(run_id)],
         session_id=info.session_id,
         user_id=info.user_id,
     )

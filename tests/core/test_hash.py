@@ -39,6 +39,7 @@ GOLDEN_NAME_HASHES = [
 
 GOLDEN_INPUT = (b'[["o-1"],{}]', "c4332458db644e68")
 
+# A format-1 record as surestep 0.1 wrote it (format 1 is read, never written now):
 # encode_record(KIND_STEP, seq=7, attempt=1, name_hash("charge_card"),
 #               input_digest(b'[["o-1"],{}]'), b'{"txn":"t-42"}')
 GOLDEN_RECORD = (
@@ -84,7 +85,7 @@ def test_input_digest_golden() -> None:
 
 
 def test_golden_record() -> None:
-    record = _core.encode_record(
+    record = oracle.encode_record_v1(
         _core.KIND_STEP,
         7,
         1,
@@ -98,6 +99,23 @@ def test_golden_record() -> None:
     assert f"{decoded.name_hash:016x}" == GOLDEN_NAME_HASHES[0][1]
     assert f"{decoded.input_digest:016x}" == GOLDEN_INPUT[1]
     assert decoded.payload == b'{"txn":"t-42"}'
+    # It still replays: matched by the hashes in its header.
+    index = _core.ReplayIndex.from_records([bytes.fromhex(GOLDEN_RECORD)])
+    assert index.lookup(7, "charge_card", GOLDEN_INPUT[0]) == decoded
+    assert index.unconsumed() == []
+    # The format-1 checksum: XXH64(header[0:28] + payload, CHECKSUM_SEED), low 32 bits.
+    raw = bytes.fromhex(GOLDEN_RECORD)
+    expected = xxhash.xxh64_intdigest(raw[:28] + raw[32:], _core.CHECKSUM_SEED) & 0xFFFFFFFF
+    assert raw[28:32] == expected.to_bytes(4, "little")
+
+
+def test_golden_v2_checksum_is_xxh64_of_the_record() -> None:
+    """Format 2: XXH64(version byte .. end of fields, CHECKSUM_SEED), low 32 bits, LE."""
+    args = (_core.KIND_STEP, 7, 1, "charge_card", None, GOLDEN_INPUT[0], b'{"txn":"t-42"}')
+    raw = _core.encode_record(*args, True, None, None)
+    expected = xxhash.xxh64_intdigest(raw[:-4], _core.CHECKSUM_SEED) & 0xFFFFFFFF
+    assert raw[-4:] == expected.to_bytes(4, "little")
+    assert raw == oracle.encode_record(*args, True, None, None)
 
 
 def test_name_hash_rejects_non_str() -> None:

@@ -2,6 +2,10 @@
 
     python tests/golden/make_golden.py
 
+It writes ``format2/``: the journals as this surestep records them. The files
+beside this script were recorded the same way by surestep 0.1 (journal format 1)
+and stay as they are: today's code must still read and replay them.
+
 ``checkout-v1.json`` is a run of ``golden_workflows.checkout`` as it stands,
 stopped while it waits for an event. ``checkout-before-receipt.json`` comes
 from the code before ``ctx.patched("receipt-step")`` was added: today's code
@@ -29,7 +33,7 @@ async def record(workflow_fn, name: str, *args: object) -> None:  # type: ignore
             while (await engine.get_run(handle.run_id)).status != "waiting":
                 await engine.store.wait_changed(1.0)
             run = await testing.recorded_run(engine, handle.run_id)
-            testing.save_journal(run, os.path.join(HERE, name))
+            testing.save_journal(run, os.path.join(HERE, "format2", name))
 
 
 def main() -> None:

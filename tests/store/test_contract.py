@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -82,8 +82,15 @@ def new_run(workflow: str = "wf", **fields: Any) -> RunInfo:
 
 
 def record(seq: int, text: str = "") -> bytes:
-    payload = b'{"n":"s","o":"%b"}' % text.encode()
-    return _core.encode_record(_core.KIND_STEP, seq, 1, _core.name_hash("s"), 0, payload)
+    output = b'"%b"' % text.encode()
+    return _core.encode_record(_core.KIND_STEP, seq, 1, "s", None, None, output, True, None, None)
+
+
+async def journal(store: Store, run_id: str) -> list[bytes]:
+    """The run's records, one encoded record each, in step order (a store may keep
+    several records in one of the buffers ``Store.journal`` returns)."""
+    records = [r for raw in await store.journal(run_id) for r in _core.decode_records(raw)]
+    return [r.raw for r in sorted(records, key=lambda r: r.seq)]
 
 
 # ---------------------------------------------------------------- runs
@@ -161,7 +168,7 @@ async def test_journal_returns_records_in_sequence_order(backend: Backend) -> No
         one, two = new_run(), new_run()
         for run in (one, two):
             await store.create_run(run, "me:1:a", LONG)
-        assert await store.journal(one.run_id) == []
+        assert await journal(store, one.run_id) == []
         seqs = [5, 0, 3, 1, 4, 2, 10]
         recs = {seq: record(seq, f"one-{seq}") for seq in seqs}
         # concurrent appends of two runs, interleaved: one batch, or several
@@ -169,10 +176,10 @@ async def test_journal_returns_records_in_sequence_order(backend: Backend) -> No
             *(store.append(one.run_id, one.fence, seq, recs[seq]) for seq in seqs),
             *(store.append(two.run_id, two.fence, seq, record(seq, "two")) for seq in range(3)),
         )
-        got = await store.journal(one.run_id)
+        got = await journal(store, one.run_id)
         assert got == [recs[seq] for seq in sorted(seqs)]  # the exact bytes, in order
         assert [_core.decode_record(r).seq for r in got] == sorted(seqs)
-        assert [_core.decode_record(r).seq for r in await store.journal(two.run_id)] == [0, 1, 2]
+        assert [_core.decode_record(r).seq for r in await journal(store, two.run_id)] == [0, 1, 2]
 
 
 async def test_append_is_fenced(backend: Backend) -> None:
@@ -188,7 +195,7 @@ async def test_append_is_fenced(backend: Backend) -> None:
         assert (lost.value.run_id, lost.value.fence) == (run.run_id, stale)
         with pytest.raises(LeaseLostError):
             await store.append(run.run_id, stale, 0, record(0, "old"))  # no overwrite either
-        assert await store.journal(run.run_id) == [record(0, "new")]
+        assert await journal(store, run.run_id) == [record(0, "new")]
 
         # in one batch, a stale append fails alone
         other = new_run()
@@ -201,8 +208,8 @@ async def test_append_is_fenced(backend: Backend) -> None:
         )
         assert outcomes[0] is None and outcomes[2] is None
         assert isinstance(outcomes[1], LeaseLostError)
-        assert await store.journal(other.run_id) == [record(0)]
-        assert await store.journal(run.run_id) == [record(0, "new"), record(1, "new")]
+        assert await journal(store, other.run_id) == [record(0)]
+        assert await journal(store, run.run_id) == [record(0, "new"), record(1, "new")]
 
         with pytest.raises(RunNotFoundError):
             await store.append(new_id(), 1, 0, record(0))
@@ -498,10 +505,10 @@ async def test_an_event_wakes_the_run_waiting_for_it(backend: Backend) -> None:
         with pytest.raises(LeaseLostError):
             await store.take_event(run.run_id, fence, "approved", 3, record_of)
         assert await store.take_event(run.run_id, got.fence, "approved", 3, record_of) == b'{"x":1}'
-        assert await store.journal(run.run_id) == [record_of(b'{"x":1}')]
+        assert await journal(store, run.run_id) == [record_of(b'{"x":1}')]
         assert await store.take_event(run.run_id, got.fence, "approved", 4, record_of) == b'{"x":2}'
         assert await store.take_event(run.run_id, got.fence, "approved", 5, record_of) is None
-        assert len(await store.journal(run.run_id)) == 2
+        assert len(await journal(store, run.run_id)) == 2
         with pytest.raises(RunNotFoundError):
             await store.send_event(new_id(), "approved", b"{}")
 
@@ -547,48 +554,46 @@ async def test_state_versions_conflicts_and_journal(backend: Backend) -> None:
         run = new_run()
         fence = await store.create_run(run, "a:1:a", LONG)
 
-        def read_record(value: bytes | None, version: int) -> bytes:
-            return record(0, f"{value!r}@{version}".replace("'", ""))
+        def reads(seq: int) -> Callable[[bytes | None, int], bytes]:
+            return lambda value, version: record(seq, f"{value!r}@{version}".replace("'", ""))
 
-        def write_record(version: int | None) -> bytes:
-            return record(1, f"v{version}")
+        def writes(seq: int) -> Callable[[int | None], bytes]:
+            return lambda version: record(seq, f"v{version}")
 
-        assert await store.state_read(run.run_id, fence, 0, "user:u", "k", read_record) == (None, 0)
+        assert await store.state_read(run.run_id, fence, 0, "user:u", "k", reads(0)) == (
+            None,
+            0,
+        )
         with pytest.raises(LeaseLostError):
-            await store.state_write(
-                run.run_id, fence + 1, 1, "user:u", "k", b"1", None, write_record
-            )
+            await store.state_write(run.run_id, fence + 1, 1, "user:u", "k", b"1", None, writes(1))
+        assert await store.state_write(run.run_id, fence, 1, "user:u", "k", b"1", 0, writes(1)) == 1
         assert (
-            await store.state_write(run.run_id, fence, 1, "user:u", "k", b"1", 0, write_record) == 1
+            await store.state_write(run.run_id, fence, 2, "user:u", "k", b"2", 0, writes(2)) is None
         )
         assert (
-            await store.state_write(run.run_id, fence, 2, "user:u", "k", b"2", 0, write_record)
-            is None
+            await store.state_write(run.run_id, fence, 3, "user:u", "k", b"2", None, writes(3)) == 2
         )
         assert (
-            await store.state_write(run.run_id, fence, 3, "user:u", "k", b"2", None, write_record)
-            == 2
-        )
-        assert (
-            await store.state_write(run.run_id, fence, 4, "user:u", "j", b'"x"', None, write_record)
+            await store.state_write(run.run_id, fence, 4, "user:u", "j", b'"x"', None, writes(4))
             == 1
         )
         assert await store.state_items("user:u") == {"j": b'"x"', "k": b"2"}
         assert await store.state_items("user:other") == {}
-        assert (
-            await store.state_write(run.run_id, fence, 5, "user:u", "k", None, 2, write_record) == 3
-        )
+        assert await store.state_write(run.run_id, fence, 5, "user:u", "k", None, 2, writes(5)) == 3
         assert await store.state_items("user:u") == {"j": b'"x"'}
-        assert await store.state_read(run.run_id, fence, 6, "user:u", "k", read_record) == (None, 3)
-        journal = await store.journal(run.run_id)
-        assert journal == [
-            read_record(None, 0),
-            write_record(1),
-            write_record(None),
-            write_record(2),
-            write_record(1),
-            write_record(3),
-            read_record(None, 3),
+        assert await store.state_read(run.run_id, fence, 6, "user:u", "k", reads(6)) == (
+            None,
+            3,
+        )
+        recorded = await journal(store, run.run_id)
+        assert recorded == [
+            reads(0)(None, 0),
+            writes(1)(1),
+            writes(2)(None),
+            writes(3)(2),
+            writes(4)(1),
+            writes(5)(3),
+            reads(6)(None, 3),
         ]
 
 

@@ -1,6 +1,6 @@
 """The store contract: what the runtime needs from a backend.
 
-A run's row (:class:`RunInfo`) and its journal (encoded records keyed by
+A run's row (:class:`RunInfo`) and its journal (encoded records, each with its
 sequence number) live in the store. A run is executed by whoever holds its
 lease; claiming a run bumps its fencing token, and every write for the run
 carries the token it was claimed with, so a worker that lost its lease
@@ -330,7 +330,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def journal(self, run_id: str) -> list[bytes]:
-        """The run's encoded records in sequence order."""
+        """The run's journal as stored: buffers of one or more encoded records each
+        (``_core.decode_records`` reads them), not necessarily in step order."""
 
 
 async def wait_set(event: asyncio.Event, timeout: float) -> None:

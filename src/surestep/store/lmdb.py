@@ -2,7 +2,11 @@
 
 Layout (named databases in one environment):
 
-``journal``  step key (run key + big-endian seq) -> encoded record
+``journal``  a run's records, under keys that start with its run key:
+             + big-endian u32 (seq >> 5) + u8 (255 - i) -> chunk i of a group of 32
+             consecutive steps: format-2 records back to back, in the order they were
+             appended, up to CHUNK_BYTES (a larger record has a chunk of its own);
+             + big-endian u32 seq -> one format-1 record (written by surestep 0.1)
 ``runs``     run key -> the run's row as JSON (without its lease)
 ``leases``   run key -> fence u64, lease end f64, written at f64, owner (UTF-8)
 ``active``   run key -> empty, for every pending or running run (claims read only these)
@@ -25,6 +29,12 @@ processes: waiting for another one's transaction must not stop an event loop);
 otherwise it is queued as at fsync, which keeps the order of operations.
 Reads are short read-only transactions on the caller's thread (a memory-mapped
 B-tree lookup; no system call on a warm map).
+
+Chunks keep LMDB's cost per record small: one entry (a key, an 8-byte node header and a
+2-byte slot) per 32 steps instead of one per step, and a run's records packed on few
+pages. An append rewrites its chunk (read, extend, put), which stays below CHUNK_BYTES so
+that it lives inside a leaf page: LMDB moves values of over ~2 KiB to overflow pages,
+which every rewrite would copy whole.
 """
 
 from __future__ import annotations
@@ -69,6 +79,9 @@ from .wake import WakeListener, WakeSender, others_registered
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
+CHUNK_SHIFT = 5  # groups of 32 consecutive steps, each kept in one chunk or a few
+CHUNK_BYTES = 1536  # a chunk's most bytes: well inside a 4 KiB leaf page
+_CHUNK_TAILS = [bytes((255 - i,)) for i in range(1 << CHUNK_SHIFT)]
 INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
 ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
@@ -551,6 +564,26 @@ class LmdbStore(Store):
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
+    def _put_record(self, txn: Any, key: bytes, seq: int, record: bytes) -> None:
+        """Add one encoded record to the journal of the run whose key is ``key``."""
+        db = self.env.journal
+        if record[0] == 1:  # format 1 (a fork of a run recorded by surestep 0.1)
+            txn.put(_core.step_key(key, seq), record, db=db)
+            return
+        group = _core.step_key(key, seq >> CHUNK_SHIFT)
+        for tail in _CHUNK_TAILS:  # the group's first chunk with room for the record
+            chunk_key = group + tail
+            chunk = txn.get(chunk_key, db=db)
+            if chunk is None:
+                txn.put(chunk_key, record, db=db)
+                return
+            if len(chunk) + len(record) <= CHUNK_BYTES:
+                txn.put(chunk_key, chunk + record, db=db)
+                return
+        # Each record of a group stands in its own chunk at worst: one more is a record
+        # for a step that has one already.
+        raise StoreError(f"step {seq} of run {bytes(key).hex()} has a record already")
+
     def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
         lease = txn.get(key, db=self.env.leases)
@@ -822,7 +855,7 @@ class LmdbStore(Store):
                 return None
             event_key, payload = found
             txn.delete(event_key, db=self.env.events)
-            txn.put(_core.step_key(key, seq), record(payload), db=self.env.journal)
+            self._put_record(txn, key, seq, record(payload))
             return payload
 
         result: bytes | None = await self.env.submit(op)
@@ -851,7 +884,7 @@ class LmdbStore(Store):
         def op(txn: Any) -> tuple[bytes | None, int]:
             rkey = self._check_fence(txn, run_id, fence)
             value, version = self._state_now(txn, skey)
-            txn.put(_core.step_key(rkey, seq), record(value, version), db=self.env.journal)
+            self._put_record(txn, rkey, seq, record(value, version))
             return value, version
 
         result: tuple[bytes | None, int] = await self.env.submit(op)
@@ -877,7 +910,7 @@ class LmdbStore(Store):
             if expect is None or expect == version:
                 new = version + 1
                 txn.put(skey, _MS.pack(new) + (value or b""), db=self.env.state)
-            txn.put(_core.step_key(rkey, seq), record(new), db=self.env.journal)
+            self._put_record(txn, rkey, seq, record(new))
             return new
 
         result: int | None = await self.env.submit(op)
@@ -914,8 +947,7 @@ class LmdbStore(Store):
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> asyncio.Future[None]:
         def op(txn: Any) -> None:
-            key = self._check_fence(txn, run_id, fence)
-            txn.put(_core.step_key(key, seq), record, db=self.env.journal)
+            self._put_record(txn, self._check_fence(txn, run_id, fence), seq, record)
 
         return self.env.submit(op, inline=True)
 

@@ -12,8 +12,9 @@ Schema (in its own PostgreSQL schema, ``surestep`` unless configured):
                     result and error as ``json``, which keeps the exact text:
                     ``jsonb`` would reorder keys and refuse ``\\u0000``), and
                     the lease: ``fence`` (bigint), ``owner``, ``lease_until``.
-``journal``         ``(run_id, seq) -> record bytea``, the same encoded
-                    records as the LMDB store keeps.
+``journal``         ``(run_id, seq) -> record bytea``: one encoded record a
+                    row, in the format the LMDB store keeps (format 2; rows
+                    of format 1, from surestep 0.1, are read as they are).
 ``events``          events sent to runs and not yet taken (payload ``bytea``).
 ``state``           ``(scope, key) -> version, value bytea`` (``NULL`` once deleted).
 ``logs``            ``(run_id, position, idx) -> line bytea``.
