@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -467,9 +467,16 @@ class WorkflowContext:
                     raise _AttemptsExhausted(exc, 1) from exc
             else:
                 assert fn is not None
-                output, attempts = await self._attempts(
-                    spec, fn, args, kwargs, name, seq, idempotency_key
-                )
+                try:  # the first attempt here, the retries (if any) in _retry
+                    output = self._attempt(spec, fn, args, kwargs, name, seq, idempotency_key, 0)
+                    if _is_awaitable(output):
+                        output = await output
+                    attempts = 1
+                except Exception as exc:
+                    again = partial(
+                        self._attempt, spec, fn, args, kwargs, name, seq, idempotency_key
+                    )
+                    output, attempts = await self._retry(spec, name, seq, exc, again)
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
             raise error from failed.error
@@ -493,7 +500,7 @@ class WorkflowContext:
         # (a str, an int, a bool or None comes back from JSON as it went in).
         return output if type(output) in _SAME_FROM_JSON else serde.loads(output_json)
 
-    async def _attempts(
+    def _attempt(
         self,
         spec: FunctionSpec | None,
         fn: Callable[..., Any],
@@ -502,34 +509,51 @@ class WorkflowContext:
         name: str,
         seq: int,
         idempotency_key: str,
+        attempt: int,
+    ) -> Any:
+        """Call the step's body once (``attempt`` counts from 0, as FunctionContext.attempt,
+        the AGNT5 convention); an awaitable it returns comes back to be awaited, bounded by
+        the function's ``timeout_ms``."""
+        if spec is not None and spec.takes_ctx:
+            result = fn(FunctionContext(self, name, seq, idempotency_key, attempt), *args, **kwargs)
+        else:
+            result = fn(*args, **kwargs)
+        if spec is not None and spec.timeout_ms is not None and _is_awaitable(result):
+            return _with_timeout(result, spec.timeout_ms, name, seq, attempt)
+        return result
+
+    async def _retry(
+        self,
+        spec: FunctionSpec | None,
+        name: str,
+        seq: int,
+        error: Exception,
+        attempt_again: Callable[[int], Any],
     ) -> tuple[Any, int]:
-        attempt = 0  # 0-based, as FunctionContext.attempt (the AGNT5 convention)
+        """The attempts after a failed first one (``attempt_again(n)``: attempt ``n``), as
+        the function's retry policy allows; the result and the number of attempts taken,
+        or ``_AttemptsExhausted``."""
+        attempt = 0
         while True:
+            if spec is None or attempt + 1 >= spec.retry.max_attempts:
+                raise _AttemptsExhausted(error, attempt + 1) from error
+            self.logger.info(
+                "step %d (%s) attempt %d of %d failed: %r; retrying",
+                seq,
+                name,
+                attempt + 1,
+                spec.retry.max_attempts,
+                error,
+            )
+            await asyncio.sleep(spec.delay(attempt))
+            attempt += 1
             try:
-                if spec is not None and spec.takes_ctx:
-                    fctx = FunctionContext(self, name, seq, idempotency_key, attempt)
-                    result = fn(fctx, *args, **kwargs)
-                else:
-                    result = fn(*args, **kwargs)
+                result = attempt_again(attempt)
                 if _is_awaitable(result):
-                    if spec is not None and spec.timeout_ms is not None:
-                        result = await _with_timeout(result, spec.timeout_ms, name, seq, attempt)
-                    else:
-                        result = await result
+                    result = await result
                 return result, attempt + 1
             except Exception as exc:
-                if spec is None or attempt + 1 >= spec.retry.max_attempts:
-                    raise _AttemptsExhausted(exc, attempt + 1) from exc
-                self.logger.info(
-                    "step %d (%s) attempt %d of %d failed: %r; retrying",
-                    seq,
-                    name,
-                    attempt + 1,
-                    spec.retry.max_attempts,
-                    exc,
-                )
-                await asyncio.sleep(spec.delay(attempt))
-                attempt += 1
+                error = exc
 
     async def _journal_failure(
         self,
