@@ -48,7 +48,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lmdb
@@ -130,9 +130,9 @@ class _Env:
         self.logs = self.env.open_db(b"logs")
         self.state = self.env.open_db(b"state")
         self.deploys = self.env.open_db(b"deploys")
-        # Resizing the map needs no transaction open in this process: readers
-        # and the writer take this lock around their transactions.
-        self.resize_lock = threading.Lock()
+        # Resizing the map needs no transaction open in this process: transactions
+        # share this gate, a resize has it alone.
+        self.resize_gate = _ResizeGate()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         # Inline commits (durability="process"): one writing thread of this process at a
         # time, and never ahead of an op already queued for the writer thread.
@@ -155,7 +155,7 @@ class _Env:
         the map (valid inside ``fn`` only), else as bytes copies."""
         for _ in range(3):
             try:
-                with self.resize_lock:
+                with self.resize_gate:
                     txn: Any = self.env.begin(buffers=True) if buffers else self.env.begin()
                     with txn:
                         return fn(txn)
@@ -259,7 +259,7 @@ class _Env:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``
         (a failed transaction is aborted first, so nothing of it was written)."""
         try:
-            with self.resize_lock:
+            with self.resize_gate:
                 txn = self.env.begin(write=True)
                 try:
                     result = item[0](txn)
@@ -281,7 +281,7 @@ class _Env:
         while True:
             outcomes: list[tuple[Any, BaseException | None]] = []
             try:
-                with self.resize_lock:
+                with self.resize_gate:
                     txn = self.env.begin(write=True)
                     try:
                         for i, (op, _, _, _) in enumerate(batch):
@@ -325,15 +325,55 @@ class _Env:
         if size >= self.max_map_size:
             return False
         try:
-            with self.resize_lock:
+            with self.resize_gate.alone():
                 self.env.set_mapsize(min(size * 2, self.max_map_size))
         except lmdb.Error:  # e.g. no address space left for the larger map
             return False
         return True
 
     def _adopt_new_size(self) -> None:
-        with self.resize_lock:
+        with self.resize_gate.alone():
             self.env.set_mapsize(0)  # 0: take the size another process set
+
+
+class _ResizeGate:
+    """``with gate:`` around every transaction of this process; they pass together. A
+    map resize (``with gate.alone():``) waits until none is open and keeps new ones out
+    until it is done. (A plain lock made a read on the event loop wait for the writer
+    thread's commit, flush included.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._open = 0
+        self._resizing = False
+
+    def __enter__(self) -> None:  # a transaction passes
+        with self._lock:
+            while self._resizing:
+                self._changed.wait()
+            self._open += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._open -= 1
+            if not self._open and self._resizing:
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._lock:
+            while self._resizing:
+                self._changed.wait()
+            self._resizing = True
+            while self._open:
+                self._changed.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._resizing = False
+                self._changed.notify_all()
 
 
 class _Redo(Exception):  # noqa: N818 - control flow
