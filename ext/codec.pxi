@@ -457,6 +457,36 @@ cdef list _decode_all(object buf):
         PyBuffer_Release(&view)
 
 
+def holds_record(buf, seq):
+    """Whether ``buf`` (format-2 records back to back) holds a record of step ``seq``:
+    reads each record's length and step number only (no checksum), within bounds;
+    ``JournalCorruptError`` where a length or step number cannot be read."""
+    cdef uint64_t c_seq = _as_u64(seq, "seq", SS_MAX_SEQ)
+    cdef Py_buffer view
+    cdef const uint8_t* p
+    cdef Py_ssize_t pos = 0, at, end
+    cdef uint64_t fields_len, v
+    PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
+    try:
+        p = <const uint8_t*>view.buf
+        while pos < view.len:
+            at = pos + 1
+            if (p[pos] != 2 or not _read_varint(p, view.len, &at, &fields_len)
+                    or fields_len < 2 or fields_len > <uint64_t>(view.len - at)
+                    or <uint64_t>(view.len - at) - fields_len < 4):
+                raise JournalCorruptError("journal value has a record whose length cannot be read")
+            end = at + <Py_ssize_t>fields_len
+            at += 2  # kind, flags
+            if not _read_varint(p, end, &at, &v):
+                raise JournalCorruptError("journal value has a record without a step number")
+            if v == c_seq:
+                return True
+            pos = end + 4
+        return False
+    finally:
+        PyBuffer_Release(&view)
+
+
 def decode_record(buf):
     """Validate and decode exactly one record (either format); the buffer is copied,
     never trusted.

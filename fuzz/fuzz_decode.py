@@ -191,11 +191,25 @@ def check_record(buf: bytes) -> None:
     assert (got[0] == "ok") == (all_got[0] == "ok" and len(all_got[1]) == 1), (got, all_got)
     if got[0] == "ok":
         assert all_got[1] == [got[1]]
+    # The store's header scan of a chunk agrees with the oracle's, and with the records.
+    seqs = [rec[4] for rec in all_got[1]] if all_got[0] == "ok" else []  # fields: seq at 4
+    for seq in {*seqs, len(buf) & 0xFFFF}:
+        scanned = _holds(_core.holds_record, buf, seq)
+        assert scanned == _holds(oracle.holds_record, buf, seq), (buf, seq, scanned)
+        if all_got[0] == "ok" and buf[0] == 2:  # format 1 is never in a chunk
+            assert scanned == (seq in seqs), (buf, seq)
     # The same answer whatever exports the buffer, aligned or not.
     shifted = memoryview(b"\x00" + buf)[1:]
     for view in (bytearray(buf), memoryview(buf), shifted):
         assert outcome(_core.decode_record, view) == got
         assert outcome(_core.decode_records, view) == all_got
+
+
+def _holds(scan: Any, buf: bytes, seq: int) -> Any:
+    try:
+        return scan(buf, seq)
+    except JournalCorruptError:
+        return "corrupt"
 
 
 def _check_canonical(raw: bytes, rec_fields: Any) -> None:

@@ -591,6 +591,31 @@ def decode_records(buf: bytes) -> list[Record]:
     return out
 
 
+def holds_record(buf: bytes, seq: int) -> bool:
+    """Whether format-2 records back to back hold one of step ``seq``, read as the LMDB
+    store reads a chunk: each record's length and step number only, no checksum."""
+    data = bytes(memoryview(buf))
+    pos = 0
+    while pos < len(data):
+        try:
+            if data[pos] != 2:
+                raise _BadFieldError("not format 2")
+            length, at = read_varint(data, pos + 1, len(data))
+            if length < 2 or length + 4 > len(data) - at:
+                raise _BadFieldError("cut off")
+        except _BadFieldError:
+            raise JournalCorruptError("length") from None
+        end = at + length
+        try:
+            found, _ = read_varint(data, at + 2, end)
+        except _BadFieldError:
+            raise JournalCorruptError("step number") from None
+        if found == seq:
+            return True
+        pos = end + 4
+    return False
+
+
 def reencode(rec: Record) -> bytes:
     """The bytes an encoder writes for what ``rec`` holds (format 2, from its microseconds,
     not from its float seconds, which lose microseconds past about 2**51 of them)."""

@@ -314,7 +314,7 @@ async def test_newer_format_version_fails_recovery_naming_the_run(store_path: st
 
 @pytest.mark.parametrize(
     ("body", "output"),
-    [(b"not json", True), (b"{}", False), (b"[1, 2]", False), (b'{"o":1', False)],
+    [(b"not json", True), (b"{}", False), (b"[1, 2]", False), (b'{"o":1}', False)],
 )
 async def test_step_record_with_a_foreign_payload_is_corrupt(
     store_path: str, body: bytes, output: bool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections import Counter
 
 import pytest
@@ -163,6 +164,31 @@ async def test_exhausted_retries_fail_the_run(store_path: str) -> None:
     assert "card declined" in failed.value.message and "3 attempt(s)" in failed.value.message
     assert run.status == "failed" and run.error is not None
     assert "RuntimeError: card declined" in run.error["traceback"]
+
+
+async def test_each_attempt_runs_clear_of_the_last_ones_error(store_path: str) -> None:
+    """A retry is not run while the previous error is being handled: the body sees no
+    exception in flight, and the journaled traceback is the last attempt's alone."""
+    seen: list[object] = []
+
+    @function(retries={"max_attempts": 3, "initial_interval_ms": 1}, backoff="constant")
+    async def flaky() -> None:
+        seen.append(sys.exc_info()[1])
+        raise ValueError(f"boom {len(seen)}")
+
+    @workflow
+    async def retried(ctx: WorkflowContext) -> None:
+        await ctx.step(flaky)
+
+    async with Engine(store_path) as engine:
+        handle = await engine.start(retried)
+        with pytest.raises(WorkflowFailedError):
+            await handle.result()
+        (entry,) = await engine.journal(handle.run_id)
+    assert seen == [None, None, None]
+    assert entry.attempt == 3 and entry.error is not None
+    trace = entry.error["traceback"]
+    assert "ValueError: boom 3" in trace and "boom 1" not in trace and "boom 2" not in trace
 
 
 async def test_timeout_is_enforced_per_attempt(store_path: str) -> None:

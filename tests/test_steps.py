@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import warnings
 from collections import Counter
@@ -16,6 +17,7 @@ from surestep import (
     StepFailedError,
     WorkflowContext,
     function,
+    testing,
     workflow,
 )
 
@@ -119,6 +121,38 @@ async def test_key_is_part_of_the_identity_and_idempotency_key(store_path: str) 
         journal = await engine.journal(handle.run_id)
     assert out["key"] == f"{handle.run_id}:order-7"
     assert journal[0].key == "order-7"
+
+
+class Shelf(enum.IntEnum):
+    TOP = 1
+
+
+async def test_keys_of_int_and_str_subclasses_keep_their_identity_on_replay(
+    store_path: str,
+) -> None:
+    """A bool or an IntEnum key is an int (as in 0.1): recorded by the text its step's
+    identity and idempotency key use, and matched by it on replay."""
+    runs: Counter[str] = Counter()
+
+    @function
+    async def stock(ctx: FunctionContext) -> str:
+        runs[ctx.idempotency_key.rsplit(":", 1)[1]] += 1
+        return ctx.idempotency_key
+
+    @workflow
+    async def shelved(ctx: WorkflowContext) -> list:
+        return [await ctx.step(stock, key=True), await ctx.step(stock, key=Shelf.TOP)]
+
+    async with Engine(store_path) as engine:
+        handle = await engine.start(shelved)
+        first = await handle.result()
+        journal = await engine.journal(handle.run_id)
+        recorded = await testing.recorded_run(engine, handle.run_id)
+    assert first == [f"{handle.run_id}:True", f"{handle.run_id}:{Shelf.TOP}"]
+    assert [e.key for e in journal] == ["True", f"{Shelf.TOP}"]
+    report = await testing.replay_async(shelved, recorded)  # the identities match again
+    assert report.compatible and report.replayed == 2, report.describe()
+    assert runs == {"True": 1, f"{Shelf.TOP}": 1}
 
 
 async def test_task_is_a_deprecated_alias(store_path: str) -> None:

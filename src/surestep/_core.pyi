@@ -38,8 +38,9 @@ little-endian ``HEADER_SIZE`` = 32-byte header, then a JSON payload::
     24 u32  payload length
     28 u32  checksum: low 32 bits of XXH64(bytes[0:28] + payload, CHECKSUM_SEED)
 
-A step key is the 16-byte run key followed by a big-endian u32, so one run's
-journal is one contiguous, ordered LMDB range.
+A step key is the 16-byte run key followed by a big-endian u32 (the LMDB store
+keys a run's journal by the step number over 32, and by the step number for
+format-1 records), so one run's journal is one contiguous, ordered LMDB range.
 """
 
 from collections.abc import Callable, Iterable
@@ -170,6 +171,11 @@ def decode_records(buf: Buffer) -> list[Record]:
     """Every record in ``buf`` (a store's journal value: one format-1 record, or one or
     more format-2 records back to back), in the order they stand; errors as
     ``decode_record``."""
+
+def holds_record(buf: Buffer, seq: int) -> bool:
+    """Whether ``buf`` (format-2 records back to back) holds a record of step ``seq``:
+    reads each record's length and step number only (no checksum), within bounds;
+    ``JournalCorruptError`` where a length or step number cannot be read."""
 
 class ReplayIndex:
     """One run's recorded steps, by sequence number, for replay."""

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .store.base import RunInfo, Store
 
-# The largest journal payload (a step's name, input and result as JSON). The journal
+# The largest journal payload (a step's input and result as JSON). The journal
 # is for values that drive the workflow; keep large data elsewhere and journal a
 # reference to it.
 MAX_PAYLOAD = 64 * 1024 * 1024
@@ -455,6 +455,8 @@ class WorkflowContext:
             _close(awaitable)
             raise
         stored_input = None if input_json is _NULL else input_json  # no arguments: no input
+        if key is not None and type(key) not in (str, int):
+            key = f"{key}"  # a bool, an IntEnum...: recorded as the text its identity uses
 
         idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
         started = time.time()
@@ -467,16 +469,19 @@ class WorkflowContext:
                     raise _AttemptsExhausted(exc, 1) from exc
             else:
                 assert fn is not None
+                failed_first: Exception | None = None
                 try:  # the first attempt here, the retries (if any) in _retry
                     output = self._attempt(spec, fn, args, kwargs, name, seq, idempotency_key, 0)
                     if _is_awaitable(output):
                         output = await output
                     attempts = 1
                 except Exception as exc:
+                    failed_first = exc
+                if failed_first is not None:  # retried outside the handler: nothing chains
                     again = partial(
                         self._attempt, spec, fn, args, kwargs, name, seq, idempotency_key
                     )
-                    output, attempts = await self._retry(spec, name, seq, exc, again)
+                    output, attempts = await self._retry(spec, name, seq, failed_first, again)
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
             raise error from failed.error
@@ -899,8 +904,12 @@ _ERROR_FIELDS = frozenset({"type", "message", "traceback"})
 def _fields(record: _core.Record) -> dict[str, Any] | None:
     """The fields of a format-2 record; None when its body is not what surestep writes."""
     assert record.body is not None
+    output = bool(record.flags & _core.FLAG_OUTPUT)
+    kind = record.kind
+    if (kind == _core.KIND_STEP and not output) or (kind == _core.KIND_STEP_ERROR and output):
+        return None  # a step's result is its output; its failure, an object
     body = serde.loads(record.body)
-    if record.flags & _core.FLAG_OUTPUT:
+    if output:
         data = {"o": body}
     elif type(body) is dict:
         data = body
@@ -927,7 +936,7 @@ class ReplayComplete(BaseException):
 
 
 def _check_key(key: object) -> None:
-    if key is not None and (type(key) not in (str, int) or key == ""):
+    if key is not None and (not isinstance(key, (str, int)) or key == ""):
         raise DefinitionError(f"a step key must be a non-empty str or an int, not {key!r}")
 
 

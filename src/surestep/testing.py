@@ -141,7 +141,10 @@ def save_journal(run: RecordedRun, path: str | os.PathLike[str]) -> None:
     """Write a golden journal: JSON, with the records in hex."""
     data = {
         "format": GOLDEN_FORMAT,
-        "journal_format": _core.FORMAT_VERSION,
+        "journal_format": max(  # the newest format among the records (informative)
+            (r.version for raw in run.records for r in _core.decode_records(raw)),
+            default=_core.FORMAT_VERSION,
+        ),
         "run_id": run.run_id,
         "workflow": run.workflow,
         "version": run.version,

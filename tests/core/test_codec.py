@@ -1224,3 +1224,28 @@ def test_encode_record_too_long() -> None:
 def test_there_is_no_v1_encoder_any_more() -> None:
     with pytest.raises(TypeError):
         _core.encode_record(_core.KIND_STEP, 0, 1, 2, 3, b"null")  # type: ignore[call-arg]
+
+
+def test_holds_record_reads_the_step_numbers_of_a_chunk() -> None:
+    """The LMDB store's scan of a chunk: each record's length and step number, nothing
+    more; agrees with the oracle on every cut of the value."""
+    value = b"".join(make(seq=seq) for seq in (3, 70_000, 5))
+    for seq in (3, 5, 70_000):
+        assert _core.holds_record(value, seq) and oracle.holds_record(value, seq)
+    assert not _core.holds_record(value, 4) and not oracle.holds_record(value, 4)
+    assert not _core.holds_record(b"", 4)
+    for cut in range(1, len(value)):
+        for seq in (3, 5, 70_000, 4):
+            try:
+                got: object = _core.holds_record(value[:cut], seq)
+            except JournalCorruptError:
+                got = "corrupt"
+            try:
+                want: object = oracle.holds_record(value[:cut], seq)
+            except JournalCorruptError:
+                want = "corrupt"
+            assert got == want, (cut, seq)
+    with pytest.raises(JournalCorruptError):
+        _core.holds_record(b"\x01" + value, 3)  # format 1 is never in a chunk
+    with pytest.raises(ValueError):
+        _core.holds_record(value, -1)

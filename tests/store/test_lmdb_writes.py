@@ -4,15 +4,19 @@ thread otherwise, never out of order, and never starving the event loop."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from surestep import Engine, WorkflowContext, function, workflow
+from surestep import Engine, WorkflowContext, _core, function, workflow
+from surestep.errors import StoreError
 from surestep.store import lmdb as lmdb_store
-from surestep.store.lmdb import INLINE_YIELD_EVERY, LmdbStore
+from surestep.store.base import RunInfo, new_run_id, run_key
+from surestep.store.lmdb import CHUNK_BYTES, CHUNK_SHIFT, INLINE_YIELD_EVERY, LmdbStore
 
 
 async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_write(
@@ -133,3 +137,92 @@ async def test_inline_steps_still_let_other_tasks_run(tmp_path: Path) -> None:
         await other
         assert len(await engine.journal(handle.run_id)) == steps
     assert turns >= steps // INLINE_YIELD_EVERY
+
+
+# ---------------------------------------------------------------- the journal's chunks
+
+
+def _record(seq: int, size: int) -> bytes:
+    output = b'"%b"' % (b"x" * size)
+    return _core.encode_record(_core.KIND_STEP, seq, 1, "s", None, None, output, True, None, None)
+
+
+def _values(store: LmdbStore, run_id: str) -> list[tuple[bytes, bytes]]:
+    prefix = run_key(run_id)
+
+    def scan(txn: Any) -> list[tuple[bytes, bytes]]:
+        cursor = txn.cursor(db=store.env.journal)
+        cursor.set_range(prefix)
+        return [(bytes(k), bytes(v)) for k, v in cursor if bytes(k).startswith(prefix)]
+
+    found: list[tuple[bytes, bytes]] = store.env.read(scan)
+    return found
+
+
+async def _stored_run(store: LmdbStore) -> RunInfo:
+    run = RunInfo(run_id=new_run_id(), workflow="wf", version="v1", args=[], kwargs={})
+    await store.create_run(run, "me:1:a", 60.0)
+    return run
+
+
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+async def test_records_of_any_size_land_once_in_chunks_of_their_group(
+    tmp_path: Path, durability: str
+) -> None:
+    store = LmdbStore(str(tmp_path / "store"), durability=durability)
+    await store.open()
+    try:
+        run = await _stored_run(store)
+        # small, middling and larger than a chunk, in three groups, appended out of order
+        sizes = {seq: (10, 200, 700, CHUNK_BYTES + 10)[seq % 4] for seq in range(80)}
+        records = {seq: _record(seq, size) for seq, size in sizes.items()}
+        order = list(records)
+        random.Random(7).shuffle(order)
+        await asyncio.gather(*(store.append(run.run_id, run.fence, s, records[s]) for s in order))
+
+        held = {}
+        for key, value in _values(store, run.run_id):
+            assert len(key) == _core.RUN_KEY_SIZE + 5
+            group, tail = int.from_bytes(key[16:20], "big"), key[20]
+            for record in _core.decode_records(value):
+                assert record.seq >> CHUNK_SHIFT == group  # each in its own group's keys
+                assert record.seq not in held
+                held[record.seq] = record.raw
+            if tail < 1 << CHUNK_SHIFT:  # a record too large for a chunk stands alone
+                assert len(value) > CHUNK_BYTES and _core.decode_record(value).seq & 31 == tail
+            else:
+                assert len(value) <= CHUNK_BYTES
+        assert held == records
+        index = _core.ReplayIndex.from_records(await store.journal(run.run_id))
+        assert len(index) == 80 and index.max_seq == 79
+    finally:
+        await store.close()
+
+
+async def test_a_second_record_for_a_step_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    store = LmdbStore(str(tmp_path / "store"), durability="process")
+    await store.open()
+    try:
+        run = await _stored_run(store)
+        for seq, size in ((0, 10), (1, CHUNK_BYTES + 10), (2, 10)):
+            await store.append(run.run_id, run.fence, seq, _record(seq, size))
+        before = _values(store, run.run_id)
+        for seq, size in ((0, 20), (1, 20), (2, CHUNK_BYTES + 20)):
+            with pytest.raises(StoreError, match=f"step {seq} has a record already"):
+                await store.append(run.run_id, run.fence, seq, _record(seq, size))
+
+        await store.send_event(run.run_id, "go", b"1")
+        with pytest.raises(StoreError, match="has a record already"):
+            await store.take_event(run.run_id, run.fence, "go", 0, lambda p: _record(0, 5))
+        with pytest.raises(StoreError, match="has a record already"):
+            await store.state_write(
+                run.run_id, run.fence, 2, "user:u", "k", b"1", None, lambda v: _record(2, 5)
+            )
+        assert _values(store, run.run_id) == before  # the journal as it was
+        assert await store.state_items("user:u") == {}  # no state written
+        taken = await store.take_event(run.run_id, run.fence, "go", 3, lambda p: _record(3, 5))
+        assert taken == b"1"  # the event was kept for a good take
+    finally:
+        await store.close()

@@ -325,8 +325,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> Awaitable[None]:
-        """Durably store one encoded record; done once committed. Fenced. (A plain method
-        returning an awaitable: a store may hand back its commit's future as it is.)"""
+        """Durably store one encoded record; done once committed. Fenced. One record per
+        step: LMDB refuses a second one (``StoreError``, nothing written); PostgreSQL
+        replaces it, so that a statement sent again after a lost connection is harmless.
+        (A plain method returning an awaitable: a store may hand back its commit's future
+        as it is.)"""
 
     @abc.abstractmethod
     async def journal(self, run_id: str) -> list[bytes]:

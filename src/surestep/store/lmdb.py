@@ -5,7 +5,9 @@ Layout (named databases in one environment):
 ``journal``  a run's records, under keys that start with its run key:
              + big-endian u32 (seq >> 5) + u8 (255 - i) -> chunk i of a group of 32
              consecutive steps: format-2 records back to back, in the order they were
-             appended, up to CHUNK_BYTES (a larger record has a chunk of its own);
+             appended, up to CHUNK_BYTES in all;
+             + big-endian u32 (seq >> 5) + u8 (seq & 31) -> one format-2 record larger
+             than CHUNK_BYTES, alone;
              + big-endian u32 seq -> one format-1 record (written by surestep 0.1)
 ``runs``     run key -> the run's row as JSON (without its lease)
 ``leases``   run key -> fence u64, lease end f64, written at f64, owner (UTF-8)
@@ -81,6 +83,7 @@ MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
 CHUNK_SHIFT = 5  # groups of 32 consecutive steps, each kept in one chunk or a few
 CHUNK_BYTES = 1536  # a chunk's most bytes: well inside a 4 KiB leaf page
+_IN_GROUP = (1 << CHUNK_SHIFT) - 1
 _CHUNK_TAILS = [bytes((255 - i,)) for i in range(1 << CHUNK_SHIFT)]
 INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
 ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
@@ -605,24 +608,37 @@ class LmdbStore(Store):
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
     def _put_record(self, txn: Any, key: bytes, seq: int, record: bytes) -> None:
-        """Add one encoded record to the journal of the run whose key is ``key``."""
+        """Add one encoded record to the journal of the run whose key is ``key``; a
+        ``StoreError`` before anything is written if the step has a record already."""
         db = self.env.journal
         if record[0] == 1:  # format 1 (a fork of a run recorded by surestep 0.1)
-            txn.put(_core.step_key(key, seq), record, db=db)
+            self._put_alone(txn, _core.step_key(key, seq), seq, record)
             return
         group = _core.step_key(key, seq >> CHUNK_SHIFT)
-        for tail in _CHUNK_TAILS:  # the group's first chunk with room for the record
+        alone = group + bytes((seq & _IN_GROUP,))  # where a record too large for a chunk goes
+        room: tuple[bytes, bytes] | None = None  # the first chunk with room for it
+        for tail in _CHUNK_TAILS:  # every chunk of the group, for a record of the step
             chunk_key = group + tail
             chunk = txn.get(chunk_key, db=db)
             if chunk is None:
-                txn.put(chunk_key, record, db=db)
-                return
-            if len(chunk) + len(record) <= CHUNK_BYTES:
-                txn.put(chunk_key, chunk + record, db=db)
-                return
-        # Each record of a group stands in its own chunk at worst: one more is a record
-        # for a step that has one already.
-        raise StoreError(f"step {seq} of run {bytes(key).hex()} has a record already")
+                room = room or (chunk_key, b"")
+                break
+            if _core.holds_record(chunk, seq):
+                raise _recorded_already(key, seq)
+            if room is None and len(chunk) + len(record) <= CHUNK_BYTES:
+                room = (chunk_key, chunk)
+        if len(record) > CHUNK_BYTES:
+            self._put_alone(txn, alone, seq, record)
+        elif txn.get(alone, db=db) is not None:
+            raise _recorded_already(key, seq)
+        else:
+            assert room is not None  # 32 steps, at least one record per chunk
+            txn.put(room[0], room[1] + record, db=db)
+
+    def _put_alone(self, txn: Any, record_key: bytes, seq: int, record: bytes) -> None:
+        if txn.get(record_key, db=self.env.journal) is not None:
+            raise _recorded_already(record_key, seq)
+        txn.put(record_key, record, db=self.env.journal)
 
     def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
@@ -894,8 +910,8 @@ class LmdbStore(Store):
             if found is None:
                 return None
             event_key, payload = found
+            self._put_record(txn, key, seq, record(payload))  # refused before any write
             txn.delete(event_key, db=self.env.events)
-            self._put_record(txn, key, seq, record(payload))
             return payload
 
         result: bytes | None = await self.env.submit(op)
@@ -946,11 +962,10 @@ class LmdbStore(Store):
         def op(txn: Any) -> int | None:
             rkey = self._check_fence(txn, run_id, fence)
             _, version = self._state_now(txn, skey)
-            new: int | None = None
-            if expect is None or expect == version:
-                new = version + 1
+            new = version + 1 if expect is None or expect == version else None
+            self._put_record(txn, rkey, seq, record(new))  # refused before any write
+            if new is not None:
                 txn.put(skey, _MS.pack(new) + (value or b""), db=self.env.state)
-            self._put_record(txn, rkey, seq, record(new))
             return new
 
         result: int | None = await self.env.submit(op)
@@ -1012,6 +1027,12 @@ class LmdbStore(Store):
 
         result: list[bytes] = self.env.read(scan, buffers=False)
         return result
+
+
+def _recorded_already(key: bytes, seq: int) -> StoreError:
+    """A second record for a step: refused (a journal keeps one record per step)."""
+    run_id = bytes(key[: _core.RUN_KEY_SIZE]).hex()
+    return StoreError(f"run {run_id}: step {seq} has a record already")
 
 
 def _after_prefix(prefix: bytes) -> bytes | None:
