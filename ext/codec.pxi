@@ -1,7 +1,7 @@
 # The journal record codec. Two formats; this version writes format 2 and reads both.
 #
 # Format 2 (binary, self-delimiting, so one buffer may hold several records: the LMDB store
-# keeps up to 32 of a run's records in one value)::
+# keeps many of a run's records in one value)::
 #
 #     u8      format version (2)
 #     varint  n: the length of the fields that follow

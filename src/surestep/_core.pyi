@@ -39,7 +39,7 @@ little-endian ``HEADER_SIZE`` = 32-byte header, then a JSON payload::
     28 u32  checksum: low 32 bits of XXH64(bytes[0:28] + payload, CHECKSUM_SEED)
 
 A step key is the 16-byte run key followed by a big-endian u32 (the LMDB store
-keys a run's journal by the step number over 32, and by the step number for
+keys a run's journal by the step number over 64, and by the step number for
 format-1 records), so one run's journal is one contiguous, ordered LMDB range.
 """
 

@@ -3,10 +3,10 @@
 Layout (named databases in one environment):
 
 ``journal``  a run's records, under keys that start with its run key:
-             + big-endian u32 (seq >> 5) + u8 (255 - i) -> chunk i of a group of 32
+             + big-endian u32 (seq >> 6) + u8 (255 - i) -> chunk i of a group of 64
              consecutive steps: format-2 records back to back, in the order they were
              appended, up to CHUNK_BYTES in all;
-             + big-endian u32 (seq >> 5) + u8 (seq & 31) -> one format-2 record larger
+             + big-endian u32 (seq >> 6) + u8 (seq & 63) -> one format-2 record larger
              than CHUNK_BYTES, alone;
              + big-endian u32 seq -> one format-1 record (written by surestep 0.1)
 ``runs``     run key -> the run's row as JSON (without its lease)
@@ -33,10 +33,11 @@ Reads are short read-only transactions on the caller's thread (a memory-mapped
 B-tree lookup; no system call on a warm map).
 
 Chunks keep LMDB's cost per record small: one entry (a key, an 8-byte node header and a
-2-byte slot) per 32 steps instead of one per step, and a run's records packed on few
-pages. An append rewrites its chunk (read, extend, put), which stays below CHUNK_BYTES so
-that it lives inside a leaf page: LMDB moves values of over ~2 KiB to overflow pages,
-which every rewrite would copy whole.
+2-byte slot) per chunk of steps instead of one per step, and a run's records packed on
+few pages. An append rewrites its chunk (read, extend, put), which stays within
+CHUNK_BYTES so that it lives inside a leaf page: LMDB moves a value that does not fit
+half a page to overflow pages, which every rewrite would copy whole. Two full chunks
+fill a 4 KiB page.
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ from .wake import WakeListener, WakeSender, others_registered
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
-CHUNK_SHIFT = 5  # groups of 32 consecutive steps, each kept in one chunk or a few
-CHUNK_BYTES = 1536  # a chunk's most bytes: well inside a 4 KiB leaf page
+CHUNK_SHIFT = 6  # groups of 64 consecutive steps, each kept in one chunk or a few
+# A chunk's most bytes: LMDB keeps a node of up to 2,038 bytes (header, 21-byte key and
+# value) inside a 4 KiB leaf page, the smallest page it uses.
+CHUNK_BYTES = 1984
 _IN_GROUP = (1 << CHUNK_SHIFT) - 1
 _CHUNK_TAILS = [bytes((255 - i,)) for i in range(1 << CHUNK_SHIFT)]
 INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
@@ -632,7 +635,7 @@ class LmdbStore(Store):
         elif txn.get(alone, db=db) is not None:
             raise _recorded_already(key, seq)
         else:
-            assert room is not None  # 32 steps, at least one record per chunk
+            assert room is not None  # as many chunks as steps in a group
             txn.put(room[0], room[1] + record, db=db)
 
     def _put_alone(self, txn: Any, record_key: bytes, seq: int, record: bytes) -> None:
