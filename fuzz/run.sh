@@ -71,6 +71,15 @@ if ! nm -D "$so" | grep -q __asan_report; then
     exit 1
 fi
 
+fuzz_one() {  # harness, inputs
+    env LD_PRELOAD="$preload" PYTHONMALLOC=malloc PYTHONPATH="$work/tree/src" \
+        FUZZ_EXPECT_CORE="$work/tree/src" \
+        ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" \
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$root/fuzz/ubsan.supp" \
+        "$py" "$root/fuzz/run.py" "$1" -runs="$2" -print_final_stats=1 \
+        -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/$1-" "$work/corpus-$1"
+}
+
 for name in $harnesses; do
     mkdir -p "$work/corpus-$name" "$work/artifacts"
     per=$(( (runs + jobs - 1) / jobs ))
@@ -78,15 +87,11 @@ for name in $harnesses; do
     pids=
     i=1
     while [ "$i" -le "$jobs" ]; do
-        log=/dev/stdout
-        [ "$jobs" -gt 1 ] && log="$work/$name-$i.log"
-        env LD_PRELOAD="$preload" PYTHONMALLOC=malloc PYTHONPATH="$work/tree/src" \
-            FUZZ_EXPECT_CORE="$work/tree/src" \
-            ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" \
-            UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$root/fuzz/ubsan.supp" \
-            "$py" "$root/fuzz/run.py" "$name" -runs="$per" -print_final_stats=1 \
-            -rss_limit_mb=4096 -artifact_prefix="$work/artifacts/$name-" \
-            "$work/corpus-$name" >"$log" 2>&1 &
+        if [ "$jobs" -gt 1 ]; then
+            fuzz_one "$name" "$per" >"$work/$name-$i.log" 2>&1 &
+        else  # on this script's own output (a redirection to /dev/stdout would truncate it)
+            fuzz_one "$name" "$per" 2>&1 &
+        fi
         pids="$pids $!"
         i=$((i + 1))
     done
