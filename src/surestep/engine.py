@@ -46,6 +46,9 @@ from .telemetry import tracer_for
 
 log = logging.getLogger("surestep.engine")
 T = TypeVar("T")
+# Starts of one engine between their first step and their run stored: a burst of many
+# more waits here instead of holding rows, futures and frames for all of them at once.
+MAX_STARTING = 1024
 
 KIND_NAMES = {
     _core.KIND_STEP: "step",
@@ -139,6 +142,7 @@ class Engine:
         self._tracer = tracer_for(tracing)
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
+        self._admitting = asyncio.Semaphore(MAX_STARTING)  # open() makes it anew, per loop
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
@@ -149,6 +153,7 @@ class Engine:
         if not self._opened:
             await self.store.open()
             self._opened = True
+            self._admitting = asyncio.Semaphore(MAX_STARTING)
             if self.execute:
                 self._waker = asyncio.get_running_loop().create_task(
                     self._wake_due(), name="surestep-timers"
@@ -193,6 +198,17 @@ class Engine:
     ) -> RunHandle:
         """Record a new run and start executing it here; returns once it is stored."""
         await self.open()
+        async with self._admitting:
+            return await self._start(workflow, args, kwargs, session_id, user_id)
+
+    async def _start(
+        self,
+        workflow: Callable[..., Any] | str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        session_id: str | None,
+        user_id: str | None,
+    ) -> RunHandle:
         spec = find_workflow(workflow)
         try:
             spec.signature.bind(None, *args, **kwargs)
