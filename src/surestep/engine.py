@@ -46,8 +46,9 @@ from .telemetry import tracer_for
 
 log = logging.getLogger("surestep.engine")
 T = TypeVar("T")
-# Starts of one engine between their first step and their run stored: a burst of many
-# more waits here instead of holding rows, futures and frames for all of them at once.
+# How many start() calls of one engine may be under way (called, their run not yet
+# stored) at once: a burst of many more waits instead of holding rows, futures and
+# frames for all of them together.
 MAX_STARTING = 1024
 
 KIND_NAMES = {
@@ -142,7 +143,8 @@ class Engine:
         self._tracer = tracer_for(tracing)
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
-        self._admitting = asyncio.Semaphore(MAX_STARTING)  # open() makes it anew, per loop
+        # Made again by open(): a semaphore that once had waiters belongs to their loop.
+        self._admitting = asyncio.Semaphore(MAX_STARTING)
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
