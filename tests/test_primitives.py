@@ -362,19 +362,22 @@ async def test_run_state_survives_an_interruption(store_path: str) -> None:
         ctx.state.set("count", 1)
         ctx.state.set("gone", True)
         ctx.state.delete("gone")
+        await ctx.session.state.set("shared", 5)  # the session's, not the run's
         await ctx.step("hold", _hold(release))
         ctx.state.set("count", ctx.state.get("count") + 1)
         return dict(ctx.state.items())
 
     first = Engine(store_path)
     handle = await first.start(stateful)
-    await until(lambda: _journal_len(first, handle.run_id, 3))
+    await until(lambda: _journal_len(first, handle.run_id, 4))
     await first.close()
     release.set()
     async with Engine(store_path) as second:
         (resumed,) = await second.recover()
         assert await resumed.result() == {"count": 2}
         assert await second.state(run_id=handle.run_id) == {"count": 2}
+        session = (await second.get_run(handle.run_id)).session_id or handle.run_id
+        assert await second.state(session_id=session) == {"shared": 5}
 
 
 async def test_concurrent_runs_of_a_session_lose_no_update(store_path: str) -> None:

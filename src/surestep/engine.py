@@ -432,6 +432,8 @@ class Engine:
         if run_id is not None:
             values: dict[str, Any] = {}
             for entry in await self.journal(run_id):
+                if type(entry.input) is not str:
+                    continue  # a session's or a user's state: its input is [scope, key, value]
                 if entry.name == "@state.set":
                     values[entry.input] = entry.output
                 elif entry.name == "@state.delete":
