@@ -59,11 +59,12 @@ def test_golden_journals_are_in_the_format_they_claim() -> None:
                 assert _core.decode_record(raw).version == version, path
 
 
-async def test_a_run_recorded_by_surestep_0_1_resumes_and_forks(store_path: str) -> None:
-    """A store upgraded under a waiting run: its format-1 records are replayed, the
-    steps after them are journaled in format 2 beside them, and a fork copies both."""
+async def test_a_run_recorded_by_surestep_0_1_resumes_and_forks(store_url: str) -> None:
+    """A store upgraded under a waiting run, on either backend: its format-1 records are
+    replayed, the steps after them are journaled in format 2 beside them, and a fork
+    copies both."""
     recorded = testing.load_journal(GOLDEN / "checkout-v1.json")
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         run = RunInfo(
             run_id=recorded.run_id,
             workflow=recorded.workflow,
