@@ -105,18 +105,9 @@ class FunctionSpec:
 
     @functools.cached_property
     def positional_range(self) -> tuple[int, float]:
-        """How many positional arguments (after ``ctx``) a call may pass, when no
-        keyword argument is required: the fast check for ``ctx.step``; (1, 0) else."""
-        params = list(self.signature.parameters.values())[1 if self.takes_ctx else 0 :]
-        kinds = inspect.Parameter
-        if any(p.kind == kinds.KEYWORD_ONLY and p.default is p.empty for p in params):
-            return (1, 0)  # never fast: let bind() judge
-        positional = [
-            p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
-        ]
-        required = sum(p.default is p.empty for p in positional)
-        varargs = any(p.kind == kinds.VAR_POSITIONAL for p in params)
-        return (required, float("inf") if varargs else len(positional))
+        """How many positional arguments (after ``ctx``) a call may pass: the fast
+        check for ``ctx.step`` (see ``_positional_range``)."""
+        return _positional_range(self.signature, 1 if self.takes_ctx else 0)
 
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """``TypeError`` when the function cannot take these arguments."""
@@ -153,6 +144,32 @@ class WorkflowSpec:
     def version(self) -> str:
         """The declared version, else a digest of the workflow's source."""
         return self.explicit_version or code_digest(self.fn)
+
+    @functools.cached_property
+    def positional_range(self) -> tuple[int, float]:
+        return _positional_range(self.signature, 1)  # after ctx
+
+    def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """``TypeError`` when the workflow cannot take these arguments."""
+        low, high = self.positional_range
+        if not kwargs and low <= len(args) <= high:
+            return
+        self.signature.bind(None, *args, **kwargs)
+
+
+def _positional_range(signature: inspect.Signature, skip: int) -> tuple[int, float]:
+    """How many positional arguments a call may pass after the first ``skip`` parameters,
+    when no keyword argument is required; (1, 0) (never) when one is: ``bind`` judges."""
+    params = list(signature.parameters.values())[skip:]
+    kinds = inspect.Parameter
+    if any(p.kind == kinds.KEYWORD_ONLY and p.default is p.empty for p in params):
+        return (1, 0)
+    positional = [
+        p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    required = sum(p.default is p.empty for p in positional)
+    varargs = any(p.kind == kinds.VAR_POSITIONAL for p in params)
+    return (required, float("inf") if varargs else len(positional))
 
 
 _functions: dict[str, FunctionSpec] = {}

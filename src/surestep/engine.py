@@ -213,7 +213,7 @@ class Engine:
     ) -> RunHandle:
         spec = find_workflow(workflow)
         try:
-            spec.signature.bind(None, *args, **kwargs)
+            spec.check_call(args, kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
         serde.dumps([args, kwargs], f"the input of workflow {spec.name!r}")

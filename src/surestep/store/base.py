@@ -39,7 +39,7 @@ def new_run_id() -> str:
     lists by creation time.
     """
     ms = time.time_ns() // 1_000_000
-    return f"{ms:012x}{uuid.uuid4().hex[:20]}"
+    return f"{ms:012x}{os.urandom(10).hex()}"
 
 
 def run_key(run_id: str) -> bytes:
