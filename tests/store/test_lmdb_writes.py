@@ -227,3 +227,51 @@ async def test_a_second_record_for_a_step_is_refused_before_anything_is_written(
         assert taken == b"1"  # the event was kept for a good take
     finally:
         await store.close()
+
+
+_GROW = """
+import asyncio, sys
+from surestep import _core
+from surestep.store.base import RunInfo
+from surestep.store.lmdb import LmdbStore
+
+async def main():
+    store = LmdbStore(sys.argv[1], map_size=int(sys.argv[2]), max_map_size=1 << 30)
+    await store.open()
+    run = RunInfo(run_id=sys.argv[3], workflow="wf", version="v1", args=[], kwargs={})
+    fence = await store.create_run(run, "other:1:a", 60.0)
+    output = b'"%b"' % (b"x" * 4000)
+    for seq in range(200):  # 800 KB of records alone: the map must grow
+        record = _core.encode_record(1, seq, 1, "s", None, None, output, True, None, None)
+        await store.append(run.run_id, fence, seq, record)
+    print(store.env.env.info()["map_size"], flush=True)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+async def test_a_map_grown_by_another_process_is_adopted_by_reads_and_writes(
+    tmp_path: Path, durability: str
+) -> None:
+    path, small = str(tmp_path / "store"), 256 * 1024
+    store = LmdbStore(path, durability=durability, map_size=small)
+    await store.open()
+    try:
+        mine = await _stored_run(store)
+        await store.append(mine.run_id, mine.fence, 0, _record(0, 10))
+        theirs = new_run_id()
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _GROW, path, str(small), theirs, stdout=PIPE
+        )
+        out, _ = await other.communicate()
+        assert other.returncode == 0 and int(out) > small  # it grew the map
+        records = [r for raw in await store.journal(theirs) for r in _core.decode_records(raw)]
+        assert len(records) == 200  # a read after the growth: the new size adopted
+        for seq in range(1, 40):  # writes after it, past the old size as well
+            await store.append(mine.run_id, mine.fence, seq, _record(seq, 4000))
+        index = _core.ReplayIndex.from_records(await store.journal(mine.run_id))
+        assert len(index) == 40
+    finally:
+        await store.close()

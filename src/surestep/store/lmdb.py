@@ -136,12 +136,14 @@ class _Env:
         self.logs = self.env.open_db(b"logs")
         self.state = self.env.open_db(b"state")
         self.deploys = self.env.open_db(b"deploys")
-        # Resizing the map needs no transaction open in this process: transactions
-        # share this gate, a resize has it alone.
+        # Resizing the map needs no transaction open in this process. Read transactions
+        # share this gate, a resize has it alone; write transactions and resizes hold
+        # _writing (below), so a write never meets a resize and never waits for a read.
         self.resize_gate = _ResizeGate()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        # Inline commits (durability="process"): one writing thread of this process at a
-        # time, and never ahead of an op already queued for the writer thread.
+        # One writing thread of this process at a time: the writer thread, or an inline
+        # commit (durability="process"), never ahead of an op already queued for the
+        # writer thread; a resize of the map, too.
         self.inline = durability == "process"
         self._writing = threading.Lock()
         self._queued = 0  # ops queued and not yet committed; changed under _count_lock
@@ -265,14 +267,13 @@ class _Env:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``
         (a failed transaction is aborted first, so nothing of it was written)."""
         try:
-            with self.resize_gate:
-                txn = self.env.begin(write=True)
-                try:
-                    result = item[0](txn)
-                    txn.commit()
-                except BaseException:
-                    txn.abort()
-                    raise
+            txn = self.env.begin(write=True)  # under _writing, as every write
+            try:
+                result = item[0](txn)
+                txn.commit()
+            except BaseException:
+                txn.abort()
+                raise
             return result, None
         except (SurestepError, LeaseLostError) as exc:
             return None, exc
@@ -280,34 +281,33 @@ class _Env:
             return self._commit([item])[0]
 
     def _commit(self, batch: list[_Item]) -> list[tuple[Any, BaseException | None]]:
-        """Apply every op in one transaction. An op that raises one of our errors
-        changes nothing (ops check before they write); an op that fails otherwise
-        may have written half, so the transaction is redone without it."""
+        """Apply every op in one transaction (under ``_writing``). An op that raises one
+        of our errors changes nothing (ops check before they write); an op that fails
+        otherwise may have written half, so the transaction is redone without it."""
         broken: dict[int, BaseException] = {}
         while True:
             outcomes: list[tuple[Any, BaseException | None]] = []
             try:
-                with self.resize_gate:
-                    txn = self.env.begin(write=True)
-                    try:
-                        for i, (op, _, _, _) in enumerate(batch):
-                            if i in broken:
-                                outcomes.append((None, broken[i]))
-                                continue
-                            try:
-                                outcomes.append((op(txn), None))
-                            except (SurestepError, LeaseLostError) as exc:
-                                outcomes.append((None, exc))
-                            except lmdb.Error:
-                                raise
-                            except Exception as exc:  # a bug in an op: fail it alone
-                                broken[i] = StoreError(f"a store operation failed: {exc!r}")
-                                broken[i].__cause__ = exc
-                                raise _Redo from None
-                        txn.commit()
-                    except BaseException:
-                        txn.abort()
-                        raise
+                txn = self.env.begin(write=True)  # under _writing, as every write
+                try:
+                    for i, (op, _, _, _) in enumerate(batch):
+                        if i in broken:
+                            outcomes.append((None, broken[i]))
+                            continue
+                        try:
+                            outcomes.append((op(txn), None))
+                        except (SurestepError, LeaseLostError) as exc:
+                            outcomes.append((None, exc))
+                        except lmdb.Error:
+                            raise
+                        except Exception as exc:  # a bug in an op: fail it alone
+                            broken[i] = StoreError(f"a store operation failed: {exc!r}")
+                            broken[i].__cause__ = exc
+                            raise _Redo from None
+                    txn.commit()
+                except BaseException:
+                    txn.abort()
+                    raise
                 return outcomes
             except _Redo:
                 continue
@@ -321,12 +321,13 @@ class _Env:
                     err.__cause__ = exc
                     return [(None, err)] * len(batch)
             except lmdb.MapResizedError:
-                self._adopt_new_size()
+                self._adopt_size_writing()
             except lmdb.Error as exc:
                 error = _store_error(exc, "write failed; nothing was committed", self.path)
                 return [(None, error)] * len(batch)
 
     def _grow(self) -> bool:
+        """Double the map (under ``_writing``, as ``_commit`` calls it)."""
         size = self.env.info()["map_size"]
         if size >= self.max_map_size:
             return False
@@ -338,15 +339,22 @@ class _Env:
         return True
 
     def _adopt_new_size(self) -> None:
+        """Take the map size another process set, after a read found it changed: waits
+        for a write under way in this process (only when the map grew elsewhere)."""
+        with self._writing:
+            self._adopt_size_writing()
+
+    def _adopt_size_writing(self) -> None:
+        """``_adopt_new_size`` under ``_writing``."""
         with self.resize_gate.alone():
             self.env.set_mapsize(0)  # 0: take the size another process set
 
 
 class _ResizeGate:
-    """``with gate:`` around every transaction of this process; they pass together. A
-    map resize (``with gate.alone():``) waits until none is open and keeps new ones out
-    until it is done. (A plain lock made a read on the event loop wait for the writer
-    thread's commit, flush included.)"""
+    """``with gate:`` around every read transaction of this process; they pass together.
+    A map resize (``with gate.alone():``) waits until none is open and keeps new ones
+    out until it is done. (A plain lock shared with the writer made a read on the event
+    loop wait for the writer thread's commit, flush included.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
