@@ -76,7 +76,8 @@ class NonDeterminismError(SurestepError, RuntimeError):
     """Replay found the code asking for a different step than the journal recorded.
 
     ``recorded`` and ``requested`` describe the step at position ``seq``: its
-    name (or name hash when the name is not known) and input digest.
+    name, key and input (from the core alone, before the runtime names the run:
+    the identity and input as bytes, or a format-1 record's hashes).
     """
 
     run_id: str | None
