@@ -233,9 +233,21 @@ async def test_wrong_arguments_and_unknown_workflows(store_path: str) -> None:
     async def two_args(ctx: WorkflowContext, a: int, b: int) -> int:
         return a + b
 
+    @workflow
+    async def no_ctx() -> int:  # no positional place for the context: no call can fit
+        return 0
+
+    @workflow
+    async def ctx_by_keyword(*, ctx: WorkflowContext) -> int:
+        return 0
+
     async with Engine(store_path) as engine:
         with pytest.raises(TypeError, match="cannot take these arguments"):
             await engine.start(two_args, 1)
+        for unfit in (no_ctx, ctx_by_keyword):
+            with pytest.raises(TypeError, match="cannot take these arguments"):
+                await engine.start(unfit)
+        assert await engine.runs() == []  # refused before anything was stored
         with pytest.raises(UnknownWorkflowError, match="no workflow named 'nope'"):
             await engine.start("nope")
         with pytest.raises(UnknownWorkflowError, match="not a @workflow"):

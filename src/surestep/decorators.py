@@ -160,8 +160,14 @@ class WorkflowSpec:
 def _positional_range(signature: inspect.Signature, skip: int) -> tuple[int, float]:
     """How many positional arguments a call may pass after the first ``skip`` parameters,
     when no keyword argument is required; (1, 0) (never) when one is: ``bind`` judges."""
-    params = list(signature.parameters.values())[skip:]
     kinds = inspect.Parameter
+    everything = list(signature.parameters.values())
+    if len(everything) < skip or any(
+        p.kind not in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        for p in everything[:skip]
+    ):
+        return (1, 0)  # the skipped ones (ctx) are not plain positional parameters
+    params = everything[skip:]
     if any(p.kind == kinds.KEYWORD_ONLY and p.default is p.empty for p in params):
         return (1, 0)
     positional = [
