@@ -98,7 +98,8 @@ for name in $harnesses; do
     failed=0
     for pid in $pids; do wait "$pid" || failed=1; done
     if [ "$failed" -ne 0 ]; then
-        echo "fuzzing $name found something: see $work/artifacts/ and $work/$name-*.log" >&2
+        logs=; [ "$jobs" -gt 1 ] && logs=" and $work/$name-*.log"
+        echo "fuzzing $name found something: see $work/artifacts/$logs" >&2
         exit 1
     fi
     if [ "$jobs" -gt 1 ]; then

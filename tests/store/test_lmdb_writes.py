@@ -275,3 +275,40 @@ async def test_a_map_grown_by_another_process_is_adopted_by_reads_and_writes(
         assert len(index) == 40
     finally:
         await store.close()
+
+
+async def test_a_map_grown_while_the_store_opens_is_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between LMDB's open and the first transaction another process may grow the map:
+    the open adopts the new size instead of failing (or leaving an environment behind)."""
+    opened = lmdb_store.lmdb.open
+    adopted: list[int] = []
+
+    class GrownMeanwhile:
+        def __init__(self, env: Any) -> None:
+            self._env, self._raised = env, False
+
+        def open_db(self, name: bytes) -> Any:
+            if not self._raised:
+                self._raised = True
+                raise lmdb_store.lmdb.MapResizedError("grown by another process")
+            return self._env.open_db(name)
+
+        def set_mapsize(self, size: int) -> None:
+            adopted.append(size)
+            self._env.set_mapsize(size)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._env, name)
+
+    monkeypatch.setattr(lmdb_store.lmdb, "open", lambda *a, **k: GrownMeanwhile(opened(*a, **k)))
+    store = LmdbStore(str(tmp_path / "store"), durability="process")
+    await store.open()
+    try:
+        run = await _stored_run(store)
+        await store.append(run.run_id, run.fence, 0, _record(0, 10))
+        assert len(await store.journal(run.run_id)) == 1
+    finally:
+        await store.close()
+    assert adopted == [0]  # the size the other process set

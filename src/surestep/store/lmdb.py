@@ -125,17 +125,14 @@ class _Env:
                 max_readers=MAX_READERS,
                 mode=0o600,
             )
-        except (lmdb.Error, OSError) as exc:
-            raise _store_error(exc, f"cannot open the store at {path!r}") from exc
-        self.journal = self.env.open_db(b"journal")
-        self.runs = self.env.open_db(b"runs")
-        self.leases = self.env.open_db(b"leases")
-        self.active = self.env.open_db(b"active")
-        self.timers = self.env.open_db(b"timers")
-        self.events = self.env.open_db(b"events")
-        self.logs = self.env.open_db(b"logs")
-        self.state = self.env.open_db(b"state")
-        self.deploys = self.env.open_db(b"deploys")
+            self._open_dbs()
+        except BaseException as exc:
+            env = getattr(self, "env", None)
+            if env is not None:
+                env.close()  # not left to the collector: closing drops this process's locks
+            if isinstance(exc, (lmdb.Error, OSError)):
+                raise _store_error(exc, f"cannot open the store at {path!r}") from exc
+            raise
         # Resizing the map needs no transaction open in this process. Read transactions
         # share this gate, a resize has it alone; write transactions and resizes hold
         # _writing (below), so a write never meets a resize and never waits for a read.
@@ -155,6 +152,23 @@ class _Env:
             target=self._write_loop, name="surestep-writer", daemon=True
         )
         self._thread.start()
+
+    def _open_dbs(self) -> None:
+        for _ in range(3):
+            try:
+                self.journal = self.env.open_db(b"journal")
+                self.runs = self.env.open_db(b"runs")
+                self.leases = self.env.open_db(b"leases")
+                self.active = self.env.open_db(b"active")
+                self.timers = self.env.open_db(b"timers")
+                self.events = self.env.open_db(b"events")
+                self.logs = self.env.open_db(b"logs")
+                self.state = self.env.open_db(b"state")
+                self.deploys = self.env.open_db(b"deploys")
+                return
+            except lmdb.MapResizedError:  # another process grew the map since it opened
+                self.env.set_mapsize(0)
+        raise StoreError(f"the store at {self.path!r} kept being resized while opening")
 
     # -- reads, on the caller's thread
 
