@@ -220,18 +220,17 @@ class Engine:
         run = RunInfo(
             run_id=new_run_id(),
             workflow=spec.name,
-            version=await self._current_version(spec),
+            version=spec.version,
             args=list(args),
             kwargs=kwargs,
             session_id=session_id,
             user_id=user_id,
         )
-        if not self.execute or run.version != spec.version:
-            # A client, or another version is current: a worker serving it claims the run.
-            await self.store.create_run(run, None, self.lease_seconds)
-            return RunHandle(self, run.run_id)
-        run.fence = await self.store.create_run(run, self.owner, self.lease_seconds)
-        self._launch(spec, run, replay=False)
+        # The last deployed version, if any, else this code's: decided by the store.
+        owner = self.owner if self.execute else None
+        await self.store.create_run(run, owner, self.lease_seconds, follow_deployment=True)
+        if run.owner is not None:  # else a client, or another version is current: a
+            self._launch(spec, run, replay=False)  # worker serving it claims the run
         return RunHandle(self, run.run_id)
 
     async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
@@ -276,14 +275,6 @@ class Engine:
             active.lost = True
             active.task.cancel()
         return cancelled
-
-    async def _current_version(self, spec: WorkflowSpec) -> str:
-        """The version new runs take: the last deployed one, else this code's."""
-        current = spec.version
-        for deployment in await self.store.deployments():
-            if deployment["workflow"] == spec.name:
-                current = deployment["version"]
-        return current
 
     async def deploy(
         self, workflow: Callable[..., Any] | str, version: str | None = None

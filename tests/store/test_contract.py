@@ -396,6 +396,78 @@ async def test_cancel_fences_out_the_executor(backend: Backend) -> None:
             await store.cancel(new_id())
 
 
+DEPLOY_ELSEWHERE = """
+import asyncio, sys
+from surestep.store import open_store
+
+async def main():
+    store = open_store(sys.argv[1])
+    await store.open()
+    await store.record_deployment("wf", sys.argv[2], "elsewhere")
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def deploy_elsewhere(backend: Backend, version: str) -> None:
+    """Deploy ``version`` of ``wf`` through another store instance (another process
+    for LMDB, as in ``create_elsewhere``)."""
+    if backend.kind == "lmdb":
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", DEPLOY_ELSEWHERE, backend.location, version
+        )
+        assert await proc.wait() == 0
+        return
+    async with backend.opened() as other:
+        await other.record_deployment("wf", version, "elsewhere")
+
+
+async def test_create_following_the_deployment(backend: Backend) -> None:
+    async def create(version: str = "v1") -> RunInfo:
+        run = RunInfo(run_id=new_id(), workflow="wf", version=version, args=[], kwargs={})
+        fence = await store.create_run(run, "me:1:a", LONG, follow_deployment=True)
+        got = await store.get_run(run.run_id)
+        assert (got.version, got.owner, got.fence, got.status) == (
+            run.version,
+            run.owner,
+            fence,
+            run.status,
+        )
+        return run
+
+    def taken(run: RunInfo) -> tuple[Any, ...]:
+        return (run.version, run.owner, run.fence, run.attempt, run.status)
+
+    async with backend.opened() as store:
+        assert taken(await create()) == ("v1", "me:1:a", 1, 1, "running")  # nothing deployed
+        await store.record_deployment("other", "v9", "d0")
+        await store.record_deployment("wf", "v1", "d1")
+        assert taken(await create()) == ("v1", "me:1:a", 1, 1, "running")  # this version
+        await store.record_deployment("wf", "v2", "d2")
+        moved = await create()
+        assert taken(moved) == ("v2", None, 0, 0, "pending")  # for a worker serving v2
+        assert moved.lease_until == 0 or moved.lease_until is None
+        assert await store.claim_available("me:1:a", LONG, 10, workflows=SERVED) == []
+        [claimed] = await store.claim_available("v2:1:a", LONG, 10, workflows={"wf": "v2"})
+        assert (claimed.run_id, claimed.version, claimed.fence) == (moved.run_id, "v2", 1)
+
+        # A deployment made elsewhere is followed at the next create.
+        await deploy_elsewhere(backend, "v3")
+        assert taken(await create("v3")) == ("v3", "me:1:a", 1, 1, "running")
+        assert taken(await create("v2"))[:2] == ("v3", None)
+        await deploy_elsewhere(backend, "v2")
+        assert taken(await create("v2"))[:2] == ("v2", "me:1:a")
+
+        # Without follow_deployment, the version given stands.
+        run = RunInfo(run_id=new_id(), workflow="wf", version="v1", args=[], kwargs={})
+        assert await store.create_run(run, "me:1:a", LONG) == 1
+        assert (await store.get_run(run.run_id)).version == "v1"
+        unowned = RunInfo(run_id=new_id(), workflow="wf", version="v1", args=[], kwargs={})
+        await store.create_run(unowned, None, LONG, follow_deployment=True)
+        assert taken(unowned) == ("v2", None, 0, 0, "pending")
+
+
 # ---------------------------------------------------------------- wake-ups
 
 CREATE_ELSEWHERE = """

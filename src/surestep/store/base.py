@@ -92,6 +92,18 @@ class RunInfo:
 
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunInfo))
+# What Store.create_run may set on the RunInfo it is given.
+CREATE_FIELDS = (
+    "version",
+    "status",
+    "attempt",
+    "fence",
+    "owner",
+    "lease_until",
+    "updated_at",
+    "wake_at",
+    "waiting_for",
+)
 
 
 @dataclass(frozen=True)
@@ -166,9 +178,16 @@ class Store(abc.ABC):
     # -- runs and leases
 
     @abc.abstractmethod
-    async def create_run(self, run: RunInfo, owner: str | None, lease_s: float) -> int:
-        """Insert ``run``; claim it for ``owner`` when given. Returns the fencing token.
-        ``StoreError`` if a run with its id exists."""
+    async def create_run(
+        self, run: RunInfo, owner: str | None, lease_s: float, follow_deployment: bool = False
+    ) -> int:
+        """Insert ``run``; claim it for ``owner`` when given. Returns the fencing token
+        and sets the stored lease on ``run``. ``StoreError`` if a run with its id exists.
+
+        ``follow_deployment`` (for a new run): when another version of the run's
+        workflow is the last one deployed (:meth:`record_deployment`), the run takes
+        that version and is stored unclaimed, for a worker serving it; decided in
+        the insert's own transaction, so a start never reads the deployments."""
 
     @abc.abstractmethod
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:

@@ -68,6 +68,7 @@ from ..errors import (
 )
 from .base import (
     CANCELLED,
+    CREATE_FIELDS,
     FINISHED,
     PENDING,
     RUNNING,
@@ -147,6 +148,8 @@ class _Env:
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
         self._alone_now, self._alone_checked = False, -math.inf
+        self._deployed: dict[str, str] = {}  # deployed_version's cache, of
+        self._deployed_count = 0  # this many deployments
         self.waker = WakeSender(path)
         self._thread = threading.Thread(
             target=self._write_loop, name="surestep-writer", daemon=True
@@ -169,6 +172,21 @@ class _Env:
             except lmdb.MapResizedError:  # another process grew the map since it opened
                 self.env.set_mapsize(0)
         raise StoreError(f"the store at {self.path!r} kept being resized while opening")
+
+    def deployed_version(self, txn: Any, workflow: str) -> str | None:
+        """The last version of ``workflow`` deployed, inside a write transaction. The
+        deployments are cached and read again only when their number changed: they
+        are only ever appended (``record_deployment``), and writes run one at a time."""
+        count = txn.stat(self.deploys)["entries"]
+        if count == 0:
+            return None
+        if count != self._deployed_count:
+            versions: dict[str, str] = {}
+            for _, raw in txn.cursor(db=self.deploys):
+                row = orjson.loads(raw)
+                versions[row["workflow"]] = row["version"]
+            self._deployed, self._deployed_count = versions, count
+        return self._deployed.get(workflow)
 
     # -- reads, on the caller's thread
 
@@ -686,13 +704,23 @@ class LmdbStore(Store):
 
     # -- runs and leases
 
-    async def create_run(self, run: RunInfo, owner: str | None, lease_s: float) -> int:
-        if owner is not None:
-            self._take(run, owner, lease_s, time.time())
+    async def create_run(
+        self, run: RunInfo, owner: str | None, lease_s: float, follow_deployment: bool = False
+    ) -> int:
+        given = run.version
+        fresh = [getattr(run, name) for name in CREATE_FIELDS]
+        now = time.time()
 
-        def op(txn: Any) -> None:  # re-applied as it is when a full map is grown
+        def op(txn: Any) -> None:  # re-applied from scratch when a full map is grown
             if txn.get(run_key(run.run_id), db=self.env.runs) is not None:
                 raise StoreError(f"a run {run.run_id} exists already in {self.url}")
+            deployed = self.env.deployed_version(txn, run.workflow) if follow_deployment else None
+            for name, value in zip(CREATE_FIELDS, fresh, strict=True):
+                setattr(run, name, value)
+            if deployed is not None and deployed != given:
+                run.version = deployed  # pending, for a worker serving that version
+            elif owner is not None:
+                self._take(run, owner, lease_s, now)
             self._save(txn, run)
 
         await self.env.submit(op, notify=True)
@@ -892,9 +920,18 @@ class LmdbStore(Store):
     # -- deployments
 
     async def record_deployment(self, workflow: str, version: str, digest: str) -> None:
-        row = {"workflow": workflow, "version": version, "digest": digest, "time": time.time()}
-        key = _MS.pack(time.time_ns())
-        await self.env.submit(lambda txn: txn.put(key, orjson.dumps(row), db=self.env.deploys))
+        row = orjson.dumps(
+            {"workflow": workflow, "version": version, "digest": digest, "time": time.time()}
+        )
+
+        def op(txn: Any) -> None:
+            # Keys only grow (a clock set back does not reorder) and never overwrite:
+            # deployed_version() relies on both.
+            cursor = txn.cursor(db=self.env.deploys)
+            last = _MS.unpack(cursor.key())[0] if cursor.last() else -1
+            txn.put(_MS.pack(max(time.time_ns(), last + 1)), row, db=self.env.deploys)
+
+        await self.env.submit(op)
 
     async def deployments(self) -> list[dict[str, Any]]:
         return [orjson.loads(raw) for raw in self._range(self.env.deploys, b"")]

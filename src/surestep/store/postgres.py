@@ -77,6 +77,7 @@ from ..errors import (
 )
 from .base import (
     CANCELLED,
+    CREATE_FIELDS,
     FINISHED,
     PENDING,
     RUNNING,
@@ -351,7 +352,7 @@ class _GroupCommit(Generic[ItemT]):
 
 
 _Append = tuple[str, int, bytes, int]  # run_id, seq, record, fence
-_Create = tuple[RunInfo, "str | None", float]  # run, owner, lease_s
+_Create = tuple[RunInfo, "str | None", float, bool]  # run, owner, lease_s, follow_deployment
 _Finish = tuple[str, int, str, "str | None", "str | None"]  # run_id, fence, status, result, error
 
 
@@ -442,20 +443,27 @@ class PostgresStore(Store):
                 INSERT INTO {s}.runs AS r (run_id, workflow, version, args, kwargs, status,
                     session_id, user_id, created_at, updated_at, attempt, result, error,
                     parent_id, wake_at, waiting_for, owner, lease_until, fence)
-                SELECT x.run_id, x.workflow, x.version, x.args::json, x.kwargs::json, x.status,
-                    x.session_id, x.user_id, to_timestamp(x.created_at), now(), x.attempt,
+                SELECT x.run_id, x.workflow, COALESCE(d.version, x.version), x.args::json,
+                    x.kwargs::json, CASE WHEN d.version IS NULL THEN x.status ELSE '{PENDING}' END,
+                    x.session_id, x.user_id, to_timestamp(x.created_at), now(),
+                    x.attempt - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int,
                     x.result::json, x.error::json, x.parent_id, to_timestamp(x.wake_at),
-                    x.waiting_for, x.owner,
-                    CASE WHEN x.owner IS NULL THEN NULL
+                    x.waiting_for, CASE WHEN d.version IS NULL THEN x.owner END,
+                    CASE WHEN x.owner IS NULL OR d.version IS NOT NULL THEN NULL
                         ELSE now() + make_interval(secs => x.lease_s) END,
-                    x.fence
+                    x.fence - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int
                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                     $6::text[], $7::text[], $8::text[], $9::float8[], $10::int[], $11::text[],
                     $12::text[], $13::text[], $14::float8[], $15::text[], $16::text[],
-                    $17::float8[], $18::bigint[])
+                    $17::float8[], $18::bigint[], $20::bool[])
                     AS x(run_id, workflow, version, args, kwargs, status, session_id, user_id,
                         created_at, attempt, result, error, parent_id, wake_at, waiting_for,
-                        owner, lease_s, fence)
+                        owner, lease_s, fence, follow)
+                -- follow_deployment: the workflow's last deployed version, when another
+                LEFT JOIN LATERAL (
+                    SELECT dep.version FROM {s}.deployments dep
+                    WHERE x.follow AND dep.workflow = x.workflow ORDER BY dep.id DESC LIMIT 1
+                ) d ON d.version <> x.version
                 ON CONFLICT (run_id) DO NOTHING
                 RETURNING {_COLS})
             SELECT i.*, pg_notify($19, 'changed') FROM i"""
@@ -728,17 +736,19 @@ class PostgresStore(Store):
 
     # -- runs and leases
 
-    async def _insert(self, run: RunInfo, owner: str | None, lease_s: float) -> RunInfo | None:
-        """Insert ``run`` (claimed for ``owner`` when given), batched with the
-        inserts of the same moment; the row as stored, or ``None`` when a run
-        with that id exists."""
+    async def _insert(
+        self, run: RunInfo, owner: str | None, lease_s: float, follow: bool = False
+    ) -> RunInfo | None:
+        """Insert ``run`` (claimed for ``owner`` when given; see ``create_run`` for
+        ``follow``), batched with the inserts of the same moment; the row as stored,
+        or ``None`` when a run with that id exists."""
         if owner is not None:
             run.fence += 1
             run.attempt += 1
             run.owner = owner
             run.status = RUNNING
             run.wake_at = run.waiting_for = None
-        stored: RunInfo | None = await self._creates.submit((run, owner, lease_s))
+        stored: RunInfo | None = await self._creates.submit((run, owner, lease_s, follow))
         return stored
 
     async def _write_creates(self, batch: list[_Create]) -> list[RunInfo | None]:
@@ -764,19 +774,23 @@ class PostgresStore(Store):
             [c[2] for c in batch],
             [r.fence for r in runs],
             self._channel,
+            [c[3] for c in batch],
             what="create run",
             retry=False,
         )
         stored = {rec[0]: _run_of(rec) for rec in rows}
         return [stored.get(r.run_id) for r in runs]
 
-    async def create_run(self, run: RunInfo, owner: str | None, lease_s: float) -> int:
-        stored = await self._insert(run, owner, lease_s)
+    async def create_run(
+        self, run: RunInfo, owner: str | None, lease_s: float, follow_deployment: bool = False
+    ) -> int:
+        stored = await self._insert(run, owner, lease_s, follow_deployment)
         if stored is None:
             raise StoreError(
                 f"create run {run.run_id}: a run with that id exists already in {self.url}"
             )
-        run.lease_until, run.updated_at = stored.lease_until, stored.updated_at
+        for name in CREATE_FIELDS:
+            setattr(run, name, getattr(stored, name))
         return run.fence
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
