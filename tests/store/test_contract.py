@@ -414,11 +414,7 @@ async def deploy_elsewhere(backend: Backend, version: str) -> None:
     """Deploy ``version`` of ``wf`` through another store instance (another process
     for LMDB, as in ``create_elsewhere``)."""
     if backend.kind == "lmdb":
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", DEPLOY_ELSEWHERE, backend.location, version
-        )
-        assert await proc.wait() == 0
-        return
+        return await run_script(DEPLOY_ELSEWHERE, backend.location, version)
     async with backend.opened() as other:
         await other.record_deployment("wf", version, "elsewhere")
 
@@ -486,15 +482,16 @@ asyncio.run(main())
 """
 
 
+async def run_script(script: str, *argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, *argv)
+    assert await proc.wait() == 0
+
+
 async def create_elsewhere(backend: Backend, run_id: str) -> None:
     """Create a run through another store instance: in another process for LMDB
     (instances in one process share one environment), in this one for PostgreSQL."""
     if backend.kind == "lmdb":
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CREATE_ELSEWHERE, backend.location, run_id
-        )
-        assert await proc.wait() == 0
-        return
+        return await run_script(CREATE_ELSEWHERE, backend.location, run_id)
     async with backend.opened() as other:
         await other.create_run(
             RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={}), None, 1.0
