@@ -312,3 +312,25 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
     finally:
         await store.close()
     assert adopted == [0]  # the size the other process set
+
+
+async def test_the_deployments_cache_forgets_what_an_aborted_transaction_saw(
+    tmp_path: Path,
+) -> None:
+    """A transaction that saw a deployment of its own and aborted leaves no trace
+    in ``deployed_version``'s cache, even once another deployment brings the count
+    back to what it saw."""
+    store = LmdbStore(str(tmp_path / "store"))
+    await store.open()
+    try:
+        env = store.env
+        await store.record_deployment("wf", "v1", "d1")
+        with env.env.begin(write=True) as txn:
+            txn.put(b"\xff" * 8, b'{"workflow": "wf", "version": "aborted"}', db=env.deploys)
+            assert env.deployed_version(txn, "wf") == "aborted"
+            txn.abort()
+        await store.record_deployment("wf", "v2", "d2")  # two deployments again
+        with env.env.begin(write=True) as txn:
+            assert env.deployed_version(txn, "wf") == "v2"
+    finally:
+        await store.close()

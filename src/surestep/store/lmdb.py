@@ -148,8 +148,8 @@ class _Env:
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
         self._alone_now, self._alone_checked = False, -math.inf
-        self._deployed: dict[str, str] = {}  # deployed_version's cache, of
-        self._deployed_count = 0  # this many deployments
+        self._deployed: dict[str, str] = {}  # deployed_version's cache, of the
+        self._deployed_seen: tuple[int, bytes] = (0, b"")  # deployments (count, last key)
         self.waker = WakeSender(path)
         self._thread = threading.Thread(
             target=self._write_loop, name="surestep-writer", daemon=True
@@ -175,17 +175,22 @@ class _Env:
 
     def deployed_version(self, txn: Any, workflow: str) -> str | None:
         """The last version of ``workflow`` deployed, inside a write transaction. The
-        deployments are cached and read again only when their number changed: they
-        are only ever appended (``record_deployment``), and writes run one at a time."""
+        deployments are cached and read again only when their number or last key
+        changed: they are only ever appended (``record_deployment``), and writes run
+        one at a time. (The key too, because a transaction that saw a deployment of
+        its own may abort, and another process then append a different one.)"""
         count = txn.stat(self.deploys)["entries"]
         if count == 0:
             return None
-        if count != self._deployed_count:
+        cursor = txn.cursor(db=self.deploys)
+        cursor.last()
+        seen = (count, bytes(cursor.key()))
+        if seen != self._deployed_seen:
             versions: dict[str, str] = {}
             for _, raw in txn.cursor(db=self.deploys):
                 row = orjson.loads(raw)
                 versions[row["workflow"]] = row["version"]
-            self._deployed, self._deployed_count = versions, count
+            self._deployed, self._deployed_seen = versions, seen
         return self._deployed.get(workflow)
 
     # -- reads, on the caller's thread
