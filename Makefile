@@ -40,7 +40,7 @@ lint: $(STAMP)
 
 typecheck: build
 	$(BIN)/mypy
-	$(PY) -m mypy.stubtest surestep._core --allowlist stubtest-allowlist.txt
+	$(PY) -m mypy.stubtest surestep._core surestep._lmdb --allowlist stubtest-allowlist.txt
 
 wheel: $(STAMP)  ## sdist, then a wheel built from that sdist; checks what each holds
 	rm -rf dist

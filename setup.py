@@ -1,4 +1,5 @@
-"""The compiled core: one extension, ``surestep._core``, from ``ext/_core.pyx``.
+"""The compiled parts: ``surestep._core`` from ``ext/_core.pyx``, and ``surestep._lmdb``,
+our binding of LMDB, from ``ext/_lmdb.pyx`` and the LMDB sources in ``ext/lmdb/``.
 
 Everything else about the package lives in ``pyproject.toml``. Switches:
 ``SURESTEP_DEBUG=1`` builds with assertions and no optimisation;
@@ -33,6 +34,8 @@ directives = {
     "linetrace": profile,
 }
 
+macros = [("CYTHON_TRACE_NOGIL", "1")] if profile else []
+
 setup(
     ext_modules=cythonize(
         [
@@ -41,8 +44,16 @@ setup(
                 ["ext/_core.pyx"],
                 extra_compile_args=compile_args,
                 extra_link_args=link_args,
-                define_macros=[("CYTHON_TRACE_NOGIL", "1")] if profile else [],
-            )
+                define_macros=macros,
+            ),
+            Extension(
+                "surestep._lmdb",
+                ["ext/_lmdb.pyx", "ext/lmdb/mdb.c", "ext/lmdb/midl.c"],
+                include_dirs=["ext/lmdb"],
+                extra_compile_args=compile_args,
+                extra_link_args=link_args,
+                define_macros=macros,
+            ),
         ],
         compiler_directives=directives,
         include_path=["ext"],

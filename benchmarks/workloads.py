@@ -32,10 +32,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import lmdb
 import orjson
 
-from surestep import Engine, RunHandle, WorkflowContext, _core, function, workflow
+from surestep import Engine, RunHandle, WorkflowContext, _core, _lmdb, function, workflow
 from surestep.store.base import new_run_id, run_key
 from surestep.store.lmdb import DEFAULT_MAP_SIZE
 
@@ -172,7 +171,7 @@ def raw_commits(n: int, sync: bool) -> tuple[float, float]:
     """Seconds per transaction that puts one step record and commits (sync or not):
     the mean over ``n`` transactions, and the median of the individual ones."""
     path = temp_dir("raw")
-    env = lmdb.open(path, **raw_env_options(sync))
+    env = _lmdb.open(path, **raw_env_options(sync))
     try:
         db = env.open_db(b"journal")
         key = run_key(new_run_id())
@@ -204,7 +203,7 @@ def raw_group_commits(runs: int, steps: int, layout: str) -> float:
     append-ordered journal would, so one commit dirties the tail pages only.
     """
     path = temp_dir("rawgroup")
-    env = lmdb.open(path, **raw_env_options(True))
+    env = _lmdb.open(path, **raw_env_options(True))
     try:
         db = env.open_db(b"journal")
         keys = [run_key(new_run_id()) for _ in range(runs)]
@@ -246,7 +245,7 @@ async def plain_awaits(n: int) -> float:
 def store_commits(path: str) -> int:
     """Write transactions committed in a closed store (LMDB's last transaction id;
     the first few created the store's named databases)."""
-    env = lmdb.open(path, readonly=True, **raw_env_options(False))
+    env = _lmdb.open(path, readonly=True, **raw_env_options(False))
     try:
         commits: int = env.info()["last_txnid"]
     finally:
@@ -503,7 +502,7 @@ async def replay_floor(path: str, run_id: str, steps: int) -> float:
     ones), decoding the recorded output, and one ``await`` of a coroutine.
     Straight-line code, no engine.
     """
-    env = lmdb.open(path, readonly=True, **{**raw_env_options(False), "mode": 0o600})
+    env = _lmdb.open(path, readonly=True, **{**raw_env_options(False), "mode": 0o600})
     try:
         db = env.open_db(b"journal", create=False)
         prefix = run_key(run_id)
@@ -605,7 +604,7 @@ def scan_floor(path: str) -> float:
     """Seconds to open the environment, count the unfinished runs, and read the first
     one's row and journal: what any recovery has to do before its first step."""
     started = time.perf_counter()
-    env = lmdb.open(path, **raw_env_options(True))
+    env = _lmdb.open(path, **raw_env_options(True))
     try:
         active, runs, journal = (
             env.open_db(n, create=False) for n in (b"active", b"runs", b"journal")
@@ -691,7 +690,7 @@ def journal_bytes(path: str) -> dict[str, float]:
     payload. ``physical``: the journal database's pages (leaf + branch + overflow) over
     its records, minus the payload.
     """
-    env = lmdb.open(path, readonly=True, **raw_env_options(False))
+    env = _lmdb.open(path, readonly=True, **raw_env_options(False))
     try:
         db = env.open_db(b"journal", create=False)
         logical = payload = n = 0
@@ -1011,7 +1010,7 @@ def machine() -> dict[str, str]:
         "cpus": str(os.cpu_count()),
         "cpu": model,
         "python": sys.version.split()[0],
-        "lmdb": lmdb.__version__,
+        "lmdb": ".".join(map(str, _lmdb.version())),
         "orjson": orjson.__version__,
         "store filesystem": fs,
     }

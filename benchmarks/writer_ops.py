@@ -1,5 +1,6 @@
 """Where the LMDB writer thread's time goes during 1,000 x 10 (fsync): wall time per
-op kind inside the group commits, against the whole commits and the loop thread's CPU.
+op kind inside the group commits, and of their transactions' begin and commit, against
+the whole commits and the loop thread's CPU.
 
     .venv/bin/python benchmarks/writer_ops.py --rounds 3
 
@@ -24,7 +25,35 @@ def main() -> None:
     op_time: collections.Counter[str] = collections.Counter()
     op_count: collections.Counter[str] = collections.Counter()
     commits: list[float] = []
+    txn_time: collections.Counter[str] = collections.Counter()  # begin, commit
     commit = lmdb._Env._commit
+
+    class TimedTxn:
+        def __init__(self, txn: Any) -> None:
+            self._txn = txn
+
+        def commit(self) -> None:
+            started = time.perf_counter()
+            try:
+                self._txn.commit()
+            finally:
+                txn_time["commit"] += time.perf_counter() - started
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._txn, name)
+
+    class TimedEnv:
+        def __init__(self, env: Any) -> None:
+            self._env = env
+
+        def begin(self, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            txn = self._env.begin(**kwargs)
+            txn_time["begin"] += time.perf_counter() - started
+            return TimedTxn(txn)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._env, name)
 
     def timed_op(op: Any) -> Any:
         name = getattr(op, "__qualname__", "?").replace(".<locals>.op", "")
@@ -41,9 +70,11 @@ def main() -> None:
 
     def timed_commit(self: Any, batch: list[Any]) -> Any:
         started = time.perf_counter()
+        env, self.env = self.env, TimedEnv(self.env)
         try:
             return commit(self, [(timed_op(op), *rest) for op, *rest in batch])
         finally:
+            self.env = env
             commits.append(time.perf_counter() - started)
 
     lmdb._Env._commit = timed_commit  # type: ignore[method-assign]
@@ -51,7 +82,7 @@ def main() -> None:
     for _ in range(rounds):
         work = workloads.ConcurrentSteps(loop)
         work.setup()
-        op_time.clear(), op_count.clear(), commits.clear()
+        op_time.clear(), op_count.clear(), commits.clear(), txn_time.clear()
         wall, cpu = time.perf_counter(), time.thread_time()
         work.measured()
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
@@ -59,7 +90,8 @@ def main() -> None:
         print(
             f"wall {wall * 1e3:.0f} ms, loop thread CPU {cpu * 1e3:.0f} ms, "
             f"{len(commits)} commits taking {sum(commits) * 1e3:.0f} ms, "
-            f"ops inside them {sum(op_time.values()) * 1e3:.0f} ms"
+            f"ops inside them {sum(op_time.values()) * 1e3:.0f} ms; the transactions' "
+            f"begin {txn_time['begin'] * 1e3:.0f} ms, commit {txn_time['commit'] * 1e3:.0f} ms"
         )
         for name, spent in op_time.most_common():
             n = op_count[name]

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import lmdb
-
-from surestep import _core
+from surestep import _core, _lmdb
 from surestep.store.base import run_key
 
 
@@ -16,7 +14,7 @@ def rewrite_record(
 ) -> None:
     """Replace the encoded record of step ``seq`` by ``change(record)``, in place in the
     value (a chunk of several records, or a record of its own) that holds it."""
-    env = lmdb.open(str(store_path), max_dbs=16)
+    env = _lmdb.open(str(store_path), max_dbs=16)
     try:
         db = env.open_db(b"journal")
         prefix = run_key(run_id)
@@ -38,7 +36,7 @@ def rewrite_record(
 
 def values(store_path: str | Path, run_id: str) -> list[bytes]:
     """The run's journal values as the LMDB store holds them."""
-    env = lmdb.open(str(store_path), max_dbs=16, readonly=True)
+    env = _lmdb.open(str(store_path), max_dbs=16, readonly=True)
     try:
         db = env.open_db(b"journal", create=False)
         prefix = run_key(run_id)

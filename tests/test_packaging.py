@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import surestep
-from surestep import _core
+from surestep import _core, _lmdb
 
 PACKAGE_DIR = Path(surestep.__file__).parent
 SOURCE_TREE = Path(__file__).resolve().parent.parent
@@ -93,11 +93,12 @@ def test_format_version_is_the_one_records_carry() -> None:
     assert _core.decode_record(record).version == _core.FORMAT_VERSION
 
 
-def test_typed_stub_and_marker_sit_next_to_the_module() -> None:
-    core_file = Path(_core.__file__ or "")
-    assert core_file.parent == PACKAGE_DIR
-    assert core_file.suffix in {".so", ".pyd"}, core_file
-    assert (PACKAGE_DIR / "_core.pyi").is_file()
+def test_typed_stubs_and_marker_sit_next_to_the_modules() -> None:
+    for module in (_core, _lmdb):
+        compiled = Path(module.__file__ or "")
+        assert compiled.parent == PACKAGE_DIR
+        assert compiled.suffix in {".so", ".pyd"}, compiled
+        assert (PACKAGE_DIR / f"{module.__name__.rsplit('.', 1)[1]}.pyi").is_file()
     assert (PACKAGE_DIR / "py.typed").is_file()
 
 
@@ -153,7 +154,14 @@ def test_sdist_is_complete() -> None:
         "pyproject.toml",
         "setup.py",
         "ext/_core.pyx",
+        "ext/_lmdb.pyx",
+        "ext/lmdb/mdb.c",
+        "ext/lmdb/midl.c",
+        "ext/lmdb/lmdb.h",
+        "ext/lmdb/midl.h",
+        "ext/lmdb/LICENSE",
         "src/surestep/_core.pyi",
+        "src/surestep/_lmdb.pyi",
         "src/surestep/py.typed",
         "src/surestep/_version.py",
         "tests/conftest.py",
@@ -166,7 +174,8 @@ def test_sdist_is_complete() -> None:
         for source in pyx_dir.iterdir():
             if source.suffix in {".pyx", ".pxi", ".pxd"}:
                 assert f"ext/{source.name}" in names, source.name
-    assert not [n for n in names if n.startswith("ext/") and n.endswith(".c")], "generated C"
+    top = [n for n in names if n.startswith("ext/") and n.count("/") == 1]
+    assert not [n for n in top if n.endswith(".c")], "generated C"  # LMDB's is in ext/lmdb/
     assert not [n for n in names if n.endswith((".so", ".pyc"))]
 
 
@@ -176,8 +185,10 @@ def test_wheel_holds_the_package_and_no_sources() -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
     assert not [n for n in names if n.endswith(NOT_SHIPPED)], "sources or generated C"
-    assert [n for n in names if n.startswith("surestep/_core.") and n.endswith((".so", ".pyd"))]
-    assert "surestep/_core.pyi" in names
+    for module in ("_core", "_lmdb"):
+        built = [n for n in names if n.startswith(f"surestep/{module}.")]
+        assert [n for n in built if n.endswith((".so", ".pyd"))], module
+        assert f"surestep/{module}.pyi" in names
     assert "surestep/py.typed" in names
     if SOURCE_PACKAGE.is_dir():  # every package file of the tree is shipped (data files too)
         for path in SOURCE_PACKAGE.rglob("*"):

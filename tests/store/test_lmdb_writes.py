@@ -282,7 +282,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
 ) -> None:
     """Between LMDB's open and the first transaction another process may grow the map:
     the open adopts the new size instead of failing (or leaving an environment behind)."""
-    opened = lmdb_store.lmdb.open
+    opened = lmdb_store._lmdb.open
     adopted: list[int] = []
 
     class GrownMeanwhile:
@@ -292,7 +292,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
         def open_db(self, name: bytes) -> Any:
             if not self._raised:
                 self._raised = True
-                raise lmdb_store.lmdb.MapResizedError("grown by another process")
+                raise lmdb_store._lmdb.MapResizedError("grown by another process")
             return self._env.open_db(name)
 
         def set_mapsize(self, size: int) -> None:
@@ -302,7 +302,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
         def __getattr__(self, name: str) -> Any:
             return getattr(self._env, name)
 
-    monkeypatch.setattr(lmdb_store.lmdb, "open", lambda *a, **k: GrownMeanwhile(opened(*a, **k)))
+    monkeypatch.setattr(lmdb_store._lmdb, "open", lambda *a, **k: GrownMeanwhile(opened(*a, **k)))
     store = LmdbStore(str(tmp_path / "store"), durability="process")
     await store.open()
     try:

@@ -54,10 +54,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import lmdb
 import orjson
 
-from .. import _core
+from .. import _core, _lmdb
 from ..errors import (
     ConfigurationError,
     LeaseLostError,
@@ -116,7 +115,7 @@ class _Env:
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
             _reserve_lock_file(path)
-            self.env = lmdb.open(
+            self.env = _lmdb.open(
                 path,
                 map_size=map_size,
                 max_dbs=16,
@@ -131,7 +130,7 @@ class _Env:
             env = getattr(self, "env", None)
             if env is not None:
                 env.close()  # not left to the collector: closing drops this process's locks
-            if isinstance(exc, (lmdb.Error, OSError)):
+            if isinstance(exc, (_lmdb.Error, OSError)):
                 raise _store_error(exc, f"cannot open the store at {path!r}") from exc
             raise
         # Resizing the map needs no transaction open in this process. Read transactions
@@ -169,7 +168,7 @@ class _Env:
                 self.state = self.env.open_db(b"state")
                 self.deploys = self.env.open_db(b"deploys")
                 return
-            except lmdb.MapResizedError:  # another process grew the map since it opened
+            except _lmdb.MapResizedError:  # another process grew the map since it opened
                 self.env.set_mapsize(0)
         raise StoreError(f"the store at {self.path!r} kept being resized while opening")
 
@@ -204,9 +203,9 @@ class _Env:
                     txn: Any = self.env.begin(buffers=True) if buffers else self.env.begin()
                     with txn:
                         return fn(txn)
-            except lmdb.MapResizedError:
+            except _lmdb.MapResizedError:
                 self._adopt_new_size()
-            except lmdb.Error as exc:
+            except _lmdb.Error as exc:
                 raise _store_error(exc, "read failed") from exc
         raise StoreError(f"the store at {self.path!r} kept being resized while reading")
 
@@ -335,7 +334,7 @@ class _Env:
                             outcomes.append((op(txn), None))
                         except (SurestepError, LeaseLostError) as exc:
                             outcomes.append((None, exc))
-                        except lmdb.Error:
+                        except _lmdb.Error:
                             raise
                         except Exception as exc:  # a bug in an op: fail it alone
                             broken[i] = StoreError(f"a store operation failed: {exc!r}")
@@ -348,7 +347,7 @@ class _Env:
                 return outcomes
             except _Redo:
                 continue
-            except lmdb.MapFullError as exc:
+            except _lmdb.MapFullError as exc:
                 if not self._grow():
                     err: BaseException = StoreFullError(
                         f"the store at {self.path!r} is full at map_size="
@@ -357,9 +356,9 @@ class _Env:
                     )
                     err.__cause__ = exc
                     return [(None, err)] * len(batch)
-            except lmdb.MapResizedError:
+            except _lmdb.MapResizedError:
                 self._adopt_size_writing()
-            except lmdb.Error as exc:
+            except _lmdb.Error as exc:
                 error = _store_error(exc, "write failed; nothing was committed", self.path)
                 return [(None, error)] * len(batch)
 
@@ -371,7 +370,7 @@ class _Env:
         try:
             with self.resize_gate.alone():
                 self.env.set_mapsize(min(size * 2, self.max_map_size))
-        except lmdb.Error:  # e.g. no address space left for the larger map
+        except _lmdb.Error:  # e.g. no address space left for the larger map
             return False
         return True
 
@@ -497,7 +496,7 @@ def _free_bytes(path: str) -> int | None:
 def _store_error(exc: BaseException, what: str, path: str | None = None) -> StoreError:
     code = getattr(exc, "errno", None)
     no_space = (
-        isinstance(exc, lmdb.DiskError) or code == errno.ENOSPC or "No space left" in str(exc)
+        isinstance(exc, _lmdb.DiskError) or code == errno.ENOSPC or "No space left" in str(exc)
     )
     if (
         not no_space
@@ -508,7 +507,7 @@ def _store_error(exc: BaseException, what: str, path: str | None = None) -> Stor
         no_space = free is not None and free < MIN_FREE_BYTES
     if no_space:
         return StoreFullError(f"{what}: the disk is full ({exc})")
-    if isinstance(exc, (lmdb.ReadonlyError, PermissionError)) or "Permission denied" in str(exc):
+    if isinstance(exc, (_lmdb.ReadonlyError, PermissionError)) or "Permission denied" in str(exc):
         return StoreError(f"{what}: no permission to write there ({exc})")
     return StoreError(f"{what}: {exc}")
 

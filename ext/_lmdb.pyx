@@ -1,0 +1,628 @@
+# cython: language_level=3, autotestdict=False, auto_pickle=False
+"""surestep's binding of LMDB, the C library in ``ext/lmdb/`` (LMDB 0.9.36 with py-lmdb
+3.0.0's hardening patches: ``ext/lmdb/README.md``).
+
+The subset of the ``lmdb`` package's API that ``surestep.store.lmdb`` uses, with one
+difference that is its reason to exist: gets, puts, deletes and cursor moves keep the GIL.
+They cost a microsecond or two, and the ``lmdb`` package releases the GIL around each;
+with the event loop running Python on another thread, taking it back waited for the
+loop's next switch, 15-35 us per put (benchmarks/RESULTS.md, fourth round). The calls
+that can wait, on the disk or on another process, release it: opening, beginning a write
+transaction (LMDB's writer lock), committing one (the fsync), resizing and closing.
+
+A transaction and its cursors belong to one thread at a time. A read transaction with
+``buffers=True`` returns memoryviews of the map, valid until it ends; otherwise values
+are bytes copies.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.ref cimport PyObject
+
+
+cdef extern from "Python.h":
+    object PyMemoryView_FromMemory(char *mem, Py_ssize_t size, int flags)
+    int PyBUF_READ
+
+
+cdef extern from "lmdb.h" nogil:
+    ctypedef struct MDB_env:
+        pass
+    ctypedef struct MDB_txn:
+        pass
+    ctypedef struct MDB_cursor:
+        pass
+    ctypedef unsigned int MDB_dbi
+    ctypedef struct MDB_val:
+        size_t mv_size
+        void *mv_data
+    ctypedef struct MDB_stat:
+        unsigned int ms_psize
+        unsigned int ms_depth
+        size_t ms_branch_pages
+        size_t ms_leaf_pages
+        size_t ms_overflow_pages
+        size_t ms_entries
+    ctypedef struct MDB_envinfo:
+        void *me_mapaddr
+        size_t me_mapsize
+        size_t me_last_pgno
+        size_t me_last_txnid
+        unsigned int me_maxreaders
+        unsigned int me_numreaders
+    ctypedef enum MDB_cursor_op:
+        MDB_FIRST
+        MDB_GET_CURRENT
+        MDB_LAST
+        MDB_NEXT
+        MDB_PREV
+        MDB_SET_KEY
+        MDB_SET_RANGE
+
+    int MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH
+    int MDB_SUCCESS, MDB_NOTFOUND, MDB_KEYEXIST, MDB_MAP_FULL, MDB_MAP_RESIZED
+    unsigned int MDB_NOSYNC, MDB_NOMETASYNC, MDB_RDONLY, MDB_NOTLS, MDB_NORDAHEAD
+    unsigned int MDB_CREATE, MDB_NOOVERWRITE, MDB_APPEND
+
+    char *mdb_strerror(int err)
+    int mdb_env_create(MDB_env **env)
+    int mdb_env_open(MDB_env *env, const char *path, unsigned int flags, unsigned int mode)
+    void mdb_env_close(MDB_env *env)
+    int mdb_env_set_mapsize(MDB_env *env, size_t size)
+    int mdb_env_set_maxreaders(MDB_env *env, unsigned int readers)
+    int mdb_env_set_maxdbs(MDB_env *env, MDB_dbi dbs)
+    int mdb_env_info(MDB_env *env, MDB_envinfo *stat)
+    int mdb_env_sync(MDB_env *env, int force)
+    int mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **txn)
+    int mdb_txn_commit(MDB_txn *txn)
+    void mdb_txn_abort(MDB_txn *txn)
+    void mdb_txn_reset(MDB_txn *txn)
+    int mdb_txn_renew(MDB_txn *txn)
+    int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi)
+    int mdb_stat(MDB_txn *txn, MDB_dbi dbi, MDB_stat *stat)
+    int mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
+    int mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned int flags)
+    int mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
+    int mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor)
+    void mdb_cursor_close(MDB_cursor *cursor)
+    int mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data, MDB_cursor_op op)
+
+
+
+
+class Error(Exception):
+    """An LMDB call failed; ``code`` is LMDB's return code, ``errno`` the system's error
+    number when it was one."""
+
+    def __init__(self, message, code=0):
+        super().__init__(message)
+        self.code = code
+        self.errno = code if code > 0 else None
+
+
+class MapFullError(Error):
+    """The map is full: grow it (``Environment.set_mapsize``) and redo the transaction."""
+
+
+class MapResizedError(Error):
+    """Another process grew the map: adopt its size (``set_mapsize(0)``) and retry."""
+
+
+class ReadonlyError(Error):
+    """A write to an environment or transaction opened read-only, or without permission."""
+
+
+class DiskError(Error):
+    """The disk is full."""
+
+
+cdef extern from "errno.h":
+    int EACCES, ENOSPC, EROFS, EINVAL
+
+
+cdef object _error(str what, int rc):
+    message = f"{what}: {mdb_strerror(rc).decode('utf-8', 'replace')}"
+    if rc == MDB_MAP_FULL:
+        return MapFullError(message, rc)
+    if rc == MDB_MAP_RESIZED:
+        return MapResizedError(message, rc)
+    if rc == EACCES or rc == EROFS:
+        return ReadonlyError(message, rc)
+    if rc == ENOSPC:
+        return DiskError(message, rc)
+    return Error(message, rc)
+
+
+def version():
+    """The LMDB library's version, as ``(major, minor, patch)``."""
+    return (MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH)
+
+
+cdef class _Buffer:
+    """A borrowed view of a bytes-like argument as an ``MDB_val``."""
+    cdef Py_buffer view
+    cdef bint held
+
+    cdef int take(self, object obj, MDB_val *val) except -1:
+        PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE)
+        self.held = True
+        val.mv_size = <size_t>self.view.len
+        val.mv_data = self.view.buf
+        return 0
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+
+cdef inline object _value(MDB_val *val, bint buffers):
+    if buffers:
+        return PyMemoryView_FromMemory(<char *>val.mv_data, <Py_ssize_t>val.mv_size, PyBUF_READ)
+    return PyBytes_FromStringAndSize(<char *>val.mv_data, <Py_ssize_t>val.mv_size)
+
+
+cdef class Cursor:
+    """A position in one database of a transaction. Iterating it yields ``(key, value)``
+    from its position (from the first key when not positioned) to the last."""
+    cdef object txn  # kept alive while the cursor is: the pointers below point into it
+    cdef PyObject **head  # the transaction's list of open cursors
+    cdef unsigned long *mutations  # the transaction's count of puts and deletes
+    cdef bint buffers  # the transaction's
+    cdef MDB_cursor *cursor
+    cdef PyObject *before  # the transaction's other open cursors
+    cdef PyObject *after
+    cdef MDB_val k, v
+    cdef bint positioned
+    cdef unsigned long seen  # txn.mutations when k and v were read
+
+    cdef void _close(self, bint free):
+        """Leave the transaction's list; ``free``: close the LMDB cursor too."""
+        if self.cursor == NULL:
+            return
+        if free:
+            mdb_cursor_close(self.cursor)
+        self.cursor = NULL
+        self.positioned = False
+        if self.before != NULL:
+            (<Cursor>self.before).after = self.after
+        else:
+            self.head[0] = self.after
+        if self.after != NULL:
+            (<Cursor>self.after).before = self.before
+        self.before = self.after = NULL
+
+    def __dealloc__(self):
+        if self.txn is not None:
+            self._close(True)
+
+    cdef int _move(self, MDB_cursor_op op) except -1:
+        """1 if the move landed on a key, 0 if there is none (the cursor is then not
+        positioned)."""
+        if self.cursor == NULL:
+            raise Error("the cursor's transaction has ended")
+        rc = mdb_cursor_get(self.cursor, &self.k, &self.v, op)
+        self.seen = self.mutations[0]
+        if rc == MDB_NOTFOUND:
+            self.positioned = False
+            return 0
+        if rc:
+            self.positioned = False
+            raise _error("mdb_cursor_get", rc)
+        self.positioned = True
+        return 1
+
+    cdef int _fresh(self) except -1:
+        """Re-read the current item after a put or delete in the transaction (it may have
+        moved in memory)."""
+        if self.cursor == NULL:
+            raise Error("the cursor's transaction has ended")
+        if self.positioned and self.seen != self.mutations[0]:
+            self._move(MDB_GET_CURRENT)
+        return 0
+
+    def first(self):
+        return self._move(MDB_FIRST) == 1
+
+    def last(self):
+        return self._move(MDB_LAST) == 1
+
+    def next(self):
+        return self._move(MDB_NEXT if self.positioned else MDB_FIRST) == 1
+
+    def prev(self):
+        return self._move(MDB_PREV if self.positioned else MDB_LAST) == 1
+
+    def set_range(self, key):
+        """Move to the first key >= ``key`` (the first key when ``key`` is empty)."""
+        cdef _Buffer kb = _Buffer()
+        kb.take(key, &self.k)
+        if self.k.mv_size == 0:
+            return self._move(MDB_FIRST) == 1
+        return self._move(MDB_SET_RANGE) == 1
+
+    def set_key(self, key):
+        """Move to ``key`` exactly."""
+        cdef _Buffer kb = _Buffer()
+        kb.take(key, &self.k)
+        return self._move(MDB_SET_KEY) == 1
+
+    def key(self):
+        """The current key (empty when not positioned)."""
+        self._fresh()
+        if not self.positioned:
+            return b""
+        return _value(&self.k, self.buffers)
+
+    def value(self):
+        """The current value (empty when not positioned)."""
+        self._fresh()
+        if not self.positioned:
+            return b""
+        return _value(&self.v, self.buffers)
+
+    def item(self):
+        return self.key(), self.value()
+
+    def iternext(self, bint keys=True, bint values=True):
+        """Iterate from the current position (the first key when not positioned): keys,
+        values or ``(key, value)`` pairs."""
+        if not self.positioned:
+            self._move(MDB_FIRST)
+        return _Iterator(self, keys, values)
+
+    def __iter__(self):
+        return self.iternext()
+
+
+cdef class Transaction:
+    """A read or write transaction; as a context manager, committed when its block ends
+    normally and aborted when it raises."""
+    cdef object env  # kept alive while the transaction is: the pointers below point into it
+    cdef MDB_txn **spare  # the environment's spare read transaction
+    cdef PyObject **live  # the environment's list of live transactions
+    cdef MDB_txn *txn
+    cdef readonly bint write
+    cdef bint buffers
+    cdef PyObject *before  # the environment's other live transactions
+    cdef PyObject *after
+    cdef PyObject *cursors  # this transaction's open cursors, linked as the transactions
+    cdef unsigned long mutations  # puts and deletes so far: cursors re-read after one
+
+    cdef int _check(self) except -1:
+        if self.txn == NULL:
+            raise Error("the transaction has ended")
+        return 0
+
+    cdef void _forget(self):
+        """Close the cursors (a write transaction's end frees them) and leave the
+        environment's list."""
+        while self.cursors != NULL:
+            (<Cursor>self.cursors)._close(not self.write)
+        if self.before != NULL:
+            (<Transaction>self.before).after = self.after
+        else:
+            self.live[0] = self.after
+        if self.after != NULL:
+            (<Transaction>self.after).before = self.before
+        self.before = self.after = NULL
+
+    cdef void _end(self):
+        """Abort, or for a read transaction keep it for the next read."""
+        if self.txn == NULL:
+            return
+        self._forget()
+        if self.write or self.spare[0] != NULL:
+            mdb_txn_abort(self.txn)
+        else:
+            mdb_txn_reset(self.txn)
+            self.spare[0] = self.txn
+        self.txn = NULL
+
+    def get(self, key, unsigned int db, default=None):
+        """The value of ``key`` in ``db``, or ``default``."""
+        cdef MDB_val k, v
+        cdef _Buffer kb = _Buffer()
+        self._check()
+        kb.take(key, &k)
+        rc = mdb_get(self.txn, db, &k, &v)
+        if rc == MDB_NOTFOUND:
+            return default
+        if rc:
+            raise _error("mdb_get", rc)
+        return _value(&v, self.buffers)
+
+    def put(self, key, value, unsigned int db, bint overwrite=True, bint append=False):
+        """Store ``value`` at ``key``; False if the key exists and not ``overwrite``."""
+        cdef MDB_val k, v
+        cdef _Buffer kb = _Buffer()
+        cdef _Buffer vb = _Buffer()
+        cdef unsigned int flags = 0
+        self._check()
+        kb.take(key, &k)
+        vb.take(value, &v)
+        if not overwrite:
+            flags |= MDB_NOOVERWRITE
+        if append:
+            flags |= MDB_APPEND
+        rc = mdb_put(self.txn, db, &k, &v, flags)
+        self.mutations += 1
+        if rc == MDB_KEYEXIST:
+            return False
+        if rc:
+            raise _error("mdb_put", rc)
+        return True
+
+    def delete(self, key, unsigned int db):
+        """Remove ``key`` from ``db``; False if it was not there."""
+        cdef MDB_val k
+        cdef _Buffer kb = _Buffer()
+        self._check()
+        kb.take(key, &k)
+        rc = mdb_del(self.txn, db, &k, NULL)
+        self.mutations += 1
+        if rc == MDB_NOTFOUND:
+            return False
+        if rc:
+            raise _error("mdb_del", rc)
+        return True
+
+    def stat(self, unsigned int db):
+        """``entries``, ``psize``, ``depth``, ``branch_pages``, ``leaf_pages``,
+        ``overflow_pages`` of ``db``."""
+        cdef MDB_stat st
+        self._check()
+        rc = mdb_stat(self.txn, db, &st)
+        if rc:
+            raise _error("mdb_stat", rc)
+        return {
+            "entries": st.ms_entries,
+            "psize": st.ms_psize,
+            "depth": st.ms_depth,
+            "branch_pages": st.ms_branch_pages,
+            "leaf_pages": st.ms_leaf_pages,
+            "overflow_pages": st.ms_overflow_pages,
+        }
+
+    def cursor(self, unsigned int db):
+        """A cursor over ``db``, not positioned; it ends with the transaction."""
+        cdef Cursor c = Cursor.__new__(Cursor)
+        self._check()
+        rc = mdb_cursor_open(self.txn, db, &c.cursor)
+        if rc:
+            raise _error("mdb_cursor_open", rc)
+        c.txn, c.head, c.mutations, c.buffers = self, &self.cursors, &self.mutations, self.buffers
+        c.after = self.cursors
+        if self.cursors != NULL:
+            (<Cursor>self.cursors).before = <PyObject *>c
+        self.cursors = <PyObject *>c
+        return c
+
+    def commit(self):
+        """Commit (a write transaction: to the disk, as the environment's sync says)."""
+        cdef int rc
+        cdef MDB_txn *txn
+        self._check()
+        if not self.write:
+            self._end()
+            return
+        self._forget()
+        txn, self.txn = self.txn, NULL
+        with nogil:
+            rc = mdb_txn_commit(txn)  # frees txn, whatever it returns
+        if rc:
+            raise _error("mdb_txn_commit", rc)
+
+    def abort(self):
+        """Drop everything the transaction wrote; aborting an ended one does nothing."""
+        self._end()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.txn == NULL:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def __dealloc__(self):
+        self._end()
+
+
+cdef class Environment:
+    """One open LMDB environment (a directory with ``data.mdb`` and ``lock.mdb``)."""
+    cdef MDB_env *env
+    cdef MDB_txn *spare  # a reset read transaction, renewed by the next read
+    cdef readonly bint readonly
+    # The transactions not yet ended, linked through borrowed references: ended by close().
+    cdef PyObject *live
+
+    cdef int _check(self) except -1:
+        if self.env == NULL:
+            raise Error("the environment is closed")
+        return 0
+
+    def open_db(self, bytes name, bint create=True):
+        """The handle of the named database, created if missing when ``create`` (and the
+        environment is writable)."""
+        cdef MDB_txn *txn
+        cdef MDB_dbi dbi
+        cdef int rc
+        cdef const char *cname = name
+        cdef unsigned int flags = MDB_RDONLY if self.readonly or not create else 0
+        self._check()
+        with nogil:
+            rc = mdb_txn_begin(self.env, NULL, flags, &txn)
+        if rc:
+            raise _error("mdb_txn_begin", rc)
+        rc = mdb_dbi_open(txn, cname, 0 if flags else MDB_CREATE, &dbi)
+        if rc:
+            mdb_txn_abort(txn)
+            raise _error("mdb_dbi_open", rc)
+        with nogil:
+            rc = mdb_txn_commit(txn)  # a read transaction's commit keeps the handle open
+        if rc:
+            raise _error("mdb_txn_commit", rc)
+        return dbi
+
+    def begin(self, bint write=False, bint buffers=False):
+        """A transaction: ``write`` takes LMDB's writer lock (waiting for a writer in
+        another process, the GIL released meanwhile)."""
+        cdef Transaction t = Transaction.__new__(Transaction)
+        cdef MDB_txn *txn = NULL
+        cdef int rc
+        self._check()
+        if write:
+            if self.readonly:
+                raise ReadonlyError("mdb_txn_begin: the environment is read-only", EACCES)
+            with nogil:
+                rc = mdb_txn_begin(self.env, NULL, 0, &txn)
+        elif self.spare != NULL:
+            txn, self.spare = self.spare, NULL
+            rc = mdb_txn_renew(txn)
+            if rc:
+                mdb_txn_abort(txn)
+        else:
+            rc = mdb_txn_begin(self.env, NULL, MDB_RDONLY, &txn)
+        if rc:
+            raise _error("mdb_txn_begin", rc)
+        t.env, t.spare, t.live = self, &self.spare, &self.live
+        t.txn, t.write, t.buffers = txn, write, buffers and not write
+        t.after = self.live
+        if self.live != NULL:
+            (<Transaction>self.live).before = <PyObject *>t
+        self.live = <PyObject *>t
+        return t
+
+    def set_mapsize(self, size_t size):
+        """Set the map's size; 0 adopts the size another process set. No transaction of
+        this process may be open."""
+        cdef int rc
+        self._check()
+        self._drop_spare()
+        with nogil:
+            rc = mdb_env_set_mapsize(self.env, size)
+        if rc:
+            raise _error("mdb_env_set_mapsize", rc)
+
+    def info(self):
+        """``map_size``, ``last_pgno``, ``last_txnid``, ``max_readers``, ``num_readers``."""
+        cdef MDB_envinfo info
+        self._check()
+        rc = mdb_env_info(self.env, &info)
+        if rc:
+            raise _error("mdb_env_info", rc)
+        return {
+            "map_size": info.me_mapsize,
+            "last_pgno": info.me_last_pgno,
+            "last_txnid": info.me_last_txnid,
+            "max_readers": info.me_maxreaders,
+            "num_readers": info.me_numreaders,
+        }
+
+    def sync(self, bint force=True):
+        """Flush the data file to the disk."""
+        cdef int rc
+        self._check()
+        with nogil:
+            rc = mdb_env_sync(self.env, force)
+        if rc:
+            raise _error("mdb_env_sync", rc)
+
+    cdef void _drop_spare(self):
+        if self.spare != NULL:
+            mdb_txn_abort(self.spare)
+            self.spare = NULL
+
+    def close(self):
+        """Abort the transactions still open, then close; closing twice does nothing."""
+        if self.env == NULL:
+            return
+        while self.live != NULL:
+            (<Transaction>self.live)._end()
+        self._drop_spare()
+        with nogil:
+            mdb_env_close(self.env)
+        self.env = NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __dealloc__(self):
+        if self.env != NULL:
+            if self.spare != NULL:
+                mdb_txn_abort(self.spare)
+            mdb_env_close(self.env)
+
+
+def open(
+    str path,
+    size_t map_size=10485760,
+    unsigned int max_dbs=0,
+    bint sync=True,
+    bint metasync=True,
+    bint readahead=True,
+    unsigned int max_readers=126,
+    unsigned int mode=0o755,
+    bint readonly=False,
+):
+    """Open the environment in directory ``path`` (which must exist)."""
+    cdef Environment e = Environment.__new__(Environment)
+    cdef MDB_env *env
+    cdef int rc
+    cdef bytes bpath = path.encode()
+    cdef const char *cpath = bpath
+    cdef unsigned int flags = MDB_NOTLS  # read transactions may move between threads
+    if not sync:
+        flags |= MDB_NOSYNC
+    if not metasync:
+        flags |= MDB_NOMETASYNC
+    if not readahead:
+        flags |= MDB_NORDAHEAD
+    if readonly:
+        flags |= MDB_RDONLY
+    rc = mdb_env_create(&env)
+    if rc:
+        raise _error("mdb_env_create", rc)
+    rc = mdb_env_set_mapsize(env, map_size)
+    if not rc:
+        rc = mdb_env_set_maxdbs(env, max_dbs)
+    if not rc:
+        rc = mdb_env_set_maxreaders(env, max_readers)
+    if not rc:
+        with nogil:
+            rc = mdb_env_open(env, cpath, flags, mode)
+    if rc:
+        mdb_env_close(env)
+        raise _error(path, rc)
+    e.env, e.readonly = env, readonly
+    return e
+
+
+cdef class _Iterator:
+    cdef Cursor cursor
+    cdef bint keys, values, started
+
+    def __cinit__(self, Cursor cursor, bint keys, bint values):
+        self.cursor, self.keys, self.values = cursor, keys, values
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.started:
+            self.cursor._move(MDB_NEXT)
+        self.started = True
+        if not self.cursor.positioned:
+            raise StopIteration
+        if not self.values:
+            return self.cursor.key()
+        if not self.keys:
+            return self.cursor.value()
+        return self.cursor.item()

@@ -1,0 +1,259 @@
+"""surestep._lmdb, the binding of LMDB the embedded store runs on: what it promises beyond
+LMDB itself (ended transactions and cursors refuse work instead of touching freed memory,
+a read transaction reused for the next read sees the newest commit, typed errors), and
+that the calls which can wait on another process release the GIL."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from surestep import _lmdb
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[_lmdb.Environment]:
+    e = _lmdb.open(str(tmp_path), map_size=1 << 20, max_dbs=4, sync=False, metasync=False)
+    yield e
+    e.close()
+
+
+def test_puts_gets_and_deletes(env: _lmdb.Environment) -> None:
+    db = env.open_db(b"a")
+    with env.begin(write=True) as txn:
+        assert txn.put(b"k", b"v1", db)
+        assert not txn.put(b"k", b"v2", db, overwrite=False)  # kept: the key exists
+        assert txn.get(b"k", db) == b"v1"
+        assert txn.put(b"k", b"v2", db)
+        assert txn.put(b"gone", b"x", db)
+        assert txn.delete(b"gone", db)
+        assert not txn.delete(b"gone", db)
+        assert txn.get(b"gone", db, default=b"none") == b"none"
+    with env.begin() as txn:
+        assert txn.get(b"k", db) == b"v2"
+        assert txn.get(memoryview(b"k"), db) == b"v2"  # any buffer is a key
+        assert txn.stat(db)["entries"] == 1
+    other = env.open_db(b"b")
+    with env.begin() as txn:
+        assert txn.get(b"k", other) is None  # databases are apart
+
+
+def test_a_transaction_that_raises_is_aborted(env: _lmdb.Environment) -> None:
+    db = env.open_db(b"a")
+    with pytest.raises(RuntimeError), env.begin(write=True) as txn:
+        txn.put(b"k", b"v", db)
+        raise RuntimeError("boom")
+    with env.begin() as txn:
+        assert txn.get(b"k", db) is None
+    txn = env.begin(write=True)
+    txn.put(b"k", b"v", db)
+    txn.abort()
+    with env.begin() as txn:
+        assert txn.get(b"k", db) is None
+
+
+def test_buffers_are_views_of_the_map_only_when_asked_for(env: _lmdb.Environment) -> None:
+    db = env.open_db(b"a")
+    with env.begin(write=True) as txn:
+        txn.put(b"k", b"value", db)
+        assert type(txn.get(b"k", db)) is bytes
+    with env.begin(buffers=True) as txn:
+        view = txn.get(b"k", db)
+        assert isinstance(view, memoryview) and view.readonly and bytes(view) == b"value"
+        cursor = txn.cursor(db)
+        assert cursor.first() and isinstance(cursor.key(), memoryview)
+    with env.begin() as txn:
+        assert type(txn.get(b"k", db)) is bytes
+
+
+def test_cursors_move_and_iterate_from_where_they_stand(env: _lmdb.Environment) -> None:
+    db = env.open_db(b"a")
+    keys = [b"a1", b"a2", b"b1", b"b2", b"c1"]
+    with env.begin(write=True) as txn:
+        for k in keys:
+            txn.put(k, k.upper(), db)
+    with env.begin() as txn:
+        cursor = txn.cursor(db)
+        assert cursor.key() == b"" and cursor.value() == b""  # not positioned
+        assert list(cursor.iternext(values=False)) == keys  # from the first key
+        cursor = txn.cursor(db)
+        assert cursor.set_range(b"b")
+        assert list(cursor) == [(k, k.upper()) for k in keys[2:]]  # from the position
+        assert cursor.set_range(b"")  # an empty key: the first
+        assert cursor.key() == b"a1"
+        assert not cursor.set_range(b"d")
+        assert cursor.last() and cursor.key() == b"c1"
+        assert cursor.prev() and cursor.key() == b"b2"
+        assert cursor.next() and cursor.item() == (b"c1", b"C1")
+        assert not cursor.next()
+        assert cursor.set_key(b"b1") and cursor.value() == b"B1"
+        assert not cursor.set_key(b"b")
+        assert list(txn.cursor(db).iternext(keys=False)) == [k.upper() for k in keys]
+    empty = env.open_db(b"empty")
+    with env.begin() as txn:
+        assert list(txn.cursor(empty)) == []
+        assert not txn.cursor(empty).first()
+
+
+def test_a_cursor_reads_its_item_again_after_a_write_in_its_transaction(
+    env: _lmdb.Environment,
+) -> None:
+    """A put may move the page a cursor's item lies on: the cursor must not hand out
+    what it read before the put."""
+    db = env.open_db(b"a")
+    with env.begin(write=True) as txn:
+        txn.put(b"m", b"old", db)
+        cursor = txn.cursor(db)
+        assert cursor.set_range(b"m")
+        for i in range(300):  # enough to split the page under the cursor
+            txn.put(b"a%04d" % i, b"x" * 100, db)
+        txn.put(b"m", b"new", db)
+        assert cursor.item() == (b"m", b"new")
+
+
+def test_ended_transactions_and_their_cursors_refuse_work(env: _lmdb.Environment) -> None:
+    db = env.open_db(b"a")
+    for write in (True, False):
+        txn = env.begin(write=write)
+        cursor = txn.cursor(db)
+        txn.commit()
+        with pytest.raises(_lmdb.Error, match="ended"):
+            txn.get(b"k", db)
+        with pytest.raises(_lmdb.Error, match="ended"):
+            cursor.first()
+        with pytest.raises(_lmdb.Error, match="ended"):
+            cursor.key()
+        txn.abort()  # aborting an ended transaction does nothing
+
+
+def test_closing_the_environment_aborts_what_is_open(tmp_path: Path) -> None:
+    env = _lmdb.open(str(tmp_path), max_dbs=2)
+    db = env.open_db(b"a")
+    writing = env.begin(write=True)
+    writing.put(b"k", b"v", db)
+    reading = env.begin()
+    cursor = reading.cursor(db)
+    env.close()
+    env.close()  # twice does nothing
+    for call in (lambda: writing.get(b"k", db), reading.commit, cursor.first, env.begin):
+        with pytest.raises(_lmdb.Error):
+            call()
+    env = _lmdb.open(str(tmp_path), max_dbs=2)
+    try:
+        db = env.open_db(b"a")
+        with env.begin() as txn:
+            assert txn.get(b"k", db) is None  # the write was aborted
+    finally:
+        env.close()
+
+
+def test_a_reused_read_transaction_sees_the_newest_commit(env: _lmdb.Environment) -> None:
+    """Ended read transactions are kept and renewed for the next read: a renewed one must
+    read the store as of its renewal, and two reads at once must each have their own."""
+    db = env.open_db(b"a")
+    for value in (b"1", b"2", b"3"):
+        with env.begin(write=True) as txn:
+            txn.put(b"k", value, db)
+        with env.begin() as txn:
+            assert txn.get(b"k", db) == value
+    first, second = env.begin(), env.begin()
+    with env.begin(write=True) as txn:
+        txn.put(b"k", b"4", db)
+    assert first.get(b"k", db) == b"3" == second.get(b"k", db)  # their snapshots stay
+    first.commit(), second.commit()
+    with env.begin() as txn:
+        assert txn.get(b"k", db) == b"4"
+
+
+def test_a_full_map_is_a_typed_error_and_a_larger_one_takes_the_write(tmp_path: Path) -> None:
+    env = _lmdb.open(str(tmp_path), map_size=64 << 10, max_dbs=2)
+    try:
+        db = env.open_db(b"a")
+        txn = env.begin(write=True)
+        with pytest.raises(_lmdb.MapFullError):
+            for i in range(1000):
+                txn.put(b"%06d" % i, b"x" * 200, db)
+        txn.abort()
+        env.set_mapsize(1 << 20)
+        assert env.info()["map_size"] == 1 << 20
+        with env.begin(write=True) as txn:
+            for i in range(1000):
+                txn.put(b"%06d" % i, b"x" * 200, db)
+        with env.begin() as txn:
+            assert txn.stat(db)["entries"] == 1000
+    finally:
+        env.close()
+
+
+def test_errors_are_typed(tmp_path: Path) -> None:
+    with pytest.raises(_lmdb.Error) as missing:
+        _lmdb.open(str(tmp_path / "missing"))
+    assert missing.value.errno == errno.ENOENT and "missing" in str(missing.value)
+    _lmdb.open(str(tmp_path), max_dbs=2).close()
+    env = _lmdb.open(str(tmp_path), max_dbs=2, readonly=True)
+    try:
+        assert env.readonly
+        with pytest.raises(_lmdb.ReadonlyError):
+            env.begin(write=True)
+        with pytest.raises(_lmdb.Error):  # not created on a read-only environment
+            env.open_db(b"absent")
+    finally:
+        env.close()
+    assert _lmdb.version()[:2] == (0, 9)
+
+
+_HOLD_THE_WRITER = """
+import sys
+from surestep import _lmdb
+env = _lmdb.open(sys.argv[1], max_dbs=2)
+db = env.open_db(b"a")
+txn = env.begin(write=True)
+print("holding", flush=True)
+sys.stdin.readline()
+txn.put(b"k", b"from the other process", db)
+txn.commit()
+"""
+
+
+def test_waiting_for_another_process_s_writer_releases_the_gil(tmp_path: Path) -> None:
+    """LMDB's writer lock is shared between processes: a thread waiting for it must let
+    the other threads run Python meanwhile (the event loop, in the store)."""
+    created = _lmdb.open(str(tmp_path), max_dbs=2)
+    created.open_db(b"a")
+    created.close()
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_WRITER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        env = _lmdb.open(str(tmp_path), max_dbs=2)
+        try:
+            db = env.open_db(b"a", create=False)
+            assert holder.stdout.readline() == "holding\n"
+            begun = threading.Event()
+            seen: list[bytes] = []
+
+            def write() -> None:
+                with env.begin(write=True) as txn:
+                    begun.set()
+                    seen.append(txn.get(b"k", db))
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            # This thread runs Python while the writer waits; were the GIL held there,
+            # the next line would never run and the holder never be let go.
+            assert not begun.is_set()
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            writer.join()
+            assert seen == [b"from the other process"]
+        finally:
+            env.close()
