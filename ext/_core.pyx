@@ -92,6 +92,7 @@ cdef uint64_t _as_u64(object value, str what, uint64_t maximum) except? 0:
 
 
 include "xxhash.pxi"
+include "chunks.pxi"
 include "codec.pxi"
 include "keys.pxi"
 include "replay.pxi"

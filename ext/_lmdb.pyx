@@ -13,12 +13,24 @@ transaction (LMDB's writer lock), committing one (the fsync), resizing and closi
 A transaction and its cursors belong to one thread at a time. A read transaction with
 ``buffers=True`` returns memoryviews of the map, valid until it ends; otherwise values
 are bytes copies.
+
+One piece of the store is compiled here too: adding a record to a run's journal in the
+layout of ``surestep.store.lmdb`` (chunks of the records of 64 consecutive steps), for
+one record (``Transaction.put_record``) or for a group commit's run of appends, each
+checked against its run's fence, in one call that releases the GIL
+(``Transaction.append_records``): the writer thread then spends the batch in C while
+the event loop runs Python.
 """
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+include "chunks.pxi"
 
 
 cdef extern from "Python.h":
@@ -132,6 +144,140 @@ cdef object _error(str what, int rc):
     if rc == ENOSPC:
         return DiskError(message, rc)
     return Error(message, rc)
+
+
+# The journal's layout (surestep.store.lmdb's docstring has all of it).
+cdef enum:
+    _RUN_KEY = 16  # bytes of a run key
+    _SHIFT = 6  # a group: the steps whose numbers agree but in the low 6 bits
+    _IN_GROUP = (1 << _SHIFT) - 1
+    _CHUNK = 1984  # most bytes of a chunk (inside a 4 KiB leaf page)
+
+CHUNK_SHIFT = _SHIFT
+CHUNK_BYTES = _CHUNK
+
+# What put_record and append_records answer for each record.
+cdef enum:
+    _APPENDED = 0
+    _RECORDED_ALREADY = 1
+    _RUN_NOT_FOUND = 2
+    _LEASE_LOST = 3
+    _CORRUPT_CHUNK = 4
+    _CORRUPT_LEASE = 5
+    _FAILED = 6  # an LMDB error, in rc
+
+APPENDED = _APPENDED
+RECORDED_ALREADY = _RECORDED_ALREADY
+RUN_NOT_FOUND = _RUN_NOT_FOUND
+LEASE_LOST = _LEASE_LOST
+CORRUPT_CHUNK = _CORRUPT_CHUNK
+CORRUPT_LEASE = _CORRUPT_LEASE
+
+
+cdef inline void _be32(uint8_t* o, uint32_t v) noexcept nogil:
+    o[0], o[1], o[2], o[3] = <uint8_t>(v >> 24), <uint8_t>(v >> 16), <uint8_t>(v >> 8), <uint8_t>v
+
+
+cdef int _put_alone(MDB_txn* txn, MDB_dbi db, MDB_val* k, MDB_val* v, int* rc) noexcept nogil:
+    cdef MDB_val old
+    rc[0] = mdb_get(txn, db, k, &old)
+    if rc[0] == 0:
+        return _RECORDED_ALREADY
+    if rc[0] != MDB_NOTFOUND:
+        return _FAILED
+    rc[0] = mdb_put(txn, db, k, v, 0)
+    return _FAILED if rc[0] else _APPENDED
+
+
+cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t seq,
+                     const uint8_t* record, size_t n, int* rc) noexcept nogil:
+    """Add one encoded record to the run's journal: into the first chunk of its group
+    with room (a new chunk after the last), alone under its own key if larger than a
+    chunk, or under its step key if it is of format 1. Nothing is written when a record
+    of the step is there already."""
+    cdef uint8_t key[_RUN_KEY + 5]
+    cdef uint8_t joined[_CHUNK]
+    cdef MDB_val k, v, room, old
+    cdef int i, found, room_tail = -1
+    rc[0] = 0
+    room.mv_data, room.mv_size = NULL, 0
+    memcpy(key, run_key, _RUN_KEY)
+    k.mv_data = key
+    v.mv_data, v.mv_size = <void*>record, n
+    if n and record[0] == 1:  # format 1 (a fork of a run recorded by surestep 0.1)
+        _be32(key + _RUN_KEY, seq)
+        k.mv_size = _RUN_KEY + 4
+        return _put_alone(txn, db, &k, &v, rc)
+    _be32(key + _RUN_KEY, seq >> _SHIFT)
+    k.mv_size = _RUN_KEY + 5
+    for i in range(1 << _SHIFT):  # every chunk of the group, for a record of the step
+        key[_RUN_KEY + 4] = <uint8_t>(255 - i)
+        rc[0] = mdb_get(txn, db, &k, &v)
+        if rc[0] == MDB_NOTFOUND:
+            if room_tail < 0:
+                room_tail, room.mv_size = 255 - i, 0
+            break
+        if rc[0]:
+            return _FAILED
+        found = _chunk_holds(<const uint8_t*>v.mv_data, <Py_ssize_t>v.mv_size, seq)
+        if found < 0:
+            return _CORRUPT_CHUNK
+        if found:
+            return _RECORDED_ALREADY
+        if room_tail < 0 and v.mv_size + n <= _CHUNK:
+            room_tail, room = 255 - i, v
+    rc[0] = 0
+    v.mv_data, v.mv_size = <void*>record, n
+    key[_RUN_KEY + 4] = <uint8_t>(seq & _IN_GROUP)  # where a record too large for a chunk goes
+    if n > _CHUNK:
+        return _put_alone(txn, db, &k, &v, rc)
+    rc[0] = mdb_get(txn, db, &k, &old)
+    if rc[0] == 0:
+        return _RECORDED_ALREADY
+    if rc[0] != MDB_NOTFOUND:
+        return _FAILED
+    rc[0] = 0
+    if room_tail < 0:  # cannot be: a group has as many chunks as steps
+        return _CORRUPT_CHUNK
+    key[_RUN_KEY + 4] = <uint8_t>room_tail
+    if room.mv_size:  # the chunk's bytes, then the record (the chunk's memory is LMDB's)
+        memcpy(joined, room.mv_data, room.mv_size)
+        memcpy(joined + room.mv_size, record, n)
+        v.mv_data, v.mv_size = joined, room.mv_size + n
+    else:
+        v.mv_data, v.mv_size = <void*>record, n
+    rc[0] = mdb_put(txn, db, &k, &v, 0)
+    return _FAILED if rc[0] else _APPENDED
+
+
+cdef int _fence_holds(MDB_txn* txn, MDB_dbi leases, const uint8_t* run_key, uint64_t fence,
+                      int* rc) noexcept nogil:
+    """_APPENDED if the run's lease carries ``fence`` (a little-endian u64 first)."""
+    cdef MDB_val k, v
+    cdef const uint8_t* p
+    cdef uint64_t stored = 0
+    cdef int i
+    k.mv_data, k.mv_size = <void*>run_key, _RUN_KEY
+    rc[0] = mdb_get(txn, leases, &k, &v)
+    if rc[0] == MDB_NOTFOUND:
+        rc[0] = 0
+        return _RUN_NOT_FOUND
+    if rc[0]:
+        return _FAILED
+    if v.mv_size < 8:
+        return _CORRUPT_LEASE
+    p = <const uint8_t*>v.mv_data
+    for i in range(8):
+        stored |= (<uint64_t>p[i]) << (8 * i)
+    return _APPENDED if stored == fence else _LEASE_LOST
+
+
+cdef struct _Pending:  # one append of append_records, as C sees it
+    const uint8_t* run_key
+    uint64_t fence
+    uint32_t seq
+    const uint8_t* record
+    size_t n
 
 
 def version():
@@ -397,6 +543,74 @@ cdef class Transaction:
             (<Cursor>self.cursors).before = <PyObject *>c
         self.cursors = <PyObject *>c
         return c
+
+    def put_record(self, unsigned int db, bytes run_key, uint32_t seq, bytes record):
+        """Add one encoded record of step ``seq`` to the journal of the run whose key is
+        ``run_key`` (in ``db``, laid out in chunks): ``APPENDED``, or
+        ``RECORDED_ALREADY`` / ``CORRUPT_CHUNK`` with nothing written."""
+        cdef int rc
+        self._check()
+        if len(run_key) != _RUN_KEY:
+            raise ValueError(f"a run key is {_RUN_KEY} bytes, got {len(run_key)}")
+        self.mutations += 1
+        status = _put_record(self.txn, db, run_key, seq, record, len(record), &rc)
+        if status == _FAILED:
+            raise _error("mdb_put", rc)
+        return status
+
+    def append_records(self, unsigned int journal, unsigned int leases, list appends):
+        """``put_record`` for each of ``appends`` (objects with ``run_key``, ``fence``,
+        ``seq`` and ``record``) whose run's lease still carries its ``fence``, in order,
+        with the GIL released; a list of each one's outcome (``APPENDED``,
+        ``RECORDED_ALREADY``, ``CORRUPT_CHUNK``, ``RUN_NOT_FOUND``, ``LEASE_LOST`` or
+        ``CORRUPT_LEASE``). An LMDB error (a full map, say) raises, and the transaction
+        must then be aborted."""
+        cdef Py_ssize_t i, count = len(appends)
+        cdef _Pending* pending
+        cdef int* outcome
+        cdef int rc = 0
+        cdef bint failed = False
+        cdef MDB_txn* txn
+        self._check()
+        txn = self.txn
+        keep = []  # the bytes the C arrays point into, alive until the call returns
+        pending = <_Pending*>malloc(sizeof(_Pending) * count + 1)
+        outcome = <int*>malloc(sizeof(int) * count + 1)
+        try:
+            if pending == NULL or outcome == NULL:
+                raise MemoryError()
+            for i in range(count):
+                one = appends[i]
+                run_key, record = one.run_key, one.record
+                if type(run_key) is not bytes or len(run_key) != _RUN_KEY:
+                    raise ValueError(f"a run key is {_RUN_KEY} bytes, got {run_key!r}")
+                if type(record) is not bytes:
+                    raise TypeError(f"a record is bytes, not {type(record).__name__}")
+                keep.append(run_key)
+                keep.append(record)
+                pending[i].run_key = <const uint8_t*><char*>run_key
+                pending[i].fence = one.fence
+                pending[i].seq = one.seq
+                pending[i].record = <const uint8_t*><char*>record
+                pending[i].n = len(record)
+            self.mutations += 1
+            with nogil:
+                for i in range(count):
+                    outcome[i] = _fence_holds(txn, leases, pending[i].run_key, pending[i].fence, &rc)
+                    if outcome[i] == _APPENDED:
+                        outcome[i] = _put_record(
+                            txn, journal, pending[i].run_key, pending[i].seq,
+                            pending[i].record, pending[i].n, &rc,
+                        )
+                    if outcome[i] == _FAILED:
+                        failed = True
+                        break
+            if failed:
+                raise _error("mdb_put", rc)
+            return [outcome[i] for i in range(count)]
+        finally:
+            free(pending)
+            free(outcome)
 
     def commit(self):
         """Commit (a write transaction: to the disk, as the environment's sync says)."""

@@ -95,31 +95,6 @@ cdef inline uint8_t* _write_varint(uint8_t* o, uint64_t v) noexcept nogil:
     return o + 1
 
 
-cdef inline bint _read_varint(const uint8_t* p, Py_ssize_t end, Py_ssize_t* pos,
-                              uint64_t* out) noexcept nogil:
-    """Read a minimal LEB128 varint at ``p[pos[0]]`` below ``end``; False if it is cut off,
-    longer than 64 bits or not minimal."""
-    cdef uint64_t v = 0
-    cdef int shift = 0
-    cdef uint8_t b
-    while True:
-        if pos[0] >= end:
-            return False
-        b = p[pos[0]]
-        pos[0] += 1
-        if shift == 63 and b > 1:
-            return False
-        v |= (<uint64_t>(b & 0x7F)) << shift
-        if not (b & 0x80):
-            if b == 0 and shift > 0:
-                return False  # not minimal: the same value has a shorter encoding
-            out[0] = v
-            return True
-        shift += 7
-        if shift > 63:
-            return False
-
-
 cdef inline uint32_t _checksum(const uint8_t* header, const uint8_t* payload,
                                size_t payload_len) noexcept nogil:
     return <uint32_t>_xxh64_2(header, SS_CHECKED_HEADER, payload, payload_len,
@@ -463,28 +438,17 @@ def holds_record(buf, seq):
     ``JournalCorruptError`` where a length or step number cannot be read."""
     cdef uint64_t c_seq = _as_u64(seq, "seq", SS_MAX_SEQ)
     cdef Py_buffer view
-    cdef const uint8_t* p
-    cdef Py_ssize_t pos = 0, at, end
-    cdef uint64_t fields_len, v
+    cdef int found
     PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
     try:
-        p = <const uint8_t*>view.buf
-        while pos < view.len:
-            at = pos + 1
-            if (p[pos] != 2 or not _read_varint(p, view.len, &at, &fields_len)
-                    or fields_len < 2 or fields_len > <uint64_t>(view.len - at)
-                    or <uint64_t>(view.len - at) - fields_len < 4):
-                raise JournalCorruptError("journal value has a record whose length cannot be read")
-            end = at + <Py_ssize_t>fields_len
-            at += 2  # kind, flags
-            if not _read_varint(p, end, &at, &v):
-                raise JournalCorruptError("journal value has a record without a step number")
-            if v == c_seq:
-                return True
-            pos = end + 4
-        return False
+        found = _chunk_holds(<const uint8_t*>view.buf, view.len, c_seq)
     finally:
         PyBuffer_Release(&view)
+    if found == SS_CHUNK_BAD_LENGTH:
+        raise JournalCorruptError("journal value has a record whose length cannot be read")
+    if found == SS_CHUNK_BAD_SEQ:
+        raise JournalCorruptError("journal value has a record without a step number")
+    return found == 1
 
 
 def decode_record(buf):

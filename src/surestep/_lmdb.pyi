@@ -2,7 +2,7 @@
 that the store uses; gets, puts and cursor moves keep the GIL."""
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 class Error(Exception):
     code: int
@@ -15,6 +15,22 @@ class ReadonlyError(Error): ...
 class DiskError(Error): ...
 
 def version() -> tuple[int, int, int]: ...
+
+CHUNK_SHIFT: int
+CHUNK_BYTES: int
+# The outcomes of Transaction.put_record and append_records, per record.
+APPENDED: int
+RECORDED_ALREADY: int
+RUN_NOT_FOUND: int
+LEASE_LOST: int
+CORRUPT_CHUNK: int
+CORRUPT_LEASE: int
+
+class _Appending(Protocol):
+    run_key: bytes
+    fence: int
+    seq: int
+    record: bytes
 
 class Cursor:
     def first(self) -> bool: ...
@@ -44,6 +60,8 @@ class Transaction:
     def delete(self, key: bytes | memoryview, db: int) -> bool: ...
     def stat(self, db: int) -> dict[str, int]: ...
     def cursor(self, db: int) -> Cursor: ...
+    def put_record(self, db: int, run_key: bytes, seq: int, record: bytes) -> int: ...
+    def append_records(self, journal: int, leases: int, appends: list[_Appending]) -> list[int]: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
     def __enter__(self) -> Transaction: ...

@@ -6,6 +6,7 @@ that the calls which can wait on another process release the GIL."""
 from __future__ import annotations
 
 import errno
+import random
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from surestep import _lmdb
+from surestep import _core, _lmdb
 
 
 @pytest.fixture
@@ -210,7 +211,7 @@ def test_errors_are_typed(tmp_path: Path) -> None:
 
 _HOLD_THE_WRITER = """
 import sys
-from surestep import _lmdb
+from surestep import _core, _lmdb
 env = _lmdb.open(sys.argv[1], max_dbs=2)
 db = env.open_db(b"a")
 txn = env.begin(write=True)
@@ -257,3 +258,112 @@ def test_waiting_for_another_process_s_writer_releases_the_gil(tmp_path: Path) -
             assert seen == [b"from the other process"]
         finally:
             env.close()
+
+
+# -- the compiled journal append (the layout is surestep.store.lmdb's)
+
+
+def _record(seq: int, size: int) -> bytes:
+    out = b'"' + b"x" * size + b'"'
+    return _core.encode_record(_core.KIND_STEP, seq, 1, "s", None, None, out, True, None, None)
+
+
+def _model_put(journal: dict[bytes, bytes], key: bytes, seq: int, record: bytes) -> int:
+    """The layout, in Python: what put_record must do to ``journal``."""
+    if record[0] == 1:
+        alone = _core.step_key(key, seq)
+        if alone in journal:
+            return _lmdb.RECORDED_ALREADY
+        journal[alone] = record
+        return _lmdb.APPENDED
+    group = _core.step_key(key, seq >> _lmdb.CHUNK_SHIFT)
+    alone = group + bytes((seq % (1 << _lmdb.CHUNK_SHIFT),))
+    room = None
+    for i in range(1 << _lmdb.CHUNK_SHIFT):
+        chunk_key = group + bytes((255 - i,))
+        chunk = journal.get(chunk_key)
+        if chunk is None:
+            room = room or (chunk_key, b"")
+            break
+        if _core.holds_record(chunk, seq):
+            return _lmdb.RECORDED_ALREADY
+        if room is None and len(chunk) + len(record) <= _lmdb.CHUNK_BYTES:
+            room = (chunk_key, chunk)
+    if alone in journal:
+        return _lmdb.RECORDED_ALREADY
+    if len(record) > _lmdb.CHUNK_BYTES:
+        journal[alone] = record
+    else:
+        assert room is not None
+        journal[room[0]] = room[1] + record
+    return _lmdb.APPENDED
+
+
+def test_put_record_lays_records_out_as_the_model_does(env: _lmdb.Environment) -> None:
+    db = env.open_db(b"journal")
+    rng = random.Random(7)
+    keys = [bytes([i]) * 16 for i in range(3)]
+    model: dict[bytes, bytes] = {}
+    with env.begin(write=True) as txn:
+        for _ in range(600):
+            key, seq = rng.choice(keys), rng.randrange(200)
+            size = rng.choice((5, 40, 300, 900, _lmdb.CHUNK_BYTES + 10))
+            record = _record(seq, size)
+            if rng.random() < 0.05:
+                record = b"\x01" + record[1:]  # format 1: under its step key, not parsed
+            assert txn.put_record(db, key, seq, record) == _model_put(model, key, seq, record)
+    with env.begin() as txn:
+        assert dict(txn.cursor(db)) == model
+
+
+class _Op:
+    def __init__(self, run_key: bytes, fence: int, seq: int, record: bytes) -> None:
+        self.run_key, self.fence, self.seq, self.record = run_key, fence, seq, record
+
+
+def test_append_records_checks_each_fence_and_goes_on(env: _lmdb.Environment) -> None:
+    journal, leases = env.open_db(b"journal"), env.open_db(b"leases")
+    a, b, gone, odd = (bytes([i]) * 16 for i in range(4))
+    with env.begin(write=True) as txn:
+        txn.put(a, (3).to_bytes(8, "little") + bytes(16), leases)
+        txn.put(b, (5).to_bytes(8, "little") + bytes(16), leases)
+        txn.put(odd, b"\x03", leases)  # too short to hold a fence
+        txn.put(b + b"\x00\x00\x00\x00\xff", b"\x02 not a record", journal)
+        outcomes = txn.append_records(
+            journal,
+            leases,
+            [
+                _Op(a, 3, 0, _record(0, 10)),
+                _Op(a, 2, 1, _record(1, 10)),  # an older fence: another holds the run
+                _Op(gone, 1, 0, _record(0, 10)),
+                _Op(odd, 3, 0, _record(0, 10)),
+                _Op(a, 3, 0, _record(0, 99)),  # step 0 again
+                _Op(b, 5, 0, _record(0, 10)),  # its group's first chunk is garbage
+                _Op(a, 3, 1, _record(1, 10)),
+            ],
+        )
+    assert outcomes == [
+        _lmdb.APPENDED,
+        _lmdb.LEASE_LOST,
+        _lmdb.RUN_NOT_FOUND,
+        _lmdb.CORRUPT_LEASE,
+        _lmdb.RECORDED_ALREADY,
+        _lmdb.CORRUPT_CHUNK,
+        _lmdb.APPENDED,
+    ]
+    with env.begin() as txn:
+        journal_now = dict(txn.cursor(journal))
+    assert journal_now == {
+        a + b"\x00\x00\x00\x00\xff": _record(0, 10) + _record(1, 10),
+        b + b"\x00\x00\x00\x00\xff": b"\x02 not a record",
+    }
+
+
+def test_append_records_refuses_what_is_not_a_record(env: _lmdb.Environment) -> None:
+    journal, leases = env.open_db(b"journal"), env.open_db(b"leases")
+    with env.begin(write=True) as txn:
+        with pytest.raises(ValueError, match="run key"):
+            txn.append_records(journal, leases, [_Op(b"short", 1, 0, _record(0, 1))])
+        with pytest.raises(TypeError, match="bytes"):
+            txn.append_records(journal, leases, [_Op(bytes(16), 1, 0, "text")])  # type: ignore[arg-type]
+        assert txn.stat(journal)["entries"] == 0

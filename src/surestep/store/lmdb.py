@@ -59,6 +59,7 @@ import orjson
 from .. import _core, _lmdb
 from ..errors import (
     ConfigurationError,
+    JournalCorruptError,
     LeaseLostError,
     RunNotFoundError,
     StoreError,
@@ -82,12 +83,12 @@ from .wake import WakeListener, WakeSender, others_registered
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
 MAX_MAP_SIZE = 1 << 40
 MAX_BATCH = 8192
-CHUNK_SHIFT = 6  # groups of 64 consecutive steps, each kept in one chunk or a few
-# A chunk's most bytes: LMDB keeps a node of up to 2,038 bytes (header, 21-byte key and
+# The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
+# and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
+# at most CHUNK_BYTES: LMDB keeps a node of up to 2,038 bytes (header, 21-byte key and
 # value) inside a 4 KiB leaf page, the smallest page it uses.
-CHUNK_BYTES = 1984
-_IN_GROUP = (1 << CHUNK_SHIFT) - 1
-_CHUNK_TAILS = [bytes((255 - i,)) for i in range(1 << CHUNK_SHIFT)]
+CHUNK_SHIFT: int = _lmdb.CHUNK_SHIFT
+CHUNK_BYTES: int = _lmdb.CHUNK_BYTES
 INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
 ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
@@ -95,6 +96,7 @@ _MS = struct.Struct(">Q")
 _LOG_POS = struct.Struct(">IH")
 
 Op = Callable[[Any], Any]
+_DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
 _Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the future's loop, notify
 
 
@@ -326,20 +328,26 @@ class _Env:
             try:
                 txn = self.env.begin(write=True)  # under _writing, as every write
                 try:
-                    for i, (op, _, _, _) in enumerate(batch):
+                    i = 0
+                    while i < len(batch):
+                        op = batch[i][0]
                         if i in broken:
                             outcomes.append((None, broken[i]))
+                        elif type(op) is _Append:  # with those after it, in one call
+                            i = self._append_run(txn, batch, i, outcomes, broken)
                             continue
-                        try:
-                            outcomes.append((op(txn), None))
-                        except (SurestepError, LeaseLostError) as exc:
-                            outcomes.append((None, exc))
-                        except _lmdb.Error:
-                            raise
-                        except Exception as exc:  # a bug in an op: fail it alone
-                            broken[i] = StoreError(f"a store operation failed: {exc!r}")
-                            broken[i].__cause__ = exc
-                            raise _Redo from None
+                        else:
+                            try:
+                                outcomes.append((op(txn), None))
+                            except (SurestepError, LeaseLostError) as exc:
+                                outcomes.append((None, exc))
+                            except _lmdb.Error:
+                                raise
+                            except Exception as exc:  # a bug in an op: fail it alone
+                                broken[i] = StoreError(f"a store operation failed: {exc!r}")
+                                broken[i].__cause__ = exc
+                                raise _Redo from None
+                        i += 1
                     txn.commit()
                 except BaseException:
                     txn.abort()
@@ -361,6 +369,33 @@ class _Env:
             except _lmdb.Error as exc:
                 error = _store_error(exc, "write failed; nothing was committed", self.path)
                 return [(None, error)] * len(batch)
+
+    def _append_run(
+        self,
+        txn: Any,
+        batch: list[_Item],
+        start: int,
+        outcomes: list[tuple[Any, BaseException | None]],
+        broken: dict[int, BaseException],
+    ) -> int:
+        """Apply the appends from ``batch[start]`` up to the next op of another kind in
+        one call that releases the GIL; the index after them."""
+        end = start + 1
+        while end < len(batch) and type(batch[end][0]) is _Append and end not in broken:
+            end += 1
+        appends: list[_Append] = [item[0] for item in batch[start:end]]  # type: ignore[misc]
+        try:
+            statuses = txn.append_records(self.journal, self.leases, appends)
+        except _lmdb.Error:
+            raise
+        except Exception as exc:  # a bug: fail these appends alone
+            for i in range(start, end):
+                broken[i] = StoreError(f"a store operation failed: {exc!r}")
+                broken[i].__cause__ = exc
+            raise _Redo from None
+        for one, status in zip(appends, statuses, strict=True):
+            outcomes.append(_DONE if status == _lmdb.APPENDED else (None, one.failure(status)))
+        return end
 
     def _grow(self) -> bool:
         """Double the map (under ``_writing``, as ``_commit`` calls it)."""
@@ -657,35 +692,9 @@ class LmdbStore(Store):
     def _put_record(self, txn: Any, key: bytes, seq: int, record: bytes) -> None:
         """Add one encoded record to the journal of the run whose key is ``key``; a
         ``StoreError`` before anything is written if the step has a record already."""
-        db = self.env.journal
-        if record[0] == 1:  # format 1 (a fork of a run recorded by surestep 0.1)
-            self._put_alone(txn, _core.step_key(key, seq), seq, record)
-            return
-        group = _core.step_key(key, seq >> CHUNK_SHIFT)
-        alone = group + bytes((seq & _IN_GROUP,))  # where a record too large for a chunk goes
-        room: tuple[bytes, bytes] | None = None  # the first chunk with room for it
-        for tail in _CHUNK_TAILS:  # every chunk of the group, for a record of the step
-            chunk_key = group + tail
-            chunk = txn.get(chunk_key, db=db)
-            if chunk is None:
-                room = room or (chunk_key, b"")
-                break
-            if _core.holds_record(chunk, seq):
-                raise _recorded_already(key, seq)
-            if room is None and len(chunk) + len(record) <= CHUNK_BYTES:
-                room = (chunk_key, chunk)
-        if len(record) > CHUNK_BYTES:
-            self._put_alone(txn, alone, seq, record)
-        elif txn.get(alone, db=db) is not None:
-            raise _recorded_already(key, seq)
-        else:
-            assert room is not None  # as many chunks as steps in a group
-            txn.put(room[0], room[1] + record, db=db)
-
-    def _put_alone(self, txn: Any, record_key: bytes, seq: int, record: bytes) -> None:
-        if txn.get(record_key, db=self.env.journal) is not None:
-            raise _recorded_already(record_key, seq)
-        txn.put(record_key, record, db=self.env.journal)
+        status = txn.put_record(self.env.journal, key, seq, record)
+        if status != _lmdb.APPENDED:
+            raise _append_failure(status, key, seq)
 
     def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
@@ -1067,10 +1076,7 @@ class LmdbStore(Store):
     # -- journal
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> asyncio.Future[None]:
-        def op(txn: Any) -> None:
-            self._put_record(txn, self._check_fence(txn, run_id, fence), seq, record)
-
-        return self.env.submit(op, inline=True)
+        return self.env.submit(_Append(self, run_key(run_id), fence, seq, record), inline=True)
 
     async def journal(self, run_id: str) -> list[bytes]:
         return self._range(self.env.journal, run_key(run_id))
@@ -1093,6 +1099,48 @@ class LmdbStore(Store):
 
         result: list[bytes] = self.env.read(scan, buffers=False)
         return result
+
+
+class _Append:
+    """The op of ``LmdbStore.append``: one object where a closure would allocate seven
+    for the garbage collector to track (one per step, many in flight). The writer
+    thread applies a run of them in one compiled call (``_Env._commit``)."""
+
+    __slots__ = ("fence", "record", "run_key", "seq", "store")
+
+    def __init__(self, store: LmdbStore, run_key: bytes, fence: int, seq: int, record: bytes):
+        self.store, self.run_key, self.fence, self.seq, self.record = (
+            store, run_key, fence, seq, record,
+        )  # fmt: skip
+
+    def __call__(self, txn: Any) -> None:
+        env = self.store.env
+        status = txn.append_records(env.journal, env.leases, [self])[0]
+        if status != _lmdb.APPENDED:
+            raise self.failure(status)
+
+    def failure(self, status: int) -> BaseException:
+        """The error of an append that ``append_records`` refused with ``status``."""
+        run_id = self.run_key.hex()
+        if status == _lmdb.LEASE_LOST:
+            return LeaseLostError(run_id, self.fence)
+        if status == _lmdb.RUN_NOT_FOUND:
+            return RunNotFoundError(f"no run {run_id} in {self.store.url}")
+        if status == _lmdb.CORRUPT_LEASE:
+            return StoreError(f"run {run_id}: its stored lease is corrupt")
+        return _append_failure(status, self.run_key, self.seq)
+
+
+def _append_failure(status: int, key: bytes, seq: int) -> BaseException:
+    """The error of a record that ``put_record`` refused with ``status``."""
+    if status == _lmdb.RECORDED_ALREADY:
+        return _recorded_already(key, seq)
+    assert status == _lmdb.CORRUPT_CHUNK, status
+    return JournalCorruptError(
+        f"a chunk of the journal of steps {seq >> CHUNK_SHIFT << CHUNK_SHIFT}.."
+        f"{(seq >> CHUNK_SHIFT << CHUNK_SHIFT) + (1 << CHUNK_SHIFT) - 1} cannot be read",
+        run_id=bytes(key[: _core.RUN_KEY_SIZE]).hex(),
+    )
 
 
 def _recorded_already(key: bytes, seq: int) -> StoreError:
