@@ -308,6 +308,9 @@ cdef inline object _value(MDB_val *val, bint buffers):
     return PyBytes_FromStringAndSize(<char *>val.mv_data, <Py_ssize_t>val.mv_size)
 
 
+# Never cleared by the garbage collector before __dealloc__: the cursor must unlink itself
+# from its transaction's list, which needs the transaction alive.
+@cython.no_gc_clear
 cdef class Cursor:
     """A position in one database of a transaction. Iterating it yields ``(key, value)``
     from its position (from the first key when not positioned) to the last."""
@@ -421,6 +424,8 @@ cdef class Cursor:
         return self.iternext()
 
 
+# As Cursor: ending the transaction needs its environment alive.
+@cython.no_gc_clear
 cdef class Transaction:
     """A read or write transaction; as a context manager, committed when its block ends
     normally and aborted when it raises."""

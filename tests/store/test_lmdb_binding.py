@@ -6,6 +6,7 @@ that the calls which can wait on another process release the GIL."""
 from __future__ import annotations
 
 import errno
+import gc
 import random
 import subprocess
 import sys
@@ -131,6 +132,32 @@ def test_ended_transactions_and_their_cursors_refuse_work(env: _lmdb.Environment
         with pytest.raises(_lmdb.Error, match="ended"):
             cursor.key()
         txn.abort()  # aborting an ended transaction does nothing
+
+
+def test_cursors_collected_in_a_cycle_leave_their_transaction_sound(
+    env: _lmdb.Environment,
+) -> None:
+    """The collector may break a cycle through a cursor while its transaction lives on:
+    the cursor must still leave the transaction's list (which the transaction's end
+    walks) instead of vanishing from under it."""
+    db = env.open_db(b"a")
+    for write in (True, False):
+        txn = env.begin(write=write)
+
+        class Holder:
+            pass
+
+        for _ in range(50):
+            cursor = txn.cursor(db)  # older than its holder: the collector meets it first
+            holder = Holder()
+            holder.cursor, holder.me = cursor, holder  # type: ignore[attr-defined]
+        del holder, cursor
+        gc.collect()
+        if write:
+            txn.put(b"k", b"v", db)
+        txn.commit()
+    with env.begin() as txn:
+        assert txn.get(b"k", db) == b"v"
 
 
 def test_closing_the_environment_aborts_what_is_open(tmp_path: Path) -> None:
