@@ -103,6 +103,9 @@ cdef extern from "lmdb.h" nogil:
 
 
 
+cdef class Environment
+
+
 class Error(Exception):
     """An LMDB call failed; ``code`` is LMDB's return code, ``errno`` the system's error
     number when it was one."""
@@ -152,6 +155,7 @@ cdef enum:
     _SHIFT = 6  # a group: the steps whose numbers agree but in the low 6 bits
     _IN_GROUP = (1 << _SHIFT) - 1
     _CHUNK = 1984  # most bytes of a chunk (inside a 4 KiB leaf page)
+    _LEASE_HEAD = 24  # a lease starts with its fence (u64 LE), lease end and time written
 
 CHUNK_SHIFT = _SHIFT
 CHUNK_BYTES = _CHUNK
@@ -164,7 +168,8 @@ cdef enum:
     _LEASE_LOST = 3
     _CORRUPT_CHUNK = 4
     _CORRUPT_LEASE = 5
-    _FAILED = 6  # an LMDB error, in rc
+    _INVALID = 6  # not an append: a run key not of 16 bytes, an empty record, ...
+    _FAILED = 7  # an LMDB error, in rc
 
 APPENDED = _APPENDED
 RECORDED_ALREADY = _RECORDED_ALREADY
@@ -172,6 +177,7 @@ RUN_NOT_FOUND = _RUN_NOT_FOUND
 LEASE_LOST = _LEASE_LOST
 CORRUPT_CHUNK = _CORRUPT_CHUNK
 CORRUPT_LEASE = _CORRUPT_LEASE
+INVALID = _INVALID
 
 
 cdef inline void _be32(uint8_t* o, uint32_t v) noexcept nogil:
@@ -264,7 +270,7 @@ cdef int _fence_holds(MDB_txn* txn, MDB_dbi leases, const uint8_t* run_key, uint
         return _RUN_NOT_FOUND
     if rc[0]:
         return _FAILED
-    if v.mv_size < 8:
+    if v.mv_size < _LEASE_HEAD:
         return _CORRUPT_LEASE
     p = <const uint8_t*>v.mv_data
     for i in range(8):
@@ -278,6 +284,27 @@ cdef struct _Pending:  # one append of append_records, as C sees it
     uint32_t seq
     const uint8_t* record
     size_t n
+
+
+cdef int _pending(object one, _Pending* p, list keep) except -1:
+    """Fill ``p`` from one append of append_records: ``_APPENDED`` (to be tried) or
+    ``_INVALID``; its bytes go to ``keep``, which outlives ``p``."""
+    run_key, record = one.run_key, one.record
+    if type(run_key) is not bytes or len(<bytes>run_key) != _RUN_KEY:
+        return _INVALID
+    if type(record) is not bytes or not record:
+        return _INVALID
+    try:
+        p.fence = one.fence
+        p.seq = one.seq
+    except (TypeError, OverflowError):
+        return _INVALID
+    keep.append(run_key)
+    keep.append(record)
+    p.run_key = <const uint8_t*><char*>run_key
+    p.record = <const uint8_t*><char*>record
+    p.n = len(<bytes>record)
+    return _APPENDED
 
 
 def version():
@@ -557,19 +584,22 @@ cdef class Transaction:
         self._check()
         if len(run_key) != _RUN_KEY:
             raise ValueError(f"a run key is {_RUN_KEY} bytes, got {len(run_key)}")
+        if not record:
+            raise ValueError("a record is never empty")
         self.mutations += 1
         status = _put_record(self.txn, db, run_key, seq, record, len(record), &rc)
         if status == _FAILED:
-            raise _error("mdb_put", rc)
+            raise _error("writing the journal", rc)
         return status
 
     def append_records(self, unsigned int journal, unsigned int leases, list appends):
         """``put_record`` for each of ``appends`` (objects with ``run_key``, ``fence``,
         ``seq`` and ``record``) whose run's lease still carries its ``fence``, in order,
         with the GIL released; a list of each one's outcome (``APPENDED``,
-        ``RECORDED_ALREADY``, ``CORRUPT_CHUNK``, ``RUN_NOT_FOUND``, ``LEASE_LOST`` or
-        ``CORRUPT_LEASE``). An LMDB error (a full map, say) raises, and the transaction
-        must then be aborted."""
+        ``RECORDED_ALREADY``, ``CORRUPT_CHUNK``, ``RUN_NOT_FOUND``, ``LEASE_LOST``,
+        ``CORRUPT_LEASE``, or ``INVALID`` for one that is not an append: a run key not of
+        16 bytes, a record empty or not bytes, a fence or step number out of range). An
+        LMDB error (a full map, say) raises, and the transaction must then be aborted."""
         cdef Py_ssize_t i, count = len(appends)
         cdef _Pending* pending
         cdef int* outcome
@@ -585,22 +615,12 @@ cdef class Transaction:
             if pending == NULL or outcome == NULL:
                 raise MemoryError()
             for i in range(count):
-                one = appends[i]
-                run_key, record = one.run_key, one.record
-                if type(run_key) is not bytes or len(run_key) != _RUN_KEY:
-                    raise ValueError(f"a run key is {_RUN_KEY} bytes, got {run_key!r}")
-                if type(record) is not bytes:
-                    raise TypeError(f"a record is bytes, not {type(record).__name__}")
-                keep.append(run_key)
-                keep.append(record)
-                pending[i].run_key = <const uint8_t*><char*>run_key
-                pending[i].fence = one.fence
-                pending[i].seq = one.seq
-                pending[i].record = <const uint8_t*><char*>record
-                pending[i].n = len(record)
+                outcome[i] = _pending(appends[i], &pending[i], keep)
             self.mutations += 1
             with nogil:
                 for i in range(count):
+                    if outcome[i] != _APPENDED:
+                        continue
                     outcome[i] = _fence_holds(txn, leases, pending[i].run_key, pending[i].fence, &rc)
                     if outcome[i] == _APPENDED:
                         outcome[i] = _put_record(
@@ -611,7 +631,7 @@ cdef class Transaction:
                         failed = True
                         break
             if failed:
-                raise _error("mdb_put", rc)
+                raise _error("writing the journal", rc)
             return [outcome[i] for i in range(count)]
         finally:
             free(pending)
@@ -621,14 +641,18 @@ cdef class Transaction:
         """Commit (a write transaction: to the disk, as the environment's sync says)."""
         cdef int rc
         cdef MDB_txn *txn
+        cdef Environment env
         self._check()
         if not self.write:
             self._end()
             return
         self._forget()
         txn, self.txn = self.txn, NULL
+        env = <Environment>self.env
+        env.busy += 1
         with nogil:
             rc = mdb_txn_commit(txn)  # frees txn, whatever it returns
+        env.busy -= 1
         if rc:
             raise _error("mdb_txn_commit", rc)
 
@@ -658,6 +682,8 @@ cdef class Environment:
     cdef readonly bint readonly
     # The transactions not yet ended, linked through borrowed references: ended by close().
     cdef PyObject *live
+    # Calls under way without the GIL that use the environment: close() refuses meanwhile.
+    cdef readonly int busy
 
     cdef int _check(self) except -1:
         if self.env == NULL:
@@ -672,19 +698,22 @@ cdef class Environment:
         cdef int rc
         cdef const char *cname = name
         cdef unsigned int flags = MDB_RDONLY if self.readonly or not create else 0
+        cdef const char *what = "mdb_txn_begin"
         self._check()
+        self.busy += 1
         with nogil:
             rc = mdb_txn_begin(self.env, NULL, flags, &txn)
+            if not rc:
+                what = "mdb_dbi_open"
+                rc = mdb_dbi_open(txn, cname, 0 if flags else MDB_CREATE, &dbi)
+                if rc:
+                    mdb_txn_abort(txn)
+                else:
+                    what = "mdb_txn_commit"
+                    rc = mdb_txn_commit(txn)  # a read transaction's commit keeps the handle
+        self.busy -= 1
         if rc:
-            raise _error("mdb_txn_begin", rc)
-        rc = mdb_dbi_open(txn, cname, 0 if flags else MDB_CREATE, &dbi)
-        if rc:
-            mdb_txn_abort(txn)
-            raise _error("mdb_dbi_open", rc)
-        with nogil:
-            rc = mdb_txn_commit(txn)  # a read transaction's commit keeps the handle open
-        if rc:
-            raise _error("mdb_txn_commit", rc)
+            raise _error(what.decode(), rc)
         return dbi
 
     def begin(self, bint write=False, bint buffers=False):
@@ -697,15 +726,20 @@ cdef class Environment:
         if write:
             if self.readonly:
                 raise ReadonlyError("mdb_txn_begin: the environment is read-only", EACCES)
+            self.busy += 1
             with nogil:
                 rc = mdb_txn_begin(self.env, NULL, 0, &txn)
+            self.busy -= 1
         elif self.spare != NULL:
             txn, self.spare = self.spare, NULL
-            rc = mdb_txn_renew(txn)
+            rc = mdb_txn_renew(txn)  # keeps its slot in the reader table: no lock taken
             if rc:
                 mdb_txn_abort(txn)
         else:
-            rc = mdb_txn_begin(self.env, NULL, MDB_RDONLY, &txn)
+            self.busy += 1
+            with nogil:  # may wait for the reader table's lock, shared across processes
+                rc = mdb_txn_begin(self.env, NULL, MDB_RDONLY, &txn)
+            self.busy -= 1
         if rc:
             raise _error("mdb_txn_begin", rc)
         t.env, t.spare, t.live = self, &self.spare, &self.live
@@ -718,14 +752,25 @@ cdef class Environment:
 
     def set_mapsize(self, size_t size):
         """Set the map's size; 0 adopts the size another process set. No transaction of
-        this process may be open."""
+        this process may be open. When the larger map cannot be mapped (no address space
+        left, say) LMDB has unmapped the old one: the environment is closed, and the
+        error says so."""
         cdef int rc
         self._check()
+        if self.live != NULL or self.busy:
+            raise Error("mdb_env_set_mapsize: a transaction is open", EINVAL)
         self._drop_spare()
+        self.busy += 1
         with nogil:
             rc = mdb_env_set_mapsize(self.env, size)
+        self.busy -= 1
         if rc:
-            raise _error("mdb_env_set_mapsize", rc)
+            error = _error("mdb_env_set_mapsize", rc)
+            if rc != EINVAL:  # EINVAL: refused before the old map was touched
+                mdb_env_close(self.env)
+                self.env = NULL
+                error.args = (f"{error.args[0]} (the environment is closed)",)
+            raise error
 
     def info(self):
         """``map_size``, ``last_pgno``, ``last_txnid``, ``max_readers``, ``num_readers``."""
@@ -746,8 +791,10 @@ cdef class Environment:
         """Flush the data file to the disk."""
         cdef int rc
         self._check()
+        self.busy += 1
         with nogil:
             rc = mdb_env_sync(self.env, force)
+        self.busy -= 1
         if rc:
             raise _error("mdb_env_sync", rc)
 
@@ -757,15 +804,19 @@ cdef class Environment:
             self.spare = NULL
 
     def close(self):
-        """Abort the transactions still open, then close; closing twice does nothing."""
-        if self.env == NULL:
+        """Abort the transactions still open, then close; closing twice does nothing.
+        Refused while another thread is in a call that released the GIL."""
+        cdef MDB_env *env = self.env
+        if env == NULL:
             return
+        if self.busy:
+            raise Error("the environment is in use by another thread", EINVAL)
         while self.live != NULL:
             (<Transaction>self.live)._end()
         self._drop_spare()
-        with nogil:
-            mdb_env_close(self.env)
         self.env = NULL
+        with nogil:
+            mdb_env_close(env)
 
     def __enter__(self):
         return self

@@ -127,10 +127,17 @@ def _fill(directory: Path) -> None:
 # ---------------------------------------------------------------- child processes
 
 
-def _child(*args: str, timeout: float = 60) -> tuple[int, dict[str, Any]]:
-    """Run a scenario of this file in a new interpreter: its exit code and JSON report."""
+def _child(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Run a scenario of this file in a new interpreter: its exit code and JSON report;
+    ``env`` is added to its environment."""
     done = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, __file__, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     report = json.loads(lines[-1]) if lines else {}
@@ -154,7 +161,16 @@ def _chunk(i: int, side_log: str, abort_at: int) -> str:
     first_time = not log_path.exists() or str(i) not in log_path.read_text().split()
     with open(side_log, "a") as log:
         log.write(f"{i}\n")
-    if i == abort_at and first_time:
+    if i == abort_at and first_time and os.environ.get("LIMIT_ADDRESS_SPACE"):
+        # Room for 32 MiB more mappings (a larger map, thread stacks, the heap): the
+        # doubling map soon cannot be mapped.
+        import resource
+
+        with open("/proc/self/status") as status:
+            (vm_kb,) = (int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        limit = (vm_kb << 10) + (32 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    elif i == abort_at and first_time:
         mount_point = Path(side_log).parent / "disk"
         subprocess.run(["mount", "-o", "remount,abort", str(mount_point)], check=True)
     return "x" * CHUNK + str(i)
@@ -163,7 +179,8 @@ def _chunk(i: int, side_log: str, abort_at: int) -> str:
 async def _scenario_run(path: str, count: int, side_log: str, abort_at: int) -> dict[str, Any]:
     """Start ``chunks``; report how it ended, what the journal holds, and how close went."""
     report: dict[str, Any] = {}
-    engine = Engine(path)
+    options = json.loads(os.environ.get("ENGINE_OPTIONS", "{}"))
+    engine = Engine(path, **options)
     try:
         handle = await engine.start(chunks, count, side_log, abort_at)
         report["run_id"] = handle.run_id
@@ -242,6 +259,36 @@ async def test_full_map_grows_to_the_limit_then_resumes_with_a_larger_one(store_
     failed_step = len(committed)
     assert all(calls[i] == 1 for i in range(80) if i != failed_step)
     assert calls[failed_step] == 2  # its result was never acknowledged: it runs again
+
+
+def test_a_map_that_cannot_grow_is_a_typed_error_and_loses_nothing(tmp_path: Path) -> None:
+    """The process runs out of address space (RLIMIT_AS, set by step 5) while the map
+    doubles: LMDB has unmapped the old map when mapping the larger one fails. The step
+    fails with StoreFullError rather than the process crashing on a store without a map;
+    reopened without the limit, the run resumes from every committed step: only the step
+    that failed runs again."""
+    store, side_log = str(tmp_path / "store"), tmp_path / "side.log"
+    options = {"map_size": 1 << 20, "max_map_size": 1 << 40, "durability": "process"}
+    code, report = _child(
+        "run",
+        store,
+        "4000",
+        str(side_log),
+        "5",
+        env={"LIMIT_ADDRESS_SPACE": "1", "ENGINE_OPTIONS": json.dumps(options)},
+    )
+    assert code == 0, report  # no crash
+    assert report["error"]["type"] == "StoreFullError", report
+    assert "cannot grow" in report["error"]["message"]
+    # LMDB left no map to read: this process's store refuses the rest, typed.
+    assert report["open_error"]["type"] == "StoreError", report
+    assert "closed" in report["open_error"]["message"]
+    code, recovered = _child("recover", store)
+    assert code == 0, recovered
+    assert recovered["results"] == {report["run_id"]: sum(CHUNK + len(str(i)) for i in range(4000))}
+    runs = _executions(side_log)
+    (again,) = [i for i, n in runs.items() if n != 1]  # the step whose record was lost
+    assert runs[again] == 2 and again > 40 and set(runs) == set(range(4000))
 
 
 # ---------------------------------------------------------------- disk full

@@ -25,6 +25,7 @@ RUN_NOT_FOUND: int
 LEASE_LOST: int
 CORRUPT_CHUNK: int
 CORRUPT_LEASE: int
+INVALID: int
 
 class _Appending(Protocol):
     run_key: bytes
@@ -70,6 +71,8 @@ class Transaction:
 class Environment:
     @property
     def readonly(self) -> bool: ...
+    @property
+    def busy(self) -> int: ...
     def open_db(self, name: bytes, create: bool = True) -> int: ...
     def begin(self, write: bool = False, buffers: bool = False) -> Transaction: ...
     def set_mapsize(self, size: int) -> None: ...

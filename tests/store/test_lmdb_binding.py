@@ -219,6 +219,40 @@ def test_a_full_map_is_a_typed_error_and_a_larger_one_takes_the_write(tmp_path: 
         env.close()
 
 
+def test_a_map_that_cannot_be_mapped_closes_the_environment(tmp_path: Path) -> None:
+    """LMDB unmaps the old map before mapping the new one: when that fails (no address
+    space for 2**62 bytes) the environment is closed, and says so, rather than left
+    without a map; the data file is intact."""
+    env = _lmdb.open(str(tmp_path), map_size=1 << 20, max_dbs=2)
+    db = env.open_db(b"a")
+    with env.begin(write=True) as txn:
+        txn.put(b"k", b"kept", db)
+    with pytest.raises(_lmdb.Error, match="closed") as failed:
+        env.set_mapsize(1 << 62)
+    assert failed.value.errno == errno.ENOMEM
+    with pytest.raises(_lmdb.Error, match="closed"):
+        env.info()
+    with pytest.raises(_lmdb.Error, match="closed"):
+        env.begin()
+    env.close()
+    env = _lmdb.open(str(tmp_path), max_dbs=2)
+    try:
+        db = env.open_db(b"a", create=False)
+        with env.begin() as txn:
+            assert txn.get(b"k", db) == b"kept"
+    finally:
+        env.close()
+
+
+def test_the_map_is_not_resized_under_an_open_transaction(env: _lmdb.Environment) -> None:
+    txn = env.begin()
+    with pytest.raises(_lmdb.Error, match="open"):
+        env.set_mapsize(2 << 20)
+    txn.abort()
+    env.set_mapsize(2 << 20)
+    assert env.info()["map_size"] == 2 << 20
+
+
 def test_errors_are_typed(tmp_path: Path) -> None:
     with pytest.raises(_lmdb.Error) as missing:
         _lmdb.open(str(tmp_path / "missing"))
@@ -279,6 +313,10 @@ def test_waiting_for_another_process_s_writer_releases_the_gil(tmp_path: Path) -
             # This thread runs Python while the writer waits; were the GIL held there,
             # the next line would never run and the holder never be let go.
             assert not begun.is_set()
+            while not env.busy:  # the writer is inside LMDB, waiting for the lock
+                pass
+            with pytest.raises(_lmdb.Error, match="in use"):
+                env.close()  # would free what the waiting thread uses
             holder.stdin.write("go\n")
             holder.stdin.flush()
             writer.join()
@@ -386,11 +424,27 @@ def test_append_records_checks_each_fence_and_goes_on(env: _lmdb.Environment) ->
     }
 
 
-def test_append_records_refuses_what_is_not_a_record(env: _lmdb.Environment) -> None:
+def test_what_is_not_an_append_fails_alone(env: _lmdb.Environment) -> None:
     journal, leases = env.open_db(b"journal"), env.open_db(b"leases")
+    key = bytes(16)
     with env.begin(write=True) as txn:
+        txn.put(key, (1).to_bytes(8, "little") + bytes(16), leases)
+        outcomes = txn.append_records(
+            journal,
+            leases,
+            [
+                _Op(b"short", 1, 0, _record(0, 1)),
+                _Op(key, 1, 0, "text"),  # type: ignore[arg-type]
+                _Op(key, 1, 0, b""),  # an empty record would make the journal unreadable
+                _Op(key, 1, 1 << 32, _record(0, 1)),
+                _Op(key, -1, 0, _record(0, 1)),
+                _Op(key, 1, 0, _record(0, 1)),
+            ],
+        )
+        assert outcomes == [_lmdb.INVALID] * 5 + [_lmdb.APPENDED]
         with pytest.raises(ValueError, match="run key"):
-            txn.append_records(journal, leases, [_Op(b"short", 1, 0, _record(0, 1))])
-        with pytest.raises(TypeError, match="bytes"):
-            txn.append_records(journal, leases, [_Op(bytes(16), 1, 0, "text")])  # type: ignore[arg-type]
-        assert txn.stat(journal)["entries"] == 0
+            txn.put_record(journal, b"short", 0, _record(0, 1))
+        with pytest.raises(ValueError, match="empty"):
+            txn.put_record(journal, key, 1, b"")
+    with env.begin() as txn:
+        assert list(txn.cursor(journal).iternext(values=False)) == [key + b"\x00\x00\x00\x00\xff"]

@@ -356,14 +356,10 @@ class _Env:
             except _Redo:
                 continue
             except _lmdb.MapFullError as exc:
-                if not self._grow():
-                    err: BaseException = StoreFullError(
-                        f"the store at {self.path!r} is full at map_size="
-                        f"{self.env.info()['map_size']} bytes (max_map_size={self.max_map_size}); "
-                        "open the Engine with a larger max_map_size"
-                    )
-                    err.__cause__ = exc
-                    return [(None, err)] * len(batch)
+                full = self._grow()
+                if full is not None:
+                    full.__cause__ = full.__cause__ or exc
+                    return [(None, full)] * len(batch)
             except _lmdb.MapResizedError:
                 self._adopt_size_writing()
             except _lmdb.Error as exc:
@@ -397,17 +393,26 @@ class _Env:
             outcomes.append(_DONE if status == _lmdb.APPENDED else (None, one.failure(status)))
         return end
 
-    def _grow(self) -> bool:
-        """Double the map (under ``_writing``, as ``_commit`` calls it)."""
+    def _grow(self) -> StoreFullError | None:
+        """Double the map (under ``_writing``, as ``_commit`` calls it); the error to
+        report when it cannot grow."""
         size = self.env.info()["map_size"]
         if size >= self.max_map_size:
-            return False
+            return StoreFullError(
+                f"the store at {self.path!r} is full at map_size={size} bytes "
+                f"(max_map_size={self.max_map_size}); open the Engine with a larger max_map_size"
+            )
         try:
             with self.resize_gate.alone():
                 self.env.set_mapsize(min(size * 2, self.max_map_size))
-        except _lmdb.Error:  # e.g. no address space left for the larger map
-            return False
-        return True
+        except _lmdb.Error as exc:  # e.g. no address space left: LMDB closed the map
+            full = StoreFullError(
+                f"the store at {self.path!r} is full at map_size={size} bytes and cannot "
+                f"grow ({exc}); nothing was committed, and the store must be reopened"
+            )
+            full.__cause__ = exc
+            return full
+        return None
 
     def _adopt_new_size(self) -> None:
         """Take the map size another process set, after a read found it changed: waits
@@ -1076,7 +1081,8 @@ class LmdbStore(Store):
     # -- journal
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> asyncio.Future[None]:
-        return self.env.submit(_Append(self, run_key(run_id), fence, seq, record), inline=True)
+        op = _Append(self, run_id, run_key(run_id), fence, seq, record)
+        return self.env.submit(op, inline=True)
 
     async def journal(self, run_id: str) -> list[bytes]:
         return self._range(self.env.journal, run_key(run_id))
@@ -1106,11 +1112,13 @@ class _Append:
     for the garbage collector to track (one per step, many in flight). The writer
     thread applies a run of them in one compiled call (``_Env._commit``)."""
 
-    __slots__ = ("fence", "record", "run_key", "seq", "store")
+    __slots__ = ("fence", "record", "run_id", "run_key", "seq", "store")
 
-    def __init__(self, store: LmdbStore, run_key: bytes, fence: int, seq: int, record: bytes):
-        self.store, self.run_key, self.fence, self.seq, self.record = (
-            store, run_key, fence, seq, record,
+    def __init__(
+        self, store: LmdbStore, run_id: str, run_key: bytes, fence: int, seq: int, record: bytes
+    ) -> None:
+        self.store, self.run_id, self.run_key, self.fence, self.seq, self.record = (
+            store, run_id, run_key, fence, seq, record,
         )  # fmt: skip
 
     def __call__(self, txn: Any) -> None:
@@ -1121,7 +1129,12 @@ class _Append:
 
     def failure(self, status: int) -> BaseException:
         """The error of an append that ``append_records`` refused with ``status``."""
-        run_id = self.run_key.hex()
+        run_id = self.run_id
+        if status == _lmdb.INVALID:
+            return StoreError(
+                f"run {run_id}: step {self.seq!r} (fence {self.fence!r}) is not an append "
+                "of a record: nothing was written"
+            )
         if status == _lmdb.LEASE_LOST:
             return LeaseLostError(run_id, self.fence)
         if status == _lmdb.RUN_NOT_FOUND:
