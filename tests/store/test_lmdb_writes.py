@@ -229,6 +229,32 @@ async def test_a_second_record_for_a_step_is_refused_before_anything_is_written(
         await store.close()
 
 
+async def test_an_append_that_is_not_one_fails_alone(tmp_path: Path) -> None:
+    """Appends queued together go to the writer in one compiled call: a malformed one
+    (an empty record, a step number out of range) fails with a StoreError, the others
+    land."""
+    store = LmdbStore(str(tmp_path / "store"), durability="process")
+    await store.open()
+    try:
+        run = await _stored_run(store)
+        results = await asyncio.gather(
+            store.append(run.run_id, run.fence, 0, _record(0, 10)),
+            store.append(run.run_id, run.fence, 1, b""),
+            store.append(run.run_id, run.fence, 1 << 32, _record(1, 10)),
+            store.append(run.run_id, run.fence, 1, _record(1, 10)),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[3] is None
+        for failed in results[1:3]:
+            assert isinstance(failed, StoreError) and "is not an append" in str(failed)
+        journal = [
+            r.seq for _, chunk in _values(store, run.run_id) for r in _core.decode_records(chunk)
+        ]
+        assert journal == [0, 1]
+    finally:
+        await store.close()
+
+
 _GROW = """
 import asyncio, sys
 from surestep import _core
