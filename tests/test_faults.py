@@ -149,7 +149,8 @@ def _child(
 @workflow
 async def chunks(ctx: WorkflowContext, count: int, side_log: str, abort_at: int) -> int:
     """``count`` steps of CHUNK bytes each; step ``abort_at`` turns the disk read-only
-    (the first time it runs)."""
+    (the first time it runs), or with LIMIT_ADDRESS_SPACE set limits the process's
+    address space."""
     total = 0
     for i in range(count):
         total += len(await ctx.step("chunk", _chunk, i, side_log, abort_at))
@@ -161,19 +162,24 @@ def _chunk(i: int, side_log: str, abort_at: int) -> str:
     first_time = not log_path.exists() or str(i) not in log_path.read_text().split()
     with open(side_log, "a") as log:
         log.write(f"{i}\n")
-    if i == abort_at and first_time and os.environ.get("LIMIT_ADDRESS_SPACE"):
-        # Room for 32 MiB more mappings (a larger map, thread stacks, the heap): the
-        # doubling map soon cannot be mapped.
-        import resource
-
-        with open("/proc/self/status") as status:
-            (vm_kb,) = (int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-        limit = (vm_kb << 10) + (32 << 20)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    elif i == abort_at and first_time:
-        mount_point = Path(side_log).parent / "disk"
-        subprocess.run(["mount", "-o", "remount,abort", str(mount_point)], check=True)
+    if i == abort_at and first_time:
+        if os.environ.get("LIMIT_ADDRESS_SPACE"):
+            _limit_address_space()
+        else:
+            mount_point = Path(side_log).parent / "disk"
+            subprocess.run(["mount", "-o", "remount,abort", str(mount_point)], check=True)
     return "x" * CHUNK + str(i)
+
+
+def _limit_address_space() -> None:
+    """Leave room for 32 MiB more mappings (a larger map, thread stacks, the heap): the
+    doubling map soon cannot be mapped."""
+    import resource
+
+    with open("/proc/self/status") as status:
+        (vm_kb,) = (int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    limit = (vm_kb << 10) + (32 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 async def _scenario_run(path: str, count: int, side_log: str, abort_at: int) -> dict[str, Any]:
