@@ -1,11 +1,13 @@
-"""How the embedded store commits: inline at ``durability="process"``, through the writer
-thread otherwise, never out of order, and never starving the event loop."""
+"""How the embedded store commits: inline at ``durability="process"`` and for a run stepping
+alone at ``"fsync"``, through the writer thread otherwise, never out of order, and never
+starving the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import sys
+import threading
 from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
@@ -26,31 +28,53 @@ async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_wri
     await store.open()
     env = store.env
     order: list[str] = []
+    key = run_key(new_run_id())
     try:
-        first = env.submit(lambda txn: order.append("inline"), inline=True)
+        first = env.submit(lambda txn: order.append("inline"), append_of=key)
         assert first.done()  # committed on the caller's thread, before submit returned
         with env._writing:  # as if the writer thread were committing a batch
-            queued = env.submit(lambda txn: order.append("queued"), inline=True)
+            queued = env.submit(lambda txn: order.append("queued"), append_of=key)
             assert not queued.done()
-            after = env.submit(lambda txn: order.append("after"), inline=True)
+            after = env.submit(lambda txn: order.append("after"), append_of=key)
             assert not after.done()  # something is queued before it: it waits its turn
         await asyncio.gather(first, queued, after)
         assert order == ["inline", "queued", "after"]
-        assert env.submit(lambda txn: order.append("inline again"), inline=True).done()
-        big = env.submit(lambda txn: order.append("not small"))  # only small ops go inline
+        assert env.submit(lambda txn: order.append("inline again"), append_of=key).done()
+        big = env.submit(lambda txn: order.append("not small"))  # only appends go inline
         assert not big.done()
         await big
     finally:
         await store.close()
 
 
-async def test_fsync_durability_always_goes_through_the_writer_thread(tmp_path: Path) -> None:
+async def test_fsync_commits_inline_only_a_run_stepping_alone(tmp_path: Path) -> None:
+    """At fsync an append is committed on the caller's thread when the op before it was
+    an append of the same run: nothing else would share its group commit. Appends of two
+    runs in turn, or an append after another write, go through the writer thread."""
     store = LmdbStore(str(tmp_path / "store"), durability="fsync")
     await store.open()
+    one, two = run_key(new_run_id()), run_key(new_run_id())
+
+    async def committed_on(key: bytes | None) -> str:
+        threads: list[int] = []
+        commit = store.env.submit(lambda txn: threads.append(threading.get_ident()), append_of=key)
+        assert not commit.done()  # the loop gets a turn after every synced commit
+        await commit
+        return "caller" if threads == [threading.get_ident()] else "writer"
+
     try:
-        pending = store.env.submit(lambda txn: None, inline=True)
-        assert not pending.done()
-        await pending
+        assert await committed_on(one) == "writer"  # the first append: after no append
+        assert await committed_on(one) == "caller"
+        assert await committed_on(one) == "caller"
+        assert await committed_on(two) == "writer"  # two runs in turn
+        assert await committed_on(one) == "writer"
+        assert await committed_on(None) == "writer"  # not an append
+        assert await committed_on(one) == "writer"  # after another write
+        assert await committed_on(one) == "caller"
+        with store.env._writing:  # as if the writer thread were committing a batch
+            queued = store.env.submit(lambda txn: None, append_of=one)
+        await queued
+        assert await committed_on(one) == "caller"
     finally:
         await store.close()
 
@@ -88,12 +112,13 @@ async def test_no_inline_commit_while_another_process_has_the_store_open(
         store = LmdbStore(path, durability="process")
         await store.open()
         try:
-            queued = store.env.submit(lambda txn: None, inline=True)
+            key = run_key(new_run_id())
+            queued = store.env.submit(lambda txn: None, append_of=key)
             assert not queued.done()
             await queued
             other.stdin.close()  # it closes the store and exits
             assert await other.wait() == 0
-            assert store.env.submit(lambda txn: None, inline=True).done()
+            assert store.env.submit(lambda txn: None, append_of=key).done()
         finally:
             await store.close()
     finally:
@@ -115,11 +140,12 @@ async def many_ticks(ctx: WorkflowContext, n: int) -> int:
     return x
 
 
-async def test_inline_steps_still_let_other_tasks_run(tmp_path: Path) -> None:
-    """Awaiting a done future does not yield to the loop; every INLINE_YIELD_EVERY inline
-    commits the store hands the loop a turn, so a busy run cannot starve its neighbours
-    (heartbeats, other runs, the application)."""
-    steps = 20 * INLINE_YIELD_EVERY
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+async def test_inline_steps_still_let_other_tasks_run(tmp_path: Path, durability: str) -> None:
+    """Awaiting a done future does not yield to the loop; the store hands the loop a turn
+    every INLINE_YIELD_EVERY inline commits (after every one at fsync), so a busy run
+    cannot starve its neighbours (heartbeats, other runs, the application)."""
+    steps = 20 * INLINE_YIELD_EVERY if durability == "process" else 64
     turns = 0
     done = asyncio.Event()
 
@@ -129,14 +155,14 @@ async def test_inline_steps_still_let_other_tasks_run(tmp_path: Path) -> None:
             turns += 1
             await asyncio.sleep(0)
 
-    async with Engine(str(tmp_path / "store"), durability="process") as engine:
+    async with Engine(str(tmp_path / "store"), durability=durability) as engine:
         handle = await engine.start(many_ticks, steps)
         other = asyncio.ensure_future(neighbour())
         assert await handle.result() == steps
         done.set()
         await other
         assert len(await engine.journal(handle.run_id)) == steps
-    assert turns >= steps // INLINE_YIELD_EVERY
+    assert turns >= (steps // INLINE_YIELD_EVERY if durability == "process" else steps)
 
 
 # ---------------------------------------------------------------- the journal's chunks

@@ -18,17 +18,25 @@ Layout (named databases in one environment):
 ``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
 ``deploys``  big-endian time (ns) -> deployment (JSON)
 
-At ``durability="fsync"`` all writes go through one writer thread per
-environment that does group commit: every operation queued while the previous
-transaction committed rides the next one, and each caller's future is resolved
-after its commit. The event loop never waits on the disk. At
-``durability="process"`` a commit writes to the page cache only (a few
-microseconds), less than handing it to another thread and back costs (see
-benchmarks/RESULTS.md). So a journal append is committed inline on the
-caller's thread when nothing is queued before it, the writer thread is idle
+Writes go through one writer thread per environment that does group commit:
+every operation queued while the previous transaction committed rides the next
+one, and each caller's future is resolved after its commit. Handing an op to
+that thread and its outcome back costs two thread wake-ups (15-60 us on a VM,
+see benchmarks/RESULTS.md), so a journal append is committed inline, on the
+caller's thread, when there is nothing to group it with:
+
+- at ``durability="process"`` always: the commit writes to the page cache only,
+  a few microseconds;
+- at ``durability="fsync"`` when the append follows an append of the same run,
+  with no other write submitted in between: one run stepping alone. The event
+  loop then waits for that one commit (the fsync), and gets a turn after it, so
+  other tasks wait one commit at most. With two runs stepping, their appends
+  alternate and share the writer thread's commits.
+
+Both only when nothing is queued before the append, the writer thread is idle
 and no other process has the store open (LMDB's write lock is shared between
 processes: waiting for another one's transaction must not stop an event loop);
-otherwise it is queued as at fsync, which keeps the order of operations.
+otherwise the append is queued, which keeps the order of operations.
 Reads are short read-only transactions on the caller's thread (a memory-mapped
 B-tree lookup; no system call on a warm map).
 
@@ -89,7 +97,7 @@ MAX_BATCH = 8192
 # value) inside a 4 KiB leaf page, the smallest page it uses.
 CHUNK_SHIFT: int = _lmdb.CHUNK_SHIFT
 CHUNK_BYTES: int = _lmdb.CHUNK_BYTES
-INLINE_YIELD_EVERY = 32  # inline commits between two turns of the caller's event loop
+INLINE_YIELD_EVERY = 32  # inline commits without sync between two turns of the event loop
 ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
 _MS = struct.Struct(">Q")
@@ -141,13 +149,14 @@ class _Env:
         self.resize_gate = _ResizeGate()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         # One writing thread of this process at a time: the writer thread, or an inline
-        # commit (durability="process"), never ahead of an op already queued for the
-        # writer thread; a resize of the map, too.
-        self.inline = durability == "process"
+        # commit, never ahead of an op already queued for the writer thread; a resize
+        # of the map, too.
+        self.synced = durability == "fsync"
         self._writing = threading.Lock()
         self._queued = 0  # ops queued and not yet committed; changed under _count_lock
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
+        self._last_append: bytes | None = None  # the run key of the last op, an append
         self._alone_now, self._alone_checked = False, -math.inf
         self._deployed: dict[str, str] = {}  # deployed_version's cache, of the
         self._deployed_seen: tuple[int, bytes] = (0, b"")  # deployments (count, last key)
@@ -213,21 +222,19 @@ class _Env:
 
     # -- writes, through the writer thread
 
-    def submit(self, op: Op, notify: bool = False, inline: bool = False) -> asyncio.Future[Any]:
+    def submit(
+        self, op: Op, notify: bool = False, append_of: bytes | None = None
+    ) -> asyncio.Future[Any]:
         """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
-        waiting on this store once it is committed. ``inline``: a small op, to commit
-        on this thread when that keeps the order and cannot wait on another process
-        (``durability="process"`` only)."""
+        waiting on this store once it is committed. ``append_of``: the run key, when
+        ``op`` appends one record to that run's journal: a small op, committed on this
+        thread when nothing could share its commit (the module's docstring says when)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         item = (op, fut, loop, notify)
-        if (
-            inline
-            and self.inline
-            and not self._queued
-            and self._alone()
-            and self._writing.acquire(blocking=False)
-        ):
+        lone = append_of is not None and (not self.synced or append_of == self._last_append)
+        self._last_append = append_of
+        if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
                 outcome = self._commit_one(item)
             finally:
@@ -237,7 +244,7 @@ class _Env:
             # A done future does not yield to the loop when awaited: let the loop run
             # now and then, or a run of inline steps would starve every other task.
             self._inline_run += 1
-            if self._inline_run < INLINE_YIELD_EVERY:
+            if not self.synced and self._inline_run < INLINE_YIELD_EVERY:
                 result, error = outcome
                 if error is None:
                     fut.set_result(result)
@@ -247,9 +254,8 @@ class _Env:
                 self._inline_run = 0
                 loop.call_soon(_settle, [(fut, *outcome)])
             return fut
-        if self.inline:
-            with self._count_lock:
-                self._queued += 1
+        with self._count_lock:
+            self._queued += 1
         self._queue.put(item)
         return fut
 
@@ -289,9 +295,8 @@ class _Env:
                 error = StoreError(f"write failed; nothing was committed: {exc!r}")
                 outcomes = [(None, error)] * len(batch)
             finally:
-                if self.inline:
-                    with self._count_lock:
-                        self._queued -= len(batch)
+                with self._count_lock:
+                    self._queued -= len(batch)
             if any(item[3] for item in batch):
                 self.waker.notify()
             by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
@@ -1082,7 +1087,7 @@ class LmdbStore(Store):
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> asyncio.Future[None]:
         op = _Append(self, run_id, run_key(run_id), fence, seq, record)
-        return self.env.submit(op, inline=True)
+        return self.env.submit(op, append_of=op.run_key)
 
     async def journal(self, run_id: str) -> list[bytes]:
         return self._range(self.env.journal, run_key(run_id))
