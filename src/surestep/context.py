@@ -316,8 +316,12 @@ class WorkflowContext:
         function = getattr(target, "__surestep__", None)
         if type(function) is FunctionSpec:  # the common form, before any slower test
             seq = self._take_seq()
-            _check_key(key)
-            return self._function(seq, function, key, args, kwargs)
+            if key is not None:
+                _check_key(key)
+            low, high = function.positional_range
+            if kwargs or not low <= len(args) <= high or self._tracer is not None:
+                return self._function(seq, function, key, args, kwargs)
+            return self._run(seq, function.name, key, function, function.fn, args, kwargs, None)
         if _is_awaitable(target):  # a bare awaitable, named after its function
             return self.step(
                 getattr(target, "__name__", "awaitable"), target, *args, key=key, **kwargs

@@ -32,7 +32,8 @@ def dumps(value: Any, what: str, *fmt: object) -> bytes:
         encoded = orjson.dumps(value, option=_STRICT)
     except orjson.JSONEncodeError:
         encoded = b"null"  # _encode raises the error that names the part
-    return _encode(value, _STRICT, what, fmt) if b"null" in encoded else encoded
+    # (bytes.find: half the time of ``in``, which takes its argument as a buffer)
+    return encoded if encoded.find(b"null") < 0 else _encode(value, _STRICT, what, fmt)
 
 
 def canonical(value: Any, what: str, *fmt: object) -> bytes:
@@ -41,7 +42,7 @@ def canonical(value: Any, what: str, *fmt: object) -> bytes:
         encoded = orjson.dumps(value, option=_CANONICAL)
     except orjson.JSONEncodeError:
         encoded = b"null"
-    return _encode(value, _CANONICAL, what, fmt) if b"null" in encoded else encoded
+    return encoded if encoded.find(b"null") < 0 else _encode(value, _CANONICAL, what, fmt)
 
 
 def _encode(value: Any, option: int, what: str, fmt: tuple[object, ...]) -> bytes:
