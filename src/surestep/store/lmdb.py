@@ -59,7 +59,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -224,7 +224,7 @@ class _Env:
 
     def submit(
         self, op: Op, notify: bool = False, append_of: bytes | None = None
-    ) -> asyncio.Future[Any]:
+    ) -> Awaitable[Any]:
         """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
@@ -242,17 +242,17 @@ class _Env:
             if notify:
                 self.waker.notify()
             # A done future does not yield to the loop when awaited: let the loop run
-            # now and then, or a run of inline steps would starve every other task.
+            # now and then (after every synced commit), or a run of inline steps would
+            # starve every other task.
             self._inline_run += 1
-            if not self.synced and self._inline_run < INLINE_YIELD_EVERY:
-                result, error = outcome
-                if error is None:
-                    fut.set_result(result)
-                else:
-                    fut.set_exception(error)
+            result, error = outcome
+            if error is None:
+                fut.set_result(result)
             else:
+                fut.set_exception(error)
+            if self.synced or self._inline_run >= INLINE_YIELD_EVERY:
                 self._inline_run = 0
-                loop.call_soon(_settle, [(fut, *outcome)])
+                return _Turn(fut)
             return fut
         with self._count_lock:
             self._queued += 1
@@ -473,6 +473,19 @@ class _ResizeGate:
 
 class _Redo(Exception):  # noqa: N818 - control flow
     """Abort the transaction and apply the batch again, without the op that broke."""
+
+
+class _Turn:
+    """A commit done inline, awaited after one turn of the event loop."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[Any]) -> None:
+        self.fut = fut
+
+    def __await__(self) -> Generator[None, None, Any]:
+        yield  # a bare yield: the task runs again at the loop's next turn
+        return self.fut.result()
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -1085,7 +1098,7 @@ class LmdbStore(Store):
 
     # -- journal
 
-    def append(self, run_id: str, fence: int, seq: int, record: bytes) -> asyncio.Future[None]:
+    def append(self, run_id: str, fence: int, seq: int, record: bytes) -> Awaitable[None]:
         op = _Append(self, run_id, run_key(run_id), fence, seq, record)
         return self.env.submit(op, append_of=op.run_key)
 
