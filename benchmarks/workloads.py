@@ -36,7 +36,7 @@ import orjson
 
 from surestep import Engine, RunHandle, WorkflowContext, _core, _lmdb, function, workflow
 from surestep.store.base import new_run_id, run_key
-from surestep.store.lmdb import DEFAULT_MAP_SIZE
+from surestep.store.lmdb import WRITEMAP
 
 SEQ_STEPS = 1_000
 CONC_RUNS, CONC_STEPS = 1_000, 10
@@ -46,9 +46,11 @@ PARKED_RUNS = 10_000
 
 
 def raw_env_options(sync: bool) -> dict[str, Any]:
-    """The options ``surestep.store.lmdb`` opens its environment with, for raw baselines."""
+    """The options ``surestep.store.lmdb`` opens its environment with, for raw baselines
+    (a map large enough from the start: the baselines do not grow it)."""
     return {
-        "map_size": DEFAULT_MAP_SIZE,
+        "map_size": 1 << 30,
+        "writemap": WRITEMAP,
         "max_dbs": 8,
         "sync": sync,
         "metasync": sync,
@@ -489,8 +491,17 @@ def build_replay_store(loop: asyncio.AbstractEventLoop, steps: int = REPLAY_STEP
 
 
 def copy_store(built: Built, into: str) -> str:
+    """A copy of the built store, flushed to the disk: the timed region must not pay for
+    writing back the copy's pages (a store's data file is allocated to its map's size, so
+    the copy writes all of it, unused tail included)."""
     target = os.path.join(into, "store")
     shutil.copytree(built.path, target)
+    for name in os.listdir(target):
+        fd = os.open(os.path.join(target, name), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return target
 
 

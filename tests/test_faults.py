@@ -303,11 +303,14 @@ def test_a_map_that_cannot_grow_is_a_typed_error_and_loses_nothing(tmp_path: Pat
 def test_disk_full_mid_run_is_a_store_error_and_loses_nothing(tmp_path: Path) -> None:
     """A 1 MiB tmpfs fills up under a run: the step that cannot be journaled fails with a
     StoreError, the run stays recoverable, every committed step is kept; once there is room
-    again the run resumes and no committed step runs twice."""
+    again the run resumes and no committed step runs twice. (The map starts at 64 KiB:
+    where pages are written through the map, the data file is allocated as the map grows,
+    and the default first size would not fit this disk at all.)"""
     side_log = tmp_path / "side.log"
     with tmpfs(tmp_path / "disk", "1m") as disk:
         store = str(disk / "store")
-        code, report = _child("run", store, "200", str(side_log), "-1")
+        options = {"ENGINE_OPTIONS": json.dumps({"map_size": 64 << 10})}
+        code, report = _child("run", store, "200", str(side_log), "-1", env=options)
         assert code == 0, report  # no crash
         assert report["error"]["type"] == "StoreFullError", report
         assert "disk is full" in report["error"]["message"]

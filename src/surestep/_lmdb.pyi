@@ -92,4 +92,5 @@ def open(
     max_readers: int = 126,
     mode: int = 0o755,
     readonly: bool = False,
+    writemap: bool = False,
 ) -> Environment: ...

@@ -5,6 +5,8 @@ starving the event loop."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import random
 import sys
 import threading
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from surestep import Engine, WorkflowContext, _core, function, workflow
-from surestep.errors import StoreError
+from surestep.errors import StoreError, StoreFullError
 from surestep.store import lmdb as lmdb_store
 from surestep.store.base import RunInfo, new_run_id, run_key
 from surestep.store.lmdb import CHUNK_BYTES, CHUNK_SHIFT, INLINE_YIELD_EVERY, LmdbStore
@@ -331,6 +333,94 @@ async def test_a_map_grown_by_another_process_is_adopted_by_reads_and_writes(
         await store.close()
 
 
+@pytest.mark.skipif(not lmdb_store.WRITEMAP, reason="a writable map needs posix_fallocate")
+async def test_the_data_file_is_allocated_to_the_map_and_never_cut_short(tmp_path: Path) -> None:
+    """With a writable map the data file is allocated (no holes) up to the map's size as
+    the map grows; a process that opens the store asking for a smaller map maps the file's
+    length, so it cannot cut short the map of a process already past that size."""
+    path, small = str(tmp_path / "store"), 256 * 1024
+    data = os.path.join(path, "data.mdb")
+    store = LmdbStore(path, durability="process", map_size=small)
+    await store.open()
+    try:
+        assert store.env.writemap
+        run = await _stored_run(store)
+        for seq in range(100):  # 400 KB of records: the map grows
+            await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
+        size = store.env.env.info()["map_size"]
+        stat = os.stat(data)
+        assert size > small and stat.st_size == size and stat.st_blocks * 512 >= size
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _GROW, path, str(64 << 10), new_run_id(), stdout=PIPE
+        )
+        out, _ = await other.communicate()
+        assert other.returncode == 0 and int(out) >= size  # it mapped no less than the file
+        assert os.stat(data).st_size >= size
+        for seq in range(100, 140):  # and this process writes on, past its old map too
+            await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
+        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == 140
+    finally:
+        await store.close()
+
+
+async def test_a_filesystem_that_cannot_allocate_is_written_with_system_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cannot(path: str, size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(lmdb_store, "_allocate_data", cannot)
+    store = LmdbStore(str(tmp_path / "store"), durability="process", map_size=64 << 10)
+    await store.open()
+    try:
+        assert not store.env.writemap
+        run = await _stored_run(store)
+        for seq in range(60):  # past the first map: it grows without allocating
+            await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
+        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == 60
+    finally:
+        await store.close()
+
+
+@pytest.mark.skipif(not lmdb_store.WRITEMAP, reason="a writable map needs posix_fallocate")
+async def test_no_room_for_the_map_is_a_typed_error_at_open_and_when_it_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data file's blocks are allocated before the map may write there: when the
+    disk cannot supply them the open, or the write that needed a larger map, fails with
+    StoreFullError and leaves the store as it was."""
+    path = str(tmp_path / "store")
+    allocate = lmdb_store._allocate_data
+    room = {"bytes": 0}
+
+    def limited(path: str, size: int) -> None:
+        if size > room["bytes"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        allocate(path, size)
+
+    monkeypatch.setattr(lmdb_store, "_allocate_data", limited)
+    with pytest.raises(StoreFullError, match=r"cannot open the store .* the disk is full"):
+        await LmdbStore(path, durability="process", map_size=64 << 10).open()
+    room["bytes"] = 64 << 10
+    store = LmdbStore(path, durability="process", map_size=64 << 10)
+    await store.open()
+    try:
+        run = await _stored_run(store)
+        seq = 0
+        with pytest.raises(StoreFullError, match=r"cannot grow .* nothing was committed"):
+            while True:
+                await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
+                seq += 1
+        assert seq > 0
+        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == seq
+        room["bytes"] = 1 << 30  # room again: the same step is written, and the run goes on
+        for more in range(seq, seq + 20):
+            await store.append(run.run_id, run.fence, more, _record(more, 4000))
+        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == seq + 20
+    finally:
+        await store.close()
+
+
 async def test_a_map_grown_while_the_store_opens_is_adopted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,7 +455,8 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
         assert len(await store.journal(run.run_id)) == 1
     finally:
         await store.close()
-    assert adopted == [0]  # the size the other process set
+    # The size the other process set: with a writable map, the data file's length.
+    assert adopted == [lmdb_store.DEFAULT_MAP_SIZE if lmdb_store.WRITEMAP else 0]
 
 
 async def test_the_deployments_cache_forgets_what_an_aborted_transaction_saw(

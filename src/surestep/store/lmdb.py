@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import math
 import os
 import queue
@@ -88,8 +89,14 @@ from .base import (
 )
 from .wake import WakeListener, WakeSender, others_registered
 
-DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB to start; grown by doubling when full
+DEFAULT_MAP_SIZE = 1 << 20  # to start (allocated on disk, see WRITEMAP); doubled when full
 MAX_MAP_SIZE = 1 << 40
+# Pages are written through a writable map (a commit without sync then makes no write
+# system call: 2 us instead of 6, benchmarks/RESULTS.md) where the data file can be
+# allocated up to the map's size before anything is written there, so that no write
+# meets a block the disk cannot supply (a SIGBUS): a full disk shows when the map grows,
+# as StoreFullError. Elsewhere (macOS; filesystems that cannot allocate) with pwrite.
+WRITEMAP = hasattr(os, "posix_fallocate")
 MAX_BATCH = 8192
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
 # and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
@@ -122,20 +129,13 @@ class _Env:
             raise StoreFullError(
                 f"cannot open the store at {path!r}: the disk is full ({free} bytes free)"
             )
+        self.writemap = WRITEMAP
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
             _reserve_lock_file(path)
-            self.env = _lmdb.open(
-                path,
-                map_size=map_size,
-                max_dbs=16,
-                sync=durability == "fsync",
-                metasync=durability == "fsync",
-                readahead=False,
-                max_readers=MAX_READERS,
-                mode=0o600,
-            )
-            self._open_dbs()
+            with self._sizing():
+                self._open_env(map_size)
+                self._open_dbs()
         except BaseException as exc:
             env = getattr(self, "env", None)
             if env is not None:
@@ -166,6 +166,43 @@ class _Env:
         )
         self._thread.start()
 
+    def _open_env(self, map_size: int) -> None:
+        """Open the environment (under ``_sizing``): with a writable map where the data
+        file's blocks can be allocated up to the map's size, else writing with system
+        calls."""
+        options: dict[str, Any] = {
+            "max_dbs": 16,
+            "sync": self.durability == "fsync",
+            "metasync": self.durability == "fsync",
+            "readahead": False,
+            "max_readers": MAX_READERS,
+            "mode": 0o600,
+        }
+        if self.writemap:
+            # Never less than another process maps: LMDB sets the file's length to the map's.
+            size = max(map_size, _data_size(self.path))
+            self.env = _lmdb.open(self.path, map_size=size, writemap=True, **options)
+            try:
+                _allocate_data(self.path, self.env.info()["map_size"])
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                self.env.close()  # this filesystem cannot allocate: write with system calls
+                self.writemap = False
+        self.env = _lmdb.open(self.path, map_size=map_size, **options)
+
+    def _sizing(self) -> contextlib.AbstractContextManager[None]:
+        """Held to open the environment or change its map's size: with a writable map,
+        across the processes of the store (``_map_lock``)."""
+        return _map_lock(self.path) if self.writemap else contextlib.nullcontext()
+
+    def _take_size(self) -> None:
+        """Map the size another process set (under ``_sizing``): the data file's length
+        with a writable map (every process allocates the file before it maps more, so it
+        is the largest map of any), else the size in LMDB's meta page."""
+        self.env.set_mapsize(_data_size(self.path) if self.writemap else 0)
+
     def _open_dbs(self) -> None:
         for _ in range(3):
             try:
@@ -180,7 +217,7 @@ class _Env:
                 self.deploys = self.env.open_db(b"deploys")
                 return
             except _lmdb.MapResizedError:  # another process grew the map since it opened
-                self.env.set_mapsize(0)
+                self._take_size()
         raise StoreError(f"the store at {self.path!r} kept being resized while opening")
 
     def deployed_version(self, txn: Any, workflow: str) -> str | None:
@@ -398,18 +435,28 @@ class _Env:
             outcomes.append(_DONE if status == _lmdb.APPENDED else (None, one.failure(status)))
         return end
 
-    def _grow(self) -> StoreFullError | None:
+    def _grow(self) -> StoreError | None:
         """Double the map (under ``_writing``, as ``_commit`` calls it); the error to
-        report when it cannot grow."""
+        report when it cannot grow. With a writable map the data file is allocated to
+        the new size first: a full disk is then this error, not a SIGBUS in a write."""
         size = self.env.info()["map_size"]
         if size >= self.max_map_size:
             return StoreFullError(
                 f"the store at {self.path!r} is full at map_size={size} bytes "
                 f"(max_map_size={self.max_map_size}); open the Engine with a larger max_map_size"
             )
+        new = min(size * 2, self.max_map_size)
         try:
-            with self.resize_gate.alone():
-                self.env.set_mapsize(min(size * 2, self.max_map_size))
+            with self._sizing():
+                if self.writemap:
+                    new = max(new, _data_size(self.path))  # another process grew it further
+                    try:
+                        _allocate_data(self.path, new)
+                    except OSError as exc:
+                        what = f"the store at {self.path!r} cannot grow to {new} bytes"
+                        return _store_error(exc, f"{what}; nothing was committed", self.path)
+                with self.resize_gate.alone():
+                    self.env.set_mapsize(new)
         except _lmdb.Error as exc:  # e.g. no address space left: LMDB closed the map
             full = StoreFullError(
                 f"the store at {self.path!r} is full at map_size={size} bytes and cannot "
@@ -427,8 +474,8 @@ class _Env:
 
     def _adopt_size_writing(self) -> None:
         """``_adopt_new_size`` under ``_writing``."""
-        with self.resize_gate.alone():
-            self.env.set_mapsize(0)  # 0: take the size another process set
+        with self._sizing(), self.resize_gate.alone():
+            self._take_size()
 
 
 class _ResizeGate:
@@ -536,6 +583,35 @@ def _reserve_lock_file(path: str) -> None:
         raise StoreFullError(
             f"cannot open the store at {path!r}: the disk is full ({exc})"
         ) from exc
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _map_lock(path: str) -> Iterator[None]:
+    """One process of the store at a time sizes the data file and its map. With a
+    writable map LMDB sets the file's length to the map's size: a process mapping less
+    than another would cut the other's map short (a SIGBUS at its next write there)."""
+    fd = os.open(os.path.join(path, "map.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
+
+
+def _data_size(path: str) -> int:
+    try:
+        return os.stat(os.path.join(path, "data.mdb")).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _allocate_data(path: str, size: int) -> None:
+    """Allocate the blocks of the data file up to ``size`` bytes (its holes only)."""
+    fd = os.open(os.path.join(path, "data.mdb"), os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
     finally:
         os.close(fd)
 
