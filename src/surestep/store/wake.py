@@ -5,7 +5,8 @@ registers it in the store directory (``wake/``, as a symlink to the socket, so
 a long store path does not hit the socket path limit). A process that commits
 a change worth waking for (a run created, released, finished or cancelled)
 sends one byte to every registered socket; a dead process's entry is
-removed by the first sender that finds it refused.
+removed by the first sender that finds it refused, with the socket and the
+private directory it named (a process killed with SIGKILL leaves them behind).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import stat
 import tempfile
 import uuid
 
@@ -57,13 +59,40 @@ class WakeSender:
             except BlockingIOError:
                 pass  # its queue is full: it has a wake-up pending already
             except (ConnectionRefusedError, FileNotFoundError):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry)  # nobody listens there any more
+                _remove_dead(entry)  # nobody listens there any more
             except OSError:
                 pass
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _remove_dead(entry: str) -> None:
+    """Remove a registration nobody listens to, and the socket and directory it names
+    when they are what ``WakeListener`` made (a socket ``s`` of this user alone in an
+    ``ssw-`` directory): nothing else is ever removed through a link."""
+    try:
+        target: str | None = os.readlink(entry)
+    except OSError:
+        target = None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(entry)
+    if target is None:
+        return
+    folder, name = os.path.split(target)
+    try:
+        info = os.lstat(target)
+    except OSError:
+        return
+    if (
+        name == "s"
+        and os.path.basename(folder).startswith("ssw-")
+        and stat.S_ISSOCK(info.st_mode)
+        and info.st_uid == os.getuid()
+    ):
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+            os.rmdir(folder)  # only if empty
 
 
 class WakeListener:
