@@ -37,8 +37,11 @@ Both only when nothing is queued before the append, the writer thread is idle
 and no other process has the store open (LMDB's write lock is shared between
 processes: waiting for another one's transaction must not stop an event loop);
 otherwise the append is queued, which keeps the order of operations.
-Reads are short read-only transactions on the caller's thread (a memory-mapped
-B-tree lookup; no system call on a warm map).
+
+Commits write pages through a writable map where the data file can be allocated
+to the map's size first (``WRITEMAP``, ``_map_lock``). Reads are short
+read-only transactions on the caller's thread (a memory-mapped B-tree lookup;
+no system call on a warm map).
 
 Chunks keep LMDB's cost per record small: one entry (a key, an 8-byte node header and a
 2-byte slot) per chunk of steps instead of one per step, and a run's records packed on
