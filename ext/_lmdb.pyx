@@ -750,6 +750,41 @@ cdef class Environment:
         self.live = <PyObject *>t
         return t
 
+    def commit_append(self, unsigned int journal, unsigned int leases, object append):
+        """One append of ``Transaction.append_records`` in a write transaction of its
+        own, committed: the begin, the fence check, the put and the commit in one call
+        without the GIL. Its outcome as append_records gives it, with nothing written
+        unless ``APPENDED``; an LMDB error (a full map, say) raises, nothing written."""
+        cdef _Pending p
+        cdef MDB_txn *txn
+        cdef int rc = 0
+        cdef int status
+        cdef const char *what = "mdb_txn_begin"
+        self._check()
+        if self.readonly:
+            raise ReadonlyError("mdb_txn_begin: the environment is read-only", EACCES)
+        keep = []  # the bytes p points into
+        status = _pending(append, &p, keep)
+        if status != _APPENDED:
+            return status
+        self.busy += 1
+        with nogil:
+            rc = mdb_txn_begin(self.env, NULL, 0, &txn)
+            if not rc:
+                status = _fence_holds(txn, leases, p.run_key, p.fence, &rc)
+                if status == _APPENDED:
+                    status = _put_record(txn, journal, p.run_key, p.seq, p.record, p.n, &rc)
+                if status == _APPENDED:
+                    what = "mdb_txn_commit"
+                    rc = mdb_txn_commit(txn)  # frees txn, whatever it returns
+                else:
+                    what = "writing the journal"
+                    mdb_txn_abort(txn)
+        self.busy -= 1
+        if rc:
+            raise _error(what.decode(), rc)
+        return status
+
     def set_mapsize(self, size_t size):
         """Set the map's size; 0 adopts the size another process set. No transaction of
         this process may be open. When the larger map cannot be mapped (no address space

@@ -424,6 +424,43 @@ def test_append_records_checks_each_fence_and_goes_on(env: _lmdb.Environment) ->
     }
 
 
+def test_commit_append_commits_one_append_or_nothing(env: _lmdb.Environment) -> None:
+    journal, leases = env.open_db(b"journal"), env.open_db(b"leases")
+    a, b, gone = (bytes([i]) * 16 for i in range(3))
+    with env.begin(write=True) as txn:
+        txn.put(a, (3).to_bytes(8, "little") + bytes(16), leases)
+        txn.put(b, (5).to_bytes(8, "little") + bytes(16), leases)
+        txn.put(b + b"\x00\x00\x00\x00\xff", b"\x02 not a record", journal)
+    outcomes = [
+        env.commit_append(journal, leases, op)
+        for op in (
+            _Op(a, 3, 0, _record(0, 10)),
+            _Op(a, 2, 1, _record(1, 10)),  # an older fence
+            _Op(gone, 1, 0, _record(0, 10)),
+            _Op(a, 3, 0, _record(0, 99)),  # step 0 again
+            _Op(b, 5, 0, _record(0, 10)),  # its group's first chunk is garbage
+            _Op(a[:8], 3, 1, _record(1, 10)),  # not a run key
+            _Op(a, 3, 1, _record(1, 10)),
+        )
+    ]
+    assert outcomes == [
+        _lmdb.APPENDED,
+        _lmdb.LEASE_LOST,
+        _lmdb.RUN_NOT_FOUND,
+        _lmdb.RECORDED_ALREADY,
+        _lmdb.CORRUPT_CHUNK,
+        _lmdb.INVALID,
+        _lmdb.APPENDED,
+    ]
+    with env.begin() as txn:
+        assert dict(txn.cursor(journal)) == {
+            a + b"\x00\x00\x00\x00\xff": _record(0, 10) + _record(1, 10),
+            b + b"\x00\x00\x00\x00\xff": b"\x02 not a record",
+        }
+    # The writer lock was let go after each, whatever its outcome.
+    assert env.commit_append(journal, leases, _Op(a, 3, 2, _record(2, 10))) == _lmdb.APPENDED
+
+
 def test_what_is_not_an_append_fails_alone(env: _lmdb.Environment) -> None:
     journal, leases = env.open_db(b"journal"), env.open_db(b"leases")
     key = bytes(16)

@@ -349,10 +349,14 @@ class _Env:
     def _commit_one(self, item: _Item) -> tuple[Any, BaseException | None]:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``
         (a failed transaction is aborted first, so nothing of it was written)."""
+        op = item[0]
         try:
+            if type(op) is _Append:  # begin, append and commit in one compiled call
+                status = self.env.commit_append(self.journal, self.leases, op)
+                return _DONE if status == _lmdb.APPENDED else (None, op.failure(status))
             txn = self.env.begin(write=True)  # under _writing, as every write
             try:
-                result = item[0](txn)
+                result = op(txn)
                 txn.commit()
             except BaseException:
                 txn.abort()
