@@ -4255,8 +4255,13 @@ mdb_env_map(MDB_env *env, void *addr)
 		mmap_flags |= MAP_NOSYNC;
 #endif
 	if (flags & MDB_WRITEMAP) {
+		/* Only ever lengthen the file: another process may map more of it. */
+		struct stat st;
 		prot |= PROT_WRITE;
-		if (ftruncate(env->me_fd, env->me_mapsize) < 0)
+		if (fstat(env->me_fd, &st) < 0)
+			return ErrCode();
+		if ((size_t)st.st_size < env->me_mapsize &&
+			ftruncate(env->me_fd, env->me_mapsize) < 0)
 			return ErrCode();
 	}
 	env->me_map = mmap(addr, env->me_mapsize, prot, mmap_flags,

@@ -253,6 +253,24 @@ def test_the_map_is_not_resized_under_an_open_transaction(env: _lmdb.Environment
     assert env.info()["map_size"] == 2 << 20
 
 
+def test_a_writable_map_never_shortens_the_data_file(tmp_path: Path) -> None:
+    """LMDB as patched (ext/lmdb/README.md): mapping less than the file's length leaves
+    the file as long as it was, for a process mapping more of it."""
+    big = _lmdb.open(str(tmp_path), map_size=4 << 20, writemap=True)
+    big.close()
+    data = tmp_path / "data.mdb"
+    assert data.stat().st_size == 4 << 20
+    small = _lmdb.open(str(tmp_path), map_size=1 << 20, writemap=True)
+    try:
+        assert small.info()["map_size"] == 1 << 20 and data.stat().st_size == 4 << 20
+        small.set_mapsize(2 << 20)
+        assert data.stat().st_size == 4 << 20
+        small.set_mapsize(8 << 20)  # but lengthens it to a larger map
+        assert data.stat().st_size == 8 << 20
+    finally:
+        small.close()
+
+
 def test_errors_are_typed(tmp_path: Path) -> None:
     with pytest.raises(_lmdb.Error) as missing:
         _lmdb.open(str(tmp_path / "missing"))
