@@ -1,6 +1,6 @@
 # cython: language_level=3, autotestdict=False, auto_pickle=False
 """surestep's binding of LMDB, the C library in ``ext/lmdb/`` (LMDB 0.9.36 with py-lmdb
-3.0.0's hardening patches: ``ext/lmdb/README.md``).
+3.0.0's hardening patches and one of surestep's: ``ext/lmdb/README.md``).
 
 The subset of the ``lmdb`` package's API that ``surestep.store.lmdb`` uses, with one
 difference that is its reason to exist: gets, puts, deletes and cursor moves keep the GIL.
@@ -21,6 +21,8 @@ checked against its run's fence, in one call that releases the GIL
 (``Transaction.append_records``): the writer thread then spends the batch in C while
 the event loop runs Python.
 """
+
+import os
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -133,7 +135,24 @@ class DiskError(Error):
 
 
 cdef extern from "errno.h":
-    int EACCES, ENOSPC, EROFS, EINVAL
+    int EACCES, ENOSPC, EDQUOT, EROFS, EINVAL, EINTR
+    int errno
+
+
+# Linux's fallocate(2), not posix_fallocate: where a filesystem cannot allocate, glibc's
+# posix_fallocate writes a byte into every block it finds zero, which races with a
+# process writing the same block through its map.
+cdef extern from *:
+    """
+    #include <errno.h>
+    #ifdef __linux__
+    #include <fcntl.h>
+    #define SURESTEP_ALLOCATE(fd, size) fallocate((fd), 0, 0, (off_t)(size))
+    #else
+    #define SURESTEP_ALLOCATE(fd, size) (errno = EOPNOTSUPP, -1)
+    #endif
+    """
+    int SURESTEP_ALLOCATE(int fd, long long size) nogil
 
 
 cdef object _error(str what, int rc):
@@ -144,7 +163,7 @@ cdef object _error(str what, int rc):
         return MapResizedError(message, rc)
     if rc == EACCES or rc == EROFS:
         return ReadonlyError(message, rc)
-    if rc == ENOSPC:
+    if rc == ENOSPC or rc == EDQUOT:
         return DiskError(message, rc)
     return Error(message, rc)
 
@@ -310,6 +329,22 @@ cdef int _pending(object one, _Pending* p, list keep) except -1:
 def version():
     """The LMDB library's version, as ``(major, minor, patch)``."""
     return (MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH)
+
+
+def allocate(int fd, long long size):
+    """Allocate the blocks of file ``fd`` from its start up to ``size`` bytes (its holes;
+    a shorter file is lengthened), with Linux's fallocate(2): OSError where the disk
+    cannot supply them (ENOSPC, EDQUOT) or the filesystem cannot allocate (EOPNOTSUPP;
+    always, elsewhere than Linux)."""
+    cdef int rc, err
+    while True:
+        with nogil:
+            rc = SURESTEP_ALLOCATE(fd, size)
+            err = errno
+        if rc == 0:
+            return
+        if err != EINTR:
+            raise OSError(err, os.strerror(err))
 
 
 cdef class _Buffer:

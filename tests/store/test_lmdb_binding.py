@@ -271,6 +271,22 @@ def test_a_writable_map_never_shortens_the_data_file(tmp_path: Path) -> None:
         small.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fallocate(2) is Linux's")
+def test_allocate_fills_a_file_s_holes_and_lengthens_it(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"kept")
+    with path.open("r+b") as f:
+        f.truncate(1 << 20)  # a hole after the first block
+        assert path.stat().st_blocks * 512 < 1 << 20
+        _lmdb.allocate(f.fileno(), 2 << 20)
+    stat = path.stat()
+    assert stat.st_size == 2 << 20 and stat.st_blocks * 512 >= 2 << 20
+    assert path.read_bytes()[:4] == b"kept"
+    with pytest.raises(OSError) as bad:
+        _lmdb.allocate(-1, 4096)
+    assert bad.value.errno == errno.EBADF
+
+
 def test_errors_are_typed(tmp_path: Path) -> None:
     with pytest.raises(_lmdb.Error) as missing:
         _lmdb.open(str(tmp_path / "missing"))

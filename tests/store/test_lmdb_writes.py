@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 import random
 import sys
@@ -333,13 +334,15 @@ async def test_a_map_grown_by_another_process_is_adopted_by_reads_and_writes(
         await store.close()
 
 
-@pytest.mark.skipif(not lmdb_store.WRITEMAP, reason="a writable map needs posix_fallocate")
-async def test_the_data_file_is_allocated_to_the_map_and_never_cut_short(tmp_path: Path) -> None:
-    """With a writable map the data file is allocated (no holes) up to the map's size as
-    the map grows; a process that opens the store asking for a smaller map maps the file's
-    length, so it cannot cut short the map of a process already past that size."""
+WRITEMAP_ONLY = pytest.mark.skipif(
+    not lmdb_store.WRITEMAP, reason="a writable map is used on Linux only"
+)
+
+
+@WRITEMAP_ONLY
+async def test_the_data_file_is_allocated_as_the_map_grows(tmp_path: Path) -> None:
+    """With a writable map the data file has no holes up to the map's size."""
     path, small = str(tmp_path / "store"), 256 * 1024
-    data = os.path.join(path, "data.mdb")
     store = LmdbStore(path, durability="process", map_size=small)
     await store.open()
     try:
@@ -348,17 +351,149 @@ async def test_the_data_file_is_allocated_to_the_map_and_never_cut_short(tmp_pat
         for seq in range(100):  # 400 KB of records: the map grows
             await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
         size = store.env.env.info()["map_size"]
-        stat = os.stat(data)
+        stat = os.stat(os.path.join(path, "data.mdb"))
         assert size > small and stat.st_size == size and stat.st_blocks * 512 >= size
+    finally:
+        await store.close()
+
+
+_WRITE_ON = """
+import asyncio, sys
+from surestep import _core
+from surestep.store.base import RunInfo
+from surestep.store.lmdb import LmdbStore
+
+async def main():
+    store = LmdbStore(sys.argv[1], durability="process")
+    await store.open()
+    run = RunInfo(run_id=sys.argv[2], workflow="wf", version="v1", args=[], kwargs={})
+    fence = await store.create_run(run, "writer:1:a", 60.0)
+    output = b'"%b"' % (b"x" * 4000)
+    for seq in range(80):
+        if seq == 40:  # the other process opens the store with a smaller map meanwhile
+            print(store.env.env.info()["map_size"], flush=True)
+            sys.stdin.readline()
+        record = _core.encode_record(1, seq, 1, "s", None, None, output, True, None, None)
+        await store.append(run.run_id, fence, seq, record)
+    print(store.env.env.info()["map_size"], len(await store.journal(run.run_id)), flush=True)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+@WRITEMAP_ONLY
+async def test_a_process_mapping_less_never_cuts_the_data_file_short(tmp_path: Path) -> None:
+    """LMDB sets the data file's length to the map's size when it maps it: a process
+    that opens the store asking for a smaller map than another maps must not cut the
+    file under the other, whose next write past the cut would be a SIGBUS."""
+    path = str(tmp_path / "store")
+    data = os.path.join(path, "data.mdb")
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WRITE_ON, path, new_run_id(), stdin=PIPE, stdout=PIPE
+    )
+    try:
+        assert writer.stdin is not None and writer.stdout is not None
+        mapped = int(await writer.stdout.readline())  # 160 KB written, of a 1 MiB map
+        small = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _OPEN_CLOSE, path, str(64 << 10)
+        )
+        assert await small.wait() == 0
+        length = os.stat(data).st_size
+        writer.stdin.write(b"go on\n")  # 160 KB more, past the pages used so far
+        out, _ = await writer.communicate()
+    finally:
+        if writer.returncode is None:
+            writer.kill()
+            await writer.wait()
+    assert writer.returncode == 0, f"the writer died: {writer.returncode}"
+    after, records = map(int, out.split())
+    assert after == mapped  # the writes stayed inside the map the other process saw
+    assert records == 80 and length >= mapped and os.stat(data).st_size >= mapped
+
+
+_OPEN_CLOSE = """
+import asyncio, sys
+from surestep.store.lmdb import LmdbStore
+
+async def main():
+    store = LmdbStore(sys.argv[1], durability="process", map_size=int(sys.argv[2]))
+    await store.open()
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def _blocked_on(path: str, pid: int) -> bool:
+    """Whether process ``pid`` waits for a flock on ``path`` (Linux's /proc/locks)."""
+    inode = os.stat(path).st_ino
+    with open("/proc/locks") as locks:
+        return any("->" in line and f" {pid} " in line and f":{inode} " in line for line in locks)
+
+
+@WRITEMAP_ONLY
+async def test_a_process_sizes_the_map_only_holding_the_stores_map_lock(
+    tmp_path: Path,
+) -> None:
+    """Opening the store (and so choosing a map's size) waits for ``map.lock``: while
+    another process holds it, an open waits, and goes on once it is released."""
+    path = str(tmp_path / "store")
+    store = LmdbStore(path, durability="process")
+    await store.open()
+    await store.close()
+    lock = os.path.join(path, "map.lock")
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        opener = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _OPEN_CLOSE, path, str(64 << 10)
+        )
+        for _ in range(3000):  # until it waits for the lock (or 30 s, then fail)
+            if _blocked_on(lock, opener.pid):
+                break
+            assert opener.returncode is None, "the open did not wait for map.lock"
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the open never waited for map.lock")
+    finally:
+        os.close(fd)  # and the lock with it
+    assert await opener.wait() == 0
+
+
+@WRITEMAP_ONLY
+async def test_a_map_another_process_grew_is_allocated_before_it_is_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process adopting the size another gave the map allocates the data file to it
+    first (a process whose open failed may have lengthened the file and allocated
+    nothing): when the disk cannot supply it, the read or write fails with
+    StoreFullError and writes nothing, and both go on once there is room."""
+    path, small = str(tmp_path / "store"), 256 * 1024
+    store = LmdbStore(path, durability="process", map_size=small)
+    await store.open()
+    try:
+        mine, theirs = await _stored_run(store), new_run_id()
         other = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _GROW, path, str(64 << 10), new_run_id(), stdout=PIPE
+            sys.executable, "-c", _GROW, path, str(small), theirs, stdout=PIPE
         )
         out, _ = await other.communicate()
-        assert other.returncode == 0 and int(out) >= size  # it mapped no less than the file
-        assert os.stat(data).st_size >= size
-        for seq in range(100, 140):  # and this process writes on, past its old map too
-            await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
-        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == 140
+        assert other.returncode == 0 and int(out) > small
+        allocate = lmdb_store._allocate_data
+
+        def full(path: str, size: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(lmdb_store, "_allocate_data", full)
+        with pytest.raises(StoreFullError, match="cannot map the size another process gave"):
+            await store.append(mine.run_id, mine.fence, 0, _record(0, 10))
+        with pytest.raises(StoreFullError, match="cannot map the size another process gave"):
+            await store.journal(theirs)
+        monkeypatch.setattr(lmdb_store, "_allocate_data", allocate)
+        await store.append(mine.run_id, mine.fence, 0, _record(0, 10))
+        assert len(await store.journal(mine.run_id)) == 1
+        assert len(await store.journal(theirs)) > 0
+        assert store.env.env.info()["map_size"] == int(out)
     finally:
         await store.close()
 
@@ -366,10 +501,10 @@ async def test_the_data_file_is_allocated_to_the_map_and_never_cut_short(tmp_pat
 async def test_a_filesystem_that_cannot_allocate_is_written_with_system_calls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def cannot(path: str, size: int) -> None:
+    def cannot(fd: int, size: int) -> None:
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-    monkeypatch.setattr(lmdb_store, "_allocate_data", cannot)
+    monkeypatch.setattr(lmdb_store._lmdb, "allocate", cannot)
     store = LmdbStore(str(tmp_path / "store"), durability="process", map_size=64 << 10)
     await store.open()
     try:
@@ -382,20 +517,21 @@ async def test_a_filesystem_that_cannot_allocate_is_written_with_system_calls(
         await store.close()
 
 
-@pytest.mark.skipif(not lmdb_store.WRITEMAP, reason="a writable map needs posix_fallocate")
+@WRITEMAP_ONLY
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 async def test_no_room_for_the_map_is_a_typed_error_at_open_and_when_it_grows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     """The data file's blocks are allocated before the map may write there: when the
-    disk cannot supply them the open, or the write that needed a larger map, fails with
-    StoreFullError and leaves the store as it was."""
+    disk (or the user's quota) cannot supply them the open, or the write that needed a
+    larger map, fails with StoreFullError and leaves the store as it was."""
     path = str(tmp_path / "store")
     allocate = lmdb_store._allocate_data
     room = {"bytes": 0}
 
     def limited(path: str, size: int) -> None:
         if size > room["bytes"]:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         allocate(path, size)
 
     monkeypatch.setattr(lmdb_store, "_allocate_data", limited)

@@ -61,6 +61,7 @@ import math
 import os
 import queue
 import struct
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
@@ -98,8 +99,10 @@ MAX_MAP_SIZE = 1 << 40
 # system call: 2 us instead of 6, benchmarks/RESULTS.md) where the data file can be
 # allocated up to the map's size before anything is written there, so that no write
 # meets a block the disk cannot supply (a SIGBUS): a full disk shows when the map grows,
-# as StoreFullError. Elsewhere (macOS; filesystems that cannot allocate) with pwrite.
-WRITEMAP = hasattr(os, "posix_fallocate")
+# as StoreFullError. That is on Linux, on a filesystem that allocates (fallocate(2));
+# the store's filesystem decides it, so every process of a store agrees. Elsewhere
+# (macOS; filesystems that cannot allocate) with pwrite.
+WRITEMAP = sys.platform.startswith("linux")
 MAX_BATCH = 8192
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
 # and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
@@ -132,10 +135,9 @@ class _Env:
             raise StoreFullError(
                 f"cannot open the store at {path!r}: the disk is full ({free} bytes free)"
             )
-        self.writemap = WRITEMAP
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
-            _reserve_lock_file(path)
+            self.writemap = _reserve_lock_file(path) and WRITEMAP
             with self._sizing():
                 self._open_env(map_size)
                 self._open_dbs()
@@ -170,9 +172,9 @@ class _Env:
         self._thread.start()
 
     def _open_env(self, map_size: int) -> None:
-        """Open the environment (under ``_sizing``): with a writable map where the data
-        file's blocks can be allocated up to the map's size, else writing with system
-        calls."""
+        """Open the environment (under ``_sizing``), with a writable map where the
+        filesystem allocates: the data file is allocated up to the map's size before
+        anything writes there."""
         options: dict[str, Any] = {
             "max_dbs": 16,
             "sync": self.durability == "fsync",
@@ -182,18 +184,12 @@ class _Env:
             "mode": 0o600,
         }
         if self.writemap:
-            # Never less than another process maps: LMDB sets the file's length to the map's.
+            # As large as the file: no process maps more (LMDB, as patched, only lengthens it).
             size = max(map_size, _data_size(self.path))
             self.env = _lmdb.open(self.path, map_size=size, writemap=True, **options)
-            try:
-                _allocate_data(self.path, self.env.info()["map_size"])
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise
-                self.env.close()  # this filesystem cannot allocate: write with system calls
-                self.writemap = False
-        self.env = _lmdb.open(self.path, map_size=map_size, **options)
+            _allocate_data(self.path, self.env.info()["map_size"])
+        else:
+            self.env = _lmdb.open(self.path, map_size=map_size, **options)
 
     def _sizing(self) -> contextlib.AbstractContextManager[None]:
         """Held to open the environment or change its map's size: with a writable map,
@@ -202,9 +198,15 @@ class _Env:
 
     def _take_size(self) -> None:
         """Map the size another process set (under ``_sizing``): the data file's length
-        with a writable map (every process allocates the file before it maps more, so it
-        is the largest map of any), else the size in LMDB's meta page."""
-        self.env.set_mapsize(_data_size(self.path) if self.writemap else 0)
+        with a writable map (no process maps more than the file), allocated first (a
+        process whose open failed may have lengthened the file and allocated nothing),
+        else the size in LMDB's meta page. OSError when the disk cannot supply it."""
+        if self.writemap:
+            size = _data_size(self.path)
+            _allocate_data(self.path, size)
+            self.env.set_mapsize(size)
+        else:
+            self.env.set_mapsize(0)
 
     def _open_dbs(self) -> None:
         for _ in range(3):
@@ -255,7 +257,9 @@ class _Env:
                     with txn:
                         return fn(txn)
             except _lmdb.MapResizedError:
-                self._adopt_new_size()
+                error = self._adopt_new_size()
+                if error is not None:
+                    raise error from error.__cause__
             except _lmdb.Error as exc:
                 raise _store_error(exc, "read failed") from exc
         raise StoreError(f"the store at {self.path!r} kept being resized while reading")
@@ -410,7 +414,9 @@ class _Env:
                     full.__cause__ = full.__cause__ or exc
                     return [(None, full)] * len(batch)
             except _lmdb.MapResizedError:
-                self._adopt_size_writing()
+                error = self._adopt_size_writing()
+                if error is not None:
+                    return [(None, error)] * len(batch)
             except _lmdb.Error as exc:
                 error = _store_error(exc, "write failed; nothing was committed", self.path)
                 return [(None, error)] * len(batch)
@@ -473,16 +479,24 @@ class _Env:
             return full
         return None
 
-    def _adopt_new_size(self) -> None:
+    def _adopt_new_size(self) -> StoreError | None:
         """Take the map size another process set, after a read found it changed: waits
-        for a write under way in this process (only when the map grew elsewhere)."""
+        for a write under way in this process (only when the map grew elsewhere). The
+        error to report when this process cannot map it."""
         with self._writing:
-            self._adopt_size_writing()
+            return self._adopt_size_writing()
 
-    def _adopt_size_writing(self) -> None:
+    def _adopt_size_writing(self) -> StoreError | None:
         """``_adopt_new_size`` under ``_writing``."""
-        with self._sizing(), self.resize_gate.alone():
-            self._take_size()
+        try:
+            with self._sizing(), self.resize_gate.alone():
+                self._take_size()
+        except (OSError, _lmdb.Error) as exc:
+            what = f"the store at {self.path!r} cannot map the size another process gave it"
+            error = _store_error(exc, f"{what}; nothing was written", self.path)
+            error.__cause__ = exc
+            return error
+        return None
 
 
 class _ResizeGate:
@@ -561,30 +575,25 @@ MAX_READERS = 1024
 LOCK_FILE_BYTES = 192 + (MAX_READERS - 1) * 64
 
 
-def _reserve_lock_file(path: str) -> None:
+def _reserve_lock_file(path: str) -> bool:
     """Allocate the blocks of LMDB's lock file before LMDB maps it: a write through the map
     to a block the disk cannot supply is a SIGBUS, an allocation here is ENOSPC. The
     free-space check above can race with other writers to the disk; this cannot. A lock
     file that exists keeps its size (other processes may have it mapped); only its holes
-    are filled. Where the filesystem or platform (macOS) has no posix_fallocate, the
-    check is all there is."""
-    allocate = getattr(os, "posix_fallocate", None)
-    if allocate is None:
-        return
+    are filled. Whether the filesystem allocates: where it cannot (or on macOS), the
+    check is all there is, and the data file is written with system calls."""
     lock_path = os.path.join(path, "lock.mdb")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
-        return  # a read-only store, say: LMDB's open says what is wrong
+        return False  # a read-only store, say: LMDB's open says what is wrong
     size = 0
     try:
-        stat = os.fstat(fd)
-        size = stat.st_size
-        if size == 0 or stat.st_blocks * 512 < size:
-            allocate(fd, 0, size or LOCK_FILE_BYTES)
+        size = os.fstat(fd).st_size
+        _lmdb.allocate(fd, size or LOCK_FILE_BYTES)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            return  # EOPNOTSUPP, ENOSYS, EPERM...: no reservation, the check stands
+        if not _no_space(exc):
+            return False  # EOPNOTSUPP, ENOSYS, EPERM...: no reservation, the check stands
         if size == 0:
             os.unlink(lock_path)  # leave no unreserved lock file for the next open
         raise StoreFullError(
@@ -592,6 +601,7 @@ def _reserve_lock_file(path: str) -> None:
         ) from exc
     finally:
         os.close(fd)
+    return True
 
 
 @contextlib.contextmanager
@@ -618,7 +628,7 @@ def _allocate_data(path: str, size: int) -> None:
     """Allocate the blocks of the data file up to ``size`` bytes (its holes only)."""
     fd = os.open(os.path.join(path, "data.mdb"), os.O_RDWR)
     try:
-        os.posix_fallocate(fd, 0, size)
+        _lmdb.allocate(fd, size)
     finally:
         os.close(fd)
 
@@ -634,11 +644,19 @@ def _free_bytes(path: str) -> int | None:
     return stat.f_bavail * stat.f_frsize
 
 
+def _no_space(exc: BaseException) -> bool:
+    """A full disk, or the user's quota used up."""
+    code = getattr(exc, "errno", None)
+    return (
+        isinstance(exc, _lmdb.DiskError)
+        or code in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left" in str(exc)
+    )
+
+
 def _store_error(exc: BaseException, what: str, path: str | None = None) -> StoreError:
     code = getattr(exc, "errno", None)
-    no_space = (
-        isinstance(exc, _lmdb.DiskError) or code == errno.ENOSPC or "No space left" in str(exc)
-    )
+    no_space = _no_space(exc)
     if (
         not no_space
         and path is not None
