@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import threading
+import warnings
 from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
@@ -459,6 +460,34 @@ async def test_a_process_sizes_the_map_only_holding_the_stores_map_lock(
     finally:
         os.close(fd)  # and the lock with it
     assert await opener.wait() == 0
+
+
+def test_a_child_forked_holding_the_map_lock_does_not_keep_it(tmp_path: Path) -> None:
+    """A process forked while a thread of its parent holds ``map.lock`` (a pool's worker,
+    say) does not keep the store's processes waiting for it to exit."""
+    path = str(tmp_path)
+    resume, child_waits = os.pipe()
+    forked, child_ready = os.pipe()
+    with lmdb_store._map_lock(path):
+        with warnings.catch_warnings():  # forking a process with threads: only to exit
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, past the fork's handlers
+            os.write(child_ready, b"x")
+            os.read(resume, 1)
+            os._exit(0)
+    os.read(forked, 1)
+    try:
+        fd = os.open(os.path.join(path, "map.lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if kept
+        finally:
+            os.close(fd)
+    finally:
+        os.write(child_waits, b"x")
+        os.waitpid(pid, 0)
+        for end in (resume, child_waits, forked, child_ready):
+            os.close(end)
 
 
 @WRITEMAP_ONLY

@@ -606,15 +606,32 @@ def _reserve_lock_file(path: str) -> bool:
 
 @contextlib.contextmanager
 def _map_lock(path: str) -> Iterator[None]:
-    """One process of the store at a time sizes the data file and its map. With a
-    writable map LMDB sets the file's length to the map's size: a process mapping less
-    than another would cut the other's map short (a SIGBUS at its next write there)."""
+    """One process of the store at a time sizes the data file and its map, so that a
+    process maps no more than the file it has allocated."""
     fd = os.open(os.path.join(path, "map.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    _held_map_locks.add(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        _held_map_locks.discard(fd)
         os.close(fd)  # and the lock with it
+
+
+# A process forked while a thread holds a map lock shares the lock (an flock belongs to
+# the open file, which the child's copy of the descriptor keeps open): the child closes
+# its copies, or every process of the store would wait for the child to exit.
+_held_map_locks: set[int] = set()
+
+
+def _drop_map_locks_in_child() -> None:
+    for fd in _held_map_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_map_locks.clear()
+
+
+os.register_at_fork(after_in_child=_drop_map_locks_in_child)
 
 
 def _data_size(path: str) -> int:
