@@ -1,0 +1,163 @@
+"""The floor under a sequential durable step at fsync, measured in one time window.
+
+    .venv/bin/python benchmarks/step_floor.py --rounds 5
+
+Four kinds of cycle, in blocks of BLOCK taking turns, so that all of them meet the disk
+of the same minutes (this VM's sync commits drift by 20% from one second to the next):
+
+- ``raw``: one raw LMDB sync commit of one step record (the goal's baseline: same
+  options, same key layout, a directory of its own);
+- ``raw + turn``: the same, then one turn of the event loop (a bare yield in a task
+  on uvloop, as the store yields after an inline commit);
+- ``plain step``: what any durable step has to do, written as plain code: the input's
+  JSON, ``await`` the body, the output's JSON, ``encode_record``, the raw commit, one
+  turn;
+- ``engine step``: ``ctx.step`` in a workflow on the engine (``durability="fsync"``),
+  whose body runs one block of each other kind every BLOCK steps (the cycles of those
+  steps are left out).
+
+Per round: the median cycle of each kind and its ratio to the raw commit's median;
+then the medians over rounds. A diagnostic, not a goal benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import statistics
+import time
+from collections.abc import Generator
+from typing import Any
+
+import orjson
+
+import workloads
+from surestep import WorkflowContext, _core, _lmdb, function, workflow
+from surestep.store.base import new_run_id, run_key
+
+STEPS = workloads.SEQ_STEPS
+BLOCK = 25
+KINDS = ("raw", "raw + turn", "plain step")
+
+
+class _Turn:
+    """One bare yield: the task runs again at the loop's next turn."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield
+
+
+async def body(x: int) -> int:
+    return x + 1
+
+
+class RawStore:
+    """A raw environment with the store's options, and the cycles measured on it."""
+
+    def __init__(self) -> None:
+        self.path = workloads.temp_dir("floor")
+        self.env: Any = _lmdb.open(self.path, **workloads.raw_env_options(True))
+        self.db = self.env.open_db(b"journal")
+        self.key = run_key(new_run_id())
+        self.seq = 0
+        self.cycles: list[float] = []
+
+    def commit(self, record: bytes) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.put(_core.step_key(self.key, self.seq), record, db=self.db)
+        self.seq += 1
+
+    async def block(self, kind: str) -> None:
+        clock, turn, x = time.perf_counter, _Turn(), self.seq
+        last = clock()
+        for _ in range(BLOCK):
+            if kind == "plain step":
+                input_json = orjson.dumps(((x,), {}))
+                x = await body(x)
+                output_json = orjson.dumps(x)
+                record = _core.encode_record(
+                    _core.KIND_STEP, self.seq, 1, "floor.inc", None, input_json, output_json,
+                    True, 0.0, 0.0,
+                )  # fmt: skip
+            else:
+                record = workloads.sample_record(self.seq)
+            self.commit(record)
+            if kind != "raw":
+                await turn
+            now = clock()
+            self.cycles.append(now - last)
+            last = now
+
+    def close(self) -> None:
+        workloads.check(self.seq == len(self.cycles), "every raw commit timed")
+        self.env.close()
+        shutil.rmtree(self.path)
+
+
+floors: dict[str, RawStore] = {}
+
+
+@function(name="floor.inc")
+async def inc(x: int) -> int:
+    if x % BLOCK == BLOCK - 1:
+        for kind in KINDS:
+            await floors[kind].block(kind)
+    return x + 1
+
+
+@workflow(name="floor.chain")
+async def chain(ctx: WorkflowContext, n: int) -> int:
+    x = 0
+    for _ in range(n):
+        x = await ctx.step(inc, x)
+    return x
+
+
+def one_round() -> dict[str, float]:
+    """Median cycle (s) of each kind in one chain of STEPS steps."""
+    loop = workloads.new_loop()
+    work = workloads.Workload(loop)
+    floors.update((kind, RawStore()) for kind in KINDS)
+    try:
+        engine = work.open_engine(work.tmp("floor"), "fsync")
+
+        async def go() -> list[float]:
+            handle = await engine.start(chain, STEPS)
+            workloads.check(await handle.result() == STEPS, "the chain's result")
+            return [entry.started_at for entry in await engine.journal(handle.run_id)]
+
+        started = work.run(go())
+    finally:
+        work.cleanup()
+        loop.close()
+        for raw in floors.values():
+            raw.close()
+    # The cycle of step s runs from its start to the next step's; a step whose body ran
+    # the blocks is left out.
+    engine_cycles = [
+        b - a for s, (a, b) in enumerate(itertools.pairwise(started)) if s % BLOCK != BLOCK - 1
+    ]
+    out = {kind: statistics.median(raw.cycles) for kind, raw in floors.items()}
+    out["engine step"] = statistics.median(engine_cycles)
+    floors.clear()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    rows = [one_round() for _ in range(args.rounds)]
+    for kind in rows[0]:
+        cycles = [row[kind] * 1e6 for row in rows]
+        ratios = [row[kind] / row["raw"] for row in rows]
+        print(
+            f"{kind:12s} {statistics.median(cycles):6.1f} us  "
+            f"{statistics.median(ratios):.3f}x raw  "
+            f"(ratios {', '.join(f'{r:.3f}' for r in ratios)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
