@@ -80,12 +80,12 @@ def one_round(durability: str, with_side: bool) -> dict[str, float]:
     marks: list[tuple[int, float, float]] = []  # step, start, end of every inline commit
     original = lmdb._Env._commit_one
 
-    def timed(env: Any, item: Any) -> Any:
+    def timed(env: Any, op: Any) -> Any:
         started = time.perf_counter()
         try:
-            return original(env, item)
+            return original(env, op)
         finally:
-            marks.append((item[0].seq, started, time.perf_counter()))
+            marks.append((op.seq, started, time.perf_counter()))
 
     loop = workloads.new_loop()
     work = workloads.Workload(loop)

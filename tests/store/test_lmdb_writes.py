@@ -35,7 +35,7 @@ async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_wri
     key = run_key(new_run_id())
     try:
         first = env.submit(lambda txn: order.append("inline"), append_of=key)
-        assert first.done()  # committed on the caller's thread, before submit returned
+        assert order == ["inline"]  # committed on the caller's thread, before submit returned
         with env._writing:  # as if the writer thread were committing a batch
             queued = env.submit(lambda txn: order.append("queued"), append_of=key)
             assert not queued.done()
@@ -43,7 +43,9 @@ async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_wri
             assert not after.done()  # something is queued before it: it waits its turn
         await asyncio.gather(first, queued, after)
         assert order == ["inline", "queued", "after"]
-        assert env.submit(lambda txn: order.append("inline again"), append_of=key).done()
+        again = env.submit(lambda txn: order.append("inline again"), append_of=key)
+        assert order[-1] == "inline again"
+        await again
         big = env.submit(lambda txn: order.append("not small"))  # only appends go inline
         assert not big.done()
         await big
@@ -124,7 +126,10 @@ async def test_no_inline_commit_while_another_process_has_the_store_open(
             await queued
             other.stdin.close()  # it closes the store and exits
             assert await other.wait() == 0
-            assert store.env.submit(lambda txn: None, append_of=key).done()
+            committed: list[None] = []
+            inline = store.env.submit(lambda txn: committed.append(None), append_of=key)
+            assert committed  # before submit returned
+            await inline
         finally:
             await store.close()
     finally:

@@ -273,34 +273,35 @@ class _Env:
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
         thread when nothing could share its commit (the module's docstring says when)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        item = (op, fut, loop, notify)
         lone = append_of is not None and (not self.synced or append_of == self._last_append)
         self._last_append = append_of
         if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
-                outcome = self._commit_one(item)
+                result, error = self._commit_one(op)
             finally:
                 self._writing.release()
             if notify:
                 self.waker.notify()
-            # A done future does not yield to the loop when awaited: let the loop run
-            # now and then (after every synced commit), or a run of inline steps would
-            # starve every other task.
+            # Awaiting a finished commit does not yield to the loop: give it a turn now
+            # and then (after every synced commit), or a run of inline steps would starve
+            # every other task. A commit that returned None needs no future.
             self._inline_run += 1
-            result, error = outcome
+            turn = self.synced or self._inline_run >= INLINE_YIELD_EVERY
+            if turn:
+                self._inline_run = 0
+            if error is None and result is None:
+                return _TURN if turn else _NO_TURN
+            fut = asyncio.get_running_loop().create_future()
             if error is None:
                 fut.set_result(result)
             else:
                 fut.set_exception(error)
-            if self.synced or self._inline_run >= INLINE_YIELD_EVERY:
-                self._inline_run = 0
-                return _Turn(fut)
-            return fut
+            return _Turn(fut) if turn else fut
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         with self._count_lock:
             self._queued += 1
-        self._queue.put(item)
+        self._queue.put((op, fut, loop, notify))
         return fut
 
     def _alone(self) -> bool:
@@ -334,7 +335,7 @@ class _Env:
                 batch.append(more)
             try:
                 with self._writing:
-                    outcomes = self._commit(batch)
+                    outcomes = self._commit([item[0] for item in batch])
             except Exception as exc:  # outside every op: fail this batch, keep the writer
                 error = StoreError(f"write failed; nothing was committed: {exc!r}")
                 outcomes = [(None, error)] * len(batch)
@@ -350,10 +351,9 @@ class _Env:
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                     loop.call_soon_threadsafe(_settle, settled)
 
-    def _commit_one(self, item: _Item) -> tuple[Any, BaseException | None]:
+    def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``
         (a failed transaction is aborted first, so nothing of it was written)."""
-        op = item[0]
         try:
             if type(op) is _Append:  # begin, append and commit in one compiled call
                 status = self.env.commit_append(self.journal, self.leases, op)
@@ -369,9 +369,9 @@ class _Env:
         except (SurestepError, LeaseLostError) as exc:
             return None, exc
         except Exception:
-            return self._commit([item])[0]
+            return self._commit([op])[0]
 
-    def _commit(self, batch: list[_Item]) -> list[tuple[Any, BaseException | None]]:
+    def _commit(self, batch: list[Op]) -> list[tuple[Any, BaseException | None]]:
         """Apply every op in one transaction (under ``_writing``). An op that raises one
         of our errors changes nothing (ops check before they write); an op that fails
         otherwise may have written half, so the transaction is redone without it."""
@@ -383,7 +383,7 @@ class _Env:
                 try:
                     i = 0
                     while i < len(batch):
-                        op = batch[i][0]
+                        op = batch[i]
                         if i in broken:
                             outcomes.append((None, broken[i]))
                         elif type(op) is _Append:  # with those after it, in one call
@@ -424,7 +424,7 @@ class _Env:
     def _append_run(
         self,
         txn: Any,
-        batch: list[_Item],
+        batch: list[Op],
         start: int,
         outcomes: list[tuple[Any, BaseException | None]],
         broken: dict[int, BaseException],
@@ -432,9 +432,9 @@ class _Env:
         """Apply the appends from ``batch[start]`` up to the next op of another kind in
         one call that releases the GIL; the index after them."""
         end = start + 1
-        while end < len(batch) and type(batch[end][0]) is _Append and end not in broken:
+        while end < len(batch) and type(batch[end]) is _Append and end not in broken:
             end += 1
-        appends: list[_Append] = [item[0] for item in batch[start:end]]  # type: ignore[misc]
+        appends: list[_Append] = batch[start:end]  # type: ignore[assignment]
         try:
             statuses = txn.append_records(self.journal, self.leases, appends)
         except _lmdb.Error:
@@ -541,6 +541,23 @@ class _ResizeGate:
 
 class _Redo(Exception):  # noqa: N818 - control flow
     """Abort the transaction and apply the batch again, without the op that broke."""
+
+
+class _Done:
+    """What an inline commit that returned None hands back: awaiting it takes one turn of
+    the event loop (``turn``) or none."""
+
+    __slots__ = ("turn",)
+
+    def __init__(self, turn: bool) -> None:
+        self.turn = turn
+
+    def __await__(self) -> Generator[None, None, None]:
+        if self.turn:
+            yield  # a bare yield: the task runs again at the loop's next turn
+
+
+_TURN, _NO_TURN = _Done(True), _Done(False)
 
 
 class _Turn:
