@@ -462,7 +462,6 @@ class WorkflowContext:
         if key is not None and type(key) not in (str, int):
             key = f"{key}"  # a bool, an IntEnum...: recorded as the text its identity uses
 
-        idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
         started = time.time()
         try:
             if awaitable is not None:
@@ -475,16 +474,14 @@ class WorkflowContext:
                 assert fn is not None
                 failed_first: Exception | None = None
                 try:  # the first attempt here, the retries (if any) in _retry
-                    output = self._attempt(spec, fn, args, kwargs, name, seq, idempotency_key, 0)
+                    output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
                     if _is_awaitable(output):
                         output = await output
                     attempts = 1
                 except Exception as exc:
                     failed_first = exc
                 if failed_first is not None:  # retried outside the handler: nothing chains
-                    again = partial(
-                        self._attempt, spec, fn, args, kwargs, name, seq, idempotency_key
-                    )
+                    again = partial(self._attempt, spec, fn, args, kwargs, name, seq, key)
                     output, attempts = await self._retry(spec, name, seq, failed_first, again)
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
@@ -517,13 +514,14 @@ class WorkflowContext:
         kwargs: dict[str, Any],
         name: str,
         seq: int,
-        idempotency_key: str,
+        key: str | int | None,
         attempt: int,
     ) -> Any:
         """Call the step's body once (``attempt`` counts from 0, as FunctionContext.attempt,
         the AGNT5 convention); an awaitable it returns comes back to be awaited, bounded by
         the function's ``timeout_ms``."""
         if spec is not None and spec.takes_ctx:
+            idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
             result = fn(FunctionContext(self, name, seq, idempotency_key, attempt), *args, **kwargs)
         else:
             result = fn(*args, **kwargs)
