@@ -53,7 +53,7 @@ async def body(x: int) -> int:
 
 
 class RawStore:
-    """A raw environment with the store's options, and the cycles measured on it."""
+    """A raw environment with the store's options, and the cycles of each kind on it."""
 
     def __init__(self) -> None:
         self.path = workloads.temp_dir("floor")
@@ -61,7 +61,7 @@ class RawStore:
         self.db = self.env.open_db(b"journal")
         self.key = run_key(new_run_id())
         self.seq = 0
-        self.cycles: list[float] = []
+        self.cycles: dict[str, list[float]] = {kind: [] for kind in KINDS}
 
     def commit(self, record: bytes) -> None:
         with self.env.begin(write=True) as txn:
@@ -86,23 +86,28 @@ class RawStore:
             if kind != "raw":
                 await turn
             now = clock()
-            self.cycles.append(now - last)
+            self.cycles[kind].append(now - last)
             last = now
 
     def close(self) -> None:
-        workloads.check(self.seq == len(self.cycles), "every raw commit timed")
+        timed = sum(len(cycles) for cycles in self.cycles.values())
+        workloads.check(self.seq == timed, "every raw commit timed")
         self.env.close()
         shutil.rmtree(self.path)
 
 
-floors: dict[str, RawStore] = {}
+class _Floor:
+    raw: RawStore | None = None
+
+
+floor = _Floor()
 
 
 @function(name="floor.inc")
 async def inc(x: int) -> int:
-    if x % BLOCK == BLOCK - 1:
+    if floor.raw is not None and x % BLOCK == BLOCK - 1:
         for kind in KINDS:
-            await floors[kind].block(kind)
+            await floor.raw.block(kind)
     return x + 1
 
 
@@ -118,7 +123,7 @@ def one_round() -> dict[str, float]:
     """Median cycle (s) of each kind in one chain of STEPS steps."""
     loop = workloads.new_loop()
     work = workloads.Workload(loop)
-    floors.update((kind, RawStore()) for kind in KINDS)
+    raw = floor.raw = RawStore()
     try:
         engine = work.open_engine(work.tmp("floor"), "fsync")
 
@@ -131,16 +136,15 @@ def one_round() -> dict[str, float]:
     finally:
         work.cleanup()
         loop.close()
-        for raw in floors.values():
-            raw.close()
+        floor.raw = None
+        raw.close()
     # The cycle of step s runs from its start to the next step's; a step whose body ran
     # the blocks is left out.
     engine_cycles = [
         b - a for s, (a, b) in enumerate(itertools.pairwise(started)) if s % BLOCK != BLOCK - 1
     ]
-    out = {kind: statistics.median(raw.cycles) for kind, raw in floors.items()}
+    out = {kind: statistics.median(cycles) for kind, cycles in raw.cycles.items()}
     out["engine step"] = statistics.median(engine_cycles)
-    floors.clear()
     return out
 
 
