@@ -16,6 +16,7 @@ from surestep import ConfigurationError, Engine, WorkflowContext, function, work
 from surestep.errors import StoreError
 from surestep.store import open_store
 from surestep.store.base import RunInfo, new_run_id
+from surestep.store.postgres import MIGRATIONS
 from surestep.worker import Worker
 
 calls: Counter[str] = Counter()
@@ -151,15 +152,46 @@ async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
     await asyncio.gather(*(s.close() for s in stores))
     conn = await asyncpg.connect(pg_url)
     try:
-        assert [r[0] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_version")] == [
-            1
-        ]
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version")
+        assert [r[0] for r in versions] == [version for version, _ in MIGRATIONS]
         await conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES (99)")
     finally:
         await conn.close()
     newer = open_store(pg_url, schema=schema)
     with pytest.raises(StoreError, match=r"schema version 99.*upgrade surestep"):
         await newer.open()
+
+
+async def test_a_schema_of_an_older_release_is_migrated_and_keeps_its_rows(pg_url: str) -> None:
+    schema = fresh_schema()
+    conn = await asyncpg.connect(pg_url)
+    try:  # the schema as the first release left it, with a deployment in it
+        await conn.execute(
+            f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.schema_version ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
+            f"INSERT INTO {schema}.schema_version (version) VALUES (1);"
+            + MIGRATIONS[0][1].format(s=schema)
+            + f"INSERT INTO {schema}.deployments (workflow, version, digest)"
+            " VALUES ('w', 'v1', 'd')"
+        )
+        store = open_store(pg_url, schema=schema)
+        await store.open()
+        try:
+            assert [(d["workflow"], d["version"]) for d in await store.deployments()] == [
+                ("w", "v1")
+            ]
+        finally:
+            await store.close()
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version")
+        assert [r[0] for r in versions] == [version for version, _ in MIGRATIONS]
+        index = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+            schema,
+            "deployments_by_workflow",
+        )
+        assert index.endswith(f"ON {schema}.deployments USING btree (workflow, id)")
+    finally:
+        await conn.close()
 
 
 async def test_schema_from_the_url(pg_url: str) -> None:

@@ -192,6 +192,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # A start that follows deployments reads its workflow's newest one: an index scan,
+        # not a scan of every deployment ever made.
+        "CREATE INDEX deployments_by_workflow ON {s}.deployments (workflow, id);",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
