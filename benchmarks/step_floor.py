@@ -18,6 +18,10 @@ of the same minutes (this VM's sync commits drift by 20% from one second to the 
 
 Per round: the median cycle of each kind and its ratio to the raw commit's median;
 then the medians over rounds. A diagnostic, not a goal benchmark.
+
+``--alone``: the goal's method instead: each kind but the raw commit runs STEPS cycles
+on its own, right after STEPS raw commits measured as its baseline (the engine step:
+one round of the ``sequential_fsync`` goal), and the ratio is to that baseline.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import orjson
 
+import run_goals
 import workloads
 from surestep import WorkflowContext, _core, _lmdb, function, workflow
 from surestep.store.base import new_run_id, run_key
@@ -148,10 +153,41 @@ def one_round() -> dict[str, float]:
     return out
 
 
+def one_round_alone() -> dict[str, float]:
+    """Each kind's median cycle over the median of the raw commits just before it."""
+    loop = workloads.new_loop()
+    out = {"raw": 1.0}
+    try:
+        for kind in KINDS[1:]:
+            baseline = workloads.raw_commits(STEPS, sync=True)[1]
+            raw = RawStore()
+            try:
+                for _ in range(STEPS // BLOCK):
+                    loop.run_until_complete(raw.block(kind))
+            finally:
+                raw.close()
+            out[kind] = statistics.median(raw.cycles[kind]) / baseline
+        row = run_goals.run_once(lambda: workloads.SequentialSteps(loop, "fsync"))
+        out["engine step"] = row["ratio_op"]
+    finally:
+        loop.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--alone", action="store_true", help="the goal's method")
     args = parser.parse_args()
+    if args.alone:
+        rows = [one_round_alone() for _ in range(args.rounds)]
+        for kind in rows[0]:
+            ratios = [row[kind] for row in rows]
+            print(
+                f"{kind:12s} {statistics.median(ratios):.3f}x the raw commit before it  "
+                f"(ratios {', '.join(f'{r:.3f}' for r in ratios)})"
+            )
+        return
     rows = [one_round() for _ in range(args.rounds)]
     for kind in rows[0]:
         cycles = [row[kind] * 1e6 for row in rows]
