@@ -151,8 +151,18 @@ cdef extern from *:
     #else
     #define SURESTEP_ALLOCATE(fd, size) (errno = EOPNOTSUPP, -1)
     #endif
+    #ifdef __linux__
+    #include <sys/vfs.h>
+    static long long surestep_fs_type(int fd) {
+        struct statfs s;
+        return fstatfs(fd, &s) ? -1 : (long long)(unsigned int)s.f_type;
+    }
+    #else
+    static long long surestep_fs_type(int fd) { (void)fd; return 0; }
+    #endif
     """
     int SURESTEP_ALLOCATE(int fd, long long size) nogil
+    long long surestep_fs_type(int fd) nogil
 
 
 cdef object _error(str what, int rc):
@@ -329,6 +339,15 @@ cdef int _pending(object one, _Pending* p, list keep) except -1:
 def version():
     """The LMDB library's version, as ``(major, minor, patch)``."""
     return (MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH)
+
+
+def filesystem_type(int fd):
+    """The magic number of the filesystem file ``fd`` is on (statfs(2)'s ``f_type``,
+    Linux), 0 elsewhere; OSError if it cannot be read."""
+    cdef long long kind = surestep_fs_type(fd)
+    if kind < 0:
+        raise OSError(errno, os.strerror(errno))
+    return kind
 
 
 def allocate(int fd, long long size):

@@ -190,6 +190,7 @@ async def _scenario_run(path: str, count: int, side_log: str, abort_at: int) -> 
     try:
         handle = await engine.start(chunks, count, side_log, abort_at)
         report["run_id"] = handle.run_id
+        report["writemap"] = engine.store.env.writemap  # type: ignore[attr-defined]
         try:
             report["result"] = await handle.result()
         except Exception as exc:
@@ -213,6 +214,10 @@ async def _scenario_recover(path: str) -> dict[str, Any]:
 
 def _child_main(argv: list[str]) -> None:
     scenario, path = argv[0], argv[1]
+    if os.environ.get("AS_COPY_ON_WRITE"):  # the store takes its filesystem for btrfs
+        import surestep.store.lmdb as lmdb_store
+
+        lmdb_store._lmdb.filesystem_type = lambda fd: 0x9123683E  # type: ignore[assignment]
     if argv[-1] == "no-free-check":
         import surestep.store.lmdb as lmdb_store
 
@@ -300,18 +305,23 @@ def test_a_map_that_cannot_grow_is_a_typed_error_and_loses_nothing(tmp_path: Pat
 # ---------------------------------------------------------------- disk full
 
 
-def test_disk_full_mid_run_is_a_store_error_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pages", ["through the map", "with pwrite"])
+def test_disk_full_mid_run_is_a_store_error_and_loses_nothing(tmp_path: Path, pages: str) -> None:
     """A 1 MiB tmpfs fills up under a run: the step that cannot be journaled fails with a
     StoreError, the run stays recoverable, every committed step is kept; once there is room
     again the run resumes and no committed step runs twice. (The map starts at 64 KiB:
     where pages are written through the map, the data file is allocated as the map grows,
-    and the default first size would not fit this disk at all.)"""
+    and the default first size would not fit this disk at all.) Pages go with pwrite where
+    the filesystem is one that copies on write (here: taken for btrfs)."""
     side_log = tmp_path / "side.log"
     with tmpfs(tmp_path / "disk", "1m") as disk:
         store = str(disk / "store")
         options = {"ENGINE_OPTIONS": json.dumps({"map_size": 64 << 10})}
+        if pages == "with pwrite":
+            options["AS_COPY_ON_WRITE"] = "1"
         code, report = _child("run", store, "200", str(side_log), "-1", env=options)
         assert code == 0, report  # no crash
+        assert report["writemap"] == (pages == "through the map"), report
         assert report["error"]["type"] == "StoreFullError", report
         assert "disk is full" in report["error"]["message"]
         assert "nothing was committed" in report["error"]["message"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import os
 import random
 import subprocess
 import sys
@@ -284,6 +285,21 @@ def test_allocate_fills_a_file_s_holes_and_lengthens_it(tmp_path: Path) -> None:
     assert path.read_bytes()[:4] == b"kept"
     with pytest.raises(OSError) as bad:
         _lmdb.allocate(-1, 4096)
+    assert bad.value.errno == errno.EBADF
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="statfs(2)'s f_type is Linux's")
+def test_filesystem_type_is_the_one_stat_reports(tmp_path: Path) -> None:
+    reported = subprocess.run(
+        ["stat", "-f", "-c", "%t", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert _lmdb.filesystem_type(fd) == int(reported.stdout, 16)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as bad:
+        _lmdb.filesystem_type(-1)
     assert bad.value.errno == errno.EBADF
 
 

@@ -552,6 +552,27 @@ async def test_a_filesystem_that_cannot_allocate_is_written_with_system_calls(
 
 
 @WRITEMAP_ONLY
+async def test_a_copy_on_write_filesystem_is_written_with_system_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """btrfs (and ZFS, bcachefs) write a changed block somewhere new: the blocks
+    allocated ahead do not make room for the next write there, so the store does not
+    write through a map (a full disk would be a SIGBUS) but with system calls (ENOSPC)."""
+    assert lmdb_store.COPY_ON_WRITE[0x9123683E] == "btrfs"
+    monkeypatch.setattr(lmdb_store._lmdb, "filesystem_type", lambda fd: 0x9123683E)
+    store = LmdbStore(str(tmp_path / "store"), durability="process", map_size=64 << 10)
+    await store.open()
+    try:
+        assert not store.env.writemap
+        run = await _stored_run(store)
+        for seq in range(60):  # past the first map
+            await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
+        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == 60
+    finally:
+        await store.close()
+
+
+@WRITEMAP_ONLY
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 async def test_no_room_for_the_map_is_a_typed_error_at_open_and_when_it_grows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int

@@ -99,10 +99,15 @@ MAX_MAP_SIZE = 1 << 40
 # system call: 2 us instead of 6, benchmarks/RESULTS.md) where the data file can be
 # allocated up to the map's size before anything is written there, so that no write
 # meets a block the disk cannot supply (a SIGBUS): a full disk shows when the map grows,
-# as StoreFullError. That is on Linux, on a filesystem that allocates (fallocate(2));
-# the store's filesystem decides it, so every process of a store agrees. Elsewhere
-# (macOS; filesystems that cannot allocate) with pwrite.
+# as StoreFullError. That is on Linux, on a filesystem that allocates (fallocate(2))
+# and rewrites a block in place; the store's filesystem decides it, so every process of
+# a store agrees. Elsewhere (macOS; filesystems that cannot allocate; copy-on-write ones,
+# COPY_ON_WRITE) with pwrite.
 WRITEMAP = sys.platform.startswith("linux")
+# statfs(2) magic numbers of filesystems that write a changed block somewhere new: a
+# block allocated in advance does not make room for its next write there, so a write
+# through the map could still meet a full disk (SIGBUS), where pwrite meets ENOSPC.
+COPY_ON_WRITE = {0x9123683E: "btrfs", 0x2FC12FC1: "zfs", 0xCA451A4E: "bcachefs"}
 MAX_BATCH = 8192
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
 # and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
@@ -597,8 +602,9 @@ def _reserve_lock_file(path: str) -> bool:
     to a block the disk cannot supply is a SIGBUS, an allocation here is ENOSPC. The
     free-space check above can race with other writers to the disk; this cannot. A lock
     file that exists keeps its size (other processes may have it mapped); only its holes
-    are filled. Whether the filesystem allocates: where it cannot (or on macOS), the
-    check is all there is, and the data file is written with system calls."""
+    are filled. Whether pages may be written through a map: where the filesystem cannot
+    allocate (or on macOS), or writes each change to a new block, the check is all there
+    is, and the data file is written with system calls."""
     lock_path = os.path.join(path, "lock.mdb")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -608,6 +614,7 @@ def _reserve_lock_file(path: str) -> bool:
     try:
         size = os.fstat(fd).st_size
         _lmdb.allocate(fd, size or LOCK_FILE_BYTES)
+        return _lmdb.filesystem_type(fd) not in COPY_ON_WRITE
     except OSError as exc:
         if not _no_space(exc):
             return False  # EOPNOTSUPP, ENOSYS, EPERM...: no reservation, the check stands
@@ -618,7 +625,6 @@ def _reserve_lock_file(path: str) -> bool:
         ) from exc
     finally:
         os.close(fd)
-    return True
 
 
 @contextlib.contextmanager
