@@ -532,40 +532,29 @@ async def test_a_map_another_process_grew_is_allocated_before_it_is_mapped(
         await store.close()
 
 
-async def test_a_filesystem_that_cannot_allocate_is_written_with_system_calls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def cannot(fd: int, size: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+def _cannot_allocate(fd: int, size: int) -> None:
+    raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-    monkeypatch.setattr(lmdb_store._lmdb, "allocate", cannot)
+
+@pytest.mark.parametrize(
+    "patched",
+    [("allocate", _cannot_allocate), ("filesystem_type", lambda fd: 0x9123683E)],
+    ids=["cannot allocate", "copies on write"],
+)
+async def test_where_a_write_through_the_map_is_unsafe_pages_go_with_system_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patched: tuple[str, Any]
+) -> None:
+    """A filesystem that cannot allocate, or one that writes a changed block somewhere
+    new (btrfs, ZFS, bcachefs: blocks allocated ahead do not make room for the next
+    write), gets no writable map: a full disk is then ENOSPC from pwrite, not a SIGBUS."""
+    assert lmdb_store.COPY_ON_WRITE[0x9123683E] == "btrfs"
+    monkeypatch.setattr(lmdb_store._lmdb, *patched)
     store = LmdbStore(str(tmp_path / "store"), durability="process", map_size=64 << 10)
     await store.open()
     try:
         assert not store.env.writemap
         run = await _stored_run(store)
         for seq in range(60):  # past the first map: it grows without allocating
-            await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
-        assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == 60
-    finally:
-        await store.close()
-
-
-@WRITEMAP_ONLY
-async def test_a_copy_on_write_filesystem_is_written_with_system_calls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """btrfs (and ZFS, bcachefs) write a changed block somewhere new: the blocks
-    allocated ahead do not make room for the next write there, so the store does not
-    write through a map (a full disk would be a SIGBUS) but with system calls (ENOSPC)."""
-    assert lmdb_store.COPY_ON_WRITE[0x9123683E] == "btrfs"
-    monkeypatch.setattr(lmdb_store._lmdb, "filesystem_type", lambda fd: 0x9123683E)
-    store = LmdbStore(str(tmp_path / "store"), durability="process", map_size=64 << 10)
-    await store.open()
-    try:
-        assert not store.env.writemap
-        run = await _stored_run(store)
-        for seq in range(60):  # past the first map
             await store.append(run.run_id, run.fence, seq, _record(seq, 4000))
         assert len(_core.ReplayIndex.from_records(await store.journal(run.run_id))) == 60
     finally:
