@@ -289,13 +289,14 @@ class _Env:
                 self.waker.notify()
             # Awaiting a finished commit does not yield to the loop: give it a turn now
             # and then (after every synced commit), or a run of inline steps would starve
-            # every other task. A commit that returned None needs no future.
+            # every other task. A commit that returned None and takes a turn needs no
+            # future (one that takes none stays a future: ensure_future keeps it as is).
             self._inline_run += 1
             turn = self.synced or self._inline_run >= INLINE_YIELD_EVERY
             if turn:
                 self._inline_run = 0
-            if error is None and result is None:
-                return _TURN if turn else _NO_TURN
+                if error is None and result is None:
+                    return _TURN
             fut = asyncio.get_running_loop().create_future()
             if error is None:
                 fut.set_result(result)
@@ -548,21 +549,17 @@ class _Redo(Exception):  # noqa: N818 - control flow
     """Abort the transaction and apply the batch again, without the op that broke."""
 
 
-class _Done:
-    """What an inline commit that returned None hands back: awaiting it takes one turn of
-    the event loop (``turn``) or none."""
+class _JustTurn:
+    """What an inline commit that returned None hands back when the loop is due a turn:
+    awaiting it takes that turn."""
 
-    __slots__ = ("turn",)
-
-    def __init__(self, turn: bool) -> None:
-        self.turn = turn
+    __slots__ = ()
 
     def __await__(self) -> Generator[None, None, None]:
-        if self.turn:
-            yield  # a bare yield: the task runs again at the loop's next turn
+        yield  # a bare yield: the task runs again at the loop's next turn
 
 
-_TURN, _NO_TURN = _Done(True), _Done(False)
+_TURN = _JustTurn()
 
 
 class _Turn:
