@@ -162,7 +162,11 @@ async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
         await newer.open()
 
 
-async def test_a_schema_of_an_older_release_is_migrated_and_keeps_its_rows(pg_url: str) -> None:
+async def test_indexes_added_since_a_schema_version_leave_the_version_as_it_was(
+    pg_url: str,
+) -> None:
+    """A store whose schema an older release made gets the indexes added since, keeps its
+    rows, and stays at its version: the older release still opens it."""
     schema = fresh_schema()
     conn = await asyncpg.connect(pg_url)
     try:  # the schema as the first release left it, with a deployment in it
@@ -183,7 +187,7 @@ async def test_a_schema_of_an_older_release_is_migrated_and_keeps_its_rows(pg_ur
         finally:
             await store.close()
         versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version")
-        assert [r[0] for r in versions] == [version for version, _ in MIGRATIONS]
+        assert [r[0] for r in versions] == [1]
         index = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
             schema,

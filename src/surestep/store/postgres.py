@@ -192,14 +192,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
-    (
-        2,
-        # A start that follows deployments reads its workflow's newest one: an index scan,
-        # not a scan of every deployment ever made.
-        "CREATE INDEX deployments_by_workflow ON {s}.deployments (workflow, id);",
-    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+# Indexes added after a schema version, which nothing reads or writes differently: made
+# where missing, without a new version, so that releases knowing only that version keep
+# opening the store (a newer version makes them refuse it). Name -> statement.
+INDEXES = {
+    # A start that follows deployments reads its workflow's newest one: an index scan,
+    # not a scan of every deployment ever made.
+    "deployments_by_workflow": "CREATE INDEX IF NOT EXISTS deployments_by_workflow "
+    "ON {s}.deployments (workflow, id)",
+}
 
 # The columns of a RunInfo, from a ``runs`` row aliased ``r`` (see _run_of).
 _COLS = (
@@ -541,7 +544,8 @@ class PostgresStore(Store):
             pool.terminate()
 
     async def _migrate(self, pool: Any) -> None:
-        """Bring the schema to :data:`SCHEMA_VERSION`, under an advisory lock."""
+        """Bring the schema to :data:`SCHEMA_VERSION` and its :data:`INDEXES`, under an
+        advisory lock."""
         s = self._s
         key = int.from_bytes(
             hashlib.blake2b(f"surestep:{self.schema}".encode(), digest_size=8).digest(),
@@ -551,10 +555,14 @@ class PostgresStore(Store):
         try:
             async with pool.acquire() as conn:
                 try:  # the common case: already migrated, no lock needed
-                    if (
-                        await conn.fetchval(f"SELECT max(version) FROM {s}.schema_version")
-                        == SCHEMA_VERSION
-                    ):
+                    if await conn.fetchval(
+                        f"SELECT max(version) FROM {s}.schema_version"
+                    ) == SCHEMA_VERSION and await conn.fetchval(
+                        "SELECT count(*) FROM pg_indexes"
+                        " WHERE schemaname = $1 AND indexname = any($2::text[])",
+                        self.schema,
+                        list(INDEXES),
+                    ) == len(INDEXES):
                         return
                 except asyncpg.UndefinedTableError:
                     pass
@@ -587,6 +595,8 @@ class PostgresStore(Store):
                                 self.schema,
                                 version,
                             )
+                    for sql in INDEXES.values():
+                        await conn.execute(sql.format(s=s))
         except SurestepError:
             raise
         except _DRIVER_ERRORS as exc:
