@@ -19,6 +19,7 @@ system's temporary directory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -36,7 +37,7 @@ import orjson
 
 from surestep import Engine, RunHandle, WorkflowContext, _core, _lmdb, function, workflow
 from surestep.store.base import new_run_id, run_key
-from surestep.store.lmdb import COPY_ON_WRITE, WRITEMAP
+from surestep.store.lmdb import WRITEMAP, rewrites_in_place
 
 SEQ_STEPS = 1_000
 CONC_RUNS, CONC_STEPS = 1_000, 10
@@ -45,6 +46,7 @@ RECOVERY_RUNS = 10_000
 PARKED_RUNS = 10_000
 
 
+@functools.cache
 def _writemap() -> bool:
     """Whether the store writes through a map in the benchmarks' directory (as it decides:
     on Linux, not on a copy-on-write filesystem)."""
@@ -52,7 +54,7 @@ def _writemap() -> bool:
         return False
     fd = os.open(os.environ.get("SURESTEP_BENCH_DIR") or tempfile.gettempdir(), os.O_RDONLY)
     try:
-        return _lmdb.filesystem_type(fd) not in COPY_ON_WRITE
+        return rewrites_in_place(fd)
     finally:
         os.close(fd)
 

@@ -549,30 +549,21 @@ class _Redo(Exception):  # noqa: N818 - control flow
     """Abort the transaction and apply the batch again, without the op that broke."""
 
 
-class _JustTurn:
-    """What an inline commit that returned None hands back when the loop is due a turn:
-    awaiting it takes that turn."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[None, None, None]:
-        yield  # a bare yield: the task runs again at the loop's next turn
-
-
-_TURN = _JustTurn()
-
-
 class _Turn:
-    """A commit done inline, awaited after one turn of the event loop."""
+    """A commit done inline, awaited after one turn of the event loop; its outcome in
+    ``fut``, or None for an op that returned None (one shared ``_TURN``)."""
 
     __slots__ = ("fut",)
 
-    def __init__(self, fut: asyncio.Future[Any]) -> None:
+    def __init__(self, fut: asyncio.Future[Any] | None) -> None:
         self.fut = fut
 
     def __await__(self) -> Generator[None, None, Any]:
         yield  # a bare yield: the task runs again at the loop's next turn
-        return self.fut.result()
+        return None if self.fut is None else self.fut.result()
+
+
+_TURN = _Turn(None)
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -611,7 +602,7 @@ def _reserve_lock_file(path: str) -> bool:
     try:
         size = os.fstat(fd).st_size
         _lmdb.allocate(fd, size or LOCK_FILE_BYTES)
-        return _lmdb.filesystem_type(fd) not in COPY_ON_WRITE
+        return rewrites_in_place(fd)
     except OSError as exc:
         if not _no_space(exc):
             return False  # EOPNOTSUPP, ENOSYS, EPERM...: no reservation, the check stands
@@ -622,6 +613,12 @@ def _reserve_lock_file(path: str) -> bool:
         ) from exc
     finally:
         os.close(fd)
+
+
+def rewrites_in_place(fd: int) -> bool:
+    """Whether the filesystem of ``fd`` writes a changed block where it was (not one of
+    COPY_ON_WRITE); OSError if it cannot be told."""
+    return _lmdb.filesystem_type(fd) not in COPY_ON_WRITE
 
 
 @contextlib.contextmanager
