@@ -45,9 +45,7 @@ KIND_EVENT = SS_KIND_EVENT
 KIND_VALUE = SS_KIND_VALUE
 KIND_CHILD = SS_KIND_CHILD
 KIND_STATE = SS_KIND_STATE
-KINDS = frozenset(
-    {KIND_STEP, KIND_STEP_ERROR, KIND_SLEEP, KIND_EVENT, KIND_VALUE, KIND_CHILD, KIND_STATE}
-)
+KINDS = frozenset(range(SS_KIND_MIN, SS_KIND_MAX + 1))
 
 # ---------------------------------------------------------------- shared helpers
 

@@ -498,7 +498,7 @@ class WorkflowContext:
                 await ctx.step(charge_card, order_id)
         """
         tag = f"@patch:{change_id}"
-        if not self._recorder.recorded_as(tag):
+        if not self._recorder.next_may_be(tag):
             return False  # recorded before the change: the old branch, no step taken
         self._value(tag, lambda: True)
         return True

@@ -108,9 +108,10 @@ class Recorder:
             raise self.diverged(seq, name, input_json) from None
         return None if record is None else journal.fields(record, self.run_id)
 
-    def recorded_as(self, name: str) -> bool:
-        """Whether the next operation is unrecorded, or recorded under ``name`` (a
-        ``patched`` check: a run recorded before the change took no step there)."""
+    def next_may_be(self, name: str) -> bool:
+        """Whether the next operation may be ``name``: nothing is recorded at its number,
+        or a record of that name is (``patched``: a run recorded before the change has
+        another operation there)."""
         seq = self.seq
         if seq > self.replay_max:
             return True
