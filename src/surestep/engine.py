@@ -586,7 +586,7 @@ class Engine:
 
     async def result(self, run_id: str) -> Any:
         """Wait for the run's outcome: its result; ``WorkflowFailedError`` if it failed,
-        ``RunCancelledError`` if it was cancelled."""
+        ``RunCancelledError`` if it was cancelled. The engine must be open (``async with``)."""
         while True:
             active = self._active.get(run_id)
             if active is not None and active.task is not None:
