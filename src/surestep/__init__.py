@@ -14,6 +14,8 @@ replays the journal, skips completed steps and continues::
         return {"txn": txn}
 """
 
+from typing import Any
+
 from ._version import __version__
 from .context import FunctionContext, WorkflowContext
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
@@ -28,6 +30,7 @@ from .errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
+    RunNotFinishedError,
     RunNotFoundError,
     SerializationError,
     StateConflictError,
@@ -43,8 +46,10 @@ from .errors import (
 from .store.base import RunInfo
 
 __all__ = [
+    "AsyncClient",
     "BackoffPolicy",
     "ChildWorkflowError",
+    "Client",
     "ConfigurationError",
     "DefinitionError",
     "Engine",
@@ -59,6 +64,7 @@ __all__ = [
     "RunCancelledError",
     "RunHandle",
     "RunInfo",
+    "RunNotFinishedError",
     "RunNotFoundError",
     "SerializationError",
     "StateConflictError",
@@ -76,3 +82,12 @@ __all__ = [
     "run",
     "workflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP clients need httpx (the ``http`` extra): imported on first use only.
+    if name in ("Client", "AsyncClient"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
