@@ -341,6 +341,7 @@ class Api:
         if unknown:
             raise HTTPException(400, f"unknown fields: {', '.join(sorted(unknown))}")
         wait = request.query_params.get("wait")
+        waited = seconds(wait, "wait")  # checked before anything starts
         try:
             handle = await self.engine.start(
                 body["workflow"],
@@ -354,7 +355,7 @@ class Api:
                 raise
             raise HTTPException(422, str(exc)) from None
         if wait is not None:
-            return await self.outcome(handle.run_id, seconds(wait, "wait"))
+            return await self.outcome(handle.run_id, waited)
         run = await self.engine.get_run(handle.run_id)
         return json_response({"run_id": run.run_id, "run": run_json(run)}, 202)
 
