@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from http_server import Served, Worker
 
+from http_server import Served, Worker
 from surestep import Engine
 from surestep.web import create_app
 

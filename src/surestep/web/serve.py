@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import Callable, Generator
@@ -18,7 +17,17 @@ KEEP_ALIVE = 30
 
 class _Server(uvicorn.Server):
     """uvicorn's server, stopped by SIGINT or SIGTERM; once stopped gracefully the
-    command exits normally instead of being killed by the signal again."""
+    command exits normally instead of being killed by the signal again.
+    ``on_started()`` once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], object]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -80,20 +89,9 @@ async def serve(
             timeout_keep_alive=KEEP_ALIVE,
             timeout_graceful_shutdown=5,
         )
-        server = _Server(config)
-
-        async def announce() -> None:
-            while not server.started:
-                await asyncio.sleep(0.02)
-            if on_ready is not None:
-                on_ready(url_of(sock))
-
-        announcing = asyncio.get_running_loop().create_task(announce())
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            announcing.cancel()
-            await asyncio.gather(announcing, return_exceptions=True)
+        url = url_of(sock)
+        server = _Server(config, lambda: on_ready(url) if on_ready is not None else None)
+        await server.serve(sockets=[sock])
     finally:
         sock.close()
         await engine.close()
