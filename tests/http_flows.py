@@ -24,3 +24,9 @@ async def approval(ctx: WorkflowContext, order: str) -> dict[str, Any]:
 async def refuse(ctx: WorkflowContext, reason: str) -> None:
     await ctx.step("check", lambda: reason)
     raise ValueError(f"refused: {reason}")
+
+
+@workflow(webhook=True, webhook_secret="whsec-test-0123456789")
+async def paid(ctx: WorkflowContext, order: str, amount: int) -> dict[str, Any]:
+    await ctx.step("record", lambda: [order, amount])
+    return {"order": order, "amount": amount}

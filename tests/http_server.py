@@ -29,6 +29,7 @@ class Served:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.errors = ""
         self.line = self._first_line()
         self.url = self.line.split(": ", 1)[1].split()[0]
         self.base = self.url.split("?", 1)[0].rstrip("/")
@@ -46,6 +47,7 @@ class Served:
         raise AssertionError(f"surestep printed no address: {self.proc.stderr.read()}")
 
     def close(self) -> int:
+        """Stop it (SIGTERM); its exit code. What it logged is then in ``errors``."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -53,6 +55,8 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=20)
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.errors = self.proc.stderr.read()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -135,6 +135,8 @@ class WorkflowSpec:
     name: str
     fn: Callable[..., Any]
     explicit_version: str | None
+    # Set when it is started by signed POSTs to /webhooks/<name> (surestep.web.webhooks).
+    webhook_secret: str | None = None
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
@@ -286,7 +288,13 @@ def function(
 @overload
 def workflow(fn: F, /) -> F: ...
 @overload
-def workflow(*, name: str | None = None, version: str | None = None) -> Callable[[F], F]: ...
+def workflow(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    webhook: bool = False,
+    webhook_secret: str | None = None,
+) -> Callable[[F], F]: ...
 
 
 def workflow(
@@ -295,16 +303,30 @@ def workflow(
     *,
     name: str | None = None,
     version: str | None = None,
+    webhook: bool = False,
+    webhook_secret: str | None = None,
 ) -> Any:
-    """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow."""
+    """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow.
+
+    ``webhook=True`` with a ``webhook_secret``: the HTTP app starts it on a POST to
+    ``/webhooks/<name>`` signed with that secret (:mod:`surestep.web.webhooks`)."""
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
     _name_option(name)
+    if not isinstance(webhook, bool) or webhook != (webhook_secret is not None):
+        raise ConfigurationError("webhook=True and webhook_secret=... go together")
+    if webhook_secret is not None and (not isinstance(webhook_secret, str) or not webhook_secret):
+        raise ConfigurationError("webhook_secret must be a non-empty string")
 
     def decorate(target: F) -> F:
         if not inspect.iscoroutinefunction(target):
             raise DefinitionError(f"@workflow decorates an async function; {target!r} is not one")
-        spec = WorkflowSpec(name=name or target.__name__, fn=target, explicit_version=version)
+        spec = WorkflowSpec(
+            name=name or target.__name__,
+            fn=target,
+            explicit_version=version,
+            webhook_secret=webhook_secret,
+        )
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
         return target

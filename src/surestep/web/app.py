@@ -22,8 +22,9 @@ API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
     POST /api/runs/{id}/events            {"name", "payload"}: send it an event [act]
 
 A start with an ``Idempotency-Key`` header returns the run that key started,
-if any, instead of starting another. ``/webhooks/`` is reserved for webhooks,
-which authenticate by their signature alone.
+if any, instead of starting another. ``POST /webhooks/<workflow>`` starts a
+webhook workflow; deliveries authenticate by their signature alone
+(:mod:`surestep.web.webhooks`), so that path can be exposed on its own.
 
 Security (see :mod:`surestep.web.access`): on a loopback address requests must
 name a loopback host (DNS rebinding); with tokens every API request carries
@@ -40,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -53,6 +55,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__, _core
+from ..decorators import find_workflow
 from ..engine import Engine
 from ..errors import (
     ConfigurationError,
@@ -67,6 +70,7 @@ from ..errors import (
     WorkflowFailedError,
 )
 from ..store.base import STATUSES, RunInfo
+from . import webhooks
 from .access import ACT, READ, Access
 from .views import children_json, log_lines, matches, run_json, step_json, steps_json
 
@@ -201,8 +205,8 @@ class Api:
                 raise HTTPException(403, "cross-origin actions are refused")
 
     @staticmethod
-    async def body(request: Request) -> Any:
-        """The request's JSON body, at most :data:`MAX_BODY` bytes (read as it streams in)."""
+    async def raw_body(request: Request) -> bytes:
+        """The request's body, at most :data:`MAX_BODY` bytes (413 beyond, as it streams in)."""
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             raise HTTPException(413, f"request body over {MAX_BODY} bytes")
@@ -211,6 +215,12 @@ class Api:
             data += chunk
             if len(data) > MAX_BODY:
                 raise HTTPException(413, f"request body over {MAX_BODY} bytes")
+        return bytes(data)
+
+    @classmethod
+    async def body(cls, request: Request) -> Any:
+        """The request's body as JSON (``None`` when empty); 400 when it is not JSON."""
+        data = await cls.raw_body(request)
         if not data:
             return None
         try:
@@ -342,6 +352,7 @@ class Api:
             raise HTTPException(400, f"unknown fields: {', '.join(sorted(unknown))}")
         wait = request.query_params.get("wait")
         waited = seconds(wait, "wait")  # checked before anything starts
+        reserved_names(kwargs)
         try:
             handle = await self.engine.start(
                 body["workflow"],
@@ -382,10 +393,51 @@ class Api:
         self.authorize(request, READ)
         raise HTTPException(404, f"no API at {request.url.path}")
 
-    @staticmethod
-    async def webhook(request: Request) -> Response:
+    async def webhook(self, request: Request) -> Response:
+        """A delivery to a webhook workflow (:mod:`surestep.web.webhooks`); no token."""
         name = request.path_params["name"]
-        raise HTTPException(404, f"no webhook for workflow {name!r}")
+        try:
+            secret = find_workflow(name).webhook_secret
+        except UnknownWorkflowError:
+            secret = None
+        if secret is None:
+            raise HTTPException(404, f"no webhook for workflow {name!r}")
+        if not self.allow_actions:
+            raise HTTPException(403, "this server is read-only: webhooks start nothing")
+        body = await self.raw_body(request)
+        refused = webhooks.problem(secret, request.headers, body, time.time())
+        if refused is not None:
+            log.warning("webhook %s: delivery refused: %s", name, refused)
+            raise HTTPException(401, "the webhook's signature check failed")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"the body is not JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(400, "a webhook's body is a JSON object: the workflow's arguments")
+        delivery = request.headers.get(webhooks.DELIVERY)
+        key = None if delivery is None else f"webhook:{name}:{delivery}"
+        reserved_names(payload)
+        try:
+            handle = await self.engine.start(name, idempotency_key=key, **payload)
+        except TypeError as exc:
+            if isinstance(exc, SurestepError):
+                raise
+            raise HTTPException(422, str(exc)) from None
+        return json_response({"run_id": handle.run_id}, 202)
+
+
+#: Keyword arguments of ``Engine.start`` itself, which a workflow's cannot be called.
+START_OPTIONS = frozenset({"session_id", "user_id", "idempotency_key"})
+
+
+def reserved_names(kwargs: dict[str, Any]) -> None:
+    """422 when workflow arguments are named as ``Engine.start``'s own options."""
+    clash = sorted(START_OPTIONS & set(kwargs))
+    if clash:
+        raise HTTPException(
+            422, f"a workflow's keyword arguments cannot be named {', '.join(clash)}"
+        )
 
 
 def seconds(raw: str | None, name: str) -> float:
