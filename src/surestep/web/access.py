@@ -32,8 +32,8 @@ def is_loopback(host: str) -> bool:
 
 def host_name(header: str) -> str:
     """The name in a ``Host`` header, without its port (``[::1]`` stays bracketed)."""
-    if header.endswith("]"):
-        return header
+    if header.startswith("["):
+        return header[: header.find("]") + 1] or header
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
