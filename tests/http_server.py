@@ -18,12 +18,13 @@ def surestep_command() -> list[str]:
 
 
 class Served:
-    """``surestep --store STORE COMMAND ... --port 0 ARGS``, until :meth:`close` (SIGTERM)."""
+    """``surestep --store STORE serve http_flows.py --port 0 ARGS`` (or ``argv`` + ARGS),
+    until :meth:`close` (SIGTERM)."""
 
-    def __init__(self, store: str, *args: str, command: str = "serve") -> None:
-        head = [command, str(FLOWS)] if command == "serve" else [command]
+    def __init__(self, store: str, *args: str, argv: list[str] | None = None) -> None:
+        argv = argv or [*surestep_command(), "--store", store, "serve", str(FLOWS), "--port", "0"]
         self.proc = subprocess.Popen(
-            [*surestep_command(), "--store", store, *head, "--port", "0", *args],
+            [*argv, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

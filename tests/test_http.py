@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from http_server import Served, Worker
 from surestep import Engine
@@ -288,3 +290,62 @@ def test_the_server_stops_on_sigterm_while_a_stream_is_open(served: Served) -> N
     assert served.close() == 0
     reader.join(30)
     assert not reader.is_alive()
+
+
+async def test_the_app_mounted_in_another_app(tmp_path: Path) -> None:
+    """create_app() under a prefix of the user's own Starlette app, served by uvicorn here."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    from surestep import WorkflowContext, workflow
+    from surestep.web.serve import listen, url_of
+
+    @workflow
+    async def multiply(ctx: WorkflowContext, a: int, b: int) -> int:
+        return a * b
+
+    async def home(request: object) -> PlainTextResponse:
+        return PlainTextResponse("the user's own page")
+
+    class Server(uvicorn.Server):
+        ready = asyncio.Event()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            self.ready.set()
+
+    engine = Engine(tmp_path / "store")
+    outer = Starlette(
+        routes=[
+            Route("/", home),
+            Mount("/workflows", create_app(engine, token="tok", dashboard=False)),
+        ]
+    )
+    sock = listen("127.0.0.1", 0)
+    server = Server(uvicorn.Config(outer, lifespan="off", log_level="warning"))
+    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        await server.ready.wait()
+        base = url_of(sock).rstrip("/")
+        auth = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            assert (await client.get("/")).text == "the user's own page"
+            started = await client.post(
+                "/workflows/api/runs?wait=30",
+                json={"workflow": "multiply", "args": [3, 4]},
+                headers=auth,
+            )
+            assert started.status_code == 200 and started.json()["result"] == 12
+            assert (await client.get("/workflows/api/runs")).status_code == 401
+            assert (await client.get("/workflows/")).status_code == 404  # no dashboard
+            # The webhooks under the prefix still skip the host check (and the token).
+            hook = await client.post(
+                "/workflows/webhooks/add", content=b"{}", headers={"Host": "hooks.example"}
+            )
+            assert hook.status_code == 404 and "no webhook" in hook.json()["error"]
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+        await engine.close()

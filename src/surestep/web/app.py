@@ -113,7 +113,7 @@ def error_status(exc: SurestepError) -> int:
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        orjson.dumps(value),
+        orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE),  # a line: curl prints it whole
         status,
         {"Cache-Control": "no-store", **(headers or {})},
         media_type="application/json",
@@ -162,7 +162,8 @@ class _Guard:
         await self.app(scope, receive, secured)
 
     def _refusal(self, scope: Scope) -> Response | None:
-        if scope["path"].startswith(WEBHOOKS):
+        path, mounted_at = scope["path"], scope.get("root_path", "")
+        if path.removeprefix(mounted_at).startswith(WEBHOOKS):
             return None  # authenticated by signature, whatever name it was sent to
         host = None
         for name, value in scope["headers"]:
