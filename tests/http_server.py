@@ -17,6 +17,17 @@ def surestep_command() -> list[str]:
     return [str(Path(sys.executable).with_name("surestep"))]
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it is still there after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
 class Served:
     """``surestep --store STORE serve http_flows.py --port 0 ARGS`` (or ``argv`` + ARGS),
     until :meth:`close` (SIGTERM)."""
@@ -49,13 +60,7 @@ class Served:
 
     def close(self) -> int:
         """Stop it (SIGTERM); its exit code. What it logged is then in ``errors``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
+        stop(self.proc)
         if self.proc.stderr is not None and not self.proc.stderr.closed:
             self.errors = self.proc.stderr.read()
         for stream in (self.proc.stdout, self.proc.stderr):
@@ -77,12 +82,7 @@ class Worker:
         )
 
     def close(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=20)
+        stop(self.proc)
         assert self.proc.stderr is not None
         self.proc.stderr.close()
         return self.proc.returncode

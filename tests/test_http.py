@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 
 from http_server import Served, Worker
@@ -22,15 +21,6 @@ from surestep import Engine
 from surestep.web import create_app
 
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def served(store_url: str) -> Iterator[Served]:
-    server = Served(store_url)
-    try:
-        yield server
-    finally:
-        assert server.close() == 0
 
 
 def start(base: str, body: dict[str, Any], **params: Any) -> httpx.Response:

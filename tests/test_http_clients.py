@@ -4,7 +4,6 @@ its own process), on both backends."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from surestep import (
     UnknownWorkflowError,
     WorkflowFailedError,
 )
-
-
-@pytest.fixture
-def served(store_url: str) -> Iterator[Served]:
-    server = Served(store_url)
-    try:
-        yield server
-    finally:
-        assert server.close() == 0
 
 
 def test_the_client_runs_submits_and_waits(served: Served) -> None:

@@ -4,7 +4,6 @@ bad signatures, stale timestamps, oversized and non-JSON bodies start nothing.""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,15 +15,6 @@ from surestep import ConfigurationError, WorkflowContext, workflow
 from surestep.web.webhooks import TOLERANCE, problem, sign
 
 SECRET = "whsec-test-0123456789"  # as tests/http_flows.py declares it
-
-
-@pytest.fixture
-def served(store_url: str) -> Iterator[Served]:
-    server = Served(store_url)
-    try:
-        yield server
-    finally:
-        assert server.close() == 0
 
 
 def deliver(

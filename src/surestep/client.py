@@ -39,8 +39,12 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 LONG_POLL = 30.0
 
 
+# One request: method, path, and httpx's options for it.
+_Call = tuple[str, str, dict[str, Any]]
+
+
 class _Calls:
-    """What both clients send and how they read the answers; no I/O."""
+    """What both clients send: each call as (method, path, httpx options); no I/O."""
 
     def __init__(self, gateway_url: str, timeout: float, api_key: str | None) -> None:
         self.base = gateway_url.rstrip("/")
@@ -50,7 +54,7 @@ class _Calls:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
-    def start(
+    def submit(
         self,
         component: str,
         input_data: dict[str, Any] | None,
@@ -59,8 +63,7 @@ class _Calls:
         user_id: str | None,
         headers: dict[str, str] | None,
         idempotency_key: str | None,
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The body and headers of a start."""
+    ) -> _Call:
         if component_type != "workflow":
             raise ConfigurationError(
                 f"surestep runs workflows only, not a {component_type!r} (component_type)"
@@ -75,7 +78,29 @@ class _Calls:
         sent = {**self.headers, "Content-Type": "application/json", **(headers or {})}
         if idempotency_key is not None:
             sent["Idempotency-Key"] = idempotency_key
-        return body, sent
+        return "POST", "/api/runs", {"content": orjson.dumps(body), "headers": sent}
+
+    def status(self, run_id: str) -> _Call:
+        return "GET", f"/api/runs/{run_id}", {"headers": self.headers}
+
+    def outcome(self, run_id: str, wait: float) -> _Call:
+        options = {
+            "params": {"timeout": f"{wait:.3f}"},
+            "headers": self.headers,
+            "timeout": self.timeout + wait,
+        }
+        return "GET", f"/api/runs/{run_id}/result", options
+
+    def action(self, run_id: str, what: str, body: Any) -> _Call:
+        headers = {**self.headers, "Content-Type": "application/json"}
+        return (
+            "POST",
+            f"/api/runs/{run_id}/{what}",
+            {"content": orjson.dumps(body), "headers": headers},
+        )
+
+    def events(self, run_id: str) -> _Call:
+        return "GET", f"/api/runs/{run_id}/stream", {"headers": self.headers, "timeout": None}
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -191,25 +216,19 @@ class Client:
         idempotency_key: str | None = None,
     ) -> str:
         """Start a run; its id. With ``idempotency_key``, the run that key started, if any."""
-        body, sent = self._calls.start(
+        call = self._calls.submit(
             component, input_data, component_type, session_id, user_id, headers, idempotency_key
         )
-        response = self._http.post("/api/runs", content=orjson.dumps(body), headers=sent)
-        _raise_for(response)
-        run_id: str = response.json()["run_id"]
-        return run_id
+        return str(self._send(call)["run_id"])
 
     def get_status(self, run_id: str) -> dict[str, Any]:
         """The run as the API shows it (``status``, ``workflow``, times, ...)."""
-        response = self._http.get(f"/api/runs/{run_id}", headers=self._calls.headers)
-        _raise_for(response)
-        status: dict[str, Any] = response.json()
-        return status
+        return self._send(self._calls.status(run_id))
 
     def get_result(self, run_id: str) -> Any:
         """The result of a finished run; :class:`~surestep.errors.RunNotFinishedError`
         while it runs."""
-        return _value(self._outcome(run_id, 0.0))
+        return _value(self._send(self._calls.outcome(run_id, 0.0)))
 
     def wait_for_result(
         self, run_id: str, timeout: float | None = 300.0, poll_interval: float = 1.0
@@ -220,11 +239,10 @@ class Client:
         ``poll_interval`` is the pause between two long polls."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            outcome = self._outcome(run_id, _remaining(deadline))
+            outcome = self._send(self._calls.outcome(run_id, _remaining(deadline)))
             if outcome["finished"]:
                 return _value(outcome)
-            _remaining(deadline)
-            time.sleep(poll_interval)
+            time.sleep(min(poll_interval, _remaining(deadline)))
 
     def stream(
         self,
@@ -237,12 +255,7 @@ class Client:
     ) -> Iterator[dict[str, Any]]:
         """Start a run and yield its events as they happen (see :meth:`events`)."""
         run_id = self.submit(
-            component,
-            input_data,
-            component_type,
-            session_id,
-            user_id,
-            idempotency_key=idempotency_key,
+            component, input_data, component_type, session_id, user_id, None, idempotency_key
         )
         yield from self.events(run_id)
 
@@ -250,9 +263,8 @@ class Client:
         """The run's events until it finishes: ``{"event": "step" | "status" | "end",
         "id": ..., "data": {...}}``; a step's data is its journal entry, the end's the
         run's outcome."""
-        with self._http.stream(
-            "GET", f"/api/runs/{run_id}/stream", headers=self._calls.headers, timeout=None
-        ) as response:
+        method, path, options = self._calls.events(run_id)
+        with self._http.stream(method, path, **options) as response:
             if response.status_code >= 400:
                 response.read()
                 _raise_for(response)
@@ -260,33 +272,18 @@ class Client:
 
     def cancel(self, run_id: str) -> bool:
         """Cancel the run; ``False`` if it had finished."""
-        response = self._http.post(
-            f"/api/runs/{run_id}/cancel",
-            content=b"{}",
-            headers={**self._calls.headers, "Content-Type": "application/json"},
-        )
-        _raise_for(response)
-        return bool(response.json()["cancelled"])
+        return bool(self._send(self._calls.action(run_id, "cancel", {}))["cancelled"])
 
     def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send the run an event (its ``ctx.wait_for_event(name)``)."""
-        response = self._http.post(
-            f"/api/runs/{run_id}/events",
-            content=orjson.dumps({"name": name, "payload": payload}),
-            headers={**self._calls.headers, "Content-Type": "application/json"},
-        )
-        _raise_for(response)
+        self._send(self._calls.action(run_id, "events", {"name": name, "payload": payload}))
 
-    def _outcome(self, run_id: str, wait: float) -> dict[str, Any]:
-        response = self._http.get(
-            f"/api/runs/{run_id}/result",
-            params={"timeout": f"{wait:.3f}"},
-            headers=self._calls.headers,
-            timeout=self._calls.timeout + wait,
-        )
+    def _send(self, call: _Call) -> dict[str, Any]:
+        method, path, options = call
+        response = self._http.request(method, path, **options)
         _raise_for(response)
-        outcome: dict[str, Any] = response.json()
-        return outcome
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def close(self) -> None:
         self._http.close()
@@ -334,33 +331,26 @@ class AsyncClient:
         headers: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> str:
-        body, sent = self._calls.start(
+        call = self._calls.submit(
             component, input_data, component_type, session_id, user_id, headers, idempotency_key
         )
-        response = await self._http.post("/api/runs", content=orjson.dumps(body), headers=sent)
-        _raise_for(response)
-        run_id: str = response.json()["run_id"]
-        return run_id
+        return str((await self._send(call))["run_id"])
 
     async def get_status(self, run_id: str) -> dict[str, Any]:
-        response = await self._http.get(f"/api/runs/{run_id}", headers=self._calls.headers)
-        _raise_for(response)
-        status: dict[str, Any] = response.json()
-        return status
+        return await self._send(self._calls.status(run_id))
 
     async def get_result(self, run_id: str) -> Any:
-        return _value(await self._outcome(run_id, 0.0))
+        return _value(await self._send(self._calls.outcome(run_id, 0.0)))
 
     async def wait_for_result(
         self, run_id: str, timeout: float | None = 300.0, poll_interval: float = 1.0
     ) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            outcome = await self._outcome(run_id, _remaining(deadline))
+            outcome = await self._send(self._calls.outcome(run_id, _remaining(deadline)))
             if outcome["finished"]:
                 return _value(outcome)
-            _remaining(deadline)
-            await asyncio.sleep(poll_interval)
+            await asyncio.sleep(min(poll_interval, _remaining(deadline)))
 
     async def stream(
         self,
@@ -372,58 +362,37 @@ class AsyncClient:
         idempotency_key: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         run_id = await self.submit(
-            component,
-            input_data,
-            component_type,
-            session_id,
-            user_id,
-            idempotency_key=idempotency_key,
+            component, input_data, component_type, session_id, user_id, None, idempotency_key
         )
         async for event in self.events(run_id):
             yield event
 
     async def events(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
-        async with self._http.stream(
-            "GET", f"/api/runs/{run_id}/stream", headers=self._calls.headers, timeout=None
-        ) as response:
+        method, path, options = self._calls.events(run_id)
+        async with self._http.stream(method, path, **options) as response:
             if response.status_code >= 400:
                 await response.aread()
                 _raise_for(response)
-            lines = []
+            lines: list[str] = []
             async for line in response.aiter_lines():
                 lines.append(line)
-                if not line:
+                if not line:  # an event is complete
                     for event in _events(lines):
                         yield event
                     lines = []
 
     async def cancel(self, run_id: str) -> bool:
-        response = await self._http.post(
-            f"/api/runs/{run_id}/cancel",
-            content=b"{}",
-            headers={**self._calls.headers, "Content-Type": "application/json"},
-        )
-        _raise_for(response)
-        return bool(response.json()["cancelled"])
+        return bool((await self._send(self._calls.action(run_id, "cancel", {})))["cancelled"])
 
     async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
-        response = await self._http.post(
-            f"/api/runs/{run_id}/events",
-            content=orjson.dumps({"name": name, "payload": payload}),
-            headers={**self._calls.headers, "Content-Type": "application/json"},
-        )
-        _raise_for(response)
+        await self._send(self._calls.action(run_id, "events", {"name": name, "payload": payload}))
 
-    async def _outcome(self, run_id: str, wait: float) -> dict[str, Any]:
-        response = await self._http.get(
-            f"/api/runs/{run_id}/result",
-            params={"timeout": f"{wait:.3f}"},
-            headers=self._calls.headers,
-            timeout=self._calls.timeout + wait,
-        )
+    async def _send(self, call: _Call) -> dict[str, Any]:
+        method, path, options = call
+        response = await self._http.request(method, path, **options)
         _raise_for(response)
-        outcome: dict[str, Any] = response.json()
-        return outcome
+        answer: dict[str, Any] = response.json()
+        return answer
 
     async def aclose(self) -> None:
         await self._http.aclose()
