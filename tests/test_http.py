@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
-from http_server import Served, Worker
+from http_server import Served, Worker, surestep_command
 from surestep import Engine
 from surestep.web import create_app
 
@@ -339,3 +342,54 @@ async def test_the_app_mounted_in_another_app(tmp_path: Path) -> None:
         await serving
         sock.close()
         await engine.close()
+
+
+@pytest.mark.slow
+def test_a_run_survives_the_server_killed_and_started_again(store_url: str) -> None:
+    server = Served(store_url)
+    run_id = start(server.base, {"workflow": "approval", "args": ["o-5"]}).json()["run_id"]
+    early = httpx.get(f"{server.base}/api/runs/{run_id}/result", params={"timeout": 0.2})
+    assert early.json()["status"] in ("running", "waiting")
+    server.proc.send_signal(signal.SIGKILL)
+    server.close()
+    again = Served(store_url)  # resumes the run it held
+    try:
+        sent = httpx.post(
+            f"{again.base}/api/runs/{run_id}/events",
+            json={"name": "approved", "payload": {"by": "gil"}},
+            headers=JSON,
+        )
+        assert sent.status_code == 200
+        done = httpx.get(
+            f"{again.base}/api/runs/{run_id}/result", params={"timeout": 60}, timeout=90
+        )
+        assert done.json()["result"] == {"order": "o-5", "by": "gil"}
+        steps = httpx.get(f"{again.base}/api/runs/{run_id}/journal").json()["steps"]
+        assert [s["name"] for s in steps] == ["requested", "@event:approved"]  # none twice
+    finally:
+        assert again.close() == 0
+
+
+def test_serve_needs_a_token_beyond_loopback(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    refused = subprocess.run(
+        [*surestep_command(), "--store", store, "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "without --token" in refused.stderr
+    server = Served(store, "--host", "0.0.0.0", "--token", "s3cret")
+    try:
+        assert "surestep server: http://0.0.0.0:" in server.line
+        assert "s3cret" not in server.line  # not printed in an address anyone may open
+        local = server.base.replace("0.0.0.0", "127.0.0.1")
+        assert httpx.get(local + "/api/runs").status_code == 401
+        # Beyond loopback there is no host check: the token protects it.
+        answer = httpx.get(
+            local + "/api/info",
+            headers={"Authorization": "Bearer s3cret", "Host": "workflows.example"},
+        )
+        assert answer.status_code == 200 and answer.json()["actions"] is True
+    finally:
+        assert server.close() == 0

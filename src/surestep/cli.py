@@ -1203,7 +1203,8 @@ def serve_command(
     cancel, send events) and the dashboard, under uvicorn.
 
     Import each MODULE (a dotted module name or a .py file): the API starts
-    runs of their workflows. Those runs execute in this process, or with
+    runs of their workflows. Those runs execute in this process (which first
+    resumes the unfinished runs of those workflows that nobody holds), or with
     --no-execute in a `surestep worker` serving them. On a loopback address
     (the default) anyone on this machine may use it; on any other address it
     refuses to start without --token. --read-token adds a token that may only

@@ -67,10 +67,13 @@ async def serve(
     on_ready: Callable[[str], object] | None = None,
 ) -> None:
     """Serve :func:`~surestep.web.app.create_app` over ``engine`` until SIGINT or SIGTERM;
-    ``on_ready(url)`` once it accepts connections. Closes the engine."""
+    ``on_ready(url)`` once it accepts connections. An executing engine first resumes
+    the unfinished runs nobody holds (of the workflows imported here). Closes the engine."""
     sock = listen(host, port)
     try:
         await engine.open()
+        if engine.execute:  # what this server executed when it last stopped or died
+            await engine.recover()
         app = create_app(
             engine,
             token=token,
