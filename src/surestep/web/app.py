@@ -165,16 +165,14 @@ class _Guard:
         path, mounted_at = scope["path"], scope.get("root_path", "")
         if path.removeprefix(mounted_at).startswith(WEBHOOKS):
             return None  # authenticated by signature, whatever name it was sent to
-        host = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value.decode("latin-1")
-        if host is None and scope.get("http_version") == "1.0":
+        hosts = [value.decode("latin-1") for name, value in scope["headers"] if name == b"host"]
+        if not hosts and scope.get("http_version") == "1.0":
             return None
-        if host is None:
+        if not hosts:
             return error_response(400, "a Host header is required")
-        if not self.access.host_allowed(host):
-            return error_response(403, f"this server answers for localhost only, not {host!r}")
+        for host in hosts:
+            if not self.access.host_allowed(host):
+                return error_response(403, f"this server answers for localhost only, not {host!r}")
         return None
 
 
@@ -196,7 +194,9 @@ class Api:
             if granted != ACT:
                 raise HTTPException(403, "this token may only read")
             if not self.allow_actions:
-                raise HTTPException(403, "this server is read-only (start it with --allow-actions)")
+                raise HTTPException(
+                    403, "this server is read-only: it starts, cancels and sends nothing"
+                )
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind != "application/json":
                 raise HTTPException(415, "actions take Content-Type: application/json")
