@@ -1161,7 +1161,7 @@ def ui_command(
 
     On a loopback address (the default) anyone on this machine may use it. On
     any other address it refuses to start without --token, and it is read-only
-    unless --allow-actions. Its JSON API is the one ``surestep serve`` serves.
+    unless --allow-actions. Its JSON API is the one `surestep serve` serves.
     """
     _require_store(store)
     _serve_http(
