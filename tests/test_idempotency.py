@@ -70,6 +70,22 @@ async def test_a_key_of_a_running_run_waits_for_that_run(store_url: str) -> None
         assert len(await engine.runs()) == 1
 
 
+async def test_a_key_names_one_workflow(store_url: str) -> None:
+    @workflow
+    async def first(ctx: WorkflowContext) -> int:
+        return 1
+
+    @workflow
+    async def second(ctx: WorkflowContext) -> int:
+        return 2
+
+    async with Engine(store_url) as engine:
+        handle = await engine.start(first, idempotency_key="shared-key")
+        with pytest.raises(ConfigurationError, match=f"started run {handle.run_id} of workflow"):
+            await engine.start(second, idempotency_key="shared-key")
+        assert [run.run_id for run in await engine.runs()] == [handle.run_id]
+
+
 async def test_bad_keys_are_refused_and_start_nothing(store_path: str) -> None:
     @workflow
     async def one(ctx: WorkflowContext) -> int:

@@ -235,6 +235,11 @@ class Engine:
             run, owner, self.lease_seconds, follow_deployment=True, idempotency_key=idempotency_key
         )
         if run.run_id != proposed:  # the key's run, started before: wherever it executes
+            if run.workflow != spec.name:
+                raise ConfigurationError(
+                    f"idempotency key {idempotency_key!r} started run {run.run_id} of "
+                    f"workflow {run.workflow!r}, not {spec.name!r}"
+                )
             return RunHandle(self, run.run_id)
         if run.owner is not None:  # else a client, or another version is current: a
             self._launch(spec, run, replay=False)  # worker serving it claims the run
