@@ -22,7 +22,7 @@ from functools import cached_property, partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from . import _core, serde
+from . import _core, convert, serde
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
     ChildWorkflowError,
@@ -33,6 +33,7 @@ from .errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
+    SerializationError,
     StateConflictError,
     StepFailedError,
     StepTimeoutError,
@@ -436,16 +437,21 @@ class WorkflowContext:
         awaitable: Awaitable[Any] | None,
     ) -> Any:
         ident = name if key is None else f"{name}#{key}"
+        loads = serde.loads if spec is None else spec.loads_result  # typed results: decoded
         try:
-            input_json = (
-                serde.canonical((args, kwargs), "the input of step %d (%s)", seq, name)
-                if args or kwargs
-                else _NULL
-            )
+            input_json = _NULL
+            if args or kwargs:
+                try:
+                    input_json = serde.canonical(
+                        (args, kwargs), "the input of step %d (%s)", seq, name
+                    )
+                except SerializationError:  # typed values (a model, a datetime): as JSON
+                    typed = convert.encode((args, kwargs), f"the input of step {seq} ({name})")
+                    input_json = serde.canonical(typed, "the input of step %d (%s)", seq, name)
             if seq <= self._replay_max:
                 assert self._index is not None
                 # Match (name, key, input) and decode: one compiled call.
-                recorded = self._index.replay(seq, ident, input_json, serde.loads)
+                recorded = self._index.replay(seq, ident, input_json, loads)
                 if recorded is not _core.NOT_RECORDED:
                     _close(awaitable)
                     if type(recorded) is _core.Record:  # anything but a plain result
@@ -486,7 +492,11 @@ class WorkflowContext:
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
             raise error from failed.error
-        output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
+        try:
+            output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
+        except SerializationError:  # a typed result: as JSON, decoded below as on replay
+            typed = convert.encode(output, f"the result of step {seq} ({name})")
+            output_json = serde.dumps(typed, "the result of step %d (%s)", seq, name)
         if len(output_json) + len(input_json) > MAX_PAYLOAD:
             raise PayloadTooLargeError(
                 f"the record of step {seq} ({name}) holds more than {MAX_PAYLOAD} bytes of "
@@ -504,7 +514,9 @@ class WorkflowContext:
             self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value
         # (a str, an int, a bool or None comes back from JSON as it went in).
-        return output if type(output) in _SAME_FROM_JSON else serde.loads(output_json)
+        if loads is not serde.loads or type(output) not in _SAME_FROM_JSON:
+            return loads(output_json)
+        return output
 
     def _attempt(
         self,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from . import convert, serde
 from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +110,20 @@ class FunctionSpec:
         check for ``ctx.step`` (see ``_positional_range``)."""
         return _positional_range(self.signature, 1 if self.takes_ctx else 0)
 
+    @functools.cached_property
+    def conversion(self) -> convert.Conversion | None:
+        """How typed arguments and result cross the journal; None when all are plain
+        JSON (decided once, at the first call: string annotations resolve by then)."""
+        return convert.conversion_of(self.fn, f"step {self.name!r}")
+
+    @functools.cached_property
+    def loads_result(self) -> Callable[[bytes], Any]:
+        """The journaled result's bytes back to the value the function returns."""
+        conversion = self.conversion
+        if conversion is None or conversion.result is inspect.Parameter.empty:
+            return serde.loads
+        return lambda data: conversion.decode_result(serde.loads(data))
+
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """``TypeError`` when the function cannot take these arguments."""
         low, high = self.positional_range
@@ -148,6 +163,11 @@ class WorkflowSpec:
     @functools.cached_property
     def positional_range(self) -> tuple[int, float]:
         return _positional_range(self.signature, 1)  # after ctx
+
+    @functools.cached_property
+    def conversion(self) -> convert.Conversion | None:
+        """How typed arguments and result cross the store; None when all are plain JSON."""
+        return convert.conversion_of(self.fn, f"workflow {self.name!r}")
 
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """``TypeError`` when the workflow cannot take these arguments."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, serde
+from . import _core, convert, serde
 from .context import WorkflowContext, record_payload
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
@@ -216,7 +216,9 @@ class Engine:
             spec.check_call(args, kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
-        serde.dumps([args, kwargs], f"the input of workflow {spec.name!r}")
+        args, kwargs = convert.journal_arguments(
+            args, kwargs, f"the input of workflow {spec.name!r}"
+        )
         run = RunInfo(
             run_id=new_run_id(),
             workflow=spec.name,
@@ -470,8 +472,11 @@ class Engine:
                 ctx = WorkflowContext(
                     run, store, index, self, self.inline_sleep, tracer=self._tracer
                 )
+                args, kwargs = run.args, run.kwargs
+                if spec.conversion is not None:  # typed parameters: read from their JSON
+                    args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
                 if self._tracer is None:
-                    value = await spec.fn(ctx, *run.args, **run.kwargs)
+                    value = await spec.fn(ctx, *args, **kwargs)
                 else:
                     attributes = {
                         "surestep.run_id": run_id,
@@ -481,9 +486,9 @@ class Engine:
                     }
                     name = f"surestep.run {spec.name}"
                     with self._tracer.start_as_current_span(name, attributes=attributes):
-                        value = await spec.fn(ctx, *run.args, **run.kwargs)
+                        value = await spec.fn(ctx, *args, **kwargs)
                 ctx._check_all_replayed()
-                result = serde.loads(serde.dumps(value, f"the result of workflow {spec.name!r}"))
+                result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
                 await ctx._flush()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
@@ -525,7 +530,8 @@ class Engine:
         parent: WorkflowContext,
     ) -> Any:
         """Start (or find again) the child run ``child_id`` and wait for its result."""
-        serde.dumps([args, kwargs], f"the input of child workflow {spec.name!r}")
+        what = f"the input of child workflow {spec.name!r}"
+        args, kwargs = convert.journal_arguments(args, kwargs, what)
         child = RunInfo(
             run_id=child_id,
             workflow=spec.name,
