@@ -60,6 +60,7 @@ PUBLIC_NAMES = [
     "WorkflowFailedError",
     "__version__",
     "function",
+    "register_exception",
     "run",
     "workflow",
 ]

@@ -39,6 +39,7 @@ from .errors import (
     UnknownWorkflowError,
     UnsupportedFormatError,
     WorkflowFailedError,
+    register_exception,
 )
 from .store.base import RunInfo
 
@@ -73,6 +74,7 @@ __all__ = [
     "WorkflowFailedError",
     "__version__",
     "function",
+    "register_exception",
     "run",
     "workflow",
 ]

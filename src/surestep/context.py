@@ -40,6 +40,7 @@ from .errors import (
     Suspended,
     WorkflowFailedError,
     describe,
+    step_failure,
 )
 from .store.base import child_run_id
 
@@ -591,14 +592,7 @@ class WorkflowContext:
             started, time.time(),
         )  # fmt: skip
         await self._append(seq, record)
-        return StepFailedError(
-            name,
-            seq,
-            error["type"],
-            error["message"],
-            attempts=failed.attempts,
-            traceback=error["traceback"],
-        )
+        return step_failure(name, seq, error, failed.attempts)
 
     # -- durable primitives
 
@@ -853,15 +847,7 @@ class WorkflowContext:
         data = record_payload(record, self.run_id)
         if record.kind == _core.KIND_STEP:
             return data["o"]
-        error = data["e"]
-        raise StepFailedError(
-            name,
-            record.seq,
-            error["type"],
-            error["message"],
-            attempts=record.attempt,
-            traceback=error["traceback"],
-        )
+        raise step_failure(name, record.seq, data["e"], record.attempt)
 
     def _check_all_replayed(self) -> None:
         """At the end of a replayed run: a recorded step the code no longer takes is divergence."""
