@@ -73,10 +73,10 @@ async def rejected() -> None:
 
 
 @function
-async def hold() -> int:
-    calls["hold"] += 1
-    if "hold" in gate:
-        await gate["hold"].wait()
+async def hold_failures() -> int:
+    calls["hold_failures"] += 1
+    if "hold_failures" in gate:
+        await gate["hold_failures"].wait()
     return 1
 
 
@@ -98,7 +98,7 @@ async def catches(ctx: WorkflowContext) -> list:
     except StepFailedError as exc:  # existing handlers keep working
         seen.append(exc)
         outcomes.append(["Rejected", str(exc), isinstance(exc, RejectedError), exc.error_type])
-    await ctx.step(hold)
+    await ctx.step(hold_failures)
     return outcomes
 
 
@@ -112,19 +112,19 @@ EXPECTED = [
 async def test_first_run_and_replay_in_a_fresh_engine_see_the_same_exceptions(
     store_url: str,
 ) -> None:
-    gate["hold"] = asyncio.Event()
+    gate["hold_failures"] = asyncio.Event()
     engine = Engine(store_url)
     handle = await engine.start(catches)
-    while calls["hold"] == 0:  # noqa: ASYNC110 - the step signals nothing else
+    while calls["hold_failures"] == 0:  # noqa: ASYNC110 - the step signals nothing else
         await asyncio.sleep(0.005)
     await engine.close()
-    del gate["hold"]
+    del gate["hold_failures"]
     first = list(seen)
     async with Engine(store_url) as engine:
         (resumed,) = await engine.recover()
         assert await resumed.result() == EXPECTED
         journal = await engine.journal(handle.run_id)
-    assert calls == Counter(bad_sku=1, out_of_stock=1, rejected=1, hold=2)
+    assert calls == Counter(bad_sku=1, out_of_stock=1, rejected=1, hold_failures=2)
     replayed = seen[len(first) :]
     for before, after in zip(first, replayed, strict=True):
         assert type(before) is type(after)  # one cached class per original class

@@ -84,20 +84,20 @@ async def maybe(flag: bool) -> Optional[Colour]:  # noqa: UP045 - the Optional s
 
 
 @function
-async def hold() -> int:
-    calls["hold"] += 1
-    if "hold" in gate:
-        await gate["hold"].wait()
+async def hold_typed() -> int:
+    calls["hold_typed"] += 1
+    if "hold_typed" in gate:
+        await gate["hold_typed"].wait()
     return 1
 
 
 @workflow
-async def checkout(ctx: WorkflowContext, order: Order, discount: Decimal) -> Receipt:
+async def typed_checkout(ctx: WorkflowContext, order: Order, discount: Decimal) -> Receipt:
     receipt = await ctx.step(price, order, discount)
     when = await ctx.step(stamp)
     colours = [await ctx.step(maybe, True), await ctx.step(maybe, False)]
     seen.append({"receipt": receipt, "when": when, "colours": colours, "order": order})
-    await ctx.step(hold)
+    await ctx.step(hold_typed)
     return receipt
 
 
@@ -122,13 +122,13 @@ def check_seen(entry: dict[str, Any]) -> None:
 
 
 async def test_typed_values_first_run_and_replay_after_restart(store_url: str) -> None:
-    gate["hold"] = asyncio.Event()
+    gate["hold_typed"] = asyncio.Event()
     engine = Engine(store_url)
-    handle = await engine.start(checkout, an_order(), Decimal("0.10"))
-    while calls["hold"] == 0:  # noqa: ASYNC110 - the step signals nothing else
+    handle = await engine.start(typed_checkout, an_order(), Decimal("0.10"))
+    while calls["hold_typed"] == 0:  # noqa: ASYNC110 - the step signals nothing else
         await asyncio.sleep(0.005)
     await engine.close()
-    del gate["hold"]
+    del gate["hold_typed"]
     check_seen(seen[0])
 
     async with Engine(store_url) as engine:
@@ -138,7 +138,7 @@ async def test_typed_values_first_run_and_replay_after_restart(store_url: str) -
         info = await engine.get_run(handle.run_id)
     assert resumed.run_id == handle.run_id
     check_seen(seen[1])  # the replay decoded the journal to the same types
-    assert calls == Counter(price=1, stamp=1, hold=2)
+    assert calls == Counter(price=1, stamp=1, hold_typed=2)
     # The store holds JSON: the Decimal as an exact string, the datetime in ISO 8601.
     assert result["total"] == "10.20" and result["colour"] == "blue"
     assert journal[0].input == [
@@ -227,7 +227,7 @@ def test_plain_functions_take_the_plain_path() -> None:
         assert isinstance(spec, decorators.FunctionSpec)
         assert spec.conversion is None
         assert spec.loads_result is convert.serde.loads
-    assert decorators.find_workflow(checkout).conversion is not None
+    assert decorators.find_workflow(typed_checkout).conversion is not None
 
 
 def test_string_annotations_resolve_against_the_module() -> None:

@@ -87,6 +87,10 @@ class FunctionContext:
         self.idempotency_key = key
         self.logger = wf.logger
 
+    def log(self, message: str, **attributes: Any) -> None:
+        """Log ``message`` at INFO with keyword attributes (``ctx.log("sent", to=addr)``)."""
+        self.logger.info(message, **attributes)
+
 
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The run's logger: lines at INFO and above are stored with the run (shown by
@@ -97,10 +101,20 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         self._ctx = ctx
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """``logging``'s keywords, and any other keyword as an attribute of the line
+        (``logger.warning("low stock", sku="a-1")``): stored with it, passed as ``extra``."""
         if self._ctx.is_replaying:
             return
+        attributes = None
+        if kwargs.keys() - _LOGGING_KEYWORDS:
+            attributes = {k: v for k, v in kwargs.items() if k not in _LOGGING_KEYWORDS}
+            kwargs = {k: v for k, v in kwargs.items() if k in _LOGGING_KEYWORDS}
+            kwargs["extra"] = {
+                **(kwargs.get("extra") or {}),
+                **{k: v for k, v in attributes.items() if k not in _RECORD_FIELDS},
+            }
         if level >= logging.INFO:
-            self._ctx._store_log(level, str(msg) % args if args else str(msg))
+            self._ctx._store_log(level, str(msg) % args if args else str(msg), attributes)
         if self.logger.isEnabledFor(level):
             msg, kwargs = self.process(msg, kwargs)
             self.logger.log(level, msg, *args, **kwargs)
@@ -108,6 +122,11 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         kwargs["extra"] = {**(kwargs.get("extra") or {}), "run_id": self._ctx.run_id}
         return f"[{self._ctx.run_id}] {msg}", kwargs
+
+
+_LOGGING_KEYWORDS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
+# Names a LogRecord has already: an attribute so named is stored, not passed as extra.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class RunState:
@@ -533,12 +552,19 @@ class WorkflowContext:
         """Call the step's body once (``attempt`` counts from 0, as FunctionContext.attempt,
         the AGNT5 convention); an awaitable it returns comes back to be awaited, bounded by
         the function's ``timeout_ms``."""
+        if spec is not None and spec.synchronous:  # in a thread: the loop serves other runs
+            fn = partial(_in_thread, fn)
         if spec is not None and spec.takes_ctx:
             idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
             result = fn(FunctionContext(self, name, seq, idempotency_key, attempt), *args, **kwargs)
         else:
             result = fn(*args, **kwargs)
-        if spec is not None and spec.timeout_ms is not None and _is_awaitable(result):
+        if (
+            spec is not None
+            and spec.timeout_ms is not None
+            and not spec.synchronous  # a thread cannot be stopped: no timeout there
+            and _is_awaitable(result)
+        ):
             return _with_timeout(result, spec.timeout_ms, name, seq, attempt)
         return result
 
@@ -807,19 +833,21 @@ class WorkflowContext:
             pending, self._pending = self._pending, []
             await asyncio.gather(*pending)
 
-    def _store_log(self, level: int, message: str) -> None:
+    def _store_log(
+        self, level: int, message: str, attributes: dict[str, Any] | None = None
+    ) -> None:
         position = self._seq
         index = self._log_at[1] + 1 if self._log_at[0] == position else 0
         self._log_at = (position, index)
-        line = serde.dumps(
-            {
-                "t": time.time(),
-                "level": logging.getLevelName(level),
-                "message": message,
-                "seq": position,
-            },
-            "a log line",
-        )
+        entry = {
+            "t": time.time(),
+            "level": logging.getLevelName(level),
+            "message": message,
+            "seq": position,
+        }
+        if attributes:  # JSON values as they are, others as their repr: a log never fails
+            entry["attributes"] = {k: _loggable(v) for k, v in attributes.items()}
+        line = serde.dumps(entry, "a log line")
         self._append_later(self._store.append_log(self.run_id, position, index, line))
 
     def _lookup(self, seq: int, name: str, input_json: bytes) -> _core.Record | None:
@@ -950,6 +978,20 @@ def _is_awaitable(value: object) -> bool:
     if kind is CoroutineType:
         return True
     return kind not in _PLAIN and inspect.isawaitable(value)
+
+
+def _loggable(value: Any) -> Any:
+    try:
+        return convert.journal_value(value, "a log attribute")
+    except (SerializationError, ValueError):
+        return repr(value)
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A synchronous step body, run in the default thread pool (bounded) with the
+    caller's context variables, so that it does not hold up the event loop."""
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    return await result if _is_awaitable(result) else result
 
 
 def _user_frame() -> str:

@@ -193,12 +193,17 @@ class Engine:
     async def start(
         self,
         workflow: Callable[..., Any] | str,
+        /,
         *args: Any,
         session_id: str | None = None,
         user_id: str | None = None,
         **kwargs: Any,
     ) -> RunHandle:
-        """Record a new run and start executing it here; returns once it is stored."""
+        """Record a new run and start executing it here; returns once it is stored.
+
+        ``session_id`` and ``user_id`` name the run's session and user. When the
+        workflow has a parameter of that name, the keyword is also its argument, and
+        an argument given to that parameter names the run's session or user."""
         await self.open()
         async with self._admitting:
             return await self._start(workflow, args, kwargs, session_id, user_id)
@@ -212,6 +217,7 @@ class Engine:
         user_id: str | None,
     ) -> RunHandle:
         spec = find_workflow(workflow)
+        session_id, user_id = _identities(spec, args, kwargs, session_id, user_id)
         try:
             spec.check_call(args, kwargs)
         except TypeError as exc:
@@ -219,8 +225,11 @@ class Engine:
         args, kwargs = convert.journal_arguments(
             args, kwargs, f"the input of workflow {spec.name!r}"
         )
+        run_id = new_run_id()
+        if spec.chat and session_id is None:  # a new conversation, named by its first turn
+            session_id = run_id
         run = RunInfo(
-            run_id=new_run_id(),
+            run_id=run_id,
             workflow=spec.name,
             version=spec.version,
             args=list(args),
@@ -235,7 +244,7 @@ class Engine:
             self._launch(spec, run, replay=False)  # worker serving it claims the run
         return RunHandle(self, run.run_id)
 
-    async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
+    async def run(self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Start a run and wait for its result."""
         handle = await self.start(workflow, *args, **kwargs)
         return await handle.result()
@@ -616,6 +625,38 @@ class Engine:
                 continue  # resumed here meanwhile
             # Woken when any run finishes; the timeout only bounds a missed wake-up.
             await self.store.wait_changed(timeout=5.0)
+
+
+def _identities(
+    spec: WorkflowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    session_id: str | None,
+    user_id: str | None,
+) -> tuple[str | None, str | None]:
+    """The run's session and user: ``start``'s keywords, which also go to the workflow's
+    own ``session_id`` / ``user_id`` parameter when it has one; an argument given to
+    such a parameter names them too (``kwargs`` is completed in place)."""
+    parameters = spec.signature.parameters
+    named = {"session_id": session_id, "user_id": user_id}
+    for name, value in named.items():
+        param = parameters.get(name)
+        if param is None or param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
+            continue
+        if value is not None and name not in kwargs:
+            kwargs[name] = value
+    if all(value is not None for value in named.values()):
+        return session_id, user_id
+    try:
+        given = spec.signature.bind_partial(None, *args, **kwargs).arguments
+    except TypeError:
+        return session_id, user_id  # check_call names what is wrong with the arguments
+    for name in named:
+        param = parameters.get(name)
+        if named[name] is None and param is not None and param.kind is not param.VAR_KEYWORD:
+            value = given.get(name)
+            named[name] = value if isinstance(value, str) else None
+    return named["session_id"], named["user_id"]
 
 
 def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
