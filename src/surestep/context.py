@@ -8,6 +8,7 @@ finishes first, and replay matches them again.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import logging
@@ -894,6 +895,16 @@ class WorkflowContext:
                 run_id=self.run_id,
                 detail="the workflow returned without taking this recorded step",
             )
+
+
+class Context(abc.ABC):  # noqa: B024 - a name to annotate with, nothing to implement
+    """What code written for the AGNT5 SDK annotates as ``ctx: Context``: a step's
+    :class:`FunctionContext` and a workflow's :class:`WorkflowContext` are both
+    instances of it."""
+
+
+Context.register(FunctionContext)
+Context.register(WorkflowContext)
 
 
 def record_payload(record: _core.Record, run_id: str) -> dict[str, Any]:

@@ -481,7 +481,7 @@ class Engine:
                 ctx = WorkflowContext(
                     run, store, index, self, self.inline_sleep, tracer=self._tracer
                 )
-                args, kwargs = run.args, run.kwargs
+                args, kwargs = tuple(run.args), run.kwargs
                 if spec.conversion is not None:  # typed parameters: read from their JSON
                     args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
                 if self._tracer is None:

@@ -256,9 +256,9 @@ def describe(exc: BaseException) -> dict[str, Any]:
 def _is_json(value: Any) -> bool:
     kind = type(value)
     if kind in (str, bool, float) or value is None:
-        return kind is not float or (value == value and value not in (_INF, -_INF))
+        return kind is not float or bool(value == value and value not in (_INF, -_INF))
     if kind is int:
-        return -(2**63) <= value < 2**64
+        return bool(-(2**63) <= value < 2**64)
     if kind in (list, tuple):
         return all(_is_json(item) for item in value)
     if kind is dict:
@@ -325,8 +325,9 @@ def step_failure(step: str, seq: int, error: dict[str, Any], attempts: int) -> S
     for name, value in fields.items():
         if name not in vars(instance) and not hasattr(cls, name):  # the class's own wins
             setattr(instance, name, value)
-    instance.__surestep_message__ = error["message"]
-    instance.add_note(f"(step {seq} ({step}) failed after {attempts} attempt(s))")
+    setattr(instance, "__surestep_message__", error["message"])  # noqa: B010 - for __str__
+    if sys.version_info >= (3, 11):  # shown under the traceback: where it came from
+        instance.add_note(f"(step {seq} ({step}) failed after {attempts} attempt(s))")
     assert isinstance(instance, StepFailedError)
     return instance
 
