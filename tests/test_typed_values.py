@@ -24,6 +24,7 @@ from surestep import (
     convert,
     decorators,
     function,
+    testing,
     workflow,
 )
 
@@ -294,3 +295,26 @@ def test_cli_arguments_follow_the_annotations() -> None:
     )  # unannotated: JSON when it parses, else the string
     with pytest.raises(SerializationError, match="argument 'count'"):
         convert.cli_arguments(wf, ["a", "seven"])
+
+
+@workflow
+async def typed_child(ctx: WorkflowContext, order: Order) -> Receipt:
+    return await ctx.step(price, order, Decimal("0"))
+
+
+@workflow
+async def typed_parent(ctx: WorkflowContext, order: Order) -> list:
+    receipt = await ctx.step(typed_child, order)
+    return [type(receipt).__name__, str(receipt.total)]
+
+
+async def test_child_workflows_run_and_replay_check_typed_values(store_url: str) -> None:
+    async with Engine(store_url) as engine:
+        handle = await engine.start(typed_parent, an_order())
+        assert await handle.result() == ["Receipt", "10.30"]
+        # engine.run decodes the result to the workflow's return annotation.
+        receipt = await engine.run(typed_child, an_order())
+        assert type(receipt) is Receipt and receipt.total == Decimal("10.30")
+        recorded = await testing.recorded_run(engine, handle.run_id)
+    report = await testing.replay_async(typed_parent, recorded)
+    assert report.compatible, report.describe()

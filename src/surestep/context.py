@@ -713,7 +713,9 @@ class WorkflowContext:
         kwargs: dict[str, Any],
     ) -> Any:
         tag = f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}"
-        input_json = serde.canonical((args, kwargs), f"the input of child step {seq} ({spec.name})")
+        what = f"the input of child step {seq} ({spec.name})"
+        args, kwargs = convert.journal_arguments(args, kwargs, what)  # typed values: as JSON
+        input_json = serde.canonical((args, kwargs), what)
         recorded = self._recorded(seq, tag, input_json)
         if recorded is None:
             if self._engine is None:
@@ -737,6 +739,8 @@ class WorkflowContext:
         if "e" in recorded:
             error = recorded["e"]
             raise ChildWorkflowError(recorded["child"], spec.name, error["type"], error["message"])
+        if spec.conversion is not None:  # a typed result, as the child's annotation says
+            return spec.conversion.decode_result(recorded["o"])
         return recorded["o"]
 
     def _run_state_write(self, key: str, value: Any, delete: bool) -> Any:

@@ -245,9 +245,12 @@ class Engine:
         return RunHandle(self, run.run_id)
 
     async def run(self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
-        """Start a run and wait for its result."""
+        """Start a run and wait for its result (as the workflow's return annotation says:
+        a typed result comes back typed; ``handle.result()`` gives its JSON)."""
         handle = await self.start(workflow, *args, **kwargs)
-        return await handle.result()
+        result = await handle.result()
+        conversion = find_workflow(workflow).conversion
+        return result if conversion is None else conversion.decode_result(result)
 
     def handle(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id)

@@ -85,8 +85,11 @@ async def replay_async(workflow: Callable[..., Any] | str, run: RecordedRun) -> 
         attempt=1,
     )
     ctx = WorkflowContext(info, None, index, replay_only=True)  # type: ignore[arg-type]
+    args, kwargs = tuple(run.args), run.kwargs
+    if spec.conversion is not None:  # typed parameters, read from their JSON as a run does
+        args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
     try:
-        await spec.fn(ctx, *run.args, **run.kwargs)
+        await spec.fn(ctx, *args, **kwargs)
         ctx._check_all_replayed()
     except ReplayComplete as done:
         return ReplayReport(run.run_id, spec.name, True, done.seq)
