@@ -174,44 +174,42 @@ async def test_unannotated_typed_values_go_through_as_json(store_url: str) -> No
         assert await engine.run(passes) == ["red", str(uuid.UUID(int=1)), "1.5"]
 
 
-async def test_naive_datetime_is_refused_with_a_clear_error(store_path: str) -> None:
-    @function
-    async def naive() -> datetime:
-        return datetime(2026, 1, 1)
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque thing>"
 
+
+@function
+async def naive() -> datetime:
+    return datetime(2026, 1, 1)  # a datetime without a timezone
+
+
+@function
+async def takes(value: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("step", "args", "expected"),
+    [
+        (naive, (), ["step 0 (naive)", "no timezone"]),
+        (takes, (Opaque(),), ["step 0 (takes)", "<opaque thing>"]),
+    ],
+)
+async def test_refusals_name_the_step_and_the_value(
+    store_path: str, step: Any, args: tuple, expected: list[str]
+) -> None:
     @workflow
-    async def uses_naive(ctx: WorkflowContext) -> str:
+    async def refused(ctx: WorkflowContext) -> str:
         try:
-            await ctx.step(naive)
+            await ctx.step(step, *args)
         except SerializationError as exc:
             return str(exc)
         return "accepted"
 
     async with Engine(store_path) as engine:
-        message = await engine.run(uses_naive)
-    assert "step 0 (naive)" in message and "no timezone" in message
-
-
-async def test_unsupported_value_names_the_step_and_the_value(store_path: str) -> None:
-    class Opaque:
-        def __repr__(self) -> str:
-            return "<opaque thing>"
-
-    @function
-    async def takes(value: Any) -> None:
-        return None
-
-    @workflow
-    async def sends(ctx: WorkflowContext) -> str:
-        try:
-            await ctx.step(takes, Opaque())
-        except SerializationError as exc:
-            return str(exc)
-        return "accepted"
-
-    async with Engine(store_path) as engine:
-        message = await engine.run(sends)
-    assert "step 0 (takes)" in message and "<opaque thing>" in message
+        message = await engine.run(refused)
+    assert all(part in message for part in expected), message
 
 
 def test_plain_functions_take_the_plain_path() -> None:
