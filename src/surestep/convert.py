@@ -9,8 +9,8 @@ read (:func:`decode`), so the first run and every replay see the same type:
 - dataclasses (their fields, recursively),
 - ``datetime`` (timezone-aware only, ISO 8601), ``date``, ``UUID``,
   ``Decimal`` (as a JSON string, exact), enums (their value),
-- ``list[...]``, ``dict[str, ...]``, ``tuple[...]``, ``Optional`` and ``Union``
-  of these.
+- ``list[...]``, ``dict[str, ...]``, ``tuple[...]``, ``set[...]`` (sorted, so that
+  equal sets give equal journal bytes), ``Optional`` and ``Union`` of these.
 
 A function whose annotations are all plain JSON types (or absent) gets no
 :class:`Conversion` (``conversion_of`` returns None), so its calls go the
@@ -54,6 +54,12 @@ def encode(value: Any, what: str) -> Any:
         return {key: encode(item, what) for key, item in value.items()}
     if kind in (list, tuple):
         return [encode(item, what) for item in value]
+    if kind in (set, frozenset):  # in a stable order: equal sets give equal journal bytes
+        items = [encode(item, what) for item in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=repr)
     if isinstance(value, enum.Enum):
         return encode(value.value, what)
     if isinstance(value, _dt.datetime):

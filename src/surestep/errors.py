@@ -245,7 +245,7 @@ def describe(exc: BaseException) -> dict[str, Any]:
         described["args"] = list(exc.args)
     attributes = {
         key: value
-        for key, value in vars(exc).items()
+        for key, value in getattr(exc, "__dict__", {}).items()
         if _is_json(value) and not key.startswith("__")  # not our own marks, not notes
     }
     if attributes and not issubclass(kind, SurestepError):
