@@ -387,7 +387,7 @@ async def test_lost_lease_stops_the_run_without_writing(store_path: str) -> None
     second = Engine(store_path)
     (taken,) = await second.recover()
     release.set()
-    active = first._active[handle.run_id].task
+    active = first.task(handle.run_id)
     assert active is not None
     with pytest.raises(LeaseLostError):
         await active

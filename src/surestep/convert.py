@@ -9,8 +9,8 @@ read (:func:`decode`), so the first run and every replay see the same type:
 - dataclasses (their fields, recursively),
 - ``datetime`` (timezone-aware only, ISO 8601), ``date``, ``UUID``,
   ``Decimal`` (as a JSON string, exact), enums (their value),
-- ``list[...]``, ``dict[str, ...]``, ``tuple[...]``, ``set[...]`` (sorted, so that
-  equal sets give equal journal bytes), ``Optional`` and ``Union`` of these.
+- ``list[...]``, ``dict[str, ...]``, ``tuple[...]``, ``Optional`` and ``Union`` of
+  these. (A set stays refused: it has no order, so no one JSON form.)
 
 A function whose annotations are all plain JSON types (or absent) gets no
 :class:`Conversion` (``conversion_of`` returns None), so its calls go the
@@ -54,12 +54,6 @@ def encode(value: Any, what: str) -> Any:
         return {key: encode(item, what) for key, item in value.items()}
     if kind in (list, tuple):
         return [encode(item, what) for item in value]
-    if kind in (set, frozenset):  # in a stable order: equal sets give equal journal bytes
-        items = [encode(item, what) for item in value]
-        try:
-            return sorted(items)
-        except TypeError:
-            return sorted(items, key=repr)
     if isinstance(value, enum.Enum):
         return encode(value.value, what)
     if isinstance(value, _dt.datetime):
@@ -169,10 +163,9 @@ def _decode_generic(data: Any, annotation: Any, origin: Any) -> Any:
         return data
     if origin is typing.Annotated:
         return _decode(data, args[0])
-    if origin in (list, set, frozenset) or origin is Sequence:
+    if origin is list or origin is Sequence:
         item = args[0] if args else Any
-        values = [_decode(value, item) for value in _sequence(data)]
-        return values if origin in (list, Sequence) else origin(values)
+        return [_decode(value, item) for value in _sequence(data)]
     if origin is tuple:
         items = list(_sequence(data))
         if len(args) == 2 and args[1] is Ellipsis:
@@ -246,8 +239,8 @@ def needs_conversion(annotation: Any) -> bool:
     if origin is not None:
         if origin is typing.Literal:
             return False
-        if origin in (tuple, set, frozenset):
-            return True  # read back from a JSON array: converted to the container
+        if origin is tuple:
+            return True  # read back from a JSON array: converted to a tuple
         return any(needs_conversion(arg) for arg in typing.get_args(annotation) if arg != ...)
     if not isinstance(annotation, type):
         return False
@@ -336,15 +329,18 @@ def _type_hints(obj: Any) -> dict[str, Any]:
     namespace.update(getattr(obj, "__globals__", {}))
     hints = {}
     for key, annotation in raw.items():
-        if isinstance(annotation, str):
-            try:
-                annotation = typing._eval_type(  # type: ignore[attr-defined]
-                    typing.ForwardRef(annotation), namespace, None
-                )
-            except Exception:
-                continue
-        hints[key] = annotation
+        try:
+            hints[key] = typing.get_type_hints(_Probe(annotation), globalns=namespace)["a"]
+        except Exception:
+            continue
     return hints
+
+
+class _Probe:
+    """An object with one annotation, ``a``, for ``typing.get_type_hints`` to resolve."""
+
+    def __init__(self, annotation: Any) -> None:
+        self.__annotations__ = {"a": annotation}
 
 
 # ---------------------------------------------------------------- command line

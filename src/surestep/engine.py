@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, convert, serde
-from .context import WorkflowContext, record_payload
+from . import _core, convert, journal, serde
+from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
     ConfigurationError,
@@ -31,6 +31,7 @@ from .errors import (
     WorkflowFailedError,
     describe,
 )
+from .recorder import Recorder
 from .store import open_store
 from .store.base import (
     CANCELLED,
@@ -51,15 +52,7 @@ T = TypeVar("T")
 # frames for all of them together.
 MAX_STARTING = 1024
 
-KIND_NAMES = {
-    _core.KIND_STEP: "step",
-    _core.KIND_STEP_ERROR: "step_error",
-    _core.KIND_SLEEP: "sleep",
-    _core.KIND_EVENT: "event",
-    _core.KIND_VALUE: "value",
-    _core.KIND_CHILD: "child",
-    _core.KIND_STATE: "state",
-}
+KIND_NAMES = journal.KIND_NAMES  # kept here for the surfaces that read it from the engine
 
 
 @dataclass(frozen=True)
@@ -91,7 +84,7 @@ class RunHandle:
 
     async def result(self) -> Any:
         """The workflow's return value; ``WorkflowFailedError`` if it raised."""
-        return await self.engine._wait(self.run_id)
+        return await self.engine.result(self.run_id)
 
     async def info(self) -> RunInfo:
         """The run's current row in the store."""
@@ -171,7 +164,7 @@ class Engine:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
         self._heartbeat = self._waker = None
-        active = [a.task for a in self._active.values() if a.task is not None]
+        active = self.tasks()
         for task in active:
             task.cancel()
         await asyncio.gather(*active, return_exceptions=True)
@@ -335,7 +328,7 @@ class Engine:
             spec = None  # a client: the fork waits for a worker serving the current version
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
             raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
-        kept = [r for r in await self._records(run_id) if r.seq < from_step]
+        kept = [r for r in await self.records(run_id) if r.seq < from_step]
         if spec is not None:
             version = spec.version
         else:
@@ -375,6 +368,15 @@ class Engine:
         """How many runs this engine executes right now."""
         return len(self._active)
 
+    def task(self, run_id: str) -> asyncio.Task[Any] | None:
+        """The task executing ``run_id`` here, if this engine executes it."""
+        active = self._active.get(run_id)
+        return None if active is None else active.task
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        """The tasks of every run this engine executes."""
+        return [a.task for a in self._active.values() if a.task is not None]
+
     # -- reading
 
     async def get_run(self, run_id: str) -> RunInfo:
@@ -388,8 +390,9 @@ class Engine:
         await self.open()
         return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
 
-    async def _records(self, run_id: str) -> list[_core.Record]:
-        """The run's journal records in step order."""
+    async def records(self, run_id: str) -> list[_core.Record]:
+        """The run's journal records, decoded, in step order (``journal`` reads them)."""
+        await self.open()
         records = []
         try:
             for raw in await self.store.journal(run_id):
@@ -404,8 +407,8 @@ class Engine:
         await self.open()
         await self.store.get_run(run_id)  # RunNotFoundError for an unknown id
         entries = []
-        for record in await self._records(run_id):
-            data = record_payload(record, run_id)
+        for record in await self.records(run_id):
+            data = journal.fields(record, run_id)
             entries.append(
                 JournalEntry(
                     seq=record.seq,
@@ -471,19 +474,18 @@ class Engine:
         self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool
     ) -> Any:
         store, run_id = self.store, run.run_id
-        ctx: WorkflowContext | None = None
+        recorder: Recorder | None = None
         try:
             try:
                 index = None
                 if replay:
-                    journal = await store.journal(run_id)
+                    records = await store.journal(run_id)
                     try:
-                        index = _core.ReplayIndex.from_records(journal)
+                        index = _core.ReplayIndex.from_records(records)
                     except JournalCorruptError as exc:
                         raise exc.for_run(run_id) from exc
-                ctx = WorkflowContext(
-                    run, store, index, self, self.inline_sleep, tracer=self._tracer
-                )
+                recorder = Recorder(run, store, index)
+                ctx = WorkflowContext(run, recorder, self, self.inline_sleep, self._tracer)
                 args, kwargs = tuple(run.args), run.kwargs
                 if spec.conversion is not None:  # typed parameters: read from their JSON
                     args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
@@ -499,14 +501,14 @@ class Engine:
                     name = f"surestep.run {spec.name}"
                     with self._tracer.start_as_current_span(name, attributes=attributes):
                         value = await spec.fn(ctx, *args, **kwargs)
-                ctx._check_all_replayed()
+                recorder.check_all_replayed()
                 result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
-                await ctx._flush()
+                await recorder.flush()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
             except Exception as exc:
-                if ctx is not None:
-                    await ctx._flush()
+                if recorder is not None:
+                    await recorder.flush()
                 error = describe(exc)
                 await store.finish(run_id, active.fence, FAILED, None, error)
                 raise WorkflowFailedError(
@@ -515,8 +517,8 @@ class Engine:
             await store.finish(run_id, active.fence, COMPLETED, result, None)
             return result
         except Suspended as suspended:
-            assert ctx is not None
-            await ctx._flush()
+            assert recorder is not None
+            await recorder.flush()
             await store.suspend(run_id, active.fence, suspended.wake_at, suspended.event)
             raise
         except asyncio.CancelledError:
@@ -533,7 +535,7 @@ class Engine:
         finally:
             self._active.pop(run_id, None)
 
-    async def _run_child(
+    async def run_child(
         self,
         spec: WorkflowSpec,
         child_id: str,
@@ -541,7 +543,8 @@ class Engine:
         kwargs: dict[str, Any],
         parent: WorkflowContext,
     ) -> Any:
-        """Start (or find again) the child run ``child_id`` and wait for its result."""
+        """Start (or find again) the child run ``child_id`` and wait for its result
+        (the :class:`~surestep.runtime.Runtime` side of ``ctx.step(child_workflow, ...)``)."""
         what = f"the input of child workflow {spec.name!r}"
         args, kwargs = convert.journal_arguments(args, kwargs, what)
         child = RunInfo(
@@ -562,7 +565,7 @@ class Engine:
                 claimed = await self.store.claim(child_id, self.owner, self.lease_seconds)
                 if claimed is not None:
                     self._launch(spec, claimed, replay=True)
-        return await self._wait(child_id)
+        return await self.result(child_id)
 
     async def _wake_due(self) -> None:
         """Resume the waiting runs that come due (timers, events), for the workflows known here."""
@@ -599,7 +602,9 @@ class Engine:
                     active.task.cancel()
         self._heartbeat = None
 
-    async def _wait(self, run_id: str) -> Any:
+    async def result(self, run_id: str) -> Any:
+        """Wait for the run's outcome: its result; ``WorkflowFailedError`` if it failed,
+        ``RunCancelledError`` if it was cancelled. The engine must be open (``async with``)."""
         while True:
             active = self._active.get(run_id)
             if active is not None and active.task is not None:

@@ -318,7 +318,7 @@ class _GroupCommit(Generic[ItemT]):
                 except BaseException as exc:  # the statement failed: nothing was written
                     err = exc
                     if not isinstance(exc, (SurestepError, asyncio.CancelledError)):
-                        err = self.store._error(exc, self.what)
+                        err = self.store._error(exc, self.what)  # noqa: SLF001 - its own store
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(err)
