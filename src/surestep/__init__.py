@@ -15,7 +15,7 @@ replays the journal, skips completed steps and continues::
 """
 
 from ._version import __version__
-from .context import FunctionContext, WorkflowContext
+from .context import Context, FunctionContext, WorkflowContext
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
 from .engine import Engine, JournalEntry, RunHandle, run
 from .errors import (
@@ -39,13 +39,17 @@ from .errors import (
     UnknownWorkflowError,
     UnsupportedFormatError,
     WorkflowFailedError,
+    register_exception,
 )
 from .store.base import RunInfo
+from .types import BackoffType, event, webhook
 
 __all__ = [
     "BackoffPolicy",
+    "BackoffType",
     "ChildWorkflowError",
     "ConfigurationError",
+    "Context",
     "DefinitionError",
     "Engine",
     "EventTimeoutError",
@@ -72,7 +76,10 @@ __all__ = [
     "WorkflowContext",
     "WorkflowFailedError",
     "__version__",
+    "event",
     "function",
+    "register_exception",
     "run",
+    "webhook",
     "workflow",
 ]
