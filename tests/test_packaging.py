@@ -32,9 +32,11 @@ SOURCE_PACKAGE = SOURCE_TREE / "src" / "surestep"
 PUBLIC_NAMES = [
     "AsyncClient",
     "BackoffPolicy",
+    "BackoffType",
     "ChildWorkflowError",
     "Client",
     "ConfigurationError",
+    "Context",
     "DefinitionError",
     "Engine",
     "EventTimeoutError",
@@ -62,8 +64,11 @@ PUBLIC_NAMES = [
     "WorkflowContext",
     "WorkflowFailedError",
     "__version__",
+    "event",
     "function",
+    "register_exception",
     "run",
+    "webhook",
     "workflow",
 ]
 

@@ -17,7 +17,7 @@ replays the journal, skips completed steps and continues::
 from typing import Any
 
 from ._version import __version__
-from .context import FunctionContext, WorkflowContext
+from .context import Context, FunctionContext, WorkflowContext
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
 from .engine import Engine, JournalEntry, RunHandle, run
 from .errors import (
@@ -42,15 +42,19 @@ from .errors import (
     UnknownWorkflowError,
     UnsupportedFormatError,
     WorkflowFailedError,
+    register_exception,
 )
 from .store.base import RunInfo
+from .types import BackoffType, event, webhook
 
 __all__ = [
     "AsyncClient",
     "BackoffPolicy",
+    "BackoffType",
     "ChildWorkflowError",
     "Client",
     "ConfigurationError",
+    "Context",
     "DefinitionError",
     "Engine",
     "EventTimeoutError",
@@ -78,8 +82,11 @@ __all__ = [
     "WorkflowContext",
     "WorkflowFailedError",
     "__version__",
+    "event",
     "function",
+    "register_exception",
     "run",
+    "webhook",
     "workflow",
 ]
 

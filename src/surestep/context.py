@@ -14,6 +14,7 @@ finishes first, and replay matches them again.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import logging
@@ -29,7 +30,7 @@ from functools import cached_property, partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from . import _core, journal, serde
+from . import _core, convert, journal, serde
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
     ChildWorkflowError,
@@ -39,11 +40,13 @@ from .errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
+    SerializationError,
     StepFailedError,
     StepTimeoutError,
     Suspended,
     WorkflowFailedError,
     describe,
+    step_failure,
 )
 from .journal import NO_INPUT, Body
 from .recorder import Encode, Recorder
@@ -94,6 +97,10 @@ class FunctionContext:
         self.idempotency_key = key
         self.logger = wf.logger
 
+    def log(self, message: str, **attributes: Any) -> None:
+        """Log ``message`` at INFO with keyword attributes (``ctx.log("sent", to=addr)``)."""
+        self.logger.info(message, **attributes)
+
 
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The run's logger: lines at INFO and above are stored with the run (shown by
@@ -106,10 +113,20 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         self._recorder = recorder
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """``logging``'s keywords, and any other keyword as an attribute of the line
+        (``logger.warning("low stock", sku="a-1")``): stored with it, passed as ``extra``."""
         if self._ctx.is_replaying:
             return
+        attributes = None
+        if kwargs.keys() - _LOGGING_KEYWORDS:
+            attributes = {k: v for k, v in kwargs.items() if k not in _LOGGING_KEYWORDS}
+            kwargs = {k: v for k, v in kwargs.items() if k in _LOGGING_KEYWORDS}
+            kwargs["extra"] = {
+                **(kwargs.get("extra") or {}),
+                **{k: v for k, v in attributes.items() if k not in _RECORD_FIELDS},
+            }
         if level >= logging.INFO:
-            self._recorder.log(level, str(msg) % args if args else str(msg))
+            self._recorder.log(level, str(msg) % args if args else str(msg), attributes)
         if self.logger.isEnabledFor(level):
             msg, kwargs = self.process(msg, kwargs)
             self.logger.log(level, msg, *args, **kwargs)
@@ -117,6 +134,11 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         kwargs["extra"] = {**(kwargs.get("extra") or {}), "run_id": self._ctx.run_id}
         return f"[{self._ctx.run_id}] {msg}", kwargs
+
+
+_LOGGING_KEYWORDS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
+# Names a LogRecord has already: an attribute so named is stored, not passed as extra.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class WorkflowContext:
@@ -319,16 +341,21 @@ class WorkflowContext:
     ) -> Any:
         ident = name if key is None else f"{name}#{key}"
         recorder = self._recorder
+        loads = serde.loads if spec is None else spec.loads_result  # typed results: decoded
         try:
-            input_json = (
-                serde.canonical((args, kwargs), "the input of step %d (%s)", seq, name)
-                if args or kwargs
-                else NO_INPUT
-            )
+            input_json = NO_INPUT
+            if args or kwargs:
+                try:
+                    input_json = serde.canonical(
+                        (args, kwargs), "the input of step %d (%s)", seq, name
+                    )
+                except SerializationError:  # typed values (a model, a datetime): as JSON
+                    typed = convert.encode((args, kwargs), f"the input of step {seq} ({name})")
+                    input_json = serde.canonical(typed, "the input of step %d (%s)", seq, name)
             if seq <= recorder.replay_max:
                 assert recorder.index is not None
                 # Match (name, key, input) and decode: one compiled call.
-                recorded = recorder.index.replay(seq, ident, input_json, serde.loads)
+                recorded = recorder.index.replay(seq, ident, input_json, loads)
                 if recorded is not _core.NOT_RECORDED:
                     _close(awaitable)
                     if type(recorded) is _core.Record:  # anything but a plain result
@@ -369,7 +396,11 @@ class WorkflowContext:
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
             raise error from failed.error
-        output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
+        try:
+            output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
+        except SerializationError:  # a typed result: as JSON, decoded below as on replay
+            typed = convert.encode(output, f"the result of step {seq} ({name})")
+            output_json = serde.dumps(typed, "the result of step %d (%s)", seq, name)
         if len(output_json) + len(input_json) > MAX_PAYLOAD:
             raise PayloadTooLargeError(
                 f"the record of step {seq} ({name}) holds more than {MAX_PAYLOAD} bytes of "
@@ -387,7 +418,9 @@ class WorkflowContext:
             self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value
         # (a str, an int, a bool or None comes back from JSON as it went in).
-        return output if type(output) in _SAME_FROM_JSON else serde.loads(output_json)
+        if loads is not serde.loads or type(output) not in _SAME_FROM_JSON:
+            return loads(output_json)
+        return output
 
     def _attempt(
         self,
@@ -403,12 +436,19 @@ class WorkflowContext:
         """Call the step's body once (``attempt`` counts from 0, as FunctionContext.attempt,
         the AGNT5 convention); an awaitable it returns comes back to be awaited, bounded by
         the function's ``timeout_ms``."""
+        if spec is not None and spec.synchronous:  # in a thread: the loop serves other runs
+            fn = partial(_in_thread, fn)
         if spec is not None and spec.takes_ctx:
             idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
             result = fn(FunctionContext(self, name, seq, idempotency_key, attempt), *args, **kwargs)
         else:
             result = fn(*args, **kwargs)
-        if spec is not None and spec.timeout_ms is not None and _is_awaitable(result):
+        if (
+            spec is not None
+            and spec.timeout_ms is not None
+            and not spec.synchronous  # a thread cannot be stopped: no timeout there
+            and _is_awaitable(result)
+        ):
             return _with_timeout(result, spec.timeout_ms, name, seq, attempt)
         return result
 
@@ -462,14 +502,7 @@ class WorkflowContext:
             started, time.time(),
         )  # fmt: skip
         await self._recorder.append(seq, record)
-        return StepFailedError(
-            name,
-            seq,
-            error["type"],
-            error["message"],
-            attempts=failed.attempts,
-            traceback=error["traceback"],
-        )
+        return step_failure(name, seq, error, failed.attempts)
 
     # -- durable primitives: each one method over the recorder (value or operation)
 
@@ -599,6 +632,8 @@ class WorkflowContext:
         kwargs: dict[str, Any],
     ) -> Any:
         runtime = self._runtime
+        what = f"the input of child step {seq} ({spec.name})"
+        args, kwargs = convert.journal_arguments(args, kwargs, what)  # typed values: as JSON
 
         async def start_and_wait(seq: int, encode: Encode) -> Body:
             if runtime is None:
@@ -622,16 +657,35 @@ class WorkflowContext:
                 raise ChildWorkflowError(
                     fields["child"], spec.name, error["type"], error["message"]
                 )
+            if spec.conversion is not None:  # a typed result, as the child's annotation says
+                return spec.conversion.decode_result(fields["o"])
             return fields["o"]
 
         return await self._recorder.operation(
             seq,
             journal.CHILD,
             f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}",
-            serde.canonical((args, kwargs), f"the input of child step {seq} ({spec.name})"),
+            serde.canonical((args, kwargs), what),
             start_and_wait,
             outcome,
         )
+
+
+class Context(abc.ABC):  # noqa: B024 - a name to annotate with, nothing to implement
+    """What code written for the AGNT5 SDK annotates as ``ctx: Context``: a step's
+    :class:`FunctionContext` and a workflow's :class:`WorkflowContext` are both
+    instances of it."""
+
+
+Context.register(FunctionContext)
+Context.register(WorkflowContext)
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A synchronous step body, run in the default thread pool (bounded) with the
+    caller's context variables, so that it does not hold up the event loop."""
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    return await result if _is_awaitable(result) else result
 
 
 def _output(fields: dict[str, Any]) -> Any:

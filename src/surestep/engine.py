@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, journal, serde
+from . import _core, convert, journal, serde
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
@@ -187,6 +187,7 @@ class Engine:
     async def start(
         self,
         workflow: Callable[..., Any] | str,
+        /,
         *args: Any,
         session_id: str | None = None,
         user_id: str | None = None,
@@ -194,6 +195,10 @@ class Engine:
         **kwargs: Any,
     ) -> RunHandle:
         """Record a new run and start executing it here; returns once it is stored.
+
+        ``session_id`` and ``user_id`` name the run's session and user. When the
+        workflow has a parameter of that name, the keyword is also its argument, and
+        an argument given to that parameter names the run's session or user.
 
         ``idempotency_key``: a start with a key already used, by any process, starts
         nothing and returns the handle of the run that key started.
@@ -214,13 +219,19 @@ class Engine:
         idempotency_key: str | None = None,
     ) -> RunHandle:
         spec = find_workflow(workflow)
+        session_id, user_id = _identities(spec, args, kwargs, session_id, user_id)
         try:
             spec.check_call(args, kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
-        serde.dumps([args, kwargs], f"the input of workflow {spec.name!r}")
+        args, kwargs = convert.journal_arguments(
+            args, kwargs, f"the input of workflow {spec.name!r}"
+        )
+        run_id = new_run_id()
+        if spec.chat and session_id is None:  # a new conversation, named by its first turn
+            session_id = run_id
         run = RunInfo(
-            run_id=new_run_id(),
+            run_id=run_id,
             workflow=spec.name,
             version=spec.version,
             args=list(args),
@@ -245,10 +256,13 @@ class Engine:
             self._launch(spec, run, replay=False)  # worker serving it claims the run
         return RunHandle(self, run.run_id)
 
-    async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
-        """Start a run and wait for its result."""
+    async def run(self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Start a run and wait for its result (as the workflow's return annotation says:
+        a typed result comes back typed; ``handle.result()`` gives its JSON)."""
         handle = await self.start(workflow, *args, **kwargs)
-        return await handle.result()
+        result = await handle.result()
+        conversion = find_workflow(workflow).conversion
+        return result if conversion is None else conversion.decode_result(result)
 
     def handle(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id)
@@ -491,8 +505,11 @@ class Engine:
                         raise exc.for_run(run_id) from exc
                 recorder = Recorder(run, store, index)
                 ctx = WorkflowContext(run, recorder, self, self.inline_sleep, self._tracer)
+                args, kwargs = tuple(run.args), run.kwargs
+                if spec.conversion is not None:  # typed parameters: read from their JSON
+                    args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
                 if self._tracer is None:
-                    value = await spec.fn(ctx, *run.args, **run.kwargs)
+                    value = await spec.fn(ctx, *args, **kwargs)
                 else:
                     attributes = {
                         "surestep.run_id": run_id,
@@ -502,9 +519,9 @@ class Engine:
                     }
                     name = f"surestep.run {spec.name}"
                     with self._tracer.start_as_current_span(name, attributes=attributes):
-                        value = await spec.fn(ctx, *run.args, **run.kwargs)
+                        value = await spec.fn(ctx, *args, **kwargs)
                 recorder.check_all_replayed()
-                result = serde.loads(serde.dumps(value, f"the result of workflow {spec.name!r}"))
+                result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
                 await recorder.flush()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
@@ -547,7 +564,8 @@ class Engine:
     ) -> Any:
         """Start (or find again) the child run ``child_id`` and wait for its result
         (the :class:`~surestep.runtime.Runtime` side of ``ctx.step(child_workflow, ...)``)."""
-        serde.dumps([args, kwargs], f"the input of child workflow {spec.name!r}")
+        what = f"the input of child workflow {spec.name!r}"
+        args, kwargs = convert.journal_arguments(args, kwargs, what)
         child = RunInfo(
             run_id=child_id,
             workflow=spec.name,
@@ -634,6 +652,38 @@ class Engine:
                 continue  # resumed here meanwhile
             # Woken when any run finishes; the timeout only bounds a missed wake-up.
             await self.store.wait_changed(timeout=5.0)
+
+
+def _identities(
+    spec: WorkflowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    session_id: str | None,
+    user_id: str | None,
+) -> tuple[str | None, str | None]:
+    """The run's session and user: ``start``'s keywords, which also go to the workflow's
+    own ``session_id`` / ``user_id`` parameter when it has one; an argument given to
+    such a parameter names them too (``kwargs`` is completed in place)."""
+    parameters = spec.signature.parameters
+    named = {"session_id": session_id, "user_id": user_id}
+    for name, value in named.items():
+        param = parameters.get(name)
+        if param is None or param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
+            continue
+        if value is not None and name not in kwargs:
+            kwargs[name] = value
+    if all(value is not None for value in named.values()):
+        return session_id, user_id
+    try:
+        given = spec.signature.bind_partial(None, *args, **kwargs).arguments
+    except TypeError:
+        return session_id, user_id  # check_call names what is wrong with the arguments
+    for name in named:
+        param = parameters.get(name)
+        if named[name] is None and param is not None and param.kind is not param.VAR_KEYWORD:
+            value = given.get(name)
+            named[name] = value if isinstance(value, str) else None
+    return named["session_id"], named["user_id"]
 
 
 def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:

@@ -21,8 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _core, journal, serde
-from .errors import NonDeterminismError, StepFailedError
+from . import _core, convert, journal, serde
+from .errors import NonDeterminismError, SerializationError, step_failure
 from .journal import NO_INPUT, Body, Kind
 
 if TYPE_CHECKING:
@@ -133,19 +133,12 @@ class Recorder:
 
     def step_failed(self, record: _core.Record, name: str) -> Any:
         """A replayed step's recorded outcome that is not a plain result: its result from
-        a format-1 record, or its recorded failure raised as ``StepFailedError``."""
+        a format-1 record, or its recorded failure raised as the step's own exception
+        (``errors.step_failure``: also a ``StepFailedError``)."""
         data = journal.fields(record, self.run_id)
         if record.kind == _core.KIND_STEP:
             return data["o"]
-        error = data["e"]
-        raise StepFailedError(
-            name,
-            record.seq,
-            error["type"],
-            error["message"],
-            attempts=record.attempt,
-            traceback=error["traceback"],
-        )
+        raise step_failure(name, record.seq, data["e"], record.attempt)
 
     def check_all_replayed(self) -> None:
         """At the end of a replayed run: a recorded step the code no longer takes is
@@ -244,21 +237,29 @@ class Recorder:
             pending, self.pending = self.pending, []
             await asyncio.gather(*pending)
 
-    def log(self, level: int, message: str) -> None:
-        """Store a line of the run's log at the current position (not awaited)."""
+    def log(self, level: int, message: str, attributes: dict[str, Any] | None = None) -> None:
+        """Store a line of the run's log at the current position (not awaited), with its
+        keyword attributes (JSON values as they are, others as their repr)."""
         position = self.seq
         index = self.log_at[1] + 1 if self.log_at[0] == position else 0
         self.log_at = (position, index)
-        line = serde.dumps(
-            {
-                "t": time.time(),
-                "level": logging.getLevelName(level),
-                "message": message,
-                "seq": position,
-            },
-            "a log line",
-        )
+        entry = {
+            "t": time.time(),
+            "level": logging.getLevelName(level),
+            "message": message,
+            "seq": position,
+        }
+        if attributes:
+            entry["attributes"] = {key: _loggable(v) for key, v in attributes.items()}
+        line = serde.dumps(entry, "a log line")
         self.append_later(self.store.append_log(self.run_id, position, index, line))
+
+
+def _loggable(value: Any) -> Any:
+    try:
+        return convert.journal_value(value, "a log attribute")
+    except (SerializationError, ValueError):
+        return repr(value)
 
 
 _PACKAGE = os.path.dirname(__file__) + os.sep

@@ -87,8 +87,11 @@ async def replay_async(workflow: Callable[..., Any] | str, run: RecordedRun) -> 
     )
     recorder = Recorder(info, None, index, replay_only=True)
     ctx = WorkflowContext(info, recorder)
+    args, kwargs = tuple(run.args), run.kwargs
+    if spec.conversion is not None:  # typed parameters, read from their JSON as a run does
+        args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
     try:
-        await spec.fn(ctx, *run.args, **run.kwargs)
+        await spec.fn(ctx, *args, **kwargs)
         recorder.check_all_replayed()
     except ReplayComplete as done:
         return ReplayReport(run.run_id, spec.name, True, done.seq)

@@ -20,13 +20,13 @@ HANG = os.environ.get("SURESTEP_UPGRADE_HANG") == "1"
 
 
 @function
-async def reserve(sku: str) -> str:
+async def v02_reserve(sku: str) -> str:
     calls["reserve"] += 1
     return f"res-{sku}"
 
 
 @function(retries=1)
-async def ship(reservation: str) -> str:
+async def v02_ship(reservation: str) -> str:
     calls["ship"] += 1
     if HANG:
         print(f"shipping {reservation}", flush=True)
@@ -35,39 +35,39 @@ async def ship(reservation: str) -> str:
 
 
 @function(retries=1)
-async def explode(sku: str) -> str:
+async def v02_explode(sku: str) -> str:
     raise ValueError(f"no stock for {sku}")
 
 
 @workflow(version="1")
-async def order(ctx: WorkflowContext, sku: str) -> dict:
-    reservation = await ctx.step(reserve, sku)
-    tracking = await ctx.step(ship, reservation)
+async def v02_order(ctx: WorkflowContext, sku: str) -> dict:
+    reservation = await ctx.step(v02_reserve, sku)
+    tracking = await ctx.step(v02_ship, reservation)
     return {"sku": sku, "reservation": reservation, "tracking": tracking}
 
 
 @workflow
-async def digest_order(ctx: WorkflowContext, sku: str) -> dict:
-    reservation = await ctx.step(reserve, sku)
-    tracking = await ctx.step(ship, reservation)
+async def v02_digest_order(ctx: WorkflowContext, sku: str) -> dict:
+    reservation = await ctx.step(v02_reserve, sku)
+    tracking = await ctx.step(v02_ship, reservation)
     return {"sku": sku, "reservation": reservation, "tracking": tracking}
 
 
 @workflow(version="1")
-async def failing(ctx: WorkflowContext, sku: str) -> str:
-    return await ctx.step(explode, sku)
+async def v02_failing(ctx: WorkflowContext, sku: str) -> str:
+    return await ctx.step(v02_explode, sku)
 
 
 @workflow(version="1")
-async def napper(ctx: WorkflowContext, sku: str) -> str:
-    reservation = await ctx.step(reserve, sku)
+async def v02_napper(ctx: WorkflowContext, sku: str) -> str:
+    reservation = await ctx.step(v02_reserve, sku)
     await ctx.sleep(2.0)
     return await ctx.step("after-nap", lambda: f"woke-{reservation}")
 
 
 @workflow(version="1")
-async def approver(ctx: WorkflowContext, sku: str) -> dict:
-    await ctx.step(reserve, sku)
+async def v02_approver(ctx: WorkflowContext, sku: str) -> dict:
+    await ctx.step(v02_reserve, sku)
     ctx.state.set("asked", sku)
     decision = await ctx.wait_for_event("approval")
     await ctx.session.state.set("last-decision", decision)
@@ -76,8 +76,8 @@ async def approver(ctx: WorkflowContext, sku: str) -> dict:
 
 
 @workflow(version="1")
-async def parent(ctx: WorkflowContext, sku: str) -> dict:
-    shipped = await ctx.step(order, sku)
+async def v02_parent(ctx: WorkflowContext, sku: str) -> dict:
+    shipped = await ctx.step(v02_order, sku)
     stamp = ctx.now().isoformat()
     token = str(ctx.uuid4())
     return {"child": shipped, "stamp": stamp, "token": token}

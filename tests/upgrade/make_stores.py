@@ -42,20 +42,20 @@ async def _until_waiting(engine: Engine, run_id: str) -> None:
 async def settled_runs(store: str) -> dict[str, str]:
     """The runs that end, or park, while their process lives."""
     async with Engine(store, inline_sleep=0.1) as engine:
-        done = await engine.start(flows.order, "a")
+        done = await engine.start(flows.v02_order, "a")
         await done.result()
-        failed = await engine.start(flows.failing, "x")
+        failed = await engine.start(flows.v02_failing, "x")
         with contextlib.suppress(WorkflowFailedError):
             await failed.result()
-        parent = await engine.start(flows.parent, "p")
+        parent = await engine.start(flows.v02_parent, "p")
         await parent.result()
         child = (await engine.journal(parent.run_id))[0].child
         assert child is not None
-        napping = await engine.start(flows.napper, "n")
-        waiting = await engine.start(flows.approver, "q", session_id="sess-1", user_id="u-1")
+        napping = await engine.start(flows.v02_napper, "n")
+        waiting = await engine.start(flows.v02_approver, "q", session_id="sess-1", user_id="u-1")
         await _until_waiting(engine, napping.run_id)
         await _until_waiting(engine, waiting.run_id)
-        await engine.deploy(flows.order)
+        await engine.deploy(flows.v02_order)
         return {
             "completed": done.run_id,
             "failed": failed.run_id,
@@ -69,8 +69,8 @@ async def settled_runs(store: str) -> dict[str, str]:
 async def hang(store: str) -> None:
     """Start two runs and stay inside their second step until killed (run by ``in_flight``)."""
     async with Engine(store) as engine:
-        explicit = await engine.start(flows.order, "b")
-        digest = await engine.start(flows.digest_order, "c")
+        explicit = await engine.start(flows.v02_order, "b")
+        digest = await engine.start(flows.v02_digest_order, "c")
         print(f"started {explicit.run_id} {digest.run_id}", flush=True)
         await asyncio.sleep(3600)
 

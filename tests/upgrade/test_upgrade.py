@@ -97,15 +97,15 @@ async def test_every_run_of_a_0_2_store_reads_as_it_was(
             await engine.handle(ids["failed"]).result()
         steps = await engine.journal(ids["parent"])
         assert [(s.name, s.kind, s.child) for s in steps] == [
-            ("@child:order", "child", ids["child"]),
+            ("@child:v02_order", "child", ids["child"]),
             ("@now", "value", None),
             ("@uuid4", "value", None),
         ]
         journal = await engine.journal(ids["in_flight"])
-        assert [(s.name, s.output) for s in journal] == [("reserve", "res-b")]
+        assert [(s.name, s.output) for s in journal] == [("v02_reserve", "res-b")]
         deployed = await engine.deployments()
         assert [(d["workflow"], d["version"], d["in_flight"]) for d in deployed] == [
-            ("order", "1", 1)
+            ("v02_order", "1", 1)
         ]
 
 
@@ -164,7 +164,7 @@ async def test_new_runs_and_new_workflows_work_on_a_0_2_store(
 
     store, ids = old_store
     async with Engine(store) as engine:
-        assert await engine.run(flows.order, "new") == {
+        assert await engine.run(flows.v02_order, "new") == {
             "sku": "new",
             "reservation": "res-new",
             "tracking": "ship-res-new",

@@ -15,9 +15,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeAlias
 
 from .. import _core
 from ..errors import ConfigurationError, RunNotFoundError
@@ -159,6 +159,19 @@ class Owner:
         return False
 
 
+# The workflows a process serves: each name with the version it runs, or the several
+# versions it can run (a workflow's current source digest and the digest 0.2 gave it).
+ServedVersions: TypeAlias = Mapping[str, "str | Collection[str]"]
+
+
+def versions_by_workflow(workflows: ServedVersions) -> dict[str, frozenset[str]]:
+    """Each served workflow's versions as a set (a str stands for one version)."""
+    return {
+        name: frozenset((versions,) if isinstance(versions, str) else versions)
+        for name, versions in workflows.items()
+    }
+
+
 def child_run_id(parent_id: str, seq: int) -> str:
     """The child started by step ``seq`` of ``parent_id``: derived, so that a parent
     replayed after a crash finds the child it started instead of starting another."""
@@ -226,11 +239,12 @@ class Store(abc.ABC):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Mapping[str, str],
+        workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
         """Claim up to ``limit`` :func:`claimable` runs whose workflow is a key of
-        ``workflows`` and whose version is its value (the versions served here).
+        ``workflows`` and whose version is its value, or one of its values (the
+        versions served here).
 
         New (pending) runs and runs whose engine died are taken alike: recovery
         and new work go through this one claim. Each claimed run comes back with

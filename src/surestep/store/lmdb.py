@@ -65,7 +65,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -88,9 +88,11 @@ from .base import (
     RUNNING,
     WAITING,
     RunInfo,
+    ServedVersions,
     Store,
     claimable,
     run_key,
+    versions_by_workflow,
 )
 from .wake import WakeListener, WakeSender, others_registered
 
@@ -934,10 +936,11 @@ class LmdbStore(Store):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Mapping[str, str],
+        workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
-        wanted = dict(workflows)
+        wanted = versions_by_workflow(workflows)
+        none: frozenset[str] = frozenset()
 
         def op(txn: Any) -> list[RunInfo]:
             e = self.env
@@ -961,7 +964,7 @@ class LmdbStore(Store):
                 run = self._load(txn, key)
                 if (
                     run is None
-                    or wanted.get(run.workflow) != run.version
+                    or run.version not in wanted.get(run.workflow, none)
                     or not claimable(run, now)
                 ):
                     continue

@@ -61,7 +61,7 @@ import hashlib
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -84,7 +84,9 @@ from .base import (
     WAITING,
     Owner,
     RunInfo,
+    ServedVersions,
     Store,
+    versions_by_workflow,
     wait_set,
 )
 
@@ -915,12 +917,16 @@ class PostgresStore(Store):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Mapping[str, str],
+        workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
         if limit <= 0 or not workflows:
             return []
-        served = list(workflows.items())
+        served = [
+            (name, version)
+            for name, versions in versions_by_workflow(workflows).items()
+            for version in sorted(versions)
+        ]
         dead = await self._dead_owners()
         s = self._s
         free = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($5::text[]))"

@@ -2,7 +2,7 @@
 -- PostgreSQL database dump
 --
 
-\restrict q2IUUBCivBPI4qeX020JlmGfHtKPTWt2QdKgrT8uB0GEPeI8N6fF4pGruNAcNY3
+\restrict DJeoazuWrZJbV2P1CTB9mSnV8DkNqb01cbhEmTdYHyfsAalFLHF9z2i81IRGEle
 
 -- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
 -- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
@@ -160,7 +160,7 @@ CREATE TABLE upgrade_v0_2.state (
 -- Data for Name: deployments; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.deployments OVERRIDING SYSTEM VALUE VALUES (1, 'order', '1', 'code-4897d8f2911c', '2026-12-07 15:15:49.283044+00');
+INSERT INTO upgrade_v0_2.deployments OVERRIDING SYSTEM VALUE VALUES (1, 'v02_order', '1', 'code-135c277613ab', '2026-12-07 15:37:50.502991+00');
 
 
 --
@@ -173,20 +173,20 @@ INSERT INTO upgrade_v0_2.deployments OVERRIDING SYSTEM VALUE VALUES (1, 'order',
 -- Data for Name: journal; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134cbf82fc708adcbb30f2bffc', 0, '\x0227013c0001f0f2919bcbc198031e07726573657276650a5b5b2261225d2c7b7d5d227265732d612234df0fe5');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134cbf82fc708adcbb30f2bffc', 1, '\x022d013c0101d188939bcbc198032204736869700e5b5b227265732d61225d2c7b7d5d22736869702d7265732d61222e3c69e6');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d07a9521a1df1f491ec7af6', 0, '\x029b03021c0001e2e6949bcbc19803ce05076578706c6f64650a5b5b2278225d2c7b7d5d7b2265223a7b2274797065223a2256616c75654572726f72222c226d657373616765223a226e6f2073746f636b20666f722078222c2274726163656261636b223a2254726163656261636b20286d6f737420726563656e742063616c6c206c617374293a5c6e202046696c65205c222f776f726b2f6d61696e2f7372632f73757265737465702f636f6e746578742e70795c222c206c696e65203437392c20696e205f72756e5c6e202020206f7574707574203d206177616974206f75747075745c6e202020202020202020202020205e5e5e5e5e5e5e5e5e5e5e5e5c6e202046696c65205c222f776f726b2f77742d757067726164652f74657374732f757067726164652f666c6f77735f76305f322e70795c222c206c696e652033392c20696e206578706c6f64655c6e2020202072616973652056616c75654572726f7228665c226e6f2073746f636b20666f72207b736b757d5c22295c6e56616c75654572726f723a206e6f2073746f636b20666f7220785c6e227d7d9d6bbec3');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d24037a193180872422a952', 0, '\x0227013c0001bf8e969bcbc198031c07726573657276650a5b5b2270225d2c7b7d5d227265732d7022a8f055cf');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d24037a193180872422a952', 1, '\x022d013c010198bf969bcbc198031a04736869700e5b5b227265732d70225d2c7b7d5d22736869702d7265732d70221f0be98f');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d24f7f7dcc34b8bd56985dd', 0, '\x028601060400000c406368696c643a6f726465720a5b5b2270225d2c7b7d5d7b226368696c64223a223031613235313133346432343033376131393331383038373234323261393532222c226f223a7b22736b75223a2270222c227265736572766174696f6e223a227265732d70222c22747261636b696e67223a22736869702d7265732d70227d7d11adf85b');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d24f7f7dcc34b8bd56985dd', 2, '\x022d052002000640757569643422643538323637303663336361343430336234393830663031623331663462386122cd49e22e');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d24f7f7dcc34b8bd56985dd', 1, '\x021b0520010004406e6f77313739363635363534392e313939323439371fb57dac');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d5a2a76ccd640150f894ebd', 0, '\x0227013c0001bcec989bcbc198031c07726573657276650a5b5b226e225d2c7b7d5d227265732d6e22e40e1667');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d5d0efe8e2351b91e2228e6', 0, '\x0227013c0001fcdb999bcbc198031e07726573657276650a5b5b2271225d2c7b7d5d227265732d71228cc51e3b');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d5a2a76ccd640150f894ebd', 1, '\x02240328010083929b9bcbc198030640736c656570313739363635363535312e323531333139b58b408d');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134d5d0efe8e2351b91e2228e6', 1, '\x021a072401000a4073746174652e736574072261736b656422227122ad9adeb0');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134f3e59e7ad3d1ddbabc03b30', 0, '\x0227013c0001c082bb9bcbc198032007726573657276650a5b5b2262225d2c7b7d5d227265732d6222fdcf3259');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251134f8d5defa8273cd6ea532ca5', 0, '\x0227013c0001aff0bb9bcbc198031c07726573657276650a5b5b2263225d2c7b7d5d227265732d63229733c230');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512774fb90dd097817f008b4bb3c', 0, '\x022b013c00019be58791d0c19803220b7630325f726573657276650a5b5b2261225d2c7b7d5d227265732d61224d36942f');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512774fb90dd097817f008b4bb3c', 1, '\x0231013c010189df8991d0c198031c087630325f736869700e5b5b227265732d61225d2c7b7d5d22736869702d7265732d6122c7aefc6d');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a25127756bfaf543639b914825705f', 0, '\x029f03021c0001eab98b91d0c19803f2060b7630325f6578706c6f64650a5b5b2278225d2c7b7d5d7b2265223a7b2274797065223a2256616c75654572726f72222c226d657373616765223a226e6f2073746f636b20666f722078222c2274726163656261636b223a2254726163656261636b20286d6f737420726563656e742063616c6c206c617374293a5c6e202046696c65205c222f776f726b2f77742d7630322f7372632f73757265737465702f636f6e746578742e70795c222c206c696e65203437392c20696e205f72756e5c6e202020206f7574707574203d206177616974206f75747075745c6e202020202020202020202020205e5e5e5e5e5e5e5e5e5e5e5e5c6e202046696c65205c222f776f726b2f6d61696e2f74657374732f757067726164652f666c6f77735f76305f322e70795c222c206c696e652033392c20696e207630325f6578706c6f64655c6e2020202072616973652056616c75654572726f7228665c226e6f2073746f636b20666f72207b736b757d5c22295c6e56616c75654572726f723a206e6f2073746f636b20666f7220785c6e227d7dd4dda808');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b413d8b02d7c46f3c278e1', 0, '\x022b013c0001e4bd9191d0c198031e0b7630325f726573657276650a5b5b2270225d2c7b7d5d227265732d702254de09f7');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b413d8b02d7c46f3c278e1', 1, '\x0231013c0101eb8b9291d0c198031e087630325f736869700e5b5b227265732d70225d2c7b7d5d22736869702d7265732d70228fcf7241');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b47a548fbe2a58a03da18c', 0, '\x028a010604000010406368696c643a7630325f6f726465720a5b5b2270225d2c7b7d5d7b226368696c64223a223031613235313237373562343133643862303264376334366633633237386531222c226f223a7b22736b75223a2270222c227265736572766174696f6e223a227265732d70222c22747261636b696e67223a22736869702d7265732d70227d7d0591f9ce');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b47a548fbe2a58a03da18c', 2, '\x022d0520020006407575696434223730646665313664666462343465613761663563303030623035376165363766227218d280');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b47a548fbe2a58a03da18c', 1, '\x021a0520010004406e6f77313739363635373837302e333239303433504c1bc0');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a25127760ae6646b9d9ddf92628c0f', 0, '\x022b013c000186fd9491d0c198031a0b7630325f726573657276650a5b5b226e225d2c7b7d5d227265732d6e22449a4b4f');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a25127761458e6b898c6fb670e1612', 0, '\x022b013c0001c8e29591d0c198031a0b7630325f726573657276650a5b5b2271225d2c7b7d5d227265732d7122be12a978');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a25127760ae6646b9d9ddf92628c0f', 1, '\x022403280100ffba9991d0c198030640736c656570313739363635373837322e343239353534791596a9');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a25127761458e6b898c6fb670e1612', 1, '\x021a072401000a4073746174652e736574072261736b656422227122ad9adeb0');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251277924fea364e22d5ffe61cf5c', 0, '\x022b013c0001a6b4c991d0c198031a0b7630325f726573657276650a5b5b2262225d2c7b7d5d227265732d6222b01f1eb9');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a25127796f8ae8e54b2ceb2c09c613', 0, '\x022b013c0001b2f2c991d0c19803200b7630325f726573657276650a5b5b2263225d2c7b7d5d227265732d6322a4617598');
 
 
 --
@@ -199,21 +199,21 @@ INSERT INTO upgrade_v0_2.journal VALUES ('01a251134f8d5defa8273cd6ea532ca5', 0, 
 -- Data for Name: runs; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134cbf82fc708adcbb30f2bffc', 'order', '1', '["a"]', '{}', 'completed', NULL, NULL, '2026-12-07 15:15:49.055441+00', '2026-12-07 15:15:49.123143+00', 1, '{"sku":"a","reservation":"res-a","tracking":"ship-res-a"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134d07a9521a1df1f491ec7af6', 'failing', '1', '["x"]', '{}', 'failed', NULL, NULL, '2026-12-07 15:15:49.127634+00', '2026-12-07 15:15:49.150695+00', 1, NULL, '{"type":"surestep.errors.StepFailedError","message":"step 0 (explode) failed after 1 attempt(s): ValueError: no stock for x","traceback":"Traceback (most recent call last):\n  File \"/work/main/src/surestep/context.py\", line 479, in _run\n    output = await output\n             ^^^^^^^^^^^^\n  File \"/work/wt-upgrade/tests/upgrade/flows_v0_2.py\", line 39, in explode\n    raise ValueError(f\"no stock for {sku}\")\nValueError: no stock for x\n\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n  File \"/work/main/src/surestep/engine.py\", line 474, in _execute\n    value = await spec.fn(ctx, *run.args, **run.kwargs)\n            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/work/wt-upgrade/tests/upgrade/flows_v0_2.py\", line 58, in failing\n    return await ctx.step(explode, sku)\n           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/work/main/src/surestep/context.py\", line 488, in _run\n    raise error from failed.error\nsurestep.errors.StepFailedError: step 0 (explode) failed after 1 attempt(s): ValueError: no stock for x\n"}', NULL, NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134d24037a193180872422a952', 'order', '1', '["p"]', '{}', 'completed', '01a251134d24f7f7dcc34b8bd56985dd', NULL, '2026-12-07 15:15:49.163729+00', '2026-12-07 15:15:49.179172+00', 1, '{"sku":"p","reservation":"res-p","tracking":"ship-res-p"}', NULL, '01a251134d24f7f7dcc34b8bd56985dd', NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134d24f7f7dcc34b8bd56985dd', 'parent', '1', '["p"]', '{}', 'completed', NULL, NULL, '2026-12-07 15:15:49.156406+00', '2026-12-07 15:15:49.203009+00', 1, '{"child":{"sku":"p","reservation":"res-p","tracking":"ship-res-p"},"stamp":"2026-12-07T15:15:49.199250+00:00","token":"d5826706-c3ca-4403-b498-0f01b31f4b8a"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134d5a2a76ccd640150f894ebd', 'napper', '1', '["n"]', '{}', 'waiting', NULL, NULL, '2026-12-07 15:15:49.210279+00', '2026-12-07 15:15:49.256831+00', 1, NULL, NULL, NULL, '2026-12-07 15:15:51.251319+00', NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134d5d0efe8e2351b91e2228e6', 'approver', '1', '["q"]', '{}', 'waiting', 'sess-1', 'u-1', '2026-12-07 15:15:49.213722+00', '2026-12-07 15:15:49.267931+00', 1, NULL, NULL, NULL, NULL, 'approval', NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134f3e59e7ad3d1ddbabc03b30', 'order', '1', '["b"]', '{}', 'running', NULL, NULL, '2026-12-07 15:15:49.694641+00', '2026-12-07 15:15:49.764451+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:17007:27e1b2d8', '2026-12-07 15:16:04.764451+00', 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251134f8d5defa8273cd6ea532ca5', 'digest_order', 'code-6ed69d5d7698', '["c"]', '{}', 'running', NULL, NULL, '2026-12-07 15:15:49.773439+00', '2026-12-07 15:15:49.781242+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:17007:27e1b2d8', '2026-12-07 15:16:04.781242+00', 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a2512774fb90dd097817f008b4bb3c', 'v02_order', '1', '["a"]', '{}', 'completed', NULL, NULL, '2026-12-07 15:37:50.075746+00', '2026-12-07 15:37:50.183765+00', 1, '{"sku":"a","reservation":"res-a","tracking":"ship-res-a"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a25127756bfaf543639b914825705f', 'v02_failing', '1', '["x"]', '{}', 'failed', NULL, NULL, '2026-12-07 15:37:50.187163+00', '2026-12-07 15:37:50.251356+00', 1, NULL, '{"type":"surestep.errors.StepFailedError","message":"step 0 (v02_explode) failed after 1 attempt(s): ValueError: no stock for x","traceback":"Traceback (most recent call last):\n  File \"/work/wt-v02/src/surestep/context.py\", line 479, in _run\n    output = await output\n             ^^^^^^^^^^^^\n  File \"/work/main/tests/upgrade/flows_v0_2.py\", line 39, in v02_explode\n    raise ValueError(f\"no stock for {sku}\")\nValueError: no stock for x\n\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n  File \"/work/wt-v02/src/surestep/engine.py\", line 474, in _execute\n    value = await spec.fn(ctx, *run.args, **run.kwargs)\n            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/work/main/tests/upgrade/flows_v0_2.py\", line 58, in v02_failing\n    return await ctx.step(v02_explode, sku)\n           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/work/wt-v02/src/surestep/context.py\", line 488, in _run\n    raise error from failed.error\nsurestep.errors.StepFailedError: step 0 (v02_explode) failed after 1 attempt(s): ValueError: no stock for x\n"}', NULL, NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a2512775b413d8b02d7c46f3c278e1', 'v02_order', '1', '["p"]', '{}', 'completed', '01a2512775b47a548fbe2a58a03da18c', NULL, '2026-12-07 15:37:50.289811+00', '2026-12-07 15:37:50.315745+00', 1, '{"sku":"p","reservation":"res-p","tracking":"ship-res-p"}', NULL, '01a2512775b47a548fbe2a58a03da18c', NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a2512775b47a548fbe2a58a03da18c', 'v02_parent', '1', '["p"]', '{}', 'completed', NULL, NULL, '2026-12-07 15:37:50.260349+00', '2026-12-07 15:37:50.335465+00', 1, '{"child":{"sku":"p","reservation":"res-p","tracking":"ship-res-p"},"stamp":"2026-12-07T15:37:50.329043+00:00","token":"70dfe16d-fdb4-4ea7-af5c-000b057ae67f"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a25127760ae6646b9d9ddf92628c0f', 'v02_napper', '1', '["n"]', '{}', 'waiting', NULL, NULL, '2026-12-07 15:37:50.346241+00', '2026-12-07 15:37:50.456928+00', 1, NULL, NULL, NULL, '2026-12-07 15:37:52.429554+00', NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a25127761458e6b898c6fb670e1612', 'v02_approver', '1', '["q"]', '{}', 'waiting', 'sess-1', 'u-1', '2026-12-07 15:37:50.356064+00', '2026-12-07 15:37:50.487223+00', 1, NULL, NULL, NULL, NULL, 'approval', NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251277924fea364e22d5ffe61cf5c', 'v02_order', '1', '["b"]', '{}', 'running', NULL, NULL, '2026-12-07 15:37:51.140771+00', '2026-12-07 15:37:51.198601+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:12737:bdad0894', '2026-12-07 15:38:06.198601+00', 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a25127796f8ae8e54b2ceb2c09c613', 'v02_digest_order', 'code-4c89b916697c', '["c"]', '{}', 'running', NULL, NULL, '2026-12-07 15:37:51.215062+00', '2026-12-07 15:37:51.218144+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:12737:bdad0894', '2026-12-07 15:38:06.218144+00', 1);
 
 
 --
 -- Data for Name: schema_version; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.schema_version VALUES (1, '2026-12-07 15:15:48.904402+00');
+INSERT INTO upgrade_v0_2.schema_version VALUES (1, '2026-12-07 15:37:49.897035+00');
 
 
 --
@@ -352,5 +352,5 @@ CREATE INDEX runs_timers ON upgrade_v0_2.runs USING btree (wake_at) WHERE (statu
 -- PostgreSQL database dump complete
 --
 
-\unrestrict q2IUUBCivBPI4qeX020JlmGfHtKPTWt2QdKgrT8uB0GEPeI8N6fF4pGruNAcNY3
+\unrestrict DJeoazuWrZJbV2P1CTB9mSnV8DkNqb01cbhEmTdYHyfsAalFLHF9z2i81IRGEle
 
