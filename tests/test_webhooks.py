@@ -100,9 +100,9 @@ def test_signatures_rotate_and_reasons_are_named() -> None:
 def test_webhook_options_are_checked() -> None:
     async def target(ctx: WorkflowContext) -> None: ...
 
-    with pytest.raises(ConfigurationError, match="go together"):
+    with pytest.raises(ConfigurationError, match="needs webhook_secret"):
         workflow(webhook=True)(target)
-    with pytest.raises(ConfigurationError, match="go together"):
+    with pytest.raises(ConfigurationError, match="goes with webhook=True"):
         workflow(webhook_secret="s")(target)
     with pytest.raises(ConfigurationError, match="non-empty"):
         workflow(webhook=True, webhook_secret="")(target)

@@ -470,9 +470,7 @@ def _check_ways_in(
             raise ConfigurationError("webhook_secret= goes with webhook=True")
     elif webhook:  # an unsigned webhook would let anyone who reaches it start runs
         raise ConfigurationError("webhook=True needs webhook_secret=...: deliveries are signed")
-    refused = [
-        option for option, given in (("cron=", cron), ("triggers=", triggers)) if given
-    ]
+    refused = [option for option, given in (("cron=", cron), ("triggers=", triggers)) if given]
     if refused:
         raise ConfigurationError(
             f"@workflow({', '.join(refused)}...) is not available yet: schedules and event "

@@ -179,11 +179,11 @@ async def test_idempotency_keys_work_on_a_0_2_store(
     """The upgrade adds the keys' table (PostgreSQL's migration 2, LMDB's database)."""
     store, ids = old_store
     async with Engine(store) as engine:
-        first = await engine.start(flows.order, "keyed", idempotency_key="upgrade-1")
-        again = await engine.start(flows.order, "other", idempotency_key="upgrade-1")
+        first = await engine.start(flows.v02_order, "keyed", idempotency_key="upgrade-1")
+        again = await engine.start(flows.v02_order, "other", idempotency_key="upgrade-1")
         assert again.run_id == first.run_id
         assert (await first.result())["sku"] == "keyed"
     async with Engine(store) as engine:  # kept across opens
-        later = await engine.start(flows.order, "later", idempotency_key="upgrade-1")
+        later = await engine.start(flows.v02_order, "later", idempotency_key="upgrade-1")
         assert later.run_id == first.run_id
         assert len(await engine.runs()) == len(ids) + 1
