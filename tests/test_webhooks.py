@@ -46,9 +46,15 @@ def test_a_signed_delivery_starts_one_run_per_delivery_id(served: Served) -> Non
     assert (again.status_code, again.json()["run_id"]) == (202, run_id)
     result = httpx.get(f"{served.base}/api/runs/{run_id}/result", params={"timeout": 60})
     assert result.json()["result"] == {"order": "o-1", "amount": 1200}
+    user = deliver(served.base, orjson.dumps({"order": "o-9", "amount": 1, "user_id": "u-7"}))
+    assert user.status_code == 202  # names the run's user
+    status = httpx.get(f"{served.base}/api/runs/{user.json()['run_id']}").json()
+    assert (status["user_id"], status["kwargs"]) == ("u-7", {"order": "o-9", "amount": 1})
+    keyed = deliver(served.base, orjson.dumps({"order": "o", "amount": 1, "idempotency_key": "k"}))
+    assert keyed.status_code == 422
     other = deliver(served.base, body, delivery="evt_2")
     assert other.json()["run_id"] != run_id
-    assert len(runs(served.base)) == 2
+    assert len(runs(served.base)) == 3
 
 
 def test_bad_deliveries_start_nothing(served: Served) -> None:

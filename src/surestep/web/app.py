@@ -418,7 +418,9 @@ class Api:
             raise HTTPException(400, "a webhook's body is a JSON object: the workflow's arguments")
         delivery = request.headers.get(webhooks.DELIVERY)
         key = None if delivery is None else f"webhook:{name}:{delivery}"
-        reserved_names(payload)
+        # A payload's session_id / user_id name the run's session and user (and reach the
+        # workflow's parameters of those names); the key is the delivery's.
+        reserved_names(payload, frozenset({"idempotency_key"}))
         try:
             handle = await self.engine.start(name, idempotency_key=key, **payload)
         except TypeError as exc:
@@ -428,13 +430,13 @@ class Api:
         return json_response({"run_id": handle.run_id}, 202)
 
 
-#: Keyword arguments of ``Engine.start`` itself, which a workflow's cannot be called.
+#: Keyword arguments of ``Engine.start`` that a start's body gives on their own.
 START_OPTIONS = frozenset({"session_id", "user_id", "idempotency_key"})
 
 
-def reserved_names(kwargs: dict[str, Any]) -> None:
+def reserved_names(kwargs: dict[str, Any], names: frozenset[str] = START_OPTIONS) -> None:
     """422 when workflow arguments are named as ``Engine.start``'s own options."""
-    clash = sorted(START_OPTIONS & set(kwargs))
+    clash = sorted(names & set(kwargs))
     if clash:
         raise HTTPException(
             422, f"a workflow's keyword arguments cannot be named {', '.join(clash)}"
