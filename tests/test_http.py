@@ -26,8 +26,17 @@ from surestep.web import create_app
 JSON = {"Content-Type": "application/json"}
 
 
-def start(base: str, body: dict[str, Any], **params: Any) -> httpx.Response:
-    return httpx.post(base + "/api/runs", json=body, params=params, headers=JSON, timeout=60)
+def start(
+    base: str, body: dict[str, Any], headers: dict[str, str] | None = None, **params: Any
+) -> httpx.Response:
+    """POST /api/runs with ``body`` as JSON (and ``headers``), ``params`` in the query."""
+    return httpx.post(
+        base + "/api/runs",
+        json=body,
+        params=params,
+        headers={**JSON, **(headers or {})},
+        timeout=60,
+    )
 
 
 def read_events(response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
@@ -183,28 +192,12 @@ def test_errors_are_json_with_the_cli_error_classes(served: Served) -> None:
         415,
         "application/json",
     )
-    check(
-        httpx.post(
-            base + "/api/runs",
-            json={"workflow": "add", "args": [1, 2]},
-            headers={**JSON, "Origin": "http://attacker.example"},
-        ),
-        403,
-        "cross-origin",
-    )
+    add = {"workflow": "add", "args": [1, 2]}
+    check(start(base, add, {"Origin": "http://attacker.example"}), 403, "cross-origin")
     check(
         httpx.get(base + "/api/runs", headers={"Host": "attacker.example"}), 403, "localhost only"
     )
-    check(
-        httpx.post(
-            base + "/api/runs",
-            json={"workflow": "add", "args": [1, 2]},
-            headers={**JSON, "Idempotency-Key": ""},
-        ),
-        422,
-        "idempotency key",
-        "ConfigurationError",
-    )
+    check(start(base, add, {"Idempotency-Key": ""}), 422, "idempotency key", "ConfigurationError")
     assert httpx.get(base + "/api/runs").json()["runs"] == []  # nothing was started
 
 
