@@ -107,3 +107,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 
     url: str = request.getfixturevalue("pg_url")
     return f"{url}{'&' if '?' in url else '?'}schema=t_{uuid.uuid4().hex[:16]}"
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+@pytest.fixture
+def served(store_url: str) -> Iterator[Any]:
+    """``surestep serve tests/http_flows.py`` on a free loopback port, on each backend;
+    it must exit 0 on SIGTERM."""
+    from http_server import Served
+
+    server = Served(store_url)
+    try:
+        yield server
+    finally:
+        assert server.close() == 0

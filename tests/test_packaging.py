@@ -30,9 +30,11 @@ SOURCE_PACKAGE = SOURCE_TREE / "src" / "surestep"
 # STYLE item 4: the public API is this list. Adding or removing a name is a decision, made here
 # as well as in src/surestep/__init__.py.
 PUBLIC_NAMES = [
+    "AsyncClient",
     "BackoffPolicy",
     "BackoffType",
     "ChildWorkflowError",
+    "Client",
     "ConfigurationError",
     "Context",
     "DefinitionError",
@@ -48,6 +50,7 @@ PUBLIC_NAMES = [
     "RunCancelledError",
     "RunHandle",
     "RunInfo",
+    "RunNotFinishedError",
     "RunNotFoundError",
     "SerializationError",
     "StateConflictError",
@@ -80,6 +83,16 @@ def test_public_api_is_pinned() -> None:
     assert len(set(surestep.__all__)) == len(surestep.__all__)
     for name in PUBLIC_NAMES:
         assert hasattr(surestep, name), name
+
+
+def test_importing_surestep_or_its_cli_imports_no_web_stack() -> None:
+    """The web framework, the server and the HTTP client load on first use only."""
+    code = (
+        "import sys, surestep, surestep.cli; "
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_one_version() -> None:

@@ -1,7 +1,8 @@
-"""Security basics: store files are private to their user; reading a store runs no code.
+"""Security basics: store files are private to their user; reading a store runs no code;
+the HTTP surface answers only whom it should, with its security headers on every answer.
 
-The dashboard's binding (127.0.0.1 by default, a token elsewhere) is tested with the CLI
-(``test_cli.py``).
+The server's binding (127.0.0.1 by default, a token elsewhere) is tested with the CLI
+(``test_cli.py``), its API's rules in ``test_http.py`` and ``tests/e2e``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import surestep
+from http_server import Served
 from journal_edit import rewrite_record, with_body
 from surestep import Engine, WorkflowContext, _core, workflow
+from surestep.web.access import ACT, READ, Access
+from surestep.web.app import SECURITY_HEADERS
 
 SRC = Path(surestep.__file__).resolve().parent
 EXT = SRC.parent.parent / "ext"
@@ -182,3 +187,55 @@ async def test_a_pickle_planted_in_the_store_is_never_loaded(tmp_path: Path) -> 
         with pytest.raises(ValueError):  # not JSON: refused, not executed
             await engine.journal(handle.run_id)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- the HTTP surface
+
+
+def test_tokens_grant_their_scope_only() -> None:
+    both = Access(token="act-token", read_token="read-token")
+    assert both.scope("Bearer act-token") == ACT
+    assert both.scope("bearer  read-token ") == READ
+    for refused in (None, "", "Bearer", "Bearer act-tokeN", "Basic act-token", "act-token"):
+        assert both.scope(refused) is None, refused
+    assert Access().scope(None) == ACT  # no token configured: loopback only, by the CLI
+    assert Access(read_token="r").scope("Bearer r") == READ
+
+
+def test_a_loopback_server_answers_loopback_host_names_only() -> None:
+    local = Access(host="127.0.0.1")
+    for name in ("localhost", "localhost:8000", "127.0.0.1:1", "[::1]:8000", "[::1]", "LOCALHOST"):
+        assert local.host_allowed(name), name
+    for name in (None, "attacker.example", "attacker.example:8000", "127.0.0.1.nip.io"):
+        assert not local.host_allowed(name), name
+    assert Access(host="0.0.0.0", token="t").host_allowed("anything.example")
+
+
+def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None:
+    server = Served(str(tmp_path / "store"), "--token", "tok")
+    auth = {"Authorization": "Bearer tok"}
+    try:
+        run = httpx.post(
+            server.base + "/api/runs?wait=30",
+            json={"workflow": "add", "args": [1, 2]},
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=60,
+        ).json()["run_id"]
+        answers = [
+            httpx.get(server.base + "/"),
+            httpx.get(server.base + "/static/app.js"),
+            httpx.get(server.base + "/static/missing.js"),
+            httpx.get(server.base + "/api/runs", headers=auth),
+            httpx.get(server.base + "/api/runs"),  # 401
+            httpx.get(server.base + "/api/runs", headers={"Host": "evil.example"}),  # 403
+            httpx.delete(server.base + "/api/runs", headers=auth),  # 405
+            httpx.get(f"{server.base}/api/runs/{run}/stream", headers=auth, timeout=30),
+            httpx.post(server.base + "/webhooks/add", content=b"{}"),  # 404
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 404, 200, 401, 403, 405, 200, 404]
+        for answer in answers:
+            for name, value in SECURITY_HEADERS.items():
+                assert answer.headers[name] == value, (answer.url, name)
+            assert "server" not in answer.headers  # no version banner
+    finally:
+        assert server.close() == 0

@@ -14,6 +14,8 @@ replays the journal, skips completed steps and continues::
         return {"txn": txn}
 """
 
+from typing import Any
+
 from ._version import __version__
 from .context import Context, FunctionContext, WorkflowContext
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
@@ -28,6 +30,7 @@ from .errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
+    RunNotFinishedError,
     RunNotFoundError,
     SerializationError,
     StateConflictError,
@@ -45,9 +48,11 @@ from .store.base import RunInfo
 from .types import BackoffType, event, webhook
 
 __all__ = [
+    "AsyncClient",
     "BackoffPolicy",
     "BackoffType",
     "ChildWorkflowError",
+    "Client",
     "ConfigurationError",
     "Context",
     "DefinitionError",
@@ -63,6 +68,7 @@ __all__ = [
     "RunCancelledError",
     "RunHandle",
     "RunInfo",
+    "RunNotFinishedError",
     "RunNotFoundError",
     "SerializationError",
     "StateConflictError",
@@ -83,3 +89,12 @@ __all__ = [
     "webhook",
     "workflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP clients need httpx (the ``http`` extra): imported on first use only.
+    if name in ("Client", "AsyncClient"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

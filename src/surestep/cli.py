@@ -65,7 +65,7 @@ from .errors import (
     UnknownWorkflowError,
 )
 from .store.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, STATUSES, RunInfo
-from .web.http import is_loopback
+from .web.access import is_loopback
 from .web.views import (
     call_text,
     children_json,
@@ -1052,68 +1052,177 @@ def worker_command(modules: tuple[str, ...], concurrency: int, store: str) -> No
     run_loop(serve(store, names, concurrency))
 
 
+def _http_options(default_port: int) -> Callable[[F], F]:
+    """The options ``ui`` and ``serve`` share: where to listen and who may use it."""
+
+    def decorate(fn: F) -> F:
+        options = [
+            click.option(
+                "--host", default="127.0.0.1", show_default=True, help="The address to listen on."
+            ),
+            click.option(
+                "--port",
+                type=click.IntRange(0, 65535),
+                default=default_port,
+                show_default=True,
+                help="The port (0: any free one).",
+            ),
+            click.option(
+                "--token",
+                envvar="SURESTEP_UI_TOKEN",
+                show_envvar=True,
+                metavar="TOKEN",
+                help="Require this token, which may read and act "
+                "(a token is required when --host is not a loopback address).",
+            ),
+            click.option(
+                "--read-token",
+                envvar="SURESTEP_UI_READ_TOKEN",
+                show_envvar=True,
+                metavar="TOKEN",
+                help="Also accept this token, which may only read.",
+            ),
+            click.option("--read-only", is_flag=True, help="No actions, whatever the token."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _serve_http(
+    engine: Engine,
+    *,
+    what: str,
+    host: str,
+    port: int,
+    token: str | None,
+    read_token: str | None,
+    allow_actions: bool,
+    dashboard: bool,
+    store: str,
+) -> None:
+    """Serve the app under uvicorn until SIGINT or SIGTERM; prints where, once listening."""
+    from .web.serve import serve
+
+    if not is_loopback(host) and not (token or read_token):
+        raise CliError(
+            f"refusing to serve the {what} on {host} without --token (or SURESTEP_UI_TOKEN): "
+            "anyone who reaches it would see every run's inputs and outputs"
+        )
+
+    def ready(url: str) -> None:
+        mode = "actions allowed" if allow_actions else "read-only"
+        # The token goes in a loopback URL only, which is opened on this machine.
+        shown = f"{url}?token={token}" if token and is_loopback(host) else url
+        click.echo(f"surestep {what}: {shown}  ({mode}; store {store}; Ctrl-C to stop)")
+        sys.stdout.flush()
+
+    _log_to_stderr(logging.WARNING)
+    try:
+        run_loop(
+            serve(
+                engine,
+                host=host,
+                port=port,
+                token=token or None,
+                read_token=read_token or None,
+                allow_actions=allow_actions,
+                dashboard=dashboard,
+                on_ready=ready,
+            )
+        )
+    except OSError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 @_command("ui", short_help="Serve the dashboard (127.0.0.1:8765 by default).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8765,
-    show_default=True,
-    help="The port (0: any free one).",
-)
-@click.option(
-    "--token",
-    envvar="SURESTEP_UI_TOKEN",
-    show_envvar=True,
-    metavar="TOKEN",
-    help="Require this token (required when --host is not a loopback address).",
-)
+@_http_options(8765)
 @click.option(
     "--allow-actions",
     is_flag=True,
     help="Allow cancel and send-event when not on loopback (read-only there by default).",
 )
-@click.option("--read-only", is_flag=True, help="No actions, even on loopback.")
 @store_option
 def ui_command(
-    host: str, port: int, token: str | None, allow_actions: bool, read_only: bool, store: str
+    host: str,
+    port: int,
+    token: str | None,
+    read_token: str | None,
+    read_only: bool,
+    allow_actions: bool,
+    store: str,
 ) -> None:
     """Serve the dashboard: runs, a step timeline, inputs, outputs, errors and
     logs, with live updates; cancel runs and send them events.
 
     On a loopback address (the default) anyone on this machine may use it. On
     any other address it refuses to start without --token, and it is read-only
-    unless --allow-actions.
+    unless --allow-actions. Its JSON API is the one `surestep serve` serves.
     """
-    from .web.server import Dashboard
-
-    loopback = is_loopback(host)
-    if not loopback and not token:
-        raise CliError(
-            f"refusing to serve the dashboard on {host} without --token (or SURESTEP_UI_TOKEN): "
-            "anyone who reaches it would see every run's inputs and outputs"
-        )
     _require_store(store)
-    dashboard = Dashboard(
-        store,
+    _serve_http(
+        Engine(store),
+        what="dashboard",
         host=host,
         port=port,
-        token=token or None,
-        allow_actions=False if read_only else (True if allow_actions else None),
+        token=token,
+        read_token=read_token,
+        allow_actions=not read_only and (allow_actions or is_loopback(host)),
+        dashboard=True,
+        store=store,
     )
 
-    def ready(url: str) -> None:
-        mode = "read-only" if not dashboard.allow_actions else "actions allowed"
-        click.echo(f"surestep dashboard: {url}  ({mode}; store {store}; Ctrl-C to stop)")
-        sys.stdout.flush()
 
-    _log_to_stderr(logging.WARNING)
-    try:
-        run_loop(dashboard.serve_forever(on_ready=ready))
-    except OSError as exc:
-        if isinstance(exc, StoreError):
-            raise
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+@_command("serve", short_help="Serve the HTTP API and the dashboard (127.0.0.1:8000).")
+@click.argument("modules", nargs=-1, metavar="[MODULE]...")
+@_http_options(8000)
+@click.option(
+    "--execute/--no-execute",
+    default=True,
+    show_default=True,
+    help="Execute the runs started through the API here (else a surestep worker does).",
+)
+@click.option("--no-dashboard", is_flag=True, help="The API only, without the dashboard's page.")
+@store_option
+def serve_command(
+    modules: tuple[str, ...],
+    host: str,
+    port: int,
+    token: str | None,
+    read_token: str | None,
+    read_only: bool,
+    execute: bool,
+    no_dashboard: bool,
+    store: str,
+) -> None:
+    """Serve the HTTP API (start runs, wait for results, stream their steps,
+    cancel, send events) and the dashboard, under uvicorn.
+
+    Import each MODULE (a dotted module name or a .py file): the API starts
+    runs of their workflows. Those runs execute in this process (which first
+    resumes the unfinished runs of those workflows that nobody holds), or with
+    --no-execute in a `surestep worker` serving them. On a loopback address
+    (the default) anyone on this machine may use it; on any other address it
+    refuses to start without --token. --read-token adds a token that may only
+    read.
+    """
+    for module in modules:
+        import_target(module)
+    _serve_http(
+        Engine(store, execute=execute),
+        what="server",
+        host=host,
+        port=port,
+        token=token,
+        read_token=read_token,
+        allow_actions=not read_only,
+        dashboard=not no_dashboard,
+        store=store,
+    )
 
 
 def _log_to_stderr(level: int = logging.INFO) -> None:

@@ -159,6 +159,8 @@ class WorkflowSpec:
     name: str
     fn: Callable[..., Any]
     explicit_version: str | None
+    # Set when it is started by signed POSTs to /webhooks/<name> (surestep.web.webhooks).
+    webhook_secret: str | None = None
     chat: bool = False  # a conversational workflow: a run's session is its conversation
 
     @functools.cached_property
@@ -388,11 +390,13 @@ def workflow(
     ``chat=True`` marks a conversational workflow: each run is a turn of the
     conversation named by its ``session_id``; a run started without one opens a
     new conversation whose id is the run's id (recorded as its ``session_id``,
-    so the next turn can pass it). ``cron=`` (with ``timezone=``), ``triggers=``
-    (:func:`surestep.types.event`, :func:`surestep.types.webhook`) and
-    ``webhook=`` (with ``webhook_secret=``) are checked here and refused with a
-    ``ConfigurationError`` until schedules and event triggers arrive. Options
-    never change the workflow's version: it digests the code, not its decorator.
+    so the next turn can pass it). ``webhook=True`` with a ``webhook_secret``:
+    the HTTP app starts it on a POST to ``/webhooks/<name>`` signed with that
+    secret (:mod:`surestep.web.webhooks`). ``cron=`` (with ``timezone=``) and
+    ``triggers=`` (:func:`surestep.types.event`, :func:`surestep.types.webhook`)
+    are checked here and refused with a ``ConfigurationError`` until schedules
+    and event triggers arrive. Options never change the workflow's version: it
+    digests the code, not its decorator.
     """
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
@@ -405,7 +409,11 @@ def workflow(
         if not inspect.iscoroutinefunction(target):
             raise DefinitionError(f"@workflow decorates an async function; {target!r} is not one")
         spec = WorkflowSpec(
-            name=name or target.__name__, fn=target, explicit_version=version, chat=chat
+            name=name or target.__name__,
+            fn=target,
+            explicit_version=version,
+            chat=chat,
+            webhook_secret=webhook_secret,
         )
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
@@ -421,8 +429,9 @@ def _check_ways_in(
     cron: Any, timezone: Any, triggers: Any, webhook: Any, webhook_secret: Any
 ) -> None:
     """Check the options that start runs from outside (a schedule, an event, a webhook),
-    then refuse them: they are not delivered yet, and an option accepted and ignored
-    would leave a workflow silently never started. The secret is never echoed."""
+    then refuse those not delivered yet (schedules, event triggers): an option accepted
+    and ignored would leave a workflow silently never started. The secret is never
+    echoed."""
     if cron is not None:
         fields = cron.split() if isinstance(cron, str) else []
         if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
@@ -459,16 +468,14 @@ def _check_ways_in(
             raise ConfigurationError("webhook_secret must be a non-empty string")
         if not webhook:
             raise ConfigurationError("webhook_secret= goes with webhook=True")
-    refused = [
-        option
-        for option, given in (("cron=", cron), ("triggers=", triggers), ("webhook=", webhook))
-        if given
-    ]
+    elif webhook:  # an unsigned webhook would let anyone who reaches it start runs
+        raise ConfigurationError("webhook=True needs webhook_secret=...: deliveries are signed")
+    refused = [option for option, given in (("cron=", cron), ("triggers=", triggers)) if given]
     if refused:
         raise ConfigurationError(
-            f"@workflow({', '.join(refused)}...) is not available yet: schedules, event "
-            "triggers and webhooks arrive with the work on ways in to start runs. Until "
-            "then, start runs with engine.start() or `surestep run`"
+            f"@workflow({', '.join(refused)}...) is not available yet: schedules and event "
+            "triggers arrive with the work on ways in to start runs. Until then, start "
+            "runs with engine.start(), `surestep run` or a webhook"
         )
 
 

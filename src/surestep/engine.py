@@ -40,6 +40,7 @@ from .store.base import (
     Owner,
     RunInfo,
     Store,
+    check_idempotency_key,
     claimable,
     new_run_id,
 )
@@ -190,16 +191,23 @@ class Engine:
         *args: Any,
         session_id: str | None = None,
         user_id: str | None = None,
+        idempotency_key: str | None = None,
         **kwargs: Any,
     ) -> RunHandle:
         """Record a new run and start executing it here; returns once it is stored.
 
         ``session_id`` and ``user_id`` name the run's session and user. When the
         workflow has a parameter of that name, the keyword is also its argument, and
-        an argument given to that parameter names the run's session or user."""
+        an argument given to that parameter names the run's session or user.
+
+        ``idempotency_key``: a start with a key already used, by any process, starts
+        nothing and returns the handle of the run that key started.
+        """
         await self.open()
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
         async with self._admitting:
-            return await self._start(workflow, args, kwargs, session_id, user_id)
+            return await self._start(workflow, args, kwargs, session_id, user_id, idempotency_key)
 
     async def _start(
         self,
@@ -208,6 +216,7 @@ class Engine:
         kwargs: dict[str, Any],
         session_id: str | None,
         user_id: str | None,
+        idempotency_key: str | None = None,
     ) -> RunHandle:
         spec = find_workflow(workflow)
         session_id, user_id = _identities(spec, args, kwargs, session_id, user_id)
@@ -232,7 +241,17 @@ class Engine:
         )
         # The last deployed version, if any, else this code's: decided by the store.
         owner = self.owner if self.execute else None
-        await self.store.create_run(run, owner, self.lease_seconds, follow_deployment=True)
+        proposed = run.run_id
+        await self.store.create_run(
+            run, owner, self.lease_seconds, follow_deployment=True, idempotency_key=idempotency_key
+        )
+        if run.run_id != proposed:  # the key's run, started before: wherever it executes
+            if run.workflow != spec.name:
+                raise ConfigurationError(
+                    f"idempotency key {idempotency_key!r} started run {run.run_id} of "
+                    f"workflow {run.workflow!r}, not {spec.name!r}"
+                )
+            return RunHandle(self, run.run_id)
         if run.owner is not None:  # else a client, or another version is current: a
             self._launch(spec, run, replay=False)  # worker serving it claims the run
         return RunHandle(self, run.run_id)

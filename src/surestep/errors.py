@@ -164,6 +164,10 @@ class RunCancelledError(SurestepError):
     """``handle.result()`` of a run that was cancelled."""
 
 
+class RunNotFinishedError(SurestepError):
+    """A run's result was asked for (``Client.get_result``) before the run finished."""
+
+
 class EventTimeoutError(SurestepError, TimeoutError):
     """``ctx.wait_for_event(name, timeout=...)`` saw no event in time. Journaled."""
 

@@ -162,5 +162,6 @@ class DashboardProcess(Process):
         if "surestep dashboard: " not in line:
             self.close()
             raise AssertionError(f"unexpected first line from surestep ui: {line!r}")
+        self.line = line
         self.url = line.split("surestep dashboard: ", 1)[1].split()[0]
         self.base = self.url.split("?", 1)[0]

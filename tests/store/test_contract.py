@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from surestep import LeaseLostError, _core
-from surestep.errors import RunNotFoundError
+from surestep.errors import ConfigurationError, RunNotFoundError
 from surestep.store import Store, open_store
-from surestep.store.base import RunInfo, wait_set
+from surestep.store.base import RunInfo, check_idempotency_key, wait_set
 
 LONG = 60.0  # a lease that does not run out during a test
 GONE = -1.0  # a lease that has already run out
@@ -485,7 +485,7 @@ async def test_create_following_the_deployment(backend: Backend) -> None:
 CREATE_ELSEWHERE = """
 import asyncio, sys
 from surestep.store import open_store
-from surestep.store.base import RunInfo, wait_set
+from surestep.store.base import RunInfo, check_idempotency_key, wait_set
 
 async def main():
     store = open_store(sys.argv[1])
@@ -620,6 +620,64 @@ async def test_create_child_is_idempotent(backend: Backend) -> None:
         again = await store.create_child(child, "b:1:b", LONG)
         assert (again.owner, again.fence, again.attempt) == ("a:1:a", 1, 1)  # as stored
         assert (await store.get_run(child.run_id)).parent_id == parent.run_id
+
+
+async def test_an_idempotency_key_creates_one_run(backend: Backend) -> None:
+    async with backend.opened() as store:
+        first = new_run(args=[1])
+        fence = await store.create_run(first, "a:1:a", LONG, idempotency_key="order-7")
+        assert (first.owner, fence) == ("a:1:a", 1)
+        again = new_run(args=[2])
+        proposed = again.run_id
+        assert await store.create_run(again, "b:1:b", LONG, idempotency_key="order-7") == fence
+        # Nothing written: the caller gets the stored run, its owner and input untouched.
+        assert (again.run_id, again.args, again.owner, again.fence) == (
+            first.run_id,
+            [1],
+            "a:1:a",
+            1,
+        )
+        with pytest.raises(RunNotFoundError):
+            await store.get_run(proposed)
+        other = new_run()
+        await store.create_run(other, None, LONG, idempotency_key="order-8")
+        assert other.run_id != first.run_id
+        assert [r.run_id for r in await store.list_runs()] == [other.run_id, first.run_id]
+    async with backend.opened() as store:  # kept durably: another instance finds it
+        later = new_run()
+        await store.create_run(later, None, LONG, idempotency_key="order-7")
+        assert later.run_id == first.run_id
+        await store.finish(first.run_id, fence, "completed", 3, None)
+        done = new_run()  # a finished run still answers for its key
+        await store.create_run(done, None, LONG, idempotency_key="order-7")
+        assert (done.run_id, done.status, done.result) == (first.run_id, "completed", 3)
+
+
+async def test_concurrent_creates_with_one_key_make_one_run(backend: Backend) -> None:
+    stores = [backend.new() for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        runs = [new_run(args=[i]) for i in range(16)]
+        await asyncio.gather(
+            *(
+                stores[i % 4].create_run(run, f"o:{i}:o", LONG, idempotency_key="k")
+                for i, run in enumerate(runs)
+            )
+        )
+        assert len({run.run_id for run in runs}) == 1
+        stored = await stores[0].list_runs()
+        assert [r.run_id for r in stored] == [runs[0].run_id]
+        # Its first creator holds it, and every caller names that one owner.
+        assert {run.owner for run in runs} == {stored[0].owner}
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_idempotency_keys_are_checked() -> None:
+    for bad in ("", "a\x00b", "x" * 256, 7):
+        with pytest.raises(ConfigurationError):
+            check_idempotency_key(bad)
+    assert check_idempotency_key("é" * 127) == "é" * 127  # 254 bytes
 
 
 async def test_log_lines_in_order_and_rewritten_on_replay(backend: Backend) -> None:

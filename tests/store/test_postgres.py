@@ -162,11 +162,11 @@ async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
         await newer.open()
 
 
-async def test_indexes_added_since_a_schema_version_leave_the_version_as_it_was(
+async def test_a_store_of_the_first_schema_is_upgraded_and_keeps_its_rows(
     pg_url: str,
 ) -> None:
-    """A store whose schema an older release made gets the indexes added since, keeps its
-    rows, and stays at its version: the older release still opens it."""
+    """A store whose schema an older release made gets the migrations and the indexes
+    added since, and keeps its rows."""
     schema = fresh_schema()
     conn = await asyncpg.connect(pg_url)
     try:  # the schema as the first release left it, with a deployment in it
@@ -187,7 +187,7 @@ async def test_indexes_added_since_a_schema_version_leave_the_version_as_it_was(
         finally:
             await store.close()
         versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version")
-        assert [r[0] for r in versions] == [1]
+        assert [r[0] for r in versions] == [version for version, _ in MIGRATIONS]
         index = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
             schema,

@@ -171,3 +171,19 @@ async def test_new_runs_and_new_workflows_work_on_a_0_2_store(
         }
         assert await engine.run(added_after_upgrade, 21, session_id="s-new") == [42, 42]
         assert len(await engine.runs()) == len(ids) + 2
+
+
+async def test_idempotency_keys_work_on_a_0_2_store(
+    old_store: tuple[str, dict[str, str]],
+) -> None:
+    """The upgrade adds the keys' table (PostgreSQL's migration 2, LMDB's database)."""
+    store, ids = old_store
+    async with Engine(store) as engine:
+        first = await engine.start(flows.v02_order, "keyed", idempotency_key="upgrade-1")
+        again = await engine.start(flows.v02_order, "other", idempotency_key="upgrade-1")
+        assert again.run_id == first.run_id
+        assert (await first.result())["sku"] == "keyed"
+    async with Engine(store) as engine:  # kept across opens
+        later = await engine.start(flows.v02_order, "later", idempotency_key="upgrade-1")
+        assert later.run_id == first.run_id
+        assert len(await engine.runs()) == len(ids) + 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeAlias
 
 from .. import _core
-from ..errors import RunNotFoundError
+from ..errors import ConfigurationError, RunNotFoundError
 
 PENDING = "pending"
 RUNNING = "running"
@@ -51,6 +51,22 @@ def run_key(run_id: str) -> bytes:
         return bytes.fromhex(run_id)
     except ValueError:
         raise RunNotFoundError(f"{run_id!r} is not a run id (32 hex digits)") from None
+
+
+#: The longest idempotency key, in UTF-8 bytes (an LMDB key holds 511 at most).
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def check_idempotency_key(key: object) -> str:
+    """``key`` if it is a usable idempotency key; ``ConfigurationError`` otherwise."""
+    if not isinstance(key, str) or not key or "\x00" in key:
+        raise ConfigurationError(f"an idempotency key is a non-empty str without NUL, not {key!r}")
+    if len(key.encode()) > MAX_IDEMPOTENCY_KEY:
+        raise ConfigurationError(
+            f"an idempotency key is at most {MAX_IDEMPOTENCY_KEY} bytes (UTF-8), "
+            f"not {len(key.encode())}"
+        )
+    return key
 
 
 @dataclass
@@ -192,7 +208,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create_run(
-        self, run: RunInfo, owner: str | None, lease_s: float, follow_deployment: bool = False
+        self,
+        run: RunInfo,
+        owner: str | None,
+        lease_s: float,
+        follow_deployment: bool = False,
+        idempotency_key: str | None = None,
     ) -> int:
         """Insert ``run``; claim it for ``owner`` when given. Returns the fencing token
         and sets the stored lease on ``run``. ``StoreError`` if a run with its id exists.
@@ -200,7 +221,13 @@ class Store(abc.ABC):
         ``follow_deployment`` (for a new run): when another version of the run's
         workflow is the last one deployed (:meth:`record_deployment`), the run takes
         that version and is stored unclaimed, for a worker serving it; decided in
-        the insert's own transaction, so a start never reads the deployments."""
+        the insert's own transaction, so a start never reads the deployments.
+
+        ``idempotency_key`` (checked by :func:`check_idempotency_key`): the key is
+        kept with the run, in the insert's transaction. When a run was created with
+        that key already, by any process, nothing is written: ``run`` becomes a copy
+        of the stored run (so its ``run_id`` differs from the one given) and its
+        fencing token is returned. Of concurrent creates with one key, one inserts."""
 
     @abc.abstractmethod
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:

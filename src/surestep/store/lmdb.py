@@ -17,6 +17,7 @@ Layout (named databases in one environment):
 ``logs``     run key + big-endian step position (u32) + index (u16) -> log line (JSON)
 ``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
 ``deploys``  big-endian time (ns) -> deployment (JSON)
+``idempotency`` idempotency key (UTF-8) -> run key of the run created with it
 
 Writes go through one writer thread per environment that does group commit:
 every operation queued while the previous transaction committed rides the next
@@ -227,6 +228,7 @@ class _Env:
                 self.logs = self.env.open_db(b"logs")
                 self.state = self.env.open_db(b"state")
                 self.deploys = self.env.open_db(b"deploys")
+                self.idempotency = self.env.open_db(b"idempotency")
                 return
             except _lmdb.MapResizedError:  # another process grew the map since it opened
                 self._take_size()
@@ -878,15 +880,31 @@ class LmdbStore(Store):
     # -- runs and leases
 
     async def create_run(
-        self, run: RunInfo, owner: str | None, lease_s: float, follow_deployment: bool = False
+        self,
+        run: RunInfo,
+        owner: str | None,
+        lease_s: float,
+        follow_deployment: bool = False,
+        idempotency_key: str | None = None,
     ) -> int:
         given = run.version
         fresh = [getattr(run, name) for name in CREATE_FIELDS]
+        key = run_key(run.run_id)
         now = time.time()
 
         def op(txn: Any) -> None:  # re-applied from scratch when a full map is grown
-            if txn.get(run_key(run.run_id), db=self.env.runs) is not None:
+            if idempotency_key is not None:
+                taken = txn.get(idempotency_key.encode(), db=self.env.idempotency)
+                if taken is not None:
+                    stored = self._load(txn, bytes(taken))
+                    if stored is None:
+                        raise StoreError(f"idempotency key {idempotency_key!r} names no run")
+                    vars(run).update(vars(stored))
+                    return
+            if txn.get(key, db=self.env.runs) is not None:
                 raise StoreError(f"a run {run.run_id} exists already in {self.url}")
+            if idempotency_key is not None:
+                txn.put(idempotency_key.encode(), key, db=self.env.idempotency)
             deployed = self.env.deployed_version(txn, run.workflow) if follow_deployment else None
             for name, value in zip(CREATE_FIELDS, fresh, strict=True):
                 setattr(run, name, value)

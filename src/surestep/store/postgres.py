@@ -194,6 +194,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- the run each idempotency key created: a start with a known key finds it here
+        CREATE TABLE {s}.idempotency_keys (
+            key     text COLLATE "C" PRIMARY KEY,
+            run_id  text COLLATE "C" NOT NULL
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Indexes added after a schema version, which nothing reads or writes differently: made
@@ -213,6 +223,17 @@ _COLS = (
     "r.attempt, r.result, r.error, r.parent_id, extract(epoch FROM r.wake_at)::float8, "
     "r.waiting_for, r.owner, coalesce(extract(epoch FROM r.lease_until)::float8, 0), r.fence"
 )
+
+
+def _claimed_for(run: RunInfo, owner: str | None) -> RunInfo:
+    """``run`` as inserted claimed for ``owner`` (the lease's end is the server's clock)."""
+    if owner is not None:
+        run.fence += 1
+        run.attempt += 1
+        run.owner = owner
+        run.status = RUNNING
+        run.wake_at = run.waiting_for = None
+    return run
 
 
 def _run_of(rec: Any) -> RunInfo:
@@ -760,19 +781,22 @@ class PostgresStore(Store):
         """Insert ``run`` (claimed for ``owner`` when given; see ``create_run`` for
         ``follow``), batched with the inserts of the same moment; the row as stored,
         or ``None`` when a run with that id exists."""
-        if owner is not None:
-            run.fence += 1
-            run.attempt += 1
-            run.owner = owner
-            run.status = RUNNING
-            run.wake_at = run.waiting_for = None
+        _claimed_for(run, owner)
         stored: RunInfo | None = await self._creates.submit((run, owner, lease_s, follow))
         return stored
 
     async def _write_creates(self, batch: list[_Create]) -> list[RunInfo | None]:
         runs = [c[0] for c in batch]
         rows = await self._fetch(
-            self._sql_create,
+            self._sql_create, *self._create_args(batch), what="create run", retry=False
+        )
+        stored = {rec[0]: _run_of(rec) for rec in rows}
+        return [stored.get(r.run_id) for r in runs]
+
+    def _create_args(self, batch: list[_Create]) -> list[Any]:
+        """The parameters of ``_sql_create`` for ``batch``."""
+        runs = [c[0] for c in batch]
+        return [
             [r.run_id for r in runs],
             [r.workflow for r in runs],
             [r.version for r in runs],
@@ -793,15 +817,18 @@ class PostgresStore(Store):
             [r.fence for r in runs],
             self._channel,
             [c[3] for c in batch],
-            what="create run",
-            retry=False,
-        )
-        stored = {rec[0]: _run_of(rec) for rec in rows}
-        return [stored.get(r.run_id) for r in runs]
+        ]
 
     async def create_run(
-        self, run: RunInfo, owner: str | None, lease_s: float, follow_deployment: bool = False
+        self,
+        run: RunInfo,
+        owner: str | None,
+        lease_s: float,
+        follow_deployment: bool = False,
+        idempotency_key: str | None = None,
     ) -> int:
+        if idempotency_key is not None:
+            return await self._create_keyed(run, owner, lease_s, follow_deployment, idempotency_key)
         stored = await self._insert(run, owner, lease_s, follow_deployment)
         if stored is None:
             raise StoreError(
@@ -809,6 +836,48 @@ class PostgresStore(Store):
             )
         for name in CREATE_FIELDS:
             setattr(run, name, getattr(stored, name))
+        return run.fence
+
+    async def _create_keyed(
+        self, run: RunInfo, owner: str | None, lease_s: float, follow: bool, key: str
+    ) -> int:
+        """``create_run`` with an idempotency key: the key's row and the run's in one
+        transaction. A concurrent create with the same key waits on the key's row
+        (its primary key) and then finds the run this one made."""
+        s = self._s
+        proposed = _claimed_for(RunInfo.from_dict(run.to_dict()), owner)
+
+        async def body(conn: Any) -> RunInfo:
+            taken = await conn.fetchval(
+                f"INSERT INTO {s}.idempotency_keys (key, run_id) VALUES ($1, $2) "
+                "ON CONFLICT (key) DO NOTHING RETURNING run_id",
+                key,
+                run.run_id,
+            )
+            if taken is None:
+                existing = await conn.fetch(
+                    f"SELECT {_COLS} FROM {s}.runs r JOIN {s}.idempotency_keys k "
+                    "ON k.run_id = r.run_id WHERE k.key = $1",
+                    key,
+                )
+                if not existing:
+                    raise StoreError(f"idempotency key {key!r} names no run in {self.url}")
+                return _run_of(existing[0])
+            rows = await conn.fetch(
+                self._sql_create, *self._create_args([(proposed, owner, lease_s, follow)])
+            )
+            if not rows:
+                raise StoreError(
+                    f"create run {run.run_id}: a run with that id exists already in {self.url}"
+                )
+            return _run_of(rows[0])
+
+        stored = await self._transaction(body, f"create run {run.run_id}")
+        if stored.run_id == run.run_id:
+            for name in CREATE_FIELDS:
+                setattr(run, name, getattr(stored, name))
+        else:
+            vars(run).update(vars(stored))
         return run.fence
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:

@@ -1,0 +1,126 @@
+"""``surestep.Client`` and ``surestep.AsyncClient`` against ``surestep serve`` (uvicorn in
+its own process), on both backends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from http_server import Served
+from surestep import (
+    AsyncClient,
+    Client,
+    ConfigurationError,
+    RunCancelledError,
+    RunNotFinishedError,
+    RunNotFoundError,
+    UnknownWorkflowError,
+    WorkflowFailedError,
+)
+
+
+def test_the_client_runs_submits_and_waits(served: Served) -> None:
+    with Client(served.base) as client:
+        assert client.run("add", {"a": 1, "b": 2}) == 3
+        run_id = client.submit("add", {"a": 5, "b": 6}, idempotency_key="k-1")
+        assert client.submit("add", {"a": 5, "b": 6}, idempotency_key="k-1") == run_id
+        assert client.wait_for_result(run_id, timeout=60) == 11
+        assert client.get_result(run_id) == 11
+        status = client.get_status(run_id)
+        assert (status["run_id"], status["status"], status["kwargs"]) == (
+            run_id,
+            "completed",
+            {"a": 5, "b": 6},
+        )
+        with pytest.raises(WorkflowFailedError, match="refused: late") as failed:
+            client.run("refuse", {"reason": "late"})
+        assert failed.value.error_type == "ValueError"
+        with pytest.raises(UnknownWorkflowError):
+            client.submit("missing")
+        with pytest.raises(RunNotFoundError):
+            client.get_status("0" * 32)
+        with pytest.raises(ConfigurationError, match="component_type"):
+            client.submit("add", {"a": 1, "b": 1}, component_type="agent")
+
+
+def test_the_client_waits_sends_events_and_cancels(served: Served) -> None:
+    with Client(served.base) as client:
+        run_id = client.submit("approval", {"order": "o-9"}, session_id="s-1")
+        assert client.get_status(run_id)["session_id"] == "s-1"
+        with pytest.raises(RunNotFinishedError):
+            client.get_result(run_id)
+        with pytest.raises(TimeoutError):
+            client.wait_for_result(run_id, timeout=0.3, poll_interval=0.05)
+        client.send_event(run_id, "approved", {"by": "erin"})
+        assert client.wait_for_result(run_id, timeout=60) == {"order": "o-9", "by": "erin"}
+        other = client.submit("approval", {"order": "o-10"})
+        assert client.cancel(other) is True
+        assert client.cancel(other) is False
+        with pytest.raises(RunCancelledError):
+            client.get_result(other)
+
+
+def test_the_client_streams_a_run(served: Served) -> None:
+    with Client(served.base) as client:
+        events = list(client.stream("add", {"a": 2, "b": 3}))
+        assert [e["event"] for e in events if e["event"] != "status"] == ["step", "end"]
+        step = next(e for e in events if e["event"] == "step")
+        assert step["data"]["name"] == "sum" and step["id"] == "0"
+        assert events[-1]["data"]["result"] == 5
+
+
+async def test_the_async_client(served: Served) -> None:
+    async with AsyncClient(served.base) as client:
+        assert await client.run("add", {"a": 1, "b": 1}) == 2
+        run_id = await client.submit("approval", {"order": "o-11"})
+        with pytest.raises(RunNotFinishedError):
+            await client.get_result(run_id)
+        seen = []
+        async for event in client.events(run_id):
+            seen.append(event)
+            if event["event"] == "status" and event["data"]["status"] == "waiting":
+                await client.send_event(run_id, "approved", {"by": "finn"})
+        assert seen[-1]["data"]["result"] == {"order": "o-11", "by": "finn"}
+        assert (await client.get_status(run_id))["status"] == "completed"
+        assert await client.wait_for_result(run_id) == {"order": "o-11", "by": "finn"}
+        streamed = [e async for e in client.stream("add", {"a": 3, "b": 4})]
+        assert streamed[-1]["event"] == "end" and streamed[-1]["data"]["result"] == 7
+        with pytest.raises(WorkflowFailedError):
+            await client.run("refuse", {"reason": "x"}, timeout=60)
+        other = await client.submit("approval", {"order": "o-12"})
+        assert await client.cancel(other) is True
+        with pytest.raises(RunCancelledError):
+            await client.wait_for_result(other, timeout=60)
+
+
+def test_the_client_sends_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = Served(str(tmp_path / "store"), "--token", "s3cret", "--read-token", "r3ad")
+    try:
+        with Client(server.base, api_key="s3cret") as client:
+            assert client.run("add", {"a": 1, "b": 2}) == 3
+        with Client(server.base, api_key="r3ad") as client, pytest.raises(PermissionError):
+            client.submit("add", {"a": 1, "b": 2})
+        with Client(server.base, api_key="wrong") as client, pytest.raises(PermissionError):
+            client.get_status("0" * 32)
+        monkeypatch.setenv("SURESTEP_TOKEN", "s3cret")
+        with Client(server.base) as client:
+            assert client.run("add", {"a": 2, "b": 2}) == 4
+    finally:
+        assert server.close() == 0
+
+
+def test_a_blocking_client_in_threads(served: Served) -> None:
+    """One Client shared by threads (httpx's Client is thread-safe)."""
+    results: list[int] = []
+    with Client(served.base) as client:
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(client.run("add", {"a": i, "b": 1})))
+            for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert sorted(results) == [1, 2, 3, 4]
