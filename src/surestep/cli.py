@@ -64,6 +64,7 @@ from .errors import (
     SurestepError,
     UnknownWorkflowError,
 )
+from .retention import describe_retention
 from .store.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, STATUSES, RunInfo
 from .web.http import is_loopback
 from .web.views import (
@@ -76,7 +77,6 @@ from .web.views import (
     run_json,
     steps_json,
 )
-from .retention import describe_retention
 from .worker import ModuleLoadError, import_module
 
 EXIT_OK = 0
@@ -1150,7 +1150,9 @@ def gc_command(
     verb = "would remove" if dry_run else "removed"
     table = Table("run", "workflow", "status", "finished")
     for run in report.runs:
-        table.add_row(run["run_id"], run["workflow"], run["status"], format_time(run["finished_at"]))
+        table.add_row(
+            run["run_id"], run["workflow"], run["status"], format_time(run["finished_at"])
+        )
     if report.runs:
         out.print(table)
     records = "" if dry_run else f" and {report.records} records"

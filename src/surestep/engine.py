@@ -32,17 +32,17 @@ from .errors import (
     describe,
 )
 from .recorder import Recorder
-from .store import open_store
 from .retention import (
     DEFAULT_RETENTION,
     PURGE_INTERVAL,
-    PurgeReport,
     Purger,
+    PurgeReport,
     describe_retention,
     parse_duration,
     parse_retention,
     purge,
 )
+from .store import open_store
 from .store.base import (
     CANCELLED,
     COMPLETED,
@@ -345,7 +345,7 @@ class Engine:
         """
         await self.open()
         spec = find_workflow(workflow)
-        deployment = {
+        deployment: dict[str, Any] = {
             "workflow": spec.name,
             "version": version or spec.version,
             "digest": code_digest(spec.fn),
@@ -363,7 +363,9 @@ class Engine:
         Unfinished runs, and runs whose parent is still in the store, never go."""
         await self.open()
         cutoff = None if older_than is None else parse_duration(older_than, "older_than")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise ConfigurationError(f"limit must be a whole number >= 1, not {limit!r}")
         return await purge(self.store, self._default_keep, cutoff, dry_run, limit)
 

@@ -79,6 +79,8 @@ def describe_retention(keep: int | None) -> str:
         return "default"
     if keep == KEEP_FOREVER:
         return FOREVER
+    if keep == 0:
+        return "0s"
     for unit in ("d", "h", "m", "s"):
         size = round(_UNITS[unit] * 1000)
         if keep >= size and keep % size == 0:

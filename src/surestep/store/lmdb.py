@@ -1354,7 +1354,6 @@ class LmdbStore(Store):
         result: list[bytes] = self.env.read(scan, buffers=False)
         return result
 
-
     # -- retention
 
     async def made_by_previous_release(self) -> bool:

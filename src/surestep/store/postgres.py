@@ -213,7 +213,8 @@ INDEXES = {
     "deployments_by_workflow": "CREATE INDEX IF NOT EXISTS deployments_by_workflow "
     "ON {s}.deployments (workflow, id)",
     # A purge reads each policy's oldest finished runs (RETENTION_TABLES).
-    "retention_due": "CREATE INDEX IF NOT EXISTS retention_due ON {s}.retention (keep, finished_at)",
+    "retention_due": "CREATE INDEX IF NOT EXISTS retention_due "
+    "ON {s}.retention (keep, finished_at)",
 }
 # Retention's tables, made where missing before the INDEXES, without a new schema version
 # (as those): a release that knows only version 1 keeps opening the store; runs it
