@@ -7,6 +7,7 @@ contract tests (tests/store/test_contract.py) move the purge's clock instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -424,3 +426,63 @@ async def test_a_store_made_by_the_previous_release_keeps_its_history(
         purged = await engine.purge()
         assert sorted(r["run_id"] for r in purged.runs) == sorted(ids)
         assert all([await gone(engine, run_id) for run_id in ids])
+
+
+def test_the_gc_and_stats_commands(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from surestep import cli
+
+    store = str(tmp_path / "store")
+
+    @workflow(retention=0)
+    async def brief(ctx: WorkflowContext, x: int) -> int:
+        return await ctx.step("one", lambda: x)
+
+    @workflow(retention="7d")
+    async def weekly(ctx: WorkflowContext) -> str:
+        return await ctx.step("one", lambda: "kept")
+
+    async def fill() -> list[str]:
+        async with Engine(store) as engine:
+            await engine.deploy(weekly)
+            handles = [await engine.start(brief, i) for i in range(2)]
+            handles.append(await engine.start(weekly))
+            for handle in handles:
+                await handle.result()
+            return [h.run_id for h in handles]
+
+    short_a, short_b, kept = asyncio.run(fill())
+
+    def call(*args: str) -> Any:
+        return CliRunner().invoke(cli.main, ["--store", store, *args], catch_exceptions=False)
+
+    stats = json.loads(call("stats", "--json").stdout)
+    assert stats["runs"]["completed"] == 3 and stats["hidden"] == 0
+    assert stats["size"]["used_bytes"] <= stats["size"]["file_bytes"]
+    assert stats["default_retention"] == "7d"
+    shown = call("stats").stdout
+    assert "runs completed" in shown and "oldest finished" in shown and "file" in shown
+
+    dry = call("gc", "--dry-run")
+    assert dry.exit_code == 0 and "would remove 2 finished runs" in dry.stdout
+    assert short_a in dry.stdout and short_b in dry.stdout and kept not in dry.stdout
+    assert json.loads(call("stats", "--json").stdout)["runs"]["completed"] == 3
+    went = call("gc")
+    assert went.exit_code == 0 and "removed 2 finished runs and" in went.stdout
+    assert json.loads(call("stats", "--json").stdout)["runs"]["completed"] == 1
+    swept = json.loads(call("gc", "--older-than", "0s", "--json").stdout)
+    assert [r["run_id"] for r in swept["runs"]] == [kept] and not swept["dry_run"]
+
+    deployments = call("deployments")
+    assert deployments.exit_code == 0 and "retention" in deployments.stdout
+    assert "7d" in deployments.stdout
+    rows = json.loads(call("deployments", "--json").stdout)
+    assert [r["retention"] for r in rows] == [7 * 86_400_000]
+
+    bad = call("gc", "--older-than", "soon")
+    assert bad.exit_code == 2 and "older_than must be a duration" in bad.stderr
+    missing = CliRunner().invoke(
+        cli.main, ["--store", str(tmp_path / "nothing"), "gc"], catch_exceptions=False
+    )
+    assert missing.exit_code == 4
