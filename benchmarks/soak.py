@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from surestep import Engine, WorkflowContext, workflow
 from surestep.retention import parse_duration
@@ -121,7 +121,7 @@ class Soak:
             n += 1
 
 
-async def soak(args: argparse.Namespace, store: str) -> list[dict[str, Any]]:
+async def soak(args: argparse.Namespace, store: str, out: TextIO) -> list[dict[str, Any]]:
     engine = Engine(
         store,
         durability=args.durability,
@@ -140,7 +140,6 @@ async def soak(args: argparse.Namespace, store: str) -> list[dict[str, Any]]:
         began = time.perf_counter()
         until = began + args.duration
         arrivals = asyncio.get_running_loop().create_task(load.arrivals(until))
-        out = open(f"{args.out}.csv", "w", newline="")  # noqa: SIM115 - written as it goes
         writer: csv.DictWriter[str] | None = None
         try:
             while time.perf_counter() < until:
@@ -169,7 +168,6 @@ async def soak(args: argparse.Namespace, store: str) -> list[dict[str, Any]]:
                 rows.append(row)
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         finally:
-            out.close()
             arrivals.cancel()
             await asyncio.gather(arrivals, return_exceptions=True)
             await asyncio.gather(*load.tasks, return_exceptions=True)
@@ -238,7 +236,8 @@ def main() -> None:
     store = args.store or tempfile.mkdtemp(prefix="surestep-soak-")
     kind = "PostgreSQL" if "://" in store and not store.startswith("lmdb") else "LMDB"
     try:
-        rows = asyncio.run(soak(args, store))
+        with open(f"{args.out}.csv", "w", newline="") as out:  # written as it goes
+            rows = asyncio.run(soak(args, store, out))
     finally:
         if args.store is None:
             shutil.rmtree(store)
