@@ -1457,6 +1457,7 @@ class LmdbStore(Store):
                 hidden += self._describe_tree(txn, keys)
                 txn.delete(entry, db=e.retain)
                 for key in keys:
+                    # Every index of runs by key goes here with the row (records: sweep_hidden).
                     for db in (e.runs, e.leases, e.active):
                         txn.delete(key, db=db)
                     for child_entry in self._keys_from(txn, e.children, key, None):

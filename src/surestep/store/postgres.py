@@ -1468,10 +1468,10 @@ class PostgresStore(Store):
             hidden: list[dict[str, Any]] = []
             roots = 0
             for root in await self._due_roots(conn, now, default_ms, cutoff, 4 * limit):
-                # The root locked first: a concurrent purge of the same run waits, then
-                # finds it gone (one run's rows at a time, so two purges cannot deadlock).
+                # The root locked first; one that another purge holds is its to hide (two
+                # purges never wait for each other, so they cannot deadlock).
                 if not await conn.fetch(
-                    f"SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR UPDATE", root
+                    f"SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR UPDATE SKIP LOCKED", root
                 ):
                     continue
                 described, later = await self._tree(conn, root, now, default_ms, cutoff)
@@ -1485,6 +1485,7 @@ class PostgresStore(Store):
                         )
                     continue
                 ids = [d["run_id"] for d in described]
+                # Every index of runs by id goes here with the row (records: sweep_hidden).
                 await conn.execute(
                     f"""WITH t AS (SELECT unnest($1::text[]) AS run_id),
                     r AS (DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM t)),
