@@ -128,8 +128,8 @@ async def test_a_new_store_keeps_finished_runs_for_the_documented_default(
         assert [r["run_id"] for r in await store.expired_runs(week, default_ms, None, None)] == [
             run_id
         ]
-        deployed = await engine.deploy(plain)
-        assert deployed["retention"] is None
+        await engine.deploy(plain)
+        assert [d["retention"] for d in await engine.deployments()] == [None]
 
 
 async def test_an_executing_engine_purges_in_the_background(store_url: str) -> None:

@@ -345,13 +345,12 @@ class Engine:
         """
         await self.open()
         spec = find_workflow(workflow)
-        deployment: dict[str, Any] = {
+        deployment = {
             "workflow": spec.name,
             "version": version or spec.version,
             "digest": code_digest(spec.fn),
-            "retention": spec.retention,
         }
-        await self.store.record_deployment(**deployment)
+        await self.store.record_deployment(**deployment, retention=spec.retention)
         return deployment
 
     async def purge(
