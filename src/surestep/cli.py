@@ -64,6 +64,7 @@ from .errors import (
     SurestepError,
     UnknownWorkflowError,
 )
+from .retention import describe_retention
 from .store.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, STATUSES, RunInfo
 from .web.access import is_loopback
 from .web.views import (
@@ -936,10 +937,13 @@ def deployments_command(as_json: bool, store: str) -> None:
     if as_json:
         _echo_json(rows)
         return
-    table = Table("workflow", "version", "digest", "deployed", "in flight")
+    table = Table("workflow", "version", "digest", "deployed", "in flight", "retention")
     for row in rows:
         when = format_time(row["time"])
-        table.add_row(row["workflow"], row["version"], row["digest"], when, str(row["in_flight"]))
+        keep = describe_retention(row["retention"])
+        table.add_row(
+            row["workflow"], row["version"], row["digest"], when, str(row["in_flight"]), keep
+        )
     _stdout().print(table)
 
 
@@ -1223,6 +1227,101 @@ def serve_command(
         dashboard=not no_dashboard,
         store=store,
     )
+
+
+@_command("gc", short_help="Remove finished runs whose retention ran out.")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Every finished run that finished longer ago than this (e.g. 30d), whatever "
+    "its retention.",
+)
+@click.option(
+    "--retention",
+    metavar="DURATION",
+    help="The retention of runs finished under no policy of their own (e.g. 7d, forever); "
+    "default: the store's.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@json_option
+@store_option
+def gc_command(
+    older_than: str | None, retention: str | None, dry_run: bool, as_json: bool, store: str
+) -> None:
+    """Remove the finished runs (with their journals, logs and events) whose
+    retention ran out, or, with --older-than, every run that finished before then.
+    Unfinished runs, and runs whose parent is still kept, are never removed."""
+    report = run_loop(_gc(store, older_than, retention, dry_run))
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    out = _stdout()
+    verb = "would remove" if dry_run else "removed"
+    table = Table("run", "workflow", "status", "finished")
+    for run in report.runs:
+        table.add_row(
+            run["run_id"], run["workflow"], run["status"], format_time(run["finished_at"])
+        )
+    if report.runs:
+        out.print(table)
+    records = "" if dry_run else f" and {report.records} records"
+    out.print(f"{verb} {len(report.runs)} finished runs{records}")
+
+
+async def _gc(store: str, older_than: str | None, retention: str | None, dry_run: bool) -> Any:
+    _require_store(store)
+    engine = Engine(store, execute=False, retention=retention)
+    try:
+        await engine.open()
+        return await engine.purge(older_than=older_than, dry_run=dry_run)
+    finally:
+        await engine.close()
+
+
+@_command("stats", short_help="The store's size, runs by status, the oldest finished run.")
+@json_option
+@store_option
+def stats_command(as_json: bool, store: str) -> None:
+    """How large the store is, how many runs it holds in each status, when its
+    oldest finished run finished, and the retention applied by default."""
+    stats = run_loop(_stats(store))
+    if as_json:
+        _echo_json(stats)
+        return
+    table = Table("", "", show_header=False, box=None)
+    for name, value in stats["size"].items():
+        if isinstance(value, dict):
+            for table_name, size in value.items():
+                table.add_row(f"size of {table_name}", _bytes(size))
+        else:
+            table.add_row(name.removesuffix("_bytes").replace("_", " "), _bytes(value))
+    for status, count in stats["runs"].items():
+        table.add_row(f"runs {status}", str(count))
+    oldest = stats["oldest_finished"]
+    table.add_row("oldest finished", format_time(oldest) if oldest else "none")
+    table.add_row("purged, records being deleted", str(stats["hidden"]))
+    table.add_row("default retention", stats["default_retention"])
+    _stdout().print(table)
+
+
+def _bytes(count: int) -> str:
+    """``512 B``, ``3.2 MiB``."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+async def _stats(store: str) -> dict[str, Any]:
+    _require_store(store)
+    engine = Engine(store, execute=False)
+    try:
+        await engine.open()
+        return await engine.stats()
+    finally:
+        await engine.close()
 
 
 def _log_to_stderr(level: int = logging.INFO) -> None:

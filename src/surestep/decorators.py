@@ -22,6 +22,7 @@ from typing import Any, TypeVar, overload
 
 from . import convert, serde
 from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
+from .retention import parse_retention
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,6 +163,7 @@ class WorkflowSpec:
     # Set when it is started by signed POSTs to /webhooks/<name> (surestep.web.webhooks).
     webhook_secret: str | None = None
     chat: bool = False  # a conversational workflow: a run's session is its conversation
+    retention: int | None = None  # milliseconds or KEEP_FOREVER; None: the engine's
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
@@ -369,6 +371,7 @@ def workflow(
     triggers: Sequence[Any] | None = None,
     webhook: bool = False,
     webhook_secret: str | None = None,
+    retention: Any = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -384,6 +387,7 @@ def workflow(
     triggers: Sequence[Any] | None = None,
     webhook: bool = False,
     webhook_secret: str | None = None,
+    retention: Any = None,
 ) -> Any:
     """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow.
 
@@ -396,7 +400,8 @@ def workflow(
     ``triggers=`` (:func:`surestep.types.event`, :func:`surestep.types.webhook`)
     are checked here and refused with a ``ConfigurationError`` until schedules
     and event triggers arrive. Options never change the workflow's version: it
-    digests the code, not its decorator.
+    digests the code, not its decorator. ``retention``: how long its finished runs stay in the store (a duration, or
+    ``"forever"``; :mod:`surestep.retention`); ``None``: the engine's policy.
     """
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
@@ -404,6 +409,7 @@ def workflow(
     if not isinstance(chat, bool):
         raise ConfigurationError(f"chat must be True or False, not {chat!r}")
     _check_ways_in(cron, timezone, triggers, webhook, webhook_secret)
+    keep = parse_retention(retention)
 
     def decorate(target: F) -> F:
         if not inspect.iscoroutinefunction(target):
@@ -414,6 +420,7 @@ def workflow(
             explicit_version=version,
             chat=chat,
             webhook_secret=webhook_secret,
+            retention=keep,
         )
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]

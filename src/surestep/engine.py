@@ -32,11 +32,23 @@ from .errors import (
     describe,
 )
 from .recorder import Recorder
+from .retention import (
+    DEFAULT_RETENTION,
+    PURGE_INTERVAL,
+    Purger,
+    PurgeReport,
+    describe_retention,
+    parse_duration,
+    parse_retention,
+    purge,
+)
 from .store import open_store
 from .store.base import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    KEEP_DEFAULT,
+    KEEP_FOREVER,
     Owner,
     RunInfo,
     Store,
@@ -111,6 +123,11 @@ class Engine:
     survives the process being killed, not the machine losing power.
     ``tracing=True`` (or a tracer provider) emits OpenTelemetry spans for runs
     and steps (:mod:`surestep.telemetry`).
+    ``retention`` is how long runs this engine finishes stay in the store (a
+    duration such as ``"7d"``, or ``"forever"``) unless their workflow declares
+    its own; not given, the store's default (:mod:`surestep.retention`). An
+    executing engine purges finished runs whose time is up every
+    ``purge_interval`` seconds.
     """
 
     def __init__(
@@ -122,6 +139,8 @@ class Engine:
         execute: bool = True,
         inline_sleep: float = 1.0,
         tracing: Any = False,
+        retention: Any = None,
+        purge_interval: float = PURGE_INTERVAL,
         **store_options: Any,
     ) -> None:
         if (
@@ -130,6 +149,10 @@ class Engine:
             or not 0 < lease_seconds < float("inf")
         ):
             raise ConfigurationError(f"lease_seconds must be a number > 0, not {lease_seconds!r}")
+        self.retention = parse_retention(retention)
+        self.purge_interval = parse_duration(purge_interval, "purge_interval")
+        if self.purge_interval <= 0:
+            raise ConfigurationError(f"purge_interval must be > 0, not {purge_interval!r}")
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
         self.execute = execute
@@ -142,6 +165,8 @@ class Engine:
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
+        self._default_keep = KEEP_FOREVER  # decided by open(), from the store
 
     # -- lifecycle
 
@@ -150,21 +175,43 @@ class Engine:
             await self.store.open()
             self._opened = True
             self._admitting = asyncio.Semaphore(MAX_STARTING)
+            self._default_keep = await self._store_default_keep()
             if self.execute:
-                self._waker = asyncio.get_running_loop().create_task(
-                    self._wake_due(), name="surestep-timers"
-                )
+                loop = asyncio.get_running_loop()
+                self._waker = loop.create_task(self._wake_due(), name="surestep-timers")
+                purger = Purger(self.store, self._default_keep, self.purge_interval)
+                self._purger = loop.create_task(purger.run(), name="surestep-purge")
         return self
+
+    async def _store_default_keep(self) -> int:
+        """The policy of runs finished under none of their own: this engine's, else a
+        bounded default, except in a store made by surestep 0.2 (said once)."""
+        if self.retention is not None:
+            return self.retention
+        if await self.store.made_by_previous_release():
+            log.info(
+                "the store %s was made by surestep 0.2: its finished runs are kept for ever "
+                "until retention is configured (Engine(retention=...), @workflow(retention=...))",
+                self.store.url,
+            )
+            return KEEP_FOREVER
+        return round(DEFAULT_RETENTION * 1000)
+
+    def _keep(self, spec: WorkflowSpec | None) -> int:
+        """The retention a run of ``spec`` gets when it finishes here."""
+        if spec is not None and spec.retention is not None:
+            return spec.retention
+        return KEEP_DEFAULT if self.retention is None else self.retention
 
     async def close(self) -> None:
         """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
         if not self._opened:
             return
-        for background in (self._heartbeat, self._waker):
+        for background in (self._heartbeat, self._waker, self._purger):
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
-        self._heartbeat = self._waker = None
+        self._heartbeat = self._waker = self._purger = None
         active = self.tasks()
         for task in active:
             task.cancel()
@@ -295,7 +342,12 @@ class Engine:
         its next write or lease renewal, whichever comes first.
         """
         await self.open()
-        cancelled = await self.store.cancel(run_id)
+        run = await self.store.get_run(run_id)
+        try:
+            spec: WorkflowSpec | None = find_workflow(run.workflow)
+        except UnknownWorkflowError:
+            spec = None  # cancelled from a process that does not define it
+        cancelled = await self.store.cancel(run_id, self._keep(spec))
         active = self._active.get(run_id)
         if cancelled and active is not None and active.task is not None:
             active.lost = True
@@ -317,8 +369,31 @@ class Engine:
             "version": version or spec.version,
             "digest": code_digest(spec.fn),
         }
-        await self.store.record_deployment(**deployment)
+        await self.store.record_deployment(**deployment, retention=spec.retention)
         return deployment
+
+    async def purge(
+        self, older_than: Any = None, dry_run: bool = False, limit: int | None = None
+    ) -> PurgeReport:
+        """Remove finished runs whose retention ran out now, rather than at the next
+        background purge; ``older_than`` (a duration): every run that finished longer
+        ago than that, whatever its retention. ``dry_run``: only list what would go.
+        Unfinished runs, and runs whose parent is still in the store, never go."""
+        await self.open()
+        cutoff = None if older_than is None else parse_duration(older_than, "older_than")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ConfigurationError(f"limit must be a whole number >= 1, not {limit!r}")
+        return await purge(self.store, self._default_keep, cutoff, dry_run, limit)
+
+    async def stats(self) -> dict[str, Any]:
+        """The store's size, its runs by status and the oldest finished run's finish time,
+        with the default retention this engine applies."""
+        await self.open()
+        stats = await self.store.stats()
+        stats["default_retention"] = describe_retention(self._default_keep)
+        return stats
 
     async def deployments(self) -> list[dict[str, Any]]:
         """Recorded deployments, oldest first, each with how many runs of it are unfinished."""
@@ -529,11 +604,11 @@ class Engine:
                 if recorder is not None:
                     await recorder.flush()
                 error = describe(exc)
-                await store.finish(run_id, active.fence, FAILED, None, error)
+                await store.finish(run_id, active.fence, FAILED, None, error, self._keep(spec))
                 raise WorkflowFailedError(
                     run_id, error["type"], error["message"], error["traceback"]
                 ) from exc
-            await store.finish(run_id, active.fence, COMPLETED, result, None)
+            await store.finish(run_id, active.fence, COMPLETED, result, None, self._keep(spec))
             return result
         except Suspended as suspended:
             assert recorder is not None

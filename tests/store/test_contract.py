@@ -25,6 +25,13 @@ from surestep import LeaseLostError, _core
 from surestep.errors import ConfigurationError, RunNotFoundError
 from surestep.store import Store, open_store
 from surestep.store.base import RunInfo, check_idempotency_key, wait_set
+from surestep.store.base import (
+    KEEP_DEFAULT,
+    KEEP_FOREVER,
+    RunInfo,
+    child_run_id,
+    wait_set,
+)
 
 LONG = 60.0  # a lease that does not run out during a test
 GONE = -1.0  # a lease that has already run out
@@ -753,3 +760,224 @@ async def test_deployments_oldest_first(backend: Backend) -> None:
             ("other", "v1", "d3"),
         ]
         assert got[0]["time"] <= got[1]["time"] <= got[2]["time"]
+
+
+# ---------------------------------------------------------------- retention
+
+DAY_MS = 86_400_000
+
+
+async def finished_run(
+    store: Store, keep: int, steps: int = 0, status: str = "completed", **fields: Any
+) -> RunInfo:
+    """A run with ``steps`` records, a log line and an event, finished with policy ``keep``;
+    as stored (``updated_at`` is its finish time)."""
+    run = new_run(**fields)
+    await store.create_run(run, "me:1:a", LONG)
+    await asyncio.gather(*(store.append(run.run_id, run.fence, s, record(s)) for s in range(steps)))
+    await store.append_log(run.run_id, 0, 0, b'{"msg":"hi"}')
+    await store.send_event(run.run_id, "late", b"{}")
+    await store.finish(run.run_id, run.fence, status, None, None, keep)
+    return await store.get_run(run.run_id)
+
+
+async def gone(store: Store, run_id: str) -> bool:
+    """True when nothing of the run is visible; False when all of it is (else it fails)."""
+    try:
+        await store.get_run(run_id)
+    except RunNotFoundError:
+        assert await store.journal(run_id) == [] and await store.logs(run_id) == []
+        assert run_id not in {r.run_id for r in await store.list_runs()}
+        return True
+    return False
+
+
+async def test_a_run_may_go_once_its_age_reaches_its_retention(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = await finished_run(store, 5_000, steps=3)
+        kept = await finished_run(store, KEEP_FOREVER)
+        at = run.updated_at + 5.0
+        assert await store.expired_runs(at - 0.01, DAY_MS, None, None) == []
+        assert await store.hide_expired(at - 0.01, DAY_MS, None, 10) == []
+        assert not await gone(store, run.run_id)
+        listed = await store.expired_runs(at, DAY_MS, None, None)
+        assert [(r["run_id"], r["root"], r["status"]) for r in listed] == [
+            (run.run_id, run.run_id, "completed")
+        ]
+        assert listed[0]["workflow"] == "wf"
+        assert listed[0]["finished_at"] == pytest.approx(run.updated_at, abs=1e-3)
+        assert not await gone(store, run.run_id)  # a dry run changes nothing
+        assert await store.hide_expired(at, DAY_MS, None, 10) == listed
+        assert await gone(store, run.run_id)
+        assert not await gone(store, kept.run_id)
+        # a cutoff takes every run finished by then, "forever" included
+        cut = await store.expired_runs(time.time() + 1, DAY_MS, time.time() + 1, None)
+        assert [r["run_id"] for r in cut] == [kept.run_id]
+
+
+async def test_an_idempotency_key_goes_with_its_purged_run(backend: Backend) -> None:
+    async with backend.opened() as store:
+        first = new_run()
+        await store.create_run(first, "me:1:a", LONG, idempotency_key="order-9")
+        await store.finish(first.run_id, first.fence, "completed", None, None, 1_000)
+        again = new_run()
+        await store.create_run(again, "me:1:a", LONG, idempotency_key="order-9")
+        assert again.run_id == first.run_id  # the key still names its run
+        await store.hide_expired(first.updated_at + 2.0, DAY_MS, None, 10)
+        assert await gone(store, first.run_id)
+        later = new_run()
+        await store.create_run(later, "me:1:a", LONG, idempotency_key="order-9")
+        assert later.run_id != first.run_id
+        assert (await store.get_run(later.run_id)).status == "running"
+
+
+async def test_the_default_policy_is_decided_by_the_purge(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = await finished_run(store, KEEP_DEFAULT)
+        later = run.updated_at + 3600
+        assert await store.expired_runs(later, KEEP_FOREVER, None, None) == []
+        assert await store.expired_runs(later, 3_600_001, None, None) == []
+        assert [r["run_id"] for r in await store.expired_runs(later, 3_600_000, None, None)] == [
+            run.run_id
+        ]
+
+
+async def test_unfinished_and_waiting_runs_never_go(backend: Backend) -> None:
+    async with backend.opened() as store:
+        pending, running, waiting = new_run(), new_run(), new_run()
+        await store.create_run(pending, None, LONG)
+        await store.create_run(running, "me:1:a", LONG)
+        await store.create_run(waiting, "me:1:a", LONG)
+        await store.suspend(waiting.run_id, waiting.fence, None, event="never")
+        far = time.time() + 100 * 365 * 86400.0
+        assert await store.expired_runs(far, 0, far, None) == []
+        assert await store.hide_expired(far, 0, far, 100) == []
+        for run in (pending, running, waiting):
+            assert not await gone(store, run.run_id)
+
+
+async def child_of(store: Store, parent: RunInfo) -> RunInfo:
+    child = RunInfo(
+        run_id=child_run_id(parent.run_id, 1),
+        workflow="wf",
+        version="v1",
+        args=[],
+        kwargs={},
+        parent_id=parent.run_id,
+    )
+    return await store.create_child(child, "me:1:a", LONG)
+
+
+async def test_a_child_goes_with_its_parent_by_the_longer_policy(backend: Backend) -> None:
+    async with backend.opened() as store:
+        parent = new_run()
+        await store.create_run(parent, "me:1:a", LONG)
+        child = await child_of(store, parent)
+        await store.append(child.run_id, child.fence, 0, record(0))
+        await store.finish(child.run_id, child.fence, "completed", 1, None, 10_000)
+        child = await store.get_run(child.run_id)
+        far = child.updated_at + 1000.0
+        # the parent is unfinished: its finished child stays, whatever its age
+        assert await store.expired_runs(far, 0, None, None) == []
+        assert await store.hide_expired(far, 0, None, 10) == []
+        assert not await gone(store, child.run_id)
+
+        await store.finish(parent.run_id, parent.fence, "completed", 2, None, 1_000)
+        parent = await store.get_run(parent.run_id)
+        soon = max(parent.updated_at + 1.0, child.updated_at + 5.0)
+        assert await store.hide_expired(soon, 0, None, 10) == []  # the child's 10 s win
+        assert not await gone(store, parent.run_id) and not await gone(store, child.run_id)
+        then = child.updated_at + 10.0
+        hidden = await store.hide_expired(then, 0, None, 10)
+        assert sorted((r["run_id"], r["root"]) for r in hidden) == sorted(
+            [(parent.run_id, parent.run_id), (child.run_id, parent.run_id)]
+        )
+        assert await gone(store, parent.run_id) and await gone(store, child.run_id)
+
+
+async def test_a_finished_parent_waits_for_its_unfinished_child(backend: Backend) -> None:
+    async with backend.opened() as store:
+        parent = new_run()
+        await store.create_run(parent, "me:1:a", LONG)
+        child = await child_of(store, parent)
+        await store.cancel(parent.run_id, 0)
+        far = time.time() + 3600
+        assert await store.hide_expired(far, 0, None, 10) == []
+        assert not await gone(store, parent.run_id)
+        await store.finish(child.run_id, child.fence, "completed", None, None, 0)
+        hidden = await store.hide_expired(time.time() + 1, 0, None, 10)
+        assert {r["run_id"] for r in hidden} == {parent.run_id, child.run_id}
+
+
+async def test_a_cancelled_run_is_filed_with_its_policy(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        await store.create_run(run, None, LONG)
+        assert await store.cancel(run.run_id, 2_000)
+        run = await store.get_run(run.run_id)
+        assert await store.expired_runs(run.updated_at + 1.9, 0, None, None) == []
+        listed = await store.expired_runs(run.updated_at + 2.0, 0, None, None)
+        assert [(r["run_id"], r["status"]) for r in listed] == [(run.run_id, "cancelled")]
+
+
+async def test_a_hidden_run_is_gone_at_once_and_swept_in_bounded_batches(
+    backend: Backend,
+) -> None:
+    async with backend.opened() as store:
+        big = await finished_run(store, 0, steps=300)
+        other = await finished_run(store, KEEP_FOREVER, steps=5)
+        hidden = await store.hide_expired(big.updated_at, 0, None, 10)
+        assert [r["run_id"] for r in hidden] == [big.run_id]
+        assert await gone(store, big.run_id)
+        assert (await store.stats())["hidden"] == 1
+        with pytest.raises(RunNotFoundError):
+            await store.send_event(big.run_id, "late", b"{}")
+        batches = []
+        while True:
+            records, cleared = await store.sweep_hidden(3)
+            if not records and not cleared:
+                break
+            assert records <= 3
+            batches.append(records)
+            assert await gone(store, big.run_id)  # between batches too
+        # at least 5 journal chunks (LMDB keeps 64 steps a chunk), a log line and an event
+        assert len(batches) >= 3 and sum(batches) >= 300 // 64 + 2
+        assert (await store.stats())["hidden"] == 0
+        assert await gone(store, big.run_id)
+        assert len(await journal(store, other.run_id)) == 5  # another run keeps everything
+        assert len(await store.logs(other.run_id)) == 1
+
+
+async def test_stats_count_runs_and_the_oldest_finished(backend: Backend) -> None:
+    async with backend.opened() as store:
+        empty = await store.stats()
+        assert empty["oldest_finished"] is None and sum(empty["runs"].values()) == 0
+        first = await finished_run(store, KEEP_FOREVER)
+        await finished_run(store, KEEP_FOREVER, status="failed")
+        await store.create_run(new_run(), None, LONG)
+        stats = await store.stats()
+        assert stats["runs"]["completed"] == stats["runs"]["failed"] == 1
+        assert stats["runs"]["pending"] == 1
+        assert stats["oldest_finished"] == pytest.approx(first.updated_at, abs=1e-3)
+        sizes = [v for v in stats["size"].values() if isinstance(v, int)]
+        assert sizes and all(v > 0 for v in sizes)
+
+
+async def test_a_new_store_is_not_taken_for_one_made_by_the_previous_release(
+    backend: Backend,
+) -> None:
+    async with backend.opened() as store:
+        assert not await store.made_by_previous_release()
+        await finished_run(store, KEEP_FOREVER)
+    async with backend.opened() as store:  # reopened with runs in it: still this release's
+        assert not await store.made_by_previous_release()
+
+
+async def test_deployments_keep_the_declared_retention(backend: Backend) -> None:
+    async with backend.opened() as store:
+        await store.record_deployment("wf", "v1", "d1", 7 * DAY_MS)
+        await store.record_deployment("wf", "v2", "d2")
+        assert [(d["version"], d["retention"]) for d in await store.deployments()] == [
+            ("v1", 7 * DAY_MS),
+            ("v2", None),
+        ]

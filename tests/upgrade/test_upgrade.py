@@ -9,6 +9,7 @@ with today's code.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tarfile
 import uuid
@@ -23,6 +24,7 @@ sys.path.insert(0, str(HERE))
 import flows_v0_2 as flows  # noqa: E402
 
 from surestep import Engine, WorkflowFailedError  # noqa: E402
+from surestep.errors import RunNotFoundError  # noqa: E402
 
 RELEASE = HERE / "v0_2"
 MANIFEST = json.loads((RELEASE / "manifest.json").read_text(encoding="utf-8"))
@@ -187,3 +189,33 @@ async def test_idempotency_keys_work_on_a_0_2_store(
         later = await engine.start(flows.v02_order, "later", idempotency_key="upgrade-1")
         assert later.run_id == first.run_id
         assert len(await engine.runs()) == len(ids) + 1
+async def test_a_0_2_store_keeps_its_history_until_retention_is_configured(
+    old_store: tuple[str, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, ids = old_store
+    caplog.set_level(logging.INFO, logger="surestep.engine")
+    async with Engine(store, execute=False) as engine:
+        assert await engine.store.made_by_previous_release()
+        assert (await engine.stats())["default_retention"] == "forever"
+        assert (await engine.purge()).runs == []
+        assert len(await engine.runs()) == len(ids)
+    said = [r for r in caplog.records if "made by surestep 0.2" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+
+    async with Engine(store, execute=False, retention=0) as engine:  # configured
+        purged = await engine.purge()
+        assert sorted((r["run_id"], r["root"]) for r in purged.runs) == sorted(
+            [
+                (ids["completed"], ids["completed"]),
+                (ids["failed"], ids["failed"]),
+                (ids["parent"], ids["parent"]),
+                (ids["child"], ids["parent"]),  # with its parent
+            ]
+        )
+        for role in ("completed", "failed", "parent", "child"):
+            with pytest.raises(RunNotFoundError):
+                await engine.get_run(ids[role])
+            assert await engine.store.journal(ids[role]) == []
+        for role in ("sleeping", "waiting_event", "in_flight", "in_flight_digest"):
+            assert (await engine.get_run(ids[role])).status in ("waiting", "running")
+            assert await engine.store.journal(ids[role]) != []

@@ -30,6 +30,22 @@ CANCELLED = "cancelled"
 WAITING = "waiting"  # suspended: until ``wake_at``, an event, or a child's end
 STATUSES = (PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED)
 FINISHED = frozenset((COMPLETED, FAILED, CANCELLED))
+# A finished run's retention as the store keeps it: milliseconds, or one of these.
+KEEP_FOREVER = -1
+KEEP_DEFAULT = -2  # the store's default, decided when a purge runs
+
+
+def retention_due(
+    keep: int, finished_ms: int, now_ms: int, default_ms: int, cutoff_ms: int | None
+) -> bool:
+    """Whether a run finished at ``finished_ms`` (epoch milliseconds) with policy ``keep``
+    may go: its age has reached its retention (``default_ms`` for KEEP_DEFAULT), or,
+    when ``cutoff_ms`` is given, it finished at or before that, whatever its policy."""
+    if cutoff_ms is not None:
+        return finished_ms <= cutoff_ms
+    if keep == KEEP_DEFAULT:
+        keep = default_ms
+    return keep != KEEP_FOREVER and finished_ms + keep <= now_ms
 
 
 def new_run_id() -> str:
@@ -274,12 +290,16 @@ class Store(abc.ABC):
     # -- deployments
 
     @abc.abstractmethod
-    async def record_deployment(self, workflow: str, version: str, digest: str) -> None:
-        """Make ``version`` of ``workflow`` current for new runs (kept with the time)."""
+    async def record_deployment(
+        self, workflow: str, version: str, digest: str, retention: int | None = None
+    ) -> None:
+        """Make ``version`` of ``workflow`` current for new runs (kept with the time, and
+        the workflow's declared retention: milliseconds, KEEP_FOREVER, or ``None``)."""
 
     @abc.abstractmethod
     async def deployments(self) -> list[dict[str, Any]]:
-        """Every recorded deployment (workflow, version, digest, time), oldest first."""
+        """Every recorded deployment (workflow, version, digest, time, retention), oldest
+        first; ``retention`` is ``None`` where none was declared or recorded."""
 
     # -- events
 
@@ -355,14 +375,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def finish(
-        self, run_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
+        self,
+        run_id: str,
+        fence: int,
+        status: str,
+        result: Any,
+        error: dict[str, Any] | None,
+        keep: int = KEEP_DEFAULT,
     ) -> None:
-        """Record the run's outcome, fenced."""
+        """Record the run's outcome, fenced, with its retention ``keep`` (milliseconds,
+        KEEP_FOREVER or KEEP_DEFAULT) from now, in the same transaction."""
 
     @abc.abstractmethod
-    async def cancel(self, run_id: str) -> bool:
-        """Mark an unfinished run cancelled and bump its token, so the engine
-        executing it can write nothing more; ``False`` if it had finished."""
+    async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
+        """Mark an unfinished run cancelled (retention ``keep``, as ``finish``) and bump
+        its token, so the engine executing it can write nothing more; ``False`` if it
+        had finished."""
 
     @abc.abstractmethod
     async def get_run(self, run_id: str) -> RunInfo:
@@ -394,7 +422,48 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def journal(self, run_id: str) -> list[bytes]:
         """The run's journal as stored: buffers of one or more encoded records each
-        (``_core.decode_records`` reads them), not necessarily in step order."""
+        (``_core.decode_records`` reads them), not necessarily in step order. Empty for
+        a run that is gone (purged, even while its records are still being deleted)."""
+
+    # -- retention
+
+    @abc.abstractmethod
+    async def made_by_previous_release(self) -> bool:
+        """Whether the store was made by surestep 0.2, which kept every run for ever
+        (and so keeps them until retention is configured)."""
+
+    @abc.abstractmethod
+    async def expired_runs(
+        self, now: float, default_ms: int, cutoff: float | None, limit: int | None
+    ) -> list[dict[str, Any]]:
+        """What :meth:`hide_expired` would hide now (nothing changes): the finished
+        top-level runs that :func:`retention_due` says may go, each with every run it
+        started (recursively) when all of those may go too. One dict a run: ``run_id``,
+        ``root`` (the top-level run it goes with), ``workflow``, ``status``,
+        ``finished_at``. At most ``limit`` top-level runs when given."""
+
+    @abc.abstractmethod
+    async def hide_expired(
+        self, now: float, default_ms: int, cutoff: float | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Hide up to ``limit`` top-level runs that may go, with the runs they started,
+        in one transaction: from then on no read finds them (rows, journal, logs), and
+        their records wait for :meth:`sweep_hidden`. A run whose descendants may not go
+        yet is put off until its longest-kept descendant may (the longer policy wins);
+        unfinished runs and runs whose parent exists are never hidden. Returns what
+        :meth:`expired_runs` describes."""
+
+    @abc.abstractmethod
+    async def sweep_hidden(self, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` records (journal chunks, log lines, events) of hidden runs
+        in one transaction, and the tombstones of runs left with none: how many records,
+        how many tombstones (both 0: nothing is left to delete)."""
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]:
+        """The store's size (``size``: backend-specific byte counts), ``runs`` by status,
+        ``oldest_finished`` (epoch seconds, or ``None``), ``hidden`` (runs purged whose
+        records are still being deleted)."""
 
 
 async def wait_set(event: asyncio.Event, timeout: float) -> None:

@@ -18,6 +18,16 @@ Layout (named databases in one environment):
 ``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
 ``deploys``  big-endian time (ns) -> deployment (JSON)
 ``idempotency`` idempotency key (UTF-8) -> run key of the run created with it
+``idempotency_of`` run key -> its idempotency key: the key goes with its run
+``meta``     b"store" -> what made the store (JSON, written at its first open by a
+             release that keeps it: absent, the store was made by surestep 0.2)
+``retain``   big-endian policy (u64: milliseconds, or KEEP_FOREVER / KEEP_DEFAULT as
+             two's complement) + finish time (ms) + run key -> empty, for every
+             finished run whose parent is gone or that has none: a purge reads each
+             policy's oldest entries only
+``children`` parent key + child key -> empty while the child is unfinished, then its
+             policy and finish time (as in ``retain``): a child goes with its parent
+``hidden``   run key -> empty: a purged run whose records are still being deleted
 
 Writes go through one writer thread per environment that does group commit:
 every operation queued while the previous transaction committed rides the next
@@ -84,13 +94,17 @@ from .base import (
     CANCELLED,
     CREATE_FIELDS,
     FINISHED,
+    KEEP_DEFAULT,
+    KEEP_FOREVER,
     PENDING,
     RUNNING,
+    STATUSES,
     WAITING,
     RunInfo,
     ServedVersions,
     Store,
     claimable,
+    retention_due,
     run_key,
     versions_by_workflow,
 )
@@ -123,6 +137,10 @@ ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the stor
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
 _MS = struct.Struct(">Q")
 _LOG_POS = struct.Struct(">IH")
+_FILED = struct.Struct(">QQ")  # policy (two's complement), finish time (ms)
+_U64 = (1 << 64) - 1
+_META_STORE = b"store"
+RUN_KEY = _core.RUN_KEY_SIZE
 
 Op = Callable[[Any], Any]
 _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
@@ -184,7 +202,7 @@ class _Env:
         filesystem allocates: the data file is allocated up to the map's size before
         anything writes there."""
         options: dict[str, Any] = {
-            "max_dbs": 16,
+            "max_dbs": 32,  # a handle per named database: room for more
             "sync": self.durability == "fsync",
             "metasync": self.durability == "fsync",
             "readahead": False,
@@ -229,10 +247,50 @@ class _Env:
                 self.state = self.env.open_db(b"state")
                 self.deploys = self.env.open_db(b"deploys")
                 self.idempotency = self.env.open_db(b"idempotency")
+                self.idempotency_of = self.env.open_db(b"idempotency_of")
+                self.meta = self.env.open_db(b"meta")
+                self.retain = self.env.open_db(b"retain")
+                self.children = self.env.open_db(b"children")
+                self.hidden = self.env.open_db(b"hidden")
+                self._mark_origin()
                 return
             except _lmdb.MapResizedError:  # another process grew the map since it opened
                 self._take_size()
         raise StoreError(f"the store at {self.path!r} kept being resized while opening")
+
+    def _mark_origin(self) -> None:
+        """Record what made the store, once: a store that has runs but no record was
+        made by surestep 0.2. Decided inside one write transaction, so two processes
+        opening a new store together agree."""
+        txn = self.env.begin(write=True)
+        try:
+            if txn.get(_META_STORE, db=self.meta) is None:
+                previous = txn.stat(self.runs)["entries"] > 0
+                if previous:
+                    self._file_previous_runs(txn)
+                made = "surestep 0.2" if previous else "this release"
+                row = {"made_by": made, "at": time.time()}
+                txn.put(_META_STORE, orjson.dumps(row), db=self.meta)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+
+    def _file_previous_runs(self, txn: Any) -> None:
+        """Index the runs of a store made by surestep 0.2 as this release indexes its own
+        (``LmdbStore._file_finished``, ``create_child``): its finished runs under the
+        store's default policy, and every child under its parent while that exists."""
+        for key, raw in txn.cursor(db=self.runs):
+            key = bytes(key)
+            row = orjson.loads(raw)
+            filed = b""
+            if row["status"] in FINISHED:
+                filed = _FILED.pack(KEEP_DEFAULT & _U64, round(row["updated_at"] * 1000))
+            parent = None if row.get("parent_id") is None else run_key(row["parent_id"])
+            if parent is not None and txn.get(parent, db=self.runs) is not None:
+                txn.put(parent + key, filed, db=self.children)
+            elif filed:
+                txn.put(filed + key, b"", db=self.retain)
 
     def deployed_version(self, txn: Any, workflow: str) -> str | None:
         """The last version of ``workflow`` deployed, inside a write transaction. The
@@ -851,6 +909,18 @@ class LmdbStore(Store):
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
+    def _file_finished(self, txn: Any, run: RunInfo, keep: int) -> None:
+        """Index a run that just finished for the purge: under its parent while that
+        exists (a child goes with its parent), else by its policy and finish time."""
+        key = run_key(run.run_id)
+        filed = _FILED.pack(keep & _U64, round(run.updated_at * 1000))
+        if run.parent_id is not None:
+            parent = run_key(run.parent_id)
+            if txn.get(parent, db=self.env.runs) is not None:
+                txn.put(parent + key, filed, db=self.env.children)
+                return
+        txn.put(filed + key, b"", db=self.env.retain)
+
     def _put_record(self, txn: Any, key: bytes, seq: int, record: bytes) -> None:
         """Add one encoded record to the journal of the run whose key is ``key``; a
         ``StoreError`` before anything is written if the step has a record already."""
@@ -905,6 +975,7 @@ class LmdbStore(Store):
                 raise StoreError(f"a run {run.run_id} exists already in {self.url}")
             if idempotency_key is not None:
                 txn.put(idempotency_key.encode(), key, db=self.env.idempotency)
+                txn.put(key, idempotency_key.encode(), db=self.env.idempotency_of)
             deployed = self.env.deployed_version(txn, run.workflow) if follow_deployment else None
             for name, value in zip(CREATE_FIELDS, fresh, strict=True):
                 setattr(run, name, value)
@@ -984,6 +1055,9 @@ class LmdbStore(Store):
                 return existing
             child = RunInfo.from_dict(run.to_dict())
             self._save(txn, self._take(child, owner, lease_s, time.time()))
+            if child.parent_id is not None:
+                parent = run_key(child.parent_id)
+                txn.put(parent + run_key(child.run_id), b"", db=self.env.children)
             return child
 
         result: RunInfo = await self.env.submit(op, notify=True)
@@ -1045,7 +1119,13 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=True)
 
     async def finish(
-        self, run_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
+        self,
+        run_id: str,
+        fence: int,
+        status: str,
+        result: Any,
+        error: dict[str, Any] | None,
+        keep: int = KEEP_DEFAULT,
     ) -> None:
         def op(txn: Any) -> None:
             key = self._check_fence(txn, run_id, fence)
@@ -1054,11 +1134,12 @@ class LmdbStore(Store):
             run.status, run.result, run.error = status, result, error
             run.owner, run.lease_until, run.updated_at = None, 0.0, time.time()
             self._save(txn, run)
+            self._file_finished(txn, run, keep)
 
         assert status in FINISHED, status
         await self.env.submit(op, notify=True)
 
-    async def cancel(self, run_id: str) -> bool:
+    async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
         def op(txn: Any) -> bool:
             run = self._load(txn, run_key(run_id))
             if run is None:
@@ -1069,6 +1150,7 @@ class LmdbStore(Store):
             run.fence += 1  # the executing engine's next write is refused
             run.owner, run.lease_until = None, 0.0
             self._save(txn, run)
+            self._file_finished(txn, run, keep)
             return True
 
         result: bool = await self.env.submit(op, notify=True)
@@ -1111,9 +1193,17 @@ class LmdbStore(Store):
 
     # -- deployments
 
-    async def record_deployment(self, workflow: str, version: str, digest: str) -> None:
+    async def record_deployment(
+        self, workflow: str, version: str, digest: str, retention: int | None = None
+    ) -> None:
         row = orjson.dumps(
-            {"workflow": workflow, "version": version, "digest": digest, "time": time.time()}
+            {
+                "workflow": workflow,
+                "version": version,
+                "digest": digest,
+                "time": time.time(),
+                "retention": retention,
+            }
         )
 
         def op(txn: Any) -> None:
@@ -1126,7 +1216,9 @@ class LmdbStore(Store):
         await self.env.submit(op)
 
     async def deployments(self) -> list[dict[str, Any]]:
-        return [orjson.loads(raw) for raw in self._range(self.env.deploys, b"")]
+        return [
+            {"retention": None, **orjson.loads(raw)} for raw in self._range(self.env.deploys, b"")
+        ]
 
     # -- events
 
@@ -1250,7 +1342,7 @@ class LmdbStore(Store):
         await self.env.submit(lambda txn: txn.put(key, line, db=self.env.logs))
 
     async def logs(self, run_id: str) -> list[bytes]:
-        return self._range(self.env.logs, run_key(run_id))
+        return self._range(self.env.logs, run_key(run_id), unless_hidden=True)
 
     # -- journal
 
@@ -1259,16 +1351,19 @@ class LmdbStore(Store):
         return self.env.submit(op, append_of=op.run_key)
 
     async def journal(self, run_id: str) -> list[bytes]:
-        return self._range(self.env.journal, run_key(run_id))
+        return self._range(self.env.journal, run_key(run_id), unless_hidden=True)
 
-    def _range(self, db: Any, prefix: bytes) -> list[bytes]:
-        """The values of every key starting with ``prefix``, in key order."""
+    def _range(self, db: Any, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
+        """The values of every key starting with ``prefix``, in key order; with
+        ``unless_hidden``, none when ``prefix`` is the key of a purged run."""
 
         end = _after_prefix(prefix)
 
         def scan(txn: Any) -> list[bytes]:
             cursor = txn.cursor(db=db)
             out: list[bytes] = []
+            if unless_hidden and txn.get(prefix, db=self.env.hidden) is not None:
+                return out
             if not cursor.set_range(prefix):
                 return out
             for key, value in cursor:
@@ -1278,6 +1373,185 @@ class LmdbStore(Store):
             return out
 
         result: list[bytes] = self.env.read(scan, buffers=False)
+        return result
+
+    # -- retention
+
+    async def made_by_previous_release(self) -> bool:
+        raw = self.env.read(lambda txn: txn.get(_META_STORE, db=self.env.meta), buffers=False)
+        return raw is not None and orjson.loads(raw)["made_by"] == "surestep 0.2"
+
+    def _due_roots(
+        self, txn: Any, now_ms: int, default_ms: int, cutoff_ms: int | None, most: int | None
+    ) -> list[bytes]:
+        """The ``retain`` keys of runs that may go (at most ``most``): each policy's
+        entries are in finish order, so a scan reads each policy's due ones only."""
+        found: list[bytes] = []
+        cursor = txn.cursor(db=self.env.retain)
+        moved = cursor.first()
+        while moved and (most is None or len(found) < most):
+            key = bytes(cursor.key())
+            keep, finished_ms = _FILED.unpack_from(key)
+            if retention_due(_signed(keep), finished_ms, now_ms, default_ms, cutoff_ms):
+                found.append(key)
+                moved = cursor.next()
+            else:  # the rest of this policy finished later: on to the next one
+                moved = keep < _U64 and cursor.set_range(_MS.pack(keep + 1))
+        return found
+
+    def _tree(
+        self, txn: Any, root: bytes, now_ms: int, default_ms: int, cutoff_ms: int | None
+    ) -> tuple[list[bytes], bytes | None]:
+        """The keys of ``root`` and of every run it started, recursively, when all may go
+        (``None`` second); else no keys, and the policy and finish time (as filed) of the
+        descendant that may go last (``b""`` when one is unfinished: look again later)."""
+        keys, last, last_due = [root], b"", -math.inf
+        waiting = False
+        i = 0
+        while i < len(keys):
+            parent = keys[i]
+            i += 1
+            cursor = txn.cursor(db=self.env.children)
+            if not cursor.set_range(parent):
+                continue
+            for child_key, filed in cursor:
+                if not bytes(child_key).startswith(parent):
+                    break
+                if not len(filed):
+                    return [], b""  # unfinished: it and its parent stay
+                keep, finished_ms = _FILED.unpack_from(filed)
+                if not retention_due(_signed(keep), finished_ms, now_ms, default_ms, cutoff_ms):
+                    waiting = True
+                    due = _due_at(_signed(keep), finished_ms, default_ms)
+                    if due > last_due:
+                        last, last_due = bytes(filed), due
+                keys.append(bytes(child_key[RUN_KEY:]))
+        return ([], last) if waiting else (keys, None)
+
+    def _describe_tree(self, txn: Any, keys: list[bytes]) -> list[dict[str, Any]]:
+        root = keys[0].hex()
+        described = []
+        for key in keys:
+            run = self._load(txn, key)
+            if run is not None:
+                described.append(_purged(run, root))
+        return described
+
+    async def expired_runs(
+        self, now: float, default_ms: int, cutoff: float | None, limit: int | None
+    ) -> list[dict[str, Any]]:
+        now_ms, cutoff_ms = round(now * 1000), None if cutoff is None else round(cutoff * 1000)
+
+        def scan(txn: Any) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            roots = 0
+            for entry in self._due_roots(txn, now_ms, default_ms, cutoff_ms, None):
+                keys, _ = self._tree(txn, entry[_FILED.size :], now_ms, default_ms, cutoff_ms)
+                if keys:
+                    out += self._describe_tree(txn, keys)
+                    roots += 1
+                    if limit is not None and roots >= limit:
+                        break
+            return out
+
+        result: list[dict[str, Any]] = self.env.read(scan)
+        return result
+
+    async def hide_expired(
+        self, now: float, default_ms: int, cutoff: float | None, limit: int
+    ) -> list[dict[str, Any]]:
+        now_ms, cutoff_ms = round(now * 1000), None if cutoff is None else round(cutoff * 1000)
+
+        def op(txn: Any) -> list[dict[str, Any]]:
+            e = self.env
+            hidden: list[dict[str, Any]] = []
+            roots = 0
+            # Read at most a few times the batch: runs put off are moved out of the way.
+            for entry in self._due_roots(txn, now_ms, default_ms, cutoff_ms, 4 * limit):
+                root = entry[_FILED.size :]
+                keys, later = self._tree(txn, root, now_ms, default_ms, cutoff_ms)
+                if not keys:
+                    if later and cutoff_ms is None:  # comes due with its last descendant
+                        txn.delete(entry, db=e.retain)
+                        txn.put(later + root, b"", db=e.retain)
+                    continue
+                hidden += self._describe_tree(txn, keys)
+                txn.delete(entry, db=e.retain)
+                for key in keys:
+                    # Every index of runs by key goes here with the row (records: sweep_hidden).
+                    for db in (e.runs, e.leases, e.active):
+                        txn.delete(key, db=db)
+                    idempotency_key = txn.get(key, db=e.idempotency_of)
+                    if idempotency_key is not None:  # a start with it makes a new run
+                        txn.delete(bytes(idempotency_key), db=e.idempotency)
+                        txn.delete(key, db=e.idempotency_of)
+                    for child_entry in self._keys_from(txn, e.children, key, None):
+                        txn.delete(child_entry, db=e.children)
+                    txn.put(key, b"", db=e.hidden)  # its records go in later batches
+                roots += 1
+                if roots >= limit:
+                    break
+            return hidden
+
+        result: list[dict[str, Any]] = await self.env.submit(op, notify=True)
+        return result
+
+    def _keys_from(self, txn: Any, db: Any, prefix: bytes, most: int | None) -> list[bytes]:
+        """The keys (at most ``most``) of ``db`` that start with ``prefix``."""
+        cursor = txn.cursor(db=db)
+        found: list[bytes] = []
+        if not cursor.set_range(prefix):
+            return found
+        for key in cursor.iternext(values=False):
+            if (most is not None and len(found) >= most) or not bytes(key).startswith(prefix):
+                break
+            found.append(bytes(key))
+        return found
+
+    async def sweep_hidden(self, limit: int) -> tuple[int, int]:
+        def op(txn: Any) -> tuple[int, int]:
+            e = self.env
+            deleted = cleared = 0
+            for tombstone in self._keys_from(txn, e.hidden, b"", limit):
+                for db in (e.journal, e.logs, e.events):
+                    keys = self._keys_from(txn, db, tombstone, limit - deleted)
+                    for key in keys:
+                        txn.delete(key, db=db)
+                    deleted += len(keys)
+                    if deleted >= limit:
+                        return deleted, cleared
+                txn.delete(tombstone, db=e.hidden)
+                cleared += 1
+            return deleted, cleared
+
+        result: tuple[int, int] = await self.env.submit(op)
+        return result
+
+    async def stats(self) -> dict[str, Any]:
+        def scan(txn: Any) -> dict[str, Any]:
+            e = self.env
+            runs = dict.fromkeys(STATUSES, 0)
+            oldest: float | None = None
+            for raw in txn.cursor(db=e.runs).iternext(keys=False):
+                row = orjson.loads(raw)
+                runs[row["status"]] += 1
+                if row["status"] in FINISHED and (oldest is None or row["updated_at"] < oldest):
+                    oldest = row["updated_at"]
+            page = txn.stat(e.runs)["psize"]
+            info = e.env.info()
+            return {
+                "size": {
+                    "used_bytes": (info["last_pgno"] + 1) * page,
+                    "file_bytes": _data_size(self.env.path),
+                    "map_bytes": info["map_size"],
+                    "page_bytes": page,
+                },
+                "runs": runs,
+                "oldest_finished": oldest,
+                "hidden": txn.stat(e.hidden)["entries"],
+            }
+
+        result: dict[str, Any] = self.env.read(scan)
         return result
 
 
@@ -1334,6 +1608,28 @@ def _recorded_already(key: bytes, seq: int) -> StoreError:
     """A second record for a step: refused (a journal keeps one record per step)."""
     run_id = bytes(key[: _core.RUN_KEY_SIZE]).hex()
     return StoreError(f"run {run_id}: step {seq} has a record already")
+
+
+def _signed(keep: int) -> int:
+    """A policy as filed (u64) back to the store's number (KEEP_FOREVER, KEEP_DEFAULT < 0)."""
+    return keep - (1 << 64) if keep >> 63 else keep
+
+
+def _due_at(keep: int, finished_ms: int, default_ms: int) -> float:
+    """When a run may go by its policy (epoch ms; infinity: never)."""
+    keep = default_ms if keep == KEEP_DEFAULT else keep
+    return math.inf if keep == KEEP_FOREVER else finished_ms + keep
+
+
+def _purged(run: RunInfo, root: str) -> dict[str, Any]:
+    """A run a purge removes, as its report lists it."""
+    return {
+        "run_id": run.run_id,
+        "root": root,
+        "workflow": run.workflow,
+        "status": run.status,
+        "finished_at": run.updated_at,
+    }
 
 
 def _after_prefix(prefix: bytes) -> bytes | None:

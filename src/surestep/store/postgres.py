@@ -19,6 +19,11 @@ Schema (in its own PostgreSQL schema, ``surestep`` unless configured):
 ``state``           ``(scope, key) -> version, value bytea`` (``NULL`` once deleted).
 ``logs``            ``(run_id, position, idx) -> line bytea``.
 ``deployments``     every workflow version made current, in order.
+``meta``            ``'store'`` -> what made the store (see RETENTION_TABLES).
+``retention``       ``run_id -> keep, finished_at``: every finished run's policy
+                    (milliseconds, or KEEP_FOREVER / KEEP_DEFAULT) and finish time,
+                    indexed by both, so that a purge reads each policy's due rows only.
+``hidden``          purged runs whose records are still being deleted.
 ``schema_version``  the migrations applied (see :data:`MIGRATIONS`).
 
 Leases use the database server's clock (``now()``), never a client's, so
@@ -79,13 +84,16 @@ from .base import (
     CANCELLED,
     CREATE_FIELDS,
     FINISHED,
+    KEEP_DEFAULT,
     PENDING,
     RUNNING,
+    STATUSES,
     WAITING,
     Owner,
     RunInfo,
     ServedVersions,
     Store,
+    retention_due,
     versions_by_workflow,
     wait_set,
 )
@@ -214,7 +222,43 @@ INDEXES = {
     # not a scan of every deployment ever made.
     "deployments_by_workflow": "CREATE INDEX IF NOT EXISTS deployments_by_workflow "
     "ON {s}.deployments (workflow, id)",
+    # A purged run's idempotency key goes with it.
+    "idempotency_keys_by_run": "CREATE INDEX IF NOT EXISTS idempotency_keys_by_run "
+    "ON {s}.idempotency_keys (run_id)",
+    # A purge reads each policy's oldest finished runs (RETENTION_TABLES).
+    "retention_due": "CREATE INDEX IF NOT EXISTS retention_due "
+    "ON {s}.retention (keep, finished_at)",
 }
+# Retention's tables, made where missing before the INDEXES, without a new schema version
+# (as those): a release that knows only version 1 keeps opening the store; runs it
+# finishes are not filed for purging. What made the store is recorded once: a store that
+# has runs by then was made by surestep 0.2, and its finished runs are filed under the
+# store's default policy. Finished runs leave by batched deletes, not by dropping time
+# partitions: each run goes when its own policy says, a run waiting for months sits among
+# runs long gone, and every primary key keeps ``run_id`` first, the column to distribute
+# by on Citus.
+RETENTION_TABLES = f"""
+    CREATE TABLE IF NOT EXISTS {{s}}.meta (
+        key    text COLLATE "C" PRIMARY KEY,
+        value  json NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS {{s}}.retention (
+        run_id       text COLLATE "C" PRIMARY KEY,
+        keep         bigint NOT NULL,
+        finished_at  timestamptz NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS {{s}}.hidden (run_id text COLLATE "C" PRIMARY KEY);
+    ALTER TABLE {{s}}.deployments ADD COLUMN IF NOT EXISTS retention bigint;
+    WITH made AS (
+        INSERT INTO {{s}}.meta (key, value) SELECT 'store', json_build_object(
+            'made_by', CASE WHEN EXISTS (SELECT 1 FROM {{s}}.runs)
+                THEN 'surestep 0.2' ELSE 'this release' END,
+            'at', extract(epoch FROM now()))
+        ON CONFLICT (key) DO NOTHING RETURNING 1)
+    INSERT INTO {{s}}.retention (run_id, keep, finished_at)
+        SELECT run_id, {KEEP_DEFAULT}, updated_at FROM {{s}}.runs
+        WHERE status IN ({_FINISHED_SQL}) AND EXISTS (SELECT 1 FROM made);
+"""
 
 # The columns of a RunInfo, from a ``runs`` row aliased ``r`` (see _run_of).
 _COLS = (
@@ -385,7 +429,8 @@ class _GroupCommit(Generic[ItemT]):
 
 _Append = tuple[str, int, bytes, int]  # run_id, seq, record, fence
 _Create = tuple[RunInfo, "str | None", float, bool]  # run, owner, lease_s, follow_deployment
-_Finish = tuple[str, int, str, "str | None", "str | None"]  # run_id, fence, status, result, error
+# run_id, fence, status, result, error, retention
+_Finish = tuple[str, int, str, "str | None", "str | None", int]
 
 
 class PostgresStore(Store):
@@ -460,6 +505,7 @@ class PostgresStore(Store):
         )
         self._host_prefix = (socket.gethostname() + ":", socket.gethostname() + ";")
         s = self._s
+        self._not_hidden = f"NOT EXISTS (SELECT 1 FROM {s}.hidden h WHERE h.run_id = $1)"
         self._sql_append = f"""
             INSERT INTO {s}.journal (run_id, seq, record)
             SELECT x.run_id, x.seq, x.rec
@@ -502,8 +548,8 @@ class PostgresStore(Store):
         # Rows are locked in run_id order, as every multi-row statement here locks them.
         self._sql_finish = f"""
             WITH x AS (
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
-                    AS x(run_id, fence, status, result, error)),
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                    $7::bigint[]) AS x(run_id, fence, status, result, error, keep)),
             held AS (
                 SELECT r.run_id FROM {s}.runs r JOIN x ON r.run_id = x.run_id AND r.fence = x.fence
                 ORDER BY r.run_id FOR NO KEY UPDATE OF r),
@@ -512,7 +558,12 @@ class PostgresStore(Store):
                     error = x.error::json, owner = NULL, lease_until = NULL, updated_at = now()
                 FROM x JOIN held ON held.run_id = x.run_id
                 WHERE r.run_id = x.run_id AND r.fence = x.fence
-                RETURNING r.run_id)
+                RETURNING r.run_id),
+            k AS (
+                INSERT INTO {s}.retention (run_id, keep, finished_at)
+                SELECT u.run_id, x.keep, now() FROM u JOIN x ON x.run_id = u.run_id
+                ON CONFLICT (run_id) DO UPDATE
+                    SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at)
             SELECT u.run_id, pg_notify($6, 'changed') FROM u"""
         self._sql_take = f"""
             fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
@@ -618,6 +669,7 @@ class PostgresStore(Store):
                                 self.schema,
                                 version,
                             )
+                    await conn.execute(RETENTION_TABLES.format(s=s))
                     for sql in INDEXES.values():
                         await conn.execute(sql.format(s=s))
         except SurestepError:
@@ -1058,7 +1110,13 @@ class PostgresStore(Store):
         )
 
     async def finish(
-        self, run_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
+        self,
+        run_id: str,
+        fence: int,
+        status: str,
+        result: Any,
+        error: dict[str, Any] | None,
+        keep: int = KEEP_DEFAULT,
     ) -> None:
         assert status in FINISHED, status
         await self._finishes.submit(
@@ -1068,6 +1126,7 @@ class PostgresStore(Store):
                 status,
                 None if result is None else _json(result),
                 None if error is None else _json(error),
+                keep,
             )
         )
 
@@ -1080,6 +1139,7 @@ class PostgresStore(Store):
             [f[3] for f in batch],
             [f[4] for f in batch],
             self._channel,
+            [f[5] for f in batch],
             what="finish run",
         )
         done = {r[0] for r in rows}
@@ -1089,16 +1149,22 @@ class PostgresStore(Store):
             for run_id, fence, *_ in batch
         ]
 
-    async def cancel(self, run_id: str) -> bool:
+    async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
+        s = self._s
         rows = await self._fetch(
-            self._notifying(
-                f"""UPDATE {self._s}.runs r SET status = '{CANCELLED}', fence = r.fence + 1,
+            f"""WITH c AS (
+                UPDATE {s}.runs r SET status = '{CANCELLED}', fence = r.fence + 1,
                     owner = NULL, lease_until = NULL, updated_at = now()
-                WHERE r.run_id = $1 AND {_R_UNFINISHED} RETURNING r.run_id""",
-                2,
-            ),
+                WHERE r.run_id = $1 AND {_R_UNFINISHED} RETURNING r.run_id),
+            k AS (
+                INSERT INTO {s}.retention (run_id, keep, finished_at)
+                SELECT c.run_id, $3, now() FROM c
+                ON CONFLICT (run_id) DO UPDATE
+                    SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at)
+            SELECT c.run_id, pg_notify($2, 'changed') FROM c""",
             run_id,
             self._channel,
+            keep,
             what=f"cancel run {run_id}",
             retry=False,
         )
@@ -1136,23 +1202,30 @@ class PostgresStore(Store):
 
     # -- deployments
 
-    async def record_deployment(self, workflow: str, version: str, digest: str) -> None:
+    async def record_deployment(
+        self, workflow: str, version: str, digest: str, retention: int | None = None
+    ) -> None:
         await self._fetch(
-            f"INSERT INTO {self._s}.deployments (workflow, version, digest) VALUES ($1, $2, $3)",
+            f"INSERT INTO {self._s}.deployments (workflow, version, digest, retention) "
+            "VALUES ($1, $2, $3, $4)",
             workflow,
             version,
             digest,
+            retention,
             what="record deployment",
             retry=False,
         )
 
     async def deployments(self) -> list[dict[str, Any]]:
         rows = await self._fetch(
-            "SELECT workflow, version, digest, extract(epoch FROM time)::float8 "
+            "SELECT workflow, version, digest, extract(epoch FROM time)::float8, retention "
             f"FROM {self._s}.deployments ORDER BY id",
             what="read deployments",
         )
-        return [{"workflow": r[0], "version": r[1], "digest": r[2], "time": r[3]} for r in rows]
+        return [
+            {"workflow": r[0], "version": r[1], "digest": r[2], "time": r[3], "retention": r[4]}
+            for r in rows
+        ]
 
     # -- events
 
@@ -1307,7 +1380,8 @@ class PostgresStore(Store):
 
     async def logs(self, run_id: str) -> list[bytes]:
         rows = await self._fetch(
-            f"SELECT line FROM {self._s}.logs WHERE run_id = $1 ORDER BY position, idx",
+            f"SELECT line FROM {self._s}.logs WHERE run_id = $1 AND {self._not_hidden} "
+            "ORDER BY position, idx",
             run_id,
             what="read logs",
         )
@@ -1339,8 +1413,221 @@ class PostgresStore(Store):
 
     async def journal(self, run_id: str) -> list[bytes]:
         rows = await self._fetch(
-            f"SELECT record FROM {self._s}.journal WHERE run_id = $1 ORDER BY seq",
+            f"SELECT record FROM {self._s}.journal WHERE run_id = $1 AND {self._not_hidden} "
+            "ORDER BY seq",
             run_id,
             what="read journal",
         )
         return [r[0] for r in rows]
+
+    # -- retention
+
+    async def made_by_previous_release(self) -> bool:
+        rows = await self._fetch(
+            f"SELECT value->>'made_by' FROM {self._s}.meta WHERE key = 'store'", what="read meta"
+        )
+        return not rows or rows[0][0] == "surestep 0.2"
+
+    async def _due_roots(
+        self, conn: Any, now: float, default_ms: int, cutoff: float | None, most: int
+    ) -> list[str]:
+        """Finished runs that may go and whose parent is gone or absent, oldest first in
+        each policy, at most ``most``: one index range a policy (the policies found by a
+        skip scan of the index, not by reading every row)."""
+        s = self._s
+        keeps = await conn.fetch(
+            f"""WITH RECURSIVE p(keep) AS (
+                SELECT min(keep) FROM {s}.retention
+                UNION ALL
+                SELECT (SELECT min(k.keep) FROM {s}.retention k WHERE k.keep > p.keep)
+                FROM p WHERE p.keep IS NOT NULL)
+            SELECT keep FROM p WHERE keep IS NOT NULL"""
+        )
+        found: list[str] = []
+        for (keep,) in keeps:
+            if cutoff is not None:
+                before = cutoff
+            else:
+                ms = default_ms if keep == KEEP_DEFAULT else keep
+                if ms < 0:
+                    continue  # kept for ever
+                before = now - ms / 1000
+            rows = await conn.fetch(
+                f"""SELECT k.run_id FROM {s}.retention k JOIN {s}.runs r ON r.run_id = k.run_id
+                WHERE k.keep = $1 AND k.finished_at <= to_timestamp($2)
+                    AND (r.parent_id IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {s}.runs p WHERE p.run_id = r.parent_id))
+                ORDER BY k.finished_at LIMIT $3""",
+                keep,
+                before,
+                most - len(found),
+            )
+            found += [r[0] for r in rows]
+            if len(found) >= most:
+                break
+        return found
+
+    async def _tree(
+        self, conn: Any, root: str, now: float, default_ms: int, cutoff: float | None
+    ) -> tuple[list[dict[str, Any]], tuple[int, float] | None]:
+        """``root`` and every run it started (recursively), described, when all may go;
+        else nothing, and the policy and finish time of the descendant that may go
+        last (``None`` when one is unfinished: look again later)."""
+        s = self._s
+        rows = await conn.fetch(
+            f"""WITH RECURSIVE tree(run_id, depth) AS (
+                SELECT run_id, 0 FROM {s}.runs WHERE run_id = $1
+                UNION ALL
+                SELECT c.run_id, t.depth + 1 FROM {s}.runs c JOIN tree t ON c.parent_id = t.run_id)
+            SELECT t.run_id, t.depth, r.workflow, r.status,
+                extract(epoch FROM r.updated_at)::float8, k.keep,
+                extract(epoch FROM k.finished_at)::float8
+            FROM tree t JOIN {s}.runs r ON r.run_id = t.run_id
+            LEFT JOIN {s}.retention k ON k.run_id = t.run_id
+            ORDER BY t.depth, t.run_id""",
+            root,
+        )
+        now_ms = round(now * 1000)
+        cutoff_ms = None if cutoff is None else round(cutoff * 1000)
+        later: tuple[int, float] | None = None
+        last_due = -float("inf")
+        described = []
+        for run_id, depth, workflow, status, updated, keep, finished in rows:
+            if status not in FINISHED:
+                return [], None
+            if depth:
+                keep = KEEP_DEFAULT if keep is None else keep
+                finished = updated if finished is None else finished
+                if not retention_due(keep, round(finished * 1000), now_ms, default_ms, cutoff_ms):
+                    ms = default_ms if keep == KEEP_DEFAULT else keep
+                    due = float("inf") if ms < 0 else finished * 1000 + ms
+                    if due > last_due:
+                        later, last_due = (keep, finished), due
+            described.append(
+                {
+                    "run_id": run_id,
+                    "root": root,
+                    "workflow": workflow,
+                    "status": status,
+                    "finished_at": updated,
+                }
+            )
+        return ([], later) if later is not None else (described, None)
+
+    async def expired_runs(
+        self, now: float, default_ms: int, cutoff: float | None, limit: int | None
+    ) -> list[dict[str, Any]]:
+        async def body(conn: Any) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            roots = 0
+            for root in await self._due_roots(conn, now, default_ms, cutoff, 1 << 62):
+                described, _ = await self._tree(conn, root, now, default_ms, cutoff)
+                if described:
+                    out += described
+                    roots += 1
+                    if limit is not None and roots >= limit:
+                        break
+            return out
+
+        return await self._transaction(body, "list expired runs")
+
+    async def hide_expired(
+        self, now: float, default_ms: int, cutoff: float | None, limit: int
+    ) -> list[dict[str, Any]]:
+        s = self._s
+
+        async def body(conn: Any) -> list[dict[str, Any]]:
+            hidden: list[dict[str, Any]] = []
+            roots = 0
+            for root in await self._due_roots(conn, now, default_ms, cutoff, 4 * limit):
+                # The root locked first; one that another purge holds is its to hide (two
+                # purges never wait for each other, so they cannot deadlock).
+                if not await conn.fetch(
+                    f"SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR UPDATE SKIP LOCKED", root
+                ):
+                    continue
+                described, later = await self._tree(conn, root, now, default_ms, cutoff)
+                if not described:
+                    if later is not None and cutoff is None:  # due with its last descendant
+                        await conn.execute(
+                            f"UPDATE {s}.retention SET keep = $2, "
+                            "finished_at = to_timestamp($3) WHERE run_id = $1",
+                            root,
+                            *later,
+                        )
+                    continue
+                ids = [d["run_id"] for d in described]
+                # Every index of runs by id goes here with the row (records: sweep_hidden).
+                await conn.execute(
+                    f"""WITH t AS (SELECT unnest($1::text[]) AS run_id),
+                    r AS (DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM t)),
+                    k AS (DELETE FROM {s}.retention WHERE run_id IN (SELECT run_id FROM t)),
+                    i AS (DELETE FROM {s}.idempotency_keys
+                          WHERE run_id IN (SELECT run_id FROM t))
+                    INSERT INTO {s}.hidden (run_id) SELECT run_id FROM t
+                    ON CONFLICT (run_id) DO NOTHING""",
+                    ids,
+                )
+                hidden += described
+                roots += 1
+                if roots >= limit:
+                    break
+            if hidden:
+                await conn.execute("SELECT pg_notify($1, 'changed')", self._channel)
+            return hidden
+
+        return await self._transaction(body, "hide expired runs")
+
+    async def sweep_hidden(self, limit: int) -> tuple[int, int]:
+        s = self._s
+
+        async def body(conn: Any) -> tuple[int, int]:
+            deleted = cleared = 0
+            for (run_id,) in await conn.fetch(f"SELECT run_id FROM {s}.hidden LIMIT $1", limit):
+                for table, key in (("journal", "seq"), ("logs", "position, idx"), ("events", "id")):
+                    gone = await conn.fetchval(
+                        f"""WITH d AS (DELETE FROM {s}.{table} WHERE (run_id, {key}) IN (
+                            SELECT run_id, {key} FROM {s}.{table} WHERE run_id = $1 LIMIT $2)
+                            RETURNING 1)
+                        SELECT count(*) FROM d""",
+                        run_id,
+                        limit - deleted,
+                    )
+                    deleted += gone
+                    if deleted >= limit:
+                        return deleted, cleared
+                await conn.execute(f"DELETE FROM {s}.hidden WHERE run_id = $1", run_id)
+                cleared += 1
+            return deleted, cleared
+
+        return await self._transaction(body, "delete purged records")
+
+    async def stats(self) -> dict[str, Any]:
+        s = self._s
+
+        async def body(conn: Any) -> dict[str, Any]:
+            sizes = await conn.fetch(
+                """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.relname""",
+                self.schema,
+            )
+            runs = dict.fromkeys(STATUSES, 0)
+            for status, count in await conn.fetch(
+                f"SELECT status, count(*) FROM {s}.runs GROUP BY status"
+            ):
+                runs[status] = count
+            oldest = await conn.fetchval(
+                f"SELECT extract(epoch FROM min(updated_at))::float8 FROM {s}.runs "
+                f"WHERE status IN ({_FINISHED_SQL})"
+            )
+            hidden = await conn.fetchval(f"SELECT count(*) FROM {s}.hidden")
+            tables = {name: size for name, size in sizes}
+            return {
+                "size": {"total_bytes": sum(tables.values()), "tables": tables},
+                "runs": runs,
+                "oldest_finished": oldest,
+                "hidden": hidden,
+            }
+
+        return await self._transaction(body, "read stats")
