@@ -400,8 +400,9 @@ def workflow(
     ``triggers=`` (:func:`surestep.types.event`, :func:`surestep.types.webhook`)
     are checked here and refused with a ``ConfigurationError`` until schedules
     and event triggers arrive. Options never change the workflow's version: it
-    digests the code, not its decorator. ``retention``: how long its finished runs stay in the store (a duration, or
-    ``"forever"``; :mod:`surestep.retention`); ``None``: the engine's policy.
+    digests the code, not its decorator. ``retention``: how long its finished
+    runs stay in the store (a duration, or ``"forever"``;
+    :mod:`surestep.retention`); ``None``: the engine's policy.
     """
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")

@@ -24,11 +24,11 @@ import pytest
 from surestep import LeaseLostError, _core
 from surestep.errors import ConfigurationError, RunNotFoundError
 from surestep.store import Store, open_store
-from surestep.store.base import RunInfo, check_idempotency_key, wait_set
 from surestep.store.base import (
     KEEP_DEFAULT,
     KEEP_FOREVER,
     RunInfo,
+    check_idempotency_key,
     child_run_id,
     wait_set,
 )

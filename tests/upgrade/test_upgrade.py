@@ -189,6 +189,8 @@ async def test_idempotency_keys_work_on_a_0_2_store(
         later = await engine.start(flows.v02_order, "later", idempotency_key="upgrade-1")
         assert later.run_id == first.run_id
         assert len(await engine.runs()) == len(ids) + 1
+
+
 async def test_a_0_2_store_keeps_its_history_until_retention_is_configured(
     old_store: tuple[str, dict[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
