@@ -44,6 +44,7 @@ PUBLIC_NAMES = [
     "PayloadTooLargeError",
     "RetryPolicy",
     "RunCancelledError",
+    "RunFinishedError",
     "RunHandle",
     "RunInfo",
     "RunNotFoundError",

@@ -36,6 +36,9 @@ from .store.base import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    PENDING,
+    RUNNING,
+    WAITING,
     Owner,
     RunInfo,
     Store,
@@ -231,6 +234,15 @@ class Engine:
         await self.store.create_run(run, owner, self.lease_seconds, follow_deployment=True)
         if run.owner is not None:  # else a client, or another version is current: a
             self._launch(spec, run, replay=False)  # worker serving it claims the run
+        elif run.version != spec.version:
+            log.warning(
+                "run %s waits for a worker serving %s version %s, the one deployed; this "
+                "code is version %s (deploy it to make it current)",
+                run.run_id,
+                spec.name,
+                run.version,
+                spec.version,
+            )
         return RunHandle(self, run.run_id)
 
     async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
@@ -242,15 +254,47 @@ class Engine:
         return RunHandle(self, run_id)
 
     async def recover(self) -> list[RunHandle]:
-        """Resume every unfinished run that no live engine holds, of the workflows known here."""
+        """Take responsibility for every unfinished run of the versions served here
+        that no live engine holds, and return a handle for each.
+
+        Runs that can go on now are resumed at once; waiting runs (a sleep, an
+        event) stay with their timer, which resumes them here when they come due:
+        their handle's ``result()`` waits for that. Unfinished runs of a workflow
+        served here but of another version are left for a worker serving that
+        version, and named in a WARNING.
+        """
         handles: list[RunHandle] = []
         batch = 16  # a small first claim, so the first run resumes at once; then larger ones
         while True:
             claimed = await self.claim(batch)
             handles += claimed
             if len(claimed) < batch:
-                return handles
+                break
             batch = min(batch * 4, 1024)
+        served = served_versions()
+        taken = {handle.run_id for handle in handles}
+        elsewhere: dict[tuple[str, str], list[str]] = {}
+        for status in (PENDING, RUNNING, WAITING):
+            for run in await self.store.list_runs(status=status):
+                version = served.get(run.workflow)
+                if version is not None and version != run.version:
+                    elsewhere.setdefault((run.workflow, run.version), []).append(run.run_id)
+                elif version is not None and status == WAITING and run.run_id not in taken:
+                    handles.append(RunHandle(self, run.run_id))  # its timer resumes it here
+        for (workflow, version), run_ids in sorted(elsewhere.items()):
+            more = f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
+            log.warning(
+                "%d unfinished run(s) of %s version %s are left for a worker serving that "
+                "version (this process serves %s): %s; list them with `surestep runs "
+                "--workflow %s`",
+                len(run_ids),
+                workflow,
+                version,
+                served[workflow],
+                ", ".join(run_ids[:5]) + more,
+                workflow,
+            )
+        return handles
 
     async def claim(self, limit: int) -> list[RunHandle]:
         """Claim up to ``limit`` available runs (new or abandoned) and execute them here."""
@@ -348,7 +392,8 @@ class Engine:
 
     async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send ``payload`` (JSON) to the run's ``ctx.wait_for_event(name)``; kept
-        until the run waits for it, and wakes the run if it waits already."""
+        until the run waits for it, and wakes the run if it waits already.
+        ``RunFinishedError`` if the run has finished (nothing is kept)."""
         await self.open()
         if not isinstance(name, str) or not name or "\x00" in name:
             raise ConfigurationError(f"an event name is a non-empty str without NUL, not {name!r}")
@@ -550,14 +595,15 @@ class Engine:
         """Resume the waiting runs that come due (timers, events), for the workflows known here."""
         while True:
             try:
+                served = served_versions()
                 runs = await self.store.claim_available(
-                    self.owner, self.lease_seconds, 100, workflows=served_versions(), due_only=True
+                    self.owner, self.lease_seconds, 100, workflows=served, due_only=True
                 )
                 for run in runs:
                     self._launch(find_workflow(run.workflow), run, replay=True)
                 if runs:
                     continue
-                wake = await self.store.next_wake()
+                wake = await self.store.next_wake(served)
                 timeout = 60.0 if wake is None else min(max(wake - time.time(), 0.0), 60.0)
                 await self.store.wait_changed(timeout)
             except StoreError:

@@ -90,6 +90,31 @@ class RunInfo:
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def status_text(self) -> str:
+        """The status in words, with what an unfinished run waits for:
+        ``waiting: sleep until 2026-12-07 15:40:02``, ``waiting: event approved``
+        (``until ...`` with a timeout), ``waiting: a worker serving checkout v2``
+        (not claimed yet, or its worker stopped); else the status itself."""
+        worker = f"waiting: a worker serving {self.workflow} {self.version}"
+        if self.status == WAITING:
+            until = "" if self.wake_at is None else f"until {_clock(self.wake_at)}"
+            if self.waiting_for is not None:
+                return f"waiting: event {self.waiting_for}" + (f" ({until})" if until else "")
+            if self.wake_at is not None and self.wake_at <= time.time():
+                return f"{worker} (its sleep ended {_clock(self.wake_at)})"
+            return f"waiting: sleep {until}" if until else "waiting"
+        if self.status == PENDING:
+            return worker
+        if self.status == RUNNING and self.lease_until < time.time():
+            return f"{worker} (the last one stopped)"
+        return self.status
+
+
+def _clock(at: float) -> str:
+    """A time as people read it, in local time, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunInfo))
 # What Store.create_run may set on the RunInfo it is given.
@@ -227,8 +252,11 @@ class Store(abc.ABC):
         sent in between is lost."""
 
     @abc.abstractmethod
-    async def next_wake(self) -> float | None:
-        """The earliest time a waiting run becomes due, if any."""
+    async def next_wake(self, workflows: Mapping[str, str]) -> float | None:
+        """The earliest time a waiting run of a served version becomes due, if any:
+        ``workflows`` maps each workflow served here to its version, as for
+        :meth:`claim_available`. Overdue timers of other versions are not this
+        engine's to wait for (they wait for a worker serving their version)."""
 
     # -- deployments
 
@@ -245,7 +273,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
         """Keep ``payload`` (JSON) for the run's next ``wait_for_event(name)``; wake it
-        if it waits. ``RunNotFoundError`` for an unknown run."""
+        if it waits. ``RunNotFoundError`` for an unknown run, ``RunFinishedError``
+        (nothing kept) for a finished one."""
 
     @abc.abstractmethod
     async def take_event(

@@ -74,6 +74,7 @@ from ..errors import (
     ConfigurationError,
     JournalCorruptError,
     LeaseLostError,
+    RunFinishedError,
     RunNotFoundError,
     StoreError,
     StoreFullError,
@@ -984,10 +985,21 @@ class LmdbStore(Store):
 
         await self.env.submit(op, notify=True)
 
-    async def next_wake(self) -> float | None:
+    async def next_wake(self, workflows: Mapping[str, str]) -> float | None:
+        wanted = dict(workflows)
+
         def first(txn: Any) -> float | None:
-            cursor = txn.cursor(db=self.env.timers)
-            return _MS.unpack_from(cursor.key())[0] / 1000 if cursor.first() else None
+            # In time order; the first timer of a version served here decides. Timers of
+            # other versions (overdue ones included) are for other workers.
+            for key in txn.cursor(db=self.env.timers).iternext(values=False):
+                raw = txn.get(bytes(key[_MS.size :]), db=self.env.runs)
+                if raw is None:
+                    continue
+                row = orjson.loads(raw)
+                if wanted.get(row["workflow"]) == row["version"]:
+                    ms: int = _MS.unpack_from(key)[0]
+                    return ms / 1000
+            return None
 
         result: float | None = self.env.read(first)
         return result
@@ -1124,6 +1136,8 @@ class LmdbStore(Store):
             run = self._load(txn, key)
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            if run.finished:
+                raise RunFinishedError(run_id, run.status)
             prefix = _event_prefix(key, name)
             last = _last_key(txn.cursor(db=e.events), prefix)
             counter = 0 if last is None else _MS.unpack_from(last, len(prefix))[0] + 1

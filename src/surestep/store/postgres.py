@@ -71,6 +71,7 @@ import orjson
 from ..errors import (
     ConfigurationError,
     LeaseLostError,
+    RunFinishedError,
     RunNotFoundError,
     StoreError,
     SurestepError,
@@ -915,10 +916,16 @@ class PostgresStore(Store):
 
         await self._transaction(body, f"suspend run {run_id}")
 
-    async def next_wake(self) -> float | None:
+    async def next_wake(self, workflows: Mapping[str, str]) -> float | None:
+        if not workflows:
+            return None
+        served = list(workflows.items())
         rows = await self._fetch(
             f"SELECT extract(epoch FROM min(r.wake_at))::float8 FROM {self._s}.runs r "
-            f"WHERE r.status = '{WAITING}'",
+            f"WHERE r.status = '{WAITING}' AND (r.workflow, r.version) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            [w for w, _ in served],
+            [v for _, v in served],
             what="read timers",
         )
         when: float | None = rows[0][0]
@@ -1086,13 +1093,13 @@ class PostgresStore(Store):
 
         async def body(conn: Any) -> None:
             # Lock first (see suspend): the run is waiting for this event or will see it.
-            if (
-                await conn.fetchrow(
-                    f"SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE", run_id
-                )
-                is None
-            ):
+            row = await conn.fetchrow(
+                f"SELECT status FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE", run_id
+            )
+            if row is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            if row[0] in FINISHED:
+                raise RunFinishedError(run_id, row[0])
             await conn.execute(
                 f"""WITH sent AS (
                         INSERT INTO {s}.events (run_id, name, payload) VALUES ($1, $2, $3)),
