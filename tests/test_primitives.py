@@ -12,7 +12,6 @@ from datetime import datetime
 
 import pytest
 
-from surestep.decorators import served_versions
 from surestep import (
     ChildWorkflowError,
     ConfigurationError,
@@ -23,6 +22,7 @@ from surestep import (
     function,
     workflow,
 )
+from surestep.decorators import served_versions
 
 calls: Counter[str] = Counter()
 
