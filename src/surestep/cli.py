@@ -58,6 +58,7 @@ from .errors import (
     ConfigurationError,
     DefinitionError,
     JournalCorruptError,
+    RunFinishedError,
     RunNotFoundError,
     SerializationError,
     StoreError,
@@ -69,11 +70,12 @@ from .web.http import is_loopback
 from .web.views import (
     call_text,
     children_json,
-    entry_times,
     format_duration,
     format_time,
+    is_internal,
     log_lines,
     run_json,
+    step_json,
     steps_json,
 )
 from .worker import ModuleLoadError, import_module
@@ -176,7 +178,7 @@ def _classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_NOT_FOUND, str(exc)
     if isinstance(exc, (StoreError, JournalCorruptError)):
         return EXIT_STORE, f"store: {exc}"
-    if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError)):
+    if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError, RunFinishedError)):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, SurestepError):
         return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
@@ -261,21 +263,36 @@ def _local_path(store: str) -> str | None:
     return None if "://" in store else store
 
 
-def _require_store(store: str) -> None:
-    """Refuse a local store that does not exist (reading must not create one)."""
+def _check_store_path(store: str, *, create: bool) -> None:
+    """Refuse a local store path that is not a directory, with the same words from every
+    command; and, unless ``create``, one that does not exist (reading must not create one)."""
     path = _local_path(store)
-    if path is not None and not os.path.isdir(path):
+    if path is None:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CliError(
+            f"the store path {path!r} is a file, not a surestep store (a directory); give "
+            f"--store another path or set {STORE_ENV}",
+            EXIT_STORE,
+        )
+    if not create and not os.path.isdir(path):
         raise CliError(
             f"no surestep store at {path!r} (give --store URL or set {STORE_ENV})", EXIT_STORE
         )
 
 
+def _require_store(store: str) -> None:
+    _check_store_path(store, create=False)
+
+
 @contextlib.asynccontextmanager
-async def _engine(store: str, *, create: bool = False) -> AsyncIterator[Engine]:
-    """An open engine over ``store``. Reading commands never create a store as a side effect."""
-    if not create:
-        _require_store(store)
-    engine = Engine(store)
+async def _engine(
+    store: str, *, create: bool = False, execute: bool = False
+) -> AsyncIterator[Engine]:
+    """An open engine over ``store``; ``execute``: it runs workflows (``run``), else it
+    only reads and writes rows. Reading commands never create a store as a side effect."""
+    _check_store_path(store, create=create)
+    engine = Engine(store, execute=execute)
     try:
         await engine.open()
         yield engine
@@ -296,7 +313,11 @@ async def _resolve(engine: Engine, run_id: str) -> RunInfo:
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
-        raise CliError(f"run id prefix {run_id!r} is ambiguous: it starts {len(found)} runs")
+        shown = "; ".join(f"{r.run_id} ({r.workflow}, {r.status})" for r in found[:10])
+        more = f"; and {len(found) - 10} more" if len(found) > 10 else ""
+        raise CliError(
+            f"run id prefix {run_id!r} names {len(found)} runs: {shown}{more}; give more of the id"
+        )
     raise CliError(f"no run {run_id!r} in the store at {engine.store.url}", EXIT_NOT_FOUND)
 
 
@@ -410,11 +431,12 @@ def _status_text(status: str) -> Text:
 
 
 class _Out(Console):
-    """stdout: in a pipe, tables print whole (no width to fit) and without trailing blanks."""
+    """stdout: in a pipe, tables print whole (no width to fit) and without trailing blanks,
+    and lines of text are not wrapped at all."""
 
     def __init__(self) -> None:
         piped = not sys.stdout.isatty()
-        super().__init__(highlight=False, soft_wrap=False, width=200 if piped else None)
+        super().__init__(highlight=False, soft_wrap=piped, width=200 if piped else None)
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if self.is_terminal:
@@ -430,7 +452,8 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    """stderr: outside a terminal, lines are not wrapped (a log or a pipe has no width)."""
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 # ---------------------------------------------------------------- run
@@ -498,20 +521,30 @@ class _Watcher:
         for entry in entries:
             if entry.seq not in self.shown:
                 self.shown.add(entry.seq)
-                if not self.quiet:
+                if not self.quiet and not is_internal(entry.name):
                     self.console.print(_step_line(entry))
         if status is not None:
-            status.update(f"run {run_id}: step {len(self.shown)} running…")
+            last = step_json(entries[-1]) if entries else None
+            if last is not None and last["status"] == "waiting":
+                status.update(f"run {run_id}: waiting: sleep until {format_time(last['wake_at'])}")
+            else:
+                status.update(f"run {run_id}: step {len(self.shown)} running…")
 
 
 def _step_line(entry: JournalEntry) -> Text:
+    step = step_json(entry)
     failed = entry.kind == "step_error"
     line = Text("  ")
+    if step["status"] == "waiting":  # a durable sleep that has not ended: no ✓ yet
+        line.append("… ", style="blue")
+        line.append(f"{entry.seq:>3} ", style="dim")
+        line.append(entry.name, style="bold")
+        line.append(f"  waiting until {format_time(step['wake_at'])}", style="blue")
+        return line
     line.append("✗ " if failed else "✓ ", style="bold red" if failed else "green")
     line.append(f"{entry.seq:>3} ", style="dim")
     line.append(entry.name, style="bold")
-    started, finished = entry_times(entry)
-    line.append(f"  {format_duration(finished - started)}", style="dim")
+    line.append(f"  {format_duration(step['duration'])}", style="dim")
     if entry.attempt > 1:
         line.append(f"  {entry.attempt} attempts", style="yellow")
     if failed:
@@ -553,6 +586,7 @@ def run_command(
     """
     spec = load_workflow(target)
     positional, keywords = parse_arguments(args, input_json)
+    _warnings_to_stderr()  # e.g. the run waits for a worker serving the deployed version
     code = run_loop(_run(store, spec, positional, keywords, session_id, user_id, quiet, as_json))
     raise click.exceptions.Exit(code)
 
@@ -568,7 +602,7 @@ async def _run(
     as_json: bool,
 ) -> int:
     err = _stderr()
-    async with _engine(store, create=True) as engine:
+    async with _engine(store, create=True, execute=True) as engine:
         watcher = _Watcher(engine, err, quiet)
         try:
             handle = await engine.start(
@@ -653,7 +687,7 @@ def runs_command(
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("RUN", no_wrap=True, min_width=32)
     table.add_column("WORKFLOW", overflow="fold", min_width=8)
-    table.add_column("STATUS", no_wrap=True)
+    table.add_column("STATUS", overflow="fold")
     table.add_column("STARTED", no_wrap=True)
     table.add_column("TOOK", justify="right", no_wrap=True)
     if wide:
@@ -665,7 +699,7 @@ def runs_command(
         row = [
             Text(run.run_id),
             Text(run.workflow).append(f" {run.version}", style="dim"),  # runs wait for it
-            _status_text(run.status),
+            Text(run.status_text, style=STATUS_STYLE.get(run.status, "")),
             Text(started[5:19] if wide else started[11:19]),
             Text(format_duration(run_json(run)["duration"])),
         ]
@@ -690,12 +724,15 @@ async def _runs(
 @_command("show", short_help="A run: its steps, inputs, outputs, errors and tracebacks.")
 @click.argument("run_id", metavar="RUN")
 @click.option("--full", is_flag=True, help="Do not shorten inputs and outputs.")
+@click.option(
+    "--internal", is_flag=True, help="Also the records surestep keeps for itself (@deadline...)."
+)
 @json_option
 @store_option
-def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
+def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: str) -> None:
     """Show RUN: its row, then each recorded step (seq, name, status, attempts,
     duration, input, output), then the error and traceback of what failed."""
-    run, steps, children = run_loop(_show(store, run_id))
+    run, steps, children = run_loop(_show(store, run_id, internal))
     if as_json:
         _echo_json({**run_json(run), "steps": steps, "children": children})
         return
@@ -707,13 +744,7 @@ def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
     took = format_duration(run_json(run)["duration"])
     head.add_row("run", Text(run.run_id))
     head.add_row("workflow", Text(f"{run.workflow}  (version {run.version})"))
-    head.add_row("status", _status_text(run.status))
-    waiting_for = getattr(run, "waiting_for", None)
-    wake_at = getattr(run, "wake_at", None)
-    if not run.finished and waiting_for:
-        head.add_row("waiting for", Text(f"event {waiting_for}"))
-    if not run.finished and wake_at:
-        head.add_row("wakes at", Text(format_time(wake_at)))
+    head.add_row("status", Text(run.status_text, style=STATUS_STYLE.get(run.status, "")))
     head.add_row("started", Text(format_time(run.created_at)))
     if run.finished:
         head.add_row("finished", Text(f"{format_time(run.updated_at)}  ({took})"))
@@ -758,6 +789,8 @@ def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
                 Text(_clip(call_text(step["input"]), width)),
                 _error_text(step["error"])
                 if step["error"]
+                else Text(f"until {format_time(step['wake_at'])}")
+                if step["wake_at"] is not None
                 else Text(_clip(_compact(step["output"]), width)),
             )
         out.print(table)
@@ -776,11 +809,11 @@ def _print_traceback(out: Console, what: str, error: dict[str, Any]) -> None:
 
 
 async def _show(
-    store: str, run_id: str
+    store: str, run_id: str, internal: bool
 ) -> tuple[RunInfo, list[dict[str, Any]], list[dict[str, Any]]]:
     async with _engine(store) as engine:
         run = await _resolve(engine, run_id)
-        steps = await steps_json(engine, run)
+        steps = await steps_json(engine, run, internal)
         return run, steps, await children_json(engine, run, steps)
 
 
@@ -1014,8 +1047,7 @@ def fork_command(run_id: str, from_step: int, store: str) -> None:
 
 
 async def _fork(store: str, run_id: str, from_step: int) -> str:
-    _require_store(store)
-    async with Engine(store, execute=False) as engine:
+    async with _engine(store) as engine:
         run = await _resolve(engine, run_id)
         handle = await engine.fork(run.run_id, from_step)
         return f"forked run {run.run_id} from step {from_step}: new run {handle.run_id}"
@@ -1043,7 +1075,14 @@ def worker_command(modules: tuple[str, ...], concurrency: int, store: str) -> No
         from .worker import serve
     except ImportError as exc:
         raise CliError(f"workers are not available in this installation: {exc}") from None
-    names = [import_target(module).__name__ for module in modules]
+    names = []
+    for target in modules:
+        module = import_target(target)
+        if not any(isinstance(spec_of(value), WorkflowSpec) for value in vars(module).values()):
+            raise CliError(
+                f"{target} defines no @workflow: a worker of it would have nothing to execute"
+            )
+        names.append(module.__name__)
     _log_to_stderr()
     note = (
         f"worker: {', '.join(names)} from {store}, up to {concurrency} runs at once; Ctrl-C stops"
@@ -1114,6 +1153,14 @@ def ui_command(
         if isinstance(exc, StoreError):
             raise
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _warnings_to_stderr() -> None:
+    """The engine's warnings, one line each on stderr, as the command's own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("surestep: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def _log_to_stderr(level: int = logging.INFO) -> None:

@@ -83,22 +83,23 @@ class FunctionContext:
         self.seq = seq
         self.attempt = attempt
         self.idempotency_key = key
-        self.logger = wf.logger
+        self.logger = _RunLogger(wf, wf.workflow, position=seq)  # its lines say this step
 
 
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The run's logger: lines at INFO and above are stored with the run (shown by
     ``engine.logs``), carry the run id, and are not written again on replay."""
 
-    def __init__(self, ctx: WorkflowContext, workflow: str) -> None:
+    def __init__(self, ctx: WorkflowContext, workflow: str, position: int | None = None) -> None:
         super().__init__(logging.getLogger(f"surestep.workflow.{workflow}"), {"run_id": ctx.run_id})
         self._ctx = ctx
+        self._position = position  # a step's own logger; else the workflow's next step
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
-        if self._ctx.is_replaying:
-            return
+        if self._position is None and self._ctx.is_replaying:
+            return  # (a step that executes is never a replay)
         if level >= logging.INFO:
-            self._ctx._store_log(level, str(msg) % args if args else str(msg))
+            self._ctx._store_log(level, str(msg) % args if args else str(msg), self._position)
         if self.logger.isEnabledFor(level):
             msg, kwargs = self.process(msg, kwargs)
             self.logger.log(level, msg, *args, **kwargs)
@@ -262,7 +263,7 @@ class WorkflowContext:
         # Records written without waiting (values, logs): awaited before the next
         # record and before the run is given back, so the journal keeps its order.
         self._pending: list[asyncio.Future[Any]] = []
-        self._log_at = (-1, -1)
+        self._log_counts: dict[int, int] = {}  # lines stored so far at each step position
 
     # Made on first use: most runs touch few of them, and every object a parked run
     # keeps costs memory and a garbage collector's walk.
@@ -801,10 +802,13 @@ class WorkflowContext:
             pending, self._pending = self._pending, []
             await asyncio.gather(*pending)
 
-    def _store_log(self, level: int, message: str) -> None:
-        position = self._seq
-        index = self._log_at[1] + 1 if self._log_at[0] == position else 0
-        self._log_at = (position, index)
+    def _store_log(self, level: int, message: str, position: int | None = None) -> None:
+        """Store a line at ``position``: the step that logged it, else the workflow's
+        next step. Numbered per position, so steps logging concurrently never share
+        a key, and a step executed again after a crash rewrites its own lines."""
+        if position is None:
+            position = self._seq
+        index = self._log_counts[position] = self._log_counts.get(position, -1) + 1
         line = serde.dumps(
             {
                 "t": time.time(),

@@ -365,7 +365,16 @@ class Engine:
             spec = None  # a client: the fork waits for a worker serving the current version
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
             raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
-        kept = [r for r in await self._records(run_id) if r.seq < from_step]
+        records = await self._records(run_id)
+        steps = records[-1].seq + 1 if records else 0
+        if from_step > steps:
+            raise ConfigurationError(
+                f"run {run_id} has {steps} step(s) (0 to {steps - 1}): fork it from a step "
+                f"0 to {steps}, not {from_step}"
+                if steps
+                else f"run {run_id} has no steps: fork it from step 0, not {from_step}"
+            )
+        kept = [r for r in records if r.seq < from_step]
         if spec is not None:
             version = spec.version
         else:
