@@ -964,3 +964,22 @@ def test_a_worker_says_when_each_run_starts_and_ends(store: Path, flows: Path) -
 )
 def test_durations_round_to_what_is_shown(seconds: float, shown: str) -> None:
     assert cli.format_duration(seconds) == shown
+
+
+def test_help_starts_without_asyncio_rich_or_the_web_server() -> None:
+    """`surestep --help` imports only what it needs to answer (measured in the README)."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        from surestep.cli import main
+        code = main(["--help"], standalone_mode=False)
+        heavy = [m for m in ("asyncio", "rich", "uvloop", "surestep.engine",
+                             "surestep.web.server", "surestep.web.http") if m in sys.modules]
+        print(code, heavy)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Exit codes:" in done.stdout
+    assert done.stdout.splitlines()[-1] == "0 []"

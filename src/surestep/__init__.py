@@ -14,10 +14,13 @@ replays the journal, skips completed steps and continues::
         return {"txn": txn}
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .context import FunctionContext, WorkflowContext
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
-from .engine import Engine, JournalEntry, RunHandle, run
 from .errors import (
     ChildWorkflowError,
     ConfigurationError,
@@ -42,6 +45,35 @@ from .errors import (
     WorkflowFailedError,
 )
 from .store.base import RunInfo
+
+if TYPE_CHECKING:
+    from .context import FunctionContext, WorkflowContext
+    from .engine import Engine, JournalEntry, RunHandle, run
+
+# The runtime (and asyncio with it) is imported on first use: `surestep --help`, and a
+# module that only declares workflows, start without it.
+_RUNTIME = {
+    "FunctionContext": "context",
+    "WorkflowContext": "context",
+    "Engine": "engine",
+    "JournalEntry": "engine",
+    "RunHandle": "engine",
+    "run": "engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _RUNTIME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_RUNTIME))
+
 
 __all__ = [
     "BackoffPolicy",

@@ -34,26 +34,21 @@ traceback; set ``SURESTEP_DEBUG=1`` to get the traceback as well.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 import os
-import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from . import __version__, _core
 from .decorators import WorkflowSpec, find_workflow, spec_of
-from .engine import Engine, JournalEntry, run_loop
 from .errors import (
     ConfigurationError,
     DefinitionError,
@@ -66,7 +61,6 @@ from .errors import (
     UnknownWorkflowError,
 )
 from .store.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, STATUSES, RunInfo
-from .web.http import is_loopback
 from .web.views import (
     call_text,
     children_json,
@@ -78,7 +72,16 @@ from .web.views import (
     step_json,
     steps_json,
 )
-from .worker import ModuleLoadError, import_module
+
+# asyncio, rich, the runtime and the web server are imported by the commands that use
+# them, so that `surestep --help` (and a mistyped command) answers at once.
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from .engine import Engine, JournalEntry
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -111,6 +114,14 @@ Exit codes:
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine on the engine's loop (uvloop where installed)."""
+    from .engine import run_loop as engine_loop
+
+    return engine_loop(main)
 
 
 class CliError(Exception):
@@ -292,6 +303,8 @@ async def _engine(
     """An open engine over ``store``; ``execute``: it runs workflows (``run``), else it
     only reads and writes rows. Reading commands never create a store as a side effect."""
     _check_store_path(store, create=create)
+    from .engine import Engine
+
     engine = Engine(store, execute=execute)
     try:
         await engine.open()
@@ -359,6 +372,8 @@ def parse_arguments(
 
 def import_target(target: str) -> ModuleType:
     """A module by dotted name (from the current directory or the path), or a ``.py`` file."""
+    from .worker import ModuleLoadError, import_module
+
     try:
         return import_module(target)
     except ModuleLoadError as exc:
@@ -422,37 +437,49 @@ def _echo_json(value: Any) -> None:
 
 
 def _error_text(error: dict[str, Any] | None, style: str = "red") -> Text:
+    from rich.text import Text
+
     error = error or {}
     return Text(f"{error.get('type', '?')}: {one_line(error.get('message', ''))}", style=style)
 
 
 def _status_text(status: str) -> Text:
+    from rich.text import Text
+
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-class _Out(Console):
-    """stdout: in a pipe, tables print whole (no width to fit) and without trailing blanks,
-    and lines of text are not wrapped at all."""
+@functools.cache
+def _stdout_console() -> type[Console]:
+    from rich.console import Console
 
-    def __init__(self) -> None:
-        piped = not sys.stdout.isatty()
-        super().__init__(highlight=False, soft_wrap=piped, width=200 if piped else None)
+    class Stdout(Console):
+        """stdout: in a pipe, tables print whole (no width to fit) and without trailing
+        blanks, and lines of text are not wrapped at all."""
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        if self.is_terminal:
-            super().print(*objects, **kwargs)
-            return
-        with self.capture() as captured:
-            super().print(*objects, **kwargs)
-        click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+        def __init__(self) -> None:
+            piped = not sys.stdout.isatty()
+            super().__init__(highlight=False, soft_wrap=piped, width=200 if piped else None)
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            if self.is_terminal:
+                super().print(*objects, **kwargs)
+                return
+            with self.capture() as captured:
+                super().print(*objects, **kwargs)
+            click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+    return Stdout
 
 
 def _stdout() -> Console:
-    return _Out()
+    return _stdout_console()()
 
 
 def _stderr() -> Console:
     """stderr: outside a terminal, lines are not wrapped (a log or a pipe has no width)."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
@@ -469,6 +496,8 @@ class _Watcher:
     """
 
     def __init__(self, engine: Engine, console: Console, quiet: bool) -> None:
+        import asyncio
+
         self.engine = engine
         self.console = console
         self.quiet = quiet
@@ -485,6 +514,8 @@ class _Watcher:
 
     async def watch(self, run_id: str, result: asyncio.Future[Any], stop: asyncio.Event) -> None:
         """Until ``result`` is done; :class:`CliError` (exit 130) once ``stop`` is set."""
+        import asyncio
+
         status = None
         if not self.quiet and self.console.is_terminal:
             status = self.console.status(f"run {run_id}: step 0 running…", spinner="dots")
@@ -532,6 +563,8 @@ class _Watcher:
 
 
 def _step_line(entry: JournalEntry) -> Text:
+    from rich.text import Text
+
     step = step_json(entry)
     failed = entry.kind == "step_error"
     line = Text("  ")
@@ -601,6 +634,11 @@ async def _run(
     quiet: bool,
     as_json: bool,
 ) -> int:
+    import asyncio
+    import signal
+
+    from rich.text import Text
+
     err = _stderr()
     async with _engine(store, create=True, execute=True) as engine:
         watcher = _Watcher(engine, err, quiet)
@@ -650,6 +688,7 @@ async def _run(
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+
     if not future.cancelled():
         future.exception()
 
@@ -674,6 +713,9 @@ def runs_command(
     status: str | None, workflow: str | None, limit: int, as_json: bool, store: str
 ) -> None:
     """List the runs in the store, newest first."""
+    from rich.table import Table
+    from rich.text import Text
+
     runs = run_loop(_runs(store, status, workflow, limit or None))
     if as_json:
         _echo_json([run_json(run) for run in runs])
@@ -732,6 +774,9 @@ async def _runs(
 def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: str) -> None:
     """Show RUN: its row, then each recorded step (seq, name, status, attempts,
     duration, input, output), then the error and traceback of what failed."""
+    from rich.table import Table
+    from rich.text import Text
+
     run, steps, children = run_loop(_show(store, run_id, internal))
     if as_json:
         _echo_json({**run_json(run), "steps": steps, "children": children})
@@ -802,6 +847,8 @@ def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: 
 
 
 def _print_traceback(out: Console, what: str, error: dict[str, Any]) -> None:
+    from rich.text import Text
+
     out.print()
     out.print(Text.assemble((f"{what} failed: ", "bold red"), _error_text(error)))
     if error.get("traceback"):
@@ -855,6 +902,8 @@ LEVEL_STYLE = {"ERROR": "red", "CRITICAL": "bold red", "WARNING": "yellow", "DEB
 
 
 def _log_text(line: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     level = str(line["level"]).upper()
     style = LEVEL_STYLE.get(level, "")
     return Text.assemble(
@@ -965,6 +1014,8 @@ async def _deploy(store: str, specs: list[WorkflowSpec], version: str | None) ->
 @store_option
 def deployments_command(as_json: bool, store: str) -> None:
     """Every recorded deployment, oldest first, with how many of its runs are unfinished."""
+    from rich.table import Table
+
     rows = run_loop(_deployments(store))
     if as_json:
         _echo_json(rows)
@@ -1000,6 +1051,8 @@ def replay_command(
     the code stands, without executing any step. Each run is "compatible" or shows
     its first divergence (step, recorded, asked, source line). Exit 1 when any run
     would diverge, so it can gate a deploy."""
+    from rich.text import Text
+
     if run_ids and all_in_flight:
         raise CliError("give --run or --all-in-flight, not both")
     import_target(module)
@@ -1071,6 +1124,8 @@ def worker_command(modules: tuple[str, ...], concurrency: int, store: str) -> No
     """Import each MODULE (a dotted module name or a .py file) and execute the
     runs of its workflows: runs started elsewhere, and runs whose worker died.
     SIGTERM or Ctrl-C drains: no new runs, running ones finish or are given back."""
+    from rich.text import Text
+
     try:
         from .worker import serve
     except ImportError as exc:
@@ -1124,6 +1179,7 @@ def ui_command(
     any other address it refuses to start without --token, and it is read-only
     unless --allow-actions.
     """
+    from .web.http import is_loopback
     from .web.server import Dashboard
 
     loopback = is_loopback(host)

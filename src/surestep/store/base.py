@@ -10,17 +10,19 @@ cannot write (:class:`~surestep.errors.LeaseLostError`).
 from __future__ import annotations
 
 import abc
-import asyncio
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _core
 from ..errors import RunNotFoundError
+
+if TYPE_CHECKING:
+    import asyncio
 
 PENDING = "pending"
 RUNNING = "running"
@@ -391,6 +393,8 @@ async def wait_set(event: asyncio.Event, timeout: float) -> None:
     Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that
     arrives as the event is set, and the engine stops such waits by cancelling them
     (an intermittent hang of ``Engine.close()``)."""
+    import asyncio  # here: the CLI imports this module and starts without asyncio
+
     if not event.is_set():
         timer = asyncio.get_running_loop().call_later(timeout, event.set)
         try:

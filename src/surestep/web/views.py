@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..engine import Engine, JournalEntry
+if TYPE_CHECKING:  # not at run time: the CLI imports this module and starts without asyncio
+    from ..engine import Engine, JournalEntry
 from ..errors import RunNotFoundError
 from ..store.base import CANCELLED, COMPLETED, FAILED, RunInfo, child_run_id
 
