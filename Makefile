@@ -11,10 +11,23 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Editable install: builds surestep._core in place from ext/.
+# What building the core needs (pyproject.toml's build-system requires), installed in .venv.
+BUILD_REQUIRES := $(shell sed -n 's/^requires = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
+RUNTIME := $(VENV)/.runtime
+
+# The runtime alone (what the demo needs): an editable install, which compiles the core in
+# place once, with the build requirements in an isolated environment.
+$(RUNTIME): $(PY) pyproject.toml setup.py src/surestep/_version.py
+	$(PY) -m pip install -q -e .
+	touch $(RUNTIME)
+
+# Everything for development: an editable install compiled once with .venv's Cython, so that
+# `build_ext --inplace` (make build) finds the core up to date. (With build isolation, the
+# isolated Cython's includes differ from .venv's, and the core was compiled a second time.)
 $(STAMP): $(PY) pyproject.toml setup.py src/surestep/_version.py
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m pip install -q $(foreach r,$(BUILD_REQUIRES),'$(r)')
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $(STAMP) $(RUNTIME)
 
 build: $(STAMP)  ## compile the core (again) after editing ext/
 	$(PY) setup.py -q build_ext --inplace
@@ -25,7 +38,7 @@ test: build  ## the whole suite (PostgreSQL tests start their own server)
 test-fast: build  ## everything but the slow crash tests
 	$(PY) -m pytest -m "not slow"
 
-demo: build  ## the order-fulfilment example: crash after charge_card, resume, card charged once
+demo: $(RUNTIME)  ## the order-fulfilment example: crash after charge_card, resume, card charged once
 	$(PY) examples/order_fulfillment_demo.py
 
 bench: build  ## pytest-benchmark suite; figures go to benchmarks/RESULTS.md by hand
