@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -983,3 +986,56 @@ def test_help_starts_without_asyncio_rich_or_the_web_server() -> None:
     )
     assert "Exit codes:" in done.stdout
     assert done.stdout.splitlines()[-1] == "0 []"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other users may enter (a test's tmp_path is private to its owner)."""
+    path = Path(tempfile.mkdtemp(prefix="surestep-shared-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_store_this_user_may_not_write_is_listed_read_only(shared_dir: Path, flows: Path) -> None:
+    """Another user's store, readable but not writable: the reading commands work, and
+    a command that writes says why it cannot."""
+    store = shared_dir / "store"
+    assert call(store, "run", f"{flows}:cli_add", "1", "2", "-q").exit_code == 0
+    (run_id,) = run_ids(store)
+    as_other: list[str] = []
+    if os.geteuid() == 0:  # root writes anything: read as nobody instead
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("needs setpriv to read the store as another user")
+        as_other = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        mode = "go+rX"
+    else:
+        mode = "a-w"
+    subprocess.run(["chmod", "-R", mode, str(store)], check=True)
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+
+    def surestep_as_other(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*as_other, *surestep_command(), "--store", str(store), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            cwd=shared_dir,
+        )
+
+    try:
+        listed = surestep_as_other("runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+        shown = surestep_as_other("show", run_id[:8], "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["result"] == 3
+        assert surestep_as_other("logs", run_id).returncode == 0
+        refused = surestep_as_other("cancel", run_id)
+        assert refused.returncode == 4
+        assert "no permission to write there" in refused.stderr
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(store)], check=True)
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before

@@ -292,20 +292,32 @@ def _check_store_path(store: str, *, create: bool) -> None:
         )
 
 
+def _writable(path: str) -> bool:
+    """Whether this process may write the LMDB store at ``path`` (its directory, lock file
+    and wake-up registrations)."""
+    parts = [path, os.path.join(path, "lock.mdb"), os.path.join(path, "wake")]
+    return all(os.access(part, os.W_OK) for part in parts if os.path.exists(part))
+
+
 def _require_store(store: str) -> None:
     _check_store_path(store, create=False)
 
 
 @contextlib.asynccontextmanager
 async def _engine(
-    store: str, *, create: bool = False, execute: bool = False
+    store: str, *, create: bool = False, execute: bool = False, reading: bool = False
 ) -> AsyncIterator[Engine]:
     """An open engine over ``store``; ``execute``: it runs workflows (``run``), else it
-    only reads and writes rows. Reading commands never create a store as a side effect."""
+    only reads and writes rows. Reading commands never create a store as a side effect,
+    and open a local store they may not write read-only (``reading``)."""
     _check_store_path(store, create=create)
     from .engine import Engine
 
-    engine = Engine(store, execute=execute)
+    path = _local_path(store)
+    if reading and path is not None and not _writable(path):
+        engine = Engine(store, execute=False, readonly=True)
+    else:
+        engine = Engine(store, execute=execute)
     try:
         await engine.open()
         yield engine
@@ -756,7 +768,7 @@ def runs_command(
 async def _runs(
     store: str, status: str | None, workflow: str | None, limit: int | None
 ) -> list[RunInfo]:
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         return await engine.runs(status=status, workflow=workflow, limit=limit)
 
 
@@ -858,7 +870,7 @@ def _print_traceback(out: Console, what: str, error: dict[str, Any]) -> None:
 async def _show(
     store: str, run_id: str, internal: bool
 ) -> tuple[RunInfo, list[dict[str, Any]], list[dict[str, Any]]]:
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         run = await _resolve(engine, run_id)
         steps = await steps_json(engine, run, internal)
         return run, steps, await children_json(engine, run, steps)
@@ -882,7 +894,7 @@ def logs_command(run_id: str, follow: bool, as_json: bool, store: str) -> None:
 async def _logs(store: str, run_id: str, follow: bool, as_json: bool) -> None:
     out = _stdout()
     seen: set[str] = set()
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         run_id = (await _resolve(engine, run_id)).run_id
         while True:
             run = await engine.get_run(run_id)
@@ -1028,7 +1040,7 @@ def deployments_command(as_json: bool, store: str) -> None:
 
 
 async def _deployments(store: str) -> list[dict[str, Any]]:
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         return await engine.deployments()
 
 
@@ -1083,7 +1095,7 @@ def replay_command(
 async def _replay(store: str, run_ids: list[str] | None) -> list[Any]:
     from .testing import check_store
 
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         if run_ids is not None:
             run_ids = [(await _resolve(engine, run_id)).run_id for run_id in run_ids]
         return await check_store(engine, run_ids)

@@ -38,6 +38,10 @@ and no other process has the store open (LMDB's write lock is shared between
 processes: waiting for another one's transaction must not stop an event loop);
 otherwise the append is queued, which keeps the order of operations.
 
+``LmdbStore(path, readonly=True)`` reads a store this process may not write (the
+CLI's reading commands on a store owned by another user): no writer thread, no
+wake-up registration, and every write refused with ``StoreError``.
+
 Commits write pages through a writable map where the data file can be allocated
 to the map's size first (``WRITEMAP``, ``_map_lock``). Reads are short
 read-only transactions on the caller's thread (a memory-mapped B-tree lookup;
@@ -94,6 +98,7 @@ from .base import (
 )
 from .wake import WakeListener, WakeSender, others_registered
 
+READONLY = "readonly"  # the mode of an environment opened only to read (see _acquire)
 DEFAULT_MAP_SIZE = 1 << 20  # to start (allocated on disk, see WRITEMAP); doubled when full
 MAX_MAP_SIZE = 1 << 40
 # Pages are written through a writable map (a commit without sync then makes no write
@@ -130,11 +135,17 @@ _Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the futur
 class _Env:
     """One open LMDB environment and its writer thread, shared by every store on the path."""
 
-    def __init__(self, path: str, durability: str, map_size: int, max_map_size: int) -> None:
+    def __init__(
+        self, path: str, durability: str, map_size: int, max_map_size: int, readonly: bool = False
+    ) -> None:
         self.path = path
         self.durability = durability
         self.max_map_size = max_map_size
+        self.readonly = readonly
         self.users = 0
+        if readonly:
+            self._open_readonly()
+            return
         free = _free_bytes(path)
         if free is not None and free < MIN_FREE_BYTES:
             # LMDB writes its lock file through mmap: on a full disk that is a SIGBUS.
@@ -176,6 +187,34 @@ class _Env:
             target=self._write_loop, name="surestep-writer", daemon=True
         )
         self._thread.start()
+
+    def _open_readonly(self) -> None:
+        """Open for reading only, with no writer thread and no wake-ups sent. Without
+        LMDB's reader table when this process may not write the lock file: then a writer
+        in another process could reuse pages a long read still looks at, so reads here
+        are short (one listing, one run)."""
+        if not os.path.isdir(self.path):
+            raise StoreError(f"cannot open the store at {self.path!r}: no such directory")
+        lock = os.access(os.path.join(self.path, "lock.mdb"), os.W_OK)
+        self.writemap = False
+        try:
+            self.env = _lmdb.open(
+                self.path,
+                map_size=_data_size(self.path),
+                max_dbs=16,
+                readahead=False,
+                max_readers=MAX_READERS,
+                readonly=True,
+                lock=lock,
+            )
+            self._open_dbs()
+        except (_lmdb.Error, OSError) as exc:
+            env = getattr(self, "env", None)
+            if env is not None:
+                env.close()
+            raise _store_error(exc, f"cannot open the store at {self.path!r} to read it") from exc
+        self.resize_gate = _ResizeGate()
+        self._writing = threading.Lock()  # taken to adopt a map size another process set
 
     def _open_env(self, map_size: int) -> None:
         """Open the environment (under ``_sizing``), with a writable map where the
@@ -279,6 +318,8 @@ class _Env:
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
         thread when nothing could share its commit (the module's docstring says when)."""
+        if self.readonly:
+            raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
         lone = append_of is not None and (not self.synced or append_of == self._last_append)
         self._last_append = append_of
         if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
@@ -320,9 +361,10 @@ class _Env:
         return self._alone_now
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self.waker.close()
+        if not self.readonly:
+            self._queue.put(None)
+            self._thread.join()
+            self.waker.close()
         self.env.close()
 
     def _write_loop(self) -> None:
@@ -710,9 +752,17 @@ _envs: dict[tuple[str, str], _Env] = {}
 _envs_lock = threading.Lock()
 
 
-def _acquire(path: str, durability: str, map_size: int, max_map_size: int) -> _Env:
+def _acquire(
+    path: str, durability: str, map_size: int, max_map_size: int, readonly: bool = False
+) -> _Env:
+    """The process's environment of ``path``; ``readonly``: one opened for reading only,
+    unless the store is open for writing already (which reads as well)."""
+    if readonly:
+        durability = READONLY
     key = (os.path.realpath(path), durability)
     with _envs_lock:
+        if readonly:
+            key = next((k for k in _envs if k[0] == key[0]), key)
         other = [k for k in _envs if k[0] == key[0] and k != key]
         if other:
             raise ConfigurationError(
@@ -721,7 +771,7 @@ def _acquire(path: str, durability: str, map_size: int, max_map_size: int) -> _E
             )
         env = _envs.get(key)
         if env is None:
-            env = _envs[key] = _Env(path, durability, map_size, max_map_size)
+            env = _envs[key] = _Env(path, key[1], map_size, max_map_size, readonly)
         env.users += 1
         return env
 
@@ -775,6 +825,7 @@ class LmdbStore(Store):
         durability: str = "fsync",
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = MAX_MAP_SIZE,
+        readonly: bool = False,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
@@ -790,6 +841,7 @@ class LmdbStore(Store):
         self.path = path
         self.url = f"lmdb://{os.path.abspath(path)}"
         self.durability = durability
+        self.readonly = readonly
         self.map_size = map_size
         self.max_map_size = max_map_size
         self._env: _Env | None = None
@@ -797,8 +849,11 @@ class LmdbStore(Store):
 
     async def open(self) -> None:
         if self._env is None:
-            self._env = _acquire(self.path, self.durability, self.map_size, self.max_map_size)
-            self._listener = WakeListener(self.path)  # from now on no change is missed
+            self._env = _acquire(
+                self.path, self.durability, self.map_size, self.max_map_size, self.readonly
+            )
+            if not self.readonly:  # (read-only: registering a listener is a write)
+                self._listener = WakeListener(self.path)  # from now on no change is missed
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -1066,8 +1121,11 @@ class LmdbStore(Store):
         return result
 
     async def wait_changed(self, timeout: float) -> None:
-        if self._listener is None:
+        if self._env is None:
             raise StoreError("the store is closed")
+        if self._listener is None:  # read-only: no wake-ups reach it; look again in a while
+            await asyncio.sleep(timeout)
+            return
         await self._listener.wait(timeout)
 
     async def get_run(self, run_id: str) -> RunInfo:
