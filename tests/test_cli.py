@@ -99,6 +99,45 @@ async def cli_approval(ctx: WorkflowContext) -> dict:
 @workflow
 async def cli_held(ctx: WorkflowContext, path: str) -> str:
     return await ctx.step(cli_wait_for_file, path)
+
+
+@function
+async def waits_logging_step(ctx: FunctionContext) -> int:
+    ctx.logger.info("inside the step")
+    return 1
+
+
+@workflow
+async def waits_long_sleep(ctx: WorkflowContext) -> str:
+    await ctx.step(waits_logging_step)
+    await ctx.sleep(3600)
+    return "awake"
+
+
+@workflow
+async def waits_short_sleep(ctx: WorkflowContext) -> str:
+    await ctx.sleep(1.5)
+    return "awake"
+
+
+@workflow
+async def waits_for_approval(ctx: WorkflowContext) -> dict:
+    return await ctx.wait_for_event("approved", timeout=3600)
+
+
+@workflow
+async def waits_child(ctx: WorkflowContext) -> int:
+    return 7
+
+
+@workflow
+async def waits_parent(ctx: WorkflowContext) -> int:
+    return await ctx.step(waits_child)
+
+
+@workflow
+async def waits_says_a_lot(ctx: WorkflowContext, words: str) -> None:
+    raise ValueError(words)
 '''
 
 
@@ -685,60 +724,6 @@ def test_fork_starts_a_new_run_from_a_step(store: Path, flows: Path) -> None:
 
 # ---------------------------------------------------------------- every surface tells the truth
 
-WAITING_FLOWS = '''
-"""Workflows that wait, for the CLI's tests of what a waiting run looks like."""
-from surestep import FunctionContext, WorkflowContext, function, workflow
-
-
-@function
-async def waits_logging_step(ctx: FunctionContext) -> int:
-    ctx.logger.info("inside the step")
-    return 1
-
-
-@workflow
-async def waits_long_sleep(ctx: WorkflowContext) -> str:
-    await ctx.step(waits_logging_step)
-    await ctx.sleep(3600)
-    return "awake"
-
-
-@workflow
-async def waits_short_sleep(ctx: WorkflowContext) -> str:
-    await ctx.sleep(1.5)
-    return "awake"
-
-
-@workflow
-async def waits_for_approval(ctx: WorkflowContext) -> dict:
-    return await ctx.wait_for_event("approved", timeout=3600)
-
-
-@workflow
-async def waits_child(ctx: WorkflowContext) -> int:
-    return 7
-
-
-@workflow
-async def waits_parent(ctx: WorkflowContext) -> int:
-    return await ctx.step(waits_child)
-
-
-@workflow
-async def waits_says_a_lot(ctx: WorkflowContext, words: str) -> None:
-    raise ValueError(words)
-'''
-
-
-@pytest.fixture
-def waiting_flows(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "waiting_flows.py"
-    path.write_text(WAITING_FLOWS)
-    saved = list(sys.path)
-    yield path
-    sys.path[:] = saved
-    sys.modules.pop("waiting_flows", None)
-
 
 def started_run(store: Path, flows: Path, workflow: str, status: str, *args: Any) -> str:
     """A run started and executed here until it has ``status`` (long sleeps give the run
@@ -770,10 +755,8 @@ def stderr_until(proc: subprocess.Popen[str], fragment: str, timeout: float = 60
     raise AssertionError(f"no {fragment!r} on stderr: {''.join(seen)}")
 
 
-def test_a_durable_sleep_is_shown_as_waiting_until_its_time(
-    store: Path, waiting_flows: Path
-) -> None:
-    run_id = started_run(store, waiting_flows, "waits_long_sleep", "waiting")
+def test_a_durable_sleep_is_shown_as_waiting_until_its_time(store: Path, flows: Path) -> None:
+    run_id = started_run(store, flows, "waits_long_sleep", "waiting")
     shown = installed(store, "show", run_id)
     assert shown.returncode == 0, shown.stderr
     with_json = json.loads(installed(store, "show", run_id, "--json").stdout)
@@ -800,10 +783,8 @@ def test_a_durable_sleep_is_shown_as_waiting_until_its_time(
     assert inside["seq"] == 0 == with_json["steps"][0]["seq"]
 
 
-def test_an_event_wait_says_its_event_and_hides_its_deadline(
-    store: Path, waiting_flows: Path
-) -> None:
-    run_id = started_run(store, waiting_flows, "waits_for_approval", "waiting")
+def test_an_event_wait_says_its_event_and_hides_its_deadline(store: Path, flows: Path) -> None:
+    run_id = started_run(store, flows, "waits_for_approval", "waiting")
     shown = installed(store, "show", run_id)
     assert "waiting: event approved (until " in shown.stdout
     assert "@deadline" not in shown.stdout
@@ -812,21 +793,19 @@ def test_an_event_wait_says_its_event_and_hides_its_deadline(
     assert "@deadline" in everything.stdout
 
 
-def test_run_shows_a_sleep_as_waiting_not_done(store: Path, waiting_flows: Path) -> None:
-    done = installed(store, "run", f"{waiting_flows}:waits_short_sleep")
+def test_run_shows_a_sleep_as_waiting_not_done(store: Path, flows: Path) -> None:
+    done = installed(store, "run", f"{flows}:waits_short_sleep")
     assert done.returncode == 0, done.stderr
     (sleep,) = [line for line in done.stderr.splitlines() if "@sleep" in line]
     assert "waiting until" in sleep and "✓" not in sleep
     assert json.loads(done.stdout) == "awake"
 
 
-def test_run_warns_at_once_when_the_run_waits_for_another_version(
-    store: Path, waiting_flows: Path
-) -> None:
-    deployed = installed(store, "deploy", str(waiting_flows), "--version", "yesterday")
+def test_run_warns_at_once_when_the_run_waits_for_another_version(store: Path, flows: Path) -> None:
+    deployed = installed(store, "deploy", str(flows), "--version", "yesterday")
     assert deployed.returncode == 0, deployed.stderr
     proc = subprocess.Popen(
-        [*surestep_command(), "--store", str(store), "run", f"{waiting_flows}:waits_child"],
+        [*surestep_command(), "--store", str(store), "run", f"{flows}:waits_child"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -895,10 +874,8 @@ def test_a_store_path_that_is_a_file_gets_one_message_from_every_command(
     assert path.read_text() == "hello"
 
 
-def test_a_short_id_shared_by_a_parent_and_its_child_lists_both(
-    store: Path, waiting_flows: Path
-) -> None:
-    done = installed(store, "run", f"{waiting_flows}:waits_parent", "-q")
+def test_a_short_id_shared_by_a_parent_and_its_child_lists_both(store: Path, flows: Path) -> None:
+    done = installed(store, "run", f"{flows}:waits_parent", "-q")
     assert done.returncode == 0, done.stderr
     (parent,) = run_ids(store, "--workflow", "waits_parent")
     (child,) = run_ids(store, "--workflow", "waits_child")
@@ -912,9 +889,9 @@ def test_a_short_id_shared_by_a_parent_and_its_child_lists_both(
     assert json.loads(installed(store, "show", child[:16], "--json").stdout)["run_id"] == child
 
 
-def test_long_lines_are_not_wrapped_outside_a_terminal(store: Path, waiting_flows: Path) -> None:
+def test_long_lines_are_not_wrapped_outside_a_terminal(store: Path, flows: Path) -> None:
     words = "a-long-message-" * 12
-    done = installed(store, "run", f"{waiting_flows}:waits_says_a_lot", words)
+    done = installed(store, "run", f"{flows}:waits_says_a_lot", words)
     assert done.returncode == 1
     (failed,) = [line for line in done.stderr.splitlines() if "failed:" in line]
     assert failed.endswith(f"ValueError: {words}")
