@@ -815,6 +815,11 @@ def test_run_warns_at_once_when_the_run_waits_for_another_version(store: Path, f
         said = stderr_until(proc, "surestep: warning:")
         assert "waits for a worker serving waits_child version yesterday" in said
         assert "deploy it to make it current" in said
+        served = said.split("served now: ")[1].split()[0]  # the edited code's version
+        (row,) = json.loads(installed(store, "runs", "--json").stdout)
+        assert row["status_text"] == (
+            f"waiting: a worker serving waits_child yesterday (served now: {served})"
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
@@ -823,7 +828,9 @@ def test_run_warns_at_once_when_the_run_waits_for_another_version(store: Path, f
         assert proc.stdout is not None
         proc.stdout.close()
     (row,) = json.loads(installed(store, "runs", "--json").stdout)
-    assert row["status_text"] == "waiting: a worker serving waits_child yesterday"
+    assert row["status_text"] == (
+        "waiting: a worker serving waits_child yesterday (no live engine serves waits_child)"
+    )
 
 
 def test_send_to_a_finished_run_fails(store: Path, flows: Path) -> None:

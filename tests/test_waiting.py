@@ -137,3 +137,27 @@ async def test_a_run_status_says_what_it_waits_for(store_url: str) -> None:
         assert (await waiting.info()).status_text == "completed"
         with pytest.raises(RunFinishedError, match="has finished"):
             await engine.send_event(waiting.run_id, "approved", True)
+
+
+async def test_a_client_start_warns_when_no_live_engine_serves_its_version(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @workflow(version="v7")
+    async def served_flow(ctx: WorkflowContext) -> int:
+        return 7
+
+    async with Engine(store_url, execute=False) as client:
+        with caplog.at_level(logging.WARNING, logger="surestep.engine"):
+            first = await client.start(served_flow)
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert first.run_id in warning and "served_flow version v7" in warning
+        assert "no live engine serves served_flow" in warning
+        caplog.clear()
+        async with Engine(store_url) as worker:  # live, serving v7, from its open
+            (live,) = await client.live_engines()
+            assert (live.owner, live.served) == (worker.owner, {"served_flow": "v7"})
+            await asyncio.sleep(1.1)  # past the client's one-second memory of the registry
+            with caplog.at_level(logging.WARNING, logger="surestep.engine"):
+                await client.start(served_flow)
+            assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert await client.live_engines() == []  # withdrawn as it closed

@@ -60,7 +60,16 @@ from .errors import (
     SurestepError,
     UnknownWorkflowError,
 )
-from .store.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, STATUSES, RunInfo
+from .store.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STATUSES,
+    LiveEngine,
+    RunInfo,
+)
 from .web.views import (
     call_text,
     children_json,
@@ -69,6 +78,7 @@ from .web.views import (
     is_internal,
     log_lines,
     run_json,
+    status_text,
     step_json,
     steps_json,
 )
@@ -728,9 +738,9 @@ def runs_command(
     from rich.table import Table
     from rich.text import Text
 
-    runs = run_loop(_runs(store, status, workflow, limit or None))
+    runs, live = run_loop(_runs(store, status, workflow, limit or None))
     if as_json:
-        _echo_json([run_json(run) for run in runs])
+        _echo_json([run_json(run, live) for run in runs])
         return
     out = _stdout()
     if not runs:
@@ -753,7 +763,7 @@ def runs_command(
         row = [
             Text(run.run_id),
             Text(run.workflow).append(f" {run.version}", style="dim"),  # runs wait for it
-            Text(run.status_text, style=STATUS_STYLE.get(run.status, "")),
+            Text(status_text(run, live), style=STATUS_STYLE.get(run.status, "")),
             Text(started[5:19] if wide else started[11:19]),
             Text(format_duration(run_json(run)["duration"])),
         ]
@@ -767,9 +777,10 @@ def runs_command(
 
 async def _runs(
     store: str, status: str | None, workflow: str | None, limit: int | None
-) -> list[RunInfo]:
+) -> tuple[list[RunInfo], list[LiveEngine]]:
     async with _engine(store, reading=True) as engine:
-        return await engine.runs(status=status, workflow=workflow, limit=limit)
+        runs = await engine.runs(status=status, workflow=workflow, limit=limit)
+        return runs, await engine.live_engines()
 
 
 # ---------------------------------------------------------------- show
@@ -789,9 +800,9 @@ def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: 
     from rich.table import Table
     from rich.text import Text
 
-    run, steps, children = run_loop(_show(store, run_id, internal))
+    run, steps, children, live = run_loop(_show(store, run_id, internal))
     if as_json:
-        _echo_json({**run_json(run), "steps": steps, "children": children})
+        _echo_json({**run_json(run, live), "steps": steps, "children": children})
         return
     out = _stdout()
     width = 10_000 if full else 60
@@ -801,7 +812,7 @@ def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: 
     took = format_duration(run_json(run)["duration"])
     head.add_row("run", Text(run.run_id))
     head.add_row("workflow", Text(f"{run.workflow}  (version {run.version})"))
-    head.add_row("status", Text(run.status_text, style=STATUS_STYLE.get(run.status, "")))
+    head.add_row("status", Text(status_text(run, live), style=STATUS_STYLE.get(run.status, "")))
     head.add_row("started", Text(format_time(run.created_at)))
     if run.finished:
         head.add_row("finished", Text(f"{format_time(run.updated_at)}  ({took})"))
@@ -869,11 +880,12 @@ def _print_traceback(out: Console, what: str, error: dict[str, Any]) -> None:
 
 async def _show(
     store: str, run_id: str, internal: bool
-) -> tuple[RunInfo, list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[RunInfo, list[dict[str, Any]], list[dict[str, Any]], list[LiveEngine]]:
     async with _engine(store, reading=True) as engine:
         run = await _resolve(engine, run_id)
         steps = await steps_json(engine, run, internal)
-        return run, steps, await children_json(engine, run, steps)
+        children = await children_json(engine, run, steps)
+        return run, steps, children, await engine.live_engines()
 
 
 # ---------------------------------------------------------------- logs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -39,11 +40,13 @@ from .store.base import (
     PENDING,
     RUNNING,
     WAITING,
+    LiveEngine,
     Owner,
     RunInfo,
     Store,
     claimable,
     new_run_id,
+    served_now,
 )
 from .telemetry import tracer_for
 
@@ -151,6 +154,8 @@ class Engine:
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
+        self._presence: asyncio.Task[None] | None = None
+        self._live_seen: tuple[float, list[LiveEngine]] = (-math.inf, [])
 
     # -- lifecycle
 
@@ -160,20 +165,23 @@ class Engine:
             self._opened = True
             self._admitting = asyncio.Semaphore(MAX_STARTING)
             if self.execute:
-                self._waker = asyncio.get_running_loop().create_task(
-                    self._wake_due(), name="surestep-timers"
-                )
+                loop = asyncio.get_running_loop()
+                self._waker = loop.create_task(self._wake_due(), name="surestep-timers")
+                await self._announce()  # live before its first run is started
+                self._presence = loop.create_task(self._stay_live(), name="surestep-presence")
         return self
 
     async def close(self) -> None:
         """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
         if not self._opened:
             return
-        for background in (self._heartbeat, self._waker):
+        for background in (self._heartbeat, self._waker, self._presence):
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
-        self._heartbeat = self._waker = None
+        if self._presence is not None:
+            await _quietly(self.store.withdraw(self.owner))
+        self._heartbeat = self._waker = self._presence = None
         active = [a.task for a in self._active.values() if a.task is not None]
         for task in active:
             task.cancel()
@@ -234,16 +242,36 @@ class Engine:
         await self.store.create_run(run, owner, self.lease_seconds, follow_deployment=True)
         if run.owner is not None:  # else a client, or another version is current: a
             self._launch(spec, run, replay=False)  # worker serving it claims the run
-        elif run.version != spec.version:
-            log.warning(
-                "run %s waits for a worker serving %s version %s, the one deployed; this "
-                "code is version %s (deploy it to make it current)",
-                run.run_id,
-                spec.name,
-                run.version,
-                spec.version,
-            )
+        else:
+            await self._warn_if_unserved(run, spec)
         return RunHandle(self, run.run_id)
+
+    async def _warn_if_unserved(self, run: RunInfo, spec: WorkflowSpec) -> None:
+        """Warn when no live engine serves the version a new run waits for."""
+        now = time.monotonic()
+        if now - self._live_seen[0] > 1.0:  # a burst of starts reads the registry once
+            self._live_seen = (now, await self.live_engines())
+        live = self._live_seen[1]
+        if any(engine.serves(run.workflow, run.version) for engine in live):
+            return
+        why = (
+            f"the one deployed; this code is version {spec.version} (deploy it to make it current)"
+            if run.version != spec.version
+            else "and this process does not execute runs"
+        )
+        log.warning(
+            "run %s waits for a worker serving %s version %s, %s; %s",
+            run.run_id,
+            run.workflow,
+            run.version,
+            why,
+            served_now(live, run.workflow),
+        )
+
+    async def live_engines(self) -> list[LiveEngine]:
+        """The engines executing runs over this store now, with the versions they serve."""
+        await self.open()
+        return await self.store.live_engines()
 
     async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
         """Start a run and wait for its result."""
@@ -281,16 +309,18 @@ class Engine:
                     elsewhere.setdefault((run.workflow, run.version), []).append(run.run_id)
                 elif version is not None and status == WAITING and run.run_id not in taken:
                     handles.append(RunHandle(self, run.run_id))  # its timer resumes it here
+        live = await self.store.live_engines() if elsewhere else []
         for (workflow, version), run_ids in sorted(elsewhere.items()):
             more = f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
             log.warning(
                 "%d unfinished run(s) of %s version %s are left for a worker serving that "
-                "version (this process serves %s): %s; list them with `surestep runs "
+                "version (this process serves %s; %s): %s; list them with `surestep runs "
                 "--workflow %s`",
                 len(run_ids),
                 workflow,
                 version,
                 served[workflow],
+                served_now(live, workflow),
                 ", ".join(run_ids[:5]) + more,
                 workflow,
             )
@@ -618,6 +648,19 @@ class Engine:
             except StoreError:
                 log.exception("resuming due runs failed; retrying")
                 await asyncio.sleep(1.0)
+
+    async def _announce(self) -> None:
+        await self.store.announce(self.owner, served_versions(), self.lease_seconds)
+
+    async def _stay_live(self) -> None:
+        """Renew this engine's entry among the live engines (with the versions it serves
+        now), a third of a lease apart."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._announce()
+            except StoreError:
+                log.exception("announcing this engine failed; retrying")
 
     async def _beat(self) -> None:
         """Renew the leases of the runs executing here, a third of a lease apart."""

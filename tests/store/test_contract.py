@@ -584,6 +584,30 @@ async def test_an_event_for_a_finished_run_is_refused_and_not_kept(backend: Back
         assert "has finished (completed)" in str(refused.value)
 
 
+async def test_engines_announce_the_versions_they_serve_until_they_withdraw(
+    backend: Backend, dead_pid: int
+) -> None:
+    async with backend.opened() as store:
+        host = socket.gethostname()
+        here, gone, dead = (
+            f"{host}:{os.getpid()}:a",
+            f"{host}:{os.getpid()}:b",
+            f"{host}:{dead_pid}:c",
+        )
+        await store.announce(here, {"wf": "v1", "other": "v9"}, LONG)
+        await store.announce(gone, {"wf": "v2"}, LONG)
+        await store.announce(dead, {"wf": "v3"}, LONG)  # its process is gone
+        await store.announce("elsewhere:1:d", {"wf": "v4"}, -1)  # its time ran out
+        live = {e.owner: e for e in await store.live_engines()}
+        assert set(live) == {here, gone}
+        assert live[here].served == {"wf": "v1", "other": "v9"}
+        assert live[here].serves("wf", "v1") and not live[here].serves("wf", "v2")
+        assert live[here].alive_until == pytest.approx(time.time() + LONG, abs=5)
+        await store.announce(gone, {"wf": "v5"}, LONG)  # renewed, with what it serves now
+        await store.withdraw(here)
+        assert [(e.owner, e.served) for e in await store.live_engines()] == [(gone, {"wf": "v5"})]
+
+
 async def test_an_event_wakes_the_run_waiting_for_it(backend: Backend) -> None:
     async with backend.opened() as store:
         run = new_run()

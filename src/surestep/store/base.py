@@ -170,6 +170,26 @@ class Owner:
         return False
 
 
+@dataclass(frozen=True)
+class LiveEngine:
+    """An engine that executes runs, as it announced itself in the store."""
+
+    owner: str
+    served: dict[str, str]  # workflow -> the version it executes
+    alive_until: float
+
+    def serves(self, workflow: str, version: str) -> bool:
+        return self.served.get(workflow) == version
+
+
+def served_now(live: Sequence[LiveEngine], workflow: str) -> str:
+    """Which versions of ``workflow`` the live engines serve, in words."""
+    versions = sorted({e.served[workflow] for e in live if workflow in e.served})
+    if not versions:
+        return f"no live engine serves {workflow}"
+    return f"served now: {', '.join(versions)}"
+
+
 def child_run_id(parent_id: str, seq: int) -> str:
     """The child started by step ``seq`` of ``parent_id``: derived, so that a parent
     replayed after a crash finds the child it started instead of starting another."""
@@ -259,6 +279,21 @@ class Store(abc.ABC):
         ``workflows`` maps each workflow served here to its version, as for
         :meth:`claim_available`. Overdue timers of other versions are not this
         engine's to wait for (they wait for a worker serving their version)."""
+
+    # -- live engines
+
+    @abc.abstractmethod
+    async def announce(self, owner: str, served: Mapping[str, str], lease_s: float) -> None:
+        """Record ``owner`` as a live engine executing the ``served`` versions (workflow
+        -> version) for ``lease_s`` seconds; renewed with its heartbeat."""
+
+    @abc.abstractmethod
+    async def withdraw(self, owner: str) -> None:
+        """Forget ``owner`` (an engine closing)."""
+
+    @abc.abstractmethod
+    async def live_engines(self) -> list[LiveEngine]:
+        """The engines announced and not expired, nor dead on this host."""
 
     # -- deployments
 

@@ -17,6 +17,7 @@ Layout (named databases in one environment):
 ``logs``     run key + big-endian step position (u32) + index (u16) -> log line (JSON)
 ``state``    scope + NUL + key -> version u64 + value (JSON; empty once deleted)
 ``deploys``  big-endian time (ns) -> deployment (JSON)
+``engines``  owner (UTF-8) -> the versions it serves and until when it is live (JSON)
 
 Writes go through one writer thread per environment that does group commit:
 every operation queued while the previous transaction committed rides the next
@@ -91,6 +92,8 @@ from .base import (
     PENDING,
     RUNNING,
     WAITING,
+    LiveEngine,
+    Owner,
     RunInfo,
     Store,
     claimable,
@@ -265,10 +268,21 @@ class _Env:
                 self.logs = self.env.open_db(b"logs")
                 self.state = self.env.open_db(b"state")
                 self.deploys = self.env.open_db(b"deploys")
+                self.engines = self._open_added(b"engines")
                 return
             except _lmdb.MapResizedError:  # another process grew the map since it opened
                 self._take_size()
         raise StoreError(f"the store at {self.path!r} kept being resized while opening")
+
+    def _open_added(self, name: bytes) -> int | None:
+        """A database later releases added: made where missing, unless read-only (then
+        ``None``: a store no engine of this release has written has none)."""
+        try:
+            return self.env.open_db(name)
+        except _lmdb.Error:
+            if self.readonly:
+                return None
+            raise
 
     def deployed_version(self, txn: Any, workflow: str) -> str | None:
         """The last version of ``workflow`` deployed, inside a write transaction. The
@@ -1157,6 +1171,38 @@ class LmdbStore(Store):
 
         result: list[RunInfo] = self.env.read(scan)
         return result
+
+    # -- live engines
+
+    async def announce(self, owner: str, served: Mapping[str, str], lease_s: float) -> None:
+        row = orjson.dumps({"served": dict(served), "until": time.time() + lease_s})
+
+        def op(txn: Any) -> None:
+            txn.put(owner.encode(), row, db=self.env.engines)
+
+        await self.env.submit(op)
+
+    async def withdraw(self, owner: str) -> None:
+        def op(txn: Any) -> None:
+            txn.delete(owner.encode(), db=self.env.engines)
+
+        await self.env.submit(op)
+
+    async def live_engines(self) -> list[LiveEngine]:
+        db = self.env.engines
+        if db is None:
+            return []
+
+        def scan(txn: Any) -> list[tuple[str, dict[str, Any]]]:
+            return [(bytes(k).decode(), orjson.loads(v)) for k, v in txn.cursor(db=db)]
+
+        now = time.time()
+        live = []
+        for owner, row in self.env.read(scan):
+            parsed = Owner.parse(owner)
+            if row["until"] > now and not (parsed is not None and parsed.is_dead()):
+                live.append(LiveEngine(owner, row["served"], row["until"]))
+        return live
 
     # -- deployments
 

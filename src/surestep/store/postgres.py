@@ -83,6 +83,7 @@ from .base import (
     PENDING,
     RUNNING,
     WAITING,
+    LiveEngine,
     Owner,
     RunInfo,
     Store,
@@ -203,6 +204,11 @@ INDEXES = {
     # not a scan of every deployment ever made.
     "deployments_by_workflow": "CREATE INDEX IF NOT EXISTS deployments_by_workflow "
     "ON {s}.deployments (workflow, id)",
+    # The live engines and the versions they serve (a table no earlier release reads or
+    # writes, made where missing like an index; known by its primary key's index).
+    "engines_pkey": "CREATE TABLE IF NOT EXISTS {s}.engines ("
+    'owner text COLLATE "C" PRIMARY KEY, served jsonb NOT NULL, '
+    "alive_until timestamptz NOT NULL)",
 }
 
 # The columns of a RunInfo, from a ``runs`` row aliased ``r`` (see _run_of).
@@ -1065,6 +1071,38 @@ class PostgresStore(Store):
             + f" ORDER BY r.run_id DESC LIMIT ${len(args)}::bigint"
         )
         return [_run_of(r) for r in await self._fetch(sql, *args, what="list runs")]
+
+    # -- live engines
+
+    async def announce(self, owner: str, served: Mapping[str, str], lease_s: float) -> None:
+        await self._fetch(
+            f"""INSERT INTO {self._s}.engines (owner, served, alive_until)
+                VALUES ($1, $2::jsonb, now() + make_interval(secs => $3))
+                ON CONFLICT (owner) DO UPDATE
+                SET served = excluded.served, alive_until = excluded.alive_until""",
+            owner,
+            orjson.dumps(dict(served)).decode(),
+            lease_s,
+            what="announce an engine",
+        )
+
+    async def withdraw(self, owner: str) -> None:
+        await self._fetch(
+            f"DELETE FROM {self._s}.engines WHERE owner = $1", owner, what="withdraw an engine"
+        )
+
+    async def live_engines(self) -> list[LiveEngine]:
+        rows = await self._fetch(
+            f"""SELECT owner, served::text, extract(epoch FROM alive_until)::float8
+                FROM {self._s}.engines WHERE alive_until > now() ORDER BY owner""",
+            what="read the live engines",
+        )
+        live = []
+        for owner, served, until in rows:
+            parsed = Owner.parse(owner)
+            if not (parsed is not None and parsed.is_dead()):
+                live.append(LiveEngine(owner, orjson.loads(served), until))
+        return live
 
     # -- deployments
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,7 +16,15 @@ import orjson
 if TYPE_CHECKING:  # not at run time: the CLI imports this module and starts without asyncio
     from ..engine import Engine, JournalEntry
 from ..errors import RunNotFoundError
-from ..store.base import CANCELLED, COMPLETED, FAILED, RunInfo, child_run_id
+from ..store.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LiveEngine,
+    RunInfo,
+    child_run_id,
+    served_now,
+)
 
 #: Records the runtime writes for its own bookkeeping (a wait's deadline, a patch
 #: marker): hidden unless asked for.
@@ -25,17 +33,27 @@ INTERNAL_PREFIXES = ("@deadline", "@patch:")
 WAITING = "waiting"
 
 
+def status_text(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> str:
+    """``run.status_text``; for a run waiting for a worker, and given the live engines,
+    with the versions of its workflow they serve."""
+    text = run.status_text
+    if live is not None and text.startswith("waiting: a worker serving"):
+        text += f" ({served_now(live, run.workflow)})"
+    return text
+
+
 def is_internal(name: str) -> bool:
     return name.startswith(INTERNAL_PREFIXES)
 
 
-def run_json(run: RunInfo) -> dict[str, Any]:
+def run_json(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> dict[str, Any]:
     """A run as JSON: its row, ``finished``, ``status_text`` (what an unfinished run
-    waits for) and ``duration`` (seconds; ``None`` while running)."""
+    waits for: with ``live``, the engines live now, which versions they serve) and
+    ``duration`` (seconds; ``None`` while running)."""
     data = run.to_dict()
     data.pop("fence", None)  # a lease detail, meaningless outside the store
     data["finished"] = run.finished
-    data["status_text"] = run.status_text
+    data["status_text"] = status_text(run, live)
     data["duration"] = max(run.updated_at - run.created_at, 0.0) if run.finished else None
     return data
 
