@@ -299,6 +299,7 @@ class Engine:
             if len(claimed) < batch:
                 break
             batch = min(batch * 4, 1024)
+        await asyncio.sleep(0)  # the runs claimed take their first steps before the scans
         served = served_versions()
         taken = {handle.run_id for handle in handles}
         elsewhere: dict[tuple[str, str], list[str]] = {}
