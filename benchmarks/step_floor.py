@@ -145,13 +145,15 @@ def stripped_steps() -> Iterator[None]:
             _core.KIND_STEP, seq, 1, fn.__surestep__.name, None, input_json,
             orjson.dumps(output), True, started, time.time(),
         )  # fmt: skip
-        await ctx._store.append(ctx.run_id, ctx._fence, seq, record)
+        recorder = ctx._recorder
+        await recorder.store.append(ctx.run_id, recorder.fence, seq, record)
         return output
 
     def stripped_step(ctx: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs or ctx._seq <= ctx._replay_max or ctx._pending:
+        recorder = ctx._recorder
+        if kwargs or recorder.seq <= recorder.replay_max or recorder.pending:
             return step(ctx, target, *args, **kwargs)
-        seq, ctx._seq = ctx._seq, ctx._seq + 1
+        seq = recorder.take_seq()
         return run(ctx, target, args, seq)
 
     def stripped_append(store: Any, run_id: str, fence: int, seq: int, record: bytes) -> Any:

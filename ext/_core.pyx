@@ -3,7 +3,7 @@
 
 Pure functions and small classes over bytes: no I/O, no asyncio. The topics live in
 ``ext/*.pxi`` and are included here so that calls between them stay C calls (the uvloop
-layout). The public contract is ``src/surestep/_core.pyi``.
+layout). The public contract is ``src/surestep/_core.pyi``; the record format, ``_format.pxd``.
 """
 
 cimport cython
@@ -20,38 +20,13 @@ from surestep.errors import JournalCorruptError, NonDeterminismError, Unsupporte
 
 # ---------------------------------------------------------------- constants (frozen)
 
+from _format cimport *  # the record format, defined once: ext/_format.pxd
+
 cdef extern from *:
     """
-    #define SS_FORMAT_VERSION 2  /* written; format 1 is still read */
-    #define SS_HEADER_SIZE 32
-    #define SS_CHECKED_HEADER 28  /* the checksum covers header[0:28] + payload */
-    #define SS_RUN_KEY_SIZE 16
-    #define SS_STEP_KEY_SIZE 20
-    #define SS_MAX_SEQ UINT64_C(0xFFFFFFFF)
-    #define SS_MAX_ATTEMPT UINT64_C(0xFFFF)
-    #define SS_MAX_PAYLOAD UINT64_C(0x7FFFFFFF)
     #define SS_MAX_U64 UINT64_C(0xFFFFFFFFFFFFFFFF)
-    #define SS_KIND_MIN 1  /* the KIND_* values are exactly SS_KIND_MIN..SS_KIND_MAX */
-    #define SS_KIND_MAX 7
-    /* "Surestep" in ASCII read as a big-endian integer; never change these. */
-    #define SS_NAME_SEED UINT64_C(0x5375726573746570)
-    #define SS_INPUT_SEED (SS_NAME_SEED ^ UINT64_C(1))
-    #define SS_CHECKSUM_SEED (SS_NAME_SEED ^ UINT64_C(2))
     """
-    const int SS_FORMAT_VERSION
-    const Py_ssize_t SS_HEADER_SIZE
-    const Py_ssize_t SS_CHECKED_HEADER
-    const Py_ssize_t SS_RUN_KEY_SIZE
-    const Py_ssize_t SS_STEP_KEY_SIZE
-    const uint64_t SS_MAX_SEQ
-    const uint64_t SS_MAX_ATTEMPT
-    const uint64_t SS_MAX_PAYLOAD
     const uint64_t SS_MAX_U64
-    const int SS_KIND_MIN
-    const int SS_KIND_MAX
-    const uint64_t SS_NAME_SEED
-    const uint64_t SS_INPUT_SEED
-    const uint64_t SS_CHECKSUM_SEED
 
 FORMAT_VERSION = SS_FORMAT_VERSION
 HEADER_SIZE = SS_HEADER_SIZE
@@ -63,16 +38,14 @@ NAME_SEED = SS_NAME_SEED
 INPUT_SEED = SS_INPUT_SEED
 CHECKSUM_SEED = SS_CHECKSUM_SEED
 
-KIND_STEP = 1
-KIND_STEP_ERROR = 2
-KIND_SLEEP = 3
-KIND_EVENT = 4
-KIND_VALUE = 5
-KIND_CHILD = 6
-KIND_STATE = 7
-KINDS = frozenset(
-    {KIND_STEP, KIND_STEP_ERROR, KIND_SLEEP, KIND_EVENT, KIND_VALUE, KIND_CHILD, KIND_STATE}
-)
+KIND_STEP = SS_KIND_STEP
+KIND_STEP_ERROR = SS_KIND_STEP_ERROR
+KIND_SLEEP = SS_KIND_SLEEP
+KIND_EVENT = SS_KIND_EVENT
+KIND_VALUE = SS_KIND_VALUE
+KIND_CHILD = SS_KIND_CHILD
+KIND_STATE = SS_KIND_STATE
+KINDS = frozenset(range(SS_KIND_MIN, SS_KIND_MAX + 1))
 
 # ---------------------------------------------------------------- shared helpers
 

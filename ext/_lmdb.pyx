@@ -32,6 +32,8 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+from _format cimport SS_FORMAT_V1, SS_FORMAT_VERSION, SS_RUN_KEY_SIZE
+
 include "chunks.pxi"
 
 
@@ -181,7 +183,6 @@ cdef object _error(str what, int rc):
 
 # The journal's layout (surestep.store.lmdb's docstring has all of it).
 cdef enum:
-    _RUN_KEY = 16  # bytes of a run key
     _SHIFT = 6  # a group: the steps whose numbers agree but in the low 6 bits
     _IN_GROUP = (1 << _SHIFT) - 1
     _CHUNK = 1984  # most bytes of a chunk (inside a 4 KiB leaf page)
@@ -231,23 +232,23 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
     with room (a new chunk after the last), alone under its own key if larger than a
     chunk, or under its step key if it is of format 1. Nothing is written when a record
     of the step is there already."""
-    cdef uint8_t key[_RUN_KEY + 5]
+    cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
     cdef uint8_t joined[_CHUNK]
     cdef MDB_val k, v, room, old
     cdef int i, found, room_tail = -1
     rc[0] = 0
     room.mv_data, room.mv_size = NULL, 0
-    memcpy(key, run_key, _RUN_KEY)
+    memcpy(key, run_key, SS_RUN_KEY_SIZE)
     k.mv_data = key
     v.mv_data, v.mv_size = <void*>record, n
-    if n and record[0] == 1:  # format 1 (a fork of a run recorded by surestep 0.1)
-        _be32(key + _RUN_KEY, seq)
-        k.mv_size = _RUN_KEY + 4
+    if n and record[0] == SS_FORMAT_V1:  # format 1 (a fork of a run recorded by surestep 0.1)
+        _be32(key + SS_RUN_KEY_SIZE, seq)
+        k.mv_size = SS_RUN_KEY_SIZE + 4
         return _put_alone(txn, db, &k, &v, rc)
-    _be32(key + _RUN_KEY, seq >> _SHIFT)
-    k.mv_size = _RUN_KEY + 5
+    _be32(key + SS_RUN_KEY_SIZE, seq >> _SHIFT)
+    k.mv_size = SS_RUN_KEY_SIZE + 5
     for i in range(1 << _SHIFT):  # every chunk of the group, for a record of the step
-        key[_RUN_KEY + 4] = <uint8_t>(255 - i)
+        key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(255 - i)
         rc[0] = mdb_get(txn, db, &k, &v)
         if rc[0] == MDB_NOTFOUND:
             if room_tail < 0:
@@ -264,7 +265,7 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
             room_tail, room = 255 - i, v
     rc[0] = 0
     v.mv_data, v.mv_size = <void*>record, n
-    key[_RUN_KEY + 4] = <uint8_t>(seq & _IN_GROUP)  # where a record too large for a chunk goes
+    key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(seq & _IN_GROUP)  # where a record too large for a chunk goes
     if n > _CHUNK:
         return _put_alone(txn, db, &k, &v, rc)
     rc[0] = mdb_get(txn, db, &k, &old)
@@ -275,7 +276,7 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
     rc[0] = 0
     if room_tail < 0:  # cannot be: a group has as many chunks as steps
         return _CORRUPT_CHUNK
-    key[_RUN_KEY + 4] = <uint8_t>room_tail
+    key[SS_RUN_KEY_SIZE + 4] = <uint8_t>room_tail
     if room.mv_size:  # the chunk's bytes, then the record (the chunk's memory is LMDB's)
         memcpy(joined, room.mv_data, room.mv_size)
         memcpy(joined + room.mv_size, record, n)
@@ -293,7 +294,7 @@ cdef int _fence_holds(MDB_txn* txn, MDB_dbi leases, const uint8_t* run_key, uint
     cdef const uint8_t* p
     cdef uint64_t stored = 0
     cdef int i
-    k.mv_data, k.mv_size = <void*>run_key, _RUN_KEY
+    k.mv_data, k.mv_size = <void*>run_key, SS_RUN_KEY_SIZE
     rc[0] = mdb_get(txn, leases, &k, &v)
     if rc[0] == MDB_NOTFOUND:
         rc[0] = 0
@@ -320,7 +321,7 @@ cdef int _pending(object one, _Pending* p, list keep) except -1:
     """Fill ``p`` from one append of append_records: ``_APPENDED`` (to be tried) or
     ``_INVALID``; its bytes go to ``keep``, which outlives ``p``."""
     run_key, record = one.run_key, one.record
-    if type(run_key) is not bytes or len(<bytes>run_key) != _RUN_KEY:
+    if type(run_key) is not bytes or len(<bytes>run_key) != SS_RUN_KEY_SIZE:
         return _INVALID
     if type(record) is not bytes or not record:
         return _INVALID
@@ -637,8 +638,8 @@ cdef class Transaction:
         ``RECORDED_ALREADY`` / ``CORRUPT_CHUNK`` with nothing written."""
         cdef int rc
         self._check()
-        if len(run_key) != _RUN_KEY:
-            raise ValueError(f"a run key is {_RUN_KEY} bytes, got {len(run_key)}")
+        if len(run_key) != SS_RUN_KEY_SIZE:
+            raise ValueError(f"a run key is {SS_RUN_KEY_SIZE} bytes, got {len(run_key)}")
         if not record:
             raise ValueError("a record is never empty")
         self.mutations += 1

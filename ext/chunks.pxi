@@ -1,6 +1,7 @@
 # Reading format-2 records back to back (a chunk of the LMDB journal) without decoding
 # them: included by both _core.pyx (the codec) and _lmdb.pyx (the compiled journal append),
-# so that the one definition of a record's framing serves both. Needs libc.stdint's types.
+# so that the one definition of a record's framing serves both. Needs libc.stdint's types
+# and the format's constants (ext/_format.pxd).
 
 cdef extern from *:
     """
@@ -39,13 +40,13 @@ cdef inline bint _read_varint(const uint8_t* p, Py_ssize_t end, Py_ssize_t* pos,
 cdef inline int _chunk_holds(const uint8_t* p, Py_ssize_t n, uint64_t seq) noexcept nogil:
     """1 if the records in ``p[0:n]`` include one of step ``seq``, 0 if not, or
     SS_CHUNK_BAD_LENGTH / SS_CHUNK_BAD_SEQ where the framing cannot be read (each record:
-    version 2, varint length of kind..payload, kind, flags, varint seq, ..., 4-byte
+    SS_FORMAT_VERSION, varint length of kind..payload, kind, flags, varint seq, ..., 4-byte
     checksum)."""
     cdef Py_ssize_t pos = 0, at, end
     cdef uint64_t fields_len, v
     while pos < n:
         at = pos + 1
-        if (p[pos] != 2 or not _read_varint(p, n, &at, &fields_len)
+        if (p[pos] != SS_FORMAT_VERSION or not _read_varint(p, n, &at, &fields_len)
                 or fields_len < 2 or fields_len > <uint64_t>(n - at)
                 or <uint64_t>(n - at) - fields_len < 4):
             return SS_CHUNK_BAD_LENGTH

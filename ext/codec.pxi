@@ -1,60 +1,9 @@
-# The journal record codec. Two formats; this version writes format 2 and reads both.
-#
-# Format 2 (binary, self-delimiting, so one buffer may hold several records: the LMDB store
-# keeps many of a run's records in one value)::
-#
-#     u8      format version (2)
-#     varint  n: the length of the fields that follow
-#     fields  n bytes:
-#       u8      kind
-#       u8      flags (FLAG_*)
-#       varint  sequence number
-#       varint  attempt
-#       varint  t0: microseconds since the epoch                       (FLAG_T0)
-#       varint  t1: zigzag(t1 - t0) with FLAG_T0, else t1 itself       (FLAG_T1)
-#       varint  length, then the step's name (UTF-8)
-#       varint  length, then the key (UTF-8; decimal: FLAG_KEY_INT)    (FLAG_KEY)
-#       varint  length, then the canonical input JSON                  (FLAG_INPUT)
-#       body    the rest: the output JSON (FLAG_OUTPUT), else a JSON object of the
-#               kind's other fields
-#     u32     checksum: low 32 bits of XXH64(version byte .. end of fields, CHECKSUM_SEED)
-#
-# varint: unsigned LEB128, minimal. A step is matched on replay by comparing its name, key
-# and input with the recorded ones byte for byte: no hash collision can pass, and a
-# mismatch can say what was recorded.
-#
-# Format 1 (surestep 0.1; read, never written): a fixed 32-byte little-endian header, then
-# a JSON payload, one record per buffer::
-#
-#     0  u8   format version          16 u64  input digest
-#     1  u8   kind                    24 u32  payload length
-#     2  u16  attempt                 28 u32  checksum: low 32 bits of
-#     4  u32  sequence number                 XXH64(bytes[0:28] + payload, CHECKSUM_SEED)
-#     8  u64  step-name hash
+# The journal record codec: writes format 2, reads formats 2 and 1. The layout and the
+# constants are specified once, in ext/_format.pxd.
 #
 # Decoding never trusts its input: every read is bounded by the buffer's length, checked
 # before the read, and the record is copied out (an LMDB memoryview dies with its
 # transaction).
-
-cdef extern from *:
-    """
-    #define SS_FLAG_KEY 0x01
-    #define SS_FLAG_KEY_INT 0x02
-    #define SS_FLAG_INPUT 0x04
-    #define SS_FLAG_T0 0x08
-    #define SS_FLAG_T1 0x10
-    #define SS_FLAG_OUTPUT 0x20
-    #define SS_FLAGS_ALL 0x3F
-    #define SS_MAX_MICROS INT64_C(0x3FFFFFFFFFFFFFFF)
-    """
-    const uint8_t SS_FLAG_KEY
-    const uint8_t SS_FLAG_KEY_INT
-    const uint8_t SS_FLAG_INPUT
-    const uint8_t SS_FLAG_T0
-    const uint8_t SS_FLAG_T1
-    const uint8_t SS_FLAG_OUTPUT
-    const uint8_t SS_FLAGS_ALL
-    const int64_t SS_MAX_MICROS
 
 FLAG_KEY = SS_FLAG_KEY
 FLAG_KEY_INT = SS_FLAG_KEY_INT
@@ -150,7 +99,7 @@ cdef class Record:
     @property
     def input(self):
         """The canonical input JSON; None when the record has none (format 1: see payload)."""
-        if self.version == 1 or not (self.flags & SS_FLAG_INPUT):
+        if self.version == SS_FORMAT_V1 or not (self.flags & SS_FLAG_INPUT):
             return None
         return self._raw[self._input_at:self._input_at + self._input_len]
 
@@ -158,14 +107,14 @@ cdef class Record:
     def body(self):
         """Format 2: the output JSON (``FLAG_OUTPUT``), else a JSON object of the other
         fields. Format 1: None."""
-        if self.version == 1:
+        if self.version == SS_FORMAT_V1:
             return None
         return self._raw[self._body_at:self._body_at + self._body_len]
 
     @property
     def payload(self):
         """Format 1: the JSON payload after the header. Format 2: None."""
-        if self.version == 1:
+        if self.version == SS_FORMAT_V1:
             return self._raw[SS_HEADER_SIZE:]
         return None
 
@@ -182,18 +131,18 @@ cdef class Record:
     @property
     def name_hash(self):
         """``name_hash`` of the step's identity (the name, or ``name#key``)."""
-        return self._name_hash if self.version == 1 else _name_hash(self._ident)
+        return self._name_hash if self.version == SS_FORMAT_V1 else _name_hash(self._ident)
 
     @property
     def input_digest(self):
         """``input_digest`` of the canonical input (``null`` when there is none)."""
-        if self.version == 1:
+        if self.version == SS_FORMAT_V1:
             return self._input_digest
         inp = self.input
         return _input_digest(_NULL_JSON if inp is None else inp)
 
     def __repr__(self):
-        if self.version == 1:
+        if self.version == SS_FORMAT_V1:
             shown = repr(self.payload if len(self.payload) <= 64 else self.payload[:64])
             if len(self.payload) > 64:
                 shown += f"... ({len(self.payload)} bytes)"
@@ -370,9 +319,9 @@ cdef Record _decode_one(const uint8_t* p, Py_ssize_t n, Py_ssize_t* used):
     if n < 1:
         raise JournalCorruptError("empty journal record")
     cdef uint8_t version = p[0]
-    if version == 2:
+    if version == SS_FORMAT_VERSION:
         return _decode_v2(p, n, used)
-    if version == 1:
+    if version == SS_FORMAT_V1:
         used[0] = n
         return _decode_v1(p, n)
     if version > SS_FORMAT_VERSION:
@@ -416,11 +365,11 @@ cdef list _decode_all(object buf):
         p = <const uint8_t*>view.buf
         if view.len < 1:
             raise JournalCorruptError("empty journal record")
-        if p[0] != 2:
+        if p[0] != SS_FORMAT_VERSION:
             out.append(_decode(p, view.len))
             return out
         while pos < view.len:
-            if p[pos] == 1:  # format 1 stands alone in its value
+            if p[pos] == SS_FORMAT_V1:  # format 1 stands alone in its value
                 raise JournalCorruptError(
                     f"journal value has a format-1 record after {len(out)} format-2 record(s)",
                     seq=(<Record>out[len(out) - 1]).seq,

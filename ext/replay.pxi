@@ -75,7 +75,7 @@ cdef class ReplayIndex:
             return NOT_RECORDED
         if rec.kind != KIND_STEP:
             return rec
-        if rec.version != 1:
+        if rec.version != SS_FORMAT_V1:
             if not rec.flags & SS_FLAG_OUTPUT:
                 return rec
             try:
@@ -102,7 +102,7 @@ cdef class ReplayIndex:
         cdef Py_buffer view
         cdef const char* recorded
         cdef Py_ssize_t recorded_len
-        if rec.version == 1:
+        if rec.version == SS_FORMAT_V1:
             same = (rec._name_hash == _name_hash(ident)
                     and rec._input_digest == _input_digest(input_canonical))
         else:
@@ -122,7 +122,7 @@ cdef class ReplayIndex:
             raise NonDeterminismError(
                 seq,
                 recorded={"name": rec._ident, "kind": rec.kind, "input": rec.input}
-                if rec.version != 1 else {
+                if rec.version != SS_FORMAT_V1 else {
                     "name_hash": f"{rec._name_hash:016x}",
                     "input_digest": f"{rec._input_digest:016x}",
                     "kind": rec.kind,

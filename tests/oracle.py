@@ -1,9 +1,8 @@
 """A slow, obviously correct pure-Python model of ``surestep._core``, for tests only.
 
 Written from the specs (XXH64: github.com/Cyan4973/xxHash ``doc/xxhash_spec.md``; the
-record formats: ``src/surestep/_core.pyi`` and the comment atop ``ext/codec.pxi``) with
-Python ints and :mod:`struct`, sharing no code with the Cython sources, so the two can
-check each other.
+record formats: ``ext/_format.pxd``) with Python ints and :mod:`struct`, sharing no code
+with the Cython sources, so the two can check each other.
 
 It writes format 2 (``encode_record``) and, unlike the core, format 1 too
 (``encode_record_v1``: tests need the bytes surestep 0.1 wrote); it reads both.

@@ -103,7 +103,12 @@ class PgServer:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, binary: str, *args: str, timeout: float = 60) -> None:
+    def tool(self, binary: str, *args: str, timeout: float = 60) -> str:
+        """Run one of the server's programs (``pg_dump``, ``psql``...) as the server's user;
+        what it printed."""
+        return self._run(binary, *args, timeout=timeout)
+
+    def _run(self, binary: str, *args: str, timeout: float = 60) -> str:
         cmd = [*self._prefix, os.path.join(self.bindir, binary), *args]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.tmp)
         if out.returncode != 0:
@@ -111,6 +116,7 @@ class PgServer:
                 f"{binary} {' '.join(args)} failed ({out.returncode}):\n{out.stdout}{out.stderr}"
                 f"{self._log_tail()}"
             )
+        return out.stdout
 
     def _log_tail(self) -> str:
         try:

@@ -815,7 +815,7 @@ def test_run_warns_at_once_when_the_run_waits_for_another_version(store: Path, f
         said = stderr_until(proc, "surestep: warning:")
         assert "waits for a worker serving waits_child version yesterday" in said
         assert "deploy it to make it current" in said
-        served = said.split("served now: ")[1].split()[0]  # the edited code's version
+        served = said.split("served now: ")[1].splitlines()[0]  # the edited code's versions
         (row,) = json.loads(installed(store, "runs", "--json").stdout)
         assert row["status_text"] == (
             f"waiting: a worker serving waits_child yesterday (served now: {served})"

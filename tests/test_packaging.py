@@ -31,8 +31,10 @@ SOURCE_PACKAGE = SOURCE_TREE / "src" / "surestep"
 # as well as in src/surestep/__init__.py.
 PUBLIC_NAMES = [
     "BackoffPolicy",
+    "BackoffType",
     "ChildWorkflowError",
     "ConfigurationError",
+    "Context",
     "DefinitionError",
     "Engine",
     "EventTimeoutError",
@@ -60,8 +62,11 @@ PUBLIC_NAMES = [
     "WorkflowContext",
     "WorkflowFailedError",
     "__version__",
+    "event",
     "function",
+    "register_exception",
     "run",
+    "webhook",
     "workflow",
 ]
 

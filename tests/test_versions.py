@@ -82,11 +82,11 @@ async def test_a_run_recorded_by_surestep_0_1_resumes_and_forks(store_url: str) 
         assert result["note"] == "fragile" and result["payment"] == "paid-250"
         journal = await engine.journal(run.run_id)
         assert [e.seq for e in journal] == list(range(len(journal)))
-        versions = [r.version for r in await engine._records(run.run_id)]
+        versions = [r.version for r in await engine.records(run.run_id)]
         assert versions[:6] == [1] * 6 and set(versions[6:]) == {2}
         fork = await engine.fork(run.run_id, from_step=len(journal))
         assert await fork.result() == result
-        forked = [r.version for r in await engine._records(fork.run_id)]
+        forked = [r.version for r in await engine.records(fork.run_id)]
         assert forked[:6] == [1] * 6 and set(forked[6:]) == {2}
 
 

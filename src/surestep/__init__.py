@@ -43,16 +43,19 @@ from .errors import (
     UnknownWorkflowError,
     UnsupportedFormatError,
     WorkflowFailedError,
+    register_exception,
 )
 from .store.base import RunInfo
+from .types import BackoffType, event, webhook
 
 if TYPE_CHECKING:
-    from .context import FunctionContext, WorkflowContext
+    from .context import Context, FunctionContext, WorkflowContext
     from .engine import Engine, JournalEntry, RunHandle, run
 
 # The runtime (and asyncio with it) is imported on first use: `surestep --help`, and a
 # module that only declares workflows, start without it.
 _RUNTIME = {
+    "Context": "context",
     "FunctionContext": "context",
     "WorkflowContext": "context",
     "Engine": "engine",
@@ -77,8 +80,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BackoffPolicy",
+    "BackoffType",
     "ChildWorkflowError",
     "ConfigurationError",
+    "Context",
     "DefinitionError",
     "Engine",
     "EventTimeoutError",
@@ -106,7 +111,10 @@ __all__ = [
     "WorkflowContext",
     "WorkflowFailedError",
     "__version__",
+    "event",
     "function",
+    "register_exception",
     "run",
+    "webhook",
     "workflow",
 ]

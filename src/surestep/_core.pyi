@@ -3,44 +3,11 @@
 Pure functions and small classes over bytes: no I/O, no asyncio. Built from
 the Cython sources in ``ext/``. Only the runtime and the store import it.
 
-Format 2 (``FORMAT_VERSION``, written) is self-delimiting, so one buffer may
-hold several records back to back::
-
-    u8      format version (2)
-    varint  n: the length of the fields that follow
-    fields  n bytes:
-      u8      kind (KIND_*)
-      u8      flags (FLAG_*)
-      varint  sequence number
-      varint  attempt (how many attempts the step took; 0 when not a step)
-      varint  t0: microseconds since the epoch                       (FLAG_T0)
-      varint  t1: zigzag(t1 - t0) with FLAG_T0, else t1 itself       (FLAG_T1)
-      varint  length, then the step's name (UTF-8)
-      varint  length, then the key (UTF-8; decimal: FLAG_KEY_INT)    (FLAG_KEY)
-      varint  length, then the canonical input JSON                  (FLAG_INPUT)
-      body    the rest: the output JSON (FLAG_OUTPUT), else a JSON object
-              of the kind's other fields
-    u32     checksum: low 32 bits of XXH64(version byte .. end of fields,
-            CHECKSUM_SEED), little-endian
-
-varint is unsigned LEB128 in its shortest form. Replay matches a step by its
-identity (the name, or ``name#key``) and its canonical input, byte for byte.
-
-Format 1 (surestep 0.1; read, never written), one record per buffer, a
-little-endian ``HEADER_SIZE`` = 32-byte header, then a JSON payload::
-
-    0  u8   format version (1)
-    1  u8   kind (KIND_*)
-    2  u16  attempt
-    4  u32  sequence number
-    8  u64  step-name hash   (name_hash of the identity)
-    16 u64  input digest     (input_digest)
-    24 u32  payload length
-    28 u32  checksum: low 32 bits of XXH64(bytes[0:28] + payload, CHECKSUM_SEED)
-
-A step key is the 16-byte run key followed by a big-endian u32 (the LMDB store
-keys a run's journal by the step number over 64, and by the step number for
-format-1 records), so one run's journal is one contiguous, ordered LMDB range.
+Journal records: format 2 (``FORMAT_VERSION``) is written, binary and
+self-delimiting (one buffer may hold several records back to back); format 1
+(surestep 0.1) is read, never written. The byte layout of both, the step keys and
+every constant (``KIND_*``, ``FLAG_*``, the seeds, the limits) are specified once,
+in ``ext/_format.pxd``; what each kind's body holds, in ``surestep/journal.py``.
 """
 
 from collections.abc import Callable, Iterable

@@ -1,5 +1,11 @@
 """What a workflow sees: :class:`WorkflowContext`, and :class:`FunctionContext` for steps.
 
+The context is the public API, the step executor (attempts, retries, timeouts) and the
+durable primitives. Each primitive is one method over the run's
+:class:`~surestep.recorder.Recorder` (``value`` or ``operation``: kind, tag, input,
+produce, decode); the record bodies are :mod:`surestep.journal`'s; state is
+:mod:`surestep.state`'s.
+
 ``ctx.step(...)`` is a plain method, not a coroutine function: it takes the
 step's sequence number before returning the awaitable, so steps started
 together (``asyncio.gather``) get their numbers in call order, whichever
@@ -8,9 +14,11 @@ finishes first, and replay matches them again.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import logging
+import math
 import random as _random
 import sys
 import time
@@ -22,36 +30,40 @@ from functools import cached_property, partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from . import _core, serde
+from . import _core, convert, journal, serde
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
     ChildWorkflowError,
     ConfigurationError,
     DefinitionError,
     EventTimeoutError,
-    JournalCorruptError,
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
-    StateConflictError,
+    SerializationError,
     StepFailedError,
     StepTimeoutError,
     Suspended,
     WorkflowFailedError,
     describe,
+    step_failure,
 )
+from .journal import NO_INPUT, Body
+from .recorder import Encode, Recorder
+from .state import RunState, Scope
 from .store.base import child_run_id
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .store.base import RunInfo, Store
+    from .runtime import Runtime
+    from .store.base import RunInfo
 
 # The largest journal payload (a step's input and result as JSON). The journal
 # is for values that drive the workflow; keep large data elsewhere and journal a
 # reference to it.
 MAX_PAYLOAD = 64 * 1024 * 1024
 
-_NULL = b"null"
+_KIND_STEP = journal.STEP.code
+_KIND_STEP_ERROR = journal.STEP_ERROR.code
 
 
 class FunctionContext:
@@ -74,7 +86,13 @@ class FunctionContext:
     )
 
     def __init__(
-        self, wf: WorkflowContext, step_name: str, seq: int, key: str, attempt: int
+        self,
+        wf: WorkflowContext,
+        step_name: str,
+        seq: int,
+        key: str,
+        attempt: int,
+        logger: logging.LoggerAdapter | None = None,  # type: ignore[type-arg]
     ) -> None:
         self.run_id = wf.run_id
         self.session_id = wf.session_id
@@ -83,23 +101,42 @@ class FunctionContext:
         self.seq = seq
         self.attempt = attempt
         self.idempotency_key = key
-        self.logger = _RunLogger(wf, wf.workflow, position=seq)  # its lines say this step
+        self.logger = logger or wf.logger  # the step's own: its lines say this step
+
+    def log(self, message: str, **attributes: Any) -> None:
+        """Log ``message`` at INFO with keyword attributes (``ctx.log("sent", to=addr)``)."""
+        self.logger.info(message, **attributes)
 
 
 class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The run's logger: lines at INFO and above are stored with the run (shown by
     ``engine.logs``), carry the run id, and are not written again on replay."""
 
-    def __init__(self, ctx: WorkflowContext, workflow: str, position: int | None = None) -> None:
-        super().__init__(logging.getLogger(f"surestep.workflow.{workflow}"), {"run_id": ctx.run_id})
+    def __init__(
+        self, ctx: WorkflowContext, recorder: Recorder, position: int | None = None
+    ) -> None:
+        logger = logging.getLogger(f"surestep.workflow.{ctx.workflow}")
+        super().__init__(logger, {"run_id": ctx.run_id})
         self._ctx = ctx
+        self._recorder = recorder
         self._position = position  # a step's own logger; else the workflow's next step
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """``logging``'s keywords, and any other keyword as an attribute of the line
+        (``logger.warning("low stock", sku="a-1")``): stored with it, passed as ``extra``."""
         if self._position is None and self._ctx.is_replaying:
             return  # (a step that executes is never a replay)
+        attributes = None
+        if kwargs.keys() - _LOGGING_KEYWORDS:
+            attributes = {k: v for k, v in kwargs.items() if k not in _LOGGING_KEYWORDS}
+            kwargs = {k: v for k, v in kwargs.items() if k in _LOGGING_KEYWORDS}
+            kwargs["extra"] = {
+                **(kwargs.get("extra") or {}),
+                **{k: v for k, v in attributes.items() if k not in _RECORD_FIELDS},
+            }
         if level >= logging.INFO:
-            self._ctx._store_log(level, str(msg) % args if args else str(msg), self._position)
+            message = str(msg) % args if args else str(msg)
+            self._recorder.log(level, message, attributes, self._position)
         if self.logger.isEnabledFor(level):
             msg, kwargs = self.process(msg, kwargs)
             self.logger.log(level, msg, *args, **kwargs)
@@ -109,138 +146,24 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{self._ctx.run_id}] {msg}", kwargs
 
 
-class RunState:
-    """``ctx.state``: the run's own durable state (synchronous, as in the AGNT5 SDK).
-
-    Writes are journaled, and replay rebuilds the state from them, so a resumed
-    run sees what it had. Values are JSON.
-    """
-
-    def __init__(self, ctx: WorkflowContext) -> None:
-        self._ctx = ctx
-        self._values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self._values[key] = self._ctx._run_state_write(key, value, delete=False)
-
-    def delete(self, key: str) -> None:
-        self._ctx._run_state_write(key, None, delete=True)
-        self._values.pop(key, None)
-
-    def clear(self) -> None:
-        for key in list(self._values):
-            self.delete(key)
-
-    def items(self) -> list[tuple[str, Any]]:
-        return list(self._values.items())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._values
-
-
-class SharedState:
-    """The durable state of a session or a user, shared by their runs (``await`` it).
-
-    Reads are journaled, so replay sees the value the run saw even if another run
-    changed it since. A ``set`` after a ``get`` of the same key writes only if no
-    other run wrote that key in between; otherwise it raises
-    ``StateConflictError`` (journaled too). ``update(key, fn)`` retries for you:
-    concurrent runs of one session never lose each other's updates.
-    """
-
-    def __init__(self, ctx: WorkflowContext, scope: str) -> None:
-        self._ctx = ctx
-        self.scope = scope
-        self._versions: dict[str, int] = {}
-
-    async def get(self, key: str, default: Any = None) -> Any:
-        ctx = self._ctx
-        seq = ctx._take_seq()
-        input_json = serde.canonical([self.scope, key], "a state key")
-        recorded = ctx._recorded(seq, "@state.get", input_json)
-        if recorded is None:
-            await ctx._flush()
-
-            def record(value: bytes | None, version: int) -> bytes:
-                body = b'{"o":%b,"v":%d}' % (value or _NULL, version)
-                return ctx._encode(_core.KIND_STATE, seq, "@state.get", body, False, input_json)
-
-            value, version = await ctx._store.state_read(
-                ctx.run_id, ctx._fence, seq, self.scope, key, record
-            )
-            recorded = {"o": serde.loads(value) if value else None, "v": version}
-        self._versions[key] = recorded["v"]
-        return default if recorded["o"] is None else recorded["o"]
-
-    async def set(self, key: str, value: Any) -> None:
-        await self._write(key, serde.dumps(value, f"the value of state key {key!r}"))
-
-    async def delete(self, key: str) -> None:
-        await self._write(key, None)
-
-    async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
-        """Read, apply ``fn``, write; again on a conflict. Returns the value written."""
-        for _ in range(100):
-            value = fn(await self.get(key, default))
-            try:
-                await self.set(key, value)
-            except StateConflictError:
-                continue
-            return value
-        raise StateConflictError(
-            f"{self.scope}: key {key!r} kept changing; gave up after 100 tries"
-        )
-
-    async def _write(self, key: str, value: bytes | None) -> None:
-        ctx = self._ctx
-        seq = ctx._take_seq()
-        input_json = b"[%b,%b]" % (
-            serde.canonical([self.scope, key], "a state key"),
-            value or _NULL,
-        )
-        recorded = ctx._recorded(seq, "@state.set", input_json)
-        if recorded is None:
-            await ctx._flush()
-
-            def record(version: int | None) -> bytes:
-                body = b'{"v":%b}' % (_NULL if version is None else b"%d" % version)
-                return ctx._encode(_core.KIND_STATE, seq, "@state.set", body, False, input_json)
-
-            version = await ctx._store.state_write(
-                ctx.run_id, ctx._fence, seq, self.scope, key, value, self._versions.get(key), record
-            )
-            recorded = {"v": version}
-        if recorded["v"] is None:
-            self._versions.pop(key, None)
-            raise StateConflictError(
-                f"{self.scope}: key {key!r} changed since this run read it (step {seq}); "
-                "read it again"
-            )
-        self._versions[key] = recorded["v"]
-
-
-class Scope:
-    """``ctx.session`` / ``ctx.user``: an id and its shared ``state``."""
-
-    def __init__(self, ctx: WorkflowContext, kind: str, ident: str) -> None:
-        self.id = ident
-        self.state = SharedState(ctx, f"{kind}:{ident}")
+_LOGGING_KEYWORDS = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
+# Names a LogRecord has already: an attribute so named is stored, not passed as extra.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class WorkflowContext:
-    """The durable context of one run of a workflow."""
+    """The durable context of one run of a workflow.
+
+    ``recorder`` is the run's journal (made by the runtime, which flushes it);
+    ``runtime`` starts child runs (None in a replay check).
+    """
 
     def __init__(
         self,
         run: RunInfo,
-        store: Store,
-        index: _core.ReplayIndex | None,
-        engine: Engine | None = None,
+        recorder: Recorder,
+        runtime: Runtime | None = None,
         inline_sleep: float = 1.0,
-        replay_only: bool = False,
         tracer: Any = None,
     ) -> None:
         self.run_id = run.run_id
@@ -248,22 +171,11 @@ class WorkflowContext:
         self.user_id = run.user_id
         self.attempt = run.attempt - 1  # 0 on the first execution, as in the AGNT5 SDK
         self.workflow = run.workflow
-        self._store = store
-        self._fence = run.fence
-        self._index = index
-        self._replay_max = index.max_seq if index is not None else -1
-        self._seq = 0
-        self._engine = engine
+        self._recorder = recorder
+        self._runtime = runtime
         self._inline_sleep = inline_sleep
-        # A replay check: recorded steps only, never executing one (testing.replay).
-        self._replay_only = replay_only
-        self._caller: str | None = None
         self._tracer = tracer  # OpenTelemetry, when the engine traces (surestep.telemetry)
         self._attempts_taken: dict[int, int] = {}
-        # Records written without waiting (values, logs): awaited before the next
-        # record and before the run is given back, so the journal keeps its order.
-        self._pending: list[asyncio.Future[Any]] = []
-        self._log_counts: dict[int, int] = {}  # lines stored so far at each step position
 
     # Made on first use: most runs touch few of them, and every object a parked run
     # keeps costs memory and a garbage collector's walk.
@@ -271,32 +183,33 @@ class WorkflowContext:
     @cached_property
     def state(self) -> RunState:
         """The run's own durable state (synchronous)."""
-        return RunState(self)
+        return RunState(self._recorder)
 
     @cached_property
     def session(self) -> Scope:
         """State shared by the runs of this session (``session_id``)."""
-        return Scope(self, "session", self.session_id)
+        return Scope(self._recorder, "session", self.session_id)
 
     @cached_property
     def user(self) -> Scope | None:
         """State shared by the runs of this user; None when the run has no ``user_id``."""
-        return Scope(self, "user", self.user_id) if self.user_id is not None else None
+        return Scope(self._recorder, "user", self.user_id) if self.user_id is not None else None
 
     @cached_property
     def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
         """The run's logger: INFO and above are stored with the run, not again on replay."""
-        return _RunLogger(self, self.workflow)
+        return _RunLogger(self, self._recorder)
 
     @property
     def step_count(self) -> int:
         """How many steps this run has taken so far (the next step's number)."""
-        return self._seq
+        return self._recorder.seq
 
     @property
     def is_replaying(self) -> bool:
         """True while the next step is one the journal has already recorded."""
-        return self._seq <= self._replay_max
+        recorder = self._recorder
+        return recorder.seq <= recorder.replay_max
 
     # -- steps
 
@@ -316,7 +229,7 @@ class WorkflowContext:
         """
         function = getattr(target, "__surestep__", None)
         if type(function) is FunctionSpec:  # the common form, before any slower test
-            seq = self._take_seq()
+            seq = self._recorder.take_seq()
             if key is not None:
                 _check_key(key)
             low, high = function.positional_range
@@ -327,7 +240,7 @@ class WorkflowContext:
             return self.step(
                 getattr(target, "__name__", "awaitable"), target, *args, key=key, **kwargs
             )
-        seq = self._take_seq()
+        seq = self._recorder.take_seq()
         _check_key(key)
         if isinstance(target, str):
             name = target
@@ -413,7 +326,7 @@ class WorkflowContext:
             "surestep.workflow": self.workflow,
             "surestep.step.name": name,
             "surestep.step.seq": seq,
-            "surestep.replay": seq <= self._replay_max,
+            "surestep.replay": seq <= self._recorder.replay_max,
         }
         with self._tracer.start_as_current_span(
             f"surestep.step {name}", attributes=attributes
@@ -437,29 +350,35 @@ class WorkflowContext:
         awaitable: Awaitable[Any] | None,
     ) -> Any:
         ident = name if key is None else f"{name}#{key}"
+        recorder = self._recorder
+        loads = serde.loads if spec is None else spec.loads_result  # typed results: decoded
         try:
-            input_json = (
-                serde.canonical((args, kwargs), "the input of step %d (%s)", seq, name)
-                if args or kwargs
-                else _NULL
-            )
-            if seq <= self._replay_max:
-                assert self._index is not None
+            input_json = NO_INPUT
+            if args or kwargs:
+                try:
+                    input_json = serde.canonical(
+                        (args, kwargs), "the input of step %d (%s)", seq, name
+                    )
+                except SerializationError:  # typed values (a model, a datetime): as JSON
+                    typed = convert.encode((args, kwargs), f"the input of step {seq} ({name})")
+                    input_json = serde.canonical(typed, "the input of step %d (%s)", seq, name)
+            if seq <= recorder.replay_max:
+                assert recorder.index is not None
                 # Match (name, key, input) and decode: one compiled call.
-                recorded = self._index.replay(seq, ident, input_json, serde.loads)
+                recorded = recorder.index.replay(seq, ident, input_json, loads)
                 if recorded is not _core.NOT_RECORDED:
                     _close(awaitable)
                     if type(recorded) is _core.Record:  # anything but a plain result
-                        return self._replayed(recorded, name)
+                        return recorder.step_failed(recorded, name)
                     return recorded
             ident.encode()  # a name that is not UTF-8 fails here, before the step runs
         except NonDeterminismError:
             _close(awaitable)
-            raise self._diverged(seq, name, input_json) from None
+            raise recorder.diverged(seq, name, input_json) from None
         except BaseException:
             _close(awaitable)
             raise
-        stored_input = None if input_json is _NULL else input_json  # no arguments: no input
+        stored_input = None if input_json is NO_INPUT else input_json  # no arguments: no input
         if key is not None and type(key) not in (str, int):
             key = f"{key}"  # a bool, an IntEnum...: recorded as the text its identity uses
 
@@ -487,7 +406,11 @@ class WorkflowContext:
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
             raise error from failed.error
-        output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
+        try:
+            output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
+        except SerializationError:  # a typed result: as JSON, decoded below as on replay
+            typed = convert.encode(output, f"the result of step {seq} ({name})")
+            output_json = serde.dumps(typed, "the result of step %d (%s)", seq, name)
         if len(output_json) + len(input_json) > MAX_PAYLOAD:
             raise PayloadTooLargeError(
                 f"the record of step {seq} ({name}) holds more than {MAX_PAYLOAD} bytes of "
@@ -495,17 +418,19 @@ class WorkflowContext:
                 "the journal and return a reference to it"
             )
         record = _core.encode_record(
-            _core.KIND_STEP, seq, attempts, name, key, stored_input, output_json, True, started,
+            _KIND_STEP, seq, attempts, name, key, stored_input, output_json, True, started,
             time.time(),
         )  # fmt: skip
-        if self._pending:
-            await self._flush()
-        await self._store.append(self.run_id, self._fence, seq, record)
+        if recorder.pending:
+            await recorder.flush()
+        await recorder.store.append(self.run_id, recorder.fence, seq, record)
         if self._tracer is not None:
             self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value
         # (a str, an int, a bool or None comes back from JSON as it went in).
-        return output if type(output) in _SAME_FROM_JSON else serde.loads(output_json)
+        if loads is not serde.loads or type(output) not in _SAME_FROM_JSON:
+            return loads(output_json)
+        return output
 
     def _attempt(
         self,
@@ -521,12 +446,21 @@ class WorkflowContext:
         """Call the step's body once (``attempt`` counts from 0, as FunctionContext.attempt,
         the AGNT5 convention); an awaitable it returns comes back to be awaited, bounded by
         the function's ``timeout_ms``."""
+        if spec is not None and spec.synchronous:  # in a thread: the loop serves other runs
+            fn = partial(_in_thread, fn)
         if spec is not None and spec.takes_ctx:
             idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
-            result = fn(FunctionContext(self, name, seq, idempotency_key, attempt), *args, **kwargs)
+            logger = _RunLogger(self, self._recorder, position=seq)
+            step_ctx = FunctionContext(self, name, seq, idempotency_key, attempt, logger)
+            result = fn(step_ctx, *args, **kwargs)
         else:
             result = fn(*args, **kwargs)
-        if spec is not None and spec.timeout_ms is not None and _is_awaitable(result):
+        if (
+            spec is not None
+            and spec.timeout_ms is not None
+            and not spec.synchronous  # a thread cannot be stopped: no timeout there
+            and _is_awaitable(result)
+        ):
             return _with_timeout(result, spec.timeout_ms, name, seq, attempt)
         return result
 
@@ -574,22 +508,15 @@ class WorkflowContext:
     ) -> StepFailedError:
         """Journal a step's final failure; return the error the workflow sees."""
         error = describe(failed.error)
-        body = serde.dumps({"e": error}, f"the error of step {seq} ({name})")
+        body = journal.step_error(error, f"the error of step {seq} ({name})")
         record = _core.encode_record(
-            _core.KIND_STEP_ERROR, seq, failed.attempts, name, key, input_json, body, False,
+            _KIND_STEP_ERROR, seq, failed.attempts, name, key, input_json, body, False,
             started, time.time(),
         )  # fmt: skip
-        await self._append(seq, record)
-        return StepFailedError(
-            name,
-            seq,
-            error["type"],
-            error["message"],
-            attempts=failed.attempts,
-            traceback=error["traceback"],
-        )
+        await self._recorder.append(seq, record)
+        return step_failure(name, seq, error, failed.attempts)
 
-    # -- durable primitives
+    # -- durable primitives: each one method over the recorder (value or operation)
 
     def now(self) -> datetime:
         """The current time (UTC), journaled: replay returns the recorded time."""
@@ -603,30 +530,68 @@ class WorkflowContext:
         """A random UUID, journaled."""
         return uuid.UUID(self._value("@uuid4", lambda: uuid.uuid4().hex))
 
+    def patched(self, change_id: str) -> bool:
+        """True where the code takes its new branch for ``change_id``.
+
+        A run that reached this point before the change was deployed replays
+        the old branch (``False``); every other run takes the new one and
+        records that it did, so its replay takes it again::
+
+            if ctx.patched("charge-with-3ds"):
+                await ctx.step(charge_with_3ds, order_id)
+            else:
+                await ctx.step(charge_card, order_id)
+        """
+        tag = f"@patch:{change_id}"
+        if not self._recorder.next_may_be(tag):
+            return False  # recorded before the change: the old branch, no step taken
+        self._value(tag, lambda: True)
+        return True
+
+    def _value(self, tag: str, produce: Callable[[], Any]) -> Any:
+        """A journaled value: ``produce()`` recorded on the first run, read back on replay."""
+        recorder = self._recorder
+        return recorder.value(
+            recorder.take_seq(),
+            journal.VALUE,
+            tag,
+            NO_INPUT,
+            lambda: journal.output(serde.dumps(produce(), tag)),
+            _output,
+        )
+
     async def sleep(self, seconds: float) -> None:
         """Sleep durably: the wake-up time is journaled, so a run resumed after a
         crash wakes at the original time. Long sleeps give the run back and hold
         nothing but a timer entry in the store."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ConfigurationError(f"sleep takes seconds >= 0, not {seconds!r}")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < math.inf
+        ):
+            raise ConfigurationError(
+                f"sleep takes a finite number of seconds >= 0, not {seconds!r}"
+            )
         await self._sleep_until(lambda: time.time() + seconds)
 
     async def sleep_until(self, when: float | datetime) -> None:
         """Sleep durably until ``when`` (a UTC timestamp or an aware datetime)."""
         at = when.timestamp() if isinstance(when, datetime) else float(when)
+        if not math.isfinite(at):
+            raise ConfigurationError(f"sleep_until takes a finite time, not {when!r}")
         await self._sleep_until(lambda: at)
 
-    async def _sleep_until(self, produce: Callable[[], float]) -> None:
-        seq = self._take_seq()
-        recorded = self._recorded(seq, "@sleep")
-        if recorded is not None:
-            wake_at = float(recorded["o"])
-        else:
-            wake_at = produce()
-            record = self._encode(_core.KIND_SLEEP, seq, "@sleep", b"%r" % wake_at, t0=time.time())
-            await self._append(seq, record)
+    async def _sleep_until(self, wake_time: Callable[[], float]) -> None:
+        recorder = self._recorder
+
+        async def start(seq: int, encode: Encode) -> Body:
+            return journal.output(b"%r" % wake_time())
+
+        wake_at = await recorder.operation(
+            recorder.take_seq(), journal.SLEEP, "@sleep", NO_INPUT, start, _wake_time
+        )
         remaining = wake_at - time.time()
-        if remaining <= 0 or self._replay_only:
+        if remaining <= 0 or recorder.replay_only:
             return
         if remaining <= self._inline_sleep:
             while remaining > 0:  # the loop's timers can fire a little early by the wall clock
@@ -649,28 +614,26 @@ class WorkflowContext:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
                 raise ConfigurationError(f"timeout takes seconds >= 0, not {timeout!r}")
             deadline = float(self._value("@deadline", lambda: time.time() + timeout))
-        seq = self._take_seq()
-        tag = f"@event:{name}"
-        recorded = self._recorded(seq, tag)
-        if recorded is None:
-            await self._flush()
+        recorder = self._recorder
 
-            def record(payload: bytes) -> bytes:
-                return self._encode(_core.KIND_EVENT, seq, tag, payload, t1=time.time())
-
-            payload = await self._store.take_event(self.run_id, self._fence, name, seq, record)
+        async def take(seq: int, encode: Encode) -> Body:
+            payload = await recorder.store.take_event(
+                self.run_id, recorder.fence, name, seq, lambda p: encode(journal.output(p))
+            )
             if payload is not None:
-                return serde.loads(payload)
+                return journal.output(payload)
             if deadline is None or time.time() < deadline:
                 raise Suspended(deadline, event=name)
-            body = b'{"timeout":true}'
-            await self._append(
-                seq, self._encode(_core.KIND_EVENT, seq, tag, body, output=False, t1=time.time())
-            )
-            recorded = {"timeout": True}
-        if recorded.get("timeout"):
-            raise EventTimeoutError(f"run {self.run_id}: no event {name!r} within {timeout} s")
-        return recorded["o"]
+            return journal.EVENT_TIMEOUT
+
+        def received(fields: dict[str, Any]) -> Any:
+            if fields.get("timeout"):
+                raise EventTimeoutError(f"run {self.run_id}: no event {name!r} within {timeout} s")
+            return fields["o"]
+
+        return await recorder.operation(
+            recorder.take_seq(), journal.EVENT, f"@event:{name}", NO_INPUT, take, received
+        )
 
     async def _child(
         self,
@@ -680,265 +643,69 @@ class WorkflowContext:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        tag = f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}"
-        input_json = serde.canonical((args, kwargs), f"the input of child step {seq} ({spec.name})")
-        recorded = self._recorded(seq, tag, input_json)
-        if recorded is None:
-            if self._engine is None:
+        runtime = self._runtime
+        what = f"the input of child step {seq} ({spec.name})"
+        args, kwargs = convert.journal_arguments(args, kwargs, what)  # typed values: as JSON
+
+        async def start_and_wait(seq: int, encode: Encode) -> Body:
+            if runtime is None:
                 raise DefinitionError("child workflows need the run to execute in an Engine")
-            await self._flush()
             child_id = child_run_id(self.run_id, seq)
-            head = b'{"child":"%b"' % child_id.encode()
             try:
-                result = await self._engine._run_child(spec, child_id, args, kwargs, self)
-                body = head + b',"o":%b}' % serde.dumps(result, f"the result of child {child_id}")
+                result = await runtime.run_child(spec, child_id, args, kwargs, self)
             except (WorkflowFailedError, RunCancelledError) as exc:
-                error = {
-                    "type": getattr(exc, "error_type", type(exc).__name__),
-                    "message": getattr(exc, "message", str(exc)),
-                }
-                body = head + b',"e":%b}' % serde.dumps(error, "an error")
-            await self._append(
-                seq, self._encode(_core.KIND_CHILD, seq, tag, body, False, input_json)
-            )
-            recorded = serde.loads(body)
-        if "e" in recorded:
-            error = recorded["e"]
-            raise ChildWorkflowError(recorded["child"], spec.name, error["type"], error["message"])
-        return recorded["o"]
-
-    def _run_state_write(self, key: str, value: Any, delete: bool) -> Any:
-        """Journal a write of ``ctx.state``; on replay, the recorded value."""
-        if not isinstance(key, str):
-            raise ConfigurationError(f"a state key is a str, not {key!r}")
-        seq = self._take_seq()
-        tag = "@state.delete" if delete else "@state.set"
-        key_json = serde.dumps(key, "a state key")
-        recorded = self._recorded(seq, tag, key_json)
-        if recorded is not None:
-            return recorded["o"]
-        value_json = _NULL if delete else serde.dumps(value, f"the value of state key {key!r}")
-        record = self._encode(_core.KIND_STATE, seq, tag, value_json, True, key_json)
-        self._append_later(self._store.append(self.run_id, self._fence, seq, record))
-        return serde.loads(value_json)
-
-    # -- journal plumbing
-
-    def _take_seq(self) -> int:
-        seq = self._seq
-        if self._replay_only:
-            if seq > self._replay_max:
-                raise ReplayComplete(seq)
-            self._caller = _user_frame()
-        self._seq = seq + 1
-        return seq
-
-    def patched(self, change_id: str) -> bool:
-        """True where the code takes its new branch for ``change_id``.
-
-        A run that reached this point before the change was deployed replays
-        the old branch (``False``); every other run takes the new one and
-        records that it did, so its replay takes it again::
-
-            if ctx.patched("charge-with-3ds"):
-                await ctx.step(charge_with_3ds, order_id)
-            else:
-                await ctx.step(charge_card, order_id)
-        """
-        tag = f"@patch:{change_id}"
-        seq = self._seq
-        if seq <= self._replay_max:
-            recorded = self._index.get(seq) if self._index is not None else None
-            if recorded is None or recorded.name_hash != _core.name_hash(tag):
-                return False  # recorded before the change: the old branch, no step taken
-        self._value(tag, lambda: True)
-        return True
-
-    def _recorded(self, seq: int, name: str, input_json: bytes = _NULL) -> dict[str, Any] | None:
-        """The recorded payload at ``seq`` for this name and input, if replaying."""
-        if seq > self._replay_max:
-            return None
-        record = self._lookup(seq, name, input_json)
-        return None if record is None else record_payload(record, self.run_id)
-
-    def _value(self, name: str, produce: Callable[[], Any]) -> Any:
-        """A journaled value: recorded on the first run, read back on replay."""
-        seq = self._take_seq()
-        recorded = self._recorded(seq, name)
-        if recorded is not None:
-            return recorded["o"]
-        value = produce()
-        record = self._encode(_core.KIND_VALUE, seq, name, serde.dumps(value, name))
-        self._append_later(self._store.append(self.run_id, self._fence, seq, record))
-        return value
-
-    @staticmethod
-    def _encode(
-        kind: int,
-        seq: int,
-        name: str,
-        body: bytes,
-        output: bool = True,
-        input_json: bytes | None = None,
-        t0: float | None = None,
-        t1: float | None = None,
-    ) -> bytes:
-        """The record of anything but a step: no attempts, no key."""
-        return _core.encode_record(kind, seq, 0, name, None, input_json, body, output, t0, t1)
-
-    async def _append(self, seq: int, record: bytes) -> None:
-        if self._pending:
-            await self._flush()
-        await self._store.append(self.run_id, self._fence, seq, record)
-
-    def _append_later(self, write: Awaitable[None]) -> None:
-        """A write the workflow does not wait for; ``_flush`` (run before the next record
-        and before the run is given back) waits for it and raises its error."""
-        self._pending.append(asyncio.ensure_future(write))
-
-    async def _flush(self) -> None:
-        """Wait for the records written without waiting; their errors surface here."""
-        while self._pending:
-            pending, self._pending = self._pending, []
-            await asyncio.gather(*pending)
-
-    def _store_log(self, level: int, message: str, position: int | None = None) -> None:
-        """Store a line at ``position``: the step that logged it, else the workflow's
-        next step. Numbered per position, so steps logging concurrently never share
-        a key, and a step executed again after a crash rewrites its own lines."""
-        if position is None:
-            position = self._seq
-        index = self._log_counts[position] = self._log_counts.get(position, -1) + 1
-        line = serde.dumps(
-            {
-                "t": time.time(),
-                "level": logging.getLevelName(level),
-                "message": message,
-                "seq": position,
-            },
-            "a log line",
-        )
-        self._append_later(self._store.append_log(self.run_id, position, index, line))
-
-    def _lookup(self, seq: int, name: str, input_json: bytes) -> _core.Record | None:
-        assert self._index is not None
-        try:
-            return self._index.lookup(seq, name, input_json)
-        except NonDeterminismError:
-            raise self._diverged(seq, name, input_json) from None
-
-    def _diverged(self, seq: int, name: str, input_json: bytes) -> NonDeterminismError:
-        """The error for a step that differs from the one recorded at ``seq``."""
-        assert self._index is not None
-        recorded = self._index.get(seq)
-        assert recorded is not None
-        data = record_payload(recorded, self.run_id)
-        return NonDeterminismError(
-            seq,
-            recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
-            requested={"name": name, "input": serde.loads(input_json)},
-            run_id=self.run_id,
-            detail=f"The code asked at {self._caller}" if self._caller else "",
-        )
-
-    def _replayed(self, record: _core.Record, name: str) -> Any:
-        data = record_payload(record, self.run_id)
-        if record.kind == _core.KIND_STEP:
-            return data["o"]
-        error = data["e"]
-        raise StepFailedError(
-            name,
-            record.seq,
-            error["type"],
-            error["message"],
-            attempts=record.attempt,
-            traceback=error["traceback"],
-        )
-
-    def _check_all_replayed(self) -> None:
-        """At the end of a replayed run: a recorded step the code no longer takes is divergence."""
-        if self._index is None:
-            return
-        left = self._index.unconsumed()
-        if left:
-            seq = left[0]
-            recorded = self._index.get(seq)
-            assert recorded is not None
-            data = record_payload(recorded, self.run_id)
-            raise NonDeterminismError(
-                seq,
-                recorded={"name": data.get("n"), "key": data.get("k"), "input": data.get("i")},
-                requested={"name": None},
-                run_id=self.run_id,
-                detail="the workflow returned without taking this recorded step",
-            )
-
-
-def record_payload(record: _core.Record, run_id: str) -> dict[str, Any]:
-    """A record's fields as one dict (``n`` name, ``k`` key, ``i`` input, ``o`` output or
-    the kind's other fields, ``t0``/``t1``), as surestep writes them; ``JournalCorruptError``
-    otherwise. Format 1 kept these as a JSON payload; format 2 keeps them apart."""
-    data: Any
-    payload = record.payload  # format 1 only
-    try:
-        data = serde.loads(payload) if payload is not None else _fields(record)
-    except ValueError:
-        data = None
-    if type(data) is dict and type(data.get("n")) is str:
-        kind = record.kind
-        if kind == _core.KIND_STEP:
-            if "o" in data:
-                return data
-        elif kind == _core.KIND_STEP_ERROR:
-            error = data.get("e")
-            if isinstance(error, dict) and error.keys() >= _ERROR_FIELDS:
-                return data
-            if "e" in data:
-                raise JournalCorruptError(
-                    "the record's error is malformed", run_id=run_id, seq=record.seq
+                return journal.child_error(
+                    child_id,
+                    getattr(exc, "error_type", type(exc).__name__),
+                    getattr(exc, "message", str(exc)),
                 )
-        else:
-            return data
-    raise JournalCorruptError(
-        "the record's payload is not what surestep writes", run_id=run_id, seq=record.seq
-    )
+            return journal.child_result(
+                child_id, serde.dumps(result, f"the result of child {child_id}")
+            )
+
+        def outcome(fields: dict[str, Any]) -> Any:
+            if "e" in fields:
+                error = fields["e"]
+                raise ChildWorkflowError(
+                    fields["child"], spec.name, error["type"], error["message"]
+                )
+            if spec.conversion is not None:  # a typed result, as the child's annotation says
+                return spec.conversion.decode_result(fields["o"])
+            return fields["o"]
+
+        return await self._recorder.operation(
+            seq,
+            journal.CHILD,
+            f"@child:{spec.name}" if key is None else f"@child:{spec.name}#{key}",
+            serde.canonical((args, kwargs), what),
+            start_and_wait,
+            outcome,
+        )
 
 
-_ERROR_FIELDS = frozenset({"type", "message", "traceback"})
+class Context(abc.ABC):  # noqa: B024 - a name to annotate with, nothing to implement
+    """What code written for the AGNT5 SDK annotates as ``ctx: Context``: a step's
+    :class:`FunctionContext` and a workflow's :class:`WorkflowContext` are both
+    instances of it."""
 
 
-def _fields(record: _core.Record) -> dict[str, Any] | None:
-    """The fields of a format-2 record; None when its body is not what surestep writes."""
-    assert record.body is not None
-    output = bool(record.flags & _core.FLAG_OUTPUT)
-    kind = record.kind
-    if (kind == _core.KIND_STEP and not output) or (kind == _core.KIND_STEP_ERROR and output):
-        return None  # a step's result is its output; its failure, an object
-    body = serde.loads(record.body)
-    if output:
-        data = {"o": body}
-    elif type(body) is dict:
-        data = body
-    else:
-        return None
-    data["n"] = record.name
-    if record.key is not None:
-        data["k"] = record.key
-    if record.input is not None:
-        data["i"] = serde.loads(record.input)
-    if record.t0 is not None:
-        data["t0"] = record.t0
-    if record.t1 is not None:
-        data["t1"] = record.t1
-    return data
+Context.register(FunctionContext)
+Context.register(WorkflowContext)
 
 
-class ReplayComplete(BaseException):
-    """A replay check reached the end of the journal: everything recorded matched."""
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A synchronous step body, run in the default thread pool (bounded) with the
+    caller's context variables, so that it does not hold up the event loop."""
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    return await result if _is_awaitable(result) else result
 
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        super().__init__(f"replayed {seq} recorded step(s)")
+
+def _output(fields: dict[str, Any]) -> Any:
+    return fields["o"]
+
+
+def _wake_time(fields: dict[str, Any]) -> float:
+    return float(fields["o"])
 
 
 def _check_key(key: object) -> None:
@@ -956,15 +723,6 @@ def _is_awaitable(value: object) -> bool:
     if kind is CoroutineType:
         return True
     return kind not in _PLAIN and inspect.isawaitable(value)
-
-
-def _user_frame() -> str:
-    """``file:line`` of the workflow code that called into the context."""
-    frame = sys._getframe(1)
-    here = __file__
-    while frame is not None and frame.f_code.co_filename == here:
-        frame = frame.f_back  # type: ignore[assignment]
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 
 
 class _AttemptsExhausted(Exception):  # noqa: N818 - internal signal

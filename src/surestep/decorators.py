@@ -9,13 +9,18 @@ name raises at decoration (a module imported twice re-registers itself).
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable
+import re
+import textwrap
+import zoneinfo
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from . import convert, serde
 from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +114,25 @@ class FunctionSpec:
         check for ``ctx.step`` (see ``_positional_range``)."""
         return _positional_range(self.signature, 1 if self.takes_ctx else 0)
 
+    @functools.cached_property
+    def synchronous(self) -> bool:
+        """A plain ``def``: each attempt runs in a thread, off the event loop."""
+        return not (inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn))
+
+    @functools.cached_property
+    def conversion(self) -> convert.Conversion | None:
+        """How typed arguments and result cross the journal; None when all are plain
+        JSON (decided once, at the first call: string annotations resolve by then)."""
+        return convert.conversion_of(self.fn, f"step {self.name!r}")
+
+    @functools.cached_property
+    def loads_result(self) -> Callable[[bytes], Any]:
+        """The journaled result's bytes back to the value the function returns."""
+        conversion = self.conversion
+        if conversion is None or conversion.result is inspect.Parameter.empty:
+            return serde.loads
+        return lambda data: conversion.decode_result(serde.loads(data))
+
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """``TypeError`` when the function cannot take these arguments."""
         low, high = self.positional_range
@@ -135,6 +159,7 @@ class WorkflowSpec:
     name: str
     fn: Callable[..., Any]
     explicit_version: str | None
+    chat: bool = False  # a conversational workflow: a run's session is its conversation
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
@@ -146,8 +171,22 @@ class WorkflowSpec:
         return self.explicit_version or code_digest(self.fn)
 
     @functools.cached_property
+    def versions(self) -> tuple[str, ...]:
+        """The versions this code runs: :attr:`version`, and without a declared version
+        also the digest 0.2 gave the same source (its stored runs keep resuming)."""
+        if self.explicit_version:
+            return (self.explicit_version,)
+        legacy = legacy_code_digest(self.fn)
+        return (self.version,) if legacy == self.version else (self.version, legacy)
+
+    @functools.cached_property
     def positional_range(self) -> tuple[int, float]:
         return _positional_range(self.signature, 1)  # after ctx
+
+    @functools.cached_property
+    def conversion(self) -> convert.Conversion | None:
+        """How typed arguments and result cross the store; None when all are plain JSON."""
+        return convert.conversion_of(self.fn, f"workflow {self.name!r}")
 
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """``TypeError`` when the workflow cannot take these arguments."""
@@ -183,12 +222,41 @@ _workflows: dict[str, WorkflowSpec] = {}
 
 
 def code_digest(fn: Callable[..., Any]) -> str:
-    """A stable digest of a function's source text (bytecode when there is no source)."""
+    """A stable digest of a function's code: its source from the ``def`` line on, so
+    that a decorator's options are not part of it (bytecode when there is no source)."""
+    try:
+        text = _body_source(inspect.getsource(fn)).encode()
+    except (OSError, TypeError):
+        text = fn.__code__.co_code
+    return _digest(text)
+
+
+def legacy_code_digest(fn: Callable[..., Any]) -> str:
+    """The digest surestep 0.2 gave a workflow (its source with its decorators): the
+    version its stored runs carry, still served so that they keep resuming."""
     try:
         text = inspect.getsource(fn).encode()
     except (OSError, TypeError):
         text = fn.__code__.co_code
+    return _digest(text)
+
+
+def _digest(text: bytes) -> str:
     return "code-" + hashlib.sha256(text).hexdigest()[:12]
+
+
+def _body_source(source: str) -> str:
+    """``source`` (a function's, as ``inspect.getsource`` gives it) without the
+    decorator lines above its ``def``."""
+    dedented = textwrap.dedent(source)
+    try:
+        tree = ast.parse(dedented)
+    except SyntaxError:
+        return source
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.decorator_list:
+        return source
+    return "".join(dedented.splitlines(keepends=True)[node.lineno - 1 :])
 
 
 def _takes_ctx(fn: Callable[..., Any]) -> bool:
@@ -255,8 +323,11 @@ def function(
     2 s... capped at 60 s), as in the AGNT5 SDK. ``backoff`` is
     ``"constant"``, ``"linear"`` or ``"exponential"`` (or a
     :class:`BackoffPolicy`). ``timeout_ms`` bounds each attempt of an async
-    function. A function whose first parameter is ``ctx`` (or annotated
-    ``FunctionContext``) receives a :class:`~surestep.FunctionContext`.
+    function. A synchronous function runs in a thread of asyncio's default
+    (bounded) pool, with the caller's context variables, so the event loop
+    keeps serving other runs meanwhile. A function whose first parameter is
+    ``ctx`` (or annotated ``FunctionContext`` / ``Context``) receives a
+    :class:`~surestep.FunctionContext`.
     """
     retry = _retry_policy(retries)
     backoff_policy = _backoff_policy(backoff)
@@ -286,7 +357,17 @@ def function(
 @overload
 def workflow(fn: F, /) -> F: ...
 @overload
-def workflow(*, name: str | None = None, version: str | None = None) -> Callable[[F], F]: ...
+def workflow(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    chat: bool = False,
+    cron: str | None = None,
+    timezone: str | None = None,
+    triggers: Sequence[Any] | None = None,
+    webhook: bool = False,
+    webhook_secret: str | None = None,
+) -> Callable[[F], F]: ...
 
 
 def workflow(
@@ -295,21 +376,100 @@ def workflow(
     *,
     name: str | None = None,
     version: str | None = None,
+    chat: bool = False,
+    cron: str | None = None,
+    timezone: str | None = None,
+    triggers: Sequence[Any] | None = None,
+    webhook: bool = False,
+    webhook_secret: str | None = None,
 ) -> Any:
-    """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow."""
+    """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow.
+
+    ``chat=True`` marks a conversational workflow: each run is a turn of the
+    conversation named by its ``session_id``; a run started without one opens a
+    new conversation whose id is the run's id (recorded as its ``session_id``,
+    so the next turn can pass it). ``cron=`` (with ``timezone=``), ``triggers=``
+    (:func:`surestep.types.event`, :func:`surestep.types.webhook`) and
+    ``webhook=`` (with ``webhook_secret=``) are checked here and refused with a
+    ``ConfigurationError`` until schedules and event triggers arrive. Options
+    never change the workflow's version: it digests the code, not its decorator.
+    """
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
     _name_option(name)
+    if not isinstance(chat, bool):
+        raise ConfigurationError(f"chat must be True or False, not {chat!r}")
+    _check_ways_in(cron, timezone, triggers, webhook, webhook_secret)
 
     def decorate(target: F) -> F:
         if not inspect.iscoroutinefunction(target):
             raise DefinitionError(f"@workflow decorates an async function; {target!r} is not one")
-        spec = WorkflowSpec(name=name or target.__name__, fn=target, explicit_version=version)
+        spec = WorkflowSpec(
+            name=name or target.__name__, fn=target, explicit_version=version, chat=chat
+        )
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
         return target
 
     return decorate(fn) if fn is not None else decorate
+
+
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+
+
+def _check_ways_in(
+    cron: Any, timezone: Any, triggers: Any, webhook: Any, webhook_secret: Any
+) -> None:
+    """Check the options that start runs from outside (a schedule, an event, a webhook),
+    then refuse them: they are not delivered yet, and an option accepted and ignored
+    would leave a workflow silently never started. The secret is never echoed."""
+    if cron is not None:
+        fields = cron.split() if isinstance(cron, str) else []
+        if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ConfigurationError(
+                f"cron must be a cron expression of 5 fields (minute hour day month "
+                f"weekday), such as '0 9 * * *', not {cron!r}"
+            )
+    if timezone is not None:
+        if cron is None:
+            raise ConfigurationError("timezone= goes with cron=: the zone of the schedule")
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ConfigurationError(
+                f"timezone must be an IANA zone name such as 'Europe/Paris', not {timezone!r}"
+            ) from None
+    if triggers is not None:
+        from .types import EventTrigger, WebhookTrigger
+
+        if isinstance(triggers, (str, bytes)) or not isinstance(triggers, Sequence):
+            raise ConfigurationError(
+                f"triggers must be a list of event(...) / webhook(...), not {triggers!r}"
+            )
+        for trigger in triggers:
+            if not isinstance(trigger, (EventTrigger, WebhookTrigger)):
+                raise ConfigurationError(
+                    f"each trigger must be made by surestep.types.event() or webhook(), "
+                    f"not {trigger!r}"
+                )
+    if not isinstance(webhook, bool):
+        raise ConfigurationError(f"webhook must be True or False, not {webhook!r}")
+    if webhook_secret is not None:
+        if not isinstance(webhook_secret, str) or not webhook_secret:
+            raise ConfigurationError("webhook_secret must be a non-empty string")
+        if not webhook:
+            raise ConfigurationError("webhook_secret= goes with webhook=True")
+    refused = [
+        option
+        for option, given in (("cron=", cron), ("triggers=", triggers), ("webhook=", webhook))
+        if given
+    ]
+    if refused:
+        raise ConfigurationError(
+            f"@workflow({', '.join(refused)}...) is not available yet: schedules, event "
+            "triggers and webhooks arrive with the work on ways in to start runs. Until "
+            "then, start runs with engine.start() or `surestep run`"
+        )
 
 
 def spec_of(obj: Any) -> FunctionSpec | WorkflowSpec | None:
@@ -318,9 +478,9 @@ def spec_of(obj: Any) -> FunctionSpec | WorkflowSpec | None:
     return spec if isinstance(spec, (FunctionSpec, WorkflowSpec)) else None
 
 
-def served_versions() -> dict[str, str]:
-    """The version of each workflow registered in this process: the runs it may execute."""
-    return {name: spec.version for name, spec in _workflows.items()}
+def served_versions() -> dict[str, tuple[str, ...]]:
+    """The versions of each workflow registered in this process: the runs it may execute."""
+    return {name: spec.versions for name, spec in _workflows.items()}
 
 
 def find_workflow(target: Any) -> WorkflowSpec:

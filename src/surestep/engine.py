@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, serde
-from .context import WorkflowContext, record_payload
+from . import _core, convert, journal, serde
+from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
     ConfigurationError,
@@ -32,6 +32,7 @@ from .errors import (
     WorkflowFailedError,
     describe,
 )
+from .recorder import Recorder
 from .store import open_store
 from .store.base import (
     CANCELLED,
@@ -57,15 +58,7 @@ T = TypeVar("T")
 # frames for all of them together.
 MAX_STARTING = 1024
 
-KIND_NAMES = {
-    _core.KIND_STEP: "step",
-    _core.KIND_STEP_ERROR: "step_error",
-    _core.KIND_SLEEP: "sleep",
-    _core.KIND_EVENT: "event",
-    _core.KIND_VALUE: "value",
-    _core.KIND_CHILD: "child",
-    _core.KIND_STATE: "state",
-}
+KIND_NAMES = journal.KIND_NAMES  # kept here for the surfaces that read it from the engine
 
 
 @dataclass(frozen=True)
@@ -97,7 +90,7 @@ class RunHandle:
 
     async def result(self) -> Any:
         """The workflow's return value; ``WorkflowFailedError`` if it raised."""
-        return await self.engine._wait(self.run_id)
+        return await self.engine.result(self.run_id)
 
     async def info(self) -> RunInfo:
         """The run's current row in the store."""
@@ -182,7 +175,7 @@ class Engine:
         if self._presence is not None:
             await _quietly(self.store.withdraw(self.owner))
         self._heartbeat = self._waker = self._presence = None
-        active = [a.task for a in self._active.values() if a.task is not None]
+        active = self.tasks()
         for task in active:
             task.cancel()
         await asyncio.gather(*active, return_exceptions=True)
@@ -204,12 +197,17 @@ class Engine:
     async def start(
         self,
         workflow: Callable[..., Any] | str,
+        /,
         *args: Any,
         session_id: str | None = None,
         user_id: str | None = None,
         **kwargs: Any,
     ) -> RunHandle:
-        """Record a new run and start executing it here; returns once it is stored."""
+        """Record a new run and start executing it here; returns once it is stored.
+
+        ``session_id`` and ``user_id`` name the run's session and user. When the
+        workflow has a parameter of that name, the keyword is also its argument, and
+        an argument given to that parameter names the run's session or user."""
         await self.open()
         async with self._admitting:
             return await self._start(workflow, args, kwargs, session_id, user_id)
@@ -223,13 +221,19 @@ class Engine:
         user_id: str | None,
     ) -> RunHandle:
         spec = find_workflow(workflow)
+        session_id, user_id = _identities(spec, args, kwargs, session_id, user_id)
         try:
             spec.check_call(args, kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
-        serde.dumps([args, kwargs], f"the input of workflow {spec.name!r}")
+        args, kwargs = convert.journal_arguments(
+            args, kwargs, f"the input of workflow {spec.name!r}"
+        )
+        run_id = new_run_id()
+        if spec.chat and session_id is None:  # a new conversation, named by its first turn
+            session_id = run_id
         run = RunInfo(
-            run_id=new_run_id(),
+            run_id=run_id,
             workflow=spec.name,
             version=spec.version,
             args=list(args),
@@ -273,10 +277,13 @@ class Engine:
         await self.open()
         return await self.store.live_engines()
 
-    async def run(self, workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
-        """Start a run and wait for its result."""
+    async def run(self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Start a run and wait for its result (as the workflow's return annotation says:
+        a typed result comes back typed; ``handle.result()`` gives its JSON)."""
         handle = await self.start(workflow, *args, **kwargs)
-        return await handle.result()
+        result = await handle.result()
+        conversion = find_workflow(workflow).conversion
+        return result if conversion is None else conversion.decode_result(result)
 
     def handle(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id)
@@ -305,10 +312,10 @@ class Engine:
         elsewhere: dict[tuple[str, str], list[str]] = {}
         for status in (PENDING, RUNNING, WAITING):
             for run in await self.store.list_runs(status=status):
-                version = served.get(run.workflow)
-                if version is not None and version != run.version:
+                versions = served.get(run.workflow)
+                if versions is not None and run.version not in versions:
                     elsewhere.setdefault((run.workflow, run.version), []).append(run.run_id)
-                elif version is not None and status == WAITING and run.run_id not in taken:
+                elif versions is not None and status == WAITING and run.run_id not in taken:
                     handles.append(RunHandle(self, run.run_id))  # its timer resumes it here
         live = await self.store.live_engines() if elsewhere else []
         for (workflow, version), run_ids in sorted(elsewhere.items()):
@@ -320,7 +327,7 @@ class Engine:
                 len(run_ids),
                 workflow,
                 version,
-                served[workflow],
+                ", ".join(served[workflow]),
                 served_now(live, workflow),
                 ", ".join(run_ids[:5]) + more,
                 workflow,
@@ -396,7 +403,7 @@ class Engine:
             spec = None  # a client: the fork waits for a worker serving the current version
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
             raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
-        records = await self._records(run_id)
+        records = await self.records(run_id)
         steps = records[-1].seq + 1 if records else 0
         if from_step > steps:
             raise ConfigurationError(
@@ -446,6 +453,15 @@ class Engine:
         """How many runs this engine executes right now."""
         return len(self._active)
 
+    def task(self, run_id: str) -> asyncio.Task[Any] | None:
+        """The task executing ``run_id`` here, if this engine executes it."""
+        active = self._active.get(run_id)
+        return None if active is None else active.task
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        """The tasks of every run this engine executes."""
+        return [a.task for a in self._active.values() if a.task is not None]
+
     # -- reading
 
     async def get_run(self, run_id: str) -> RunInfo:
@@ -459,8 +475,9 @@ class Engine:
         await self.open()
         return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
 
-    async def _records(self, run_id: str) -> list[_core.Record]:
-        """The run's journal records in step order."""
+    async def records(self, run_id: str) -> list[_core.Record]:
+        """The run's journal records, decoded, in step order (``journal`` reads them)."""
+        await self.open()
         records = []
         try:
             for raw in await self.store.journal(run_id):
@@ -475,8 +492,8 @@ class Engine:
         await self.open()
         await self.store.get_run(run_id)  # RunNotFoundError for an unknown id
         entries = []
-        for record in await self._records(run_id):
-            data = record_payload(record, run_id)
+        for record in await self.records(run_id):
+            data = journal.fields(record, run_id)
             entries.append(
                 JournalEntry(
                     seq=record.seq,
@@ -542,21 +559,23 @@ class Engine:
         self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool
     ) -> Any:
         store, run_id = self.store, run.run_id
-        ctx: WorkflowContext | None = None
+        recorder: Recorder | None = None
         try:
             try:
                 index = None
                 if replay:
-                    journal = await store.journal(run_id)
+                    records = await store.journal(run_id)
                     try:
-                        index = _core.ReplayIndex.from_records(journal)
+                        index = _core.ReplayIndex.from_records(records)
                     except JournalCorruptError as exc:
                         raise exc.for_run(run_id) from exc
-                ctx = WorkflowContext(
-                    run, store, index, self, self.inline_sleep, tracer=self._tracer
-                )
+                recorder = Recorder(run, store, index)
+                ctx = WorkflowContext(run, recorder, self, self.inline_sleep, self._tracer)
+                args, kwargs = tuple(run.args), run.kwargs
+                if spec.conversion is not None:  # typed parameters: read from their JSON
+                    args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
                 if self._tracer is None:
-                    value = await spec.fn(ctx, *run.args, **run.kwargs)
+                    value = await spec.fn(ctx, *args, **kwargs)
                 else:
                     attributes = {
                         "surestep.run_id": run_id,
@@ -566,15 +585,15 @@ class Engine:
                     }
                     name = f"surestep.run {spec.name}"
                     with self._tracer.start_as_current_span(name, attributes=attributes):
-                        value = await spec.fn(ctx, *run.args, **run.kwargs)
-                ctx._check_all_replayed()
-                result = serde.loads(serde.dumps(value, f"the result of workflow {spec.name!r}"))
-                await ctx._flush()
+                        value = await spec.fn(ctx, *args, **kwargs)
+                recorder.check_all_replayed()
+                result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
+                await recorder.flush()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
             except Exception as exc:
-                if ctx is not None:
-                    await ctx._flush()
+                if recorder is not None:
+                    await recorder.flush()
                 error = describe(exc)
                 await store.finish(run_id, active.fence, FAILED, None, error)
                 raise WorkflowFailedError(
@@ -583,8 +602,8 @@ class Engine:
             await store.finish(run_id, active.fence, COMPLETED, result, None)
             return result
         except Suspended as suspended:
-            assert ctx is not None
-            await ctx._flush()
+            assert recorder is not None
+            await recorder.flush()
             await store.suspend(run_id, active.fence, suspended.wake_at, suspended.event)
             raise
         except asyncio.CancelledError:
@@ -601,7 +620,7 @@ class Engine:
         finally:
             self._active.pop(run_id, None)
 
-    async def _run_child(
+    async def run_child(
         self,
         spec: WorkflowSpec,
         child_id: str,
@@ -609,8 +628,10 @@ class Engine:
         kwargs: dict[str, Any],
         parent: WorkflowContext,
     ) -> Any:
-        """Start (or find again) the child run ``child_id`` and wait for its result."""
-        serde.dumps([args, kwargs], f"the input of child workflow {spec.name!r}")
+        """Start (or find again) the child run ``child_id`` and wait for its result
+        (the :class:`~surestep.runtime.Runtime` side of ``ctx.step(child_workflow, ...)``)."""
+        what = f"the input of child workflow {spec.name!r}"
+        args, kwargs = convert.journal_arguments(args, kwargs, what)
         child = RunInfo(
             run_id=child_id,
             workflow=spec.name,
@@ -629,7 +650,7 @@ class Engine:
                 claimed = await self.store.claim(child_id, self.owner, self.lease_seconds)
                 if claimed is not None:
                     self._launch(spec, claimed, replay=True)
-        return await self._wait(child_id)
+        return await self.result(child_id)
 
     async def _wake_due(self) -> None:
         """Resume the waiting runs that come due (timers, events), for the workflows known here."""
@@ -680,7 +701,9 @@ class Engine:
                     active.task.cancel()
         self._heartbeat = None
 
-    async def _wait(self, run_id: str) -> Any:
+    async def result(self, run_id: str) -> Any:
+        """Wait for the run's outcome: its result; ``WorkflowFailedError`` if it failed,
+        ``RunCancelledError`` if it was cancelled. The engine must be open (``async with``)."""
         while True:
             active = self._active.get(run_id)
             if active is not None and active.task is not None:
@@ -709,6 +732,38 @@ class Engine:
                 continue  # resumed here meanwhile
             # Woken when any run finishes; the timeout only bounds a missed wake-up.
             await self.store.wait_changed(timeout=5.0)
+
+
+def _identities(
+    spec: WorkflowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    session_id: str | None,
+    user_id: str | None,
+) -> tuple[str | None, str | None]:
+    """The run's session and user: ``start``'s keywords, which also go to the workflow's
+    own ``session_id`` / ``user_id`` parameter when it has one; an argument given to
+    such a parameter names them too (``kwargs`` is completed in place)."""
+    parameters = spec.signature.parameters
+    named = {"session_id": session_id, "user_id": user_id}
+    for name, value in named.items():
+        param = parameters.get(name)
+        if param is None or param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
+            continue
+        if value is not None and name not in kwargs:
+            kwargs[name] = value
+    if all(value is not None for value in named.values()):
+        return session_id, user_id
+    try:
+        given = spec.signature.bind_partial(None, *args, **kwargs).arguments
+    except TypeError:
+        return session_id, user_id  # check_call names what is wrong with the arguments
+    for name in named:
+        param = parameters.get(name)
+        if named[name] is None and param is not None and param.kind is not param.VAR_KEYWORD:
+            value = given.get(name)
+            named[name] = value if isinstance(value, str) else None
+    return named["session_id"], named["user_id"]
 
 
 def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:

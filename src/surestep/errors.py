@@ -8,8 +8,9 @@ catches also derive from the matching builtin (``TypeError``, ``ValueError``,
 
 from __future__ import annotations
 
+import sys
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 
 
 class SurestepError(Exception):
@@ -236,11 +237,157 @@ class Suspended(ControlFlow):
         super().__init__(f"waiting until {wake_at}" + (f" for event {event!r}" if event else ""))
 
 
-def describe(exc: BaseException) -> dict[str, str]:
-    """An exception as JSON for the journal: qualified type, message, traceback."""
-    kind = type(exc)
-    return {
+def describe(exc: BaseException) -> dict[str, Any]:
+    """An exception as JSON for the journal: qualified type name, message, traceback,
+    and what :func:`step_failure` needs to rebuild it: the class's module and
+    qualified name, its ``args`` when they are JSON values, and its instance
+    attributes that are JSON values (``self.sku = sku`` in a custom ``__init__``)."""
+    kind = getattr(type(exc), "__surestep_original__", type(exc))
+    described: dict[str, Any] = {
         "type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(kind, exc, exc.__traceback__)),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "module": kind.__module__,
+        "qualname": kind.__qualname__,
     }
+    if _is_json(exc.args):
+        described["args"] = list(exc.args)
+    attributes = {
+        key: value
+        for key, value in getattr(exc, "__dict__", {}).items()
+        if _is_json(value) and not key.startswith("__")  # not our own marks, not notes
+    }
+    if attributes and not issubclass(kind, SurestepError):
+        described["attributes"] = attributes
+    return described
+
+
+def _is_json(value: Any) -> bool:
+    kind = type(value)
+    if kind in (str, bool, float) or value is None:
+        return kind is not float or bool(value == value and value not in (_INF, -_INF))
+    if kind is int:
+        return bool(-(2**63) <= value < 2**64)
+    if kind in (list, tuple):
+        return all(_is_json(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _is_json(item) for key, item in value.items())
+    return False
+
+
+_INF = float("inf")
+
+
+# ---------------------------------------------------------------- a step's own exception
+
+_registered: dict[tuple[str, str], type[Exception]] = {}
+_rebuilt: dict[type[Exception], type[Exception] | None] = {}
+
+E = TypeVar("E", bound=type[Exception])
+
+
+def register_exception(cls: E) -> E:
+    """Let a step's failure with ``cls`` be rebuilt as ``cls`` even where its module is
+    not imported or it is not importable (a class defined in a function). Usable as a
+    class decorator; returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        raise DefinitionError(f"register_exception takes an Exception subclass, not {cls!r}")
+    _registered[(cls.__module__, cls.__qualname__)] = cls
+    return cls
+
+
+def step_failure(step: str, seq: int, error: dict[str, Any], attempts: int) -> StepFailedError:
+    """The error a workflow sees for a step that failed with ``error`` (as ``describe``
+    wrote it): an instance of the step's own exception class that is also a
+    :class:`StepFailedError`, with the same ``str()``, when that class is registered
+    or already imported (a module named by stored data is never imported); else a
+    plain ``StepFailedError`` naming the original type."""
+    cls = _known_class(error.get("module"), error.get("qualname"))
+    rebuilt = _rebuilt_class(cls) if cls is not None else None
+    if rebuilt is None:
+        return StepFailedError(
+            step,
+            seq,
+            error["type"],
+            error["message"],
+            attempts=attempts,
+            traceback=error["traceback"],
+        )
+    args = error.get("args")
+    args = tuple(args) if isinstance(args, list) else (error["message"],)
+    try:
+        instance = rebuilt(*args)  # the class's own __init__, so its attributes are set
+    except Exception:
+        instance = rebuilt.__new__(rebuilt, *args)
+        instance.args = args
+    attributes = error.get("attributes")
+    if isinstance(attributes, dict):
+        vars(instance).update(attributes)
+    fields = {
+        "step": step,
+        "seq": seq,
+        "error_type": error["type"],
+        "message": error["message"],
+        "attempts": attempts,
+        "traceback": error["traceback"],
+    }
+    for name, value in fields.items():
+        if name not in vars(instance) and not hasattr(cls, name):  # the class's own wins
+            setattr(instance, name, value)
+    setattr(instance, "__surestep_message__", error["message"])  # noqa: B010 - for __str__
+    if sys.version_info >= (3, 11):  # shown under the traceback: where it came from
+        instance.add_note(f"(step {seq} ({step}) failed after {attempts} attempt(s))")
+    assert isinstance(instance, StepFailedError)
+    return instance
+
+
+def _known_class(module: Any, qualname: Any) -> type[Exception] | None:
+    """The exception class named ``module``/``qualname`` if registered or importable
+    from a module already imported; None otherwise (nothing is imported here)."""
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None  # a record written before these fields existed
+    found: Any = _registered.get((module, qualname))
+    if found is None:
+        found = sys.modules.get(module)
+        for part in qualname.split("."):
+            if found is None or part.startswith("<"):
+                return None
+            found = getattr(found, part, None)
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        return None
+    if issubclass(found, (StepFailedError, ControlFlow)):
+        return None
+    return found
+
+
+class _RebuiltStepError(StepFailedError):
+    """The StepFailedError half of a rebuilt step exception: its ``__init__`` takes what
+    the original class's ``__init__`` passes up (``super().__init__(...)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Exception.__init__(self, *args)
+
+    def __str__(self) -> str:
+        return str(getattr(self, "__surestep_message__", Exception.__str__(self)))
+
+
+def _rebuilt_class(cls: type[Exception]) -> type[Exception] | None:
+    """A subclass of both ``cls`` and StepFailedError (cached); None when the two cannot
+    be combined (a C layout that conflicts)."""
+    if cls in _rebuilt:
+        return _rebuilt[cls]
+    try:
+        combined: type[Exception] | None = type(
+            cls.__name__,
+            (cls, _RebuiltStepError),
+            {
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__surestep_original__": cls,
+                "__str__": _RebuiltStepError.__str__,
+            },
+        )
+    except TypeError:
+        combined = None
+    _rebuilt[cls] = combined
+    return combined

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _core
-from .context import ReplayComplete, WorkflowContext
+from .context import WorkflowContext
 from .decorators import find_workflow
 from .engine import Engine, run_loop
 from .errors import JournalCorruptError, NonDeterminismError, UnknownWorkflowError, describe
+from .recorder import Recorder, ReplayComplete
 from .store.base import FINISHED, RunInfo
 
 GOLDEN_FORMAT = 1
@@ -84,10 +85,14 @@ async def replay_async(workflow: Callable[..., Any] | str, run: RecordedRun) -> 
         user_id=run.user_id,
         attempt=1,
     )
-    ctx = WorkflowContext(info, None, index, replay_only=True)  # type: ignore[arg-type]
+    recorder = Recorder(info, None, index, replay_only=True)
+    ctx = WorkflowContext(info, recorder)
+    args, kwargs = tuple(run.args), run.kwargs
+    if spec.conversion is not None:  # typed parameters, read from their JSON as a run does
+        args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
     try:
-        await spec.fn(ctx, *run.args, **run.kwargs)
-        ctx._check_all_replayed()
+        await spec.fn(ctx, *args, **kwargs)
+        recorder.check_all_replayed()
     except ReplayComplete as done:
         return ReplayReport(run.run_id, spec.name, True, done.seq)
     except NonDeterminismError as exc:
@@ -117,7 +122,7 @@ async def recorded_run(engine: Engine, run_id: str) -> RecordedRun:
         version=info.version,
         args=info.args,
         kwargs=info.kwargs,
-        records=[record.raw for record in await engine._records(run_id)],
+        records=[record.raw for record in await engine.records(run_id)],
         session_id=info.session_id,
         user_id=info.user_id,
     )

@@ -90,7 +90,7 @@ class Worker:
             free = self.concurrency - engine.executing
             claimed = await engine.claim(free) if free > 0 else []
             for handle in claimed:
-                task = engine._active[handle.run_id].task
+                task = engine.task(handle.run_id)
                 if task is not None:
                     log.info("run %s started", handle.run_id)
                     task.add_done_callback(functools.partial(self._on_done, handle.run_id))
@@ -137,7 +137,7 @@ class Worker:
             await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _drain(self) -> None:
-        tasks = [a.task for a in self.engine._active.values() if a.task is not None]
+        tasks = self.engine.tasks()
         if tasks:
             log.info("draining %d run(s) for up to %.1fs", len(tasks), self.drain_seconds)
             await asyncio.wait(tasks, timeout=self.drain_seconds)

@@ -319,6 +319,22 @@ async def test_claim_available(backend: Backend, dead_pid: int) -> None:
         ] == [other_wf.run_id]
 
 
+async def test_claim_available_serves_several_versions_of_a_workflow(backend: Backend) -> None:
+    async with backend.opened() as store:
+        runs = {}
+        for version in ("v0", "v1", "v2"):
+            runs[version] = new_run()
+            runs[version].version = version
+            await store.create_run(runs[version], None, LONG)
+        served = {"wf": ("v0", "v1"), "other": frozenset({"v2"})}
+        claimed = await store.claim_available("b:1:b", LONG, 100, served)
+        assert {r.run_id for r in claimed} == {runs["v0"].run_id, runs["v1"].run_id}
+        # One version as a plain str, as before: the remaining run only.
+        (last,) = await store.claim_available("b:1:b", LONG, 100, {"wf": "v2"})
+        assert last.run_id == runs["v2"].run_id
+        assert await store.claim_available("b:1:b", LONG, 100, {"wf": ()}) == []
+
+
 async def test_claim_available_with_no_room_claims_nothing(backend: Backend) -> None:
     async with backend.opened() as store:
         run = new_run()
@@ -600,12 +616,12 @@ async def test_engines_announce_the_versions_they_serve_until_they_withdraw(
         await store.announce("elsewhere:1:d", {"wf": "v4"}, -1)  # its time ran out
         live = {e.owner: e for e in await store.live_engines()}
         assert set(live) == {here, gone}
-        assert live[here].served == {"wf": "v1", "other": "v9"}
+        assert live[here].served == {"wf": ["v1"], "other": ["v9"]}
         assert live[here].serves("wf", "v1") and not live[here].serves("wf", "v2")
         assert live[here].alive_until == pytest.approx(time.time() + LONG, abs=5)
         await store.announce(gone, {"wf": "v5"}, LONG)  # renewed, with what it serves now
         await store.withdraw(here)
-        assert [(e.owner, e.served) for e in await store.live_engines()] == [(gone, {"wf": "v5"})]
+        assert [(e.owner, e.served) for e in await store.live_engines()] == [(gone, {"wf": ["v5"]})]
 
 
 async def test_an_event_wakes_the_run_waiting_for_it(backend: Backend) -> None:

@@ -101,7 +101,7 @@ async def test_a_worker_executes_what_a_client_enqueues(pg_url: str) -> None:
         worker = Worker(serving, concurrency=8)
         running = asyncio.ensure_future(worker.run())
         try:
-            # the client learns of each outcome by LISTEN/NOTIFY (engine._wait)
+            # the client learns of each outcome by LISTEN/NOTIFY (engine.result)
             results = await asyncio.gather(*(h.result() for h in handles))
         finally:
             worker.stop()

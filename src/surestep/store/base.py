@@ -14,9 +14,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .. import _core
 from ..errors import RunNotFoundError
@@ -170,21 +170,34 @@ class Owner:
         return False
 
 
+# The workflows a process serves: each name with the version it runs, or the several
+# versions it can run (a workflow's current source digest and the digest 0.2 gave it).
+ServedVersions: TypeAlias = Mapping[str, "str | Collection[str]"]
+
+
+def versions_by_workflow(workflows: ServedVersions) -> dict[str, frozenset[str]]:
+    """Each served workflow's versions as a set (a str stands for one version)."""
+    return {
+        name: frozenset((versions,) if isinstance(versions, str) else versions)
+        for name, versions in workflows.items()
+    }
+
+
 @dataclass(frozen=True)
 class LiveEngine:
     """An engine that executes runs, as it announced itself in the store."""
 
     owner: str
-    served: dict[str, str]  # workflow -> the version it executes
+    served: dict[str, list[str]]  # workflow -> the versions it executes
     alive_until: float
 
     def serves(self, workflow: str, version: str) -> bool:
-        return self.served.get(workflow) == version
+        return version in self.served.get(workflow, ())
 
 
 def served_now(live: Sequence[LiveEngine], workflow: str) -> str:
     """Which versions of ``workflow`` the live engines serve, in words."""
-    versions = sorted({e.served[workflow] for e in live if workflow in e.served})
+    versions = sorted({v for e in live for v in e.served.get(workflow, ())})
     if not versions:
         return f"no live engine serves {workflow}"
     return f"served now: {', '.join(versions)}"
@@ -246,11 +259,12 @@ class Store(abc.ABC):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Mapping[str, str],
+        workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
         """Claim up to ``limit`` :func:`claimable` runs whose workflow is a key of
-        ``workflows`` and whose version is its value (the versions served here).
+        ``workflows`` and whose version is its value, or one of its values (the
+        versions served here).
 
         New (pending) runs and runs whose engine died are taken alike: recovery
         and new work go through this one claim. Each claimed run comes back with
@@ -274,18 +288,18 @@ class Store(abc.ABC):
         sent in between is lost."""
 
     @abc.abstractmethod
-    async def next_wake(self, workflows: Mapping[str, str]) -> float | None:
+    async def next_wake(self, workflows: ServedVersions) -> float | None:
         """The earliest time a waiting run of a served version becomes due, if any:
-        ``workflows`` maps each workflow served here to its version, as for
+        ``workflows`` maps each workflow served here to its version or versions, as for
         :meth:`claim_available`. Overdue timers of other versions are not this
         engine's to wait for (they wait for a worker serving their version)."""
 
     # -- live engines
 
     @abc.abstractmethod
-    async def announce(self, owner: str, served: Mapping[str, str], lease_s: float) -> None:
+    async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
         """Record ``owner`` as a live engine executing the ``served`` versions (workflow
-        -> version) for ``lease_s`` seconds; renewed with its heartbeat."""
+        -> its version or versions) for ``lease_s`` seconds; renewed with its heartbeat."""
 
     @abc.abstractmethod
     async def withdraw(self, owner: str) -> None:

@@ -69,7 +69,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -95,9 +95,11 @@ from .base import (
     LiveEngine,
     Owner,
     RunInfo,
+    ServedVersions,
     Store,
     claimable,
     run_key,
+    versions_by_workflow,
 )
 from .wake import WakeListener, WakeSender, others_registered
 
@@ -986,10 +988,11 @@ class LmdbStore(Store):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Mapping[str, str],
+        workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
-        wanted = dict(workflows)
+        wanted = versions_by_workflow(workflows)
+        none: frozenset[str] = frozenset()
 
         def op(txn: Any) -> list[RunInfo]:
             e = self.env
@@ -1013,7 +1016,7 @@ class LmdbStore(Store):
                 run = self._load(txn, key)
                 if (
                     run is None
-                    or wanted.get(run.workflow) != run.version
+                    or run.version not in wanted.get(run.workflow, none)
                     or not claimable(run, now)
                 ):
                     continue
@@ -1054,8 +1057,8 @@ class LmdbStore(Store):
 
         await self.env.submit(op, notify=True)
 
-    async def next_wake(self, workflows: Mapping[str, str]) -> float | None:
-        wanted = dict(workflows)
+    async def next_wake(self, workflows: ServedVersions) -> float | None:
+        wanted = versions_by_workflow(workflows)
 
         def first(txn: Any) -> float | None:
             # In time order; the first timer of a version served here decides. Timers of
@@ -1065,7 +1068,7 @@ class LmdbStore(Store):
                 if raw is None:
                     continue
                 row = orjson.loads(raw)
-                if wanted.get(row["workflow"]) == row["version"]:
+                if row["version"] in wanted.get(row["workflow"], ()):
                     ms: int = _MS.unpack_from(key)[0]
                     return ms / 1000
             return None
@@ -1174,8 +1177,9 @@ class LmdbStore(Store):
 
     # -- live engines
 
-    async def announce(self, owner: str, served: Mapping[str, str], lease_s: float) -> None:
-        row = orjson.dumps({"served": dict(served), "until": time.time() + lease_s})
+    async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
+        versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
+        row = orjson.dumps({"served": versions, "until": time.time() + lease_s})
 
         def op(txn: Any) -> None:
             txn.put(owner.encode(), row, db=self.env.engines)

@@ -61,7 +61,7 @@ import hashlib
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -86,7 +86,9 @@ from .base import (
     LiveEngine,
     Owner,
     RunInfo,
+    ServedVersions,
     Store,
+    versions_by_workflow,
     wait_set,
 )
 
@@ -323,7 +325,7 @@ class _GroupCommit(Generic[ItemT]):
                 except BaseException as exc:  # the statement failed: nothing was written
                     err = exc
                     if not isinstance(exc, (SurestepError, asyncio.CancelledError)):
-                        err = self.store._error(exc, self.what)
+                        err = self.store._error(exc, self.what)  # noqa: SLF001 - its own store
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(err)
@@ -853,12 +855,16 @@ class PostgresStore(Store):
         owner: str,
         lease_s: float,
         limit: int,
-        workflows: Mapping[str, str],
+        workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
         if limit <= 0 or not workflows:
             return []
-        served = list(workflows.items())
+        served = [
+            (name, version)
+            for name, versions in versions_by_workflow(workflows).items()
+            for version in sorted(versions)
+        ]
         dead = await self._dead_owners()
         s = self._s
         free = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($5::text[]))"
@@ -922,10 +928,14 @@ class PostgresStore(Store):
 
         await self._transaction(body, f"suspend run {run_id}")
 
-    async def next_wake(self, workflows: Mapping[str, str]) -> float | None:
+    async def next_wake(self, workflows: ServedVersions) -> float | None:
         if not workflows:
             return None
-        served = list(workflows.items())
+        served = [
+            (name, version)
+            for name, versions in versions_by_workflow(workflows).items()
+            for version in sorted(versions)
+        ]
         rows = await self._fetch(
             f"SELECT extract(epoch FROM min(r.wake_at))::float8 FROM {self._s}.runs r "
             f"WHERE r.status = '{WAITING}' AND (r.workflow, r.version) IN "
@@ -1074,14 +1084,15 @@ class PostgresStore(Store):
 
     # -- live engines
 
-    async def announce(self, owner: str, served: Mapping[str, str], lease_s: float) -> None:
+    async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
+        versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
         await self._fetch(
             f"""INSERT INTO {self._s}.engines (owner, served, alive_until)
                 VALUES ($1, $2::jsonb, now() + make_interval(secs => $3))
                 ON CONFLICT (owner) DO UPDATE
                 SET served = excluded.served, alive_until = excluded.alive_until""",
             owner,
-            orjson.dumps(dict(served)).decode(),
+            orjson.dumps(versions).decode(),
             lease_s,
             what="announce an engine",
         )
