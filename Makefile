@@ -21,16 +21,20 @@ $(RUNTIME): $(PY) pyproject.toml setup.py src/surestep/_version.py
 	$(PY) -m pip install -q -e .
 	touch $(RUNTIME)
 
-# Everything for development: an editable install compiled once with .venv's Cython, so that
-# `build_ext --inplace` (make build) finds the core up to date. (With build isolation, the
-# isolated Cython's includes differ from .venv's, and the core was compiled a second time.)
+# Everything for development: an editable install, which compiles the core in place (with
+# .venv's Cython). The core is compiled again only once its sources change.
+CORE := $(VENV)/.core
+CORE_SOURCES := setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi ext/lmdb/*.c ext/lmdb/*.h)
 $(STAMP): $(PY) pyproject.toml setup.py src/surestep/_version.py
 	$(PY) -m pip install -q $(foreach r,$(BUILD_REQUIRES),'$(r)')
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
-	touch $(STAMP) $(RUNTIME)
+	touch $(STAMP) $(RUNTIME) $(CORE)
 
-build: $(STAMP)  ## compile the core (again) after editing ext/
+$(CORE): $(STAMP) $(CORE_SOURCES)
 	$(PY) setup.py -q build_ext --inplace
+	touch $(CORE)
+
+build: $(CORE)  ## install for development; compile the core again after editing ext/
 
 test: build  ## the whole suite (PostgreSQL tests start their own server)
 	$(PY) -m pytest
