@@ -11,13 +11,32 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Editable install: builds surestep._core in place from ext/.
-$(STAMP): $(PY) pyproject.toml setup.py src/surestep/_version.py
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+# What building the core needs (pyproject.toml's build-system requires), installed in .venv.
+BUILD_REQUIRES := $(shell sed -n 's/^requires = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
+RUNTIME := $(VENV)/.runtime
 
-build: $(STAMP)  ## compile the core (again) after editing ext/
+# The runtime alone (what the demo needs): an editable install, which compiles the core in
+# place once, with the build requirements in an isolated environment.
+$(RUNTIME): $(PY) pyproject.toml setup.py src/surestep/_version.py
+	$(PY) -m pip install -q -e .
+	touch $(RUNTIME)
+
+# Everything for development: an editable install, which compiles the core in place (with
+# .venv's Cython). The core is compiled again only once its sources change.
+CORE := $(VENV)/.core
+CORE_SOURCES := setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi ext/lmdb/*.c ext/lmdb/*.h)
+$(STAMP): $(PY) pyproject.toml setup.py src/surestep/_version.py
+	$(PY) -m pip install -q $(foreach r,$(BUILD_REQUIRES),'$(r)')
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $(STAMP) $(RUNTIME) $(CORE)
+
+$(CORE): $(CORE_SOURCES)
 	$(PY) setup.py -q build_ext --inplace
+	touch $(CORE)
+
+# A second make, which sees the times the install left: the core it compiled is up to date.
+build: $(STAMP)  ## install for development; compile the core again after editing ext/
+	@$(MAKE) --no-print-directory $(CORE)
 
 test: build  ## the whole suite (PostgreSQL tests start their own server)
 	$(PY) -m pytest
@@ -25,7 +44,7 @@ test: build  ## the whole suite (PostgreSQL tests start their own server)
 test-fast: build  ## everything but the slow crash tests
 	$(PY) -m pytest -m "not slow"
 
-demo: build  ## the order-fulfilment example: crash after charge_card, resume, card charged once
+demo: $(RUNTIME)  ## the order-fulfilment example: crash after charge_card, resume, card charged once
 	$(PY) examples/order_fulfillment_demo.py
 
 bench: build  ## pytest-benchmark suite; figures go to benchmarks/RESULTS.md by hand

@@ -79,6 +79,7 @@ cdef extern from "lmdb.h" nogil:
     int MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH
     int MDB_SUCCESS, MDB_NOTFOUND, MDB_KEYEXIST, MDB_MAP_FULL, MDB_MAP_RESIZED
     unsigned int MDB_NOSYNC, MDB_NOMETASYNC, MDB_RDONLY, MDB_NOTLS, MDB_NORDAHEAD, MDB_WRITEMAP
+    unsigned int MDB_NOLOCK
     unsigned int MDB_CREATE, MDB_NOOVERWRITE, MDB_APPEND
 
     char *mdb_strerror(int err)
@@ -932,11 +933,13 @@ def open(
     unsigned int mode=0o755,
     bint readonly=False,
     bint writemap=False,
+    bint lock=True,
 ):
     """Open the environment in directory ``path`` (which must exist). ``writemap``: write
     pages through a writable map (no write system calls; LMDB grows the data file to the
     map size with ftruncate, so a write to a block the disk cannot supply is a SIGBUS:
-    allocate the file first)."""
+    allocate the file first). ``lock=False``: without the lock file's reader table, for
+    reading a store this process may not write (its lock file included)."""
     cdef Environment e = Environment.__new__(Environment)
     cdef MDB_env *env
     cdef int rc
@@ -953,6 +956,8 @@ def open(
         flags |= MDB_RDONLY
     if writemap:
         flags |= MDB_WRITEMAP
+    if not lock:
+        flags |= MDB_NOLOCK
     rc = mdb_env_create(&env)
     if rc:
         raise _error("mdb_env_create", rc)

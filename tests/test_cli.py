@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -96,6 +99,45 @@ async def cli_approval(ctx: WorkflowContext) -> dict:
 @workflow
 async def cli_held(ctx: WorkflowContext, path: str) -> str:
     return await ctx.step(cli_wait_for_file, path)
+
+
+@function
+async def waits_logging_step(ctx: FunctionContext) -> int:
+    ctx.logger.info("inside the step")
+    return 1
+
+
+@workflow
+async def waits_long_sleep(ctx: WorkflowContext) -> str:
+    await ctx.step(waits_logging_step)
+    await ctx.sleep(3600)
+    return "awake"
+
+
+@workflow
+async def waits_short_sleep(ctx: WorkflowContext) -> str:
+    await ctx.sleep(1.5)
+    return "awake"
+
+
+@workflow
+async def waits_for_approval(ctx: WorkflowContext) -> dict:
+    return await ctx.wait_for_event("approved", timeout=3600)
+
+
+@workflow
+async def waits_child(ctx: WorkflowContext) -> int:
+    return 7
+
+
+@workflow
+async def waits_parent(ctx: WorkflowContext) -> int:
+    return await ctx.step(waits_child)
+
+
+@workflow
+async def waits_says_a_lot(ctx: WorkflowContext, words: str) -> None:
+    raise ValueError(words)
 '''
 
 
@@ -678,3 +720,306 @@ def test_fork_starts_a_new_run_from_a_step(store: Path, flows: Path) -> None:
     assert shown["status"] == "pending"  # for a worker serving the workflow
     assert [step["seq"] for step in shown["steps"]] == [0, 1]
     one_error_line(call(store, "fork", source), 2, "--from-step")
+
+
+# ---------------------------------------------------------------- every surface tells the truth
+
+
+def started_run(store: Path, flows: Path, workflow: str, status: str, *args: Any) -> str:
+    """A run started and executed here until it has ``status`` (long sleeps give the run
+    back at once), then left to its timer."""
+    cli.import_target(str(flows))
+
+    async def start() -> str:
+        async with Engine(str(store), inline_sleep=0.05) as engine:
+            handle = await engine.start(workflow, *args)
+            while (await handle.info()).status != status:
+                await engine.store.wait_changed(0.2)
+            return handle.run_id
+
+    return asyncio.run(start())
+
+
+def stderr_until(proc: subprocess.Popen[str], fragment: str, timeout: float = 60.0) -> str:
+    """What ``proc`` wrote on stderr up to the line holding ``fragment``."""
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if fragment in line:
+            return "".join(seen)
+    raise AssertionError(f"no {fragment!r} on stderr: {''.join(seen)}")
+
+
+def test_a_durable_sleep_is_shown_as_waiting_until_its_time(store: Path, flows: Path) -> None:
+    run_id = started_run(store, flows, "waits_long_sleep", "waiting")
+    shown = installed(store, "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    with_json = json.loads(installed(store, "show", run_id, "--json").stdout)
+    wake_at = with_json["wake_at"]
+    until = cli.format_time(wake_at)
+    assert f"waiting: sleep until {until[:19]}" in shown.stdout
+    (sleep,) = [s for s in with_json["steps"] if s["kind"] == "sleep"]
+    assert (sleep["status"], sleep["output"], sleep["wake_at"]) == ("waiting", None, wake_at)
+    (row,) = [line for line in shown.stdout.splitlines() if "@sleep" in line]
+    assert "waiting" in row and f"until {until}" in row and "completed" not in row
+    assert str(int(wake_at)) not in shown.stdout  # no raw epoch
+    runs = installed(store, "runs")
+    assert f"waiting: sleep until {until[:19]}" in runs.stdout
+
+    logs = installed(store, "logs", run_id, "--json")
+    lines = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert all(line["time"] <= time.time() for line in lines), lines  # nothing "in the future"
+    assert not [line for line in lines if "slept" in line["message"]]
+    assert [line["message"] for line in lines if line["seq"] == 1] == [
+        f"step 1 sleeps until {until}"
+    ]
+    # A line its step logged says that step's number, as the journal does.
+    (inside,) = [line for line in lines if line["message"] == "inside the step"]
+    assert inside["seq"] == 0 == with_json["steps"][0]["seq"]
+
+
+def test_an_event_wait_says_its_event_and_hides_its_deadline(store: Path, flows: Path) -> None:
+    run_id = started_run(store, flows, "waits_for_approval", "waiting")
+    shown = installed(store, "show", run_id)
+    assert "waiting: event approved (until " in shown.stdout
+    assert "@deadline" not in shown.stdout
+    assert "@deadline" not in installed(store, "logs", run_id).stdout
+    everything = installed(store, "show", run_id, "--internal")
+    assert "@deadline" in everything.stdout
+
+
+def test_run_shows_a_sleep_as_waiting_not_done(store: Path, flows: Path) -> None:
+    done = installed(store, "run", f"{flows}:waits_short_sleep")
+    assert done.returncode == 0, done.stderr
+    (sleep,) = [line for line in done.stderr.splitlines() if "@sleep" in line]
+    assert "waiting until" in sleep and "✓" not in sleep
+    assert json.loads(done.stdout) == "awake"
+
+
+def test_run_warns_at_once_when_the_run_waits_for_another_version(store: Path, flows: Path) -> None:
+    deployed = installed(store, "deploy", str(flows), "--version", "yesterday")
+    assert deployed.returncode == 0, deployed.stderr
+    proc = subprocess.Popen(
+        [*surestep_command(), "--store", str(store), "run", f"{flows}:waits_child"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = stderr_until(proc, "surestep: warning:")
+        assert "waits for a worker serving waits_child version yesterday" in said
+        assert "deploy it to make it current" in said
+        served = said.split("served now: ")[1].splitlines()[0]  # the edited code's versions
+        (row,) = json.loads(installed(store, "runs", "--json").stdout)
+        assert row["status_text"] == (
+            f"waiting: a worker serving waits_child yesterday (served now: {served})"
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        assert proc.stderr is not None
+        proc.stderr.close()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    (row,) = json.loads(installed(store, "runs", "--json").stdout)
+    assert row["status_text"] == (
+        "waiting: a worker serving waits_child yesterday (no live engine serves waits_child)"
+    )
+
+
+def test_send_to_a_finished_run_fails(store: Path, flows: Path) -> None:
+    assert call(store, "run", f"{flows}:cli_add", "1", "2", "-q").exit_code == 0
+    (run_id,) = run_ids(store)
+    done = installed(store, "send", run_id, "approved", "true")
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"surestep: error: run {run_id} has finished (completed); it receives no more events\n"
+    )
+
+
+def test_fork_past_the_end_of_the_journal_fails(store: Path, flows: Path) -> None:
+    assert call(store, "run", f"{flows}:cli_pipeline", "x", "3", "-q").exit_code == 0
+    (source,) = run_ids(store)
+    done = installed(store, "fork", source, "--from-step", "99")
+    assert done.returncode == 2
+    assert done.stderr.startswith("surestep: error: ")
+    assert "has 3 step(s) (0 to 2): fork it from a step 0 to 3, not 99" in done.stderr
+    assert run_ids(store) == [source]  # nothing created
+    assert installed(store, "fork", source, "--from-step", "3").returncode == 0
+
+
+def test_a_store_path_that_is_a_file_gets_one_message_from_every_command(
+    tmp_path: Path, flows: Path
+) -> None:
+    path = tmp_path / "not-a-store"
+    path.write_text("hello")
+    some_id = "0" * 32
+    for args in (
+        ["run", f"{flows}:cli_add", "1", "2"],
+        ["runs"],
+        ["show", some_id],
+        ["logs", some_id],
+        ["cancel", some_id],
+        ["send", some_id, "e"],
+        ["fork", some_id, "--from-step", "0"],
+        ["deploy", str(flows)],
+        ["deployments"],
+    ):
+        done = installed(path, *args)
+        assert done.returncode == 4, (args, done.stderr)
+        assert done.stderr == (
+            f"surestep: error: the store path {str(path)!r} is a file, not a surestep store "
+            "(a directory); give --store another path or set SURESTEP_STORE\n"
+        ), args
+    assert path.read_text() == "hello"
+
+
+def test_a_short_id_shared_by_a_parent_and_its_child_lists_both(store: Path, flows: Path) -> None:
+    done = installed(store, "run", f"{flows}:waits_parent", "-q")
+    assert done.returncode == 0, done.stderr
+    (parent,) = run_ids(store, "--workflow", "waits_parent")
+    (child,) = run_ids(store, "--workflow", "waits_child")
+    assert parent[:12] == child[:12]
+    ambiguous = installed(store, "show", parent[:12])
+    assert ambiguous.returncode == 2
+    assert "names 2 runs: " in ambiguous.stderr
+    assert f"{parent} (waits_parent, completed)" in ambiguous.stderr
+    assert f"{child} (waits_child, completed)" in ambiguous.stderr
+    assert installed(store, "show", parent[:20], "--json").returncode == 0
+    assert json.loads(installed(store, "show", child[:16], "--json").stdout)["run_id"] == child
+
+
+def test_long_lines_are_not_wrapped_outside_a_terminal(store: Path, flows: Path) -> None:
+    words = "a-long-message-" * 12
+    done = installed(store, "run", f"{flows}:waits_says_a_lot", words)
+    assert done.returncode == 1
+    (failed,) = [line for line in done.stderr.splitlines() if "failed:" in line]
+    assert failed.endswith(f"ValueError: {words}")
+
+
+def test_a_worker_of_a_module_without_workflows_refuses(store: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "no_workflows.py"
+    empty.write_text("X = 1\n")
+    done = installed(store, "worker", str(empty))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"surestep: error: {empty} defines no @workflow: a worker of it would have "
+        "nothing to execute\n"
+    )
+
+
+def test_a_worker_says_when_each_run_starts_and_ends(store: Path, flows: Path) -> None:
+    done_id = pending_run(store, flows, "cli_add", 1, 2)
+    failing_id = pending_run(store, flows, "cli_failing", "no")
+    worker = subprocess.Popen(
+        [*surestep_command(), "--store", str(store), "worker", str(flows)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = stderr_until(worker, f"run {done_id} completed")
+        said += stderr_until(worker, f"run {failing_id} failed")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+        assert worker.stderr is not None
+        worker.stderr.close()
+    assert f"run {done_id} started" in said and f"run {failing_id} started" in said
+    assert "ValueError: exploded: no" in said
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (3600, "1h 00m"),
+        (3599.9996, "1h 00m"),
+        (59.999, "1m 00s"),
+        (0.9996, "1.00 s"),
+        (119.6, "2m 00s"),
+        (7199.0, "2h 00m"),
+        (0.0123, "12 ms"),
+    ],
+)
+def test_durations_round_to_what_is_shown(seconds: float, shown: str) -> None:
+    assert cli.format_duration(seconds) == shown
+
+
+def test_help_starts_without_asyncio_rich_or_the_web_server() -> None:
+    """`surestep --help` imports only what it needs to answer (measured in the README)."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        from surestep.cli import main
+        code = main(["--help"], standalone_mode=False)
+        heavy = [m for m in ("asyncio", "rich", "uvloop", "surestep.engine",
+                             "surestep.web.server", "surestep.web.http") if m in sys.modules]
+        print(code, heavy)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Exit codes:" in done.stdout
+    assert done.stdout.splitlines()[-1] == "0 []"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other users may enter (a test's tmp_path is private to its owner)."""
+    path = Path(tempfile.mkdtemp(prefix="surestep-shared-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_store_this_user_may_not_write_is_listed_read_only(shared_dir: Path, flows: Path) -> None:
+    """Another user's store, readable but not writable: the reading commands work, and
+    a command that writes says why it cannot."""
+    store = shared_dir / "store"
+    assert call(store, "run", f"{flows}:cli_add", "1", "2", "-q").exit_code == 0
+    (run_id,) = run_ids(store)
+    as_other: list[str] = []
+    if os.geteuid() == 0:  # root writes anything: read as nobody instead
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("needs setpriv to read the store as another user")
+        as_other = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        mode = "go+rX"
+    else:
+        mode = "a-w"
+    subprocess.run(["chmod", "-R", mode, str(store)], check=True)
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+
+    def surestep_as_other(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*as_other, *surestep_command(), "--store", str(store), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            cwd=shared_dir,
+        )
+
+    try:
+        listed = surestep_as_other("runs", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+        shown = surestep_as_other("show", run_id[:8], "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["result"] == 3
+        assert surestep_as_other("logs", run_id).returncode == 0
+        refused = surestep_as_other("cancel", run_id)
+        assert refused.returncode == 4
+        assert "no permission to write there" in refused.stderr
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(store)], check=True)
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before

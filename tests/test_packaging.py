@@ -48,6 +48,7 @@ PUBLIC_NAMES = [
     "PayloadTooLargeError",
     "RetryPolicy",
     "RunCancelledError",
+    "RunFinishedError",
     "RunHandle",
     "RunInfo",
     "RunNotFinishedError",

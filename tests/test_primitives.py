@@ -22,6 +22,7 @@ from surestep import (
     function,
     workflow,
 )
+from surestep.decorators import served_versions
 
 calls: Counter[str] = Counter()
 
@@ -90,7 +91,9 @@ async def test_sleeping_runs_hold_no_task(store_path: str) -> None:
         await until(lambda: _all_status(engine, "waiting", 300))
         await until(lambda: _idle(engine))  # each task ends right after its suspension commits
         assert len(asyncio.all_tasks()) < 10  # the test, the engine's timer loop; no task per run
-        assert await engine.store.next_wake() == pytest.approx(time.time() + 3600, abs=60)
+        assert await engine.store.next_wake(served_versions()) == pytest.approx(
+            time.time() + 3600, abs=60
+        )
         assert len({h.run_id for h in handles}) == 300
 
 

@@ -14,12 +14,13 @@ replays the journal, skips completed steps and continues::
         return {"txn": txn}
 """
 
-from typing import Any
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .context import Context, FunctionContext, WorkflowContext
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
-from .engine import Engine, JournalEntry, RunHandle, run
 from .errors import (
     ChildWorkflowError,
     ConfigurationError,
@@ -30,6 +31,7 @@ from .errors import (
     NonDeterminismError,
     PayloadTooLargeError,
     RunCancelledError,
+    RunFinishedError,
     RunNotFinishedError,
     RunNotFoundError,
     SerializationError,
@@ -46,6 +48,40 @@ from .errors import (
 )
 from .store.base import RunInfo
 from .types import BackoffType, event, webhook
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+    from .context import Context, FunctionContext, WorkflowContext
+    from .engine import Engine, JournalEntry, RunHandle, run
+
+# The runtime (and asyncio with it) and the HTTP clients are imported on first use:
+# `surestep --help`, and a module that only declares workflows, start without them.
+_RUNTIME = {
+    "Context": "context",
+    "FunctionContext": "context",
+    "WorkflowContext": "context",
+    "Engine": "engine",
+    "JournalEntry": "engine",
+    "RunHandle": "engine",
+    "run": "engine",
+    # The HTTP clients need httpx (the ``http`` extra).
+    "Client": "client",
+    "AsyncClient": "client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _RUNTIME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_RUNTIME))
+
 
 __all__ = [
     "AsyncClient",
@@ -66,6 +102,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RetryPolicy",
     "RunCancelledError",
+    "RunFinishedError",
     "RunHandle",
     "RunInfo",
     "RunNotFinishedError",
@@ -89,12 +126,3 @@ __all__ = [
     "webhook",
     "workflow",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The HTTP clients need httpx (the ``http`` extra): imported on first use only.
-    if name in ("Client", "AsyncClient"):
-        from . import client
-
-        return getattr(client, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

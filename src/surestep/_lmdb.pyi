@@ -96,4 +96,5 @@ def open(
     mode: int = 0o755,
     readonly: bool = False,
     writemap: bool = False,
+    lock: bool = True,
 ) -> Environment: ...

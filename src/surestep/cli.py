@@ -34,30 +34,26 @@ traceback; set ``SURESTEP_DEBUG=1`` to get the traceback as well.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 import os
-import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from . import __version__, _core
 from .decorators import WorkflowSpec, find_workflow, spec_of
-from .engine import Engine, JournalEntry, run_loop
 from .errors import (
     ConfigurationError,
     DefinitionError,
     JournalCorruptError,
+    RunFinishedError,
     RunNotFoundError,
     SerializationError,
     StoreError,
@@ -65,19 +61,39 @@ from .errors import (
     UnknownWorkflowError,
 )
 from .retention import describe_retention
-from .store.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, STATUSES, RunInfo
+from .store.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STATUSES,
+    LiveEngine,
+    RunInfo,
+)
 from .web.access import is_loopback
 from .web.views import (
     call_text,
     children_json,
-    entry_times,
     format_duration,
     format_time,
+    is_internal,
     log_lines,
     run_json,
+    status_text,
+    step_json,
     steps_json,
 )
-from .worker import ModuleLoadError, import_module
+
+# asyncio, rich, the runtime and the web server are imported by the commands that use
+# them, so that `surestep --help` (and a mistyped command) answers at once.
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from .engine import Engine, JournalEntry
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -110,6 +126,14 @@ Exit codes:
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine on the engine's loop (uvloop where installed)."""
+    from .engine import run_loop as engine_loop
+
+    return engine_loop(main)
 
 
 class CliError(Exception):
@@ -177,7 +201,7 @@ def _classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_NOT_FOUND, str(exc)
     if isinstance(exc, (StoreError, JournalCorruptError)):
         return EXIT_STORE, f"store: {exc}"
-    if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError)):
+    if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError, RunFinishedError)):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, SurestepError):
         return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
@@ -262,21 +286,56 @@ def _local_path(store: str) -> str | None:
     return None if "://" in store else store
 
 
-def _require_store(store: str) -> None:
-    """Refuse a local store that does not exist (reading must not create one)."""
+def _check_store_path(store: str, *, create: bool) -> None:
+    """Refuse a local store path that is not a directory, with the same words from every
+    command; and, unless ``create``, one that does not exist (reading must not create one)."""
     path = _local_path(store)
-    if path is not None and not os.path.isdir(path):
+    if path is None:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CliError(
+            f"the store path {path!r} is a file, not a surestep store (a directory); give "
+            f"--store another path or set {STORE_ENV}",
+            EXIT_STORE,
+        )
+    if not create and not os.path.isdir(path):
         raise CliError(
             f"no surestep store at {path!r} (give --store URL or set {STORE_ENV})", EXIT_STORE
         )
 
 
+def _writable(path: str) -> bool:
+    """Whether this process may write the LMDB store at ``path`` (its directory, lock file
+    and wake-up registrations)."""
+    parts = [path, os.path.join(path, "lock.mdb"), os.path.join(path, "wake")]
+    return all(os.access(part, os.W_OK) for part in parts if os.path.exists(part))
+
+
+def _require_store(store: str) -> None:
+    _check_store_path(store, create=False)
+
+
 @contextlib.asynccontextmanager
-async def _engine(store: str, *, create: bool = False) -> AsyncIterator[Engine]:
-    """An open engine over ``store``. Reading commands never create a store as a side effect."""
-    if not create:
-        _require_store(store)
-    engine = Engine(store)
+async def _engine(
+    store: str,
+    *,
+    create: bool = False,
+    execute: bool = False,
+    reading: bool = False,
+    **options: Any,
+) -> AsyncIterator[Engine]:
+    """An open engine over ``store``; ``execute``: it runs workflows (``run``), else it
+    only reads and writes rows. Reading commands never create a store as a side effect,
+    and open a local store they may not write read-only (``reading``). ``options`` go to
+    the Engine."""
+    _check_store_path(store, create=create)
+    from .engine import Engine
+
+    path = _local_path(store)
+    if reading and path is not None and not _writable(path):
+        engine = Engine(store, execute=False, readonly=True, **options)
+    else:
+        engine = Engine(store, execute=execute, **options)
     try:
         await engine.open()
         yield engine
@@ -297,7 +356,11 @@ async def _resolve(engine: Engine, run_id: str) -> RunInfo:
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
-        raise CliError(f"run id prefix {run_id!r} is ambiguous: it starts {len(found)} runs")
+        shown = "; ".join(f"{r.run_id} ({r.workflow}, {r.status})" for r in found[:10])
+        more = f"; and {len(found) - 10} more" if len(found) > 10 else ""
+        raise CliError(
+            f"run id prefix {run_id!r} names {len(found)} runs: {shown}{more}; give more of the id"
+        )
     raise CliError(f"no run {run_id!r} in the store at {engine.store.url}", EXIT_NOT_FOUND)
 
 
@@ -339,6 +402,8 @@ def parse_arguments(
 
 def import_target(target: str) -> ModuleType:
     """A module by dotted name (from the current directory or the path), or a ``.py`` file."""
+    from .worker import ModuleLoadError, import_module
+
     try:
         return import_module(target)
     except ModuleLoadError as exc:
@@ -402,36 +467,50 @@ def _echo_json(value: Any) -> None:
 
 
 def _error_text(error: dict[str, Any] | None, style: str = "red") -> Text:
+    from rich.text import Text
+
     error = error or {}
     return Text(f"{error.get('type', '?')}: {one_line(error.get('message', ''))}", style=style)
 
 
 def _status_text(status: str) -> Text:
+    from rich.text import Text
+
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-class _Out(Console):
-    """stdout: in a pipe, tables print whole (no width to fit) and without trailing blanks."""
+@functools.cache
+def _stdout_console() -> type[Console]:
+    from rich.console import Console
 
-    def __init__(self) -> None:
-        piped = not sys.stdout.isatty()
-        super().__init__(highlight=False, soft_wrap=False, width=200 if piped else None)
+    class Stdout(Console):
+        """stdout: in a pipe, tables print whole (no width to fit) and without trailing
+        blanks, and lines of text are not wrapped at all."""
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        if self.is_terminal:
-            super().print(*objects, **kwargs)
-            return
-        with self.capture() as captured:
-            super().print(*objects, **kwargs)
-        click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+        def __init__(self) -> None:
+            piped = not sys.stdout.isatty()
+            super().__init__(highlight=False, soft_wrap=piped, width=200 if piped else None)
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            if self.is_terminal:
+                super().print(*objects, **kwargs)
+                return
+            with self.capture() as captured:
+                super().print(*objects, **kwargs)
+            click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+    return Stdout
 
 
 def _stdout() -> Console:
-    return _Out()
+    return _stdout_console()()
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    """stderr: outside a terminal, lines are not wrapped (a log or a pipe has no width)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 # ---------------------------------------------------------------- run
@@ -447,6 +526,8 @@ class _Watcher:
     """
 
     def __init__(self, engine: Engine, console: Console, quiet: bool) -> None:
+        import asyncio
+
         self.engine = engine
         self.console = console
         self.quiet = quiet
@@ -463,6 +544,8 @@ class _Watcher:
 
     async def watch(self, run_id: str, result: asyncio.Future[Any], stop: asyncio.Event) -> None:
         """Until ``result`` is done; :class:`CliError` (exit 130) once ``stop`` is set."""
+        import asyncio
+
         status = None
         if not self.quiet and self.console.is_terminal:
             status = self.console.status(f"run {run_id}: step 0 running…", spinner="dots")
@@ -499,20 +582,32 @@ class _Watcher:
         for entry in entries:
             if entry.seq not in self.shown:
                 self.shown.add(entry.seq)
-                if not self.quiet:
+                if not self.quiet and not is_internal(entry.name):
                     self.console.print(_step_line(entry))
         if status is not None:
-            status.update(f"run {run_id}: step {len(self.shown)} running…")
+            last = step_json(entries[-1]) if entries else None
+            if last is not None and last["status"] == "waiting":
+                status.update(f"run {run_id}: waiting: sleep until {format_time(last['wake_at'])}")
+            else:
+                status.update(f"run {run_id}: step {len(self.shown)} running…")
 
 
 def _step_line(entry: JournalEntry) -> Text:
+    from rich.text import Text
+
+    step = step_json(entry)
     failed = entry.kind == "step_error"
     line = Text("  ")
+    if step["status"] == "waiting":  # a durable sleep that has not ended: no ✓ yet
+        line.append("… ", style="blue")
+        line.append(f"{entry.seq:>3} ", style="dim")
+        line.append(entry.name, style="bold")
+        line.append(f"  waiting until {format_time(step['wake_at'])}", style="blue")
+        return line
     line.append("✗ " if failed else "✓ ", style="bold red" if failed else "green")
     line.append(f"{entry.seq:>3} ", style="dim")
     line.append(entry.name, style="bold")
-    started, finished = entry_times(entry)
-    line.append(f"  {format_duration(finished - started)}", style="dim")
+    line.append(f"  {format_duration(step['duration'])}", style="dim")
     if entry.attempt > 1:
         line.append(f"  {entry.attempt} attempts", style="yellow")
     if failed:
@@ -554,6 +649,7 @@ def run_command(
     """
     spec = load_workflow(target)
     positional, keywords = parse_arguments(args, input_json)
+    _warnings_to_stderr()  # e.g. the run waits for a worker serving the deployed version
     code = run_loop(_run(store, spec, positional, keywords, session_id, user_id, quiet, as_json))
     raise click.exceptions.Exit(code)
 
@@ -568,8 +664,13 @@ async def _run(
     quiet: bool,
     as_json: bool,
 ) -> int:
+    import asyncio
+    import signal
+
+    from rich.text import Text
+
     err = _stderr()
-    async with _engine(store, create=True) as engine:
+    async with _engine(store, create=True, execute=True) as engine:
         watcher = _Watcher(engine, err, quiet)
         try:
             handle = await engine.start(
@@ -617,6 +718,7 @@ async def _run(
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+
     if not future.cancelled():
         future.exception()
 
@@ -641,9 +743,12 @@ def runs_command(
     status: str | None, workflow: str | None, limit: int, as_json: bool, store: str
 ) -> None:
     """List the runs in the store, newest first."""
-    runs = run_loop(_runs(store, status, workflow, limit or None))
+    from rich.table import Table
+    from rich.text import Text
+
+    runs, live = run_loop(_runs(store, status, workflow, limit or None))
     if as_json:
-        _echo_json([run_json(run) for run in runs])
+        _echo_json([run_json(run, live) for run in runs])
         return
     out = _stdout()
     if not runs:
@@ -654,7 +759,7 @@ def runs_command(
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("RUN", no_wrap=True, min_width=32)
     table.add_column("WORKFLOW", overflow="fold", min_width=8)
-    table.add_column("STATUS", no_wrap=True)
+    table.add_column("STATUS", overflow="fold")
     table.add_column("STARTED", no_wrap=True)
     table.add_column("TOOK", justify="right", no_wrap=True)
     if wide:
@@ -666,7 +771,7 @@ def runs_command(
         row = [
             Text(run.run_id),
             Text(run.workflow).append(f" {run.version}", style="dim"),  # runs wait for it
-            _status_text(run.status),
+            Text(status_text(run, live), style=STATUS_STYLE.get(run.status, "")),
             Text(started[5:19] if wide else started[11:19]),
             Text(format_duration(run_json(run)["duration"])),
         ]
@@ -680,9 +785,10 @@ def runs_command(
 
 async def _runs(
     store: str, status: str | None, workflow: str | None, limit: int | None
-) -> list[RunInfo]:
-    async with _engine(store) as engine:
-        return await engine.runs(status=status, workflow=workflow, limit=limit)
+) -> tuple[list[RunInfo], list[LiveEngine]]:
+    async with _engine(store, reading=True) as engine:
+        runs = await engine.runs(status=status, workflow=workflow, limit=limit)
+        return runs, await engine.live_engines()
 
 
 # ---------------------------------------------------------------- show
@@ -691,14 +797,20 @@ async def _runs(
 @_command("show", short_help="A run: its steps, inputs, outputs, errors and tracebacks.")
 @click.argument("run_id", metavar="RUN")
 @click.option("--full", is_flag=True, help="Do not shorten inputs and outputs.")
+@click.option(
+    "--internal", is_flag=True, help="Also the records surestep keeps for itself (@deadline...)."
+)
 @json_option
 @store_option
-def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
+def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: str) -> None:
     """Show RUN: its row, then each recorded step (seq, name, status, attempts,
     duration, input, output), then the error and traceback of what failed."""
-    run, steps, children = run_loop(_show(store, run_id))
+    from rich.table import Table
+    from rich.text import Text
+
+    run, steps, children, live = run_loop(_show(store, run_id, internal))
     if as_json:
-        _echo_json({**run_json(run), "steps": steps, "children": children})
+        _echo_json({**run_json(run, live), "steps": steps, "children": children})
         return
     out = _stdout()
     width = 10_000 if full else 60
@@ -708,13 +820,7 @@ def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
     took = format_duration(run_json(run)["duration"])
     head.add_row("run", Text(run.run_id))
     head.add_row("workflow", Text(f"{run.workflow}  (version {run.version})"))
-    head.add_row("status", _status_text(run.status))
-    waiting_for = getattr(run, "waiting_for", None)
-    wake_at = getattr(run, "wake_at", None)
-    if not run.finished and waiting_for:
-        head.add_row("waiting for", Text(f"event {waiting_for}"))
-    if not run.finished and wake_at:
-        head.add_row("wakes at", Text(format_time(wake_at)))
+    head.add_row("status", Text(status_text(run, live), style=STATUS_STYLE.get(run.status, "")))
     head.add_row("started", Text(format_time(run.created_at)))
     if run.finished:
         head.add_row("finished", Text(f"{format_time(run.updated_at)}  ({took})"))
@@ -759,6 +865,8 @@ def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
                 Text(_clip(call_text(step["input"]), width)),
                 _error_text(step["error"])
                 if step["error"]
+                else Text(f"until {format_time(step['wake_at'])}")
+                if step["wake_at"] is not None
                 else Text(_clip(_compact(step["output"]), width)),
             )
         out.print(table)
@@ -770,6 +878,8 @@ def show_command(run_id: str, full: bool, as_json: bool, store: str) -> None:
 
 
 def _print_traceback(out: Console, what: str, error: dict[str, Any]) -> None:
+    from rich.text import Text
+
     out.print()
     out.print(Text.assemble((f"{what} failed: ", "bold red"), _error_text(error)))
     if error.get("traceback"):
@@ -777,12 +887,13 @@ def _print_traceback(out: Console, what: str, error: dict[str, Any]) -> None:
 
 
 async def _show(
-    store: str, run_id: str
-) -> tuple[RunInfo, list[dict[str, Any]], list[dict[str, Any]]]:
-    async with _engine(store) as engine:
+    store: str, run_id: str, internal: bool
+) -> tuple[RunInfo, list[dict[str, Any]], list[dict[str, Any]], list[LiveEngine]]:
+    async with _engine(store, reading=True) as engine:
         run = await _resolve(engine, run_id)
-        steps = await steps_json(engine, run)
-        return run, steps, await children_json(engine, run, steps)
+        steps = await steps_json(engine, run, internal)
+        children = await children_json(engine, run, steps)
+        return run, steps, children, await engine.live_engines()
 
 
 # ---------------------------------------------------------------- logs
@@ -803,7 +914,7 @@ def logs_command(run_id: str, follow: bool, as_json: bool, store: str) -> None:
 async def _logs(store: str, run_id: str, follow: bool, as_json: bool) -> None:
     out = _stdout()
     seen: set[str] = set()
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         run_id = (await _resolve(engine, run_id)).run_id
         while True:
             run = await engine.get_run(run_id)
@@ -823,6 +934,8 @@ LEVEL_STYLE = {"ERROR": "red", "CRITICAL": "bold red", "WARNING": "yellow", "DEB
 
 
 def _log_text(line: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     level = str(line["level"]).upper()
     style = LEVEL_STYLE.get(level, "")
     return Text.assemble(
@@ -933,6 +1046,8 @@ async def _deploy(store: str, specs: list[WorkflowSpec], version: str | None) ->
 @store_option
 def deployments_command(as_json: bool, store: str) -> None:
     """Every recorded deployment, oldest first, with how many of its runs are unfinished."""
+    from rich.table import Table
+
     rows = run_loop(_deployments(store))
     if as_json:
         _echo_json(rows)
@@ -948,7 +1063,7 @@ def deployments_command(as_json: bool, store: str) -> None:
 
 
 async def _deployments(store: str) -> list[dict[str, Any]]:
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         return await engine.deployments()
 
 
@@ -971,6 +1086,8 @@ def replay_command(
     the code stands, without executing any step. Each run is "compatible" or shows
     its first divergence (step, recorded, asked, source line). Exit 1 when any run
     would diverge, so it can gate a deploy."""
+    from rich.text import Text
+
     if run_ids and all_in_flight:
         raise CliError("give --run or --all-in-flight, not both")
     import_target(module)
@@ -1001,7 +1118,7 @@ def replay_command(
 async def _replay(store: str, run_ids: list[str] | None) -> list[Any]:
     from .testing import check_store
 
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         if run_ids is not None:
             run_ids = [(await _resolve(engine, run_id)).run_id for run_id in run_ids]
         return await check_store(engine, run_ids)
@@ -1018,8 +1135,7 @@ def fork_command(run_id: str, from_step: int, store: str) -> None:
 
 
 async def _fork(store: str, run_id: str, from_step: int) -> str:
-    _require_store(store)
-    async with Engine(store, execute=False) as engine:
+    async with _engine(store) as engine:
         run = await _resolve(engine, run_id)
         handle = await engine.fork(run.run_id, from_step)
         return f"forked run {run.run_id} from step {from_step}: new run {handle.run_id}"
@@ -1043,11 +1159,20 @@ def worker_command(modules: tuple[str, ...], concurrency: int, store: str) -> No
     """Import each MODULE (a dotted module name or a .py file) and execute the
     runs of its workflows: runs started elsewhere, and runs whose worker died.
     SIGTERM or Ctrl-C drains: no new runs, running ones finish or are given back."""
+    from rich.text import Text
+
     try:
         from .worker import serve
     except ImportError as exc:
         raise CliError(f"workers are not available in this installation: {exc}") from None
-    names = [import_target(module).__name__ for module in modules]
+    names = []
+    for target in modules:
+        module = import_target(target)
+        if not any(isinstance(spec_of(value), WorkflowSpec) for value in vars(module).values()):
+            raise CliError(
+                f"{target} defines no @workflow: a worker of it would have nothing to execute"
+            )
+        names.append(module.__name__)
     _log_to_stderr()
     note = (
         f"worker: {', '.join(names)} from {store}, up to {concurrency} runs at once; Ctrl-C stops"
@@ -1167,6 +1292,8 @@ def ui_command(
     any other address it refuses to start without --token, and it is read-only
     unless --allow-actions. Its JSON API is the one `surestep serve` serves.
     """
+    from .engine import Engine
+
     _require_store(store)
     _serve_http(
         Engine(store),
@@ -1214,6 +1341,8 @@ def serve_command(
     refuses to start without --token. --read-token adds a token that may only
     read.
     """
+    from .engine import Engine
+
     for module in modules:
         import_target(module)
     _serve_http(
@@ -1255,6 +1384,8 @@ def gc_command(
     if as_json:
         _echo_json(report.to_dict())
         return
+    from rich.table import Table
+
     out = _stdout()
     verb = "would remove" if dry_run else "removed"
     table = Table("run", "workflow", "status", "finished")
@@ -1269,13 +1400,8 @@ def gc_command(
 
 
 async def _gc(store: str, older_than: str | None, retention: str | None, dry_run: bool) -> Any:
-    _require_store(store)
-    engine = Engine(store, execute=False, retention=retention)
-    try:
-        await engine.open()
+    async with _engine(store, retention=retention) as engine:
         return await engine.purge(older_than=older_than, dry_run=dry_run)
-    finally:
-        await engine.close()
 
 
 @_command("stats", short_help="The store's size, runs by status, the oldest finished run.")
@@ -1288,6 +1414,8 @@ def stats_command(as_json: bool, store: str) -> None:
     if as_json:
         _echo_json(stats)
         return
+    from rich.table import Table
+
     table = Table("", "", show_header=False, box=None)
     for name, value in stats["size"].items():
         if isinstance(value, dict):
@@ -1315,13 +1443,16 @@ def _bytes(count: int) -> str:
 
 
 async def _stats(store: str) -> dict[str, Any]:
-    _require_store(store)
-    engine = Engine(store, execute=False)
-    try:
-        await engine.open()
+    async with _engine(store) as engine:
         return await engine.stats()
-    finally:
-        await engine.close()
+
+
+def _warnings_to_stderr() -> None:
+    """The engine's warnings, one line each on stderr, as the command's own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("surestep: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def _log_to_stderr(level: int = logging.INFO) -> None:

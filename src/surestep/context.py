@@ -86,7 +86,13 @@ class FunctionContext:
     )
 
     def __init__(
-        self, wf: WorkflowContext, step_name: str, seq: int, key: str, attempt: int
+        self,
+        wf: WorkflowContext,
+        step_name: str,
+        seq: int,
+        key: str,
+        attempt: int,
+        logger: logging.LoggerAdapter | None = None,  # type: ignore[type-arg]
     ) -> None:
         self.run_id = wf.run_id
         self.session_id = wf.session_id
@@ -95,7 +101,7 @@ class FunctionContext:
         self.seq = seq
         self.attempt = attempt
         self.idempotency_key = key
-        self.logger = wf.logger
+        self.logger = logger or wf.logger  # the step's own: its lines say this step
 
     def log(self, message: str, **attributes: Any) -> None:
         """Log ``message`` at INFO with keyword attributes (``ctx.log("sent", to=addr)``)."""
@@ -106,17 +112,20 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The run's logger: lines at INFO and above are stored with the run (shown by
     ``engine.logs``), carry the run id, and are not written again on replay."""
 
-    def __init__(self, ctx: WorkflowContext, recorder: Recorder) -> None:
+    def __init__(
+        self, ctx: WorkflowContext, recorder: Recorder, position: int | None = None
+    ) -> None:
         logger = logging.getLogger(f"surestep.workflow.{ctx.workflow}")
         super().__init__(logger, {"run_id": ctx.run_id})
         self._ctx = ctx
         self._recorder = recorder
+        self._position = position  # a step's own logger; else the workflow's next step
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         """``logging``'s keywords, and any other keyword as an attribute of the line
         (``logger.warning("low stock", sku="a-1")``): stored with it, passed as ``extra``."""
-        if self._ctx.is_replaying:
-            return
+        if self._position is None and self._ctx.is_replaying:
+            return  # (a step that executes is never a replay)
         attributes = None
         if kwargs.keys() - _LOGGING_KEYWORDS:
             attributes = {k: v for k, v in kwargs.items() if k not in _LOGGING_KEYWORDS}
@@ -126,7 +135,8 @@ class _RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
                 **{k: v for k, v in attributes.items() if k not in _RECORD_FIELDS},
             }
         if level >= logging.INFO:
-            self._recorder.log(level, str(msg) % args if args else str(msg), attributes)
+            message = str(msg) % args if args else str(msg)
+            self._recorder.log(level, message, attributes, self._position)
         if self.logger.isEnabledFor(level):
             msg, kwargs = self.process(msg, kwargs)
             self.logger.log(level, msg, *args, **kwargs)
@@ -440,7 +450,9 @@ class WorkflowContext:
             fn = partial(_in_thread, fn)
         if spec is not None and spec.takes_ctx:
             idempotency_key = f"{self.run_id}:{seq}" if key is None else f"{self.run_id}:{key}"
-            result = fn(FunctionContext(self, name, seq, idempotency_key, attempt), *args, **kwargs)
+            logger = _RunLogger(self, self._recorder, position=seq)
+            step_ctx = FunctionContext(self, name, seq, idempotency_key, attempt, logger)
+            result = fn(step_ctx, *args, **kwargs)
         else:
             result = fn(*args, **kwargs)
         if (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -49,12 +50,17 @@ from .store.base import (
     FAILED,
     KEEP_DEFAULT,
     KEEP_FOREVER,
+    PENDING,
+    RUNNING,
+    WAITING,
+    LiveEngine,
     Owner,
     RunInfo,
     Store,
     check_idempotency_key,
     claimable,
     new_run_id,
+    served_now,
 )
 from .telemetry import tracer_for
 
@@ -167,6 +173,8 @@ class Engine:
         self._waker: asyncio.Task[None] | None = None
         self._purger: asyncio.Task[None] | None = None
         self._default_keep = KEEP_FOREVER  # decided by open(), from the store
+        self._presence: asyncio.Task[None] | None = None
+        self._live_seen: tuple[float, list[LiveEngine]] = (-math.inf, [])
 
     # -- lifecycle
 
@@ -181,6 +189,8 @@ class Engine:
                 self._waker = loop.create_task(self._wake_due(), name="surestep-timers")
                 purger = Purger(self.store, self._default_keep, self.purge_interval)
                 self._purger = loop.create_task(purger.run(), name="surestep-purge")
+                await self._announce()  # live before its first run is started
+                self._presence = loop.create_task(self._stay_live(), name="surestep-presence")
         return self
 
     async def _store_default_keep(self) -> int:
@@ -207,11 +217,13 @@ class Engine:
         """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
         if not self._opened:
             return
-        for background in (self._heartbeat, self._waker, self._purger):
+        for background in (self._heartbeat, self._waker, self._purger, self._presence):
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
-        self._heartbeat = self._waker = self._purger = None
+        if self._presence is not None:
+            await _quietly(self.store.withdraw(self.owner))
+        self._heartbeat = self._waker = self._purger = self._presence = None
         active = self.tasks()
         for task in active:
             task.cancel()
@@ -301,7 +313,36 @@ class Engine:
             return RunHandle(self, run.run_id)
         if run.owner is not None:  # else a client, or another version is current: a
             self._launch(spec, run, replay=False)  # worker serving it claims the run
+        else:
+            await self._warn_if_unserved(run, spec)
         return RunHandle(self, run.run_id)
+
+    async def _warn_if_unserved(self, run: RunInfo, spec: WorkflowSpec) -> None:
+        """Warn when no live engine serves the version a new run waits for."""
+        now = time.monotonic()
+        if now - self._live_seen[0] > 1.0:  # a burst of starts reads the registry once
+            self._live_seen = (now, await self.live_engines())
+        live = self._live_seen[1]
+        if any(engine.serves(run.workflow, run.version) for engine in live):
+            return
+        why = (
+            f"the one deployed; this code is version {spec.version} (deploy it to make it current)"
+            if run.version != spec.version
+            else "and this process does not execute runs"
+        )
+        log.warning(
+            "run %s waits for a worker serving %s version %s, %s; %s",
+            run.run_id,
+            run.workflow,
+            run.version,
+            why,
+            served_now(live, run.workflow),
+        )
+
+    async def live_engines(self) -> list[LiveEngine]:
+        """The engines executing runs over this store now, with the versions they serve."""
+        await self.open()
+        return await self.store.live_engines()
 
     async def run(self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Start a run and wait for its result (as the workflow's return annotation says:
@@ -315,15 +356,50 @@ class Engine:
         return RunHandle(self, run_id)
 
     async def recover(self) -> list[RunHandle]:
-        """Resume every unfinished run that no live engine holds, of the workflows known here."""
+        """Take responsibility for every unfinished run of the versions served here
+        that no live engine holds, and return a handle for each.
+
+        Runs that can go on now are resumed at once; waiting runs (a sleep, an
+        event) stay with their timer, which resumes them here when they come due:
+        their handle's ``result()`` waits for that. Unfinished runs of a workflow
+        served here but of another version are left for a worker serving that
+        version, and named in a WARNING.
+        """
         handles: list[RunHandle] = []
         batch = 16  # a small first claim, so the first run resumes at once; then larger ones
         while True:
             claimed = await self.claim(batch)
             handles += claimed
             if len(claimed) < batch:
-                return handles
+                break
             batch = min(batch * 4, 1024)
+        await asyncio.sleep(0)  # the runs claimed take their first steps before the scans
+        served = served_versions()
+        taken = {handle.run_id for handle in handles}
+        elsewhere: dict[tuple[str, str], list[str]] = {}
+        for status in (PENDING, RUNNING, WAITING):
+            for run in await self.store.list_runs(status=status):
+                versions = served.get(run.workflow)
+                if versions is not None and run.version not in versions:
+                    elsewhere.setdefault((run.workflow, run.version), []).append(run.run_id)
+                elif versions is not None and status == WAITING and run.run_id not in taken:
+                    handles.append(RunHandle(self, run.run_id))  # its timer resumes it here
+        live = await self.store.live_engines() if elsewhere else []
+        for (workflow, version), run_ids in sorted(elsewhere.items()):
+            more = f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
+            log.warning(
+                "%d unfinished run(s) of %s version %s are left for a worker serving that "
+                "version (this process serves %s; %s): %s; list them with `surestep runs "
+                "--workflow %s`",
+                len(run_ids),
+                workflow,
+                version,
+                ", ".join(served[workflow]),
+                served_now(live, workflow),
+                ", ".join(run_ids[:5]) + more,
+                workflow,
+            )
+        return handles
 
     async def claim(self, limit: int) -> list[RunHandle]:
         """Claim up to ``limit`` available runs (new or abandoned) and execute them here."""
@@ -422,7 +498,16 @@ class Engine:
             spec = None  # a client: the fork waits for a worker serving the current version
         if isinstance(from_step, bool) or not isinstance(from_step, int) or from_step < 0:
             raise ConfigurationError(f"from_step is a step number >= 0, not {from_step!r}")
-        kept = [r for r in await self.records(run_id) if r.seq < from_step]
+        records = await self.records(run_id)
+        steps = records[-1].seq + 1 if records else 0
+        if from_step > steps:
+            raise ConfigurationError(
+                f"run {run_id} has {steps} step(s) (0 to {steps - 1}): fork it from a step "
+                f"0 to {steps}, not {from_step}"
+                if steps
+                else f"run {run_id} has no steps: fork it from step 0, not {from_step}"
+            )
+        kept = [r for r in records if r.seq < from_step]
         if spec is not None:
             version = spec.version
         else:
@@ -449,7 +534,8 @@ class Engine:
 
     async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send ``payload`` (JSON) to the run's ``ctx.wait_for_event(name)``; kept
-        until the run waits for it, and wakes the run if it waits already."""
+        until the run waits for it, and wakes the run if it waits already.
+        ``RunFinishedError`` if the run has finished (nothing is kept)."""
         await self.open()
         if not isinstance(name, str) or not name or "\x00" in name:
             raise ConfigurationError(f"an event name is a non-empty str without NUL, not {name!r}")
@@ -665,19 +751,33 @@ class Engine:
         """Resume the waiting runs that come due (timers, events), for the workflows known here."""
         while True:
             try:
+                served = served_versions()
                 runs = await self.store.claim_available(
-                    self.owner, self.lease_seconds, 100, workflows=served_versions(), due_only=True
+                    self.owner, self.lease_seconds, 100, workflows=served, due_only=True
                 )
                 for run in runs:
                     self._launch(find_workflow(run.workflow), run, replay=True)
                 if runs:
                     continue
-                wake = await self.store.next_wake()
+                wake = await self.store.next_wake(served)
                 timeout = 60.0 if wake is None else min(max(wake - time.time(), 0.0), 60.0)
                 await self.store.wait_changed(timeout)
             except StoreError:
                 log.exception("resuming due runs failed; retrying")
                 await asyncio.sleep(1.0)
+
+    async def _announce(self) -> None:
+        await self.store.announce(self.owner, served_versions(), self.lease_seconds)
+
+    async def _stay_live(self) -> None:
+        """Renew this engine's entry among the live engines (with the versions it serves
+        now), a third of a lease apart."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._announce()
+            except StoreError:
+                log.exception("announcing this engine failed; retrying")
 
     async def _beat(self) -> None:
         """Renew the leases of the runs executing here, a third of a lease apart."""

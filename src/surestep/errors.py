@@ -168,6 +168,15 @@ class RunNotFinishedError(SurestepError):
     """A run's result was asked for (``Client.get_result``) before the run finished."""
 
 
+class RunFinishedError(SurestepError):
+    """An event sent to a run that has finished: nothing would ever receive it."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} has finished ({status}); it receives no more events")
+
+
 class EventTimeoutError(SurestepError, TimeoutError):
     """``ctx.wait_for_event(name, timeout=...)`` saw no event in time. Journaled."""
 

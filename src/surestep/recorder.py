@@ -54,7 +54,7 @@ class Recorder:
         "caller",
         "fence",
         "index",
-        "log_at",
+        "log_counts",
         "pending",
         "replay_max",
         "replay_only",
@@ -81,7 +81,7 @@ class Recorder:
         # Records written without waiting (values, logs): awaited before the next record
         # and before the run is given back, so the journal keeps its order.
         self.pending: list[asyncio.Future[Any]] = []
-        self.log_at = (-1, -1)
+        self.log_counts: dict[int, int] = {}  # lines stored so far at each step position
 
     # -- numbering and matching
 
@@ -237,12 +237,21 @@ class Recorder:
             pending, self.pending = self.pending, []
             await asyncio.gather(*pending)
 
-    def log(self, level: int, message: str, attributes: dict[str, Any] | None = None) -> None:
-        """Store a line of the run's log at the current position (not awaited), with its
-        keyword attributes (JSON values as they are, others as their repr)."""
-        position = self.seq
-        index = self.log_at[1] + 1 if self.log_at[0] == position else 0
-        self.log_at = (position, index)
+    def log(
+        self,
+        level: int,
+        message: str,
+        attributes: dict[str, Any] | None = None,
+        position: int | None = None,
+    ) -> None:
+        """Store a line of the run's log (not awaited) at ``position``: the step that
+        logged it, else the workflow's next step; with its keyword attributes (JSON
+        values as they are, others as their repr). Numbered per position, so steps
+        logging concurrently never share a key, and a step executed again after a
+        crash rewrites its own lines."""
+        if position is None:
+            position = self.seq
+        index = self.log_counts[position] = self.log_counts.get(position, -1) + 1
         entry = {
             "t": time.time(),
             "level": logging.getLevelName(level),

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import importlib.util
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .engine import Engine
+from .errors import Suspended, WorkflowFailedError
 
 log = logging.getLogger("surestep.worker")
 
@@ -89,14 +92,33 @@ class Worker:
             for handle in claimed:
                 task = engine.task(handle.run_id)
                 if task is not None:
-                    task.add_done_callback(self._on_done)
+                    log.info("run %s started", handle.run_id)
+                    task.add_done_callback(functools.partial(self._on_done, handle.run_id))
             if free > 0 and len(claimed) == free:
                 continue  # there may be more waiting
             await self._idle(rescan, full=free == 0)
         await self._drain()
 
-    def _on_done(self, task: asyncio.Task[object]) -> None:
+    def _on_done(self, run_id: str, task: asyncio.Task[object]) -> None:
+        """One line per run that ends here, saying how."""
         self._slot_freed.set()
+        exc = None if task.cancelled() else task.exception()
+        if task.cancelled():
+            log.info("run %s given back unfinished", run_id)
+        elif exc is None:
+            log.info("run %s completed", run_id)
+        elif isinstance(exc, WorkflowFailedError):
+            log.info("run %s failed: %s: %s", run_id, exc.error_type, exc.message)
+        elif isinstance(exc, Suspended):
+            what = f"event {exc.event}" if exc.event is not None else "sleep"
+            until = (
+                ""
+                if exc.wake_at is None
+                else " until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exc.wake_at))
+            )
+            log.info("run %s waiting: %s%s", run_id, what, until)
+        else:
+            log.info("run %s stopped here (%s); it stays recoverable", run_id, type(exc).__name__)
 
     async def _idle(self, rescan: float, full: bool) -> None:
         """Wait for a stop, a freed slot, or (with a slot free) a change in the store."""

@@ -116,3 +116,11 @@ async def family(ctx: WorkflowContext, name: str) -> dict[str, Any]:
     await ctx.step(validate_order, name, ["gift"])
     greeting = await ctx.step(greet, name)
     return {"greeting": greeting}
+
+
+@workflow
+async def long_nap(ctx: WorkflowContext, note: str) -> str:
+    """A step, then a durable sleep of an hour: the run waits, holding no worker."""
+    await ctx.step(validate_order, note, ["pillow"])
+    await ctx.sleep(3600)
+    return note

@@ -199,6 +199,8 @@ def test_cancel_a_running_run_from_its_page(
         browser.wait_for(status_is("cancelled"), timeout=30)
         assert "Run cancelled" in browser.text("#notice")
         assert browser.evaluate("document.querySelector('#actions').hidden")
+        # Gone, not only marked hidden (the page's style shows #actions as a flex box).
+        assert browser.count("#actions button") == 0 and browser.count("#send-event") == 0
         gate.touch()
         assert run.wait() == 1  # `surestep run` of a cancelled run
     finally:
@@ -228,6 +230,38 @@ def test_send_an_event_to_a_waiting_run_from_its_page(
         assert "carol" in browser.text("#result")
         assert "received event approved" in browser.text("#logs")
         assert run.wait() == 0
+    finally:
+        run.close()
+
+
+def test_a_durable_sleep_is_shown_waiting_until_its_time(
+    browser: Browser, live_dashboard: DashboardProcess, live_store: Path
+) -> None:
+    run = Process(live_store, "run", f"{FLOWS}:long_nap", "n-1", "-q")
+    try:
+        run_id = running_run(browser, live_dashboard, status="waiting")
+        assert "sleep until" in browser.text(f'tr[data-run-id="{run_id}"]')
+        browser.goto(f"{live_dashboard.base}#/runs/{run_id}")
+        browser.wait_for(
+            f"{status_is('waiting')} && document.querySelector('#timeline .tl-bar.waiting')"
+        )
+        assert browser.text("#status-text").startswith("waiting: sleep until ")
+        sleep_row = browser.text('#steps-body tr[data-seq="1"]')
+        assert "@sleep" in sleep_row and "waiting" in sleep_row and "until " in sleep_row
+        assert "completed" not in sleep_row
+        assert "slept" not in browser.text("#logs") and "sleeps until" in browser.text("#logs")
+        # The sleep's bar reaches its end, an hour on: the step before it is a sliver.
+        width = browser.evaluate(
+            "parseFloat(document.querySelector('#timeline .tl-bar.waiting').style.width)"
+        )
+        assert width > 90
+        browser.click("#cancel")
+        browser.wait_for("document.querySelector('#cancel').classList.contains('armed')")
+        browser.click("#cancel")
+        browser.wait_for(status_is("cancelled"), timeout=30)
+        assert browser.count("#actions button") == 0
+        assert "cancelled" in browser.text('#steps-body tr[data-seq="1"]')
+        assert run.wait() == 1
     finally:
         run.close()
 

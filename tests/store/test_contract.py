@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from surestep import LeaseLostError, _core
-from surestep.errors import ConfigurationError, RunNotFoundError
+from surestep.errors import ConfigurationError, RunFinishedError, RunNotFoundError
 from surestep.store import Store, open_store
 from surestep.store.base import (
     KEEP_DEFAULT,
@@ -569,14 +569,66 @@ async def test_a_suspended_run_is_claimable_once_due(backend: Backend) -> None:
         got = await store.get_run(later.run_id)
         assert (got.status, got.owner) == ("waiting", None)
         assert got.wake_at == pytest.approx(far, abs=1e-3)
-        assert await store.next_wake() == pytest.approx(ago, abs=1e-2)
+        assert await store.next_wake(SERVED) == pytest.approx(ago, abs=1e-2)
         assert await store.claim(later.run_id, "b:1:b", LONG) is None
         assert await store.claim(forever.run_id, "b:1:b", LONG) is None
         due = await store.claim_available("b:1:b", LONG, 10, SERVED, due_only=True)
         assert [r.run_id for r in due] == [past.run_id]
         assert (due[0].status, due[0].fence, due[0].wake_at) == ("running", past.fence + 1, None)
         assert await store.claim_available("b:1:b", LONG, 10, SERVED) == []
-        assert await store.next_wake() == pytest.approx(far, abs=1e-2)
+        assert await store.next_wake(SERVED) == pytest.approx(far, abs=1e-2)
+
+
+async def test_next_wake_counts_only_the_versions_served(backend: Backend) -> None:
+    """An overdue timer of a version nobody here serves must not make the next wake
+    "now": the timer loop would wait 0 s and spin without claiming anything."""
+    async with backend.opened() as store:
+        other, later = new_run(), new_run()
+        other.version = "v0"
+        for run in (other, later):
+            await store.create_run(run, "a:1:a", LONG)
+        far = time.time() + 3600
+        await store.suspend(other.run_id, other.fence, time.time() - 5)
+        await store.suspend(later.run_id, later.fence, far)
+        assert await store.next_wake(SERVED) == pytest.approx(far, abs=1e-2)
+        assert await store.next_wake({"wf": "v0"}) < time.time()
+        assert await store.next_wake({"elsewhere": "v1"}) is None
+        assert await store.next_wake({}) is None
+
+
+async def test_an_event_for_a_finished_run_is_refused_and_not_kept(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "a:1:a", LONG)
+        await store.finish(run.run_id, fence, "completed", 1, None)
+        with pytest.raises(RunFinishedError) as refused:
+            await store.send_event(run.run_id, "approved", b"1")
+        assert (refused.value.run_id, refused.value.status) == (run.run_id, "completed")
+        assert "has finished (completed)" in str(refused.value)
+
+
+async def test_engines_announce_the_versions_they_serve_until_they_withdraw(
+    backend: Backend, dead_pid: int
+) -> None:
+    async with backend.opened() as store:
+        host = socket.gethostname()
+        here, gone, dead = (
+            f"{host}:{os.getpid()}:a",
+            f"{host}:{os.getpid()}:b",
+            f"{host}:{dead_pid}:c",
+        )
+        await store.announce(here, {"wf": "v1", "other": "v9"}, LONG)
+        await store.announce(gone, {"wf": "v2"}, LONG)
+        await store.announce(dead, {"wf": "v3"}, LONG)  # its process is gone
+        await store.announce("elsewhere:1:d", {"wf": "v4"}, -1)  # its time ran out
+        live = {e.owner: e for e in await store.live_engines()}
+        assert set(live) == {here, gone}
+        assert live[here].served == {"wf": ["v1"], "other": ["v9"]}
+        assert live[here].serves("wf", "v1") and not live[here].serves("wf", "v2")
+        assert live[here].alive_until == pytest.approx(time.time() + LONG, abs=5)
+        await store.announce(gone, {"wf": "v5"}, LONG)  # renewed, with what it serves now
+        await store.withdraw(here)
+        assert [(e.owner, e.served) for e in await store.live_engines()] == [(gone, {"wf": ["v5"]})]
 
 
 async def test_an_event_wakes_the_run_waiting_for_it(backend: Backend) -> None:

@@ -10,17 +10,19 @@ cannot write (:class:`~surestep.errors.LeaseLostError`).
 from __future__ import annotations
 
 import abc
-import asyncio
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .. import _core
 from ..errors import ConfigurationError, RunNotFoundError
+
+if TYPE_CHECKING:
+    import asyncio
 
 PENDING = "pending"
 RUNNING = "running"
@@ -122,6 +124,31 @@ class RunInfo:
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def status_text(self) -> str:
+        """The status in words, with what an unfinished run waits for:
+        ``waiting: sleep until 2026-12-07 15:40:02``, ``waiting: event approved``
+        (``until ...`` with a timeout), ``waiting: a worker serving checkout v2``
+        (not claimed yet, or its worker stopped); else the status itself."""
+        worker = f"waiting: a worker serving {self.workflow} {self.version}"
+        if self.status == WAITING:
+            until = "" if self.wake_at is None else f"until {_clock(self.wake_at)}"
+            if self.waiting_for is not None:
+                return f"waiting: event {self.waiting_for}" + (f" ({until})" if until else "")
+            if self.wake_at is not None and self.wake_at <= time.time():
+                return f"{worker} (its sleep ended {_clock(self.wake_at)})"
+            return f"waiting: sleep {until}" if until else "waiting"
+        if self.status == PENDING:
+            return worker
+        if self.status == RUNNING and self.lease_until < time.time():
+            return f"{worker} (the last one stopped)"
+        return self.status
+
+
+def _clock(at: float) -> str:
+    """A time as people read it, in local time, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunInfo))
 # What Store.create_run may set on the RunInfo it is given.
@@ -186,6 +213,26 @@ def versions_by_workflow(workflows: ServedVersions) -> dict[str, frozenset[str]]
         name: frozenset((versions,) if isinstance(versions, str) else versions)
         for name, versions in workflows.items()
     }
+
+
+@dataclass(frozen=True)
+class LiveEngine:
+    """An engine that executes runs, as it announced itself in the store."""
+
+    owner: str
+    served: dict[str, list[str]]  # workflow -> the versions it executes
+    alive_until: float
+
+    def serves(self, workflow: str, version: str) -> bool:
+        return version in self.served.get(workflow, ())
+
+
+def served_now(live: Sequence[LiveEngine], workflow: str) -> str:
+    """Which versions of ``workflow`` the live engines serve, in words."""
+    versions = sorted({v for e in live for v in e.served.get(workflow, ())})
+    if not versions:
+        return f"no live engine serves {workflow}"
+    return f"served now: {', '.join(versions)}"
 
 
 def child_run_id(parent_id: str, seq: int) -> str:
@@ -284,8 +331,26 @@ class Store(abc.ABC):
         sent in between is lost."""
 
     @abc.abstractmethod
-    async def next_wake(self) -> float | None:
-        """The earliest time a waiting run becomes due, if any."""
+    async def next_wake(self, workflows: ServedVersions) -> float | None:
+        """The earliest time a waiting run of a served version becomes due, if any:
+        ``workflows`` maps each workflow served here to its version or versions, as for
+        :meth:`claim_available`. Overdue timers of other versions are not this
+        engine's to wait for (they wait for a worker serving their version)."""
+
+    # -- live engines
+
+    @abc.abstractmethod
+    async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
+        """Record ``owner`` as a live engine executing the ``served`` versions (workflow
+        -> its version or versions) for ``lease_s`` seconds; renewed with its heartbeat."""
+
+    @abc.abstractmethod
+    async def withdraw(self, owner: str) -> None:
+        """Forget ``owner`` (an engine closing)."""
+
+    @abc.abstractmethod
+    async def live_engines(self) -> list[LiveEngine]:
+        """The engines announced and not expired, nor dead on this host."""
 
     # -- deployments
 
@@ -306,7 +371,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
         """Keep ``payload`` (JSON) for the run's next ``wait_for_event(name)``; wake it
-        if it waits. ``RunNotFoundError`` for an unknown run."""
+        if it waits. ``RunNotFoundError`` for an unknown run, ``RunFinishedError``
+        (nothing kept) for a finished one."""
 
     @abc.abstractmethod
     async def take_event(
@@ -472,6 +538,8 @@ async def wait_set(event: asyncio.Event, timeout: float) -> None:
     Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that
     arrives as the event is set, and the engine stops such waits by cancelling them
     (an intermittent hang of ``Engine.close()``)."""
+    import asyncio  # here: the CLI imports this module and starts without asyncio
+
     if not event.is_set():
         timer = asyncio.get_running_loop().call_later(timeout, event.set)
         try:

@@ -28,6 +28,7 @@ Layout (named databases in one environment):
 ``children`` parent key + child key -> empty while the child is unfinished, then its
              policy and finish time (as in ``retain``): a child goes with its parent
 ``hidden``   run key -> empty: a purged run whose records are still being deleted
+``engines``  owner (UTF-8) -> the versions it serves and until when it is live (JSON)
 
 Writes go through one writer thread per environment that does group commit:
 every operation queued while the previous transaction committed rides the next
@@ -48,6 +49,10 @@ Both only when nothing is queued before the append, the writer thread is idle
 and no other process has the store open (LMDB's write lock is shared between
 processes: waiting for another one's transaction must not stop an event loop);
 otherwise the append is queued, which keeps the order of operations.
+
+``LmdbStore(path, readonly=True)`` reads a store this process may not write (the
+CLI's reading commands on a store owned by another user): no writer thread, no
+wake-up registration, and every write refused with ``StoreError``.
 
 Commits write pages through a writable map where the data file can be allocated
 to the map's size first (``WRITEMAP``, ``_map_lock``). Reads are short
@@ -85,6 +90,7 @@ from ..errors import (
     ConfigurationError,
     JournalCorruptError,
     LeaseLostError,
+    RunFinishedError,
     RunNotFoundError,
     StoreError,
     StoreFullError,
@@ -100,6 +106,8 @@ from .base import (
     RUNNING,
     STATUSES,
     WAITING,
+    LiveEngine,
+    Owner,
     RunInfo,
     ServedVersions,
     Store,
@@ -110,6 +118,7 @@ from .base import (
 )
 from .wake import WakeListener, WakeSender, others_registered
 
+READONLY = "readonly"  # the mode of an environment opened only to read (see _acquire)
 DEFAULT_MAP_SIZE = 1 << 20  # to start (allocated on disk, see WRITEMAP); doubled when full
 MAX_MAP_SIZE = 1 << 40
 # Pages are written through a writable map (a commit without sync then makes no write
@@ -150,11 +159,17 @@ _Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the futur
 class _Env:
     """One open LMDB environment and its writer thread, shared by every store on the path."""
 
-    def __init__(self, path: str, durability: str, map_size: int, max_map_size: int) -> None:
+    def __init__(
+        self, path: str, durability: str, map_size: int, max_map_size: int, readonly: bool = False
+    ) -> None:
         self.path = path
         self.durability = durability
         self.max_map_size = max_map_size
+        self.readonly = readonly
         self.users = 0
+        if readonly:
+            self._open_readonly()
+            return
         free = _free_bytes(path)
         if free is not None and free < MIN_FREE_BYTES:
             # LMDB writes its lock file through mmap: on a full disk that is a SIGBUS.
@@ -197,12 +212,40 @@ class _Env:
         )
         self._thread.start()
 
+    def _open_readonly(self) -> None:
+        """Open for reading only, with no writer thread and no wake-ups sent. Without
+        LMDB's reader table when this process may not write the lock file: then a writer
+        in another process could reuse pages a long read still looks at, so reads here
+        are short (one listing, one run)."""
+        if not os.path.isdir(self.path):
+            raise StoreError(f"cannot open the store at {self.path!r}: no such directory")
+        lock = os.access(os.path.join(self.path, "lock.mdb"), os.W_OK)
+        self.writemap = False
+        try:
+            self.env = _lmdb.open(
+                self.path,
+                map_size=_data_size(self.path),
+                max_dbs=MAX_DBS,
+                readahead=False,
+                max_readers=MAX_READERS,
+                readonly=True,
+                lock=lock,
+            )
+            self._open_dbs()
+        except (_lmdb.Error, OSError) as exc:
+            env = getattr(self, "env", None)
+            if env is not None:
+                env.close()
+            raise _store_error(exc, f"cannot open the store at {self.path!r} to read it") from exc
+        self.resize_gate = _ResizeGate()
+        self._writing = threading.Lock()  # taken to adopt a map size another process set
+
     def _open_env(self, map_size: int) -> None:
         """Open the environment (under ``_sizing``), with a writable map where the
         filesystem allocates: the data file is allocated up to the map's size before
         anything writes there."""
         options: dict[str, Any] = {
-            "max_dbs": 32,  # a handle per named database: room for more
+            "max_dbs": MAX_DBS,
             "sync": self.durability == "fsync",
             "metasync": self.durability == "fsync",
             "readahead": False,
@@ -246,13 +289,17 @@ class _Env:
                 self.logs = self.env.open_db(b"logs")
                 self.state = self.env.open_db(b"state")
                 self.deploys = self.env.open_db(b"deploys")
-                self.idempotency = self.env.open_db(b"idempotency")
-                self.idempotency_of = self.env.open_db(b"idempotency_of")
-                self.meta = self.env.open_db(b"meta")
-                self.retain = self.env.open_db(b"retain")
-                self.children = self.env.open_db(b"children")
-                self.hidden = self.env.open_db(b"hidden")
-                self._mark_origin()
+                # Databases later releases added: missing from an older release's store
+                # that this process opens read-only.
+                self.idempotency = self._open_added(b"idempotency")
+                self.idempotency_of = self._open_added(b"idempotency_of")
+                self.meta = self._open_added(b"meta")
+                self.retain = self._open_added(b"retain")
+                self.children = self._open_added(b"children")
+                self.hidden = self._open_added(b"hidden")
+                self.engines = self._open_added(b"engines")
+                if not self.readonly:
+                    self._mark_origin()
                 return
             except _lmdb.MapResizedError:  # another process grew the map since it opened
                 self._take_size()
@@ -262,15 +309,17 @@ class _Env:
         """Record what made the store, once: a store that has runs but no record was
         made by surestep 0.2. Decided inside one write transaction, so two processes
         opening a new store together agree."""
+        meta = self.meta
+        assert meta is not None  # made by _open_added on a store opened to write
         txn = self.env.begin(write=True)
         try:
-            if txn.get(_META_STORE, db=self.meta) is None:
+            if txn.get(_META_STORE, db=meta) is None:
                 previous = txn.stat(self.runs)["entries"] > 0
                 if previous:
                     self._file_previous_runs(txn)
                 made = "surestep 0.2" if previous else "this release"
                 row = {"made_by": made, "at": time.time()}
-                txn.put(_META_STORE, orjson.dumps(row), db=self.meta)
+                txn.put(_META_STORE, orjson.dumps(row), db=meta)
             txn.commit()
         except BaseException:
             txn.abort()
@@ -291,6 +340,16 @@ class _Env:
                 txn.put(parent + key, filed, db=self.children)
             elif filed:
                 txn.put(filed + key, b"", db=self.retain)
+
+    def _open_added(self, name: bytes) -> int | None:
+        """A database later releases added: made where missing, unless read-only (then
+        ``None``: a store no engine of this release has written has none)."""
+        try:
+            return self.env.open_db(name)
+        except _lmdb.Error:
+            if self.readonly:
+                return None
+            raise
 
     def deployed_version(self, txn: Any, workflow: str) -> str | None:
         """The last version of ``workflow`` deployed, inside a write transaction. The
@@ -340,6 +399,8 @@ class _Env:
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
         thread when nothing could share its commit (the module's docstring says when)."""
+        if self.readonly:
+            raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
         lone = append_of is not None and (not self.synced or append_of == self._last_append)
         self._last_append = append_of
         if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
@@ -381,9 +442,10 @@ class _Env:
         return self._alone_now
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self.waker.close()
+        if not self.readonly:
+            self._queue.put(None)
+            self._thread.join()
+            self.waker.close()
         self.env.close()
 
     def _write_loop(self) -> None:
@@ -639,6 +701,7 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
 MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
+MAX_DBS = 32  # a handle per named database (the layout above), with room for more
 
 
 MAX_READERS = 1024
@@ -771,9 +834,17 @@ _envs: dict[tuple[str, str], _Env] = {}
 _envs_lock = threading.Lock()
 
 
-def _acquire(path: str, durability: str, map_size: int, max_map_size: int) -> _Env:
+def _acquire(
+    path: str, durability: str, map_size: int, max_map_size: int, readonly: bool = False
+) -> _Env:
+    """The process's environment of ``path``; ``readonly``: one opened for reading only,
+    unless the store is open for writing already (which reads as well)."""
+    if readonly:
+        durability = READONLY
     key = (os.path.realpath(path), durability)
     with _envs_lock:
+        if readonly:
+            key = next((k for k in _envs if k[0] == key[0]), key)
         other = [k for k in _envs if k[0] == key[0] and k != key]
         if other:
             raise ConfigurationError(
@@ -782,7 +853,7 @@ def _acquire(path: str, durability: str, map_size: int, max_map_size: int) -> _E
             )
         env = _envs.get(key)
         if env is None:
-            env = _envs[key] = _Env(path, durability, map_size, max_map_size)
+            env = _envs[key] = _Env(path, key[1], map_size, max_map_size, readonly)
         env.users += 1
         return env
 
@@ -836,6 +907,7 @@ class LmdbStore(Store):
         durability: str = "fsync",
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = MAX_MAP_SIZE,
+        readonly: bool = False,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
@@ -851,6 +923,7 @@ class LmdbStore(Store):
         self.path = path
         self.url = f"lmdb://{os.path.abspath(path)}"
         self.durability = durability
+        self.readonly = readonly
         self.map_size = map_size
         self.max_map_size = max_map_size
         self._env: _Env | None = None
@@ -858,8 +931,11 @@ class LmdbStore(Store):
 
     async def open(self) -> None:
         if self._env is None:
-            self._env = _acquire(self.path, self.durability, self.map_size, self.max_map_size)
-            self._listener = WakeListener(self.path)  # from now on no change is missed
+            self._env = _acquire(
+                self.path, self.durability, self.map_size, self.max_map_size, self.readonly
+            )
+            if not self.readonly:  # (read-only: registering a listener is a write)
+                self._listener = WakeListener(self.path)  # from now on no change is missed
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -1079,10 +1155,21 @@ class LmdbStore(Store):
 
         await self.env.submit(op, notify=True)
 
-    async def next_wake(self) -> float | None:
+    async def next_wake(self, workflows: ServedVersions) -> float | None:
+        wanted = versions_by_workflow(workflows)
+
         def first(txn: Any) -> float | None:
-            cursor = txn.cursor(db=self.env.timers)
-            return _MS.unpack_from(cursor.key())[0] / 1000 if cursor.first() else None
+            # In time order; the first timer of a version served here decides. Timers of
+            # other versions (overdue ones included) are for other workers.
+            for key in txn.cursor(db=self.env.timers).iternext(values=False):
+                raw = txn.get(bytes(key[_MS.size :]), db=self.env.runs)
+                if raw is None:
+                    continue
+                row = orjson.loads(raw)
+                if row["version"] in wanted.get(row["workflow"], ()):
+                    ms: int = _MS.unpack_from(key)[0]
+                    return ms / 1000
+            return None
 
         result: float | None = self.env.read(first)
         return result
@@ -1157,8 +1244,11 @@ class LmdbStore(Store):
         return result
 
     async def wait_changed(self, timeout: float) -> None:
-        if self._listener is None:
+        if self._env is None:
             raise StoreError("the store is closed")
+        if self._listener is None:  # read-only: no wake-ups reach it; look again in a while
+            await asyncio.sleep(timeout)
+            return
         await self._listener.wait(timeout)
 
     async def get_run(self, run_id: str) -> RunInfo:
@@ -1190,6 +1280,39 @@ class LmdbStore(Store):
 
         result: list[RunInfo] = self.env.read(scan)
         return result
+
+    # -- live engines
+
+    async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
+        versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
+        row = orjson.dumps({"served": versions, "until": time.time() + lease_s})
+
+        def op(txn: Any) -> None:
+            txn.put(owner.encode(), row, db=self.env.engines)
+
+        await self.env.submit(op)
+
+    async def withdraw(self, owner: str) -> None:
+        def op(txn: Any) -> None:
+            txn.delete(owner.encode(), db=self.env.engines)
+
+        await self.env.submit(op)
+
+    async def live_engines(self) -> list[LiveEngine]:
+        db = self.env.engines
+        if db is None:
+            return []
+
+        def scan(txn: Any) -> list[tuple[str, dict[str, Any]]]:
+            return [(bytes(k).decode(), orjson.loads(v)) for k, v in txn.cursor(db=db)]
+
+        now = time.time()
+        live = []
+        for owner, row in self.env.read(scan):
+            parsed = Owner.parse(owner)
+            if row["until"] > now and not (parsed is not None and parsed.is_dead()):
+                live.append(LiveEngine(owner, row["served"], row["until"]))
+        return live
 
     # -- deployments
 
@@ -1237,6 +1360,8 @@ class LmdbStore(Store):
             run = self._load(txn, key)
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            if run.finished:
+                raise RunFinishedError(run_id, run.status)
             prefix = _event_prefix(key, name)
             last = _last_key(txn.cursor(db=e.events), prefix)
             counter = 0 if last is None else _MS.unpack_from(last, len(prefix))[0] + 1
@@ -1362,7 +1487,8 @@ class LmdbStore(Store):
         def scan(txn: Any) -> list[bytes]:
             cursor = txn.cursor(db=db)
             out: list[bytes] = []
-            if unless_hidden and txn.get(prefix, db=self.env.hidden) is not None:
+            hidden = self.env.hidden
+            if unless_hidden and hidden is not None and txn.get(prefix, db=hidden) is not None:
                 return out
             if not cursor.set_range(prefix):
                 return out

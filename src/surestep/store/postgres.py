@@ -76,6 +76,7 @@ import orjson
 from ..errors import (
     ConfigurationError,
     LeaseLostError,
+    RunFinishedError,
     RunNotFoundError,
     StoreError,
     SurestepError,
@@ -89,6 +90,7 @@ from .base import (
     RUNNING,
     STATUSES,
     WAITING,
+    LiveEngine,
     Owner,
     RunInfo,
     ServedVersions,
@@ -228,6 +230,11 @@ INDEXES = {
     # A purge reads each policy's oldest finished runs (RETENTION_TABLES).
     "retention_due": "CREATE INDEX IF NOT EXISTS retention_due "
     "ON {s}.retention (keep, finished_at)",
+    # The live engines and the versions they serve (a table no earlier release reads or
+    # writes, made where missing like an index; known by its primary key's index).
+    "engines_pkey": "CREATE TABLE IF NOT EXISTS {s}.engines ("
+    'owner text COLLATE "C" PRIMARY KEY, served jsonb NOT NULL, '
+    "alive_until timestamptz NOT NULL)",
 }
 # Retention's tables, made where missing before the INDEXES, without a new schema version
 # (as those): a release that knows only version 1 keeps opening the store; runs it
@@ -1042,10 +1049,20 @@ class PostgresStore(Store):
 
         await self._transaction(body, f"suspend run {run_id}")
 
-    async def next_wake(self) -> float | None:
+    async def next_wake(self, workflows: ServedVersions) -> float | None:
+        if not workflows:
+            return None
+        served = [
+            (name, version)
+            for name, versions in versions_by_workflow(workflows).items()
+            for version in sorted(versions)
+        ]
         rows = await self._fetch(
             f"SELECT extract(epoch FROM min(r.wake_at))::float8 FROM {self._s}.runs r "
-            f"WHERE r.status = '{WAITING}'",
+            f"WHERE r.status = '{WAITING}' AND (r.workflow, r.version) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            [w for w, _ in served],
+            [v for _, v in served],
             what="read timers",
         )
         when: float | None = rows[0][0]
@@ -1200,6 +1217,39 @@ class PostgresStore(Store):
         )
         return [_run_of(r) for r in await self._fetch(sql, *args, what="list runs")]
 
+    # -- live engines
+
+    async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
+        versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
+        await self._fetch(
+            f"""INSERT INTO {self._s}.engines (owner, served, alive_until)
+                VALUES ($1, $2::jsonb, now() + make_interval(secs => $3))
+                ON CONFLICT (owner) DO UPDATE
+                SET served = excluded.served, alive_until = excluded.alive_until""",
+            owner,
+            orjson.dumps(versions).decode(),
+            lease_s,
+            what="announce an engine",
+        )
+
+    async def withdraw(self, owner: str) -> None:
+        await self._fetch(
+            f"DELETE FROM {self._s}.engines WHERE owner = $1", owner, what="withdraw an engine"
+        )
+
+    async def live_engines(self) -> list[LiveEngine]:
+        rows = await self._fetch(
+            f"""SELECT owner, served::text, extract(epoch FROM alive_until)::float8
+                FROM {self._s}.engines WHERE alive_until > now() ORDER BY owner""",
+            what="read the live engines",
+        )
+        live = []
+        for owner, served, until in rows:
+            parsed = Owner.parse(owner)
+            if not (parsed is not None and parsed.is_dead()):
+                live.append(LiveEngine(owner, orjson.loads(served), until))
+        return live
+
     # -- deployments
 
     async def record_deployment(
@@ -1234,13 +1284,13 @@ class PostgresStore(Store):
 
         async def body(conn: Any) -> None:
             # Lock first (see suspend): the run is waiting for this event or will see it.
-            if (
-                await conn.fetchrow(
-                    f"SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE", run_id
-                )
-                is None
-            ):
+            row = await conn.fetchrow(
+                f"SELECT status FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE", run_id
+            )
+            if row is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
+            if row[0] in FINISHED:
+                raise RunFinishedError(run_id, row[0])
             await conn.execute(
                 f"""WITH sent AS (
                         INSERT INTO {s}.events (run_id, name, payload) VALUES ($1, $2, $3)),

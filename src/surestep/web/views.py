@@ -8,21 +8,52 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..engine import Engine, JournalEntry
+if TYPE_CHECKING:  # not at run time: the CLI imports this module and starts without asyncio
+    from ..engine import Engine, JournalEntry
 from ..errors import RunNotFoundError
-from ..store.base import CANCELLED, COMPLETED, FAILED, RunInfo, child_run_id
+from ..store.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LiveEngine,
+    RunInfo,
+    child_run_id,
+    served_now,
+)
+
+#: Records the runtime writes for its own bookkeeping (a wait's deadline, a patch
+#: marker): hidden unless asked for.
+INTERNAL_PREFIXES = ("@deadline", "@patch:")
+#: A journaled sleep whose wake-up time has not come yet.
+WAITING = "waiting"
 
 
-def run_json(run: RunInfo) -> dict[str, Any]:
-    """A run as JSON: its row, ``finished``, and ``duration`` (seconds; ``None`` while running)."""
+def status_text(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> str:
+    """``run.status_text``; for a run waiting for a worker, and given the live engines,
+    with the versions of its workflow they serve."""
+    text = run.status_text
+    if live is not None and text.startswith("waiting: a worker serving"):
+        text += f" ({served_now(live, run.workflow)})"
+    return text
+
+
+def is_internal(name: str) -> bool:
+    return name.startswith(INTERNAL_PREFIXES)
+
+
+def run_json(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> dict[str, Any]:
+    """A run as JSON: its row, ``finished``, ``status_text`` (what an unfinished run
+    waits for: with ``live``, the engines live now, which versions they serve) and
+    ``duration`` (seconds; ``None`` while running)."""
     data = run.to_dict()
     data.pop("fence", None)  # a lease detail, meaningless outside the store
     data["finished"] = run.finished
+    data["status_text"] = status_text(run, live)
     data["duration"] = max(run.updated_at - run.created_at, 0.0) if run.finished else None
     return data
 
@@ -37,23 +68,38 @@ def entry_times(entry: JournalEntry) -> tuple[float, float]:
     return (start or end, end or start)
 
 
-def step_json(entry: JournalEntry) -> dict[str, Any]:
+def step_json(entry: JournalEntry, run: RunInfo | None = None) -> dict[str, Any]:
     """A journal entry as JSON, with a ``status``, times by :func:`entry_times` and a
-    ``duration`` in seconds."""
+    ``duration`` in seconds.
+
+    A sleep is ``waiting`` until its wake-up time (``wake_at``) while its run is
+    unfinished, and then ``completed``; its output is that time, so it is shown as
+    ``wake_at`` instead of a raw number. Given the run, a sleep its run's end cut
+    short takes the run's status (cancelled, failed)."""
     started, finished = entry_times(entry)
+    status = FAILED if entry.kind == "step_error" or entry.error else COMPLETED
+    output, wake_at = entry.output, None
+    if entry.kind == "sleep" and isinstance(entry.output, (int, float)):
+        output, wake_at = None, float(entry.output)
+        ended = run.updated_at if run is not None and run.finished else time.time()
+        if wake_at > ended:
+            status = run.status if run is not None and run.finished else WAITING
+            finished = ended if run is not None and run.finished else finished
     return {
         "seq": entry.seq,
         "name": entry.name,
         "kind": entry.kind,
-        "status": FAILED if entry.kind == "step_error" or entry.error else COMPLETED,
+        "status": status,
         "attempt": entry.attempt,
         "key": entry.key,
         "input": entry.input,
-        "output": entry.output,
+        "output": output,
         "error": entry.error,
         "started_at": started,
         "finished_at": finished,
         "duration": max(finished - started, 0.0),
+        "wake_at": wake_at,
+        "internal": is_internal(entry.name),
     }
 
 
@@ -61,8 +107,9 @@ def step_json(entry: JournalEntry) -> dict[str, Any]:
 CHILD_SCAN = 1000
 
 
-async def steps_json(engine: Engine, run: RunInfo) -> list[dict[str, Any]]:
-    """A run's journal as JSON, each entry placed in time for the timeline.
+async def steps_json(engine: Engine, run: RunInfo, internal: bool = False) -> list[dict[str, Any]]:
+    """A run's journal as JSON, each entry placed in time for the timeline; the
+    runtime's own records (:data:`INTERNAL_PREFIXES`) only with ``internal``.
 
     A child workflow's entry spans the child run (``child`` is its id); an
     event's spans the wait that ended with it (from the end of the entry before).
@@ -70,7 +117,9 @@ async def steps_json(engine: Engine, run: RunInfo) -> list[dict[str, Any]]:
     steps = []
     previous_end = run.created_at
     for entry in await engine.journal(run.run_id):
-        data = step_json(entry)
+        if is_internal(entry.name) and not internal:
+            continue
+        data = step_json(entry, run)
         if entry.kind == "child":
             data["child"] = child_id = child_run_id(run.run_id, entry.seq)
             try:
@@ -123,10 +172,20 @@ def journal_lines(run: RunInfo, steps: Iterable[JournalEntry]) -> list[dict[str,
     follower prints each once.
     """
     lines = [_line("run-start", run.created_at, "INFO", f"run started: workflow {run.workflow}")]
+    now = time.time()
     for entry in steps:
         started, finished = entry_times(entry)
-        if not finished:
-            continue  # a recorded value or state: no moment to show
+        if not finished or is_internal(entry.name):
+            continue  # a recorded value or state, or the runtime's own: no moment to show
+        if entry.kind == "sleep":
+            # Said when it starts; "slept" only once its time has come.
+            until = format_time(finished)
+            text = f"step {entry.seq} sleeps until {until}"
+            lines.append(_line(f"step-{entry.seq}", started, "INFO", text, seq=entry.seq))
+            if finished <= now and not (run.finished and finished > run.updated_at):
+                text = f"step {entry.seq} slept {format_duration(finished - started)}"
+                lines.append(_line(f"step-{entry.seq}-end", finished, "INFO", text, seq=entry.seq))
+            continue
         duration = format_duration(finished - started)
         tries = f"{entry.attempt} attempt{'s' if entry.attempt != 1 else ''}"
         if entry.kind == "step_error":
@@ -137,9 +196,6 @@ def journal_lines(run: RunInfo, steps: Iterable[JournalEntry]) -> list[dict[str,
             level = "ERROR"
         elif entry.kind == "step":
             text = f"step {entry.seq} {entry.name} completed after {tries} in {duration}"
-            level = "INFO"
-        elif entry.kind == "sleep":
-            text = f"step {entry.seq} slept {duration}"
             level = "INFO"
         elif entry.kind == "event":
             text = f"step {entry.seq} received event {entry.name.removeprefix('@event:')}"
@@ -238,17 +294,18 @@ def call_text(args: Any, kwargs: Any = None) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``12 ms``, ``1.24 s``, ``3m 05s``, ``2h 01m``."""
+    """``12 ms``, ``1.24 s``, ``3m 05s``, ``2h 01m``: rounded to what is shown, so
+    3,599.9996 s is ``1h 00m``, not ``59m 59s``."""
     if seconds is None:
         return ""
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
+    if round(seconds, 2) < 60:
         return f"{seconds:.2f} s"
-    minutes, secs = divmod(int(seconds), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
+    hours, minutes = divmod(minutes + (secs >= 30), 60)
     return f"{hours}h {minutes:02d}m"
 
 

@@ -57,13 +57,23 @@
     return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
   }
 
+  // Rounded to what is shown (as the CLI's format_duration): 3599.9996 s is "1h 00m".
   function fmtDuration(s) {
     if (s === null || s === undefined) return "";
-    if (s < 1) return `${Math.round(s * 1000)} ms`;
-    if (s < 60) return `${s.toFixed(2)} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m}m ${pad(Math.floor(s % 60))}s`;
-    return `${Math.floor(m / 60)}h ${pad(m % 60)}m`;
+    if (Math.round(s * 1000) < 1000) return `${Math.round(s * 1000)} ms`;
+    if (Math.round(s * 100) < 6000) return `${s.toFixed(2)} s`;
+    const whole = Math.round(s);
+    const m = Math.floor(whole / 60);
+    if (m < 60) return `${m}m ${pad(whole % 60)}s`;
+    const hm = m + (whole % 60 >= 30 ? 1 : 0);
+    return `${Math.floor(hm / 60)}h ${pad(hm % 60)}m`;
+  }
+
+  // What an unfinished run waits for ("sleep until ...", "event approved"), beside its status.
+  function statusCell(run) {
+    const text = run.status_text || run.status;
+    const detail = text.startsWith(`${run.status}: `) ? text.slice(run.status.length + 2) : text === run.status ? "" : text;
+    return [pill(run.status), detail ? h("span", { class: "hint status-text" }, ` ${detail}`) : null];
   }
 
   function json(value) {
@@ -253,7 +263,7 @@
     return runs.map((run) => h("tr", { class: "run-row", "data-run-id": run.run_id },
       h("td", { class: "mono" }, h("a", { class: "run-link", href: `#/runs/${run.run_id}` }, run.run_id)),
       h("td", {}, run.workflow),
-      h("td", {}, pill(run.status)),
+      h("td", {}, ...statusCell(run)),
       h("td", { class: "mono" }, fmtTime(run.created_at)),
       h("td", { class: "num" }, fmtDuration(run.duration)),
       h("td", { class: "num" }, run.attempt),
@@ -324,6 +334,7 @@
         actionsBuilt = true;
         buildActions(actions, run.run_id, load);
       }
+      if (run.finished) actions.replaceChildren(); // nothing left to act on
       actions.hidden = run.finished || !info.actions;
       live.className = run.finished ? "live" : "live on";
       live.textContent = run.finished ? "" : "live";
@@ -343,8 +354,9 @@
       fact("attempt", run.attempt),
       run.session_id ? fact("session", run.session_id, "mono") : null,
       run.user_id ? fact("user", run.user_id, "mono") : null,
-      !run.finished && run.waiting_for ? fact("waiting for", `event ${run.waiting_for}`, "mono") : null,
-      !run.finished && run.wake_at ? fact("wakes at", fmtTime(run.wake_at), "mono") : null,
+      !run.finished && run.status_text && run.status_text !== run.status
+        ? h("div", { class: "fact" }, h("span", { class: "k" }, "status"), h("span", { id: "status-text" }, run.status_text))
+        : null,
       run.parent_id ? h("div", { class: "fact" }, h("span", { class: "k" }, "parent"),
         h("a", { class: "mono", id: "parent", href: `#/runs/${run.parent_id}` }, run.parent_id)) : null,
     ].filter(Boolean);
@@ -378,10 +390,11 @@
     const rows = steps.map((s) => {
       const left = pct(s.started_at);
       const width = Math.max(pct(s.finished_at) - left, 0);
-      const kind = s.status === "failed" ? "failed" : s.kind === "step" ? "completed" : `other kind-${s.kind}`;
+      const kind = s.status === "failed" ? "failed" : s.status === "waiting" ? `other kind-${s.kind} waiting` : s.kind === "step" ? "completed" : `other kind-${s.kind}`;
       const retried = s.attempt > 1;
       const tries = s.attempt ? `, ${s.attempt} attempt${s.attempt === 1 ? "" : "s"}` : "";
-      const tip = `${s.seq} ${s.name}: ${s.status}${tries}, ${fmtDuration(s.duration)}`;
+      const until = s.wake_at ? ` until ${fmtTime(s.wake_at)}` : "";
+      const tip = `${s.seq} ${s.name}: ${s.status}${until}${tries}, ${fmtDuration(s.duration)}`;
       const bar = h("div", {
         class: `tl-bar ${kind}${retried ? " retried" : ""}`,
         "data-seq": s.seq,
@@ -402,7 +415,7 @@
     if (!run.finished) {
       const from = pct(Math.max(t0, ...ends));
       rows.push(h("div", { class: "tl-row" },
-        h("div", { class: "tl-label hint" }, run.status === "pending" ? "waiting for a worker…" : "running…"),
+        h("div", { class: "tl-label hint", title: run.status_text || run.status }, run.status === "running" ? "running…" : `${run.status_text || run.status}…`),
         h("div", { class: "tl-track" }, h("div", { class: "tl-pending", style: { left: `${from}%`, width: `${100 - from}%` } }))));
     }
     if (!steps.length && run.finished) rows.push(h("div", { class: "tl-empty" }, "No steps recorded."));
@@ -423,7 +436,7 @@
         ? h("div", { class: "error-box step-error" },
           h("div", { class: "what" }, `${s.error.type}: ${s.error.message}`),
           s.error.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", {}, s.error.traceback)) : null)
-        : h("pre", { class: "value" }, json(s.output))),
+        : h("pre", { class: "value" }, s.wake_at ? `until ${fmtTime(s.wake_at)}` : json(s.output))),
     ));
   }
 
