@@ -16,7 +16,6 @@ cut short leaves no half-removed run visible.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -129,6 +128,8 @@ async def purge(
 
 async def sweep(store: Store) -> int:
     """Delete the records of hidden runs, a bounded batch a transaction; how many."""
+    import asyncio  # here, not at the top: the CLI reads policies without the runtime
+
     total = 0
     while True:
         records, cleared = await store.sweep_hidden(SWEEP_BATCH)
@@ -148,6 +149,8 @@ class Purger:
         self.interval = interval
 
     async def run(self) -> None:
+        import asyncio
+
         while True:
             await asyncio.sleep(self.interval)
             try:
