@@ -315,7 +315,7 @@ def test_invalid_engine_options(store_path: str) -> None:
 
 async def test_full_store_is_a_typed_error_and_loses_nothing(store_path: str) -> None:
     @workflow
-    async def big(ctx: WorkflowContext) -> int:
+    async def big(ctx: WorkflowContext) -> str:
         done = 0
         try:
             for i in range(1000):
@@ -324,7 +324,7 @@ async def test_full_store_is_a_typed_error_and_loses_nothing(store_path: str) ->
         except StoreFullError as exc:
             calls["full"] += 1
             assert "max_map_size" in str(exc)
-        return done
+        return "y" * 200_000  # a result larger than any room left: finishing fails too
 
     async with Engine(store_path, map_size=256 * 1024, max_map_size=1024 * 1024) as engine:
         handle = await engine.start(big)
