@@ -297,6 +297,16 @@ def test_run_arguments_are_json_when_they_parse_else_strings(store: Path, flows:
     assert json.loads(result.stdout) == {"args": ["x"], "kwargs": {"k": [1]}}
 
 
+def test_run_arguments_follow_the_workflows_annotations(store: Path, flows: Path) -> None:
+    result = call(store, "run", f"{flows}:cli_pipeline", "-q", "1001", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"name": "1001", "total": 2}  # str stays a str
+    result = call(store, "run", f"{flows}:cli_pipeline", "-q", "o-7", "two")
+    assert result.exit_code == 2
+    assert "cli_pipeline" in result.stderr and "'n'" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_run_by_module_name_and_by_registered_name(
     store: Path, flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -373,16 +373,18 @@ def parse_json(text: str, what: str) -> Any:
 
 
 def parse_arguments(
-    args: Iterable[str], input_json: str | None
+    spec: WorkflowSpec, args: Iterable[str], input_json: str | None
 ) -> tuple[list[Any], dict[str, Any]]:
-    """Workflow arguments: each ARG as JSON when it parses, else as a string; ``--input``
+    """Workflow arguments, each ARG converted by the workflow's annotation of its
+    parameter (a ``str`` parameter takes it as it is, a structured or typed one as
+    JSON; an unannotated one as JSON when it parses, else as a string); ``--input``
     a JSON array (positional arguments) or object (keyword arguments)."""
-    positional: list[Any] = []
-    for arg in args:
-        try:
-            positional.append(orjson.loads(arg))
-        except orjson.JSONDecodeError:
-            positional.append(arg)
+    from .convert import cli_arguments
+
+    try:
+        positional = cli_arguments(spec.fn, list(args))
+    except SerializationError as exc:
+        raise CliError(f"workflow {spec.name!r}: {exc}") from None
     keywords: dict[str, Any] = {}
     if input_json is not None:
         value = parse_json(input_json, "--input")
@@ -643,12 +645,14 @@ def run_command(
     """Start a run of WORKFLOW from MODULE (a dotted module name or a .py file),
     show its steps as they complete (on stderr), then its result (on stdout, as JSON).
 
-    Each ARG is parsed as JSON when it parses (42, true, '["a","b"]'), else
-    taken as a string; put -- before arguments that start with a dash.
+    Each ARG is converted by the workflow's annotation of its parameter: a str
+    parameter takes it as it is, an int, a list, a model... parses it as JSON;
+    an unannotated one takes JSON when it parses (42, true, '["a","b"]'), else
+    the string. Put -- before arguments that start with a dash.
     Exits 1 if the workflow fails.
     """
     spec = load_workflow(target)
-    positional, keywords = parse_arguments(args, input_json)
+    positional, keywords = parse_arguments(spec, args, input_json)
     _warnings_to_stderr()  # e.g. the run waits for a worker serving the deployed version
     code = run_loop(_run(store, spec, positional, keywords, session_id, user_id, quiet, as_json))
     raise click.exceptions.Exit(code)
