@@ -1,0 +1,175 @@
+"""The HTTP surface beside an in-process engine, measured in one run.
+
+    python benchmarks/http_latency.py [--requests 400] [--clients 32] [--seconds 5] [--rounds 3]
+
+Two processes: `surestep serve` (uvicorn, this repository's ASGI app) executing a one-step
+workflow over a fresh LMDB store (``durability="fsync"``, as ``serve`` opens it), and this
+one sending real HTTP requests with httpx over loopback. Each round measures, in turn:
+
+- ``http wait``: sequential ``POST /api/runs?wait=30`` (start a run and wait for its result),
+  latency from sending to the answer;
+- ``engine run``: sequential ``engine.run`` of the same workflow in this process, on a store
+  of its own, the floor the HTTP path adds to;
+- ``http submit``: ``--clients`` concurrent clients posting ``POST /api/runs`` (start only)
+  for ``--seconds``: submits per second, and their latency.
+
+Percentiles come from the full sample of each kind (sorted), never from a mean; the ratios
+are of figures measured in the same round. Nothing here is asserted: figures go to
+``benchmarks/RESULTS.md`` with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from surestep import Engine, WorkflowContext, workflow
+
+FLOWS = """
+from surestep import WorkflowContext, workflow
+
+
+@workflow
+async def http_bench(ctx: WorkflowContext, n: int) -> int:
+    return await ctx.step("double", lambda: 2 * n)
+"""
+
+
+@workflow(name="http_bench")
+async def http_bench(ctx: WorkflowContext, n: int) -> int:
+    return await ctx.step("double", lambda: 2 * n)
+
+
+def percentile(sample: list[float], q: float) -> float:
+    ordered = sorted(sample)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(sample: list[float]) -> str:
+    ms = [s * 1000 for s in sample]
+    return (
+        f"n={len(ms)} p50 {percentile(ms, 0.5):.2f} ms, p99 {percentile(ms, 0.99):.2f} ms, "
+        f"max {max(ms):.2f} ms"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """``surestep serve`` in its own process, on a free loopback port."""
+
+    def __init__(self, tmp: str) -> None:
+        flows = Path(tmp, "http_bench_flows.py")
+        flows.write_text(FLOWS, encoding="utf-8")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "surestep.cli", "serve", str(flows), "--port", str(self.port),
+             "--store", str(Path(tmp, "served")), "--no-dashboard"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if self.url in line:
+                break
+        else:
+            raise RuntimeError(f"surestep serve exited with {self.proc.wait()}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+async def http_wait(client: httpx.AsyncClient, requests: int) -> list[float]:
+    sample = []
+    for i in range(requests):
+        began = time.perf_counter()
+        answer = await client.post(
+            "/api/runs?wait=30", json={"workflow": "http_bench", "args": [i]}
+        )
+        sample.append(time.perf_counter() - began)
+        assert answer.status_code == 200 and answer.json()["result"] == 2 * i, answer.text
+    return sample
+
+
+async def engine_run(engine: Engine, requests: int) -> list[float]:
+    sample = []
+    for i in range(requests):
+        began = time.perf_counter()
+        assert await engine.run(http_bench, i) == 2 * i
+        sample.append(time.perf_counter() - began)
+    return sample
+
+
+async def http_submit(url: str, clients: int, seconds: float) -> tuple[float, list[float]]:
+    """Submits per second by ``clients`` concurrent connections, and their latencies."""
+    sample: list[float] = []
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def one_client(k: int) -> None:
+            i = 0
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                answer = await client.post(
+                    "/api/runs", json={"workflow": "http_bench", "args": [k * 1_000_000 + i]}
+                )
+                sample.append(time.perf_counter() - began)
+                assert answer.status_code == 202, answer.text
+                i += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one_client(k) for k in range(clients)))
+        elapsed = time.perf_counter() - began
+    return len(sample) / elapsed, sample
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(tmp)
+        try:
+            async with (
+                httpx.AsyncClient(base_url=server.url, timeout=60) as client,
+                Engine(Path(tmp, "local")) as engine,
+            ):
+                await http_wait(client, 20)  # warm both paths up
+                await engine_run(engine, 20)
+                for round_ in range(1, options.rounds + 1):
+                    over_http = await http_wait(client, options.requests)
+                    local = await engine_run(engine, options.requests)
+                    rate, submits = await http_submit(server.url, options.clients, options.seconds)
+                    ratio = statistics.median(over_http) / statistics.median(local)
+                    print(f"round {round_}")
+                    print(f"  http wait    {summary(over_http)}")
+                    print(f"  engine run   {summary(local)}")
+                    print(f"  http / engine p50: {ratio:.2f}x")
+                    clients = options.clients
+                    print(f"  http submit  {rate:,.0f}/s, {clients} clients; {summary(submits)}")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
