@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The pure-Python model of the core lives with the tests.
+# The pure-Python model of the core lives with the tests (tests/support/oracle.py).
 _TESTS = str(Path(__file__).resolve().parent.parent / "tests")
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
-import oracle  # noqa: E402
+from support import oracle  # noqa: E402
 from surestep import _core  # noqa: E402
 from surestep.errors import JournalCorruptError, UnsupportedFormatError  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""Test harness: every ``async def`` test runs on asyncio's loop and on uvloop.
+"""Test harness: every ``async def`` test runs on asyncio's loop and on uvloop, and every
+test that takes ``store_url`` runs on each store backend (``BACKENDS``).
 
 The registry of ``@function`` / ``@workflow`` names is restored after each
 test, so tests may define workflows with the same names.
@@ -13,9 +14,13 @@ from typing import Any
 
 import pytest
 
+from support.calls import calls
 from surestep import decorators
 
 LOOPS = ["asyncio", "uvloop"]
+# Every backend the engine-level tests run on. A new backend is one entry here and one
+# branch in ``store_url``.
+BACKENDS = ["lmdb", "postgres"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -59,8 +64,28 @@ def _registry() -> Iterator[None]:
     decorators._workflows.update(workflows)
 
 
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    calls.clear()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A fresh store on each backend: an LMDB directory, or a new schema on the
+    session's PostgreSQL server (its URL names the schema, for worker processes)."""
+    if request.param == "lmdb":
+        return str(tmp_path / "store")
+    import uuid
+
+    url: str = request.getfixturevalue("pg_url")
+    return f"{url}{'&' if '?' in url else '?'}schema=t_{uuid.uuid4().hex[:16]}"
+
+
 @pytest.fixture
-def store_path(tmp_path: Any) -> str:
+def lmdb_path(tmp_path: Any) -> str:
+    """A fresh LMDB store directory, for the tests of what only the LMDB backend has (its
+    memory map, writer thread, chunk layout, files on a local disk, in-process lease
+    clock); every other engine-level test takes ``store_url`` and runs on each backend."""
     return str(tmp_path / "store")
 
 
@@ -69,13 +94,13 @@ def store_path(tmp_path: Any) -> str:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
-    """A private PostgreSQL server for the session (``tests/pgserver.py``).
+    """A private PostgreSQL server for the session (``tests/support/pgserver.py``).
 
     Fails when the server binaries are missing, unless SURESTEP_SKIP_POSTGRES=1.
     """
     import os
 
-    from pgserver import PgServer, PgServerMissingError
+    from support.pgserver import PgServer, PgServerMissingError
 
     if os.environ.get("SURESTEP_SKIP_POSTGRES") == "1":
         pytest.skip("SURESTEP_SKIP_POSTGRES=1")
@@ -97,18 +122,6 @@ def pg_url(pg_server: Any) -> str:
     return url
 
 
-@pytest.fixture(params=["lmdb", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A fresh store on each backend: an LMDB directory, or a new schema on the
-    session's PostgreSQL server (its URL names the schema, for worker processes)."""
-    if request.param == "lmdb":
-        return str(tmp_path / "store")
-    import uuid
-
-    url: str = request.getfixturevalue("pg_url")
-    return f"{url}{'&' if '?' in url else '?'}schema=t_{uuid.uuid4().hex[:16]}"
-
-
 # ---------------------------------------------------------------- HTTP
 
 
@@ -123,3 +136,8 @@ def served(store_url: str) -> Iterator[Any]:
         yield server
     finally:
         assert server.close() == 0
+
+
+@pytest.fixture
+def store_path(tmp_path: Any) -> str:
+    return str(tmp_path / "store")

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter
 from typing import Any
 
 import pytest
 
-from journal_edit import rewrite_record, values, with_body, with_version
+from support.calls import calls
+from support.journal_edit import rewrite_record, values, with_body, with_version
 from surestep import (
     ConfigurationError,
     DefinitionError,
@@ -49,13 +49,6 @@ from surestep import (
     function,
     workflow,
 )
-
-calls: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    calls.clear()
 
 
 @function(retries={"max_attempts": 3, "initial_interval_ms": 1})

@@ -18,13 +18,10 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-from crash_worker import expected  # noqa: E402
+from support.crash_worker import expected
 
 pytestmark = pytest.mark.slow
-WORKER = str(HERE / "crash_worker.py")
+WORKER = str(Path(__file__).parent / "support" / "crash_worker.py")
 
 
 def start_and_kill(args: list[str], pause: str, env: dict[str, str] | None = None) -> str:

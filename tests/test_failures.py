@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections import Counter
 
 import pytest
 
+from support.calls import calls
 from surestep import (
     ConfigurationError,
     DefinitionError,
@@ -26,14 +26,6 @@ from surestep import (
     workflow,
 )
 from surestep.decorators import BackoffPolicy, FunctionSpec, RetryPolicy
-
-calls: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    calls.clear()
-
 
 # -- decorators
 

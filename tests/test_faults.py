@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from support.calls import calls
 from surestep import (
     Engine,
     StoreError,
@@ -47,13 +48,6 @@ from surestep import (
 )
 
 CHUNK = 20_000
-
-calls: Counter[Any] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    calls.clear()
 
 
 # ---------------------------------------------------------------- mounts

@@ -12,6 +12,8 @@ from datetime import datetime
 
 import pytest
 
+from support.calls import calls
+from support.polling import until
 from surestep import (
     ChildWorkflowError,
     ConfigurationError,
@@ -23,22 +25,6 @@ from surestep import (
     workflow,
 )
 from surestep.decorators import served_versions
-
-calls: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    calls.clear()
-
-
-async def until(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait for ``condition()`` (a coroutine function) to be true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
 
 # -- sleep
 

@@ -13,7 +13,8 @@ from collections import Counter
 
 import pytest
 
-from journal_edit import rewrite_record, with_version
+from support.calls import calls
+from support.journal_edit import rewrite_record, with_version
 from surestep import (
     Engine,
     JournalCorruptError,
@@ -28,14 +29,12 @@ from surestep import (
     workflow,
 )
 
-calls: Counter[str] = Counter()
 gate: dict[str, asyncio.Event] = {}
 entered: dict[str, asyncio.Event] = {}
 
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
-    calls.clear()
     gate.clear()
     entered.clear()
 

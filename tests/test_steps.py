@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from support.calls import calls
 from surestep import (
     DefinitionError,
     Engine,
@@ -22,13 +23,6 @@ from surestep import (
     workflow,
 )
 from surestep import engine as engine_module
-
-calls: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls() -> None:
-    calls.clear()
 
 
 @function

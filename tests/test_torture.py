@@ -1,4 +1,4 @@
-"""The torture test at a small size (the full size: ``python tests/torture.py``)."""
+"""The torture test at a small size (the full size: ``python tests/support/torture.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from torture import torture
+from support.torture import torture
 
 pytestmark = [pytest.mark.slow, pytest.mark.torture]
 

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from support import golden_workflows
 from surestep import Engine, WorkflowContext, _core, decorators, function, testing, workflow
 from surestep.store.base import RunInfo
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
-sys.path.insert(0, str(HERE))
-
-import golden_workflows  # noqa: E402
 
 # The journals beside make_golden.py were recorded by surestep 0.1 (journal format 1);
 # format2/ holds the same runs as this surestep records them. Both must replay.
@@ -206,7 +204,7 @@ import sys
 from surestep.engine import run_loop
 from surestep.worker import serve
 ready = lambda: print("ready", flush=True)
-run_loop(serve(sys.argv[1], ["versioned"], concurrency=8, on_ready=ready))
+run_loop(serve(sys.argv[1], ["support.versioned"], concurrency=8, on_ready=ready))
 """
 
 
@@ -229,7 +227,7 @@ def test_two_versions_of_workers_serve_one_store(tmp_path: Path) -> None:
 
     store = str(tmp_path / "store")
     os.environ["SURESTEP_TEST_VERSION"] = "v1"
-    import versioned
+    from support import versioned
 
     versioned = importlib.reload(versioned)
 

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from support import workload
 from surestep import Engine, RunCancelledError, WorkflowContext, function, workflow
 from surestep.worker import Worker
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-import workload  # noqa: E402
+TESTS = str(Path(__file__).parent)
 
 
 async def test_client_enqueues_and_a_worker_executes(store_path: str) -> None:
@@ -114,7 +112,7 @@ def _spawn(store: str, ledger: str) -> subprocess.Popen[str]:
     """A worker process, returned once it serves (its signal handlers installed)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, store],
-        env={**os.environ, "SURESTEP_TEST_LEDGER": ledger, "PYTHONPATH": str(HERE)},
+        env={**os.environ, "SURESTEP_TEST_LEDGER": ledger, "PYTHONPATH": TESTS},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -152,7 +150,7 @@ import sys
 from surestep.engine import run_loop
 from surestep.worker import serve
 ready = lambda: print("ready", flush=True)
-run_loop(serve(sys.argv[1], ["workload"], concurrency=4, lease_seconds=2.0, on_ready=ready))
+run_loop(serve(sys.argv[1], ["support.workload"], concurrency=4, lease_seconds=2.0, on_ready=ready))
 """
 
 

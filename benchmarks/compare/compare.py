@@ -76,7 +76,7 @@ import flows  # noqa: E402
 from common import check, raw_flush_ms, temp_dir  # noqa: E402
 
 import surestep  # noqa: E402
-from pgserver import PgServer, PgServerMissingError  # noqa: E402
+from support.pgserver import PgServer, PgServerMissingError  # noqa: E402
 from surestep import Engine  # noqa: E402
 
 try:

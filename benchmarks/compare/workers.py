@@ -372,7 +372,7 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write every repetition's figures here")
     args = parser.parse_args()
 
-    from pgserver import PgServer, PgServerMissingError
+    from support.pgserver import PgServer, PgServerMissingError
 
     started = time.time()
     load_before = os.getloadavg()

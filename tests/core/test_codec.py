@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import oracle
+from support import oracle
 from surestep import _core
 from surestep.errors import JournalCorruptError, UnsupportedFormatError
 

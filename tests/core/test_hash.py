@@ -12,7 +12,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import oracle
+from support import oracle
 from surestep import _core
 
 # (input, seed, XXH64 as hex): computed by surestep._core, tests/oracle.py and the xxhash

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import oracle
+from support import oracle
 from surestep import _core
 from surestep.errors import JournalCorruptError
 

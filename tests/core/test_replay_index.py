@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-import oracle
+from support import oracle
 from surestep import _core
 from surestep.errors import JournalCorruptError, NonDeterminismError, UnsupportedFormatError
 

@@ -37,7 +37,7 @@ async def record(workflow_fn, name: str, *args: object) -> None:  # type: ignore
 
 
 def main() -> None:
-    import golden_workflows
+    from support import golden_workflows
 
     run_loop(record(golden_workflows.checkout, "checkout-v1.json", ["lamp", "desk"], 250))
     decorators._workflows.pop("checkout")

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from support.calls import calls
 from surestep import ConfigurationError, Engine, WorkflowContext, function, workflow
 from surestep.errors import StoreError
 from surestep.store import open_store
@@ -19,13 +20,11 @@ from surestep.store.base import RunInfo, new_run_id
 from surestep.store.postgres import MIGRATIONS
 from surestep.worker import Worker
 
-calls: Counter[str] = Counter()
 gate: dict[str, asyncio.Event] = {}
 
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
-    calls.clear()
     gate.clear()
 
 
@@ -271,7 +270,7 @@ async def test_a_run_continues_across_a_server_restart(pg_server: Any) -> None:
 
 
 async def test_connection_failure_is_a_store_error_without_the_password(pg_url: str) -> None:
-    from pgserver import free_port
+    from support.pgserver import free_port
 
     url = f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/postgres"
     store = open_store(url, connect_timeout=5)

@@ -1,6 +1,6 @@
 """Torture: worker processes SIGKILLed at random while they run mixed workflows.
 
-    python tests/torture.py --store DIR_OR_URL [--runs 1000] [--workers 3] [--kills 100]
+    python tests/support/torture.py --store DIR_OR_URL [--runs 1000] [--workers 3] [--kills 100]
 
 Checks, from the side-effect ledger and the store: every run finishes with the
 result of an uninterrupted run; no completed step ran again (only a worker
@@ -29,6 +29,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import torture_workload  # noqa: E402
+
 from surestep import Engine  # noqa: E402
 from surestep.engine import run_loop  # noqa: E402
 
