@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -25,7 +26,7 @@ def open_store(location: str | os.PathLike[str], **options: Any) -> Store:
             raise ConfigurationError(
                 "the PostgreSQL store needs the asyncpg driver: pip install 'surestep[postgres]'"
             ) from None
-        return PostgresStore(text, **options)
+        return PostgresStore(text, **_known(PostgresStore, "PostgreSQL", options))
     if text.startswith("lmdb://"):
         text = text[len("lmdb://") :]
     elif "://" in text:
@@ -34,7 +35,18 @@ def open_store(location: str | os.PathLike[str], **options: Any) -> Store:
         )
     from .lmdb import LmdbStore
 
-    return LmdbStore(text, **options)
+    return LmdbStore(text, **_known(LmdbStore, "LMDB", options))
+
+
+def _known(backend: type[Store], name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options``, refused with a typed error if the backend does not take one of them
+    (an LMDB option such as ``map_size`` given with a PostgreSQL URL, say)."""
+    unknown = sorted(set(options) - set(inspect.signature(backend).parameters))
+    if unknown:
+        raise ConfigurationError(
+            f"the {name} store takes no option {', '.join(map(repr, unknown))}"
+        )
+    return options
 
 
 __all__ = ["Store", "open_store"]
