@@ -136,8 +136,3 @@ def served(store_url: str) -> Iterator[Any]:
         yield server
     finally:
         assert server.close() == 0
-
-
-@pytest.fixture
-def store_path(tmp_path: Any) -> str:
-    return str(tmp_path / "store")

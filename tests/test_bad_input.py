@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from support.calls import calls
-from support.journal_edit import rewrite_record, values, with_body, with_version
+from support.store_edit import rewrite_record, values, with_body, with_version
 from surestep import (
     ConfigurationError,
     DefinitionError,
@@ -66,15 +66,15 @@ async def bad_input_takes(ctx: WorkflowContext, value: Any) -> Any:
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, {"x": [math.nan]}])
-async def test_non_finite_floats_are_refused(store_path: str, value: Any) -> None:
-    async with Engine(store_path) as engine:
+async def test_non_finite_floats_are_refused(store_url: str, value: Any) -> None:
+    async with Engine(store_url) as engine:
         with pytest.raises(SerializationError, match="JSON"):
             await engine.start(bad_input_takes, value)
         assert await engine.runs() == []
 
 
-async def test_integers_past_64_bits_are_refused(store_path: str) -> None:
-    async with Engine(store_path) as engine:
+async def test_integers_past_64_bits_are_refused(store_url: str) -> None:
+    async with Engine(store_url) as engine:
         with pytest.raises(SerializationError, match="64-bit"):
             await engine.start(bad_input_takes, 2**64)
         with pytest.raises(SerializationError, match="64-bit"):
@@ -82,12 +82,12 @@ async def test_integers_past_64_bits_are_refused(store_path: str) -> None:
         assert await engine.run(bad_input_takes, 2**63 - 1) == 2**63 - 1
 
 
-async def test_non_json_event_payload_is_refused(store_path: str) -> None:
+async def test_non_json_event_payload_is_refused(store_url: str) -> None:
     @workflow
     async def parked(ctx: WorkflowContext) -> None:
         await ctx.step("wait", asyncio.Event().wait())
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(parked)
         with pytest.raises(SerializationError, match="event"):
             await engine.send_event(handle.run_id, "go", {1, 2})
@@ -108,8 +108,8 @@ MALFORMED_IDS = [
 
 
 @pytest.mark.parametrize("run_id", MALFORMED_IDS)
-async def test_malformed_run_ids_are_not_found_on_reads(store_path: str, run_id: str) -> None:
-    async with Engine(store_path) as engine:
+async def test_malformed_run_ids_are_not_found_on_reads(store_url: str, run_id: str) -> None:
+    async with Engine(store_url) as engine:
         with pytest.raises(RunNotFoundError):
             await engine.get_run(run_id)
         with pytest.raises(RunNotFoundError):
@@ -120,9 +120,9 @@ async def test_malformed_run_ids_are_not_found_on_reads(store_path: str, run_id:
             await engine.handle(run_id).result()
 
 
-def test_malformed_run_ids_are_not_found_on_writes(store_path: str) -> None:
+def test_malformed_run_ids_are_not_found_on_writes(store_url: str) -> None:
     async def main() -> None:
-        async with Engine(store_path) as engine:
+        async with Engine(store_url) as engine:
             with pytest.raises(RunNotFoundError):
                 await engine.send_event("zz", "go", 1)
             with pytest.raises(RunNotFoundError):
@@ -133,8 +133,8 @@ def test_malformed_run_ids_are_not_found_on_writes(store_path: str) -> None:
     asyncio.run(main())
 
 
-async def test_unknown_runs_are_not_found_on_writes(store_path: str) -> None:
-    async with Engine(store_path) as engine:
+async def test_unknown_runs_are_not_found_on_writes(store_url: str) -> None:
+    async with Engine(store_url) as engine:
         with pytest.raises(RunNotFoundError):
             await engine.cancel("0" * 32)
         with pytest.raises(RunNotFoundError):
@@ -142,8 +142,8 @@ async def test_unknown_runs_are_not_found_on_writes(store_path: str) -> None:
         assert await engine.run(bad_input_takes, 1) == 1
 
 
-async def test_wrong_arguments_to_a_workflow(store_path: str) -> None:
-    async with Engine(store_path) as engine:
+async def test_wrong_arguments_to_a_workflow(store_url: str) -> None:
+    async with Engine(store_url) as engine:
         with pytest.raises(TypeError, match="too many positional"):
             await engine.start(bad_input_takes, 1, 2)
         with pytest.raises(TypeError, match=r"unexpected keyword|missing a required"):
@@ -154,7 +154,7 @@ async def test_wrong_arguments_to_a_workflow(store_path: str) -> None:
 
 
 async def test_a_run_of_a_workflow_this_process_does_not_know_stays_pending(
-    store_path: str,
+    store_url: str,
 ) -> None:
     """A run stored by a process that knew its workflow is left alone by one that does not
     (another worker, or a later deploy, serves it), not claimed and failed."""
@@ -163,17 +163,17 @@ async def test_a_run_of_a_workflow_this_process_does_not_know_stays_pending(
     async def elsewhere(ctx: WorkflowContext) -> int:
         return 1
 
-    async with Engine(store_path, execute=False) as client:
+    async with Engine(store_url, execute=False) as client:
         handle = await client.start(elsewhere)
     from surestep import decorators
 
     del decorators._workflows["bad_input_elsewhere"]
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.recover() == []
         assert (await engine.get_run(handle.run_id)).status == "pending"
 
 
-async def test_wrong_arguments_to_a_step_are_refused_at_the_call(store_path: str) -> None:
+async def test_wrong_arguments_to_a_step_are_refused_at_the_call(store_url: str) -> None:
     @workflow
     async def miscalls(ctx: WorkflowContext) -> str:
         try:
@@ -182,20 +182,20 @@ async def test_wrong_arguments_to_a_step_are_refused_at_the_call(store_path: str
             return str(exc)
         return "called"
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(miscalls)
         message = await handle.result()
         assert "bad_input_one_arg" in message and await engine.journal(handle.run_id) == []
 
 
-async def test_wrong_arguments_to_a_step_fail_the_step_with_a_typed_error(store_path: str) -> None:
+async def test_wrong_arguments_to_a_step_fail_the_step_with_a_typed_error(store_url: str) -> None:
     """Uncaught, the refusal fails the run with the TypeError named."""
 
     @workflow
     async def miscalls(ctx: WorkflowContext) -> None:
         await ctx.step(bad_input_one_arg, 1, 2)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(WorkflowFailedError, match=r"TypeError.*positional argument"):
             await engine.run(miscalls)
 
@@ -219,7 +219,7 @@ def test_invalid_workflow_options(options: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("key", ["", 1.5, ["a"], None])
-async def test_invalid_step_keys(store_path: str, key: Any) -> None:
+async def test_invalid_step_keys(store_url: str, key: Any) -> None:
     @workflow
     async def keyed(ctx: WorkflowContext) -> str:
         try:
@@ -228,7 +228,7 @@ async def test_invalid_step_keys(store_path: str, key: Any) -> None:
             return str(exc)
         return "accepted"
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         result = await engine.run(keyed)
     assert result == "accepted" if key is None else "step key" in result
 
@@ -246,9 +246,9 @@ async def test_invalid_step_keys(store_path: str, key: Any) -> None:
         {"max_map_size": -1},
     ],
 )
-async def test_invalid_engine_options(store_path: str, options: dict[str, Any]) -> None:
+async def test_invalid_engine_options(store_url: str, options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
-        engine = Engine(store_path, **options)
+        engine = Engine(store_url, **options)
         await engine.open()
         await engine.close()
 
@@ -256,7 +256,7 @@ async def test_invalid_engine_options(store_path: str, options: dict[str, Any]) 
 # ---------------------------------------------------------------- malformed journals
 
 
-async def _stored_run(store_path: str) -> str:
+async def _stored_run(store_url: str) -> str:
     """A run that took one step and then stopped (its engine closed mid-run)."""
 
     @function
@@ -278,17 +278,17 @@ async def _stored_run(store_path: str) -> str:
         await ctx.step(parks)
         return value
 
-    engine = Engine(store_path)
+    engine = Engine(store_url)
     handle = await engine.start(two_steps)
     await entered.wait()
     await engine.close()
     return handle.run_id
 
 
-async def test_newer_format_version_fails_recovery_naming_the_run(store_path: str) -> None:
+async def test_newer_format_version_fails_recovery_naming_the_run(store_url: str) -> None:
     """``test_replay.py`` reads such a journal; recovering the run is refused just as clearly,
     and the record is left for the newer release to read."""
-    run_id = await _stored_run(store_path)
+    run_id = await _stored_run(store_url)
     newer = b""
 
     def newer_version(record: bytes) -> bytes:
@@ -296,13 +296,13 @@ async def test_newer_format_version_fails_recovery_naming_the_run(store_path: st
         newer = with_version(record, _core.FORMAT_VERSION + 1)
         return newer
 
-    rewrite_record(store_path, run_id, 0, newer_version)
-    async with Engine(store_path) as engine:
+    rewrite_record(store_url, run_id, 0, newer_version)
+    async with Engine(store_url) as engine:
         (handle,) = await engine.recover()
         with pytest.raises(WorkflowFailedError, match="UnsupportedFormatError") as failed:
             await handle.result()
         assert run_id in failed.value.message and "upgrade surestep" in failed.value.message
-    assert any(newer in value for value in values(store_path, run_id))  # kept for the newer release
+    assert any(newer in value for value in values(store_url, run_id))  # kept for the newer release
 
 
 @pytest.mark.parametrize(
@@ -310,12 +310,12 @@ async def test_newer_format_version_fails_recovery_naming_the_run(store_path: st
     [(b"not json", True), (b"{}", False), (b"[1, 2]", False), (b'{"o":1}', False)],
 )
 async def test_step_record_with_a_foreign_payload_is_corrupt(
-    store_path: str, body: bytes, output: bool
+    store_url: str, body: bytes, output: bool
 ) -> None:
     """A step's record whose body is not JSON, or not an object with its output."""
-    run_id = await _stored_run(store_path)
-    rewrite_record(store_path, run_id, 0, lambda record: with_body(record, body, output))
-    async with Engine(store_path) as engine:
+    run_id = await _stored_run(store_url)
+    rewrite_record(store_url, run_id, 0, lambda record: with_body(record, body, output))
+    async with Engine(store_url) as engine:
         (handle,) = await engine.recover()
         with pytest.raises(WorkflowFailedError, match="JournalCorruptError") as failed:
             await handle.result()

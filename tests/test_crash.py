@@ -72,8 +72,8 @@ def effects(ledger: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("durability", ["fsync", "process"])
-def test_kill_between_steps(tmp_path: Path, durability: str) -> None:
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+def test_kill_between_steps(tmp_path: Path, store_url: str, durability: str) -> None:
+    store, ledger = store_url, str(tmp_path / "ledger")
     env = {"DURABILITY": durability}
     run_id = start_and_kill(["start", store, ledger, "6"], "between:2", env)
     assert [e["seq"] for e in effects(ledger)] == [0, 1, 2]
@@ -82,8 +82,8 @@ def test_kill_between_steps(tmp_path: Path, durability: str) -> None:
     assert seqs == Counter(range(6))  # every step exactly once
 
 
-def test_kill_inside_a_step(tmp_path: Path) -> None:
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+def test_kill_inside_a_step(tmp_path: Path, store_url: str) -> None:
+    store, ledger = store_url, str(tmp_path / "ledger")
     run_id = start_and_kill(["start", store, ledger, "6"], "inside:3")
     assert recover(store, ledger) == {run_id: expected(6)}
     lines = effects(ledger)
@@ -94,8 +94,8 @@ def test_kill_inside_a_step(tmp_path: Path) -> None:
     assert len({e["pid"] for e in lines if e["seq"] == 3}) == 2
 
 
-def test_kill_while_replaying(tmp_path: Path) -> None:
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+def test_kill_while_replaying(tmp_path: Path, store_url: str) -> None:
+    store, ledger = store_url, str(tmp_path / "ledger")
     run_id = start_and_kill(["start", store, ledger, "40"], "between:29")
     # The second process is killed while it replays the 30 recorded steps.
     start_and_kill(["recover", store, ledger], "replay:15")
@@ -104,16 +104,16 @@ def test_kill_while_replaying(tmp_path: Path) -> None:
     assert Counter(e["seq"] for e in effects(ledger)) == Counter(range(40))
 
 
-def test_many_runs_killed_mid_flight_all_finish(tmp_path: Path) -> None:
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+def test_many_runs_killed_mid_flight_all_finish(tmp_path: Path, store_url: str) -> None:
+    store, ledger = store_url, str(tmp_path / "ledger")
     ids = [start_and_kill(["start", store, ledger, "5"], f"between:{k}") for k in range(4)]
     assert recover(store, ledger) == {run_id: expected(5) for run_id in ids}
     per_run = Counter((e["run"], e["seq"]) for e in effects(ledger))
     assert per_run == Counter((run_id, k) for run_id in ids for k in range(5))
 
 
-def test_kill_during_a_sleep_wakes_at_the_original_time(tmp_path: Path) -> None:
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+def test_kill_during_a_sleep_wakes_at_the_original_time(tmp_path: Path, store_url: str) -> None:
+    store, ledger = store_url, str(tmp_path / "ledger")
     env = {**os.environ, "INLINE_SLEEP": "60"}  # sleeps in place, holding its lease
     with subprocess.Popen(
         [sys.executable, WORKER, "nap", store, ledger, "3"],

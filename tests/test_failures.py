@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from support.calls import calls
+from support.store_edit import expire_lease
 from surestep import (
     ConfigurationError,
     DefinitionError,
@@ -117,7 +118,7 @@ def test_retry_options_take_the_agnt5_shapes() -> None:
 # -- retries and timeouts
 
 
-async def test_retries_until_success_record_attempts(store_path: str) -> None:
+async def test_retries_until_success_record_attempts(store_url: str) -> None:
     @function(retries={"max_attempts": 4, "initial_interval_ms": 1}, backoff="exponential")
     async def flaky() -> str:
         calls["flaky"] += 1
@@ -129,14 +130,14 @@ async def test_retries_until_success_record_attempts(store_path: str) -> None:
     async def retrying(ctx: WorkflowContext) -> str:
         return await ctx.step(flaky)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(retrying)
         assert await handle.result() == "ok"
         (entry,) = await engine.journal(handle.run_id)
     assert calls["flaky"] == 3 and entry.attempt == 3
 
 
-async def test_exhausted_retries_fail_the_run(store_path: str) -> None:
+async def test_exhausted_retries_fail_the_run(store_url: str) -> None:
     @function(retries={"max_attempts": 3, "initial_interval_ms": 1}, backoff="constant")
     async def broken() -> None:
         calls["broken"] += 1
@@ -146,7 +147,7 @@ async def test_exhausted_retries_fail_the_run(store_path: str) -> None:
     async def uncaught(ctx: WorkflowContext) -> None:
         await ctx.step(broken)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(uncaught)
         with pytest.raises(WorkflowFailedError) as failed:
             await handle.result()
@@ -161,7 +162,7 @@ async def test_exhausted_retries_fail_the_run(store_path: str) -> None:
         assert "step 0 (broken) failed after 3 attempt(s)" in run.error["traceback"]
 
 
-async def test_each_attempt_runs_clear_of_the_last_ones_error(store_path: str) -> None:
+async def test_each_attempt_runs_clear_of_the_last_ones_error(store_url: str) -> None:
     """A retry is not run while the previous error is being handled: the body sees no
     exception in flight, and the journaled traceback is the last attempt's alone."""
     seen: list[object] = []
@@ -175,7 +176,7 @@ async def test_each_attempt_runs_clear_of_the_last_ones_error(store_path: str) -
     async def retried(ctx: WorkflowContext) -> None:
         await ctx.step(flaky)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(retried)
         with pytest.raises(WorkflowFailedError):
             await handle.result()
@@ -186,7 +187,7 @@ async def test_each_attempt_runs_clear_of_the_last_ones_error(store_path: str) -
     assert "ValueError: boom 3" in trace and "boom 1" not in trace and "boom 2" not in trace
 
 
-async def test_timeout_is_enforced_per_attempt(store_path: str) -> None:
+async def test_timeout_is_enforced_per_attempt(store_url: str) -> None:
     @function(retries={"max_attempts": 2, "initial_interval_ms": 1}, timeout_ms=20)
     async def stuck() -> None:
         calls["stuck"] += 1
@@ -200,7 +201,7 @@ async def test_timeout_is_enforced_per_attempt(store_path: str) -> None:
             return exc.error_type
         return "unreachable"
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(waits) == "surestep.errors.StepTimeoutError"
     assert calls["stuck"] == 2
     assert issubclass(StepTimeoutError, TimeoutError)
@@ -209,11 +210,11 @@ async def test_timeout_is_enforced_per_attempt(store_path: str) -> None:
 # -- bad input: typed errors, nothing written
 
 
-async def test_non_json_workflow_arguments_write_nothing(store_path: str) -> None:
+async def test_non_json_workflow_arguments_write_nothing(store_url: str) -> None:
     @workflow
     async def takes(ctx: WorkflowContext, value: object) -> None: ...
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(
             SerializationError, match=r"input of workflow 'takes'.*\[0\]\[0\]\['when'\].*set"
         ):
@@ -223,7 +224,7 @@ async def test_non_json_workflow_arguments_write_nothing(store_path: str) -> Non
         assert await engine.runs() == []
 
 
-async def test_wrong_arguments_and_unknown_workflows(store_path: str) -> None:
+async def test_wrong_arguments_and_unknown_workflows(store_url: str) -> None:
     @workflow
     async def two_args(ctx: WorkflowContext, a: int, b: int) -> int:
         return a + b
@@ -236,7 +237,7 @@ async def test_wrong_arguments_and_unknown_workflows(store_path: str) -> None:
     async def ctx_by_keyword(*, ctx: WorkflowContext) -> int:
         return 0
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(TypeError, match="cannot take these arguments"):
             await engine.start(two_args, 1)
         for unfit in (no_ctx, ctx_by_keyword):
@@ -255,7 +256,7 @@ async def test_wrong_arguments_and_unknown_workflows(store_path: str) -> None:
         assert await engine.run("two_args", 2, 3) == 5
 
 
-async def test_non_json_step_input_and_result_write_nothing(store_path: str) -> None:
+async def test_non_json_step_input_and_result_write_nothing(store_url: str) -> None:
     @function
     async def echo(value: object) -> object:
         return value
@@ -274,7 +275,7 @@ async def test_non_json_step_input_and_result_write_nothing(store_path: str) -> 
             errors.append(str(exc))
         return errors
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(sloppy)
         errors = await handle.result()
         assert await engine.journal(handle.run_id) == []
@@ -283,29 +284,31 @@ async def test_non_json_step_input_and_result_write_nothing(store_path: str) -> 
     assert "result of step 2 (makes-a-set)" in errors[2] and "set" in errors[2]
 
 
-async def test_non_json_workflow_result_fails_the_run(store_path: str) -> None:
+async def test_non_json_workflow_result_fails_the_run(store_url: str) -> None:
     @workflow
     async def returns_set(ctx: WorkflowContext) -> object:
         return {1}
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(WorkflowFailedError, match="SerializationError"):
             await engine.run(returns_set)
 
 
-def test_invalid_engine_options(store_path: str) -> None:
+def test_invalid_engine_options(store_url: str) -> None:
     with pytest.raises(ConfigurationError, match="durability"):
-        Engine(store_path, durability="sometimes")
+        Engine(store_url, durability="sometimes")
     with pytest.raises(ConfigurationError, match="unknown store URL"):
         Engine("redis://localhost")
     with pytest.raises(ConfigurationError, match="lease_seconds"):
-        Engine(store_path, lease_seconds=0)
+        Engine(store_url, lease_seconds=0)
 
 
 # -- the store
 
 
-async def test_full_store_is_a_typed_error_and_loses_nothing(store_path: str) -> None:
+async def test_full_store_is_a_typed_error_and_loses_nothing(lmdb_path: str) -> None:
+    """LMDB only: its memory map has a size limit (PostgreSQL's disk is the server's)."""
+
     @workflow
     async def big(ctx: WorkflowContext) -> str:
         done = 0
@@ -318,7 +321,7 @@ async def test_full_store_is_a_typed_error_and_loses_nothing(store_path: str) ->
             assert "max_map_size" in str(exc)
         return "y" * 200_000  # a result larger than any room left: finishing fails too
 
-    async with Engine(store_path, map_size=256 * 1024, max_map_size=1024 * 1024) as engine:
+    async with Engine(lmdb_path, map_size=256 * 1024, max_map_size=1024 * 1024) as engine:
         handle = await engine.start(big)
         with pytest.raises(StoreFullError, match="max_map_size"):  # nor can its result be
             await handle.result()
@@ -346,7 +349,7 @@ async def test_unwritable_directory_is_a_typed_error(tmp_path) -> None:  # type:
             pass
 
 
-async def test_lost_lease_stops_the_run_without_writing(store_path: str) -> None:
+async def test_lost_lease_stops_the_run_without_writing(store_url: str) -> None:
     release, entered = asyncio.Event(), asyncio.Event()
 
     @function
@@ -361,22 +364,14 @@ async def test_lost_lease_stops_the_run_without_writing(store_path: str) -> None
     async def leased(ctx: WorkflowContext) -> str:
         return await ctx.step(slow_step)
 
-    first = Engine(store_path, lease_seconds=3600)
+    first = Engine(store_url, lease_seconds=3600)
     handle = await first.start(leased)
     await entered.wait()
     # The first engine stalls past its lease (simulated: the lease is expired
     # in place), and a second engine claims the run through the normal path.
     run = await first.store.get_run(handle.run_id)
-    env = first.store.env  # type: ignore[attr-defined]
-
-    def expire(txn):  # type: ignore[no-untyped-def]
-        from surestep.store.base import run_key
-        from surestep.store.lmdb import _lease_bytes
-
-        txn.put(run_key(handle.run_id), _lease_bytes(run.fence, 0.0, run.owner), db=env.leases)
-
-    await env.submit(expire)
-    second = Engine(store_path)
+    await expire_lease(store_url, first.store, handle.run_id)
+    second = Engine(store_url)
     (taken,) = await second.recover()
     release.set()
     active = first.task(handle.run_id)

@@ -1,4 +1,6 @@
-"""Faults of the embedded store: full map, full disk, read-only disk, clock jumps, big values.
+"""Faults of the embedded store: full map, full disk, read-only disk, clock jumps; and big
+values, on every backend (``store_url``). The others are LMDB's own (``lmdb_path`` or a
+store on a filesystem the test mounts): PostgreSQL's disk and clock are the server's.
 
 Real filesystems, not mocks. As root the tests mount their own: a small ``tmpfs`` (its
 ``size=`` makes a disk that fills up, ``remount,ro`` a read-only one) and an ext4 image on
@@ -232,7 +234,7 @@ def _executions(side_log: Path) -> Counter[int]:
 # ---------------------------------------------------------------- map full
 
 
-async def test_full_map_grows_to_the_limit_then_resumes_with_a_larger_one(store_path: str) -> None:
+async def test_full_map_grows_to_the_limit_then_resumes_with_a_larger_one(lmdb_path: str) -> None:
     """``test_failures.py`` checks the typed error and the committed journal; this checks the
     map really grew to ``max_map_size`` first, and that the run resumes from its journal
     once the store is reopened with more room, re-running only the step that failed."""
@@ -247,14 +249,14 @@ async def test_full_map_grows_to_the_limit_then_resumes_with_a_larger_one(store_
         return sum([len(await ctx.step(fill, i)) for i in range(80)])
 
     small, limit = 256 * 1024, 1024 * 1024
-    async with Engine(store_path, map_size=small, max_map_size=limit) as engine:
+    async with Engine(lmdb_path, map_size=small, max_map_size=limit) as engine:
         handle = await engine.start(fills)
         with pytest.raises(StoreFullError, match=f"max_map_size={limit}"):
             await handle.result()
         assert engine.store.env.env.info()["map_size"] == limit  # type: ignore[attr-defined]
         committed = [e.seq for e in await engine.journal(handle.run_id)]
     assert committed == list(range(len(committed))) and 10 < len(committed) < 80
-    async with Engine(store_path, map_size=small, max_map_size=16 * limit) as engine:
+    async with Engine(lmdb_path, map_size=small, max_map_size=16 * limit) as engine:
         # The first engine's lease names this (live) process; a restarted process would
         # find its owner dead. Give it back as that would.
         run = await engine.get_run(handle.run_id)
@@ -404,6 +406,8 @@ def test_disk_turning_read_only_mid_run_keeps_the_journal(tmp_path: Path) -> Non
 
 
 # ---------------------------------------------------------------- clock jumps
+# LMDB only: its leases are timed by this process's clocks. PostgreSQL's leases use the
+# server's clock (``now()``), which no client's clock jump moves.
 
 
 class _Clock:
@@ -432,7 +436,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     return fake
 
 
-async def _holding(store_path: str, gate: asyncio.Event) -> tuple[Engine, str]:
+async def _holding(lmdb_path: str, gate: asyncio.Event) -> tuple[Engine, str]:
     """An engine executing a run, parked inside its first step (a live lease holder)."""
 
     entered = asyncio.Event()
@@ -449,7 +453,7 @@ async def _holding(store_path: str, gate: asyncio.Event) -> tuple[Engine, str]:
     async def held(ctx: WorkflowContext) -> str:
         return await ctx.step(parked)
 
-    first = Engine(store_path, lease_seconds=30)
+    first = Engine(lmdb_path, lease_seconds=30)
     handle = await first.start(held)
     await entered.wait()
     return first, handle.run_id
@@ -457,15 +461,15 @@ async def _holding(store_path: str, gate: asyncio.Event) -> tuple[Engine, str]:
 
 @pytest.mark.parametrize("jump", [3600.0, 86_400.0 * 365])
 async def test_wall_clock_jumping_forward_does_not_hand_a_live_run_to_another_engine(
-    store_path: str, clock: _Clock, jump: float
+    lmdb_path: str, clock: _Clock, jump: float
 ) -> None:
     """NTP stepping the clock, a VM resumed, someone running ``date -s``: the lease holder
     heartbeats as usual, so its run must stay its own."""
     gate = asyncio.Event()
-    first, run_id = await _holding(store_path, gate)
+    first, run_id = await _holding(lmdb_path, gate)
     before = await first.get_run(run_id)
     clock.wall_offset = jump
-    second = Engine(store_path, lease_seconds=30)
+    second = Engine(lmdb_path, lease_seconds=30)
     try:
         assert await second.recover() == []
         after = await second.get_run(run_id)
@@ -480,15 +484,15 @@ async def test_wall_clock_jumping_forward_does_not_hand_a_live_run_to_another_en
 
 
 async def test_wall_clock_jumping_back_does_not_stall_recovery(
-    store_path: str, clock: _Clock
+    lmdb_path: str, clock: _Clock
 ) -> None:
     """The holder hangs (its lease is not renewed) and the wall clock is set back an hour:
     once a lease's worth of real time has passed, another engine takes the run over."""
     gate = asyncio.Event()
-    first, run_id = await _holding(store_path, gate)
+    first, run_id = await _holding(lmdb_path, gate)
     clock.wall_offset = -3600.0
     clock.mono_offset = 31.0  # 31 s pass; nobody renews the 30 s lease
-    second = Engine(store_path, lease_seconds=30)
+    second = Engine(lmdb_path, lease_seconds=30)
     try:
         (taken,) = await second.recover()
         assert taken.run_id == run_id
@@ -501,16 +505,16 @@ async def test_wall_clock_jumping_back_does_not_stall_recovery(
 
 
 async def test_lease_from_before_a_reboot_does_not_stall_recovery(
-    store_path: str, clock: _Clock
+    lmdb_path: str, clock: _Clock
 ) -> None:
     """The monotonic clock restarts at boot. A lease written by a process of an earlier boot
     (here: a monotonic clock far ahead of today's) whose pid now belongs to someone else
     must not look held for that earlier boot's uptime."""
     gate = asyncio.Event()
     clock.mono_offset = 10 * 86_400.0  # the earlier boot had been up for ten days
-    first, run_id = await _holding(store_path, gate)
+    first, run_id = await _holding(lmdb_path, gate)
     clock.mono_offset = 0.0  # rebooted; our pid is alive, as a reused pid would be
-    second = Engine(store_path, lease_seconds=30)
+    second = Engine(lmdb_path, lease_seconds=30)
     try:
         (taken,) = await second.recover()
         assert taken.run_id == run_id
@@ -524,7 +528,7 @@ async def test_lease_from_before_a_reboot_does_not_stall_recovery(
 # ---------------------------------------------------------------- big values
 
 
-async def test_large_step_results_are_journaled_and_replayed_intact(store_path: str) -> None:
+async def test_large_step_results_are_journaled_and_replayed_intact(store_url: str) -> None:
     """8 MiB results (far past an LMDB page: overflow pages) round-trip through replay."""
     big = "€" * ((8 << 20) // 3)
 
@@ -548,18 +552,18 @@ async def test_large_step_results_are_journaled_and_replayed_intact(store_path: 
         await ctx.step(park)
         return len(value) if value == big else -1
 
-    engine = Engine(store_path)
+    engine = Engine(store_url)
     await engine.start(large)
     await parked.wait()
     await engine.close()
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         (resumed,) = await engine.recover()
         assert await resumed.result() == len(big)
     assert calls["produce"] == 1
 
 
 async def test_step_result_over_the_payload_limit_is_a_typed_error(
-    store_path: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A journaled value has a documented size limit (``surestep.context.MAX_PAYLOAD``);
     a step result over it fails the step with a typed error naming the step and the limit,
@@ -573,7 +577,7 @@ async def test_step_result_over_the_payload_limit_is_a_typed_error(
         await ctx.step("small", lambda: "x" * 100)
         await ctx.step("huge", lambda: "x" * 5000)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(too_big)
         with pytest.raises(WorkflowFailedError, match="PayloadTooLargeError") as failed:
             await handle.result()

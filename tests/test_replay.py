@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from support.calls import calls
-from support.journal_edit import rewrite_record, with_version
+from support.store_edit import rewrite_record, with_version
 from surestep import (
     Engine,
     JournalCorruptError,
@@ -69,10 +69,10 @@ async def abc(ctx: WorkflowContext, x: int) -> list:
     return [a, b, c]
 
 
-async def interrupt_in_c(store_path: str, *args: int) -> str:
+async def interrupt_in_c(store_url: str, *args: int) -> str:
     """Run ``abc`` until it is inside step_c, then stop the engine."""
     gate["c"] = asyncio.Event()
-    engine = Engine(store_path)
+    engine = Engine(store_url)
     entered["c"] = asyncio.Event()
     handle = await engine.start(abc, *args)
     await entered["c"].wait()
@@ -81,10 +81,10 @@ async def interrupt_in_c(store_path: str, *args: int) -> str:
     return handle.run_id
 
 
-async def test_resume_skips_completed_steps(store_path: str) -> None:
-    run_id = await interrupt_in_c(store_path, 1)
+async def test_resume_skips_completed_steps(store_url: str) -> None:
+    run_id = await interrupt_in_c(store_url, 1)
     assert calls == Counter(a=1, b=1, c=1)
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert (await engine.get_run(run_id)).status == "pending"
         handles = await engine.recover()
         assert [h.run_id for h in handles] == [run_id]
@@ -94,13 +94,13 @@ async def test_resume_skips_completed_steps(store_path: str) -> None:
     assert run.status == "completed" and run.attempt == 2 and run.result == [2, 20, 17]
 
 
-async def test_recover_finds_nothing_when_all_finished(store_path: str) -> None:
-    async with Engine(store_path) as engine:
+async def test_recover_finds_nothing_when_all_finished(store_url: str) -> None:
+    async with Engine(store_url) as engine:
         assert await engine.run(abc, 1) == [2, 20, 17]
         assert await engine.recover() == []
 
 
-async def test_replay_of_awaitable_form_closes_it_unrun(store_path: str) -> None:
+async def test_replay_of_awaitable_form_closes_it_unrun(store_url: str) -> None:
     async def effect(tag: str) -> str:
         calls[tag] += 1
         if tag in entered:
@@ -117,14 +117,14 @@ async def test_replay_of_awaitable_form_closes_it_unrun(store_path: str) -> None
 
     gate["stop"] = asyncio.Event()
     entered["second"] = asyncio.Event()
-    engine = Engine(store_path)
+    engine = Engine(store_url)
     handle = await engine.start(awaits)
     await entered["second"].wait()
     while len(await engine.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
         await asyncio.sleep(0.001)
     await engine.close()
     del gate["stop"]
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         (resumed,) = await engine.recover()
         assert await resumed.result() == ["first", "second"]
     # The coroutines handed to ctx.step on replay were closed without running
@@ -133,7 +133,7 @@ async def test_replay_of_awaitable_form_closes_it_unrun(store_path: str) -> None
     assert resumed.run_id == handle.run_id
 
 
-async def test_replayed_failure_raises_the_same_error_without_running(store_path: str) -> None:
+async def test_replayed_failure_raises_the_same_error_without_running(store_url: str) -> None:
     @function(retries={"max_attempts": 2, "initial_interval_ms": 1})
     async def always_fails() -> None:
         calls["fail"] += 1
@@ -150,21 +150,21 @@ async def test_replayed_failure_raises_the_same_error_without_running(store_path
 
     gate["c"] = asyncio.Event()
     entered["c"] = asyncio.Event()
-    engine = Engine(store_path)
+    engine = Engine(store_url)
     handle = await engine.start(fails_then_waits)
     await entered["c"].wait()
     await engine.close()
     del gate["c"]
     assert calls["fail"] == 2  # first attempt + one retry
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         (resumed,) = await engine.recover()
         assert await resumed.result() == "KeyError:2"
     assert calls["fail"] == 2 and resumed.run_id == handle.run_id
 
 
-async def test_changed_code_is_refused_and_the_journal_kept(store_path: str) -> None:
-    run_id = await interrupt_in_c(store_path, 1)
-    before = await _raw_journal(store_path, run_id)
+async def test_changed_code_is_refused_and_the_journal_kept(store_url: str) -> None:
+    run_id = await interrupt_in_c(store_url, 1)
+    before = await _raw_journal(store_url, run_id)
 
     @function
     async def step_b_v2(x: int) -> int:
@@ -178,7 +178,7 @@ async def test_changed_code_is_refused_and_the_journal_kept(store_path: str) -> 
         b = await ctx.step(step_b_v2, a)  # was step_b
         return [a, b]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         (handle,) = await engine.recover()
         with pytest.raises(WorkflowFailedError) as failed:
             await handle.result()
@@ -188,18 +188,18 @@ async def test_changed_code_is_refused_and_the_journal_kept(store_path: str) -> 
     assert f"run {run_id}: step 1" in message
     assert "'name': 'step_b'" in message and "'name': 'step_b_v2'" in message
     assert run.status == "failed"
-    assert await _raw_journal(store_path, run_id) == before  # untouched
+    assert await _raw_journal(store_url, run_id) == before  # untouched
 
 
-async def test_changed_input_is_refused(store_path: str) -> None:
-    run_id = await interrupt_in_c(store_path, 1)
+async def test_changed_input_is_refused(store_url: str) -> None:
+    run_id = await interrupt_in_c(store_url, 1)
     decorators._workflows.pop("abc")
 
     @workflow(name="abc", version="1")
     async def abc_other_input(ctx: WorkflowContext, x: int) -> int:
         return await ctx.step(step_a, x + 1)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         (handle,) = await engine.recover()
         with pytest.raises(WorkflowFailedError, match="NonDeterminismError") as failed:
             await handle.result()
@@ -210,15 +210,15 @@ async def test_changed_input_is_refused(store_path: str) -> None:
     assert run_id in failed.value.message
 
 
-async def test_fewer_steps_than_recorded_is_divergence(store_path: str) -> None:
-    run_id = await interrupt_in_c(store_path, 1)
+async def test_fewer_steps_than_recorded_is_divergence(store_url: str) -> None:
+    run_id = await interrupt_in_c(store_url, 1)
     decorators._workflows.pop("abc")
 
     @workflow(name="abc", version="1")
     async def abc_short(ctx: WorkflowContext, x: int) -> int:
         return await ctx.step(step_a, x)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         (handle,) = await engine.recover()
         with pytest.raises(WorkflowFailedError, match=r"without taking") as failed:
             await handle.result()
@@ -236,12 +236,12 @@ async def test_non_determinism_error_is_structured() -> None:
     assert isinstance(err, RuntimeError)
 
 
-async def test_corrupt_record_names_run_and_step_and_spares_other_runs(store_path: str) -> None:
-    run_id = await interrupt_in_c(store_path, 1)
-    other = await interrupt_in_c(store_path, 5)
-    rewrite_record(store_path, run_id, 1, lambda rec: rec[:-1] + bytes([rec[-1] ^ 0x55]))
+async def test_corrupt_record_names_run_and_step_and_spares_other_runs(store_url: str) -> None:
+    run_id = await interrupt_in_c(store_url, 1)
+    other = await interrupt_in_c(store_url, 5)
+    rewrite_record(store_url, run_id, 1, lambda rec: rec[:-1] + bytes([rec[-1] ^ 0x55]))
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(JournalCorruptError) as corrupt:
             await engine.journal(run_id)
         assert corrupt.value.run_id == run_id and corrupt.value.seq == 1
@@ -252,14 +252,14 @@ async def test_corrupt_record_names_run_and_step_and_spares_other_runs(store_pat
         assert await handles[other].result() == [6, 60, 57]
 
 
-async def test_newer_format_version_is_a_typed_error(store_path: str) -> None:
-    run_id = await interrupt_in_c(store_path, 1)
-    rewrite_record(store_path, run_id, 0, lambda rec: with_version(rec, _core.FORMAT_VERSION + 1))
-    async with Engine(store_path) as engine:
+async def test_newer_format_version_is_a_typed_error(store_url: str) -> None:
+    run_id = await interrupt_in_c(store_url, 1)
+    rewrite_record(store_url, run_id, 0, lambda rec: with_version(rec, _core.FORMAT_VERSION + 1))
+    async with Engine(store_url) as engine:
         with pytest.raises(UnsupportedFormatError, match="newer"):
             await engine.journal(run_id)
 
 
-async def _raw_journal(store_path: str, run_id: str) -> list[bytes]:
-    async with Engine(store_path) as engine:
+async def _raw_journal(store_url: str, run_id: str) -> list[bytes]:
+    async with Engine(store_url) as engine:
         return await engine.store.journal(run_id)

@@ -21,7 +21,7 @@ import pytest
 
 import surestep
 from http_server import Served
-from support.journal_edit import rewrite_record, with_body
+from support.store_edit import rewrite_record, with_body
 from surestep import Engine, WorkflowContext, _core, workflow
 from surestep.web.access import ACT, READ, Access
 from surestep.web.app import SECURITY_HEADERS

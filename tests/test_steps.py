@@ -43,7 +43,7 @@ async def who(ctx: FunctionContext, tag: str) -> dict:
     }
 
 
-async def test_three_forms_and_their_journal(store_path: str) -> None:
+async def test_three_forms_and_their_journal(store_url: str) -> None:
     async def fetch(x: int) -> int:
         calls["fetch"] += 1
         return x + 1
@@ -56,7 +56,7 @@ async def test_three_forms_and_their_journal(store_path: str) -> None:
         d = await ctx.step("async-callable", fetch, b)  # name + callable returning an awaitable
         return [a, b, c, d]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(forms, 5)
         assert await handle.result() == [10, 11, "s11", 12]
         journal = await engine.journal(handle.run_id)
@@ -72,12 +72,12 @@ async def test_three_forms_and_their_journal(store_path: str) -> None:
     assert all(e.attempt == 1 and e.finished_at >= e.started_at > 0 for e in journal)
 
 
-async def test_function_context(store_path: str) -> None:
+async def test_function_context(store_url: str) -> None:
     @workflow
     async def ctxwf(ctx: WorkflowContext) -> dict:
         return await ctx.step(who, "t")
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(ctxwf)
         out = await handle.result()
     assert out == {
@@ -89,7 +89,7 @@ async def test_function_context(store_path: str) -> None:
     }
 
 
-async def test_ten_steps_in_a_loop_are_ten_steps(store_path: str) -> None:
+async def test_ten_steps_in_a_loop_are_ten_steps(store_url: str) -> None:
     @workflow
     async def loop10(ctx: WorkflowContext) -> int:
         total = 0
@@ -98,7 +98,7 @@ async def test_ten_steps_in_a_loop_are_ten_steps(store_path: str) -> None:
         assert ctx.step_count == 10
         return total
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(loop10)
         assert await handle.result() == 45
         journal = await engine.journal(handle.run_id)
@@ -106,12 +106,12 @@ async def test_ten_steps_in_a_loop_are_ten_steps(store_path: str) -> None:
     assert [e.output for e in journal] == list(range(10))
 
 
-async def test_key_is_part_of_the_identity_and_idempotency_key(store_path: str) -> None:
+async def test_key_is_part_of_the_identity_and_idempotency_key(store_url: str) -> None:
     @workflow
     async def keyed(ctx: WorkflowContext) -> dict:
         return await ctx.step(who, "k", key="order-7")
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(keyed)
         out = await handle.result()
         journal = await engine.journal(handle.run_id)
@@ -124,7 +124,7 @@ class Shelf(enum.IntEnum):
 
 
 async def test_keys_of_int_and_str_subclasses_keep_their_identity_on_replay(
-    store_path: str,
+    store_url: str,
 ) -> None:
     """A bool or an IntEnum key is an int (as in 0.1): recorded by the text its step's
     identity and idempotency key use, and matched by it on replay."""
@@ -139,7 +139,7 @@ async def test_keys_of_int_and_str_subclasses_keep_their_identity_on_replay(
     async def shelved(ctx: WorkflowContext) -> list:
         return [await ctx.step(stock, key=True), await ctx.step(stock, key=Shelf.TOP)]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(shelved)
         first = await handle.result()
         journal = await engine.journal(handle.run_id)
@@ -151,7 +151,7 @@ async def test_keys_of_int_and_str_subclasses_keep_their_identity_on_replay(
     assert runs == {"True": 1, f"{Shelf.TOP}": 1}
 
 
-async def test_task_is_a_deprecated_alias(store_path: str) -> None:
+async def test_task_is_a_deprecated_alias(store_url: str) -> None:
     @workflow
     async def legacy(ctx: WorkflowContext) -> int:
         with warnings.catch_warnings(record=True) as seen:
@@ -161,11 +161,11 @@ async def test_task_is_a_deprecated_alias(store_path: str) -> None:
         assert "ctx.step" in str(seen[0].message)
         return value
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(legacy) == 8
 
 
-async def test_gather_numbers_steps_at_the_call(store_path: str) -> None:
+async def test_gather_numbers_steps_at_the_call(store_url: str) -> None:
     @function
     async def slow(tag: str) -> str:
         await asyncio.sleep(random.random() / 100)
@@ -175,23 +175,23 @@ async def test_gather_numbers_steps_at_the_call(store_path: str) -> None:
     async def fan(ctx: WorkflowContext) -> list:
         return list(await asyncio.gather(*(ctx.step(slow, f"t{i}") for i in range(8))))
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(fan)
         assert await handle.result() == [f"t{i}" for i in range(8)]
         journal = await engine.journal(handle.run_id)
     assert [(e.seq, e.input) for e in journal] == [(i, [[f"t{i}"], {}]) for i in range(8)]
 
 
-async def test_returned_value_is_the_journaled_value(store_path: str) -> None:
+async def test_returned_value_is_the_journaled_value(store_url: str) -> None:
     @workflow
     async def tup(ctx: WorkflowContext) -> list:
         return await ctx.step("pair", lambda: (1, 2))
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(tup) == [1, 2]  # a tuple is stored, and returned, as a list
 
 
-async def test_undecorated_callable_needs_a_name(store_path: str) -> None:
+async def test_undecorated_callable_needs_a_name(store_url: str) -> None:
     async def plain(x: int) -> int:
         return x
 
@@ -204,13 +204,13 @@ async def test_undecorated_callable_needs_a_name(store_path: str) -> None:
         with pytest.raises(DefinitionError, match="must be an awaitable or a callable"):
             ctx.step("n", 42)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(bad)
         await handle.result()
         assert await engine.journal(handle.run_id) == []
 
 
-async def test_failed_step_is_catchable_and_journaled(store_path: str) -> None:
+async def test_failed_step_is_catchable_and_journaled(store_url: str) -> None:
     @function
     async def boom() -> None:
         calls["boom"] += 1
@@ -226,7 +226,7 @@ async def test_failed_step_is_catchable_and_journaled(store_path: str) -> None:
             return "compensated"
         return "unreachable"
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(careful)
         assert await handle.result() == "compensated"
         (entry,) = await engine.journal(handle.run_id)
@@ -235,7 +235,7 @@ async def test_failed_step_is_catchable_and_journaled(store_path: str) -> None:
 
 
 async def test_a_burst_of_starts_is_admitted_a_bounded_number_at_a_time(
-    store_path: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Starts beyond MAX_STARTING wait for earlier ones to be stored, and all complete."""
     monkeypatch.setattr(engine_module, "MAX_STARTING", 3)
@@ -245,7 +245,7 @@ async def test_a_burst_of_starts_is_admitted_a_bounded_number_at_a_time(
     async def tiny(ctx: WorkflowContext, n: int) -> int:
         return int(await ctx.step(double, n))
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         create_run = engine.store.create_run
 
         async def counted(*args: Any, **kwargs: Any) -> int:

@@ -44,10 +44,10 @@ def tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
-async def test_a_span_per_run_and_per_step(store_path: str) -> None:
+async def test_a_span_per_run_and_per_step(store_url: str) -> None:
     provider, exporter = tracing()
     otel_flaky.calls = 0  # type: ignore[attr-defined]
-    async with Engine(store_path, tracing=provider) as engine:
+    async with Engine(store_url, tracing=provider) as engine:
         handle = await engine.start(otel_traced)
         assert await handle.result() == [1, 2]
     spans = {span.name: span for span in exporter.get_finished_spans()}
@@ -68,18 +68,18 @@ async def test_a_span_per_run_and_per_step(store_path: str) -> None:
     assert step.attributes["surestep.replay"] is False
 
 
-async def test_replayed_steps_are_marked(store_path: str) -> None:
+async def test_replayed_steps_are_marked(store_url: str) -> None:
     provider, exporter = tracing()
     otel_flaky.calls = 0  # type: ignore[attr-defined]
     gate["hold"] = asyncio.Event()
-    first = Engine(store_path, tracing=provider)
+    first = Engine(store_url, tracing=provider)
     handle = await first.start(otel_traced)
     while len(await first.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
         await asyncio.sleep(0.001)
     await first.close()
     del gate["hold"]
     exporter.clear()
-    async with Engine(store_path, tracing=provider) as second:
+    async with Engine(store_url, tracing=provider) as second:
         (resumed,) = await second.recover()
         assert await resumed.result() == [1, 2]
     spans = exporter.get_finished_spans()
@@ -92,11 +92,11 @@ async def test_replayed_steps_are_marked(store_path: str) -> None:
 
 
 def test_tracing_is_off_by_default_and_typed_when_missing(
-    store_path: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert Engine(store_path)._tracer is None
+    assert Engine(store_url)._tracer is None
     import sys
 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ConfigurationError, match=r"surestep\[otel\]"):
-        Engine(store_path, tracing=True)
+        Engine(store_url, tracing=True)

@@ -88,14 +88,14 @@ async def test_a_run_recorded_by_surestep_0_1_resumes_and_forks(store_url: str) 
         assert forked[:6] == [1] * 6 and set(forked[6:]) == {2}
 
 
-async def test_check_store_reports_each_in_flight_run(store_path: str) -> None:
+async def test_check_store_reports_each_in_flight_run(store_url: str) -> None:
     @workflow(name="checked", version="1")
     async def checked(ctx: WorkflowContext, n: int) -> int:
         a = await ctx.step("a", lambda: n)
         await ctx.wait_for_event("go")
         return a
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         waiting = [await engine.start(checked, n) for n in range(3)]
         done = await engine.start(checked, 9)
         await engine.send_event(done.run_id, "go")
@@ -114,7 +114,7 @@ async def test_check_store_reports_each_in_flight_run(store_path: str) -> None:
     assert all(r.divergence.recorded["name"] == "a" for r in reports if r.divergence)
 
 
-async def test_patched_old_runs_keep_the_old_branch_new_runs_take_the_new(store_path: str) -> None:
+async def test_patched_old_runs_keep_the_old_branch_new_runs_take_the_new(store_url: str) -> None:
     @workflow(name="patchy", version="1")
     async def before(ctx: WorkflowContext) -> list:
         a = await ctx.step("a", lambda: "a")
@@ -122,7 +122,7 @@ async def test_patched_old_runs_keep_the_old_branch_new_runs_take_the_new(store_
         await ctx.wait_for_event("go")
         return [a, b]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         old_run = await engine.start(before)  # passes the patch point on the old code
         while (await engine.get_run(old_run.run_id)).status != "waiting":
             await engine.store.wait_changed(1.0)
@@ -138,7 +138,7 @@ async def test_patched_old_runs_keep_the_old_branch_new_runs_take_the_new(store_
         await ctx.wait_for_event("go")
         return [a, b]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         new_run = await engine.start(after)
         for handle in (old_run, new_run):
             await engine.send_event(handle.run_id, "go")
@@ -152,7 +152,7 @@ async def test_patched_old_runs_keep_the_old_branch_new_runs_take_the_new(store_
         ]
 
 
-async def test_fork_reuses_the_journal_before_a_step(store_path: str) -> None:
+async def test_fork_reuses_the_journal_before_a_step(store_url: str) -> None:
     ran: list[str] = []
 
     @function
@@ -164,7 +164,7 @@ async def test_fork_reuses_the_journal_before_a_step(store_path: str) -> None:
     async def three(ctx: WorkflowContext) -> list:
         return [await ctx.step(note, t) for t in ("x", "y", "z")]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         first = await engine.start(three)
         assert await first.result() == ["x", "y", "z"]
         forked = await engine.fork(first.run_id, from_step=1)
@@ -174,13 +174,13 @@ async def test_fork_reuses_the_journal_before_a_step(store_path: str) -> None:
     assert ran == ["x", "y", "z", "y", "z"]  # step 0 came from the journal
 
 
-async def test_deployments_pin_new_runs_and_count_in_flight(store_path: str) -> None:
+async def test_deployments_pin_new_runs_and_count_in_flight(store_url: str) -> None:
     @workflow(name="deployed", version="2024.1")
     async def deployed(ctx: WorkflowContext) -> str:
         await ctx.wait_for_event("go")
         return "done"
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.deploy(deployed) == {
             "workflow": "deployed",
             "version": "2024.1",
@@ -220,12 +220,12 @@ def _worker(store: str, version: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_two_versions_of_workers_serve_one_store(tmp_path: Path) -> None:
+def test_two_versions_of_workers_serve_one_store(store_url: str) -> None:
     import importlib
 
     from surestep.engine import run_loop
 
-    store = str(tmp_path / "store")
+    store = store_url
     os.environ["SURESTEP_TEST_VERSION"] = "v1"
     from support import versioned
 

@@ -24,13 +24,15 @@ from surestep.worker import Worker
 TESTS = str(Path(__file__).parent)
 
 
-async def test_client_enqueues_and_a_worker_executes(store_path: str) -> None:
-    async with Engine(store_path, execute=False) as client, Engine(store_path) as serving:
+async def test_client_enqueues_and_a_worker_executes(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Engine(store_url, execute=False) as client, Engine(store_url) as serving:
         handles = [await client.start(workload.tour, n) for n in range(20)]
         assert {r.status for r in await client.runs()} == {"pending"}
         worker = Worker(serving, concurrency=5)
         running = asyncio.ensure_future(worker.run())
-        os.environ["SURESTEP_TEST_LEDGER"] = os.path.join(os.path.dirname(store_path), "ledger")
+        monkeypatch.setenv("SURESTEP_TEST_LEDGER", str(tmp_path / "ledger"))
         try:
             results = await asyncio.gather(*(h.result() for h in handles))
         finally:
@@ -39,7 +41,7 @@ async def test_client_enqueues_and_a_worker_executes(store_path: str) -> None:
     assert results == [workload.expected(n) for n in range(20)]
 
 
-async def test_cancel_stops_a_run_where_it_executes(store_path: str) -> None:
+async def test_cancel_stops_a_run_where_it_executes(store_url: str) -> None:
     started, release = asyncio.Event(), asyncio.Event()
     ran_after: list[int] = []
 
@@ -55,7 +57,7 @@ async def test_cancel_stops_a_run_where_it_executes(store_path: str) -> None:
         ran_after.append(1)
         return await ctx.step("after", lambda: 2)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(holder)
         await started.wait()
         assert await engine.cancel(handle.run_id) is True
@@ -68,7 +70,7 @@ async def test_cancel_stops_a_run_where_it_executes(store_path: str) -> None:
         assert ran_after == []
 
 
-async def test_cancel_from_another_engine_stops_the_executing_one(store_path: str) -> None:
+async def test_cancel_from_another_engine_stops_the_executing_one(store_url: str) -> None:
     started, release = asyncio.Event(), asyncio.Event()
 
     @function
@@ -81,7 +83,7 @@ async def test_cancel_from_another_engine_stops_the_executing_one(store_path: st
     async def remote_holder(ctx: WorkflowContext) -> int:
         return await ctx.step(hold)
 
-    async with Engine(store_path) as executing, Engine(store_path, execute=False) as other:
+    async with Engine(store_url) as executing, Engine(store_url, execute=False) as other:
         handle = await executing.start(remote_holder)
         await started.wait()
         assert await other.cancel(handle.run_id) is True
@@ -91,11 +93,11 @@ async def test_cancel_from_another_engine_stops_the_executing_one(store_path: st
         assert await executing.journal(handle.run_id) == []
 
 
-async def test_drain_lets_running_runs_finish(store_path: str, tmp_path: Path) -> None:
+async def test_drain_lets_running_runs_finish(store_url: str, tmp_path: Path) -> None:
     os.environ["SURESTEP_TEST_LEDGER"] = str(tmp_path / "ledger")
-    async with Engine(store_path, execute=False) as client:
+    async with Engine(store_url, execute=False) as client:
         handles = [await client.start(workload.tour, n) for n in range(6)]
-        serving = Engine(store_path)
+        serving = Engine(store_url)
         worker = Worker(serving, concurrency=6, drain_seconds=30)
         running = asyncio.ensure_future(worker.run())
         while serving.executing < 6:  # noqa: ASYNC110 - no event says "claimed"; bounded by the test timeout

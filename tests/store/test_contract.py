@@ -1,7 +1,7 @@
 """The store contract (``surestep.store.base.Store``), run against every backend.
 
-``lmdb``: a fresh directory per test. ``postgres``: a fresh schema per test on
-the session's private server (``pg_url``). Instances made by one ``backend``
+On each backend of ``conftest.store_url``: a fresh LMDB directory, or a fresh schema on
+the session's private PostgreSQL server, per test. Instances made by one ``backend``
 share the same store, as processes sharing a directory or a database do.
 """
 
@@ -45,13 +45,12 @@ def new_id() -> str:
 
 
 class Backend:
-    def __init__(self, kind: str, location: str, **options: Any) -> None:
+    def __init__(self, kind: str, location: str) -> None:
         self.kind = kind
         self.location = location
-        self.options = options
 
     def new(self) -> Store:
-        return open_store(self.location, **self.options)
+        return open_store(self.location)
 
     @asynccontextmanager
     async def opened(self) -> AsyncIterator[Store]:
@@ -63,12 +62,11 @@ class Backend:
             await store.close()
 
 
-@pytest.fixture(params=["lmdb", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Backend:
-    if request.param == "lmdb":
-        return Backend("lmdb", str(tmp_path / "store"))
-    url = request.getfixturevalue("pg_url")
-    return Backend("postgres", url, schema=f"t_{uuid.uuid4().hex[:16]}")
+@pytest.fixture
+def backend(store_url: str) -> Backend:
+    """The store of ``conftest.store_url``, on each backend."""
+    kind = "postgres" if store_url.startswith("postgresql://") else "lmdb"
+    return Backend(kind, store_url)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
-"""What only the PostgreSQL store has: migrations, batching, reconnection,
-error mapping, and the runtime end to end on a shared database."""
+"""What only the PostgreSQL store has: migrations, batching, reconnection, a server
+restart, error mapping. The engine-level tests run on it too (``store_url``)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import uuid
-from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -18,14 +17,6 @@ from surestep.errors import StoreError
 from surestep.store import open_store
 from surestep.store.base import RunInfo, new_run_id
 from surestep.store.postgres import MIGRATIONS
-from surestep.worker import Worker
-
-gate: dict[str, asyncio.Event] = {}
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    gate.clear()
 
 
 def fresh_schema() -> str:
@@ -44,69 +35,10 @@ async def pg_b(x: int) -> int:
     return x * 10
 
 
-@function
-async def pg_c(x: int) -> int:
-    calls["c"] += 1
-    if "c" in gate:  # the first engine parks here until it is closed
-        gate["entered"].set()
-        await gate["c"].wait()
-    return x - 3
-
-
-@workflow
-async def pg_abc(ctx: WorkflowContext, x: int) -> list:
-    a = await ctx.step(pg_a, x)
-    b = await ctx.step(pg_b, a)
-    c = await ctx.step(pg_c, b)
-    return [a, b, c]
-
-
 @workflow
 async def pg_fan(ctx: WorkflowContext, n: int) -> int:
     parts = await asyncio.gather(*(ctx.step("part", lambda i=i: i * n, key=i) for i in range(5)))
     return sum(parts)
-
-
-async def test_engine_resumes_an_interrupted_run(pg_url: str) -> None:
-    schema = fresh_schema()
-    gate["c"], gate["entered"] = asyncio.Event(), asyncio.Event()
-    engine = Engine(pg_url, schema=schema)
-    handle = await engine.start(pg_abc, 1)
-    await gate["entered"].wait()  # inside step c: a and b are journaled
-    await engine.close()  # as a stopped process would: the run is given back
-    del gate["c"]
-    assert calls == Counter(a=1, b=1, c=1)
-
-    async with Engine(pg_url, schema=schema) as engine:
-        assert (await engine.get_run(handle.run_id)).status == "pending"
-        handles = await engine.recover()
-        assert [h.run_id for h in handles] == [handle.run_id]
-        assert await handles[0].result() == [2, 20, 17]
-        run = await engine.get_run(handle.run_id)
-        steps = [(e.seq, e.name, e.output) for e in await engine.journal(handle.run_id)]
-        assert await engine.recover() == []
-    assert calls == Counter(a=1, b=1, c=2)  # c was interrupted, so it ran once more
-    assert (run.status, run.attempt, run.result) == ("completed", 2, [2, 20, 17])
-    assert steps == [(0, "pg_a", 2), (1, "pg_b", 20), (2, "pg_c", 17)]
-
-
-async def test_a_worker_executes_what_a_client_enqueues(pg_url: str) -> None:
-    schema = fresh_schema()
-    async with (
-        Engine(pg_url, schema=schema, execute=False) as client,
-        Engine(pg_url, schema=schema) as serving,
-    ):
-        handles = [await client.start(pg_fan, n) for n in range(30)]
-        worker = Worker(serving, concurrency=8)
-        running = asyncio.ensure_future(worker.run())
-        try:
-            # the client learns of each outcome by LISTEN/NOTIFY (engine.result)
-            results = await asyncio.gather(*(h.result() for h in handles))
-        finally:
-            worker.stop()
-            await running
-        assert results == [10 * n for n in range(30)]
-        assert {r.status for r in await client.runs()} == {"completed"}
 
 
 async def test_many_concurrent_runs(pg_url: str) -> None:
