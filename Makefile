@@ -38,11 +38,15 @@ $(CORE): $(CORE_SOURCES)
 build: $(STAMP)  ## install for development; compile the core again after editing ext/
 	@$(MAKE) --no-print-directory $(CORE)
 
-test: build  ## the whole suite (PostgreSQL tests start their own server)
-	$(PY) -m pytest
+# Test processes (pytest-xdist): 2 suits a 2-core machine; each starts its own PostgreSQL
+# server on a free port. TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
+
+test: build  ## the whole suite, on every backend (PostgreSQL tests start their own server)
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-fast: build  ## everything but the slow crash tests
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 demo: $(RUNTIME)  ## the order-fulfilment example: crash after charge_card, resume, card charged once
 	$(PY) examples/order_fulfillment_demo.py

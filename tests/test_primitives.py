@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 
 from support.calls import calls
-from support.polling import until
+from support.polling import until, until_journaled
 from surestep import (
     ChildWorkflowError,
     ConfigurationError,
@@ -245,7 +245,7 @@ async def test_parallel_steps_replay_whatever_finished_first(store_url: str) -> 
 
     first = Engine(store_url)
     handle = await first.start(fan_out)
-    await until(lambda: _journal_len(first, handle.run_id, 5))
+    await until_journaled(first, handle.run_id, 5)
     await first.close()
     release.set()
     async with Engine(store_url) as second:
@@ -270,7 +270,7 @@ async def test_now_random_uuid_are_recorded(store_url: str) -> None:
 
     first = Engine(store_url)
     handle = await first.start(values)
-    await until(lambda: _journal_len(first, handle.run_id, 3))
+    await until_journaled(first, handle.run_id, 3)
     recorded = [e.output for e in await first.journal(handle.run_id)]
     await first.close()
     release.set()
@@ -294,7 +294,7 @@ async def test_logs_are_stored_once(store_url: str) -> None:
 
     first = Engine(store_url)
     handle = await first.start(chatty)
-    await until(lambda: _journal_len(first, handle.run_id, 1))
+    await until_journaled(first, handle.run_id, 1)
     await asyncio.sleep(0.01)
     await first.close()
     release.set()
@@ -328,10 +328,6 @@ async def _all_status(engine: Engine, status: str, count: int) -> bool:
     return len(await engine.runs(status=status)) == count
 
 
-async def _journal_len(engine: Engine, run_id: str, n: int) -> bool:
-    return len(await engine.journal(run_id)) >= n
-
-
 async def _idle(engine: Engine) -> bool:
     return engine.executing == 0
 
@@ -358,7 +354,7 @@ async def test_run_state_survives_an_interruption(store_url: str) -> None:
 
     first = Engine(store_url)
     handle = await first.start(stateful)
-    await until(lambda: _journal_len(first, handle.run_id, 4))
+    await until_journaled(first, handle.run_id, 4)
     await first.close()
     release.set()
     async with Engine(store_url) as second:
@@ -404,7 +400,7 @@ async def test_replay_sees_the_value_read_even_if_it_changed(store_url: str) -> 
         await engine.run(writer, "basic", user_id="u-1")
     first = Engine(store_url)
     handle = await first.start(reader, user_id="u-1")
-    await until(lambda: _journal_len(first, handle.run_id, 1))
+    await until_journaled(first, handle.run_id, 1)
     await first.close()
     async with Engine(store_url) as other:
         await other.run(writer, "pro", user_id="u-1")  # changes the key meanwhile

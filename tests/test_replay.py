@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 from support.calls import calls
+from support.polling import until_journaled
 from support.store_edit import rewrite_record, with_version
 from surestep import (
     Engine,
@@ -120,8 +121,7 @@ async def test_replay_of_awaitable_form_closes_it_unrun(store_url: str) -> None:
     engine = Engine(store_url)
     handle = await engine.start(awaits)
     await entered["second"].wait()
-    while len(await engine.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
-        await asyncio.sleep(0.001)
+    await until_journaled(engine, handle.run_id, 2)
     await engine.close()
     del gate["stop"]
     async with Engine(store_url) as engine:

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
+from support.polling import until_journaled
 from surestep import ConfigurationError, Engine, WorkflowContext, function, workflow
 
 gate: dict[str, asyncio.Event] = {}
@@ -74,8 +75,7 @@ async def test_replayed_steps_are_marked(store_url: str) -> None:
     gate["hold"] = asyncio.Event()
     first = Engine(store_url, tracing=provider)
     handle = await first.start(otel_traced)
-    while len(await first.journal(handle.run_id)) < 2:  # noqa: ASYNC110 - no commit event
-        await asyncio.sleep(0.001)
+    await until_journaled(first, handle.run_id, 2)
     await first.close()
     del gate["hold"]
     exporter.clear()
