@@ -1,4 +1,4 @@
-"""Run every goal workload of issue 7 several times and print one table of medians.
+"""Run every goal workload several times and print one table of medians.
 
     .venv/bin/python benchmarks/run_goals.py                 # 5 repetitions of each
     .venv/bin/python benchmarks/run_goals.py --repeat 7 --only replay,recovery

@@ -1,4 +1,4 @@
-"""The goal workloads of issue 7, shared by the pytest-benchmark files and ``run_goals.py``.
+"""The goal workloads, shared by the pytest-benchmark files and ``run_goals.py``.
 
 Each workload has three phases, so that pytest-benchmark (``benchmark.pedantic``
 with a setup and a teardown) and ``run_goals.py`` time exactly the same region:
@@ -35,7 +35,8 @@ from typing import Any
 
 import orjson
 
-from surestep import Engine, RunHandle, WorkflowContext, _core, _lmdb, function, workflow
+from flows import chain, chain_then_park, inc, reset_state, state, step_park_step
+from surestep import Engine, RunHandle, _core, _lmdb
 from surestep.store.base import new_run_id, run_key
 from surestep.store.lmdb import WRITEMAP, rewrites_in_place
 
@@ -93,85 +94,6 @@ def temp_dir(tag: str) -> str:
     return tempfile.mkdtemp(
         prefix=f"surestep-bench-{tag}-", dir=os.environ.get("SURESTEP_BENCH_DIR")
     )
-
-
-# -- the workflows under measurement
-
-
-class _State:
-    """What the workflows below consult; reset by each workload's setup."""
-
-    hold = False  # park after the recorded part (to build an unfinished run)
-    want = 0  # how many runs must park before ``all_parked`` is set
-    parked = 0
-    all_parked: asyncio.Event | None = None
-    executed = 0  # bodies of ``counted`` actually run
-    first_new_step: asyncio.Event | None = None
-    first_new_at = 0.0
-
-
-state = _State()
-
-
-@function(name="bench.inc")
-async def inc(x: int) -> int:
-    return x + 1
-
-
-@function(name="bench.counted")
-async def counted(x: int) -> int:
-    state.executed += 1
-    return x + 1
-
-
-@function(name="bench.first_new")
-async def first_new(x: int) -> int:
-    if state.first_new_step is not None and not state.first_new_step.is_set():
-        state.first_new_at = time.perf_counter()
-        state.first_new_step.set()
-    return x + 1
-
-
-async def _park() -> None:
-    if not state.hold:
-        return
-    state.parked += 1
-    if state.parked == state.want and state.all_parked is not None:
-        state.all_parked.set()
-    await asyncio.get_running_loop().create_future()  # until the engine closes
-
-
-@workflow(name="bench.chain")
-async def chain(ctx: WorkflowContext, n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = await ctx.step(inc, x)
-    return x
-
-
-@workflow(name="bench.chain_then_park")
-async def chain_then_park(ctx: WorkflowContext, n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = await ctx.step(counted, x)
-    await _park()
-    return x
-
-
-@workflow(name="bench.step_park_step")
-async def step_park_step(ctx: WorkflowContext, i: int) -> int:
-    x = await ctx.step(inc, i)
-    await _park()
-    return await ctx.step(first_new, x)
-
-
-def reset_state(hold: bool = False, want: int = 0) -> None:
-    state.hold, state.want, state.parked, state.executed = hold, want, 0, 0
-    state.all_parked = asyncio.Event() if hold else None
-    state.first_new_step, state.first_new_at = None, 0.0
-
-
-# -- baselines with the lmdb package alone
 
 
 def sample_record(seq: int) -> bytes:

@@ -9,7 +9,7 @@ records back to back, possibly followed by garbage) and asserts, for that buffer
 - ``decode_record`` and ``decode_records`` return records or raise
   ``JournalCorruptError`` / ``UnsupportedFormatError``; any other exception, or a crash
   under ASan/UBSan, is a finding;
-- they decide like the pure-Python oracle (``tests/oracle.py``): same outcome, same
+- they decide like the pure-Python oracle (``tests/support/oracle.py``): same outcome, same
   fields, the same ``seq`` on an error;
 - they decide the same for ``bytes``, ``bytearray``, a ``memoryview`` and an unaligned slice;
 - a record that decodes is exactly what an encoder writes for its fields (the oracle's,

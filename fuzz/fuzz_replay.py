@@ -5,7 +5,7 @@
 small pools so that hits, mismatches and duplicates are common; bodies; defects). Records
 are format 2 (from the core's encoder, one or several to a journal value) and format 1
 (the oracle's encoder: surestep 0.1's records). Every operation runs on
-``surestep._core.ReplayIndex`` and on ``tests/oracle.py``'s model, and after each one:
+``surestep._core.ReplayIndex`` and on ``tests/support/oracle.py``'s model, and after each one:
 
 - both did the same: the same record, ``None``, the same decoded output (``replay``),
   or the same error class with the same ``seq`` (and, for ``NonDeterminismError``, the

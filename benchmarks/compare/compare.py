@@ -28,7 +28,7 @@ Two pairings of backends:
                defaults (rollback journal, ``synchronous=FULL``: the printed header
                shows what the file says) and surestep runs at ``durability="fsync"``.
 ``postgres``   DBOS vs surestep on THE SAME private PostgreSQL server started for
-               this run (``tests/pgserver.py``: loopback only, fsync and
+               this run (``tests/support/pgserver.py``: loopback only, fsync and
                synchronous_commit on), each in its own database: DBOS in a new
                database per measurement, surestep in ``surestep_bench`` with a new
                schema per measurement.
@@ -69,12 +69,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1] / "tests")]
 
 import asyncpg  # noqa: E402
-import flows  # noqa: E402
 from common import check, raw_flush_ms, temp_dir  # noqa: E402
 
+import flows  # noqa: E402
 import surestep  # noqa: E402
 from support.pgserver import PgServer, PgServerMissingError  # noqa: E402
 from surestep import Engine  # noqa: E402

@@ -13,7 +13,7 @@ group commit, more runs in flight means more steps per commit, so a gain from 1 
 For each backend, each repetition and each configuration:
 
 1. a fresh store (a new LMDB directory; a new schema in a database of a private
-   PostgreSQL server started for this run by ``tests/pgserver.py``);
+   PostgreSQL server started for this run by ``tests/support/pgserver.py``);
 2. a client (``Engine(url, execute=False)``) enqueues ``--runs`` runs of
    ``flows.chain(--steps)`` (all at once: ``asyncio.gather`` of ``start``);
 3. N worker processes start. Each runs what ``surestep.worker.serve`` runs, a
@@ -56,11 +56,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1] / "tests")]
 
-import flows  # noqa: E402
 from common import check, raw_flush_ms, temp_dir  # noqa: E402
 
+import flows  # noqa: E402
 from surestep import Engine, RunHandle  # noqa: E402
 from surestep.engine import run_loop  # noqa: E402
 from surestep.store.base import COMPLETED, PENDING, RUNNING  # noqa: E402

@@ -3,7 +3,7 @@ op kind inside the group commits (the appends per run of them, applied in one co
 call), and of their transactions' begin and commit, against the whole commits; and
 the CPU time of the loop thread and of the writer thread (Linux: /proc).
 
-    .venv/bin/python benchmarks/writer_ops.py --rounds 3
+    .venv/bin/python benchmarks/diagnostics/writer_ops.py --rounds 3
 
 A diagnostic (it wraps ``_Env._commit`` and the ops), not a goal benchmark.
 """
@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 import workloads
 from surestep.store import lmdb

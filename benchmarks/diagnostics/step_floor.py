@@ -1,6 +1,6 @@
 """The floor under a sequential durable step at fsync, measured in one time window.
 
-    .venv/bin/python benchmarks/step_floor.py --rounds 5
+    .venv/bin/python benchmarks/diagnostics/step_floor.py --rounds 5
 
 Four kinds of cycle, in blocks of BLOCK taking turns, so that all of them meet the disk
 of the same minutes (this VM's sync commits drift by 20% from one second to the next):
@@ -22,30 +22,28 @@ then the medians over rounds. A diagnostic, not a goal benchmark.
 ``--alone``: the goal's method instead: each kind but the raw commit runs STEPS cycles
 on its own, right after STEPS raw commits measured as its baseline (the engine step:
 one round of the ``sequential_fsync`` goal), and the ratio is to that baseline.
-
-``--stripped``: each round also runs the chain once more with ``ctx.step`` and the
-store's append replaced by a stripped-down path (no replay check, identity, retries,
-tracer or submit bookkeeping: input JSON, body, output JSON, record, the inline commit,
-the turn), the most a compiled ``ctx.step`` could remove; reported as ``stripped step``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import shutil
 import statistics
+import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
+
+import flows
 import run_goals
 import workloads
 from surestep import WorkflowContext, _core, _lmdb, function, workflow
-from surestep.store import lmdb
 from surestep.store.base import new_run_id, run_key
 
 STEPS = workloads.SEQ_STEPS
@@ -125,56 +123,7 @@ async def inc(x: int) -> int:
 
 @workflow(name="floor.chain")
 async def chain(ctx: WorkflowContext, n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = await ctx.step(inc, x)
-    return x
-
-
-@contextlib.contextmanager
-def stripped_steps() -> Iterator[None]:
-    """``ctx.step(fn, *args)`` and ``LmdbStore.append`` cut down to what a step writes
-    (a lone run's appends after the first one, the only ones it takes)."""
-    step, append = WorkflowContext.step, lmdb.LmdbStore.append
-
-    async def run(ctx: Any, fn: Any, args: tuple[Any, ...], seq: int) -> Any:
-        input_json = orjson.dumps((args, {}), option=orjson.OPT_SORT_KEYS)
-        started = time.time()
-        output = await fn.__surestep__.fn(*args)
-        record = _core.encode_record(
-            _core.KIND_STEP, seq, 1, fn.__surestep__.name, None, input_json,
-            orjson.dumps(output), True, started, time.time(),
-        )  # fmt: skip
-        recorder = ctx._recorder
-        await recorder.store.append(ctx.run_id, recorder.fence, seq, record)
-        return output
-
-    def stripped_step(ctx: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
-        recorder = ctx._recorder
-        if kwargs or recorder.seq <= recorder.replay_max or recorder.pending:
-            return step(ctx, target, *args, **kwargs)
-        seq = recorder.take_seq()
-        return run(ctx, target, args, seq)
-
-    def stripped_append(store: Any, run_id: str, fence: int, seq: int, record: bytes) -> Any:
-        env, key = store.env, run_key(run_id)
-        if key == env._last_append and not env._queued and env._writing.acquire(False):
-            try:
-                op = lmdb._Append(store, run_id, key, fence, seq, record)
-                status = env.env.commit_append(env.journal, env.leases, op)
-            finally:
-                env._writing.release()
-            workloads.check(status == _lmdb.APPENDED, "a stripped append")
-            return lmdb._TURN
-        return append(store, run_id, fence, seq, record)
-
-    WorkflowContext.step = stripped_step  # type: ignore[method-assign]
-    lmdb.LmdbStore.append = stripped_append  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        WorkflowContext.step = step  # type: ignore[method-assign]
-        lmdb.LmdbStore.append = append  # type: ignore[method-assign]
+    return await flows.chain_of(ctx, inc, n)
 
 
 def one_round() -> dict[str, float]:
@@ -231,7 +180,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--alone", action="store_true", help="the goal's method")
-    parser.add_argument("--stripped", action="store_true", help="and a stripped ctx.step")
     args = parser.parse_args()
     if args.alone:
         rows = [one_round_alone() for _ in range(args.rounds)]
@@ -242,20 +190,10 @@ def main() -> None:
                 f"(ratios {', '.join(f'{r:.3f}' for r in ratios)})"
             )
         return
-    rows, stripped = [], []
-    for _ in range(args.rounds):
-        rows.append(one_round())
-        if args.stripped:
-            with stripped_steps():
-                stripped.append(one_round())
-    kinds = [(kind, rows) for kind in rows[0]]
-    if stripped:
-        kinds.append(
-            ("stripped step", [{**r, "stripped step": r["engine step"]} for r in stripped])
-        )
-    for kind, of in kinds:
-        cycles = [row[kind] * 1e6 for row in of]
-        ratios = [row[kind] / row["raw"] for row in of]
+    rows = [one_round() for _ in range(args.rounds)]
+    for kind in rows[0]:
+        cycles = [row[kind] * 1e6 for row in rows]
+        ratios = [row[kind] / row["raw"] for row in rows]
         print(
             f"{kind:13s} {statistics.median(cycles):6.1f} us  "
             f"{statistics.median(ratios):.3f}x raw  "

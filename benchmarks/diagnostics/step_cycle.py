@@ -3,7 +3,7 @@ outside (a wrapper around ``_Env._commit_one``, the inline commit of a lone run)
 time between one commit's end and the next one's start (the step's Python and one turn
 of the event loop), at both durabilities.
 
-    .venv/bin/python benchmarks/step_cycle.py --rounds 7
+    .venv/bin/python benchmarks/diagnostics/step_cycle.py --rounds 7
 
 ``--cold``: instead, the same few orjson calls timed right after a raw commit with sync
 and after one without (what a wait for the disk does to the Python after it).
@@ -30,13 +30,18 @@ import itertools
 import json
 import shutil
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
+
+import flows
 import workloads
 from surestep import WorkflowContext, _core, _lmdb, function, workflow
 from surestep.store import lmdb
@@ -70,10 +75,7 @@ async def inc(x: int) -> int:
 
 @workflow(name="cycle.chain")
 async def chain(ctx: WorkflowContext, n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = await ctx.step(inc, x)
-    return x
+    return await flows.chain_of(ctx, inc, n)
 
 
 def one_round(durability: str, with_side: bool) -> dict[str, float]:

@@ -3,7 +3,7 @@
  * rewrite (read the chunk, put it back one record longer: what put_record does). Built
  * against the vendored LMDB source, whose transaction's dirty list it reads:
  *
- *     gcc -O2 -w -Iext/lmdb -o build/dirty_pages benchmarks/dirty_pages.c ext/lmdb/midl.c -lpthread
+ *     gcc -O2 -w -Iext/lmdb -o build/dirty_pages benchmarks/diagnostics/dirty_pages.c ext/lmdb/midl.c -lpthread
  *     for layout in key chunk; do d=$(mktemp -d); build/dirty_pages $d $layout; rm -r $d; done
  *
  * 1,000 transactions of 44-byte records (the size of benchmarks/workloads.sample_record),

@@ -1,9 +1,9 @@
 """Repeat one goal's measured region for a profiler (py-spy, callgrind, cProfile).
 
-    .venv/bin/python benchmarks/profile_goal.py sequential_process --rounds 40
+    .venv/bin/python benchmarks/diagnostics/profile_goal.py sequential_process --rounds 40
     py-spy record --format raw --rate 2000 --threads -o seq.txt -- \\
-        .venv/bin/python benchmarks/profile_goal.py sequential_process --rounds 40
-    .venv/bin/python benchmarks/profile_goal.py replay --cprofile
+        .venv/bin/python benchmarks/diagnostics/profile_goal.py sequential_process --rounds 40
+    .venv/bin/python benchmarks/diagnostics/profile_goal.py replay --cprofile
 
 Setup and teardown (the baseline, building the store, the checks) run between
 rounds as in ``run_goals.py``; with ``--cprofile`` only the measured regions are
@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 import workloads
 
