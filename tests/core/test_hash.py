@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from support import oracle
 from surestep import _core
 
-# (input, seed, XXH64 as hex): computed by surestep._core, tests/oracle.py and the xxhash
+# (input, seed, XXH64 as hex): computed by surestep._core, tests/support/oracle.py and the xxhash
 # package (the reference C implementation), which agree.
 GOLDEN_XXH64 = [
     (b"", 0, "ef46db3751d8e999"),

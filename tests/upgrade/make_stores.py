@@ -114,7 +114,7 @@ def make_lmdb(out: Path) -> dict[str, str]:
 
 
 def make_postgres(out: Path) -> dict[str, str]:
-    from pgserver import PgServer
+    from support.pgserver import PgServer
 
     with PgServer() as server:
         runs = make(f"{server.url}?schema={SCHEMA}")
