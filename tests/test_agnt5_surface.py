@@ -67,7 +67,7 @@ def test_triggers_are_checked(make: Any, message: str) -> None:
         make()
 
 
-async def test_context_is_what_steps_and_workflows_receive(store_path: str) -> None:
+async def test_context_is_what_steps_and_workflows_receive(store_url: str) -> None:
     @function(backoff=BackoffType.LINEAR, retries=1)
     async def annotated(ctx: Context, x: int) -> list:
         ctx.log("priced", sku="a-1")  # FunctionContext.log, as AGNT5 has it
@@ -78,7 +78,7 @@ async def test_context_is_what_steps_and_workflows_receive(store_path: str) -> N
         inner = await ctx.step(annotated, 4)  # type: ignore[attr-defined]
         return [isinstance(ctx, Context), *inner]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(uses_context)
         assert await handle.result() == [True, True, "FunctionContext", 4]
         logs = await engine.logs(handle.run_id)
@@ -243,7 +243,7 @@ async def _get_run(store_url: str, run_id: str) -> Any:
 
 
 async def test_logger_takes_keyword_attributes(
-    store_path: str, caplog: pytest.LogCaptureFixture
+    store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     @workflow
     async def logs_with_attributes(ctx: WorkflowContext) -> None:
@@ -252,7 +252,7 @@ async def test_logger_takes_keyword_attributes(
         ctx.logger.debug("not stored", order_id="o-2")
 
     caplog.set_level(logging.DEBUG, logger="surestep.workflow")
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(logs_with_attributes)
         await handle.result()
         lines = await engine.logs(handle.run_id)
@@ -271,7 +271,7 @@ async def test_logger_takes_keyword_attributes(
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
-async def test_a_synchronous_step_does_not_hold_up_other_runs(store_path: str) -> None:
+async def test_a_synchronous_step_does_not_hold_up_other_runs(store_url: str) -> None:
     events: list[str] = []
     released = threading.Event()
 
@@ -304,7 +304,7 @@ async def test_a_synchronous_step_does_not_hold_up_other_runs(store_path: str) -
             await asyncio.sleep(0.001)
         await ctx.step(quick)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         slow = await engine.start(slow_run)
         fast = await engine.start(fast_run)
         await fast.result()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support.calls import calls
 from surestep import (
     DefinitionError,
     Engine,
@@ -23,14 +24,12 @@ from surestep import (
     workflow,
 )
 
-calls: Counter[str] = Counter()
 gate: dict[str, asyncio.Event] = {}
 seen: list[Any] = []
 
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
-    calls.clear()
     gate.clear()
     seen.clear()
 

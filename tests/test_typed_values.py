@@ -17,6 +17,7 @@ from typing import Any, Optional
 import pydantic
 import pytest
 
+from support.calls import calls
 from surestep import (
     Engine,
     SerializationError,
@@ -28,14 +29,12 @@ from surestep import (
     workflow,
 )
 
-calls: Counter[str] = Counter()
 gate: dict[str, asyncio.Event] = {}
 seen: list[dict[str, Any]] = []
 
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
-    calls.clear()
     gate.clear()
     seen.clear()
 
@@ -197,7 +196,7 @@ async def takes(value: Any) -> None:
     ],
 )
 async def test_refusals_name_the_step_and_the_value(
-    store_path: str, step: Any, args: tuple, expected: list[str]
+    store_url: str, step: Any, args: tuple, expected: list[str]
 ) -> None:
     @workflow
     async def refused(ctx: WorkflowContext) -> str:
@@ -207,7 +206,7 @@ async def test_refusals_name_the_step_and_the_value(
             return str(exc)
         return "accepted"
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         message = await engine.run(refused)
     assert all(part in message for part in expected), message
 
