@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from support import workload
+from support.processes import sigkill, terminate_all
 from surestep import Engine, RunCancelledError, WorkflowContext, function, workflow
 from surestep.worker import Worker
 
@@ -180,11 +180,7 @@ def test_three_workers_killed_at_random_finish_every_run(tmp_path: Path, store_u
                 break  # all the work is done
             victim = rng.choice(busy)
             workers.remove(victim)
-            victim.send_signal(signal.SIGKILL)
-            killed[victim.pid] = time.time()
-            victim.wait()
-            assert victim.stdout is not None
-            victim.stdout.close()
+            killed[victim.pid] = sigkill(victim)
             workers.append(_spawn(store, ledger))
         assert len(killed) >= 3, f"only {len(killed)} kill(s) landed mid-step, seed {seed}"
 
@@ -198,12 +194,7 @@ def test_three_workers_killed_at_random_finish_every_run(tmp_path: Path, store_u
 
         assert run_loop(results()) == [workload.expected(n) for n in range(runs)], f"seed {seed}"
     finally:
-        for proc in workers:
-            proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait(timeout=60) for proc in workers]
-        for proc in workers:
-            assert proc.stdout is not None
-            proc.stdout.close()
+        codes = terminate_all(workers)
     assert codes == [0, 0, 0]  # SIGTERM drains and exits cleanly
 
     executions: dict[tuple[str, int], list[dict]] = defaultdict(list)

@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import torture_workload  # noqa: E402
+from processes import sigkill, terminate_all  # noqa: E402
 
 from surestep import Engine  # noqa: E402
 from surestep.engine import run_loop  # noqa: E402
@@ -107,11 +107,7 @@ def torture(
             victim = rng.choice(candidates)
             mid_step += victim.pid in busy
             procs.remove(victim)
-            victim.send_signal(signal.SIGKILL)
-            killed[victim.pid] = time.time()
-            victim.wait()
-            assert victim.stdout is not None
-            victim.stdout.close()
+            killed[victim.pid] = sigkill(victim)
             procs.append(spawn(store, ledger, concurrency))
 
         async def results() -> list[object]:
@@ -121,12 +117,7 @@ def torture(
 
         got = run_loop(results())
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=60)
-            assert proc.stdout is not None
-            proc.stdout.close()
+        terminate_all(procs)
 
     wrong = [n for n, value in enumerate(got) if value != torture_workload.expected(n)]
     assert not wrong, f"runs with a wrong result: {wrong[:10]} (seed {seed})"

@@ -1,0 +1,28 @@
+"""Ending the worker processes the tests start (``subprocess.Popen`` with a stdout pipe)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+
+def sigkill(proc: subprocess.Popen[str]) -> float:
+    """SIGKILL ``proc`` and reap it; the wall-clock time of the kill (the ledgers' clock)."""
+    proc.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    return killed_at
+
+
+def terminate_all(procs: list[subprocess.Popen[str]], timeout: float = 60) -> list[int]:
+    """SIGTERM every process (a worker drains and exits), then reap each; their exit codes."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    codes = [proc.wait(timeout=timeout) for proc in procs]
+    for proc in procs:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    return codes
