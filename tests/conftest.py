@@ -127,9 +127,9 @@ def pg_url(pg_server: Any) -> str:
 
 @pytest.fixture
 def served(store_url: str) -> Iterator[Any]:
-    """``surestep serve tests/http_flows.py`` on a free loopback port, on each backend;
+    """``surestep serve tests/support/http_flows.py`` on a free loopback port, on each backend;
     it must exit 0 on SIGTERM."""
-    from http_server import Served
+    from support.http_server import Served
 
     server = Served(store_url)
     try:

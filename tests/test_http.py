@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from http_server import Served, Worker, surestep_command
+from support.http_server import Served, Worker, surestep_command
 from surestep import Engine
 from surestep.web import create_app
 

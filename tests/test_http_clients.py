@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from http_server import Served
+from support.http_server import Served
 from surestep import (
     AsyncClient,
     Client,

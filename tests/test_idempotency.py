@@ -12,7 +12,7 @@ import pytest
 
 from surestep import ConfigurationError, Engine, WorkflowContext, workflow
 
-FLOWS = Path(__file__).with_name("http_flows.py")
+FLOWS = Path(__file__).parent / "support" / "http_flows.py"
 
 # Started by several processes at once, each with the same key: prints the run id it got.
 START = f"""
@@ -86,12 +86,12 @@ async def test_a_key_names_one_workflow(store_url: str) -> None:
         assert [run.run_id for run in await engine.runs()] == [handle.run_id]
 
 
-async def test_bad_keys_are_refused_and_start_nothing(store_path: str) -> None:
+async def test_bad_keys_are_refused_and_start_nothing(store_url: str) -> None:
     @workflow
     async def one(ctx: WorkflowContext) -> int:
         return 1
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         for bad in ("", "nul\x00", "k" * 300, 12):
             with pytest.raises(ConfigurationError, match="idempotency key"):
                 await engine.start(one, idempotency_key=bad)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from http_server import Served, surestep_command
+from support.http_server import Served, surestep_command
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ADDRESS = "http://127.0.0.1:8000"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import surestep
-from http_server import Served
+from support.http_server import Served
 from support.store_edit import rewrite_record, with_body
 from surestep import Engine, WorkflowContext, _core, workflow
 from surestep.web.access import ACT, READ, Access

@@ -10,11 +10,11 @@ import httpx
 import orjson
 import pytest
 
-from http_server import Served
+from support.http_server import Served
 from surestep import ConfigurationError, WorkflowContext, workflow
 from surestep.web.webhooks import TOLERANCE, problem, sign
 
-SECRET = "whsec-test-0123456789"  # as tests/http_flows.py declares it
+SECRET = "whsec-test-0123456789"  # as tests/support/http_flows.py declares it
 
 
 def deliver(
