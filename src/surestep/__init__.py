@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .decorators import BackoffPolicy, RetryPolicy, function, workflow
 from .errors import (
+    AnswerError,
     ChildWorkflowError,
     ConfigurationError,
     DefinitionError,
@@ -50,6 +51,7 @@ from .store.base import RunInfo
 from .types import BackoffType, event, webhook
 
 if TYPE_CHECKING:
+    from .batch import BatchItemError, BatchItemResult, BatchResult, BatchStats
     from .client import AsyncClient, Client
     from .context import Context, FunctionContext, WorkflowContext
     from .engine import Engine, JournalEntry, RunHandle, run
@@ -57,6 +59,10 @@ if TYPE_CHECKING:
 # The runtime (and asyncio with it) and the HTTP clients are imported on first use:
 # `surestep --help`, and a module that only declares workflows, start without them.
 _RUNTIME = {
+    "BatchItemError": "batch",
+    "BatchItemResult": "batch",
+    "BatchResult": "batch",
+    "BatchStats": "batch",
     "Context": "context",
     "FunctionContext": "context",
     "WorkflowContext": "context",
@@ -84,7 +90,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AnswerError",
     "AsyncClient",
+    "BatchItemError",
+    "BatchItemResult",
+    "BatchResult",
+    "BatchStats",
     "BackoffPolicy",
     "BackoffType",
     "ChildWorkflowError",

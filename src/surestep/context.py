@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import inspect
 import logging
 import math
@@ -24,13 +25,14 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import cached_property, partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from . import _core, convert, journal, serde
+from . import _core, convert, hitl, journal, progress, serde
+from .batch import BatchItemError, BatchItemResult, BatchResult, BatchStats, run_bounded
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
     ChildWorkflowError,
@@ -299,12 +301,18 @@ class WorkflowContext:
         return self.step(*args, **kwargs)
 
     def task(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        """Deprecated spelling of :meth:`step`."""
+        """Deprecated spelling of :meth:`step` (as in the AGNT5 SDK). Older AGNT5 code
+        passes the argument as ``input=``: ``ctx.task(fn, input=x)`` is
+        ``ctx.step(fn, x)``, unless ``fn`` has a parameter named ``input``."""
         warnings.warn(
             "ctx.task() is deprecated, use ctx.step() instead (same arguments)",
             DeprecationWarning,
             stacklevel=2,
         )
+        if args and "input" in kwargs:
+            spec = spec_of(args[0])
+            if spec is None or "input" not in spec.signature.parameters:
+                args = (args[0], kwargs.pop("input"), *args[1:])
         return self.step(*args, **kwargs)
 
     async def parallel(self, *steps: Awaitable[Any]) -> list[Any]:
@@ -560,10 +568,11 @@ class WorkflowContext:
             _output,
         )
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float, name: str | None = None) -> None:
         """Sleep durably: the wake-up time is journaled, so a run resumed after a
         crash wakes at the original time. Long sleeps give the run back and hold
-        nothing but a timer entry in the store."""
+        nothing but a timer entry in the store. ``name`` names the sleep in the
+        journal (``@sleep:{name}``), where the CLI and the dashboard show it."""
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, (int, float))
@@ -572,7 +581,9 @@ class WorkflowContext:
             raise ConfigurationError(
                 f"sleep takes a finite number of seconds >= 0, not {seconds!r}"
             )
-        await self._sleep_until(lambda: time.time() + seconds)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigurationError(f"a sleep's name is a non-empty str, not {name!r}")
+        await self._sleep_until(lambda: time.time() + seconds, name)
 
     async def sleep_until(self, when: float | datetime) -> None:
         """Sleep durably until ``when`` (a UTC timestamp or an aware datetime)."""
@@ -581,14 +592,19 @@ class WorkflowContext:
             raise ConfigurationError(f"sleep_until takes a finite time, not {when!r}")
         await self._sleep_until(lambda: at)
 
-    async def _sleep_until(self, wake_time: Callable[[], float]) -> None:
+    async def _sleep_until(self, wake_time: Callable[[], float], name: str | None = None) -> None:
         recorder = self._recorder
 
         async def start(seq: int, encode: Encode) -> Body:
             return journal.output(b"%r" % wake_time())
 
         wake_at = await recorder.operation(
-            recorder.take_seq(), journal.SLEEP, "@sleep", NO_INPUT, start, _wake_time
+            recorder.take_seq(),
+            journal.SLEEP,
+            "@sleep" if name is None else f"@sleep:{name}",
+            NO_INPUT,
+            start,
+            _wake_time,
         )
         remaining = wake_at - time.time()
         if remaining <= 0 or recorder.replay_only:
@@ -614,9 +630,31 @@ class WorkflowContext:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
                 raise ConfigurationError(f"timeout takes seconds >= 0, not {timeout!r}")
             deadline = float(self._value("@deadline", lambda: time.time() + timeout))
+
+        def received(fields: dict[str, Any]) -> Any:
+            if fields.get("timeout"):
+                raise EventTimeoutError(f"run {self.run_id}: no event {name!r} within {timeout} s")
+            return fields["o"]
+
+        recorder = self._recorder
+        return await self._take_event(
+            recorder.take_seq(), f"@event:{name}", lambda seq: name, deadline, received
+        )
+
+    async def _take_event(
+        self,
+        seq: int,
+        tag: str,
+        event_of: Callable[[int], str],
+        deadline: float | None,
+        decode: Callable[[dict[str, Any]], Any],
+    ) -> Any:
+        """Wait for the event ``event_of(seq)`` (sent to this run), recorded at ``seq``
+        as ``tag``; the run gives its worker back until it comes or ``deadline``."""
         recorder = self._recorder
 
         async def take(seq: int, encode: Encode) -> Body:
+            name = event_of(seq)
             payload = await recorder.store.take_event(
                 self.run_id, recorder.fence, name, seq, lambda p: encode(journal.output(p))
             )
@@ -626,14 +664,139 @@ class WorkflowContext:
                 raise Suspended(deadline, event=name)
             return journal.EVENT_TIMEOUT
 
-        def received(fields: dict[str, Any]) -> Any:
-            if fields.get("timeout"):
-                raise EventTimeoutError(f"run {self.run_id}: no event {name!r} within {timeout} s")
-            return fields["o"]
+        return await recorder.operation(seq, journal.EVENT, tag, NO_INPUT, take, decode)
 
-        return await recorder.operation(
-            recorder.take_seq(), journal.EVENT, f"@event:{name}", NO_INPUT, take, received
+    async def wait_for_user(
+        self,
+        question: str,
+        input_type: str = "text",
+        options: Sequence[Mapping[str, Any] | str] | None = None,
+        allow_custom: bool = False,
+        skippable: bool = False,
+    ) -> str | None:
+        """Ask a person and wait for the answer (``engine.answer``, ``surestep answer``).
+
+        The run gives its worker back while it waits, and resumes on the answer in
+        any process. As in the AGNT5 SDK: ``text`` returns the text; ``approval`` and
+        ``select`` the chosen option's id (``approval`` offers approve/reject unless
+        ``options`` says otherwise); ``multiselect`` the chosen ids joined by commas;
+        with ``allow_custom`` a person may answer in their own words instead (that text
+        is returned); with ``skippable`` they may skip (None is returned). ``options``:
+        ``{"id": ..., "label": ...}`` dicts, or plain strings (id and label alike).
+        """
+        asked = hitl.question(question, input_type, options, allow_custom, skippable)
+        recorder = self._recorder
+        # The question is journaled first (where the engine reads it while the run
+        # waits), then the answer, an event named after the answer's own number.
+        self._recorder.value(
+            recorder.take_seq(),
+            journal.VALUE,
+            hitl.ASK,
+            serde.canonical(asked, "the question"),
+            lambda: journal.output(NO_INPUT),
+            _output,
         )
+        answer: str | None = await self._take_event(
+            recorder.take_seq(), hitl.ANSWER, hitl.answer_event, None, _output
+        )
+        return answer
+
+    async def batch(
+        self,
+        fn: Any,
+        items: Iterable[Any],
+        max_concurrency: int = 10,
+        continue_on_failure: bool = True,
+        timeout_per_item: float | None = None,
+    ) -> BatchResult:
+        """Run ``fn`` (a ``@function``, or a workflow as a child run) on every item, each
+        item a journaled step taking it as its argument, at most ``max_concurrency`` at
+        a time. Returns a :class:`~surestep.batch.BatchResult`: the outputs in input
+        order (None for a failed item), the errors, and counts. With
+        ``continue_on_failure=False`` the first failure (the lowest item's) is raised
+        and the items not started yet are not run. A restarted run replays the items
+        that finished and runs only the others."""
+        first = self._recorder.seq
+        steps = self._fan_out(fn, items, max_concurrency, timeout_per_item)
+        outcomes = await run_bounded(
+            steps, max_concurrency, not continue_on_failure, self._recorded_at(first)
+        )
+        results = []
+        for index, (output, error) in enumerate(outcomes):
+            if error is None:
+                results.append(BatchItemResult(index, self.run_id, "completed", output=output))
+            else:
+                code = getattr(error, "error_type", None) or type(error).__name__
+                message = getattr(error, "message", None) or str(error)
+                results.append(
+                    BatchItemResult(
+                        index, self.run_id, "failed", error=BatchItemError(code, message),
+                        exception=error,
+                    )
+                )  # fmt: skip
+        failed = sum(1 for item in results if item.is_failed)
+        status = "completed" if not failed else "failed" if failed == len(results) else (
+            "partial_failure"
+        )
+        stats = BatchStats(len(results), len(results) - failed, failed)
+        return BatchResult(f"{self.run_id}:{first}", status, results, stats)
+
+    async def map(self, fn: Any, items: Iterable[Any], max_concurrency: int = 10) -> list[Any]:
+        """:meth:`batch` that returns the outputs alone, in input order, and raises the
+        first failure (the lowest item's), running no item not started yet."""
+        first = self._recorder.seq
+        steps = self._fan_out(fn, items, max_concurrency, None)
+        outcomes = await run_bounded(steps, max_concurrency, True, self._recorded_at(first))
+        return [output for output, _ in outcomes]
+
+    def _fan_out(
+        self,
+        fn: Any,
+        items: Iterable[Any],
+        max_concurrency: object,
+        timeout_per_item: object,
+    ) -> list[Awaitable[Any]]:
+        """One step per item, numbered now in input order (so that replay numbers them
+        alike, whichever finishes first), not started yet."""
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise ConfigurationError(f"max_concurrency is an int >= 1, not {max_concurrency!r}")
+        if max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency is an int >= 1, not {max_concurrency!r}")
+        items = list(items)
+        if timeout_per_item is None:
+            return [self.step(fn, item) for item in items]
+        spec = spec_of(fn)
+        if (
+            isinstance(timeout_per_item, bool)
+            or not isinstance(timeout_per_item, (int, float))
+            or not 0 < timeout_per_item < math.inf
+        ):
+            raise ConfigurationError(f"timeout_per_item is seconds > 0, not {timeout_per_item!r}")
+        if not isinstance(spec, FunctionSpec):
+            raise ConfigurationError("timeout_per_item bounds a @function's items only")
+        # The item's attempts are bounded as the function's own timeout_ms would bound
+        # them: a timed-out item is a journaled failure, replayed as such.
+        limit = max(1, int(timeout_per_item * 1000))
+        bounded = dataclasses.replace(spec, timeout_ms=min(spec.timeout_ms or limit, limit))
+        return [
+            self._function(self._recorder.take_seq(), bounded, None, (item,), {})
+            for item in items
+        ]
+
+    def _recorded_at(self, first: int) -> Callable[[int], bool]:
+        """Whether the journal holds the record of the ``index``-th operation from ``first``."""
+        index = self._recorder.index
+        return lambda i: index is not None and index.get(first + i) is not None
+
+    def progress(self, n: float, total: float | None = None, message: str | None = None) -> None:
+        """Report how far the run has got (``ctx.progress(3, total=10, message="...")``):
+        stored with the run, where ``engine.get_run``, ``surestep run`` and the dashboard
+        read it. Not journaled, and never read back by the run: reports are coalesced
+        (at most one write a second, the last always written before the run finishes or
+        waits), progress never goes backwards, and a replay reports nothing again."""
+        report = progress.report(n, total, message)
+        if not self.is_replaying:
+            self._recorder.report_progress(report)
 
     async def _child(
         self,

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, convert, journal, serde
+from . import _core, convert, hitl, journal, serde
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
+    AnswerError,
     ConfigurationError,
     JournalCorruptError,
     LeaseLostError,
@@ -55,6 +56,7 @@ from .store.base import (
     WAITING,
     LiveEngine,
     Owner,
+    WAITING,
     RunInfo,
     Store,
     check_idempotency_key,
@@ -543,6 +545,35 @@ class Engine:
             run_id, name, serde.dumps(payload, f"the payload of event {name!r}")
         )
 
+    async def answer(self, run_id: str, answer: str | list[str] | None) -> None:
+        """Answer the question the run waits on (``ctx.wait_for_user``); the run continues
+        with it, in whichever engine serves its workflow. ``None`` skips a skippable
+        question; a multiselect answer is a list of option ids (or ids joined by
+        commas). ``AnswerError`` for an answer the question does not take, or a run
+        that waits for no person; nothing is sent then."""
+        await self.open()
+        run = await self.store.get_run(run_id)
+        asked = await self._question(run)
+        if asked is None or run.waiting_for is None:
+            raise AnswerError(
+                f"run {run_id} waits for no person's answer (it is {run.status})"
+            )
+        value = hitl.checked_answer(asked, answer, run_id)
+        await self.store.send_event(run_id, run.waiting_for, serde.dumps(value, "an answer"))
+
+    async def _question(self, run: RunInfo) -> dict[str, Any] | None:
+        """The question of a run waiting for a person, read from its journal."""
+        seq = hitl.answer_seq(run.waiting_for) if run.status == WAITING else None
+        if seq is None:
+            return None
+        for record in await self.records(run.run_id):
+            if record.seq == seq - 1:
+                data = journal.fields(record, run.run_id)
+                if data.get("n") == hitl.ASK and isinstance(data.get("i"), dict):
+                    asked: dict[str, Any] = data["i"]
+                    return asked
+        return None
+
     @property
     def executing(self) -> int:
         """How many runs this engine executes right now."""
@@ -560,15 +591,39 @@ class Engine:
     # -- reading
 
     async def get_run(self, run_id: str) -> RunInfo:
+        """The run as stored; ``question`` set when it waits for a person's answer."""
         await self.open()
-        return await self.store.get_run(run_id)
+        run = await self.store.get_run(run_id)
+        run.question = await self._question(run)
+        return run
 
     async def runs(
-        self, status: str | None = None, workflow: str | None = None, limit: int | None = None
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+        waiting_for: str | None = None,
     ) -> list[RunInfo]:
-        """Runs in the store, newest first."""
+        """Runs in the store, newest first. ``waiting_for``: only waiting runs that wait
+        for ``"person"`` (an answer, their ``question`` set), an ``"event"`` or a
+        ``"timer"``."""
         await self.open()
-        return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
+        if waiting_for is None:
+            return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
+        if waiting_for not in WAITING_FOR:
+            raise ConfigurationError(
+                f"waiting_for is one of {', '.join(WAITING_FOR)}, not {waiting_for!r}"
+            )
+        if status not in (None, WAITING):
+            return []
+        found = []
+        for run in await self.store.list_runs(status=WAITING, workflow=workflow):
+            if waits_for(run) == waiting_for:
+                run.question = await self._question(run)
+                found.append(run)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
 
     async def records(self, run_id: str) -> list[_core.Record]:
         """The run's journal records, decoded, in step order (``journal`` reads them)."""
@@ -683,12 +738,12 @@ class Engine:
                         value = await spec.fn(ctx, *args, **kwargs)
                 recorder.check_all_replayed()
                 result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
-                await recorder.flush()
+                await recorder.settle()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
             except Exception as exc:
                 if recorder is not None:
-                    await recorder.flush()
+                    await recorder.settle()
                 error = describe(exc)
                 await store.finish(run_id, active.fence, FAILED, None, error, self._keep(spec))
                 raise WorkflowFailedError(
@@ -698,7 +753,7 @@ class Engine:
             return result
         except Suspended as suspended:
             assert recorder is not None
-            await recorder.flush()
+            await recorder.settle()
             await store.suspend(run_id, active.fence, suspended.wake_at, suspended.event)
             raise
         except asyncio.CancelledError:
@@ -827,6 +882,21 @@ class Engine:
                 continue  # resumed here meanwhile
             # Woken when any run finishes; the timeout only bounds a missed wake-up.
             await self.store.wait_changed(timeout=5.0)
+
+
+WAITING_FOR = ("person", "event", "timer")
+
+
+def waits_for(run: RunInfo) -> str | None:
+    """What a waiting run waits for: ``person``, ``event`` or ``timer`` (None otherwise,
+    or for a parent waiting for its child's end)."""
+    if run.status != WAITING:
+        return None
+    if hitl.answer_seq(run.waiting_for) is not None:
+        return "person"
+    if run.waiting_for is not None:
+        return "event"
+    return "timer" if run.wake_at is not None else None
 
 
 def _identities(

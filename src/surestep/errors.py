@@ -181,6 +181,11 @@ class EventTimeoutError(SurestepError, TimeoutError):
     """``ctx.wait_for_event(name, timeout=...)`` saw no event in time. Journaled."""
 
 
+class AnswerError(SurestepError, ValueError):
+    """An answer the run's question does not take (an option it does not offer, a skip
+    it does not allow), or an answer to a run that waits for no person."""
+
+
 class StateConflictError(SurestepError):
     """Another run wrote a shared state key after this run read it. Journaled; read
     the key again (or use ``state.update``) to build on the newer value."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _core, convert, journal, serde
 from .errors import NonDeterminismError, SerializationError, step_failure
 from .journal import NO_INPUT, Body, Kind
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .store.base import RunInfo, Store
@@ -56,6 +57,7 @@ class Recorder:
         "index",
         "log_counts",
         "pending",
+        "progress",
         "replay_max",
         "replay_only",
         "run_id",
@@ -82,6 +84,7 @@ class Recorder:
         # and before the run is given back, so the journal keeps its order.
         self.pending: list[asyncio.Future[Any]] = []
         self.log_counts: dict[int, int] = {}  # lines stored so far at each step position
+        self.progress: Progress | None = None  # made on the run's first report
 
     # -- numbering and matching
 
@@ -96,17 +99,43 @@ class Recorder:
         self.seq = seq + 1
         return seq
 
-    def recorded(self, seq: int, name: str, input_json: bytes = NO_INPUT) -> dict[str, Any] | None:
+    def recorded(
+        self,
+        seq: int,
+        name: str,
+        input_json: bytes = NO_INPUT,
+        same: Callable[[Any], bool] | None = None,
+    ) -> dict[str, Any] | None:
         """The recorded fields at ``seq`` for this name and input, if replaying;
-        ``NonDeterminismError`` when another operation was recorded there."""
+        ``NonDeterminismError`` when another operation was recorded there.
+
+        ``same``: for an operation whose identity is less than its whole input (a
+        state write is its scope and key, not its value), whether a recorded input of
+        the same name is this operation's; the record then stands as written."""
         if seq > self.replay_max:
             return None
         assert self.index is not None
+        if same is not None:
+            input_json = self._input_if_same(seq, name, same) or input_json
         try:
             record = self.index.lookup(seq, name, input_json)
         except NonDeterminismError:
             raise self.diverged(seq, name, input_json) from None
         return None if record is None else journal.fields(record, self.run_id)
+
+    def _input_if_same(self, seq: int, name: str, same: Callable[[Any], bool]) -> bytes | None:
+        """The canonical input recorded at ``seq`` when its record is ``name`` and
+        ``same`` accepts its input; None otherwise (the full match then decides)."""
+        assert self.index is not None
+        record = self.index.get(seq)
+        if record is None or record.name_hash != _core.name_hash(name):
+            return None
+        recorded_input = journal.fields(record, self.run_id).get("i")
+        if not same(recorded_input):
+            return None
+        if record.input is not None:
+            return record.input
+        return serde.canonical(recorded_input, "a recorded input")  # format 1: in the payload
 
     def next_may_be(self, name: str) -> bool:
         """Whether the next operation may be ``name``: nothing is recorded at its number,
@@ -190,6 +219,7 @@ class Recorder:
         input_json: bytes,
         produce: Callable[[int, Encode], Awaitable[Body]],
         decode: Callable[[dict[str, Any]], T],
+        same: Callable[[Any], bool] | None = None,
     ) -> T:
         """A journaled operation that waits (sleep, an event, a child run, shared state).
 
@@ -199,8 +229,9 @@ class Recorder:
         hands ``encode`` to that store operation, which writes ``encode(body)``; otherwise
         the record is appended here. ``decode`` turns the recorded fields into the result,
         on the first run and on replay alike, and may raise the operation's error. An
-        exception from ``produce`` (``Suspended``, say) records nothing here."""
-        fields = self.recorded(seq, tag, input_json)
+        exception from ``produce`` (``Suspended``, say) records nothing here. ``same``:
+        as :meth:`recorded`'s."""
+        fields = self.recorded(seq, tag, input_json, same)
         if fields is None:
             if self.pending:
                 await self.flush()
@@ -236,6 +267,20 @@ class Recorder:
         while self.pending:
             pending, self.pending = self.pending, []
             await asyncio.gather(*pending)
+
+    def report_progress(self, report: dict[str, Any]) -> None:
+        """Store the run's progress (``progress.report``'s), coalesced; not journaled."""
+        if self.replay_only:
+            return
+        if self.progress is None:
+            self.progress = Progress(self.store, self.run_id, self.fence)
+        self.progress.report(report)
+
+    async def settle(self) -> None:
+        """Before the run is given back: the records and the progress report still due."""
+        if self.progress is not None:
+            await self.progress.settle()
+        await self.flush()
 
     def log(
         self,

@@ -37,6 +37,14 @@ class RunState:
         for key in list(self._values):
             self.delete(key)
 
+    async def set_async(self, key: str, value: Any) -> None:
+        """:meth:`set`, for code that awaits its state writes (as AGNT5 code may)."""
+        self.set(key, value)
+
+    async def delete_async(self, key: str) -> None:
+        """:meth:`delete`, for code that awaits its state writes."""
+        self.delete(key)
+
     def items(self) -> list[tuple[str, Any]]:
         return list(self._values.items())
 
@@ -108,6 +116,30 @@ class SharedState:
     async def delete(self, key: str) -> None:
         await self._write(key, None)
 
+    async def keys(self) -> list[str]:
+        """The keys of this session's or user's state, sorted; journaled, so replay sees
+        the keys this run saw."""
+        recorder = self._recorder
+
+        async def read(seq: int, encode: Encode) -> Body:
+            keys = sorted(await recorder.store.state_items(self.scope))
+            return journal.output(serde.dumps(keys, "state keys"))
+
+        keys: list[str] = await recorder.operation(
+            recorder.take_seq(),
+            journal.STATE,
+            "@state.keys",
+            serde.canonical(self.scope, "a state scope"),
+            read,
+            _output,
+        )
+        return keys
+
+    async def clear(self) -> None:
+        """Delete every key of this session's or user's state (each delete journaled)."""
+        for key in await self.keys():
+            await self.delete(key)
+
     async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
         """Read, apply ``fn``, write; again on a conflict. Returns the value written."""
         for _ in range(100):
@@ -143,8 +175,15 @@ class SharedState:
             )
             return journal.state_written(version)
 
+        scope_key = [self.scope, key]  # the input is [[scope, key], value]
+
+        def same_write(recorded_input: Any) -> bool:
+            # A write is its scope, key and position: the value written the first time
+            # (a time, an id) stands, and the store holds it.
+            return type(recorded_input) is list and recorded_input[0] == scope_key
+
         fields = await recorder.operation(
-            seq, journal.STATE, "@state.set", input_json, write, _as_is
+            seq, journal.STATE, "@state.set", input_json, write, _as_is, same_write
         )
         if fields["v"] is None:
             self._versions.pop(key, None)

@@ -110,6 +110,11 @@ class RunInfo:
     owner: str | None = None
     lease_until: float = 0.0
     fence: int = 0
+    # ``ctx.progress``'s last report stored: {"n", "total", "message", "t"}
+    progress: dict[str, Any] | None = None
+    # The question a run waiting for a person asked (``ctx.wait_for_user``): read from
+    # its journal by the engine, not kept in the run's row
+    question: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow (not dataclasses.asdict, which deep-copies args and result):
@@ -416,6 +421,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def state_items(self, scope: str) -> dict[str, bytes]:
         """Every key of ``scope`` with its value (JSON)."""
+
+    # -- progress
+
+    @abc.abstractmethod
+    async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
+        """Keep ``report`` (JSON) as the run's progress, replacing the last one; read
+        back as ``RunInfo.progress``. Fenced."""
 
     # -- logs
 

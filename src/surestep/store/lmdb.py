@@ -974,7 +974,7 @@ class LmdbStore(Store):
             if old["status"] == WAITING and old.get("wake_at") is not None:
                 txn.delete(_timer_key(old["wake_at"], key), db=e.timers)
         row = run.to_dict()
-        for name in ("owner", "lease_until", "fence"):
+        for name in ("owner", "lease_until", "fence", "question"):
             del row[name]
         txn.put(key, orjson.dumps(row), db=e.runs)
         txn.put(key, _lease_bytes(run.fence, run.lease_until, run.owner), db=e.leases)
@@ -1351,6 +1351,15 @@ class LmdbStore(Store):
         if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
             return bytes(cursor.key()), bytes(cursor.value())
         return None
+
+    async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            row = orjson.loads(txn.get(key, db=self.env.runs))
+            row["progress"] = orjson.loads(report)
+            txn.put(key, orjson.dumps(row), db=self.env.runs)
+
+        await self.env.submit(op, notify=True)
 
     async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
         key = run_key(run_id)

@@ -235,6 +235,10 @@ INDEXES = {
     "engines_pkey": "CREATE TABLE IF NOT EXISTS {s}.engines ("
     'owner text COLLATE "C" PRIMARY KEY, served jsonb NOT NULL, '
     "alive_until timestamptz NOT NULL)",
+    # A run's progress (ctx.progress), one row a run, apart from the runs' rows that
+    # claims and leases rewrite: a table, made where missing with its key's index.
+    "progress_pkey": 'CREATE TABLE IF NOT EXISTS {s}.progress (run_id text COLLATE "C" '
+    "PRIMARY KEY, report bytea NOT NULL)",
 }
 # Retention's tables, made where missing before the INDEXES, without a new schema version
 # (as those): a release that knows only version 1 keeps opening the store; runs it
@@ -325,6 +329,14 @@ def redact(url: str) -> str:
         netloc = f"{user}@{hostport}" if user else hostport
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+
+
+def _run_with_progress(rec: Any) -> RunInfo:
+    """A RunInfo from ``_COLS`` followed by the run's progress report (or NULL)."""
+    run = _run_of(rec)
+    if rec[19] is not None:
+        run.progress = orjson.loads(rec[19])
+    return run
 
 
 def _split_url(url: str) -> tuple[str, str | None]:
@@ -1192,11 +1204,32 @@ class PostgresStore(Store):
 
     async def get_run(self, run_id: str) -> RunInfo:
         rows = await self._fetch(
-            f"SELECT {_COLS} FROM {self._s}.runs r WHERE r.run_id = $1", run_id, what="read"
+            f"SELECT {_COLS}, p.report FROM {self._s}.runs r {self._with_progress} "
+            "WHERE r.run_id = $1",
+            run_id,
+            what="read",
         )
         if not rows:
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
-        return _run_of(rows[0])
+        return _run_with_progress(rows[0])
+
+    @property
+    def _with_progress(self) -> str:
+        return f"LEFT JOIN {self._s}.progress p ON p.run_id = r.run_id"
+
+    async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
+        rows = await self._fetch(
+            f"INSERT INTO {self._s}.progress (run_id, report) "
+            f"SELECT r.run_id, $2 FROM {self._s}.runs r WHERE r.run_id = $1 AND r.fence = $3 "
+            "ON CONFLICT (run_id) DO UPDATE SET report = excluded.report RETURNING 1",
+            run_id,
+            report,
+            fence,
+            what="store progress",
+        )
+        if not rows:
+            await self._fence_of(run_id)  # RunNotFoundError if missing
+            raise LeaseLostError(run_id, fence)
 
     async def list_runs(
         self, status: str | None = None, workflow: str | None = None, limit: int | None = None
@@ -1211,11 +1244,11 @@ class PostgresStore(Store):
             where.append(f"r.workflow = ${len(args)}")
         args.append(limit)
         sql = (
-            f"SELECT {_COLS} FROM {self._s}.runs r"
+            f"SELECT {_COLS}, p.report FROM {self._s}.runs r {self._with_progress}"
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY r.run_id DESC LIMIT ${len(args)}::bigint"
         )
-        return [_run_of(r) for r in await self._fetch(sql, *args, what="list runs")]
+        return [_run_with_progress(r) for r in await self._fetch(sql, *args, what="list runs")]
 
     # -- live engines
 
