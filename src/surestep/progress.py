@@ -60,7 +60,7 @@ class Progress:
         self.due: dict[str, Any] | None = None  # accepted, not written yet
         self.written_at = -math.inf
         self.timer: asyncio.TimerHandle | None = None
-        self.writes: set[asyncio.Task[None]] = set()
+        self.writing: asyncio.Task[None] | None = None  # the last write, done or not
 
     def report(self, new: dict[str, Any]) -> None:
         last = self.last
@@ -83,11 +83,11 @@ class Progress:
             return
         due, self.due = self.due, None
         self.written_at = time.monotonic()
-        task = asyncio.ensure_future(self._write(due))
-        self.writes.add(task)
-        task.add_done_callback(self.writes.discard)
+        self.writing = asyncio.ensure_future(self._write(due, self.writing))
 
-    async def _write(self, due: dict[str, Any]) -> None:
+    async def _write(self, due: dict[str, Any], previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous  # one at a time: a later report never lands before an earlier one
         try:
             await self.store.set_progress(
                 self.run_id, self.fence, serde.dumps(due, "a progress report")
@@ -100,5 +100,5 @@ class Progress:
         if self.timer is not None:
             self.timer.cancel()
         self._write_due()
-        if self.writes:
-            await asyncio.gather(*self.writes)
+        if self.writing is not None:
+            await self.writing

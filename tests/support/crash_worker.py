@@ -3,6 +3,8 @@
     python crash_worker.py start STORE LEDGER N    # start a run of N steps
     python crash_worker.py recover STORE LEDGER    # resume unfinished runs
     python crash_worker.py nap STORE LEDGER SECONDS  # a run that sleeps durably
+    python crash_worker.py ask STORE LEDGER        # a run that waits for a person
+    python crash_worker.py fan STORE LEDGER N      # a batch of N items, 2 at a time
 
 Each step appends its effect to LEDGER (JSON lines, fsynced) before returning,
 with its idempotency key. ``PAUSE_AT=<where>:<k>`` makes the process print
@@ -65,6 +67,29 @@ async def nap(ctx: WorkflowContext, seconds: float) -> float:
     return await ctx.step("after", time.time)
 
 
+@function
+async def effect(ctx: FunctionContext, k: int) -> int:
+    record_effect(ctx)
+    await pause("inside", k)
+    return k * k
+
+
+@workflow
+async def ask(ctx: WorkflowContext) -> dict:
+    await ctx.step(effect, -1)
+    answer = await ctx.wait_for_user(
+        "Ship it?", input_type="approval", allow_custom=True, skippable=True
+    )
+    await ctx.step(effect, -2)
+    return {"answer": answer}
+
+
+@workflow
+async def fan(ctx: WorkflowContext, n: int) -> list:
+    result = await ctx.batch(effect, range(n), max_concurrency=2)
+    return result.outputs
+
+
 def expected(n: int) -> int:
     acc = 1
     for k in range(n):
@@ -79,7 +104,12 @@ async def main(argv: list[str]) -> None:
     async with Engine(
         store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline
     ) as engine:
-        if command == "nap":
+        if command in ("ask", "fan"):
+            target = ask if command == "ask" else fan
+            handle = await engine.start(target, *(int(a) for a in argv[3:]))
+            print(f"started {handle.run_id}", flush=True)
+            handles = [handle]
+        elif command == "nap":
             handle = await engine.start(nap, float(argv[3]))
             print(f"started {handle.run_id}", flush=True)
             handles = [handle]
