@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from surestep import Engine, decorators
+from surestep import Engine
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -23,14 +23,6 @@ from test_crash import effects, recover  # noqa: E402
 
 pytestmark = pytest.mark.slow
 WORKER = str(HERE / "crash_worker.py")
-
-
-@pytest.fixture(autouse=True)
-def _served_by_the_workers_only() -> None:
-    """This process imported the worker's workflows (through test_crash); its engines,
-    which only read and answer, must not resume their runs (conftest restores them)."""
-    for name in ("ask", "fan"):
-        decorators._workflows.pop(name, None)
 
 
 async def _until(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
@@ -67,13 +59,13 @@ def test_a_run_waiting_for_a_person_survives_sigkill_and_resumes_on_the_answer(
     ledger = str(tmp_path / "ledger.jsonl")
 
     async def asks(run_id: str) -> bool:
-        async with Engine(store_url) as engine:
+        async with Engine(store_url, execute=False) as engine:
             return (await engine.get_run(run_id)).question is not None
 
     run_id = start_kill_when(["ask", store_url, ledger], asks)
 
     async def answer() -> None:
-        async with Engine(store_url) as engine:
+        async with Engine(store_url, execute=False) as engine:
             run = await engine.get_run(run_id)
             assert run.status == "waiting" and run.question is not None
             assert run.question["question"] == "Ship it?"
@@ -92,7 +84,7 @@ def test_a_batch_killed_in_the_middle_resumes_only_its_unfinished_items(
     n = 8
 
     async def all_but_one_recorded(run_id: str) -> bool:
-        async with Engine(store_url) as engine:
+        async with Engine(store_url, execute=False) as engine:
             return len(await engine.journal(run_id)) == n - 1
 
     # Item 3 pauses inside its step; the other items finish, two at a time, around it.

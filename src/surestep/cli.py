@@ -60,6 +60,7 @@ from .errors import (
     SurestepError,
     UnknownWorkflowError,
 )
+from .hitl import WAITING_FOR
 from .retention import describe_retention
 from .store.base import (
     CANCELLED,
@@ -519,12 +520,13 @@ def _stderr() -> Console:
 
 
 class _Watcher:
-    """Shows a run's steps as they are journaled, and a spinner while the next one runs.
+    """Shows a run's steps as they are journaled, and a spinner while the next one runs,
+    with a progress bar once the run reports its progress (``ctx.progress``).
 
-    The run executes in this process: wrapping this engine's ``store.append``
-    tells the watcher the moment a step is recorded, so it reads the journal
-    only then (and once a second, for steps another engine records after a
-    takeover) instead of polling it.
+    The run executes in this process: wrapping this engine's ``store.append`` and
+    ``store.set_progress`` tells the watcher the moment a step is recorded or progress
+    is stored, so it reads the run only then (and once a second, for what another
+    engine records after a takeover) instead of polling it.
     """
 
     def __init__(self, engine: Engine, console: Console, quiet: bool) -> None:
@@ -543,6 +545,14 @@ class _Watcher:
             self.recorded.set()
 
         store.append = append_and_tell  # type: ignore[method-assign]
+        set_progress = store.set_progress
+
+        async def set_progress_and_tell(run_id: str, fence: int, report: bytes) -> None:
+            await set_progress(run_id, fence, report)
+            self.recorded.set()
+
+        store.set_progress = set_progress_and_tell  # type: ignore[method-assign]
+        self.progress: dict[str, Any] | None = None
 
     async def watch(self, run_id: str, result: asyncio.Future[Any], stop: asyncio.Event) -> None:
         """Until ``result`` is done; :class:`CliError` (exit 130) once ``stop`` is set."""
@@ -550,7 +560,8 @@ class _Watcher:
 
         status = None
         if not self.quiet and self.console.is_terminal:
-            status = self.console.status(f"run {run_id}: step 0 running…", spinner="dots")
+            status = _RunBar(self.console)
+            status.update(f"run {run_id}: step 0 running…")
             status.start()
         try:
             while True:
@@ -579,19 +590,64 @@ class _Watcher:
             if status is not None:
                 status.stop()
 
-    async def _show(self, run_id: str, status: Any) -> None:
+    async def _show(self, run_id: str, status: _RunBar | None) -> None:
         entries = await self.engine.journal(run_id)
         for entry in entries:
             if entry.seq not in self.shown:
                 self.shown.add(entry.seq)
                 if not self.quiet and not is_internal(entry.name):
                     self.console.print(_step_line(entry))
+        progress = (await self.engine.get_run(run_id)).progress
         if status is not None:
             last = step_json(entries[-1]) if entries else None
             if last is not None and last["status"] == "waiting":
-                status.update(f"run {run_id}: waiting: sleep until {format_time(last['wake_at'])}")
+                doing = f"run {run_id}: waiting: sleep until {format_time(last['wake_at'])}"
             else:
-                status.update(f"run {run_id}: step {len(self.shown)} running…")
+                doing = f"run {run_id}: step {len(self.shown)} running…"
+            status.update(doing, progress)
+        elif progress != self.progress and progress is not None and not self.quiet:
+            self.console.print(
+                Text("  progress ", style="dim").append_text(_progress_text(progress))
+            )
+        self.progress = progress
+
+
+class _RunBar:
+    """The live line under a watched run's steps: a spinner and what runs, then a bar,
+    the count and the message of the run's last progress report (rich's Progress)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+        self.bar = Progress(
+            SpinnerColumn("dots"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[message]}", style="dim"),
+            console=console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("", total=None, message="", visible=False)
+
+    def start(self) -> None:
+        self.bar.start()
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+    def update(self, description: str, report: dict[str, Any] | None = None) -> None:
+        if report is None:
+            self.bar.update(self.task, description=description, visible=True)
+            return
+        self.bar.update(
+            self.task,
+            description=description,
+            completed=report["n"],
+            total=report.get("total"),
+            message=report.get("message") or "",
+            visible=True,
+        )
 
 
 def _step_line(entry: JournalEntry) -> Text:
@@ -734,6 +790,11 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
 @click.option("--workflow", "-w", metavar="NAME", help="Only runs of this workflow.")
 @click.option(
+    "--waiting-for",
+    type=click.Choice(WAITING_FOR),
+    help="Only waiting runs that wait for this: a person's answer, an event, a timer.",
+)
+@click.option(
     "--limit",
     "-n",
     type=click.IntRange(min=0),
@@ -744,19 +805,24 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
 @json_option
 @store_option
 def runs_command(
-    status: str | None, workflow: str | None, limit: int, as_json: bool, store: str
+    status: str | None,
+    workflow: str | None,
+    waiting_for: str | None,
+    limit: int,
+    as_json: bool,
+    store: str,
 ) -> None:
     """List the runs in the store, newest first."""
     from rich.table import Table
     from rich.text import Text
 
-    runs, live = run_loop(_runs(store, status, workflow, limit or None))
+    runs, live = run_loop(_runs(store, status, workflow, limit or None, waiting_for))
     if as_json:
         _echo_json([run_json(run, live) for run in runs])
         return
     out = _stdout()
     if not runs:
-        out.print("no runs" + (" matching" if status or workflow else ""))
+        out.print("no runs" + (" matching" if status or workflow or waiting_for else ""))
         return
     wide = out.width >= 110  # in a narrow terminal: no date, no attempt, no session/user
     people = wide and any(run.session_id or run.user_id for run in runs)
@@ -788,10 +854,16 @@ def runs_command(
 
 
 async def _runs(
-    store: str, status: str | None, workflow: str | None, limit: int | None
+    store: str,
+    status: str | None,
+    workflow: str | None,
+    limit: int | None,
+    waiting_for: str | None,
 ) -> tuple[list[RunInfo], list[LiveEngine]]:
     async with _engine(store, reading=True) as engine:
-        runs = await engine.runs(status=status, workflow=workflow, limit=limit)
+        runs = await engine.runs(
+            status=status, workflow=workflow, limit=limit, waiting_for=waiting_for
+        )
         return runs, await engine.live_engines()
 
 
@@ -825,6 +897,12 @@ def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: 
     head.add_row("run", Text(run.run_id))
     head.add_row("workflow", Text(f"{run.workflow}  (version {run.version})"))
     head.add_row("status", Text(status_text(run, live), style=STATUS_STYLE.get(run.status, "")))
+    question = getattr(run, "question", None)
+    if question is not None:
+        head.add_row("answers", _answers_text(question))
+    progress = getattr(run, "progress", None)
+    if progress is not None:
+        head.add_row("progress", _progress_text(progress))
     head.add_row("started", Text(format_time(run.created_at)))
     if run.finished:
         head.add_row("finished", Text(f"{format_time(run.updated_at)}  ({took})"))
@@ -994,6 +1072,56 @@ async def _send(store: str, run_id: str, event: str, payload: Any) -> None:
         run = await _resolve(engine, run_id)
         await engine.send_event(run.run_id, event, payload)
         click.echo(f"sent {event} to run {run.run_id}")
+
+
+@_command("answer", short_help="Answer the question a run waits on (ctx.wait_for_user).")
+@click.argument("run_id", metavar="RUN")
+@click.argument("answer", metavar="ANSWER", required=False)
+@click.option("--skip", is_flag=True, help="Skip the question (when it may be skipped).")
+@store_option
+def answer_command(run_id: str, answer: str | None, skip: bool, store: str) -> None:
+    """Answer the question RUN waits on: text; an option's id (approval, select); ids
+    joined by commas (multiselect); or the person's own words where the question
+    allows them. --skip skips a question that may be skipped. `surestep show RUN`
+    shows the question and its options."""
+    if skip == (answer is not None):
+        raise click.UsageError("give ANSWER or --skip, not both")
+    run_loop(_answer(store, run_id, answer))
+
+
+async def _answer(store: str, run_id: str, answer: str | None) -> None:
+    async with _engine(store) as engine:
+        run = await _resolve(engine, run_id)
+        await engine.answer(run.run_id, answer)
+        click.echo(
+            f"answered run {run.run_id}" if answer is not None else f"skipped for run {run.run_id}"
+        )
+
+
+def _answers_text(question: dict[str, Any]) -> Text:
+    """What the question a run waits on takes (its status says the question)."""
+    from rich.text import Text
+
+    text = Text()
+    takes = [option["id"] for option in question["options"]]
+    if question["allow_custom"]:
+        takes.append("(their own words)")
+    if question["skippable"]:
+        takes.append("(--skip)")
+    text.append(f"{question['input_type']}: {', '.join(takes) or 'text'}")
+    text.append("  surestep answer RUN ANSWER", style="dim")
+    return text
+
+
+def _progress_text(report: dict[str, Any]) -> Text:
+    """A progress report: the count (of the total) and the message."""
+    from rich.text import Text
+
+    count = f"{report['n']:g}" + (f" / {report['total']:g}" if report.get("total") else "")
+    text = Text(count)
+    if report.get("message"):
+        text.append(f"  {report['message']}", style="dim")
+    return text
 
 
 # ---------------------------------------------------------------- versions and deploys

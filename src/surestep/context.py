@@ -735,8 +735,12 @@ class WorkflowContext:
                     )
                 )  # fmt: skip
         failed = sum(1 for item in results if item.is_failed)
-        status = "completed" if not failed else "failed" if failed == len(results) else (
-            "partial_failure"
+        status = (
+            "completed"
+            if not failed
+            else "failed"
+            if failed == len(results)
+            else ("partial_failure")
         )
         stats = BatchStats(len(results), len(results) - failed, failed)
         return BatchResult(f"{self.run_id}:{first}", status, results, stats)
@@ -779,8 +783,7 @@ class WorkflowContext:
         limit = max(1, int(timeout_per_item * 1000))
         bounded = dataclasses.replace(spec, timeout_ms=min(spec.timeout_ms or limit, limit))
         return [
-            self._function(self._recorder.take_seq(), bounded, None, (item,), {})
-            for item in items
+            self._function(self._recorder.take_seq(), bounded, None, (item,), {}) for item in items
         ]
 
     def _recorded_at(self, first: int) -> Callable[[int], bool]:

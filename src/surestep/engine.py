@@ -56,7 +56,6 @@ from .store.base import (
     WAITING,
     LiveEngine,
     Owner,
-    WAITING,
     RunInfo,
     Store,
     check_idempotency_key,
@@ -555,9 +554,7 @@ class Engine:
         run = await self.store.get_run(run_id)
         asked = await self._question(run)
         if asked is None or run.waiting_for is None:
-            raise AnswerError(
-                f"run {run_id} waits for no person's answer (it is {run.status})"
-            )
+            raise AnswerError(f"run {run_id} waits for no person's answer (it is {run.status})")
         value = hitl.checked_answer(asked, answer, run_id)
         await self.store.send_event(run_id, run.waiting_for, serde.dumps(value, "an answer"))
 
@@ -610,15 +607,15 @@ class Engine:
         await self.open()
         if waiting_for is None:
             return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
-        if waiting_for not in WAITING_FOR:
+        if waiting_for not in hitl.WAITING_FOR:
             raise ConfigurationError(
-                f"waiting_for is one of {', '.join(WAITING_FOR)}, not {waiting_for!r}"
+                f"waiting_for is one of {', '.join(hitl.WAITING_FOR)}, not {waiting_for!r}"
             )
         if status not in (None, WAITING):
             return []
         found = []
         for run in await self.store.list_runs(status=WAITING, workflow=workflow):
-            if waits_for(run) == waiting_for:
+            if hitl.waits_for(run) == waiting_for:
                 run.question = await self._question(run)
                 found.append(run)
                 if limit is not None and len(found) >= limit:
@@ -882,21 +879,6 @@ class Engine:
                 continue  # resumed here meanwhile
             # Woken when any run finishes; the timeout only bounds a missed wake-up.
             await self.store.wait_changed(timeout=5.0)
-
-
-WAITING_FOR = ("person", "event", "timer")
-
-
-def waits_for(run: RunInfo) -> str | None:
-    """What a waiting run waits for: ``person``, ``event`` or ``timer`` (None otherwise,
-    or for a parent waiting for its child's end)."""
-    if run.status != WAITING:
-        return None
-    if hitl.answer_seq(run.waiting_for) is not None:
-        return "person"
-    if run.waiting_for is not None:
-        return "event"
-    return "timer" if run.wake_at is not None else None
 
 
 def _identities(

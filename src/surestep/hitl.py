@@ -12,12 +12,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import AnswerError, ConfigurationError
+from .store.base import ANSWER_EVENT, WAITING, RunInfo
 
 ASK = "@ask"  # the question's record
 ANSWER = "@answer"  # the answer's record
-ANSWER_EVENT = "@answer:"  # the prefix of the event a waiting run's answer is sent as
 INPUT_TYPES = ("text", "approval", "select", "multiselect")
 APPROVAL_OPTIONS = ({"id": "approve", "label": "Approve"}, {"id": "reject", "label": "Reject"})
+
+
+WAITING_FOR = ("person", "event", "timer")  # what a waiting run may wait for
+
+
+def waits_for(run: RunInfo) -> str | None:
+    """What a waiting run waits for: ``person``, ``event`` or ``timer`` (None otherwise,
+    or for a parent waiting for its child's end)."""
+    if run.status != WAITING:
+        return None
+    if answer_seq(run.waiting_for) is not None:
+        return "person"
+    if run.waiting_for is not None:
+        return "event"
+    return "timer" if run.wake_at is not None else None
 
 
 def answer_event(seq: int) -> str:
@@ -44,7 +59,9 @@ def question(
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"a question is a non-empty str, not {text!r}")
     if input_type not in INPUT_TYPES:
-        raise ConfigurationError(f"input_type is one of {', '.join(INPUT_TYPES)}, not {input_type!r}")
+        raise ConfigurationError(
+            f"input_type is one of {', '.join(INPUT_TYPES)}, not {input_type!r}"
+        )
     for name, flag in (("allow_custom", allow_custom), ("skippable", skippable)):
         if not isinstance(flag, bool):
             raise ConfigurationError(f"{name} is a bool, not {flag!r}")
@@ -75,7 +92,9 @@ def _options(options: object, input_type: object) -> list[dict[str, str]]:
         if isinstance(option, str):
             option = {"id": option, "label": option}
         if not isinstance(option, Mapping) or not isinstance(option.get("id"), str):
-            raise ConfigurationError(f"an option is a str or a dict with a str 'id', not {option!r}")
+            raise ConfigurationError(
+                f"an option is a str or a dict with a str 'id', not {option!r}"
+            )
         ident = option["id"]
         label = option.get("label", ident)
         if not ident or "," in ident or not isinstance(label, str):

@@ -30,6 +30,8 @@ COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
 WAITING = "waiting"  # suspended: until ``wake_at``, an event, or a child's end
+# The prefix of the event that carries the answer a run waiting for a person waits for.
+ANSWER_EVENT = "@answer:"
 STATUSES = (PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED)
 FINISHED = frozenset((COMPLETED, FAILED, CANCELLED))
 # A finished run's retention as the store keeps it: milliseconds, or one of these.
@@ -132,12 +134,17 @@ class RunInfo:
     @property
     def status_text(self) -> str:
         """The status in words, with what an unfinished run waits for:
-        ``waiting: sleep until 2026-12-07 15:40:02``, ``waiting: event approved``
+        ``waiting: sleep until 2026-12-07 15:40:02``, ``waiting: event approved``,
+        ``waiting: a person: Ship it?`` (``ctx.wait_for_user``; the question once the
+        engine read it),
         (``until ...`` with a timeout), ``waiting: a worker serving checkout v2``
         (not claimed yet, or its worker stopped); else the status itself."""
         worker = f"waiting: a worker serving {self.workflow} {self.version}"
         if self.status == WAITING:
             until = "" if self.wake_at is None else f"until {_clock(self.wake_at)}"
+            if self.waiting_for is not None and self.waiting_for.startswith(ANSWER_EVENT):
+                asked = self.question["question"] if self.question is not None else None
+                return "waiting: a person" + (f": {asked}" if asked else "")
             if self.waiting_for is not None:
                 return f"waiting: event {self.waiting_for}" + (f" ({until})" if until else "")
             if self.wake_at is not None and self.wake_at <= time.time():

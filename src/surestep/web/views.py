@@ -16,6 +16,7 @@ import orjson
 if TYPE_CHECKING:  # not at run time: the CLI imports this module and starts without asyncio
     from ..engine import Engine, JournalEntry
 from ..errors import RunNotFoundError
+from ..hitl import waits_for
 from ..store.base import (
     CANCELLED,
     COMPLETED,
@@ -48,9 +49,11 @@ def is_internal(name: str) -> bool:
 
 def run_json(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> dict[str, Any]:
     """A run as JSON: its row, ``finished``, ``status_text`` (what an unfinished run
-    waits for: with ``live``, the engines live now, which versions they serve) and
-    ``duration`` (seconds; ``None`` while running)."""
+    waits for: with ``live``, the engines live now, which versions they serve),
+    ``waits_for`` (``person``, ``event``, ``timer``, or ``None``) and ``duration``
+    (seconds; ``None`` while running)."""
     data = run.to_dict()
+    data["waits_for"] = waits_for(run)
     data.pop("fence", None)  # a lease detail, meaningless outside the store
     data["finished"] = run.finished
     data["status_text"] = status_text(run, live)

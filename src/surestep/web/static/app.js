@@ -4,6 +4,7 @@
 (() => {
   const TOKEN_KEY = "surestep-token";
   let STATUSES = ["running", "pending", "completed", "failed", "cancelled"];
+  const PERSON = "person";
   const LIST_REFRESH_MS = 2000;
   const RUN_REFRESH_MS = 1000;
   const view = document.getElementById("view");
@@ -189,11 +190,12 @@
   // -- the runs
 
   function listPage(status, q) {
-    const state = { status: STATUSES.includes(status) ? status : "", q };
+    // "person": the waiting runs that wait for a person's answer (ctx.wait_for_user)
+    const state = { status: STATUSES.includes(status) || status === PERSON ? status : "", q };
     const body = h("tbody", { id: "runs-body" });
     const live = h("span", { class: "live", id: "live" });
     const filters = h("div", { class: "filters", role: "group", "aria-label": "status" },
-      ["", ...STATUSES].map((s) => h("button", {
+      ["", ...STATUSES, PERSON].map((s) => h("button", {
         type: "button",
         "data-status": s,
         "aria-pressed": String(s === state.status),
@@ -203,7 +205,7 @@
           remember();
           load();
         },
-      }, s || "all")));
+      }, s === PERSON ? "waiting for a person" : s || "all")));
     let debounce = null;
     const search = h("input", {
       type: "search",
@@ -239,11 +241,12 @@
 
     async function load() {
       const query = new URLSearchParams();
-      if (state.status) query.set("status", state.status);
+      if (state.status) query.set("status", state.status === PERSON ? "waiting" : state.status);
       if (state.q.trim()) query.set("q", state.q.trim());
       try {
         const data = await api(`/api/runs?${query}`);
         if (routeKey !== "list") return;
+        if (state.status === PERSON) data.runs = data.runs.filter((r) => r.waits_for === PERSON);
         say("");
         body.replaceChildren(...renderRuns(data.runs));
         const running = data.runs.some((r) => !r.finished);
@@ -357,9 +360,23 @@
       !run.finished && run.status_text && run.status_text !== run.status
         ? h("div", { class: "fact" }, h("span", { class: "k" }, "status"), h("span", { id: "status-text" }, run.status_text))
         : null,
+      run.question ? h("div", { class: "fact", id: "question" }, h("span", { class: "k" }, "question"),
+        h("span", {}, run.question.question),
+        run.question.options.length ? h("span", { class: "hint" },
+          ` (${run.question.input_type}: ${run.question.options.map((o) => o.id).join(", ")})`) : null)
+        : null,
+      run.progress ? renderProgress(run.progress) : null,
       run.parent_id ? h("div", { class: "fact" }, h("span", { class: "k" }, "parent"),
         h("a", { class: "mono", id: "parent", href: `#/runs/${run.parent_id}` }, run.parent_id)) : null,
     ].filter(Boolean);
+  }
+
+  // ctx.progress: a bar when the report has a total, the count otherwise, and its message.
+  function renderProgress(report) {
+    const bar = report.total ? h("progress", { max: String(report.total), value: String(report.n) }) : null;
+    const count = report.total ? `${report.n} / ${report.total}` : String(report.n);
+    return h("div", { class: "fact", id: "progress" }, h("span", { class: "k" }, "progress"),
+      bar, h("span", { class: "mono" }, ` ${count}`), report.message ? h("div", { class: "hint" }, report.message) : null);
   }
 
   function renderOutcome(run) {
