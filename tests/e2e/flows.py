@@ -124,3 +124,11 @@ async def long_nap(ctx: WorkflowContext, note: str) -> str:
     await ctx.step(validate_order, note, ["pillow"])
     await ctx.sleep(3600)
     return note
+
+
+@workflow
+async def refund_review(ctx: WorkflowContext, order_id: str) -> dict[str, Any]:
+    """Reports its progress, then waits for a person to approve the refund."""
+    ctx.progress(2, total=5, message="checked the order")
+    decision = await ctx.wait_for_user(f"Refund {order_id}?", input_type="approval")
+    return {"order_id": order_id, "decision": decision}

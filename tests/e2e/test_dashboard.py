@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from cdp import Browser
-from harness import FLOWS, DashboardProcess, Process, Runs
+from harness import FLOWS, DashboardProcess, Process, Runs, surestep
 
 RED = "rgb(207, 34, 46)"  # --failed in app.css
 
@@ -262,6 +262,32 @@ def test_a_durable_sleep_is_shown_waiting_until_its_time(
         assert browser.count("#actions button") == 0
         assert "cancelled" in browser.text('#steps-body tr[data-seq="1"]')
         assert run.wait() == 1
+    finally:
+        run.close()
+
+
+def test_a_run_waiting_for_a_person_shows_its_question_and_progress(
+    browser: Browser, live_dashboard: DashboardProcess, live_store: Path
+) -> None:
+    run = Process(live_store, "run", f"{FLOWS}:refund_review", "o-77", "-q")
+    try:
+        run_id = running_run(browser, live_dashboard, status="person")  # the filter
+        assert "a person" in browser.text(f'tr.run-row[data-run-id="{run_id}"]')
+        browser.goto(f"{live_dashboard.base}#/runs/{run_id}")
+        browser.wait_for(
+            "document.querySelector('#question') && document.querySelector('#progress')"
+        )
+        assert "Refund o-77?" in browser.text("#question")
+        assert "approve, reject" in browser.text("#question")
+        assert "2 / 5" in browser.text("#progress") and "checked the order" in browser.text(
+            "#progress"
+        )
+        assert browser.count("#progress progress") == 1
+        surestep(live_store, "answer", run_id, "approve")
+        browser.wait_for(status_is("completed"), timeout=60)
+        assert browser.count("#question") == 0
+        assert "approve" in browser.text("#result")
+        assert run.wait() == 0
     finally:
         run.close()
 
