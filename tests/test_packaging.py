@@ -30,8 +30,13 @@ SOURCE_PACKAGE = SOURCE_TREE / "src" / "surestep"
 # STYLE item 4: the public API is this list. Adding or removing a name is a decision, made here
 # as well as in src/surestep/__init__.py.
 PUBLIC_NAMES = [
+    "AnswerError",
     "AsyncClient",
     "BackoffPolicy",
+    "BatchItemError",
+    "BatchItemResult",
+    "BatchResult",
+    "BatchStats",
     "BackoffType",
     "ChildWorkflowError",
     "Client",

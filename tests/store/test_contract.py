@@ -1031,3 +1031,42 @@ async def test_deployments_keep_the_declared_retention(backend: Backend) -> None
             ("v1", 7 * DAY_MS),
             ("v2", None),
         ]
+
+
+# ---------------------------------------------------------------- progress
+
+
+async def test_progress_is_kept_with_the_run_replaced_and_fenced(backend: Backend) -> None:
+    async with backend.opened() as store:
+        run = new_run()
+        stale = await store.create_run(run, "old:1:a", GONE)
+        assert (await store.get_run(run.run_id)).progress is None
+        await store.set_progress(run.run_id, stale, b'{"n":1,"total":4,"message":null,"t":1.0}')
+        taken = await store.claim(run.run_id, "new:1:b", LONG)
+        assert taken is not None
+        # A claim and a suspension keep the report (it is not part of the lease).
+        assert (await store.get_run(run.run_id)).progress == {
+            "n": 1, "total": 4, "message": None, "t": 1.0,
+        }  # fmt: skip
+        await store.set_progress(
+            run.run_id, taken.fence, b'{"n":3,"total":4,"message":"x","t":2.0}'
+        )
+        with pytest.raises(LeaseLostError):
+            await store.set_progress(run.run_id, stale, b'{"n":9,"total":4,"message":null,"t":3.0}')
+        await store.suspend(run.run_id, taken.fence, time.time() + 60)
+        expected = {"n": 3, "total": 4, "message": "x", "t": 2.0}
+        assert (await store.get_run(run.run_id)).progress == expected
+        assert [r.progress for r in await store.list_runs() if r.run_id == run.run_id] == [expected]
+        with pytest.raises(RunNotFoundError):
+            await store.set_progress(new_id(), 1, b'{"n":1,"total":null,"message":null,"t":1.0}')
+
+
+async def test_progress_of_a_run_opened_again(backend: Backend) -> None:
+    run = new_run()
+    async with backend.opened() as store:
+        fence = await store.create_run(run, "a:1:a", LONG)
+        await store.set_progress(run.run_id, fence, b'{"n":2,"total":null,"message":null,"t":1.0}')
+    async with backend.opened() as store:  # another process's view: what the store holds
+        assert (await store.get_run(run.run_id)).progress == {
+            "n": 2, "total": None, "message": None, "t": 1.0,
+        }  # fmt: skip

@@ -434,7 +434,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
         """Keep ``report`` (JSON) as the run's progress, replacing the last one; read
-        back as ``RunInfo.progress``. Fenced."""
+        back as ``RunInfo.progress`` by :meth:`get_run` and :meth:`list_runs`. Fenced."""
 
     # -- logs
 
