@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from surestep import Engine, cli
 
-FLOWS = '''
+FLOWS = """
 from surestep import WorkflowContext, workflow
 
 
@@ -32,7 +32,7 @@ async def counted(ctx: WorkflowContext, n: int) -> int:
         ctx.progress(i, total=n, message=f"item {i}")
         await ctx.sleep(0.3)
     return n
-'''
+"""
 
 
 @pytest.fixture
@@ -107,9 +107,7 @@ def test_skip_from_the_command_line(tmp_path: Path, flows: Path) -> None:
     assert outcome(store, run_id) == {"size": None}
 
 
-def test_run_shows_the_progress_and_show_keeps_the_last_report(
-    tmp_path: Path, flows: Path
-) -> None:
+def test_run_shows_the_progress_and_show_keeps_the_last_report(tmp_path: Path, flows: Path) -> None:
     store = tmp_path / "store"
     ran = call(store, "run", f"{flows}:counted", "3")
     assert ran.exit_code == 0, ran.output

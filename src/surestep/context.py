@@ -31,7 +31,7 @@ from functools import cached_property, partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from . import _core, convert, hitl, journal, progress, serde
+from . import _core, convert, hitl, journal, serde
 from .batch import BatchItemError, BatchItemResult, BatchResult, BatchStats, run_bounded
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .errors import (
@@ -51,6 +51,7 @@ from .errors import (
     step_failure,
 )
 from .journal import NO_INPUT, Body
+from .progress import report as progress_report
 from .recorder import Encode, Recorder
 from .state import RunState, Scope
 from .store.base import child_run_id
@@ -212,6 +213,12 @@ class WorkflowContext:
         """True while the next step is one the journal has already recorded."""
         recorder = self._recorder
         return recorder.seq <= recorder.replay_max
+
+    @property
+    def _is_replay(self) -> bool:
+        """:attr:`is_replaying`, by the name AGNT5's docs give it (``if not
+        ctx._is_replay: notify(...)`` before a ``wait_for_user`` runs once)."""
+        return self.is_replaying
 
     # -- steps
 
@@ -791,13 +798,15 @@ class WorkflowContext:
         index = self._recorder.index
         return lambda i: index is not None and index.get(first + i) is not None
 
-    def progress(self, n: float, total: float | None = None, message: str | None = None) -> None:
+    def progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
         """Report how far the run has got (``ctx.progress(3, total=10, message="...")``):
         stored with the run, where ``engine.get_run``, ``surestep run`` and the dashboard
         read it. Not journaled, and never read back by the run: reports are coalesced
         (at most one write a second, the last always written before the run finishes or
         waits), progress never goes backwards, and a replay reports nothing again."""
-        report = progress.report(n, total, message)
+        report = progress_report(progress, total, message)
         if not self.is_replaying:
             self._recorder.report_progress(report)
 
