@@ -23,20 +23,11 @@ from surestep import (
     function,
     workflow,
 )
-
-calls: Counter[str] = Counter()
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    calls.clear()
-
-
-async def until(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+from test_primitives import (  # the step-call counter, cleared before each test
+    _reset,  # noqa: F401 - an autouse fixture, imported to apply here too
+    calls,
+    until,
+)
 
 
 def waiting(engine: Engine, run_id: str):  # type: ignore[no-untyped-def]
