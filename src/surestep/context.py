@@ -742,13 +742,9 @@ class WorkflowContext:
                     )
                 )  # fmt: skip
         failed = sum(1 for item in results if item.is_failed)
-        status = (
-            "completed"
-            if not failed
-            else "failed"
-            if failed == len(results)
-            else ("partial_failure")
-        )
+        status = "completed"
+        if failed:
+            status = "failed" if failed == len(results) else "partial_failure"
         stats = BatchStats(len(results), len(results) - failed, failed)
         return BatchResult(f"{self.run_id}:{first}", status, results, stats)
 
