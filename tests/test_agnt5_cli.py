@@ -4,6 +4,7 @@ question and progress in ``show``, and progress while ``surestep run`` watches."
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
 from surestep import Engine, cli
 
@@ -133,3 +135,17 @@ def test_run_shows_the_progress_and_show_keeps_the_last_report(tmp_path: Path, f
     run_id = json.loads(call(store, "runs", "--json").stdout)[0]["run_id"]
     shown = call(store, "show", run_id, "--json")
     assert json.loads(shown.stdout)["progress"]["message"] == "item 3"
+
+
+def test_the_run_bar_draws_the_progress_in_a_terminal() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100, color_system=None)
+    bar = cli._RunBar(console)
+    bar.start()
+    bar.update("run r: step 1 running…")  # no report yet: the spinner and what runs
+    bar.update("run r: step 2 running…", {"n": 2, "total": 5, "message": "two pages"})
+    bar.bar.refresh()
+    bar.stop()
+    drawn = out.getvalue()
+    assert "run r: step 2 running…" in drawn
+    assert "2/5" in drawn and "two pages" in drawn
