@@ -68,25 +68,25 @@ async def nap(ctx: WorkflowContext, seconds: float) -> float:
 
 
 @function
-async def effect(ctx: FunctionContext, k: int) -> int:
+async def squared_effect(ctx: FunctionContext, k: int) -> int:
     record_effect(ctx)
     await pause("inside", k)
     return k * k
 
 
 @workflow
-async def ask(ctx: WorkflowContext) -> dict:
-    await ctx.step(effect, -1)
+async def ask_to_ship(ctx: WorkflowContext) -> dict:
+    await ctx.step(squared_effect, -1)
     answer = await ctx.wait_for_user(
         "Ship it?", input_type="approval", allow_custom=True, skippable=True
     )
-    await ctx.step(effect, -2)
+    await ctx.step(squared_effect, -2)
     return {"answer": answer}
 
 
 @workflow
-async def fan(ctx: WorkflowContext, n: int) -> list:
-    result = await ctx.batch(effect, range(n), max_concurrency=2)
+async def batch_of_effects(ctx: WorkflowContext, n: int) -> list:
+    result = await ctx.batch(squared_effect, range(n), max_concurrency=2)
     return result.outputs
 
 
@@ -105,7 +105,7 @@ async def main(argv: list[str]) -> None:
         store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline
     ) as engine:
         if command in ("ask", "fan"):
-            target = ask if command == "ask" else fan
+            target = ask_to_ship if command == "ask" else batch_of_effects
             handle = await engine.start(target, *(int(a) for a in argv[3:]))
             print(f"started {handle.run_id}", flush=True)
             handles = [handle]
