@@ -606,6 +606,8 @@ class _Watcher:
                 doing = f"run {run_id}: step {len(self.shown)} running…"
             status.update(doing, progress)
         elif progress != self.progress and progress is not None and not self.quiet:
+            from rich.text import Text
+
             self.console.print(
                 Text("  progress ", style="dim").append_text(_progress_text(progress))
             )

@@ -377,6 +377,13 @@ class Engine:
         await asyncio.sleep(0)  # the runs claimed take their first steps before the scans
         served = served_versions()
         taken = {handle.run_id for handle in handles}
+        # A waiting run that came due as the engine opened may have been resumed by its
+        # timer (_wake_due) before these claims: it is this engine's too (a resumed run's
+        # fence is past its first claim's).
+        for run_id, active in list(self._active.items()):
+            if run_id not in taken and active.fence > 1:
+                taken.add(run_id)
+                handles.append(RunHandle(self, run_id))
         elsewhere: dict[tuple[str, str], list[str]] = {}
         for status in (PENDING, RUNNING, WAITING):
             for run in await self.store.list_runs(status=status):
