@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from cdp import Browser
-from harness import FLOWS, DashboardProcess, Process, Runs, surestep
+from harness import FLOWS, DashboardProcess, Process, Runs
 
 RED = "rgb(207, 34, 46)"  # --failed in app.css
 
@@ -283,7 +283,12 @@ def test_a_run_waiting_for_a_person_shows_its_question_and_progress(
             "#progress"
         )
         assert browser.count("#progress progress") == 1
-        surestep(live_store, "answer", run_id, "approve")
+        browser.wait_for("document.querySelector('#answer')")  # the answer form
+        browser.click("#answer button[type=submit]")
+        browser.wait_for("document.querySelector('#notice').innerText === 'Choose an option'")
+        browser.click('#answer input[value="approve"]')
+        browser.click("#answer button[type=submit]")
+        browser.wait_for("document.querySelector('#notice').innerText === 'Answered'")
         browser.wait_for(status_is("completed"), timeout=60)
         assert browser.count("#question") == 0
         assert "approve" in browser.text("#result")

@@ -30,3 +30,11 @@ async def refuse(ctx: WorkflowContext, reason: str) -> None:
 async def paid(ctx: WorkflowContext, order: str, amount: int) -> dict[str, Any]:
     await ctx.step("record", lambda: [order, amount])
     return {"order": order, "amount": amount}
+
+
+@workflow
+async def pick_size(ctx: WorkflowContext, order: str) -> dict[str, Any]:
+    size = await ctx.wait_for_user(
+        f"Which size for {order}?", input_type="select", options=["s", "m"], skippable=True
+    )
+    return {"order": order, "size": size}

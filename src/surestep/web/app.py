@@ -7,8 +7,9 @@ it with ``surestep serve`` / ``surestep ui`` (uvicorn).
 API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
 
     GET  /api/info                        version, store, whether actions are allowed [read]
-    GET  /api/runs?status=&q=&workflow=&limit=
-                                          runs, newest first; q matches run, session or user id
+    GET  /api/runs?status=&q=&workflow=&waiting_for=&limit=
+                                          runs, newest first; q matches run, session or user
+                                          id; waiting_for: person, event or timer
     POST /api/runs[?wait=SECONDS]         {"workflow", "args", "kwargs", "session_id",
                                           "user_id"}: start a run (and wait for it) [act]
     GET  /api/runs/{id}                   the run [read]
@@ -20,6 +21,8 @@ API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
     GET  /api/runs/{id}/logs              its log lines [read]
     POST /api/runs/{id}/cancel            cancel it [act]
     POST /api/runs/{id}/events            {"name", "payload"}: send it an event [act]
+    POST /api/runs/{id}/answer            {"answer"}: answer the question it waits on
+                                          (ctx.wait_for_user; null skips) [act]
 
 A start with an ``Idempotency-Key`` header returns the run that key started,
 if any, instead of starting another. ``POST /webhooks/<workflow>`` starts a
@@ -69,6 +72,7 @@ from ..errors import (
     UnknownWorkflowError,
     WorkflowFailedError,
 )
+from ..hitl import WAITING_FOR
 from ..store.base import STATUSES, RunInfo
 from . import webhooks
 from .access import ACT, READ, Access
@@ -257,8 +261,14 @@ class Api:
             raise HTTPException(400, "limit must be a whole number") from None
         q = query.get("q", "").strip()
         workflow = query.get("workflow") or None
+        waiting_for = query.get("waiting_for") or None
+        if waiting_for is not None and waiting_for not in WAITING_FOR:
+            raise HTTPException(400, f"waiting_for must be one of {', '.join(WAITING_FOR)}")
         runs = await self.engine.runs(
-            status=status, workflow=workflow, limit=None if q else limit + 1
+            status=status,
+            workflow=workflow,
+            limit=None if q else limit + 1,
+            waiting_for=waiting_for,
         )
         if q:
             runs = [run for run in runs if matches(run, q)]
@@ -389,6 +399,17 @@ class Api:
         await self.engine.get_run(run_id)
         await self.engine.send_event(run_id, body["name"], body.get("payload"))
         return json_response({"sent": True, "name": body["name"]})
+
+    async def answer(self, request: Request) -> Response:
+        self.authorize(request, ACT)
+        body = await self.body(request)
+        if not isinstance(body, dict) or "answer" not in body:
+            raise HTTPException(
+                400, 'send {"answer": "..."} (a list for a multiselect, null skips)'
+            )
+        run_id = request.path_params["run_id"]
+        await self.engine.answer(run_id, body["answer"])  # AnswerError: 400, nothing sent
+        return json_response({"answered": True, "run": run_json(await self.engine.get_run(run_id))})
 
     async def no_api(self, request: Request) -> Response:
         self.authorize(request, READ)
@@ -521,6 +542,7 @@ def create_app(
         Route(run + "/logs", api.logs, methods=["GET"]),
         Route(run + "/cancel", api.cancel, methods=["POST"]),
         Route(run + "/events", api.send, methods=["POST"]),
+        Route(run + "/answer", api.answer, methods=["POST"]),
         Route("/api/{rest:path}", api.no_api),
         Route(WEBHOOKS + "{name}", api.webhook, methods=["POST"]),
     ]

@@ -241,12 +241,12 @@
 
     async function load() {
       const query = new URLSearchParams();
-      if (state.status) query.set("status", state.status === PERSON ? "waiting" : state.status);
+      if (state.status === PERSON) query.set("waiting_for", PERSON);
+      else if (state.status) query.set("status", state.status);
       if (state.q.trim()) query.set("q", state.q.trim());
       try {
         const data = await api(`/api/runs?${query}`);
         if (routeKey !== "list") return;
-        if (state.status === PERSON) data.runs = data.runs.filter((r) => r.waits_for === PERSON);
         say("");
         body.replaceChildren(...renderRuns(data.runs));
         const running = data.runs.some((r) => !r.finished);
@@ -282,6 +282,7 @@
     const title = h("h1", {}, "Run ", h("span", { class: "mono", id: "run-id" }, runId));
     const facts = h("div", { class: "facts", id: "facts" });
     const actions = h("div", { class: "actions", id: "actions", hidden: true });
+    const answerBox = h("div", { class: "actions", id: "answer-box", hidden: true });
     const outcome = h("div", { class: "outcome", id: "outcome" });
     const timeline = h("div", { class: "timeline", id: "timeline" });
     const steps = h("tbody", { id: "steps-body" });
@@ -290,7 +291,7 @@
     const live = h("span", { class: "live", id: "live" });
     view.replaceChildren(
       h("p", {}, h("a", { href: "#/", id: "back" }, "← Runs")),
-      title, facts, actions, outcome,
+      title, facts, answerBox, actions, outcome,
       h("h2", {}, "Timeline ", live), timeline,
       h("h2", {}, "Steps"),
       h("table", { id: "steps" },
@@ -301,6 +302,7 @@
       h("h2", {}, "Logs"), logs,
     );
     let actionsBuilt = false;
+    let asked = null; // the question the answer form was built for (its answer event)
 
     async function load() {
       let run;
@@ -337,6 +339,13 @@
         actionsBuilt = true;
         buildActions(actions, run.run_id, load);
       }
+      const question = info.actions && run.question ? run.waiting_for : null;
+      if (question !== asked) {
+        asked = question;
+        if (question) buildAnswer(answerBox, run, load);
+        else answerBox.replaceChildren();
+      }
+      answerBox.hidden = !asked;
       if (run.finished) actions.replaceChildren(); // nothing left to act on
       actions.hidden = run.finished || !info.actions;
       live.className = run.finished ? "live" : "live on";
@@ -464,6 +473,45 @@
       h("span", { class: "t" }, fmtClock(line.time)), `${String(line.level).padEnd(7)} ${line.message}`))
       : [h("div", { class: "hint" }, "No log lines")]));
     if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  // The answer to the question a run waits on (ctx.wait_for_user): a text, one option
+  // (approval, select), several (multiselect), the person's own words where allowed, or a skip.
+  function buildAnswer(box, run, reload) {
+    const q = run.question;
+    const many = q.input_type === "multiselect";
+    const options = q.options.map((o) => h("input", { type: many ? "checkbox" : "radio", name: "answer-option", value: o.id }));
+    const own = q.input_type === "text" || q.allow_custom
+      ? h("input", { type: "text", id: "answer-text", placeholder: q.input_type === "text" ? "your answer" : "something else" })
+      : null;
+    async function send(answer) {
+      try {
+        await post(`/api/runs/${encodeURIComponent(run.run_id)}/answer`, { answer });
+        say(answer === null ? "Skipped" : "Answered", true);
+      } catch (error) {
+        failed(error);
+      }
+      reload();
+    }
+    const form = h("form", {
+      id: "answer",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const chosen = options.filter((o) => o.checked).map((o) => o.value);
+        const words = own ? own.value.trim() : "";
+        if (q.input_type === "text") send(own.value);
+        else if (many) send(words ? [...chosen, words] : chosen);
+        else if (words) send(words);
+        else if (chosen.length) send(chosen[0]);
+        else say("Choose an option");
+      },
+    },
+    h("span", { class: "k" }, q.question),
+    ...q.options.map((o, i) => h("label", { class: "choice" }, options[i], ` ${o.label}`)),
+    own,
+    h("button", { class: "act", type: "submit" }, "Answer"),
+    q.skippable ? h("button", { class: "act", type: "button", id: "skip", onclick: () => send(null) }, "Skip") : null);
+    box.replaceChildren(form);
   }
 
   function buildActions(box, runId, reload) {
