@@ -1645,6 +1645,7 @@ class PostgresStore(Store):
                     f"""WITH t AS (SELECT unnest($1::text[]) AS run_id),
                     r AS (DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM t)),
                     k AS (DELETE FROM {s}.retention WHERE run_id IN (SELECT run_id FROM t)),
+                    p AS (DELETE FROM {s}.progress WHERE run_id IN (SELECT run_id FROM t)),
                     i AS (DELETE FROM {s}.idempotency_keys
                           WHERE run_id IN (SELECT run_id FROM t))
                     INSERT INTO {s}.hidden (run_id) SELECT run_id FROM t
