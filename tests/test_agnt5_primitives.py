@@ -58,6 +58,9 @@ async def test_a_changing_value_written_to_shared_state_replays_after_a_suspensi
     async with Engine(store_url, inline_sleep=0.0) as second:
         value, _ = await second.handle(handle.run_id).result()
         stored = await second.state(**{f"{scope}_id": f"{scope[0]}-1"})  # type: ignore[arg-type]
+        write = (await second.journal(handle.run_id))[0]
+    # The record is as surestep has always written it: the value is in its input.
+    assert (write.name, write.input) == ("@state.set", [[f"{scope}:{scope[0]}-1", "t"], value])
     # The journaled write stands: the replayed run sees the value the store holds.
     assert value == stored["t"]
     assert value < time.time()
