@@ -377,13 +377,6 @@ class Engine:
         await asyncio.sleep(0)  # the runs claimed take their first steps before the scans
         served = served_versions()
         taken = {handle.run_id for handle in handles}
-        # A waiting run that came due as the engine opened may have been resumed by its
-        # timer (_wake_due) before these claims: it is this engine's too (a resumed run's
-        # fence is past its first claim's).
-        for run_id, active in list(self._active.items()):
-            if run_id not in taken and active.fence > 1:
-                taken.add(run_id)
-                handles.append(RunHandle(self, run_id))
         elsewhere: dict[tuple[str, str], list[str]] = {}
         for status in (PENDING, RUNNING, WAITING):
             for run in await self.store.list_runs(status=status):
@@ -392,6 +385,16 @@ class Engine:
                     elsewhere.setdefault((run.workflow, run.version), []).append(run.run_id)
                 elif versions is not None and status == WAITING and run.run_id not in taken:
                     handles.append(RunHandle(self, run.run_id))  # its timer resumes it here
+                elif (
+                    versions is not None
+                    and status == RUNNING
+                    and run.owner == self.owner
+                    and run.attempt > 1
+                    and run.run_id not in taken
+                ):
+                    # A waiting run that came due as the engine opened, resumed by its
+                    # timer before these claims: this engine's too.
+                    handles.append(RunHandle(self, run.run_id))
         live = await self.store.live_engines() if elsewhere else []
         for (workflow, version), run_ids in sorted(elsewhere.items()):
             more = f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
