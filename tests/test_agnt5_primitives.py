@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from support.calls import calls
+from support.polling import until
 from surestep import (
     AnswerError,
     BatchResult,
@@ -22,11 +24,6 @@ from surestep import (
     WorkflowContext,
     function,
     workflow,
-)
-from test_primitives import (  # the step-call counter, cleared before each test
-    _reset,  # noqa: F401 - an autouse fixture, imported to apply here too
-    calls,
-    until,
 )
 
 
@@ -207,7 +204,7 @@ async def test_answering_a_run_that_waits_for_no_person(store_url: str) -> None:
 
 
 async def test_a_question_that_cannot_be_asked_fails_before_anything_is_journaled(
-    store_path: str,
+    store_url: str,
 ) -> None:
     bad: list[dict] = [
         {"question": ""},
@@ -224,7 +221,7 @@ async def test_a_question_that_cannot_be_asked_fails_before_anything_is_journale
     async def asks(ctx: WorkflowContext, i: int) -> None:
         await ctx.wait_for_user(**bad[i])
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         for i in range(len(bad)):
             handle = await engine.start(asks, i)
             with pytest.raises(Exception, match="ConfigurationError"):
@@ -272,7 +269,7 @@ async def test_batch_results_in_input_order_with_failures_kept(store_url: str) -
     }
 
 
-async def test_batch_bounds_its_concurrency(store_path: str) -> None:
+async def test_batch_bounds_its_concurrency(store_url: str) -> None:
     running = [0, 0]
 
     @function
@@ -287,7 +284,7 @@ async def test_batch_bounds_its_concurrency(store_path: str) -> None:
     async def fan(ctx: WorkflowContext) -> list:
         return await ctx.map(tracked, range(12), max_concurrency=3)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(fan) == list(range(12))
     assert running[1] == 3
 
@@ -334,7 +331,7 @@ async def test_a_batch_replays_after_a_restart_without_running_items_again(
 
 
 async def test_batch_timeout_per_item_is_the_items_own_journaled_timeout(
-    store_path: str,
+    store_url: str,
 ) -> None:
     @function(retries=1)
     async def slow(seconds: float) -> float:
@@ -346,7 +343,7 @@ async def test_batch_timeout_per_item_is_the_items_own_journaled_timeout(
         result = await ctx.batch(slow, [0.0, 5.0], timeout_per_item=0.2)
         return [result.outputs, [type(i.exception).__name__ for i in result.failed_items()]]
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         outputs, failed = await engine.run(timed)
     assert outputs == [0.0, None]
     assert failed[0] in ("StepTimeoutError", StepTimeoutError.__name__)
@@ -361,13 +358,13 @@ async def test_batch_timeout_per_item_is_the_items_own_journaled_timeout(
     ],
 )
 async def test_batch_options_out_of_range_are_refused(
-    store_path: str, options: dict, match: str
+    store_url: str, options: dict, match: str
 ) -> None:
     @workflow
     async def bad(ctx: WorkflowContext) -> None:
         await ctx.batch(square, [1], **options)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(Exception, match=match):
             await engine.run(bad)
     assert not calls
@@ -413,12 +410,12 @@ async def test_progress_is_stored_with_the_run_and_survives_a_restart(store_url:
         ((1, None, 3), "message is a str"),
     ],
 )
-async def test_bad_progress_reports_are_refused(store_path: str, args: tuple, match: str) -> None:
+async def test_bad_progress_reports_are_refused(store_url: str, args: tuple, match: str) -> None:
     @workflow
     async def bad(ctx: WorkflowContext) -> None:
         ctx.progress(*args)
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         with pytest.raises(Exception, match=match):
             await engine.run(bad)
 
@@ -469,7 +466,7 @@ async def test_named_sleep_task_input_awaited_state_and_session_keys(store_url: 
 
 
 async def test_task_keeps_input_for_a_function_that_has_such_a_parameter(
-    store_path: str,
+    store_url: str,
 ) -> None:
     @function
     async def echo(input: str, suffix: str = "") -> str:
@@ -480,5 +477,5 @@ async def test_task_keeps_input_for_a_function_that_has_such_a_parameter(
         with pytest.warns(DeprecationWarning):
             return await ctx.task(echo, input="x", suffix="!")
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(uses_input) == "x!"

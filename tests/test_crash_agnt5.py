@@ -9,27 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from support.polling import until
 from surestep import Engine
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from test_crash import effects, recover  # noqa: E402
+from test_crash import WORKER, effects, recover
 
 pytestmark = pytest.mark.slow
-WORKER = str(HERE / "crash_worker.py")
-
-
-async def _until(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 def start_kill_when(args: list[str], ready, env: dict[str, str] | None = None) -> str:  # type: ignore[no-untyped-def]
@@ -46,7 +35,7 @@ def start_kill_when(args: list[str], ready, env: dict[str, str] | None = None) -
         assert line.startswith("started "), line
         run_id = line.split()[1]
         try:
-            asyncio.run(_until(lambda: ready(run_id)))
+            asyncio.run(until(lambda: ready(run_id), timeout=60))
         finally:
             proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
