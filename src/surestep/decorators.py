@@ -13,16 +13,17 @@ import ast
 import functools
 import hashlib
 import inspect
-import re
 import textwrap
-import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from . import convert, serde
 from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
 from .retention import parse_retention
+from .schedules import Schedule, define
+from .triggers import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -155,7 +156,8 @@ class FunctionSpec:
 
 @dataclass(frozen=True)
 class WorkflowSpec:
-    """A registered workflow: its name, code and version."""
+    """A registered workflow: its name, code and version, and what starts it besides
+    ``engine.start``: a schedule, event triggers."""
 
     name: str
     fn: Callable[..., Any]
@@ -164,6 +166,8 @@ class WorkflowSpec:
     webhook_secret: str | None = None
     chat: bool = False  # a conversational workflow: a run's session is its conversation
     retention: int | None = None  # milliseconds or KEEP_FOREVER; None: the engine's
+    schedule: Schedule | None = None
+    events: tuple[str, ...] = ()  # the event names that start it
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
@@ -368,6 +372,8 @@ def workflow(
     chat: bool = False,
     cron: str | None = None,
     timezone: str | None = None,
+    every: float | timedelta | None = None,
+    catchup: str | None = None,
     triggers: Sequence[Any] | None = None,
     webhook: bool = False,
     webhook_secret: str | None = None,
@@ -384,6 +390,8 @@ def workflow(
     chat: bool = False,
     cron: str | None = None,
     timezone: str | None = None,
+    every: float | timedelta | None = None,
+    catchup: str | None = None,
     triggers: Sequence[Any] | None = None,
     webhook: bool = False,
     webhook_secret: str | None = None,
@@ -396,20 +404,23 @@ def workflow(
     new conversation whose id is the run's id (recorded as its ``session_id``,
     so the next turn can pass it). ``webhook=True`` with a ``webhook_secret``:
     the HTTP app starts it on a POST to ``/webhooks/<name>`` signed with that
-    secret (:mod:`surestep.web.webhooks`). ``cron=`` (with ``timezone=``) and
-    ``triggers=`` (:func:`surestep.types.event`, :func:`surestep.types.webhook`)
-    are checked here and refused with a ``ConfigurationError`` until schedules
-    and event triggers arrive. Options never change the workflow's version: it
-    digests the code, not its decorator. ``retention``: how long its finished
-    runs stay in the store (a duration, or ``"forever"``;
-    :mod:`surestep.retention`); ``None``: the engine's policy.
+    secret (:mod:`surestep.web.webhooks`). ``cron`` (5 fields, in ``timezone``,
+    default UTC) or ``every`` (seconds, or a ``timedelta``) starts a run at each
+    tick, ``catchup`` ("latest", "all" or "none") deciding what ticks missed
+    during downtime get (:mod:`surestep.schedules`); ``triggers=[event("name")]``
+    starts a run at each such event emitted (:mod:`surestep.triggers`);
+    ``webhook(...)`` triggers are refused (use ``webhook=True``). Options never
+    change the workflow's version: it digests the code, not its decorator.
+    ``retention``: how long its finished runs stay in the store (a duration, or
+    ``"forever"``; :mod:`surestep.retention`); ``None``: the engine's policy.
     """
     if version is not None and (not isinstance(version, str) or not version):
         raise ConfigurationError(f"version must be a non-empty string, not {version!r}")
     _name_option(name)
     if not isinstance(chat, bool):
         raise ConfigurationError(f"chat must be True or False, not {chat!r}")
-    _check_ways_in(cron, timezone, triggers, webhook, webhook_secret)
+    schedule = define(cron, every, timezone, catchup)
+    events = _check_ways_in(triggers, webhook, webhook_secret)
     keep = parse_retention(retention)
 
     def decorate(target: F) -> F:
@@ -422,7 +433,17 @@ def workflow(
             chat=chat,
             webhook_secret=webhook_secret,
             retention=keep,
+            schedule=schedule,
+            events=events,
         )
+        if schedule is not None:
+            try:
+                spec.check_call((), {})
+            except TypeError:
+                raise DefinitionError(
+                    f"scheduled workflow {spec.name!r} is started with no arguments: "
+                    "give its parameters after ctx default values"
+                ) from None
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
         return target
@@ -430,32 +451,12 @@ def workflow(
     return decorate(fn) if fn is not None else decorate
 
 
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
-
-
-def _check_ways_in(
-    cron: Any, timezone: Any, triggers: Any, webhook: Any, webhook_secret: Any
-) -> None:
-    """Check the options that start runs from outside (a schedule, an event, a webhook),
-    then refuse those not delivered yet (schedules, event triggers): an option accepted
-    and ignored would leave a workflow silently never started. The secret is never
+def _check_ways_in(triggers: Any, webhook: Any, webhook_secret: Any) -> tuple[str, ...]:
+    """Check ``triggers`` and the webhook options; the names of the events that start
+    the workflow. ``webhook(...)`` triggers are refused (an option accepted and
+    ignored would leave a workflow silently never started). The secret is never
     echoed."""
-    if cron is not None:
-        fields = cron.split() if isinstance(cron, str) else []
-        if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
-            raise ConfigurationError(
-                f"cron must be a cron expression of 5 fields (minute hour day month "
-                f"weekday), such as '0 9 * * *', not {cron!r}"
-            )
-    if timezone is not None:
-        if cron is None:
-            raise ConfigurationError("timezone= goes with cron=: the zone of the schedule")
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ConfigurationError(
-                f"timezone must be an IANA zone name such as 'Europe/Paris', not {timezone!r}"
-            ) from None
+    events: list[str] = []
     if triggers is not None:
         from .types import EventTrigger, WebhookTrigger
 
@@ -464,7 +465,9 @@ def _check_ways_in(
                 f"triggers must be a list of event(...) / webhook(...), not {triggers!r}"
             )
         for trigger in triggers:
-            if not isinstance(trigger, (EventTrigger, WebhookTrigger)):
+            if isinstance(trigger, EventTrigger):
+                events.append(check_name(trigger.name))
+            elif not isinstance(trigger, WebhookTrigger):
                 raise ConfigurationError(
                     f"each trigger must be made by surestep.types.event() or webhook(), "
                     f"not {trigger!r}"
@@ -478,13 +481,12 @@ def _check_ways_in(
             raise ConfigurationError("webhook_secret= goes with webhook=True")
     elif webhook:  # an unsigned webhook would let anyone who reaches it start runs
         raise ConfigurationError("webhook=True needs webhook_secret=...: deliveries are signed")
-    refused = [option for option, given in (("cron=", cron), ("triggers=", triggers)) if given]
-    if refused:
+    if len(events) < len(triggers or ()):
         raise ConfigurationError(
-            f"@workflow({', '.join(refused)}...) is not available yet: schedules and event "
-            "triggers arrive with the work on ways in to start runs. Until then, start "
-            "runs with engine.start(), `surestep run` or a webhook"
+            "webhook(...) triggers are not available: declare a webhook with "
+            "@workflow(webhook=True, webhook_secret=...)"
         )
+    return tuple(events)
 
 
 def spec_of(obj: Any) -> FunctionSpec | WorkflowSpec | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, convert, hitl, journal, serde
+from . import _core, convert, hitl, journal, schedules, serde, triggers
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
@@ -176,6 +176,7 @@ class Engine:
         self._default_keep = KEEP_FOREVER  # decided by open(), from the store
         self._presence: asyncio.Task[None] | None = None
         self._live_seen: tuple[float, list[LiveEngine]] = (-math.inf, [])
+        self._scheduler: asyncio.Task[None] | None = None
 
     # -- lifecycle
 
@@ -186,8 +187,15 @@ class Engine:
             self._admitting = asyncio.Semaphore(MAX_STARTING)
             self._default_keep = await self._store_default_keep()
             if self.execute:
+                # The schedules and event triggers of the workflows served here.
+                served = [find_workflow(name) for name in served_versions()]
+                await schedules.register(self.store, served)
+                await triggers.register(self.store, served)
                 loop = asyncio.get_running_loop()
                 self._waker = loop.create_task(self._wake_due(), name="surestep-timers")
+                self._scheduler = loop.create_task(
+                    schedules.run_scheduler(self.store), name="surestep-schedules"
+                )
                 purger = Purger(self.store, self._default_keep, self.purge_interval)
                 self._purger = loop.create_task(purger.run(), name="surestep-purge")
                 await self._announce()  # live before its first run is started
@@ -218,13 +226,20 @@ class Engine:
         """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
         if not self._opened:
             return
-        for background in (self._heartbeat, self._waker, self._purger, self._presence):
+        background_tasks = (
+            self._heartbeat,
+            self._waker,
+            self._scheduler,
+            self._purger,
+            self._presence,
+        )
+        for background in background_tasks:
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
         if self._presence is not None:
             await _quietly(self.store.withdraw(self.owner))
-        self._heartbeat = self._waker = self._purger = self._presence = None
+        self._heartbeat = self._waker = self._scheduler = self._purger = self._presence = None
         active = self.tasks()
         for task in active:
             task.cancel()
@@ -457,6 +472,9 @@ class Engine:
             "digest": code_digest(spec.fn),
         }
         await self.store.record_deployment(**deployment, retention=spec.retention)
+        if deployment["version"] == spec.version:  # this code: its schedule and triggers
+            await schedules.register(self.store, [spec], force=True)
+            await triggers.register(self.store, [spec], force=True)
         return deployment
 
     async def purge(
@@ -580,6 +598,38 @@ class Engine:
                     asked: dict[str, Any] = data["i"]
                     return asked
         return None
+
+    async def emit(
+        self, name: str, payload: Any = None, *, id: str | None = None
+    ) -> list[RunHandle]:
+        """Start one run of every workflow subscribed to event ``name``
+        (``@workflow(triggers=[event(name)])``), with the JSON object ``payload`` as
+        its keyword arguments; the runs are stored when this returns. The same ``id``
+        again starts nothing new and returns the same runs (``None``: a new id)."""
+        await self.open()
+        runs = await triggers.emit(self.store, name, payload, id)
+        return [RunHandle(self, run.run_id) for run in runs]
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """The stored schedules: definition, paused or not, last and next tick."""
+        await self.open()
+        now = time.time()
+        return [schedules.status(s, now) for s in await self.store.schedules()]
+
+    async def pause_schedule(self, workflow: Callable[..., Any] | str) -> dict[str, Any]:
+        """Fire no more ticks of ``workflow``'s schedule, in any process, until resumed."""
+        return await self._pause(workflow, True)
+
+    async def resume_schedule(self, workflow: Callable[..., Any] | str) -> dict[str, Any]:
+        """Fire ``workflow``'s schedule again, from its next tick: the ticks of the
+        pause get no run."""
+        return await self._pause(workflow, False)
+
+    async def _pause(self, workflow: Callable[..., Any] | str, paused: bool) -> dict[str, Any]:
+        await self.open()
+        name = workflow if isinstance(workflow, str) else find_workflow(workflow).name
+        now = time.time()
+        return schedules.status(await self.store.pause_schedule(name, paused, now), now)
 
     @property
     def executing(self) -> int:

@@ -44,6 +44,10 @@ class RunNotFoundError(SurestepError, LookupError):
     """The store has no run with that id."""
 
 
+class ScheduleNotFoundError(SurestepError, LookupError):
+    """The store has no schedule for that workflow."""
+
+
 # ---------------------------------------------------------------- journal
 
 

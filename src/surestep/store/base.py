@@ -177,6 +177,78 @@ CREATE_FIELDS = (
 )
 
 
+@dataclass
+class ScheduleInfo:
+    """A workflow's schedule as stored: its definition, and how far it has fired.
+
+    One per workflow (``workflow`` is its name). ``cron`` (in ``timezone``) or
+    ``every`` (seconds) says when it ticks; ``version`` is the workflow version
+    whose code declared it. Ticks are epoch seconds: the ones after
+    ``max(last_tick, since)`` are due. ``since`` moves to the present when the
+    schedule is created, its definition changes or it is resumed, so ticks from
+    before then never fire. ``revision`` changes with every change but a firing.
+    """
+
+    workflow: str
+    version: str
+    cron: str | None
+    every: float | None
+    timezone: str
+    catchup: str
+    paused: bool = False
+    last_tick: float | None = None
+    since: float = field(default_factory=time.time)
+    revision: int = 0
+    updated_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScheduleInfo:
+        return cls(**data)
+
+    def same_definition(self, other: ScheduleInfo) -> bool:
+        return (self.cron, self.every, self.timezone, self.catchup) == (
+            other.cron,
+            other.every,
+            other.timezone,
+            other.catchup,
+        )
+
+
+def keep_registration(stored_version: str | None, deployed: str | None, version: str) -> bool:
+    """Whether a registration (schedule or subscriptions) by ``version`` leaves the
+    stored one as it is: the stored one belongs to the deployed version and the
+    registering version is another (an older worker still running, say)."""
+    return deployed is not None and stored_version == deployed and version != deployed
+
+
+def registered_schedule(
+    stored: ScheduleInfo | None,
+    deployed: str | None,
+    version: str,
+    schedule: ScheduleInfo | None,
+    now: float,
+) -> tuple[ScheduleInfo | None, bool]:
+    """What ``Store.register_schedule`` stores, given the schedule stored now and the
+    last deployed version: the schedule afterwards, and whether that is a change."""
+    if keep_registration(None if stored is None else stored.version, deployed, version):
+        return stored, False
+    if schedule is None:
+        return None, stored is not None
+    new = ScheduleInfo.from_dict(schedule.to_dict())
+    new.version, new.updated_at = version, now
+    if stored is None:
+        new.since, new.last_tick, new.paused, new.revision = now, None, False, 1
+        return new, True
+    if stored.same_definition(new) and stored.version == version:
+        return stored, False
+    new.paused, new.last_tick, new.revision = stored.paused, stored.last_tick, stored.revision + 1
+    new.since = stored.since if stored.same_definition(new) else now
+    return new, True
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who holds a lease: host, process and one engine in it."""
@@ -377,6 +449,70 @@ class Store(abc.ABC):
     async def deployments(self) -> list[dict[str, Any]]:
         """Every recorded deployment (workflow, version, digest, time, retention), oldest
         first; ``retention`` is ``None`` where none was declared or recorded."""
+
+    # -- schedules
+
+    @abc.abstractmethod
+    async def register_schedule(
+        self, workflow: str, version: str, schedule: ScheduleInfo | None, now: float
+    ) -> ScheduleInfo | None:
+        """Store the schedule that ``version`` of ``workflow`` declares (``None``: it
+        declares none, and a stored one is removed), in one transaction, unless
+        :func:`keep_registration` says the stored one stays. A stored schedule keeps
+        its pause and its last tick; when its definition changes, ``since`` becomes
+        ``now``. Returns the schedule as stored afterwards (``None`` if there is none)."""
+
+    @abc.abstractmethod
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every stored schedule, by workflow name."""
+
+    @abc.abstractmethod
+    async def pause_schedule(self, workflow: str, paused: bool, now: float) -> ScheduleInfo:
+        """Pause or resume ``workflow``'s schedule; resuming moves ``since`` to
+        ``now``, so the ticks of the pause never fire. ``ScheduleNotFoundError``
+        when there is no such schedule."""
+
+    @abc.abstractmethod
+    async def fire_schedule(
+        self, workflow: str, revision: int, tick: float, run: RunInfo | None, key: str
+    ) -> RunInfo | None:
+        """Fire ``tick`` of ``workflow``'s schedule, in ONE transaction: only when the
+        schedule is stored with ``revision``, is not paused, and ``tick`` is after
+        both its last tick and ``since``. Then the last tick becomes ``tick`` and,
+        when ``run`` is given, the run is created pending (unclaimed), on the
+        workflow's last deployed version if there is one, with ``key`` as its
+        idempotency key. Returns the run created, else ``None`` (also for a skipped
+        tick, ``run=None``). Of concurrent firers of one tick, one succeeds."""
+
+    # -- event triggers
+
+    @abc.abstractmethod
+    async def register_subscriptions(
+        self, workflow: str, version: str, events: Sequence[str]
+    ) -> list[str]:
+        """Make ``events`` the event names that start ``workflow`` (replacing the ones
+        stored for it), unless :func:`keep_registration` says the stored ones stay.
+        Returns the names stored for it afterwards."""
+
+    @abc.abstractmethod
+    async def subscriptions(self) -> list[tuple[str, str, str]]:
+        """Every subscription: ``(event name, workflow, version)``, sorted."""
+
+    @abc.abstractmethod
+    async def emit_event(
+        self, name: str, kwargs: dict[str, Any], keys: Callable[[str], str]
+    ) -> list[RunInfo]:
+        """Start one run of every workflow subscribed to ``name``, with ``kwargs`` as
+        its input, in ONE transaction: each run pending (unclaimed), on the
+        workflow's last deployed version if there is one (else the subscription's),
+        with ``keys(workflow)`` as its idempotency key. A workflow whose key names a
+        run already gets no new one: that run is returned in its place. Returns the
+        runs, by workflow name."""
+
+    @abc.abstractmethod
+    async def idempotency_keys(self, prefix: str) -> dict[str, str]:
+        """The idempotency keys that start with ``prefix``, each with the id of the
+        run it created."""
 
     # -- events
 

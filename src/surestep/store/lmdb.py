@@ -29,6 +29,8 @@ Layout (named databases in one environment):
              policy and finish time (as in ``retain``): a child goes with its parent
 ``hidden``   run key -> empty: a purged run whose records are still being deleted
 ``engines``  owner (UTF-8) -> the versions it serves and until when it is live (JSON)
+``schedules`` workflow name (UTF-8) -> its schedule (JSON, ``ScheduleInfo``)
+``subscriptions`` event name + NUL + workflow name -> the version that subscribed it
 
 Writes go through one writer thread per environment that does group commit:
 every operation queued while the previous transaction committed rides the next
@@ -92,6 +94,7 @@ from ..errors import (
     LeaseLostError,
     RunFinishedError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     StoreError,
     StoreFullError,
     SurestepError,
@@ -109,9 +112,13 @@ from .base import (
     LiveEngine,
     Owner,
     RunInfo,
+    ScheduleInfo,
     ServedVersions,
     Store,
     claimable,
+    keep_registration,
+    new_run_id,
+    registered_schedule,
     retention_due,
     run_key,
     versions_by_workflow,
@@ -298,6 +305,8 @@ class _Env:
                 self.children = self._open_added(b"children")
                 self.hidden = self._open_added(b"hidden")
                 self.engines = self._open_added(b"engines")
+                self.schedules = self._open_added(b"schedules")
+                self.subscriptions = self._open_added(b"subscriptions")
                 if not self.readonly:
                     self._mark_origin()
                 return
@@ -1343,6 +1352,178 @@ class LmdbStore(Store):
             {"retention": None, **orjson.loads(raw)} for raw in self._range(self.env.deploys, b"")
         ]
 
+    # -- schedules
+
+    def _schedule(self, txn: Any, workflow: str) -> ScheduleInfo | None:
+        raw = txn.get(workflow.encode(), db=self.env.schedules)
+        return None if raw is None else ScheduleInfo.from_dict(orjson.loads(raw))
+
+    def _put_schedule(self, txn: Any, schedule: ScheduleInfo) -> None:
+        txn.put(schedule.workflow.encode(), orjson.dumps(schedule.to_dict()), db=self.env.schedules)
+
+    async def register_schedule(
+        self, workflow: str, version: str, schedule: ScheduleInfo | None, now: float
+    ) -> ScheduleInfo | None:
+        def op(txn: Any) -> ScheduleInfo | None:
+            stored = self._schedule(txn, workflow)
+            deployed = self.env.deployed_version(txn, workflow)
+            new, changed = registered_schedule(stored, deployed, version, schedule, now)
+            if changed:
+                if new is None:
+                    txn.delete(workflow.encode(), db=self.env.schedules)
+                else:
+                    self._put_schedule(txn, new)
+            return new
+
+        result: ScheduleInfo | None = await self.env.submit(op, notify=True)
+        return result
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        if self.env.schedules is None:  # a read-only store no engine of today wrote
+            return []
+        return [
+            ScheduleInfo.from_dict(orjson.loads(raw))
+            for raw in self._range(self.env.schedules, b"")
+        ]
+
+    async def pause_schedule(self, workflow: str, paused: bool, now: float) -> ScheduleInfo:
+        def op(txn: Any) -> ScheduleInfo:
+            stored = self._schedule(txn, workflow)
+            if stored is None:
+                raise ScheduleNotFoundError(f"no schedule for workflow {workflow!r} in {self.url}")
+            if stored.paused != paused:
+                stored.paused, stored.revision, stored.updated_at = paused, stored.revision + 1, now
+                if not paused:
+                    stored.since = now
+                self._put_schedule(txn, stored)
+            return stored
+
+        result: ScheduleInfo = await self.env.submit(op, notify=True)
+        return result
+
+    def _create_keyed(self, txn: Any, run: RunInfo, key: str) -> RunInfo:
+        """Store ``run`` pending on its workflow's deployed version, with ``key``; the
+        run that ``key`` created instead, when it names one."""
+        taken = txn.get(key.encode(), db=self.env.idempotency)
+        if taken is not None:
+            existing = self._load(txn, bytes(taken))
+            if existing is not None:
+                return existing
+        run = RunInfo.from_dict(run.to_dict())
+        run.version = self.env.deployed_version(txn, run.workflow) or run.version
+        rkey = run_key(run.run_id)
+        if txn.get(rkey, db=self.env.runs) is not None:
+            raise StoreError(f"a run {run.run_id} exists already in {self.url}")
+        self._save(txn, run)
+        txn.put(key.encode(), rkey, db=self.env.idempotency)
+        txn.put(rkey, key.encode(), db=self.env.idempotency_of)  # the key goes with its run
+        return run
+
+    async def fire_schedule(
+        self, workflow: str, revision: int, tick: float, run: RunInfo | None, key: str
+    ) -> RunInfo | None:
+        def op(txn: Any) -> RunInfo | None:
+            stored = self._schedule(txn, workflow)
+            if (
+                stored is None
+                or stored.revision != revision
+                or stored.paused
+                or tick <= stored.since
+                or (stored.last_tick is not None and tick <= stored.last_tick)
+            ):
+                return None
+            stored.last_tick = tick
+            self._put_schedule(txn, stored)
+            return None if run is None else self._create_keyed(txn, run, key)
+
+        result: RunInfo | None = await self.env.submit(op, notify=True)
+        return result
+
+    async def register_subscriptions(
+        self, workflow: str, version: str, events: Sequence[str]
+    ) -> list[str]:
+        wanted = sorted(set(events))
+
+        def op(txn: Any) -> list[str]:
+            db = self.env.subscriptions
+            stored: dict[bytes, str] = {}
+            for key, value in txn.cursor(db=db):
+                if bytes(key).split(b"\x00", 1)[1].decode() == workflow:
+                    stored[bytes(key)] = bytes(value).decode()
+            names = sorted(k.split(b"\x00", 1)[0].decode() for k in stored)
+            held = next(iter(stored.values()), None)
+            if keep_registration(held, self.env.deployed_version(txn, workflow), version):
+                return names
+            if names == wanted and all(v == version for v in stored.values()):
+                return names
+            for key in stored:
+                txn.delete(key, db=db)
+            for name in wanted:
+                txn.put(_subscription_key(name, workflow), version.encode(), db=db)
+            return wanted
+
+        result: list[str] = await self.env.submit(op)
+        return result
+
+    async def subscriptions(self) -> list[tuple[str, str, str]]:
+        if self.env.subscriptions is None:  # a read-only store no engine of today wrote
+            return []
+
+        def scan(txn: Any) -> list[tuple[str, str, str]]:
+            found = []
+            for key, value in txn.cursor(db=self.env.subscriptions):
+                name, workflow = bytes(key).split(b"\x00", 1)
+                found.append((name.decode(), workflow.decode(), bytes(value).decode()))
+            return found
+
+        result: list[tuple[str, str, str]] = self.env.read(scan)
+        return result
+
+    async def emit_event(
+        self, name: str, kwargs: dict[str, Any], keys: Callable[[str], str]
+    ) -> list[RunInfo]:
+        prefix = name.encode() + b"\x00"
+
+        def op(txn: Any) -> list[RunInfo]:
+            cursor = txn.cursor(db=self.env.subscriptions)
+            subscribed: list[tuple[str, str]] = []
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not bytes(key).startswith(prefix):
+                        break
+                    subscribed.append((bytes(key[len(prefix) :]).decode(), bytes(value).decode()))
+            keyed = [(workflow, version, keys(workflow)) for workflow, version in subscribed]
+            return [  # the keys are made (and checked) before anything is written
+                self._create_keyed(
+                    txn,
+                    RunInfo(new_run_id(), workflow, version, args=[], kwargs=kwargs),
+                    key,
+                )
+                for workflow, version, key in keyed
+            ]
+
+        result: list[RunInfo] = await self.env.submit(op, notify=True)
+        return result
+
+    async def idempotency_keys(self, prefix: str) -> dict[str, str]:
+        if self.env.idempotency is None:  # a read-only store no engine of today wrote
+            return {}
+        start = prefix.encode()
+
+        def scan(txn: Any) -> dict[str, str]:
+            found: dict[str, str] = {}
+            cursor = txn.cursor(db=self.env.idempotency)
+            if not cursor.set_range(start):
+                return found
+            for key, value in cursor:
+                if not bytes(key).startswith(start):
+                    break
+                found[bytes(key).decode()] = bytes(value).hex()
+            return found
+
+        result: dict[str, str] = self.env.read(scan)
+        return result
+
     # -- events
 
     def _first_event(self, txn: Any, key: bytes, name: str) -> tuple[bytes, bytes] | None:
@@ -1786,6 +1967,10 @@ def _last_key(cursor: Any, prefix: bytes) -> bytes | None:
 
 def _state_key(scope: str, key: str) -> bytes:
     return scope.encode() + b"\x00" + key.encode()
+
+
+def _subscription_key(name: str, workflow: str) -> bytes:
+    return name.encode() + b"\x00" + workflow.encode()
 
 
 def _event_prefix(key: bytes, name: str) -> bytes:

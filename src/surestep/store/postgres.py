@@ -24,6 +24,8 @@ Schema (in its own PostgreSQL schema, ``surestep`` unless configured):
                     (milliseconds, or KEEP_FOREVER / KEEP_DEFAULT) and finish time,
                     indexed by both, so that a purge reads each policy's due rows only.
 ``hidden``          purged runs whose records are still being deleted.
+``schedules``       one row per scheduled workflow (:class:`ScheduleInfo`).
+``subscriptions``   ``(event, workflow) -> version``: the event triggers.
 ``schema_version``  the migrations applied (see :data:`MIGRATIONS`).
 
 Leases use the database server's clock (``now()``), never a client's, so
@@ -78,6 +80,7 @@ from ..errors import (
     LeaseLostError,
     RunFinishedError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     StoreError,
     SurestepError,
 )
@@ -93,8 +96,12 @@ from .base import (
     LiveEngine,
     Owner,
     RunInfo,
+    ScheduleInfo,
     ServedVersions,
     Store,
+    keep_registration,
+    new_run_id,
+    registered_schedule,
     retention_due,
     versions_by_workflow,
     wait_set,
@@ -239,6 +246,16 @@ INDEXES = {
     # claims and leases rewrite: a table, made where missing with its key's index.
     "progress_pkey": 'CREATE TABLE IF NOT EXISTS {s}.progress (run_id text COLLATE "C" '
     "PRIMARY KEY, report bytea NOT NULL)",
+    # Schedules and event subscriptions (tables as ``engines``): one row per scheduled
+    # workflow, and ``(event, workflow) -> version``.
+    "schedules_pkey": "CREATE TABLE IF NOT EXISTS {s}.schedules ("
+    'workflow text COLLATE "C" PRIMARY KEY, version text NOT NULL, cron text, '
+    "every float8, timezone text NOT NULL, catchup text NOT NULL, paused boolean NOT NULL, "
+    "last_tick float8, since float8 NOT NULL, revision bigint NOT NULL, "
+    "updated_at float8 NOT NULL)",
+    "subscriptions_pkey": "CREATE TABLE IF NOT EXISTS {s}.subscriptions ("
+    'event text COLLATE "C" NOT NULL, workflow text COLLATE "C" NOT NULL, '
+    "version text NOT NULL, PRIMARY KEY (event, workflow))",
 }
 # Retention's tables, made where missing before the INDEXES, without a new schema version
 # (as those): a release that knows only version 1 keeps opening the store; runs it
@@ -913,35 +930,11 @@ class PostgresStore(Store):
         self, run: RunInfo, owner: str | None, lease_s: float, follow: bool, key: str
     ) -> int:
         """``create_run`` with an idempotency key: the key's row and the run's in one
-        transaction. A concurrent create with the same key waits on the key's row
-        (its primary key) and then finds the run this one made."""
-        s = self._s
+        transaction (``_keyed_insert``)."""
         proposed = _claimed_for(RunInfo.from_dict(run.to_dict()), owner)
 
         async def body(conn: Any) -> RunInfo:
-            taken = await conn.fetchval(
-                f"INSERT INTO {s}.idempotency_keys (key, run_id) VALUES ($1, $2) "
-                "ON CONFLICT (key) DO NOTHING RETURNING run_id",
-                key,
-                run.run_id,
-            )
-            if taken is None:
-                existing = await conn.fetch(
-                    f"SELECT {_COLS} FROM {s}.runs r JOIN {s}.idempotency_keys k "
-                    "ON k.run_id = r.run_id WHERE k.key = $1",
-                    key,
-                )
-                if not existing:
-                    raise StoreError(f"idempotency key {key!r} names no run in {self.url}")
-                return _run_of(existing[0])
-            rows = await conn.fetch(
-                self._sql_create, *self._create_args([(proposed, owner, lease_s, follow)])
-            )
-            if not rows:
-                raise StoreError(
-                    f"create run {run.run_id}: a run with that id exists already in {self.url}"
-                )
-            return _run_of(rows[0])
+            return await self._keyed_insert(conn, proposed, owner, lease_s, follow, key)
 
         stored = await self._transaction(body, f"create run {run.run_id}")
         if stored.run_id == run.run_id:
@@ -950,6 +943,44 @@ class PostgresStore(Store):
         else:
             vars(run).update(vars(stored))
         return run.fence
+
+    async def _keyed_insert(
+        self,
+        conn: Any,
+        run: RunInfo,
+        owner: str | None,
+        lease_s: float,
+        follow: bool,
+        key: str,
+    ) -> RunInfo:
+        """Insert ``run`` (as ``_sql_create`` does) with ``key``, in the caller's
+        transaction; the run ``key`` created instead, when it names one. A concurrent
+        insert with the same key waits on the key's row (its primary key) and then
+        finds the run this one made."""
+        s = self._s
+        taken = await conn.fetchval(
+            f"INSERT INTO {s}.idempotency_keys (key, run_id) VALUES ($1, $2) "
+            "ON CONFLICT (key) DO NOTHING RETURNING run_id",
+            key,
+            run.run_id,
+        )
+        if taken is None:
+            existing = await conn.fetch(
+                f"SELECT {_COLS} FROM {s}.runs r JOIN {s}.idempotency_keys k "
+                "ON k.run_id = r.run_id WHERE k.key = $1",
+                key,
+            )
+            if not existing:
+                raise StoreError(f"idempotency key {key!r} names no run in {self.url}")
+            return _run_of(existing[0])
+        rows = await conn.fetch(
+            self._sql_create, *self._create_args([(run, owner, lease_s, follow)])
+        )
+        if not rows:
+            raise StoreError(
+                f"create run {run.run_id}: a run with that id exists already in {self.url}"
+            )
+        return _run_of(rows[0])
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
         child = RunInfo.from_dict(run.to_dict())
@@ -1309,6 +1340,175 @@ class PostgresStore(Store):
             {"workflow": r[0], "version": r[1], "digest": r[2], "time": r[3], "retention": r[4]}
             for r in rows
         ]
+
+    # -- schedules
+
+    _SCHEDULE_COLS = (
+        "workflow, version, cron, every, timezone, catchup, paused, last_tick, since, "
+        "revision, updated_at"
+    )
+
+    def _deployed_sql(self, param: int) -> str:
+        """The last deployed version of the workflow named by ``$param``."""
+        return (
+            f"(SELECT d.version FROM {self._s}.deployments d "
+            f"WHERE d.workflow = ${param} ORDER BY d.id DESC LIMIT 1)"
+        )
+
+    async def _locked_schedule(self, conn: Any, workflow: str) -> ScheduleInfo | None:
+        row = await conn.fetchrow(
+            f"SELECT {self._SCHEDULE_COLS} FROM {self._s}.schedules WHERE workflow = $1 FOR UPDATE",
+            workflow,
+        )
+        return None if row is None else ScheduleInfo(*row)
+
+    async def _write_schedule(self, conn: Any, schedule: ScheduleInfo) -> None:
+        values = [getattr(schedule, name) for name in self._SCHEDULE_COLS.split(", ")]
+        await conn.execute(
+            f"INSERT INTO {self._s}.schedules ({self._SCHEDULE_COLS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (workflow) DO UPDATE SET (" + self._SCHEDULE_COLS + ") = "
+            "ROW(EXCLUDED." + ", EXCLUDED.".join(self._SCHEDULE_COLS.split(", ")) + ")",
+            *values,
+        )
+
+    async def _notify(self, conn: Any) -> None:
+        await conn.execute("SELECT pg_notify($1, 'changed')", self._channel)
+
+    async def register_schedule(
+        self, workflow: str, version: str, schedule: ScheduleInfo | None, now: float
+    ) -> ScheduleInfo | None:
+        s = self._s
+
+        async def body(conn: Any) -> ScheduleInfo | None:
+            # Registrations of one workflow queue on this lock, present row or not.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"{self.schema}.schedules:{workflow}",
+            )
+            stored = await self._locked_schedule(conn, workflow)
+            deployed = await conn.fetchval(f"SELECT {self._deployed_sql(1)}", workflow)
+            new, changed = registered_schedule(stored, deployed, version, schedule, now)
+            if changed:
+                if new is None:
+                    await conn.execute(f"DELETE FROM {s}.schedules WHERE workflow = $1", workflow)
+                else:
+                    await self._write_schedule(conn, new)
+                await self._notify(conn)
+            return new
+
+        return await self._transaction(body, f"register the schedule of {workflow!r}")
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        rows = await self._fetch(
+            f"SELECT {self._SCHEDULE_COLS} FROM {self._s}.schedules ORDER BY workflow",
+            what="read schedules",
+        )
+        return [ScheduleInfo(*row) for row in rows]
+
+    async def pause_schedule(self, workflow: str, paused: bool, now: float) -> ScheduleInfo:
+        async def body(conn: Any) -> ScheduleInfo:
+            stored = await self._locked_schedule(conn, workflow)
+            if stored is None:
+                raise ScheduleNotFoundError(f"no schedule for workflow {workflow!r} in {self.url}")
+            if stored.paused != paused:
+                stored.paused, stored.revision, stored.updated_at = paused, stored.revision + 1, now
+                if not paused:
+                    stored.since = now
+                await self._write_schedule(conn, stored)
+                await self._notify(conn)
+            return stored
+
+        return await self._transaction(body, f"pause the schedule of {workflow!r}")
+
+    async def fire_schedule(
+        self, workflow: str, revision: int, tick: float, run: RunInfo | None, key: str
+    ) -> RunInfo | None:
+        async def body(conn: Any) -> RunInfo | None:
+            stored = await self._locked_schedule(conn, workflow)
+            if (
+                stored is None
+                or stored.revision != revision
+                or stored.paused
+                or tick <= stored.since
+                or (stored.last_tick is not None and tick <= stored.last_tick)
+            ):
+                return None
+            await conn.execute(
+                f"UPDATE {self._s}.schedules SET last_tick = $2 WHERE workflow = $1",
+                workflow,
+                tick,
+            )
+            if run is None:
+                return None
+            return await self._keyed_insert(conn, run, None, 0.0, True, key)
+
+        return await self._transaction(body, f"fire the schedule of {workflow!r}")
+
+    async def register_subscriptions(
+        self, workflow: str, version: str, events: Sequence[str]
+    ) -> list[str]:
+        s = self._s
+        wanted = sorted(set(events))
+
+        async def body(conn: Any) -> list[str]:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"{self.schema}.subscriptions:{workflow}",
+            )
+            rows = await conn.fetch(
+                f"SELECT event, version FROM {s}.subscriptions WHERE workflow = $1 ORDER BY event",
+                workflow,
+            )
+            names = [r[0] for r in rows]
+            held = rows[0][1] if rows else None
+            deployed = await conn.fetchval(f"SELECT {self._deployed_sql(1)}", workflow)
+            if keep_registration(held, deployed, version):
+                return names
+            if names == wanted and all(r[1] == version for r in rows):
+                return names
+            await conn.execute(f"DELETE FROM {s}.subscriptions WHERE workflow = $1", workflow)
+            await conn.executemany(
+                f"INSERT INTO {s}.subscriptions (event, workflow, version) VALUES ($1, $2, $3)",
+                [(name, workflow, version) for name in wanted],
+            )
+            return wanted
+
+        return await self._transaction(body, f"register the event triggers of {workflow!r}")
+
+    async def subscriptions(self) -> list[tuple[str, str, str]]:
+        rows = await self._fetch(
+            f"SELECT event, workflow, version FROM {self._s}.subscriptions "
+            "ORDER BY event, workflow",
+            what="read subscriptions",
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def emit_event(
+        self, name: str, kwargs: dict[str, Any], keys: Callable[[str], str]
+    ) -> list[RunInfo]:
+        async def body(conn: Any) -> list[RunInfo]:
+            subscribed = await conn.fetch(
+                f"SELECT workflow, version FROM {self._s}.subscriptions WHERE event = $1 "
+                "ORDER BY workflow FOR SHARE",
+                name,
+            )
+            started = []
+            for workflow, version in subscribed:
+                run = RunInfo(new_run_id(), workflow, version, args=[], kwargs=kwargs)
+                started.append(await self._keyed_insert(conn, run, None, 0.0, True, keys(workflow)))
+            return started
+
+        return await self._transaction(body, f"emit event {name!r}")
+
+    async def idempotency_keys(self, prefix: str) -> dict[str, str]:
+        rows = await self._fetch(
+            f"SELECT key, run_id FROM {self._s}.idempotency_keys "
+            "WHERE key >= $1 AND left(key, length($1)) = $1 ORDER BY key",
+            prefix,
+            what="read idempotency keys",
+        )
+        return {r[0]: r[1] for r in rows}
 
     # -- events
 
