@@ -58,6 +58,7 @@ PUBLIC_NAMES = [
     "RunInfo",
     "RunNotFinishedError",
     "RunNotFoundError",
+    "ScheduleNotFoundError",
     "SerializationError",
     "StateConflictError",
     "StepFailedError",
