@@ -55,6 +55,7 @@ from .errors import (
     JournalCorruptError,
     RunFinishedError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     SerializationError,
     StoreError,
     SurestepError,
@@ -198,7 +199,7 @@ def _classify(exc: BaseException) -> tuple[int, str]:
         return (
             EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
         ), exc.format_message()
-    if isinstance(exc, (RunNotFoundError, UnknownWorkflowError)):
+    if isinstance(exc, (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)):
         return EXIT_NOT_FOUND, str(exc)
     if isinstance(exc, (StoreError, JournalCorruptError)):
         return EXIT_STORE, f"store: {exc}"
@@ -1124,6 +1125,108 @@ def _progress_text(report: dict[str, Any]) -> Text:
     if report.get("message"):
         text.append(f"  {report['message']}", style="dim")
     return text
+
+
+# ---------------------------------------------------------------- schedules, emit
+
+
+@main.group(
+    "schedules",
+    cls=click.Group,
+    invoke_without_command=True,
+    short_help="List schedules with their next tick; pause or resume one.",
+    epilog=EXIT_CODES_HELP,
+)
+@json_option
+@store_option
+@click.pass_context
+def schedules_command(ctx: click.Context, as_json: bool, store: str) -> None:
+    """The stored schedules (workflows with cron= or every=): definition, catch-up
+    policy, paused or not, the last tick fired and the next one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = run_loop(_schedules(store))
+    if as_json:
+        _echo_json(rows)
+        return
+    table = Table("workflow", "schedule", "catch-up", "state", "last tick", "next tick", "version")
+    for row in rows:
+        when = (
+            f"cron {row['cron']} ({row['timezone']})" if row["cron"] else f"every {row['every']:g}s"
+        )
+        state = Text("paused", style="yellow") if row["paused"] else Text("active", style="green")
+        last = format_time(row["last_tick"]) if row["last_tick"] is not None else "-"
+        upcoming = format_time(row["next_tick"]) if row["next_tick"] is not None else "-"
+        table.add_row(row["workflow"], when, row["catchup"], state, last, upcoming, row["version"])
+    _stdout().print(table)
+
+
+async def _schedules(store: str) -> list[dict[str, Any]]:
+    async with _engine(store) as engine:
+        return await engine.schedules()
+
+
+def _pause_command(name: str, paused: bool) -> click.Command:
+    verb = "pause" if paused else "resume"
+    summary = (
+        "Fire no more ticks of a workflow's schedule until it is resumed."
+        if paused
+        else "Fire a paused schedule again, from its next tick."
+    )
+
+    @schedules_command.command(verb, short_help=summary, epilog=EXIT_CODES_HELP)
+    @click.argument("workflow", metavar="NAME")
+    @store_option
+    def command(workflow: str, store: str) -> None:
+        row = run_loop(_pause(store, workflow, paused))
+        click.echo(f"{verb}d the schedule of {row['workflow']}")
+
+    command.help = summary + (
+        " Every process sees it at its next tick."
+        if paused
+        else " The ticks of the pause get no run."
+    )
+    return command
+
+
+async def _pause(store: str, workflow: str, paused: bool) -> dict[str, Any]:
+    async with _engine(store) as engine:
+        if paused:
+            return await engine.pause_schedule(workflow)
+        return await engine.resume_schedule(workflow)
+
+
+pause_command = _pause_command("pause", True)
+resume_command = _pause_command("resume", False)
+
+
+@_command("emit", short_help="Emit an event: start the workflows subscribed to it.")
+@click.argument("event", metavar="EVENT")
+@click.argument("payload", metavar="JSON", default="null")
+@click.option(
+    "--id", "event_id", metavar="ID", help="The event's id: the same id starts nothing new."
+)
+@json_option
+@store_option
+def emit_command(event: str, payload: str, event_id: str | None, as_json: bool, store: str) -> None:
+    """Start one run of every workflow subscribed to EVENT (@workflow(triggers=[event(...)])),
+    with the JSON object's keys as its keyword arguments; prints the runs' ids. The
+    workflows' code is not needed here: subscriptions are in the store."""
+    value = parse_json(payload, "the event's payload")
+    runs = run_loop(_emit(store, event, value, event_id))
+    if as_json:
+        _echo_json([{"run_id": run.run_id, "workflow": run.workflow} for run in runs])
+        return
+    if not runs:
+        click.echo(f"no workflow is subscribed to {event}: no run started")
+    for run in runs:
+        click.echo(f"{run.run_id} {run.workflow}")
+
+
+async def _emit(store: str, event: str, payload: Any, event_id: str | None) -> list[RunInfo]:
+    async with _engine(store, create=True) as engine:
+        handles = await engine.emit(event, payload, id=event_id)
+        return [await handle.info() for handle in handles]
 
 
 # ---------------------------------------------------------------- versions and deploys

@@ -1462,7 +1462,7 @@ class LmdbStore(Store):
                 txn.put(_subscription_key(name, workflow), version.encode(), db=db)
             return wanted
 
-        result: list[str] = await self.env.submit(op)
+        result: list[str] = await self.env.submit(op, notify=True)
         return result
 
     async def subscriptions(self) -> list[tuple[str, str, str]]:

@@ -1472,6 +1472,7 @@ class PostgresStore(Store):
                 f"INSERT INTO {s}.subscriptions (event, workflow, version) VALUES ($1, $2, $3)",
                 [(name, workflow, version) for name in wanted],
             )
+            await self._notify(conn)
             return wanted
 
         return await self._transaction(body, f"register the event triggers of {workflow!r}")
