@@ -53,7 +53,12 @@ async def test_register_keeps_the_schedule_state(store_url: str) -> None:
         # A new version with the same definition: pause and last tick kept, since too.
         moved = await store.register_schedule("wf", "v2", every(2), T0 + 4)
         assert moved is not None
-        assert (moved.version, moved.paused, moved.last_tick, moved.since) == ("v2", True, T0 + 2, T0)
+        assert (moved.version, moved.paused, moved.last_tick, moved.since) == (
+            "v2",
+            True,
+            T0 + 2,
+            T0,
+        )
         assert moved.revision == 3
 
         # A new definition: ticks from before it never fire (since moves to now).
