@@ -1,0 +1,190 @@
+"""Event triggers on both backends: an emit from a process that does not import the
+workflows, duplicate ids, and an emitting process SIGKILLed right after emit returned."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from surestep import ConfigurationError, Engine, WorkflowContext, event, workflow
+from surestep.engine import run_loop
+from surestep.store import Store
+
+HERE = Path(__file__).parent
+
+SERVE = """
+import sys
+from surestep.engine import run_loop
+from surestep.worker import serve
+ready = lambda: print("ready", flush=True)
+run_loop(serve(sys.argv[1], ["ways_in_workload"], concurrency=8, lease_seconds=2.0,
+               on_ready=ready))
+"""
+
+# Emits, prints the runs' ids, then dies at once: nothing after emit's return runs.
+EMIT_AND_DIE = """
+import asyncio, json, os, signal, sys
+from surestep import Engine
+
+async def main():
+    engine = Engine(sys.argv[1], execute=False)
+    handles = await engine.emit("user.created", {"user_id": "u-9"}, id="evt-9")
+    print(json.dumps([h.run_id for h in handles]), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def spawn_worker(store: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(HERE), "SURESTEP_TEST_EVERY": "3600"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, store], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    return code
+
+
+async def subscribed(store: Store, count: int) -> None:
+    """Wait until ``count`` subscriptions are stored (a worker registers them as it opens)."""
+
+    async def loop() -> None:
+        while len(await store.subscriptions()) < count:
+            await store.wait_changed(1.0)
+
+    await asyncio.wait_for(loop(), 60)
+
+
+def surestep(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "surestep.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_emit_from_a_process_without_the_workflows(store_url: str) -> None:
+    """The test process never imports ``ways_in_workload``; the CLI emits."""
+    worker = spawn_worker(store_url)
+    try:
+
+        async def wait_subscribed() -> None:
+            async with Engine(store_url, execute=False) as reader:
+                await subscribed(reader.store, 3)
+
+        run_loop(wait_subscribed())
+        payload = json.dumps({"user_id": "u-1"})
+        first = surestep(
+            "emit", "user.created", payload, "--id", "evt-1", "--store", store_url, "--json"
+        )
+        assert first.returncode == 0, first.stderr
+        runs = {row["workflow"]: row["run_id"] for row in json.loads(first.stdout)}
+        assert sorted(runs) == ["audit", "welcome"]
+        again = surestep(
+            "emit", "user.created", payload, "--id", "evt-1", "--store", store_url, "--json"
+        )
+        assert again.returncode == 0, again.stderr
+        assert {row["workflow"]: row["run_id"] for row in json.loads(again.stdout)} == runs
+        deleted = surestep("emit", "user.deleted", payload, "--id", "evt-1", "--store", store_url)
+        assert deleted.returncode == 0 and deleted.stdout.split()[1] == "audit"
+        nobody = surestep("emit", "order.paid", "{}", "--store", store_url)
+        assert nobody.returncode == 0 and "no workflow is subscribed" in nobody.stdout
+        bad = surestep("emit", "user.created", "[1, 2]", "--store", store_url)
+        assert bad.returncode == 2 and "JSON object" in bad.stderr
+
+        async def results() -> dict[str, object]:
+            async with Engine(store_url, execute=False) as client:
+                return {
+                    name: await asyncio.wait_for(client.handle(run_id).result(), 60)
+                    for name, run_id in runs.items()
+                }
+
+        assert run_loop(results()) == {"welcome": "welcome u-1", "audit": ["u-1", "free"]}
+
+        async def counts() -> dict[str, int]:
+            async with Engine(store_url, execute=False) as reader:
+                every = await reader.runs()
+                return {
+                    name: sum(r.workflow == name for r in every) for name in ("welcome", "audit")
+                }
+
+        assert run_loop(counts()) == {"welcome": 1, "audit": 2}  # audit: one per event
+    finally:
+        assert stop(worker) == 0
+
+
+def test_an_emit_that_returned_survives_a_kill(store_url: str) -> None:
+    worker = spawn_worker(store_url)
+    try:
+
+        async def wait_subscribed() -> None:
+            async with Engine(store_url, execute=False) as reader:
+                await subscribed(reader.store, 3)
+
+        run_loop(wait_subscribed())
+    finally:
+        assert stop(worker) == 0  # no worker while the emitter dies
+    emitter = subprocess.run(
+        [sys.executable, "-c", EMIT_AND_DIE, store_url], capture_output=True, text=True, timeout=120
+    )
+    assert emitter.returncode == -signal.SIGKILL
+    run_ids = json.loads(emitter.stdout)
+    assert len(run_ids) == 2
+    worker = spawn_worker(store_url)
+    try:
+
+        async def results() -> list[object]:
+            async with Engine(store_url, execute=False) as client:
+                return [
+                    await asyncio.wait_for(client.handle(run_id).result(), 60) for run_id in run_ids
+                ]
+
+        assert sorted(map(str, run_loop(results()))) == sorted(["['u-9', 'free']", "welcome u-9"])
+    finally:
+        assert stop(worker) == 0
+
+
+async def test_emit_in_process(store_url: str) -> None:
+    @workflow(triggers=[event("invoice.paid")])
+    async def thank(ctx: WorkflowContext, invoice: str, amount: int) -> str:
+        return f"{invoice}: {amount}"
+
+    async with Engine(store_url) as engine:
+        assert await engine.emit("nobody.listens", {"a": 1}) == []
+        [handle] = await engine.emit("invoice.paid", {"invoice": "i-1", "amount": 5}, id="p-1")
+        [same] = await engine.emit("invoice.paid", {"invoice": "i-1", "amount": 5}, id="p-1")
+        assert same.run_id == handle.run_id
+        [other] = await engine.emit("invoice.paid", {"invoice": "i-2", "amount": 7})
+        assert other.run_id != handle.run_id
+        run = await handle.info()
+        assert (run.workflow, run.kwargs, run.status) == (
+            "thank",
+            {"invoice": "i-1", "amount": 5},
+            "pending",
+        )
+        assert len(await engine.runs(workflow="thank")) == 2
+        for payload in ([1], "text", 3):
+            with pytest.raises(ConfigurationError, match="JSON object"):
+                await engine.emit("invoice.paid", payload)
+        for bad_id in ("", 5, "a\x00b"):
+            with pytest.raises(ConfigurationError):
+                await engine.emit("invoice.paid", {}, id=bad_id)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="shorter"):
+            await engine.emit("invoice.paid", {}, id="x" * 300)
+        for name in ("", "a\x00b", 5):
+            with pytest.raises(ConfigurationError):
+                await engine.emit(name, {})  # type: ignore[arg-type]
+        assert len(await engine.runs(workflow="thank")) == 2  # nothing refused was stored
