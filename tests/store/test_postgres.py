@@ -115,9 +115,13 @@ async def test_a_store_of_the_first_schema_is_upgraded_and_keeps_its_rows(
             assert [(d["workflow"], d["version"]) for d in await store.deployments()] == [
                 ("w", "v1")
             ]
+            await store.register_subscriptions("w", "v1", ["e"])
+            [run] = await store.emit_event("e", {"a": 1}, lambda workflow: f"event:e:1:{workflow}")
+            assert (run.workflow, run.version, run.kwargs) == ("w", "v1", {"a": 1})
+            assert await store.schedules() == []
         finally:
             await store.close()
-        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version")
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version ORDER BY 1")
         assert [r[0] for r in versions] == [version for version, _ in MIGRATIONS]
         index = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
