@@ -15,7 +15,6 @@ import pytest
 
 from surestep import ConfigurationError, Engine, WorkflowContext, event, workflow
 from surestep.engine import run_loop
-from surestep.store import Store
 
 HERE = Path(__file__).parent
 
@@ -60,14 +59,15 @@ def stop(proc: subprocess.Popen[str]) -> int:
     return code
 
 
-async def subscribed(store: Store, count: int) -> None:
+def subscribed(store_url: str, count: int) -> None:
     """Wait until ``count`` subscriptions are stored (a worker registers them as it opens)."""
 
-    async def loop() -> None:
-        while len(await store.subscriptions()) < count:
-            await store.wait_changed(1.0)
+    async def wait() -> None:
+        async with Engine(store_url, execute=False) as reader:
+            while len(await reader.store.subscriptions()) < count:
+                await reader.store.wait_changed(1.0)
 
-    await asyncio.wait_for(loop(), 60)
+    run_loop(asyncio.wait_for(wait(), 60))
 
 
 def surestep(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,12 +80,7 @@ def test_emit_from_a_process_without_the_workflows(store_url: str) -> None:
     """The test process never imports ``ways_in_workload``; the CLI emits."""
     worker = spawn_worker(store_url)
     try:
-
-        async def wait_subscribed() -> None:
-            async with Engine(store_url, execute=False) as reader:
-                await subscribed(reader.store, 3)
-
-        run_loop(wait_subscribed())
+        subscribed(store_url, 3)
         payload = json.dumps({"user_id": "u-1"})
         first = surestep(
             "emit", "user.created", payload, "--id", "evt-1", "--store", store_url, "--json"
@@ -129,12 +124,7 @@ def test_emit_from_a_process_without_the_workflows(store_url: str) -> None:
 def test_an_emit_that_returned_survives_a_kill(store_url: str) -> None:
     worker = spawn_worker(store_url)
     try:
-
-        async def wait_subscribed() -> None:
-            async with Engine(store_url, execute=False) as reader:
-                await subscribed(reader.store, 3)
-
-        run_loop(wait_subscribed())
+        subscribed(store_url, 3)
     finally:
         assert stop(worker) == 0  # no worker while the emitter dies
     emitter = subprocess.run(

@@ -189,8 +189,13 @@ class Engine:
             if self.execute:
                 # The schedules and event triggers of the workflows served here.
                 served = [find_workflow(name) for name in served_versions()]
-                await schedules.register(self.store, served)
-                await triggers.register(self.store, served)
+                try:
+                    await schedules.register(self.store, served)
+                    await triggers.register(self.store, served)
+                except BaseException:
+                    self._opened = False
+                    await self.store.close()
+                    raise
                 loop = asyncio.get_running_loop()
                 self._waker = loop.create_task(self._wake_due(), name="surestep-timers")
                 self._scheduler = loop.create_task(

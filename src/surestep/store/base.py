@@ -208,6 +208,24 @@ class ScheduleInfo:
     def from_dict(cls, data: dict[str, Any]) -> ScheduleInfo:
         return cls(**data)
 
+    def fires(self, revision: int, tick: float) -> bool:
+        """Whether ``tick`` may fire now (see ``Store.fire_schedule``)."""
+        return (
+            self.revision == revision
+            and not self.paused
+            and tick > self.since
+            and (self.last_tick is None or tick > self.last_tick)
+        )
+
+    def pause(self, paused: bool, now: float) -> bool:
+        """Pause or resume (see ``Store.pause_schedule``); whether that is a change."""
+        if self.paused == paused:
+            return False
+        self.paused, self.revision, self.updated_at = paused, self.revision + 1, now
+        if not paused:
+            self.since = now
+        return True
+
     def same_definition(self, other: ScheduleInfo) -> bool:
         return (self.cron, self.every, self.timezone, self.catchup) == (
             other.cron,

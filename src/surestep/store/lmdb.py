@@ -1391,10 +1391,7 @@ class LmdbStore(Store):
             stored = self._schedule(txn, workflow)
             if stored is None:
                 raise ScheduleNotFoundError(f"no schedule for workflow {workflow!r} in {self.url}")
-            if stored.paused != paused:
-                stored.paused, stored.revision, stored.updated_at = paused, stored.revision + 1, now
-                if not paused:
-                    stored.since = now
+            if stored.pause(paused, now):
                 self._put_schedule(txn, stored)
             return stored
 
@@ -1424,13 +1421,7 @@ class LmdbStore(Store):
     ) -> RunInfo | None:
         def op(txn: Any) -> RunInfo | None:
             stored = self._schedule(txn, workflow)
-            if (
-                stored is None
-                or stored.revision != revision
-                or stored.paused
-                or tick <= stored.since
-                or (stored.last_tick is not None and tick <= stored.last_tick)
-            ):
+            if stored is None or not stored.fires(revision, tick):
                 return None
             stored.last_tick = tick
             self._put_schedule(txn, stored)

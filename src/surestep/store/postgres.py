@@ -1411,10 +1411,7 @@ class PostgresStore(Store):
             stored = await self._locked_schedule(conn, workflow)
             if stored is None:
                 raise ScheduleNotFoundError(f"no schedule for workflow {workflow!r} in {self.url}")
-            if stored.paused != paused:
-                stored.paused, stored.revision, stored.updated_at = paused, stored.revision + 1, now
-                if not paused:
-                    stored.since = now
+            if stored.pause(paused, now):
                 await self._write_schedule(conn, stored)
                 await self._notify(conn)
             return stored
@@ -1426,13 +1423,7 @@ class PostgresStore(Store):
     ) -> RunInfo | None:
         async def body(conn: Any) -> RunInfo | None:
             stored = await self._locked_schedule(conn, workflow)
-            if (
-                stored is None
-                or stored.revision != revision
-                or stored.paused
-                or tick <= stored.since
-                or (stored.last_tick is not None and tick <= stored.last_tick)
-            ):
+            if stored is None or not stored.fires(revision, tick):
                 return None
             await conn.execute(
                 f"UPDATE {self._s}.schedules SET last_tick = $2 WHERE workflow = $1",
