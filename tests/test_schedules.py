@@ -23,7 +23,14 @@ import pytest
 from surestep import ConfigurationError, DefinitionError, Engine, WorkflowContext, workflow
 from surestep.engine import run_loop
 from surestep.errors import ScheduleNotFoundError
-from surestep.schedules import LATE_AFTER, MAX_CATCHUP, next_tick, plan, ticks_between
+from surestep.schedules import (
+    LATE_AFTER,
+    MAX_CATCHUP,
+    fire_due,
+    next_tick,
+    plan,
+    ticks_between,
+)
 from surestep.store import Store, open_store
 from surestep.store.base import ScheduleInfo
 
@@ -240,6 +247,29 @@ async def test_a_deployment_decides_the_schedule(store_url: str) -> None:
         )
         local = datetime.fromtimestamp(schedule["next_tick"], ZoneInfo("Europe/Paris"))
         assert (local.weekday(), local.hour, local.minute) == (0, 9, 0)
+
+
+@pytest.mark.parametrize(("catchup", "runs"), [("all", 11), ("latest", 1), ("none", 0)])
+async def test_fire_due_applies_the_catchup_policy(store_url: str, catchup: str, runs: int) -> None:
+    """Downtime simulated by the times given: the store takes them from the caller."""
+    base = math.floor(time.time() / 60) * 60
+    store = open_store(store_url)
+    await store.open()
+    try:
+        schedule = ScheduleInfo("ticker", "v1", None, 60.0, "UTC", catchup)
+        await store.register_schedule("ticker", "v1", schedule, base - 600 - 1)
+        # 11 ticks due (base - 600 ... base), the latest 30 s late.
+        assert await fire_due(store, base + 30) == base + 60
+        ticks = await fired(store)
+        assert sorted(ticks) == [base - 60 * n for n in range(runs)][::-1]
+        [stored] = await store.schedules()
+        assert stored.last_tick == base  # the missed ticks are behind it, fired or not
+        # The next tick, on time: every policy fires it.
+        await fire_due(store, base + 61)
+        assert sorted(await fired(store))[-1] == base + 60
+        assert len(await store.list_runs(workflow="ticker")) == runs + 1
+    finally:
+        await store.close()
 
 
 # -- ticks (croniter in the schedule's time zone)
