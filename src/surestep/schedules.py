@@ -67,11 +67,6 @@ class Schedule:
     timezone: str = "UTC"
     catchup: str = "latest"
 
-    def describe(self) -> str:
-        if self.cron is not None:
-            return f"cron {self.cron!r} ({self.timezone})"
-        return f"every {self.every:g}s"
-
 
 def define(
     cron: Any = None, every: Any = None, timezone: Any = None, catchup: Any = None
@@ -289,7 +284,7 @@ async def fire_due(store: Store, now: float) -> float | None:
             if started is not None:
                 log.info("schedule of %s: tick %s started run %s",
                          schedule.workflow, iso(tick), started.run_id)  # fmt: skip
-        due = next_tick(schedule, max(now, fire[-1] if fire else now))
+        due = next_tick(schedule, now)
         wake = due if wake is None else min(wake, due)
     return wake
 
