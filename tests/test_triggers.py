@@ -160,12 +160,13 @@ async def test_emit_in_process(store_url: str) -> None:
         [other] = await engine.emit("invoice.paid", {"invoice": "i-2", "amount": 7})
         assert other.run_id != handle.run_id
         run = await handle.info()
-        assert (run.workflow, run.kwargs, run.status) == (
-            "thank",
-            {"invoice": "i-1", "amount": 5},
-            "pending",
-        )
-        assert len(await engine.runs(workflow="thank")) == 2
+        assert (run.workflow, run.kwargs) == ("thank", {"invoice": "i-1", "amount": 5})
+        assert await handle.result() == "i-1: 5"  # executed here: this engine serves it
+        assert await other.result() == "i-2: 7"
+        async with Engine(store_url, execute=False) as client:
+            [pending] = await client.emit("invoice.paid", {"invoice": "i-3", "amount": 1})
+            assert (await pending.info()).status == "pending"  # a client executes nothing
+        assert len(await engine.runs(workflow="thank")) == 3
         for payload in ([1], "text", 3):
             with pytest.raises(ConfigurationError, match="JSON object"):
                 await engine.emit("invoice.paid", payload)
@@ -177,4 +178,4 @@ async def test_emit_in_process(store_url: str) -> None:
         for name in ("", "a\x00b", 5):
             with pytest.raises(ConfigurationError):
                 await engine.emit(name, {})  # type: ignore[arg-type]
-        assert len(await engine.runs(workflow="thank")) == 2  # nothing refused was stored
+        assert len(await engine.runs(workflow="thank")) == 3  # nothing refused was stored

@@ -610,9 +610,19 @@ class Engine:
         """Start one run of every workflow subscribed to event ``name``
         (``@workflow(triggers=[event(name)])``), with the JSON object ``payload`` as
         its keyword arguments; the runs are stored when this returns. The same ``id``
-        again starts nothing new and returns the same runs (``None``: a new id)."""
+        again starts nothing new and returns the same runs (``None``: a new id). Runs
+        of workflows this engine serves are executed here, others by workers."""
         await self.open()
         runs = await triggers.emit(self.store, name, payload, id)
+        if self.execute:  # as a start does: executed here when this code serves it
+            served = served_versions()
+            for run in runs:
+                if served.get(run.workflow) == run.version and run.run_id not in self._active:
+                    claimed = await self.store.claim(run.run_id, self.owner, self.lease_seconds)
+                    if claimed is not None:
+                        self._launch(
+                            find_workflow(run.workflow), claimed, replay=claimed.attempt > 1
+                        )
         return [RunHandle(self, run.run_id) for run in runs]
 
     async def schedules(self) -> list[dict[str, Any]]:
