@@ -212,3 +212,20 @@ async def test_a_key_refused_before_anything_is_written(store_url: str) -> None:
             await store.emit_event("e", {}, refuse)
         assert await store.list_runs() == []
         assert await store.idempotency_keys("") == {}
+
+
+async def test_concurrent_emits_of_one_event_start_one_run_each(store_url: str) -> None:
+    async with opened(store_url) as one, opened(store_url) as two:
+        for workflow in ("a", "b", "c"):
+            await one.register_subscriptions(workflow, "v1", ["e"])
+        for event_id in range(5):
+
+            def keys(workflow: str, event_id: int = event_id) -> str:
+                return f"event:e:{event_id}:{workflow}"
+
+            emits = [store.emit_event("e", {}, keys) for store in (one, two) for _ in range(3)]
+            answers = await asyncio.gather(*emits)
+            assert len({tuple(run.run_id for run in runs) for runs in answers}) == 1
+            assert [run.workflow for run in answers[0]] == ["a", "b", "c"]
+        assert len(await two.list_runs()) == 15
+        assert len(await one.idempotency_keys("event:e:")) == 15
