@@ -6,6 +6,7 @@ count runs per tick key."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import random
@@ -387,3 +388,46 @@ def test_schedule_options_are_checked() -> None:
 
     spec = defaults.__surestep__  # type: ignore[attr-defined]
     assert (spec.schedule.every, spec.schedule.catchup, spec.schedule.cron) == (300.0, "none", None)
+
+
+def test_the_schedules_command(store_url: str) -> None:
+    async def store_one() -> None:
+        store = open_store(store_url)
+        await store.open()
+        try:
+            schedule = ScheduleInfo("report", "v1", "0 9 * * 1-5", None, "Asia/Tokyo", "none")
+            await store.register_schedule("report", "v1", schedule, time.time())
+        finally:
+            await store.close()
+
+    def surestep(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "surestep.cli", *args, "--store", store_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    run_loop(store_one())
+    listed = surestep("schedules", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["workflow"], row["cron"], row["timezone"], row["catchup"], row["paused"]) == (
+        "report",
+        "0 9 * * 1-5",
+        "Asia/Tokyo",
+        "none",
+        False,
+    )
+    upcoming = datetime.fromtimestamp(row["next_tick"], ZoneInfo("Asia/Tokyo"))
+    assert (upcoming.hour, upcoming.minute) == (9, 0) and upcoming.weekday() < 5
+    table = surestep("schedules")
+    assert table.returncode == 0 and "cron 0 9 * * 1-5 (Asia/Tokyo)" in table.stdout
+    assert surestep("schedules", "pause", "report").stdout == "paused the schedule of report\n"
+    [row] = json.loads(surestep("schedules", "--json").stdout)
+    assert row["paused"] is True and row["next_tick"] is None
+    assert "paused" in surestep("schedules").stdout
+    assert surestep("schedules", "resume", "report").returncode == 0
+    assert json.loads(surestep("schedules", "--json").stdout)[0]["paused"] is False
+    missing = surestep("schedules", "pause", "nope")
+    assert missing.returncode == 3 and "no schedule for workflow 'nope'" in missing.stderr
