@@ -97,6 +97,9 @@ def test_emit_from_a_process_without_the_workflows(store_url: str) -> None:
         assert deleted.returncode == 0 and deleted.stdout.split()[1] == "audit"
         nobody = surestep("emit", "order.paid", "{}", "--store", store_url)
         assert nobody.returncode == 0 and "no workflow is subscribed" in nobody.stdout
+        if "://" not in store_url:  # no store there: nothing is created
+            nowhere = surestep("emit", "user.created", "{}", "--store", store_url + "-typo")
+            assert nowhere.returncode == 4 and not os.path.exists(store_url + "-typo")
         bad = surestep("emit", "user.created", "[1, 2]", "--store", store_url)
         assert bad.returncode == 2 and "JSON object" in bad.stderr
 

@@ -1224,7 +1224,7 @@ def emit_command(event: str, payload: str, event_id: str | None, as_json: bool, 
 
 
 async def _emit(store: str, event: str, payload: Any, event_id: str | None) -> list[RunInfo]:
-    async with _engine(store, create=True) as engine:
+    async with _engine(store) as engine:  # subscriptions live in an existing store
         handles = await engine.emit(event, payload, id=event_id)
         return [await handle.info() for handle in handles]
 
