@@ -431,3 +431,20 @@ def test_the_schedules_command(store_url: str) -> None:
     assert json.loads(surestep("schedules", "--json").stdout)[0]["paused"] is False
     missing = surestep("schedules", "pause", "nope")
     assert missing.returncode == 3 and "no schedule for workflow 'nope'" in missing.stderr
+
+
+async def test_a_schedule_this_host_cannot_compute_does_not_stop_the_others(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    await store.open()
+    try:
+        now = time.time()
+        alien = ScheduleInfo("alien", "v1", "0 * * * *", None, "Nowhere/Atlantis", "latest")
+        await store.register_schedule("alien", "v1", alien, now - 7200)
+        fine = ScheduleInfo("ticker", "v1", None, 60.0, "UTC", "latest")
+        await store.register_schedule("ticker", "v1", fine, now - 7200)
+        assert await fire_due(store, now) == next_tick(fine, now)
+        assert len(await fired(store)) == 1
+    finally:
+        await store.close()

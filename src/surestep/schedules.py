@@ -264,29 +264,31 @@ async def fire_due(store: Store, now: float) -> float | None:
     for schedule in await store.schedules():
         if schedule.paused:
             continue
-        fire, skip = plan(schedule, now)
-        if skip is not None:
-            log.info("schedule of %s: tick %s missed, no run (catchup='none')",
-                     schedule.workflow, iso(skip))  # fmt: skip
-            await store.fire_schedule(schedule.workflow, schedule.revision, skip, None, "")
-        for tick in fire:
-            run = RunInfo(
-                run_id=new_run_id(),
-                workflow=schedule.workflow,
-                version=schedule.version,
-                args=[],
-                kwargs={},
-            )
-            key = tick_key(schedule.workflow, tick)
-            started = await store.fire_schedule(
-                schedule.workflow, schedule.revision, tick, run, key
-            )
-            if started is not None:
-                log.info("schedule of %s: tick %s started run %s",
-                         schedule.workflow, iso(tick), started.run_id)  # fmt: skip
-        due = next_tick(schedule, now)
+        try:
+            await _fire(store, schedule, now)
+            due = next_tick(schedule, now)
+        except StoreError:
+            raise
+        except Exception:  # this host cannot compute it (a time zone it lacks, say)
+            log.exception("schedule of %s: its ticks cannot be computed here", schedule.workflow)
+            continue
         wake = due if wake is None else min(wake, due)
     return wake
+
+
+async def _fire(store: Store, schedule: ScheduleInfo, now: float) -> None:
+    fire, skip = plan(schedule, now)
+    if skip is not None:
+        log.info("schedule of %s: tick %s missed, no run (catchup='none')",
+                 schedule.workflow, iso(skip))  # fmt: skip
+        await store.fire_schedule(schedule.workflow, schedule.revision, skip, None, "")
+    for tick in fire:
+        run = RunInfo(new_run_id(), schedule.workflow, schedule.version, args=[], kwargs={})
+        key = tick_key(schedule.workflow, tick)
+        started = await store.fire_schedule(schedule.workflow, schedule.revision, tick, run, key)
+        if started is not None:
+            log.info("schedule of %s: tick %s started run %s",
+                     schedule.workflow, iso(tick), started.run_id)  # fmt: skip
 
 
 async def run_scheduler(store: Store) -> None:
