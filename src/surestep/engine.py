@@ -617,7 +617,7 @@ class Engine:
         if self.execute:  # as a start does: executed here when this code serves it
             served = served_versions()
             for run in runs:
-                if served.get(run.workflow) == run.version and run.run_id not in self._active:
+                if run.version in served.get(run.workflow, ()) and run.run_id not in self._active:
                     claimed = await self.store.claim(run.run_id, self.owner, self.lease_seconds)
                     if claimed is not None:
                         self._launch(
