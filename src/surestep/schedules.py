@@ -335,4 +335,12 @@ async def register(store: Store, specs: Sequence[WorkflowSpec], force: bool = Fa
             )
         ):
             continue
-        await store.register_schedule(spec.name, spec.version, want, now)
+        kept = await store.register_schedule(spec.name, spec.version, want, now)
+        if kept is None:
+            log.info("schedule of %s: removed", spec.name)
+        else:
+            when = (
+                f"cron {kept.cron!r} ({kept.timezone})" if kept.cron else f"every {kept.every:g}s"
+            )
+            log.info("schedule of %s: %s, catchup=%r, version %s%s", spec.name, when,
+                     kept.catchup, kept.version, " (paused)" if kept.paused else "")  # fmt: skip

@@ -18,6 +18,7 @@ workflow's keyword arguments (``async def welcome(ctx, user_id: str)``).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from .store.base import RunInfo, Store
 
 if TYPE_CHECKING:
     from .decorators import WorkflowSpec
+
+log = logging.getLogger("surestep.triggers")
 
 MAX_KEY_BYTES = 255  # an idempotency key, in UTF-8 (an LMDB key holds 511 at most)
 
@@ -85,7 +88,8 @@ async def register(store: Store, specs: Sequence[WorkflowSpec], force: bool = Fa
         have = held.get(spec.name, ([], spec.version))
         if not force and (sorted(have[0]), have[1]) == (want, spec.version):
             continue
-        await store.register_subscriptions(spec.name, spec.version, want)
+        names = await store.register_subscriptions(spec.name, spec.version, want)
+        log.info("event triggers of %s: %s", spec.name, ", ".join(names) or "none")
 
 
 async def emit(store: Store, name: str, payload: Any, event_id: Any) -> list[RunInfo]:
