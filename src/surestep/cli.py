@@ -1145,6 +1145,9 @@ def schedules_command(ctx: click.Context, as_json: bool, store: str) -> None:
     policy, paused or not, the last tick fired and the next one."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich.table import Table
+    from rich.text import Text
+
     rows = run_loop(_schedules(store))
     if as_json:
         _echo_json(rows)
@@ -1162,7 +1165,7 @@ def schedules_command(ctx: click.Context, as_json: bool, store: str) -> None:
 
 
 async def _schedules(store: str) -> list[dict[str, Any]]:
-    async with _engine(store) as engine:
+    async with _engine(store, reading=True) as engine:
         return await engine.schedules()
 
 

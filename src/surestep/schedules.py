@@ -31,7 +31,6 @@ before its definition last changed, or from while it was paused never fire.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -294,6 +293,8 @@ async def _fire(store: Store, schedule: ScheduleInfo, now: float) -> None:
 async def run_scheduler(store: Store) -> None:
     """Fire due ticks until cancelled: sleep until the next tick, or until the store
     changes (a schedule registered, paused or resumed, anywhere)."""
+    import asyncio  # here: `surestep --help` imports this module, and no asyncio
+
     while True:
         try:
             wake = await fire_due(store, time.time())
