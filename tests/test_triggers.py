@@ -182,3 +182,29 @@ async def test_emit_in_process(store_url: str) -> None:
             with pytest.raises(ConfigurationError):
                 await engine.emit(name, {})  # type: ignore[arg-type]
         assert len(await engine.runs(workflow="thank")) == 3  # nothing refused was stored
+
+
+async def test_the_runs_keys_are_idempotency_keys(store_url: str) -> None:
+    """A start with the key of a run an event or a tick started returns that run."""
+    from surestep.schedules import fire_due, tick_key
+    from surestep.triggers import event_key
+
+    @workflow(triggers=[event("invoice.paid")])
+    async def thank(ctx: WorkflowContext, invoice: str) -> str:
+        return invoice
+
+    @workflow(name="nightly", every=3600)
+    async def nightly(ctx: WorkflowContext) -> int:
+        return 1
+
+    async with Engine(store_url) as engine:
+        [emitted] = await engine.emit("invoice.paid", {"invoice": "i-1"}, id="p-1")
+        key = event_key("invoice.paid", "p-1", "thank")
+        again = await engine.start(thank, invoice="i-1", idempotency_key=key)
+        assert again.run_id == emitted.run_id
+        [schedule] = await engine.store.schedules()
+        tick = schedule.since + 3600 - schedule.since % 3600
+        await fire_due(engine.store, tick + 1)  # as the scheduler does at that time
+        [(key, run_id)] = (await engine.store.idempotency_keys("schedule:nightly:")).items()
+        assert key == tick_key("nightly", tick)
+        assert (await engine.start(nightly, idempotency_key=key)).run_id == run_id
