@@ -208,3 +208,37 @@ async def test_the_runs_keys_are_idempotency_keys(store_url: str) -> None:
         [(key, run_id)] = (await engine.store.idempotency_keys("schedule:nightly:")).items()
         assert key == tick_key("nightly", tick)
         assert (await engine.start(nightly, idempotency_key=key)).run_id == run_id
+
+
+def test_emit_and_schedules_over_http(store_url: str) -> None:
+    """POST /api/events and GET /api/schedules of `surestep serve`, real requests."""
+    import httpx
+
+    from http_server import Served
+
+    async def subscribe() -> None:
+        async with Engine(store_url, execute=False) as engine:
+            await engine.store.register_subscriptions("welcome", "v1", ["user.created"])
+
+    run_loop(subscribe())
+    served = Served(store_url)
+    try:
+        json_type = {"Content-Type": "application/json"}
+        body = {"name": "user.created", "payload": {"user_id": "u-7"}, "id": "evt-7"}
+        first = httpx.post(served.base + "/api/events", json=body, headers=json_type, timeout=60)
+        assert first.status_code == 202, first.text
+        [run] = first.json()["runs"]
+        assert (run["workflow"], run["kwargs"]) == ("welcome", {"user_id": "u-7"})
+        again = httpx.post(served.base + "/api/events", json=body, headers=json_type, timeout=60)
+        assert [r["run_id"] for r in again.json()["runs"]] == [run["run_id"]]
+        bad = httpx.post(
+            served.base + "/api/events",
+            json={"name": "user.created", "payload": [1]},
+            headers=json_type,
+            timeout=60,
+        )
+        assert bad.status_code == 422 and "JSON object" in bad.json()["error"]
+        listed = httpx.get(served.base + "/api/schedules", timeout=60)
+        assert listed.status_code == 200 and listed.json() == {"schedules": []}
+    finally:
+        assert served.close() == 0

@@ -23,6 +23,9 @@ API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
     POST /api/runs/{id}/events            {"name", "payload"}: send it an event [act]
     POST /api/runs/{id}/answer            {"answer"}: answer the question it waits on
                                           (ctx.wait_for_user; null skips) [act]
+    POST /api/events                      {"name", "payload", "id"}: emit an event: start
+                                          the workflows subscribed to it [act]
+    GET  /api/schedules                   the schedules, with their next tick [read]
 
 A start with an ``Idempotency-Key`` header returns the run that key started,
 if any, instead of starting another. ``POST /webhooks/<workflow>`` starts a
@@ -66,6 +69,7 @@ from ..errors import (
     JournalCorruptError,
     RunCancelledError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     SerializationError,
     StoreError,
     SurestepError,
@@ -106,7 +110,7 @@ WEBHOOKS = "/webhooks/"
 
 def error_status(exc: SurestepError) -> int:
     """The HTTP status for an error, by the classes of the CLI's exit codes."""
-    if isinstance(exc, (RunNotFoundError, UnknownWorkflowError)):
+    if isinstance(exc, (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)):
         return 404
     if isinstance(exc, (StoreError, JournalCorruptError)):
         return 503
@@ -411,6 +415,22 @@ class Api:
         await self.engine.answer(run_id, body["answer"])  # AnswerError: 400, nothing sent
         return json_response({"answered": True, "run": run_json(await self.engine.get_run(run_id))})
 
+    async def emit(self, request: Request) -> Response:
+        self.authorize(request, ACT)
+        body = await self.body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise HTTPException(400, 'send {"name": "...", "payload": {...}, "id": "..."}')
+        unknown = set(body) - {"name", "payload", "id"}
+        if unknown:
+            raise HTTPException(400, f"unknown fields: {', '.join(sorted(unknown))}")
+        handles = await self.engine.emit(body["name"], body.get("payload"), id=body.get("id"))
+        runs = [await self.engine.get_run(handle.run_id) for handle in handles]
+        return json_response({"runs": [run_json(run) for run in runs]}, 202)
+
+    async def schedules(self, request: Request) -> Response:
+        self.authorize(request, READ)
+        return json_response({"schedules": await self.engine.schedules()})
+
     async def no_api(self, request: Request) -> Response:
         self.authorize(request, READ)
         raise HTTPException(404, f"no API at {request.url.path}")
@@ -543,6 +563,8 @@ def create_app(
         Route(run + "/cancel", api.cancel, methods=["POST"]),
         Route(run + "/events", api.send, methods=["POST"]),
         Route(run + "/answer", api.answer, methods=["POST"]),
+        Route("/api/events", api.emit, methods=["POST"]),
+        Route("/api/schedules", api.schedules, methods=["GET"]),
         Route("/api/{rest:path}", api.no_api),
         Route(WEBHOOKS + "{name}", api.webhook, methods=["POST"]),
     ]
