@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -526,3 +527,47 @@ def test_actions_default_to_loopback_only(store: Path, runs: Runs) -> None:
         assert status == 200 and body["cancelled"] is False  # it had completed
     finally:
         acting.close()
+
+
+def test_the_schedules_are_listed_under_the_runs(
+    browser: Browser, dashboard: DashboardProcess, tmp_path: Path
+) -> None:
+    import asyncio
+    import time
+
+    from surestep.store import open_store
+    from surestep.store.base import ScheduleInfo
+
+    browser.goto(dashboard.url)  # a store without schedules: no section
+    browser.wait_for("document.querySelector('#schedules')?.hidden === true")
+
+    store = tmp_path / "store"
+
+    async def schedule(paused: bool) -> None:
+        opened = open_store(str(store))
+        await opened.open()
+        try:
+            if not paused:  # yearly: never due while the test runs
+                yearly = ScheduleInfo("report", "v1", "0 9 1 1 *", None, "Asia/Tokyo", "none")
+                await opened.register_schedule("report", "v1", yearly, time.time())
+            else:
+                await opened.pause_schedule("report", True, time.time())
+        finally:
+            await opened.close()
+
+    asyncio.run(schedule(paused=False))
+    server = DashboardProcess(store)
+    try:
+        browser.goto(server.url)
+        browser.wait_for("document.querySelectorAll('tr.schedule-row').length === 1")
+        row = browser.text('tr.schedule-row[data-workflow="report"]')
+        assert "cron 0 9 1 1 * (Asia/Tokyo)" in row and "none" in row and "active" in row
+        # No tick fired yet; the next one shown as a local date and time.
+        assert re.search(r"\t-\t\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", row), row
+        asyncio.run(schedule(paused=True))
+        browser.wait_for(
+            "document.querySelector('tr.schedule-row')?.innerText.includes('paused')",
+            timeout=30,
+        )
+    finally:
+        server.close()

@@ -221,6 +221,7 @@
         }, 200);
       },
     });
+    const schedules = h("section", { id: "schedules", hidden: true });
     view.replaceChildren(
       h("h1", {}, "Runs"),
       h("div", { class: "toolbar" }, filters, search, live),
@@ -229,6 +230,7 @@
           ["Run", "Workflow", "Status", "Started", "Duration", "Attempt", "Session", "User"]
             .map((t) => h("th", {}, t)))),
         body),
+      schedules,
     );
 
     function remember() {
@@ -249,6 +251,7 @@
         if (routeKey !== "list") return;
         say("");
         body.replaceChildren(...renderRuns(data.runs));
+        renderSchedules(schedules, (await api("/api/schedules")).schedules);
         const running = data.runs.some((r) => !r.finished);
         live.className = running ? "live on" : "live";
         live.textContent = `${data.runs.length}${data.truncated ? "+" : ""} run${data.runs.length === 1 ? "" : "s"}` +
@@ -259,6 +262,25 @@
       if (routeKey === "list") schedule(load, LIST_REFRESH_MS);
     }
     load();
+  }
+
+  // The stored schedules, under the runs (the section stays hidden while there are none).
+  function renderSchedules(box, schedules) {
+    box.hidden = !schedules.length;
+    box.replaceChildren(
+      h("h2", {}, "Schedules"),
+      h("table", { id: "schedules-table" },
+        h("thead", {}, h("tr", {},
+          ["Workflow", "Schedule", "Catch-up", "State", "Last tick", "Next tick"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, ...schedules.map((s) => h("tr", { class: "schedule-row", "data-workflow": s.workflow },
+          h("td", {}, s.workflow),
+          h("td", { class: "mono" }, s.cron ? `cron ${s.cron} (${s.timezone})` : `every ${s.every}s`),
+          h("td", {}, s.catchup),
+          h("td", {}, s.paused ? "paused" : "active"),
+          h("td", { class: "mono" }, fmtTime(s.last_tick) || "-"),
+          h("td", { class: "mono" }, fmtTime(s.next_tick) || "-"),
+        )))),
+    );
   }
 
   function renderRuns(runs) {
