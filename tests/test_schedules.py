@@ -43,7 +43,7 @@ import sys
 from surestep.engine import run_loop
 from surestep.worker import serve
 ready = lambda: print("ready", flush=True)
-run_loop(serve(sys.argv[1], ["ways_in_workload"], concurrency=8, lease_seconds=2.0,
+run_loop(serve(sys.argv[1], ["support.ways_in_workload"], concurrency=8, lease_seconds=2.0,
                on_ready=ready))
 """
 

@@ -23,7 +23,7 @@ import sys
 from surestep.engine import run_loop
 from surestep.worker import serve
 ready = lambda: print("ready", flush=True)
-run_loop(serve(sys.argv[1], ["ways_in_workload"], concurrency=8, lease_seconds=2.0,
+run_loop(serve(sys.argv[1], ["support.ways_in_workload"], concurrency=8, lease_seconds=2.0,
                on_ready=ready))
 """
 
@@ -77,7 +77,7 @@ def surestep(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_emit_from_a_process_without_the_workflows(store_url: str) -> None:
-    """The test process never imports ``ways_in_workload``; the CLI emits."""
+    """The test process never imports ``support.ways_in_workload``; the CLI emits."""
     worker = spawn_worker(store_url)
     try:
         subscribed(store_url, 3)
@@ -214,7 +214,7 @@ def test_emit_and_schedules_over_http(store_url: str) -> None:
     """POST /api/events and GET /api/schedules of `surestep serve`, real requests."""
     import httpx
 
-    from http_server import Served
+    from support.http_server import Served
 
     async def subscribe() -> None:
         async with Engine(store_url, execute=False) as engine:
