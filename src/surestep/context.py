@@ -168,6 +168,7 @@ class WorkflowContext:
         runtime: Runtime | None = None,
         inline_sleep: float = 1.0,
         tracer: Any = None,
+        failed_attempts: dict[int, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.run_id = run.run_id
         self.session_id = run.session_id or run.run_id
@@ -179,6 +180,8 @@ class WorkflowContext:
         self._inline_sleep = inline_sleep
         self._tracer = tracer  # OpenTelemetry, when the engine traces (surestep.telemetry)
         self._attempts_taken: dict[int, int] = {}
+        # Steps whose attempts failed before the run was resumed (Store.attempts), by step.
+        self._failed_attempts = failed_attempts or {}
 
     # Made on first use: most runs touch few of them, and every object a parked run
     # keeps costs memory and a garbage collector's walk.
@@ -407,20 +410,26 @@ class WorkflowContext:
                     raise _AttemptsExhausted(exc, 1) from exc
             else:
                 assert fn is not None
-                failed_first: Exception | None = None
-                try:  # the first attempt here, the retries (if any) in _retry
-                    output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
-                    if _is_awaitable(output):
-                        output = await output
-                    attempts = 1
-                except Exception as exc:
-                    failed_first = exc
-                if failed_first is not None:  # retried outside the handler: nothing chains
-                    again = partial(self._attempt, spec, fn, args, kwargs, name, seq, key)
-                    output, attempts = await self._retry(spec, name, seq, failed_first, again)
+                again = partial(self._attempt, spec, fn, args, kwargs, name, seq, key)
+                failed_before = self._failed_attempts.get(seq) if self._failed_attempts else None
+                if failed_before:  # attempts failed before the run was resumed
+                    started = failed_before[0]["t0"]
+                    output, attempts = await self._retry(spec, name, seq, failed_before, again)
+                else:
+                    failed_first: Exception | None = None
+                    try:  # the first attempt here, the retries (if any) in _retry
+                        output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
+                        if _is_awaitable(output):
+                            output = await output
+                        attempts = 1
+                    except Exception as exc:
+                        failed_first = exc
+                    if failed_first is not None:  # retried outside the handler: no chain
+                        failure = _Failure(failed_first, started)
+                        output, attempts = await self._retry(spec, name, seq, failure, again)
         except _AttemptsExhausted as failed:
             error = await self._journal_failure(seq, name, key, stored_input, started, failed)
-            raise error from failed.error
+            raise error from (failed.error if isinstance(failed.error, Exception) else None)
         try:
             output_json = serde.dumps(output, "the result of step %d (%s)", seq, name)
         except SerializationError:  # a typed result: as JSON, decoded below as on replay
@@ -439,6 +448,8 @@ class WorkflowContext:
         if recorder.pending:
             await recorder.flush()
         await recorder.store.append(self.run_id, recorder.fence, seq, record)
+        if attempts > 1:
+            await recorder.store.retry_done(self.run_id, recorder.fence, seq)
         if self._tracer is not None:
             self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value
@@ -484,33 +495,77 @@ class WorkflowContext:
         spec: FunctionSpec | None,
         name: str,
         seq: int,
-        error: Exception,
+        failed: _Failure | list[dict[str, Any]],
         attempt_again: Callable[[int], Any],
     ) -> tuple[Any, int]:
-        """The attempts after a failed first one (``attempt_again(n)``: attempt ``n``), as
-        the function's retry policy allows; the result and the number of attempts taken,
-        or ``_AttemptsExhausted``."""
-        attempt = 0
+        """The attempts after failed ones, as the function's retry policy allows: the
+        result and the number of attempts taken, or ``_AttemptsExhausted``.
+
+        ``failed``: the attempt that just failed, or the attempts recorded as failed before
+        the run was resumed (``Store.attempts``). Each failure that is retried is kept in
+        the store before the backoff, so a crash does not reset the count; a backoff
+        longer than the engine's ``inline_sleep`` gives the run back until the next
+        attempt is due, as a durable sleep does. (``attempt_again(n)``: attempt ``n``,
+        from 0.)"""
+        recorder = self._recorder
+        most = 1 if spec is None else spec.retry.max_attempts
+        if isinstance(failed, list):
+            taken, next_at = len(failed), failed[-1]["next"]
+            error: Exception | dict[str, Any] = failed[-1]["e"]
+        else:
+            assert failed.error is not None
+            taken, error, next_at = 1, failed.error, None
         while True:
-            if spec is None or attempt + 1 >= spec.retry.max_attempts:
-                raise _AttemptsExhausted(error, attempt + 1) from error
-            self.logger.info(
-                "step %d (%s) attempt %d of %d failed: %r; retrying",
-                seq,
-                name,
-                attempt + 1,
-                spec.retry.max_attempts,
-                error,
-            )
-            await asyncio.sleep(spec.delay(attempt))
-            attempt += 1
+            if taken >= most:
+                raise _AttemptsExhausted(error, taken)
+            assert spec is not None
+            if next_at is None:  # a new failure: kept before waiting for the next attempt
+                assert isinstance(error, Exception) and isinstance(failed, _Failure)
+                ended = time.time()
+                next_at = ended + spec.delay(taken - 1)
+                self.logger.info(
+                    "step %d (%s) attempt %d of %d failed: %r; retrying",
+                    seq,
+                    name,
+                    taken,
+                    most,
+                    error,
+                )
+                described = describe(error)
+                retry = {
+                    "seq": seq,
+                    "name": name,
+                    "attempt": taken + 1,
+                    "of": most,
+                    "next_at": next_at,
+                    "error": f"{described['type']}: {described['message']}",
+                }
+                body = journal.attempt_body(seq, taken, failed.started, ended, next_at, described)
+                give_back = next_at - ended > self._inline_sleep
+                if give_back:
+                    await recorder.flush()  # the run's records before it is given back
+                await recorder.store.record_attempt(
+                    self.run_id, recorder.fence, seq, taken, body, retry,
+                    next_at if give_back else None,
+                )  # fmt: skip
+                if give_back:
+                    raise Suspended(next_at, given_back=True)
+            remaining = next_at - time.time()
+            if remaining > self._inline_sleep:  # resumed early (a crash): wait durably
+                raise Suspended(next_at)
+            while remaining > 0:  # the loop's timers can fire a little early by the wall clock
+                await asyncio.sleep(remaining)
+                remaining = next_at - time.time()
+            failed = _Failure(None, time.time())
             try:
-                result = attempt_again(attempt)
+                result = attempt_again(taken)
                 if _is_awaitable(result):
                     result = await result
-                return result, attempt + 1
+                return result, taken + 1
             except Exception as exc:
-                error = exc
+                failed.error = error = exc
+            taken += 1
+            next_at = None
 
     async def _journal_failure(
         self,
@@ -522,13 +577,15 @@ class WorkflowContext:
         failed: _AttemptsExhausted,
     ) -> StepFailedError:
         """Journal a step's final failure; return the error the workflow sees."""
-        error = describe(failed.error)
+        error = failed.error if isinstance(failed.error, dict) else describe(failed.error)
         body = journal.step_error(error, f"the error of step {seq} ({name})")
         record = _core.encode_record(
             _KIND_STEP_ERROR, seq, failed.attempts, name, key, input_json, body, False,
             started, time.time(),
         )  # fmt: skip
         await self._recorder.append(seq, record)
+        if failed.attempts > 1:
+            await self._recorder.store.retry_done(self.run_id, self._recorder.fence, seq)
         return step_failure(name, seq, error, failed.attempts)
 
     # -- durable primitives: each one method over the recorder (value or operation)
@@ -897,9 +954,22 @@ def _is_awaitable(value: object) -> bool:
 
 
 class _AttemptsExhausted(Exception):  # noqa: N818 - internal signal
-    def __init__(self, error: Exception, attempts: int) -> None:
+    """The last attempt failed: its error (an exception, or as recorded before the run
+    was resumed) and how many attempts were taken."""
+
+    def __init__(self, error: Exception | dict[str, Any], attempts: int) -> None:
         self.error = error
         self.attempts = attempts
+
+
+class _Failure:
+    """An attempt that ran from ``started`` (epoch seconds), and its error once it failed."""
+
+    __slots__ = ("error", "started")
+
+    def __init__(self, error: Exception | None, started: float) -> None:
+        self.error = error
+        self.started = started
 
 
 async def _with_timeout(

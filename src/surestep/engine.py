@@ -733,6 +733,14 @@ class Engine:
             )
         return entries
 
+    async def attempts(self, run_id: str) -> dict[int, list[dict[str, Any]]]:
+        """The failed attempts of the run's steps that were retried, by step: each with
+        ``attempt`` (from 1), ``t0``/``t1`` (when it ran), ``next`` (when the next attempt
+        was due) and ``e`` (its error: type, message, traceback)."""
+        await self.open()
+        await self.store.get_run(run_id)
+        return journal.failed_attempts(await self.store.attempts(run_id))
+
     async def state(
         self,
         *,
@@ -785,14 +793,16 @@ class Engine:
         try:
             try:
                 index = None
+                retried: dict[int, list[dict[str, Any]]] = {}
                 if replay:
                     records = await store.journal(run_id)
                     try:
                         index = _core.ReplayIndex.from_records(records)
                     except JournalCorruptError as exc:
                         raise exc.for_run(run_id) from exc
+                    retried = journal.failed_attempts(await store.attempts(run_id))
                 recorder = Recorder(run, store, index)
-                ctx = WorkflowContext(run, recorder, self, self.inline_sleep, self._tracer)
+                ctx = WorkflowContext(run, recorder, self, self.inline_sleep, self._tracer, retried)
                 args, kwargs = tuple(run.args), run.kwargs
                 if spec.conversion is not None:  # typed parameters: read from their JSON
                     args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
@@ -826,7 +836,8 @@ class Engine:
         except Suspended as suspended:
             assert recorder is not None
             await recorder.settle()
-            await store.suspend(run_id, active.fence, suspended.wake_at, suspended.event)
+            if not suspended.given_back:
+                await store.suspend(run_id, active.fence, suspended.wake_at, suspended.event)
             raise
         except asyncio.CancelledError:
             if active.lost:  # cancelled, or the lease moved on: write nothing more

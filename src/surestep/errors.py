@@ -242,11 +242,15 @@ class Cancelled(ControlFlow):
 
 class Suspended(ControlFlow):
     """The run waits (a timer, an event) and gives its worker back: it is resumed by
-    replay when ``wake_at`` comes or ``event`` is sent."""
+    replay when ``wake_at`` comes or ``event`` is sent. ``given_back``: the store has
+    suspended the run already, in the transaction that recorded why (a retry's backoff)."""
 
-    def __init__(self, wake_at: float | None, event: str | None = None) -> None:
+    def __init__(
+        self, wake_at: float | None, event: str | None = None, given_back: bool = False
+    ) -> None:
         self.wake_at = wake_at
         self.event = event
+        self.given_back = given_back
         super().__init__(f"waiting until {wake_at}" + (f" for event {event!r}" if event else ""))
 
 

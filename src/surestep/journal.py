@@ -110,6 +110,27 @@ def step_error(error: dict[str, Any], what: str) -> bytes:
     return serde.dumps({"e": error}, what)
 
 
+def attempt_body(
+    seq: int, attempt: int, started: float, ended: float, next_at: float, error: dict[str, Any]
+) -> bytes:
+    """A failed attempt that is retried, kept beside the journal (``Store.record_attempt``):
+    ``seq``, ``attempt`` (from 1), ``t0``/``t1`` (when it ran), ``next`` (when the next
+    attempt is due), ``e`` (``errors.describe``'s)."""
+    return serde.dumps(
+        {"seq": seq, "attempt": attempt, "t0": started, "t1": ended, "next": next_at, "e": error},
+        "a failed attempt",
+    )
+
+
+def failed_attempts(bodies: list[bytes]) -> dict[int, list[dict[str, Any]]]:
+    """The attempts ``Store.attempts`` answers, by step, in attempt order."""
+    by_step: dict[int, list[dict[str, Any]]] = {}
+    for body in bodies:
+        attempt = serde.loads(body)
+        by_step.setdefault(attempt["seq"], []).append(attempt)
+    return by_step
+
+
 def encode(kind: Kind, seq: int, name: str, body: Body, input_json: bytes | None) -> bytes:
     """The record of anything but a step (no attempts, no key), with the kind's times."""
     now = time.time() if kind.asked or kind.came else None

@@ -117,6 +117,9 @@ class RunInfo:
     # The question a run waiting for a person asked (``ctx.wait_for_user``): read from
     # its journal by the engine, not kept in the run's row
     question: dict[str, Any] | None = None
+    # A step between attempts: ``seq``, ``name``, the next ``attempt`` (from 1) ``of`` how
+    # many, ``next_at`` (epoch seconds) and the last ``error`` ("type: message").
+    retry: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow (not dataclasses.asdict, which deep-copies args and result):
@@ -138,8 +141,19 @@ class RunInfo:
         ``waiting: a person: Ship it?`` (``ctx.wait_for_user``; the question once the
         engine read it),
         (``until ...`` with a timeout), ``waiting: a worker serving checkout v2``
-        (not claimed yet, or its worker stopped); else the status itself."""
+        (not claimed yet, or its worker stopped), ``retrying: step 2 (charge) attempt 3
+        of 5, next at 2026-12-07 15:40:02, last error: TimeoutError: 503``; else the
+        status itself."""
         worker = f"waiting: a worker serving {self.workflow} {self.version}"
+        retry = self.retry
+        if retry is not None and self.waiting_for is None and self.status in (RUNNING, WAITING):
+            if self.status == RUNNING and self.lease_until < time.time():
+                return f"{worker} (the last one stopped)"
+            return (
+                f"retrying: step {retry['seq']} ({retry['name']}) attempt {retry['attempt']} "
+                f"of {retry['of']}, next at {_clock(retry['next_at'])}, "
+                f"last error: {retry['error']}"
+            )
         if self.status == WAITING:
             until = "" if self.wake_at is None else f"until {_clock(self.wake_at)}"
             if self.waiting_for is not None and self.waiting_for.startswith(ANSWER_EVENT):
@@ -438,6 +452,32 @@ class Store(abc.ABC):
         ``workflows`` maps each workflow served here to its version or versions, as for
         :meth:`claim_available`. Overdue timers of other versions are not this
         engine's to wait for (they wait for a worker serving their version)."""
+
+    @abc.abstractmethod
+    async def record_attempt(
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        attempt: int,
+        body: bytes,
+        retry: dict[str, Any],
+        wake_at: float | None,
+    ) -> None:
+        """Keep the failed ``attempt`` (from 1) of step ``seq`` (``body``: JSON) and set
+        the run's ``retry``, in one transaction; with ``wake_at``, the run is also given
+        back until then, as :meth:`suspend` does. Fenced. Writing an attempt again
+        replaces it (a step executed again after a crash)."""
+
+    @abc.abstractmethod
+    async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
+        """Step ``seq`` has its outcome: clear the run's ``retry`` if it names that step.
+        Fenced."""
+
+    @abc.abstractmethod
+    async def attempts(self, run_id: str) -> list[bytes]:
+        """The failed attempts kept by :meth:`record_attempt` (JSON), by step, then by
+        attempt; empty for a run that is gone."""
 
     # -- live engines
 

@@ -31,6 +31,8 @@ Layout (named databases in one environment):
 ``engines``  owner (UTF-8) -> the versions it serves and until when it is live (JSON)
 ``schedules`` workflow name (UTF-8) -> its schedule (JSON, ``ScheduleInfo``)
 ``subscriptions`` event name + NUL + workflow name -> the version that subscribed it
+``attempts`` run key + big-endian step (u32) + attempt (u16) -> a failed attempt that was
+             retried (JSON): kept apart from the journal, which holds one record a step
 
 Writes go through one writer thread per environment that does group commit:
 every operation queued while the previous transaction committed rides the next
@@ -307,6 +309,7 @@ class _Env:
                 self.engines = self._open_added(b"engines")
                 self.schedules = self._open_added(b"schedules")
                 self.subscriptions = self._open_added(b"subscriptions")
+                self.attempts = self._open_added(b"attempts")
                 if not self.readonly:
                     self._mark_origin()
                 return
@@ -1155,14 +1158,58 @@ class LmdbStore(Store):
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
-            now = time.time()
-            run.status, run.owner, run.lease_until, run.updated_at = WAITING, None, 0.0, now
-            run.wake_at, run.waiting_for = wake_at, event
-            if event is not None and self._first_event(txn, key, event) is not None:
-                run.wake_at = now  # it came while the run was deciding to wait
-            self._save(txn, run)
+            self._suspend(txn, key, run, wake_at, event)
 
         await self.env.submit(op, notify=True)
+
+    def _suspend(
+        self, txn: Any, key: bytes, run: RunInfo, wake_at: float | None, event: str | None
+    ) -> None:
+        now = time.time()
+        run.status, run.owner, run.lease_until, run.updated_at = WAITING, None, 0.0, now
+        run.wake_at, run.waiting_for = wake_at, event
+        if event is not None and self._first_event(txn, key, event) is not None:
+            run.wake_at = now  # it came while the run was deciding to wait
+        self._save(txn, run)
+
+    async def record_attempt(
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        attempt: int,
+        body: bytes,
+        retry: dict[str, Any],
+        wake_at: float | None,
+    ) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            run = self._load(txn, key)
+            assert run is not None
+            txn.put(key + _LOG_POS.pack(seq, attempt), body, db=self.env.attempts)
+            run.retry = retry
+            if wake_at is None:
+                self._save(txn, run)
+            else:
+                self._suspend(txn, key, run, wake_at, None)
+
+        await self.env.submit(op, notify=wake_at is not None)
+
+    async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
+        def op(txn: Any) -> None:
+            key = self._check_fence(txn, run_id, fence)
+            run = self._load(txn, key)
+            assert run is not None
+            if run.retry is not None and run.retry.get("seq") == seq:
+                run.retry = None
+                self._save(txn, run)
+
+        await self.env.submit(op)
+
+    async def attempts(self, run_id: str) -> list[bytes]:
+        if self.env.attempts is None:  # a store no release that retries durably has written
+            return []
+        return self._range(self.env.attempts, run_key(run_id), unless_hidden=True)
 
     async def next_wake(self, workflows: ServedVersions) -> float | None:
         wanted = versions_by_workflow(workflows)
@@ -1820,7 +1867,7 @@ class LmdbStore(Store):
             e = self.env
             deleted = cleared = 0
             for tombstone in self._keys_from(txn, e.hidden, b"", limit):
-                for db in (e.journal, e.logs, e.events):
+                for db in (e.journal, e.logs, e.events, e.attempts):
                     keys = self._keys_from(txn, db, tombstone, limit - deleted)
                     for key in keys:
                         txn.delete(key, db=db)

@@ -26,6 +26,9 @@ Schema (in its own PostgreSQL schema, ``surestep`` unless configured):
 ``hidden``          purged runs whose records are still being deleted.
 ``schedules``       one row per scheduled workflow (:class:`ScheduleInfo`).
 ``subscriptions``   ``(event, workflow) -> version``: the event triggers.
+``attempts``        ``(run_id, seq, attempt) -> body bytea``: a step's failed attempts
+                    that were retried (the journal holds one record a step); the run's
+                    ``retry`` column says which step is between attempts.
 ``schema_version``  the migrations applied (see :data:`MIGRATIONS`).
 
 Leases use the database server's clock (``now()``), never a client's, so
@@ -256,6 +259,12 @@ INDEXES = {
     "subscriptions_pkey": "CREATE TABLE IF NOT EXISTS {s}.subscriptions ("
     'event text COLLATE "C" NOT NULL, workflow text COLLATE "C" NOT NULL, '
     "version text NOT NULL, PRIMARY KEY (event, workflow))",
+    # Durable retries: a step's failed attempts, and the run's step between attempts (a
+    # column earlier releases do not select).
+    "attempts_pkey": "CREATE TABLE IF NOT EXISTS {s}.attempts ("
+    'run_id text COLLATE "C" NOT NULL, seq integer NOT NULL, attempt integer NOT NULL, '
+    "body bytea NOT NULL, PRIMARY KEY (run_id, seq, attempt)); "
+    "ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS retry json",
 }
 # Retention's tables, made where missing before the INDEXES, without a new schema version
 # (as those): a release that knows only version 1 keeps opening the store; runs it
@@ -293,8 +302,10 @@ _COLS = (
     "r.run_id, r.workflow, r.version, r.args, r.kwargs, r.status, r.session_id, r.user_id, "
     "extract(epoch FROM r.created_at)::float8, extract(epoch FROM r.updated_at)::float8, "
     "r.attempt, r.result, r.error, r.parent_id, extract(epoch FROM r.wake_at)::float8, "
-    "r.waiting_for, r.owner, coalesce(extract(epoch FROM r.lease_until)::float8, 0), r.fence"
+    "r.waiting_for, r.owner, coalesce(extract(epoch FROM r.lease_until)::float8, 0), r.fence, "
+    "r.retry"
 )
+_AFTER_COLS = 20  # the index of a column selected after _COLS
 
 
 def _claimed_for(run: RunInfo, owner: str | None) -> RunInfo:
@@ -329,6 +340,7 @@ def _run_of(rec: Any) -> RunInfo:
         owner=rec[16],
         lease_until=rec[17],
         fence=rec[18],
+        retry=None if rec[19] is None else orjson.loads(rec[19]),
     )
 
 
@@ -351,8 +363,8 @@ def redact(url: str) -> str:
 def _run_with_progress(rec: Any) -> RunInfo:
     """A RunInfo from ``_COLS`` followed by the run's progress report (or NULL)."""
     run = _run_of(rec)
-    if rec[19] is not None:
-        run.progress = orjson.loads(rec[19])
+    if rec[_AFTER_COLS] is not None:
+        run.progress = orjson.loads(rec[_AFTER_COLS])
     return run
 
 
@@ -1066,31 +1078,88 @@ class PostgresStore(Store):
     async def suspend(
         self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
     ) -> None:
-        s = self._s
-
         async def body(conn: Any) -> None:
             # Lock first, read after: an event sent concurrently either committed
             # before this lock (and the EXISTS below sees it) or waits for this
             # transaction (and then finds the run waiting for it).
             await self._lock_fenced(conn, run_id, fence, "NO KEY UPDATE")
-            await conn.execute(
-                self._notifying(
-                    f"""UPDATE {s}.runs r SET status = '{WAITING}', owner = NULL,
-                        lease_until = NULL, updated_at = now(), waiting_for = $2::text,
-                        wake_at = CASE WHEN $2::text IS NOT NULL AND EXISTS (
-                                SELECT 1 FROM {s}.events e
-                                WHERE e.run_id = $1 AND e.name = $2::text)
-                            THEN now() ELSE to_timestamp($3::float8) END
-                    WHERE r.run_id = $1 RETURNING r.run_id""",
-                    4,
-                ),
-                run_id,
-                event,
-                wake_at,
-                self._channel,
-            )
+            await self._suspend(conn, run_id, wake_at, event)
 
         await self._transaction(body, f"suspend run {run_id}")
+
+    async def _suspend(
+        self, conn: Any, run_id: str, wake_at: float | None, event: str | None
+    ) -> None:
+        s = self._s
+        await conn.execute(
+            self._notifying(
+                f"""UPDATE {s}.runs r SET status = '{WAITING}', owner = NULL,
+                    lease_until = NULL, updated_at = now(), waiting_for = $2::text,
+                    wake_at = CASE WHEN $2::text IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM {s}.events e
+                            WHERE e.run_id = $1 AND e.name = $2::text)
+                        THEN now() ELSE to_timestamp($3::float8) END
+                WHERE r.run_id = $1 RETURNING r.run_id""",
+                4,
+            ),
+            run_id,
+            event,
+            wake_at,
+            self._channel,
+        )
+
+    async def record_attempt(
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        attempt: int,
+        body: bytes,
+        retry: dict[str, Any],
+        wake_at: float | None,
+    ) -> None:
+        s = self._s
+
+        async def write(conn: Any) -> None:
+            await self._lock_fenced(conn, run_id, fence, "NO KEY UPDATE")
+            await conn.execute(
+                f"""INSERT INTO {s}.attempts (run_id, seq, attempt, body) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (run_id, seq, attempt) DO UPDATE SET body = EXCLUDED.body""",
+                run_id,
+                seq,
+                attempt,
+                bytes(body),
+            )
+            await conn.execute(
+                f"UPDATE {s}.runs SET retry = $2::json WHERE run_id = $1", run_id, _json(retry)
+            )
+            if wake_at is not None:
+                await self._suspend(conn, run_id, wake_at, None)
+
+        await self._transaction(write, f"record attempt {attempt} of step {seq} of run {run_id}")
+
+    async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
+        s = self._s
+
+        async def write(conn: Any) -> None:
+            await self._lock_fenced(conn, run_id, fence, "NO KEY UPDATE")
+            await conn.execute(
+                f"UPDATE {s}.runs SET retry = NULL "
+                "WHERE run_id = $1 AND (retry->>'seq')::integer = $2",
+                run_id,
+                seq,
+            )
+
+        await self._transaction(write, f"end the retries of step {seq} of run {run_id}")
+
+    async def attempts(self, run_id: str) -> list[bytes]:
+        rows = await self._fetch(
+            f"SELECT body FROM {self._s}.attempts WHERE run_id = $1 AND {self._not_hidden} "
+            "ORDER BY seq, attempt",
+            run_id,
+            what="read attempts",
+        )
+        return [bytes(r[0]) for r in rows]
 
     async def next_wake(self, workflows: ServedVersions) -> float | None:
         if not workflows:
@@ -1860,7 +1929,12 @@ class PostgresStore(Store):
         async def body(conn: Any) -> tuple[int, int]:
             deleted = cleared = 0
             for (run_id,) in await conn.fetch(f"SELECT run_id FROM {s}.hidden LIMIT $1", limit):
-                for table, key in (("journal", "seq"), ("logs", "position, idx"), ("events", "id")):
+                for table, key in (
+                    ("journal", "seq"),
+                    ("logs", "position, idx"),
+                    ("events", "id"),
+                    ("attempts", "seq, attempt"),
+                ):
                     gone = await conn.fetchval(
                         f"""WITH d AS (DELETE FROM {s}.{table} WHERE (run_id, {key}) IN (
                             SELECT run_id, {key} FROM {s}.{table} WHERE run_id = $1 LIMIT $2)

@@ -1,0 +1,164 @@
+"""Durable retries: a step's failed attempts are kept in the store, so a crash does not
+reset the count, and a backoff longer than the engine's ``inline_sleep`` gives the run
+back until the next attempt is due, as a durable sleep does. On both backends; the
+crash with a real process killed by SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from surestep import Engine, FunctionContext, StepFailedError, WorkflowContext, function, workflow
+from surestep.errors import Suspended
+
+HERE = Path(__file__).parent
+WORKER = HERE / "retry_worker.py"
+
+
+class UnavailableError(Exception):
+    pass
+
+
+async def test_a_long_backoff_gives_the_run_back_and_any_engine_resumes_it(
+    store_url: str,
+) -> None:
+    seen: list[int] = []
+
+    @function(retries={"max_attempts": 3, "initial_interval_ms": 1500}, backoff="constant")
+    async def flaky(ctx: FunctionContext) -> str:
+        seen.append(ctx.attempt)
+        if ctx.attempt == 0:
+            raise UnavailableError("HTTP 503")
+        return f"ok at attempt {ctx.attempt}"
+
+    @workflow
+    async def fetch(ctx: WorkflowContext) -> str:
+        return str(await ctx.step(flaky))
+
+    async with Engine(store_url, inline_sleep=0.2) as first:
+        handle = await first.start(fetch)
+        task = first.task(handle.run_id)
+        assert task is not None
+        await asyncio.wait({task})
+        assert first.executing == 0  # the backoff holds no slot
+        assert isinstance(task.exception(), Suspended)
+        run = await first.get_run(handle.run_id)
+        assert run.status == "waiting"
+        assert run.retry is not None and run.wake_at == pytest.approx(
+            run.retry["next_at"], abs=1e-3
+        )
+        assert run.status_text.startswith("retrying: step 0 (flaky) attempt 2 of 3, next at ")
+        assert run.status_text.endswith("last error: test_retries.UnavailableError: HTTP 503")
+    async with Engine(store_url, inline_sleep=0.2) as second:  # another engine's timer
+        assert await second.handle(handle.run_id).result() == "ok at attempt 1"
+        run = await second.get_run(handle.run_id)
+        assert run.retry is None and run.status_text == "completed"
+        [step] = await second.journal(handle.run_id)
+        assert step.attempt == 2
+        [failed] = (await second.attempts(handle.run_id))[0]
+        assert failed["attempt"] == 1 and failed["e"]["message"] == "HTTP 503"
+        assert failed["t0"] <= failed["t1"] <= failed["next"]
+    assert seen == [0, 1]
+
+
+async def test_short_backoffs_stay_inline_and_every_failure_is_kept(store_url: str) -> None:
+    @function(retries={"max_attempts": 4, "initial_interval_ms": 10}, backoff="constant")
+    def always_down(ctx: FunctionContext) -> None:
+        raise UnavailableError(f"down at {ctx.attempt}")
+
+    @workflow
+    async def doomed(ctx: WorkflowContext) -> str:
+        try:
+            await ctx.step(always_down)
+        except StepFailedError as exc:
+            return f"{exc.attempts}: {exc}"
+        return "no"
+
+    async with Engine(store_url) as engine:
+        handle = await engine.start(doomed)
+        assert (await handle.result()).startswith("4: ")
+        failed = (await engine.attempts(handle.run_id))[0]
+        assert [(a["attempt"], a["e"]["message"]) for a in failed] == [
+            (1, "down at 0"),
+            (2, "down at 1"),
+            (3, "down at 2"),
+        ]
+        [step] = await engine.journal(handle.run_id)
+        assert step.kind == "step_error" and step.attempt == 4
+        assert (await engine.get_run(handle.run_id)).retry is None
+
+
+async def test_a_step_that_succeeds_first_writes_nothing_beside_its_record(
+    store_url: str,
+) -> None:
+    @function
+    def fine() -> int:
+        return 1
+
+    @workflow
+    async def plain(ctx: WorkflowContext) -> int:
+        return int(await ctx.step(fine)) + int(await ctx.step(fine))
+
+    async with Engine(store_url) as engine:
+        handle = await engine.start(plain)
+        assert await handle.result() == 2
+        assert await engine.attempts(handle.run_id) == {}
+        assert await engine.store.attempts(handle.run_id) == []
+
+
+def test_a_run_killed_after_attempt_3_of_5_resumes_at_attempt_4(tmp_path: Path) -> None:
+    """SIGKILL during the backoff after the third failure: the next process takes the
+    fourth attempt, not the first again."""
+    store, ledger = str(tmp_path / "store"), str(tmp_path / "attempts")
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    with subprocess.Popen(
+        [sys.executable, str(WORKER), "start", store, ledger],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().split()[1]
+        deadline = time.monotonic() + 60
+        while _retry_of(store, run_id) != 4:  # attempt 3's failure is in the store
+            assert time.monotonic() < deadline, "attempt 3 never failed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert Path(ledger).read_text().split() == ["0", "1", "2"]
+    out = subprocess.run(
+        [sys.executable, str(WORKER), "recover", store, ledger],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert f"result {run_id} succeeded at attempt 3" in out
+    assert Path(ledger).read_text().split() == ["0", "1", "2", "3"]
+
+    async def journaled() -> tuple[int, list[int]]:
+        async with Engine(store, execute=False) as engine:
+            [step] = await engine.journal(run_id)
+            failed = (await engine.attempts(run_id))[0]
+            return step.attempt, [a["attempt"] for a in failed]
+
+    assert asyncio.run(journaled()) == (4, [1, 2, 3])
+
+
+def _retry_of(store: str, run_id: str) -> int | None:
+    """The attempt the run's retrying step is due to take next, as the store says."""
+
+    async def read() -> int | None:
+        async with Engine(store, execute=False) as engine:
+            retry = (await engine.get_run(run_id)).retry
+            return None if retry is None else int(retry["attempt"])
+
+    return asyncio.run(read())
