@@ -675,13 +675,16 @@ class Engine:
         workflow: str | None = None,
         limit: int | None = None,
         waiting_for: str | None = None,
+        before: str | None = None,
     ) -> list[RunInfo]:
         """Runs in the store, newest first. ``waiting_for``: only waiting runs that wait
         for ``"person"`` (an answer, their ``question`` set), an ``"event"`` or a
-        ``"timer"``."""
+        ``"timer"``. ``before`` (a run id): only runs older than it (the next page)."""
         await self.open()
         if waiting_for is None:
-            return await self.store.list_runs(status=status, workflow=workflow, limit=limit)
+            return await self.store.list_runs(
+                status=status, workflow=workflow, limit=limit, before=before
+            )
         if waiting_for not in hitl.WAITING_FOR:
             raise ConfigurationError(
                 f"waiting_for is one of {', '.join(hitl.WAITING_FOR)}, not {waiting_for!r}"
@@ -689,7 +692,7 @@ class Engine:
         if status not in (None, WAITING):
             return []
         found = []
-        for run in await self.store.list_runs(status=WAITING, workflow=workflow):
+        for run in await self.store.list_runs(status=WAITING, workflow=workflow, before=before):
             if hitl.waits_for(run) == waiting_for:
                 run.question = await self._question(run)
                 found.append(run)

@@ -677,9 +677,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_runs(
-        self, status: str | None = None, workflow: str | None = None, limit: int | None = None
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[RunInfo]:
-        """Runs, newest first."""
+        """Runs, newest first; with ``before`` (a run id), only older ones: the next page
+        after the run listed last."""
 
     @abc.abstractmethod
     async def wait_changed(self, timeout: float) -> None:

@@ -1315,12 +1315,24 @@ class LmdbStore(Store):
         return run
 
     async def list_runs(
-        self, status: str | None = None, workflow: str | None = None, limit: int | None = None
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[RunInfo]:
+        start = None if before is None else run_key(before)
+
         def scan(txn: Any) -> list[RunInfo]:
             found: list[RunInfo] = []
             cursor = txn.cursor(db=self.env.runs)
-            if not cursor.last():
+            if start is None:
+                if not cursor.last():
+                    return found
+            elif cursor.set_range(start):  # the first key at or after ``before``: step back
+                if not cursor.prev():
+                    return found
+            elif not cursor.last():
                 return found
             while limit is None or len(found) < limit:
                 row = orjson.loads(cursor.value())

@@ -106,6 +106,7 @@ from .base import (
     new_run_id,
     registered_schedule,
     retention_due,
+    run_key,
     versions_by_workflow,
     wait_set,
 )
@@ -1332,10 +1333,18 @@ class PostgresStore(Store):
             raise LeaseLostError(run_id, fence)
 
     async def list_runs(
-        self, status: str | None = None, workflow: str | None = None, limit: int | None = None
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
     ) -> list[RunInfo]:
         where: list[str] = []
         args: list[Any] = []
+        if before is not None:
+            run_key(before)  # RunNotFoundError for anything that is not a run id
+            args.append(before)
+            where.append(f"r.run_id < ${len(args)}")
         if status is not None:
             args.append(status)
             where.append(f"r.status = ${len(args)}")

@@ -7,9 +7,10 @@ it with ``surestep serve`` / ``surestep ui`` (uvicorn).
 API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
 
     GET  /api/info                        version, store, whether actions are allowed [read]
-    GET  /api/runs?status=&q=&workflow=&waiting_for=&limit=
+    GET  /api/runs?status=&q=&workflow=&waiting_for=&limit=&before=
                                           runs, newest first; q matches run, session or user
-                                          id; waiting_for: person, event or timer
+                                          id; waiting_for: person, event or timer; ``next``
+                                          is the ``before`` of the next page
     POST /api/runs[?wait=SECONDS]         {"workflow", "args", "kwargs", "session_id",
                                           "user_id"}: start a run (and wait for it) [act]
     GET  /api/runs/{id}                   the run [read]
@@ -17,7 +18,10 @@ API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
                                           still unfinished then) [read]
     GET  /api/runs/{id}/stream            its steps and status changes as Server-Sent
                                           Events, until it finishes [read]
-    GET  /api/runs/{id}/journal           its steps, and its child runs [read]
+    GET  /api/runs/{id}/journal?internal=1
+                                          its steps (each with its attempts; the runtime's
+                                          own records with internal=1), and its child runs
+                                          [read]
     GET  /api/runs/{id}/logs              its log lines [read]
     POST /api/runs/{id}/cancel            cancel it [act]
     POST /api/runs/{id}/events            {"name", "payload"}: send it an event [act]
@@ -77,7 +81,7 @@ from ..errors import (
     WorkflowFailedError,
 )
 from ..hitl import WAITING_FOR
-from ..store.base import STATUSES, RunInfo
+from ..store.base import STATUSES, LiveEngine, RunInfo
 from . import webhooks
 from .access import ACT, READ, Access
 from .views import children_json, log_lines, matches, run_json, step_json, steps_json
@@ -98,6 +102,7 @@ SECURITY_HEADERS = {
 #: The largest request body, in bytes: 413 beyond.
 MAX_BODY = 1024 * 1024
 DEFAULT_LIMIT = 200
+LIVE_ENGINES_TTL = 2.0  # seconds a read of the live engines serves the dashboard
 MAX_LIMIT = 10_000
 #: The longest a request waits for a run's outcome (``?timeout=``, ``?wait=``), in seconds.
 MAX_WAIT = 300.0
@@ -191,6 +196,15 @@ class Api:
         self.engine = engine
         self.access = access
         self.allow_actions = allow_actions
+        self._live: tuple[float, list[LiveEngine]] = (-math.inf, [])
+
+    async def live_engines(self) -> list[LiveEngine]:
+        """The live engines, read at most once per :data:`LIVE_ENGINES_TTL` seconds: every
+        run a listing shows says which versions they serve, from one read."""
+        now = time.monotonic()
+        if now - self._live[0] > LIVE_ENGINES_TTL:
+            self._live = (now, await self.engine.live_engines())
+        return self._live[1]
 
     # -- checks
 
@@ -268,26 +282,37 @@ class Api:
         waiting_for = query.get("waiting_for") or None
         if waiting_for is not None and waiting_for not in WAITING_FOR:
             raise HTTPException(400, f"waiting_for must be one of {', '.join(WAITING_FOR)}")
+        before = query.get("before") or None
         runs = await self.engine.runs(
             status=status,
             workflow=workflow,
             limit=None if q else limit + 1,
             waiting_for=waiting_for,
+            before=before,
         )
         if q:
             runs = [run for run in runs if matches(run, q)]
+        live = await self.live_engines()
+        page = runs[:limit]
+        more = len(runs) > limit
         return json_response(
-            {"runs": [run_json(run) for run in runs[:limit]], "truncated": len(runs) > limit}
+            {
+                "runs": [run_json(run, live) for run in page],
+                "truncated": more,
+                "next": page[-1].run_id if more else None,
+            }
         )
 
     async def run(self, request: Request) -> Response:
         self.authorize(request, READ)
-        return json_response(run_json(await self.engine.get_run(request.path_params["run_id"])))
+        run = await self.engine.get_run(request.path_params["run_id"])
+        return json_response(run_json(run, await self.live_engines()))
 
     async def journal(self, request: Request) -> Response:
         self.authorize(request, READ)
         run = await self.engine.get_run(request.path_params["run_id"])
-        steps = await steps_json(self.engine, run)
+        internal = request.query_params.get("internal", "") in ("1", "true")
+        steps = await steps_json(self.engine, run, internal)
         children = await children_json(self.engine, run, steps)
         return json_response({"steps": steps, "children": children})
 
@@ -334,7 +359,7 @@ class Api:
                     sent = True
             if run.status != status:
                 status = run.status
-                yield sse("status", run_json(run))
+                yield sse("status", run_json(run, await self.live_engines()))
                 sent = True
             if run.finished:
                 yield sse("end", outcome_json(run))
