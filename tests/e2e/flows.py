@@ -132,3 +132,36 @@ async def refund_review(ctx: WorkflowContext, order_id: str) -> dict[str, Any]:
     ctx.progress(2, total=5, message="checked the order")
     decision = await ctx.wait_for_user(f"Refund {order_id}?", input_type="approval")
     return {"order_id": order_id, "decision": decision}
+
+
+@function(
+    retries={"max_attempts": 5, "initial_interval_ms": 3_600_000, "max_interval_ms": 3_600_000},
+    backoff="constant",
+)
+async def call_partner(order_id: str) -> str:
+    raise ConnectionError(f"partner API refused {order_id}: HTTP 503")
+
+
+@workflow
+async def retry_later(ctx: WorkflowContext, order_id: str) -> str:
+    """A step, then one that fails and is retried in an hour: the run waits, retrying."""
+    await ctx.step(validate_order, order_id, ["cable"])
+    return str(await ctx.step(call_partner, order_id))
+
+
+@workflow
+async def many_steps(ctx: WorkflowContext, n: int) -> int:
+    """``n`` quick steps under three names."""
+    total = 0
+    for i in range(n):
+        name = ("fetch", "parse", "store")[i % 3]
+        total += await ctx.step(name, lambda i=i: i)
+    return total
+
+
+@workflow
+async def fan_out(ctx: WorkflowContext, n: int) -> int:
+    """``n`` child runs of ``greet``, one after another."""
+    for i in range(n):
+        await ctx.step(greet, f"child-{i}", key=i)
+    return n

@@ -140,9 +140,10 @@ def test_a_failed_run_shows_its_error(
     assert browser.count("#timeline .tl-bar") == 2
     failed_bar = '#timeline .tl-bar[data-seq="1"]'
     assert "failed" in browser.evaluate(f"document.querySelector('{failed_bar}').className")
+    last_attempt = f"{failed_bar} .tl-attempt:last-of-type"  # its attempts: segments
     assert (
         browser.evaluate(
-            f"getComputedStyle(document.querySelector('{failed_bar}')).backgroundColor"
+            f"getComputedStyle(document.querySelector('{last_attempt}')).backgroundColor"
         )
         == RED
     )

@@ -21,6 +21,7 @@ from ..store.base import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    WAITING,
     LiveEngine,
     RunInfo,
     child_run_id,
@@ -30,8 +31,8 @@ from ..store.base import (
 #: Records the runtime writes for its own bookkeeping (a wait's deadline, a patch
 #: marker): hidden unless asked for.
 INTERNAL_PREFIXES = ("@deadline", "@patch:")
-#: A journaled sleep whose wake-up time has not come yet.
-WAITING = "waiting"
+#: A step between attempts (its next attempt is due at ``retry.next_at``).
+RETRYING = "retrying"
 
 
 def status_text(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> str:
@@ -110,19 +111,118 @@ def step_json(entry: JournalEntry, run: RunInfo | None = None) -> dict[str, Any]
 CHILD_SCAN = 1000
 
 
+def attempts_json(
+    failed: Sequence[dict[str, Any]], last: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """A retried step's attempts as segments of its bar: each failed attempt (``attempt``,
+    ``started_at``, ``finished_at``, ``error``, ``next_at``: when the next one was due,
+    the end of the backoff gap), then ``last``: the attempt that ended the step, or the
+    one still to come."""
+    segments = [
+        {
+            "attempt": a["attempt"],
+            "status": FAILED,
+            "started_at": a["t0"],
+            "finished_at": a["t1"],
+            "next_at": a["next"],
+            "error": f"{a['e'].get('type', '?')}: {a['e'].get('message', '')}",
+        }
+        for a in failed
+    ]
+    if last is not None:
+        segments.append(last)
+    return segments
+
+
+def retrying_json(run: RunInfo, failed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The step the run is retrying (no record yet): its failed attempts and the next."""
+    retry = run.retry
+    assert retry is not None
+    now = time.time()
+    next_at = float(retry["next_at"])
+    upcoming = {
+        "attempt": retry["attempt"],
+        "status": RETRYING if next_at > now else run.status,
+        "started_at": next_at,
+        "finished_at": max(now, next_at),
+        "next_at": None,
+        "error": None,
+    }
+    started = failed[0]["t0"] if failed else next_at
+    error_type, _, message = str(retry["error"]).partition(": ")
+    return {
+        "seq": retry["seq"],
+        "name": retry["name"],
+        "kind": "step",
+        "status": RETRYING,
+        "attempt": retry["attempt"],
+        "of": retry["of"],
+        "key": None,
+        "input": None,
+        "output": None,
+        "error": {"type": error_type, "message": message},
+        "started_at": started,
+        "finished_at": max(now, next_at),
+        "duration": max(now - started, 0.0),
+        "wake_at": next_at,
+        "internal": False,
+        "attempts": attempts_json(failed, upcoming),
+    }
+
+
+def awaited_event_json(run: RunInfo, seq: int, since: float) -> dict[str, Any]:
+    """The event a waiting run waits for (no record yet): drawn as waiting until now,
+    and its deadline as ``wake_at``."""
+    now = time.time()
+    return {
+        "seq": seq,
+        "name": f"@event:{run.waiting_for}",
+        "kind": "event",
+        "status": WAITING,
+        "attempt": 0,
+        "key": None,
+        "input": None,
+        "output": None,
+        "error": None,
+        "started_at": since,
+        "finished_at": now,
+        "duration": max(now - since, 0.0),
+        "wake_at": run.wake_at,
+        "internal": False,
+        "attempts": [],
+    }
+
+
 async def steps_json(engine: Engine, run: RunInfo, internal: bool = False) -> list[dict[str, Any]]:
     """A run's journal as JSON, each entry placed in time for the timeline; the
     runtime's own records (:data:`INTERNAL_PREFIXES`) only with ``internal``.
 
     A child workflow's entry spans the child run (``child`` is its id); an
     event's spans the wait that ended with it (from the end of the entry before).
+    A retried step lists its ``attempts`` (:func:`attempts_json`). While the run
+    retries a step, or waits for an event, that step comes last, not recorded yet.
     """
     steps = []
     previous_end = run.created_at
+    failed = await engine.attempts(run.run_id)
+    recorded: set[int] = set()
     for entry in await engine.journal(run.run_id):
+        recorded.add(entry.seq)
         if is_internal(entry.name) and not internal:
             continue
         data = step_json(entry, run)
+        retried = failed.get(entry.seq)
+        data["attempts"] = []
+        if retried and entry.kind in ("step", "step_error"):
+            final = {
+                "attempt": entry.attempt,
+                "status": data["status"],
+                "started_at": min(max(retried[-1]["next"], retried[-1]["t1"]), entry.finished_at),
+                "finished_at": entry.finished_at,
+                "next_at": None,
+                "error": None,
+            }
+            data["attempts"] = attempts_json(retried, final)
         if entry.kind == "child":
             data["child"] = child_id = child_run_id(run.run_id, entry.seq)
             try:
@@ -137,6 +237,11 @@ async def steps_json(engine: Engine, run: RunInfo, internal: bool = False) -> li
             data["duration"] = data["finished_at"] - data["started_at"]
         previous_end = max(previous_end, data["finished_at"])
         steps.append(data)
+    if not run.finished:
+        if run.retry is not None and run.retry["seq"] not in recorded:
+            steps.append(retrying_json(run, failed.get(run.retry["seq"], [])))
+        elif run.status == WAITING and run.waiting_for is not None:
+            steps.append(awaited_event_json(run, max(recorded, default=-1) + 1, run.updated_at))
     return steps
 
 

@@ -7,6 +7,8 @@
   const PERSON = "person";
   const LIST_REFRESH_MS = 2000;
   const RUN_REFRESH_MS = 1000;
+  const GROUP_AT = 100; // a run with more steps shows them grouped by name
+  const PAGE = 200; // runs a page of the list shows
   const view = document.getElementById("view");
   const notice = document.getElementById("notice");
   let info = { actions: false };
@@ -184,14 +186,18 @@
     clearTimeout(timer);
     say("");
     if (match) runPage(decodeURIComponent(match[1]));
-    else listPage(query.get("status") || "", query.get("q") || "");
+    else listPage(query.get("status") || "", query.get("q") || "", query.get("workflow") || "");
   }
 
   // -- the runs
 
-  function listPage(status, q) {
-    // "person": the waiting runs that wait for a person's answer (ctx.wait_for_user)
-    const state = { status: STATUSES.includes(status) || status === PERSON ? status : "", q };
+  function listPage(status, q, workflow) {
+    // "person": the waiting runs that wait for a person's answer (ctx.wait_for_user);
+    // pages: the "before" cursor of each page shown so far (null: the newest runs)
+    const state = {
+      status: STATUSES.includes(status) || status === PERSON ? status : "", q, workflow, pages: [null],
+    };
+    const seenWorkflows = new Set();
     const body = h("tbody", { id: "runs-body" });
     const live = h("span", { class: "live", id: "live" });
     const filters = h("div", { class: "filters", role: "group", "aria-label": "status" },
@@ -202,6 +208,7 @@
         onclick: () => {
           state.status = s;
           for (const b of filters.children) b.setAttribute("aria-pressed", String(b.dataset.status === s));
+          state.pages = [null];
           remember();
           load();
         },
@@ -216,42 +223,84 @@
         clearTimeout(debounce);
         debounce = setTimeout(() => {
           state.q = search.value;
+          state.pages = [null];
           remember();
           load();
         }, 200);
       },
     });
     const schedules = h("section", { id: "schedules", hidden: true });
+    const names = h("datalist", { id: "workflow-names" });
+    const byWorkflow = h("input", {
+      type: "search",
+      id: "workflow",
+      list: "workflow-names",
+      placeholder: "Workflow",
+      value: state.workflow,
+      oninput: () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => {
+          state.workflow = byWorkflow.value.trim();
+          state.pages = [null];
+          remember();
+          load();
+        }, 200);
+      },
+    });
+    const newer = h("button", {
+      class: "act", type: "button", id: "newer", disabled: true,
+      onclick: () => { state.pages.pop(); load(); },
+    }, "← Newer");
+    const older = h("button", {
+      class: "act", type: "button", id: "older", disabled: true,
+      onclick: () => { if (state.next) { state.pages.push(state.next); load(); } },
+    }, "Older →");
+    const pageNo = h("span", { class: "hint", id: "page" });
     view.replaceChildren(
       h("h1", {}, "Runs"),
-      h("div", { class: "toolbar" }, filters, search, live),
+      h("div", { class: "toolbar" }, filters, byWorkflow, names, search, live),
       h("table", { id: "runs" },
         h("thead", {}, h("tr", {},
           ["Run", "Workflow", "Status", "Started", "Duration", "Attempt", "Session", "User"]
             .map((t) => h("th", {}, t)))),
         body),
+      h("div", { class: "pager" }, newer, pageNo, older),
       schedules,
     );
 
     function remember() {
       const query = new URLSearchParams();
       if (state.status) query.set("status", state.status);
+      if (state.workflow) query.set("workflow", state.workflow);
       if (state.q) query.set("q", state.q);
       const text = query.toString();
       history.replaceState(null, "", `#/${text ? `?${text}` : ""}`);
     }
 
     async function load() {
-      const query = new URLSearchParams();
+      const query = new URLSearchParams({ limit: String(PAGE) });
       if (state.status === PERSON) query.set("waiting_for", PERSON);
       else if (state.status) query.set("status", state.status);
+      if (state.workflow) query.set("workflow", state.workflow);
       if (state.q.trim()) query.set("q", state.q.trim());
+      const before = state.pages[state.pages.length - 1];
+      if (before) query.set("before", before);
       try {
         const data = await api(`/api/runs?${query}`);
         if (routeKey !== "list") return;
         say("");
-        body.replaceChildren(...renderRuns(data.runs));
+        body.replaceChildren(...renderRuns(data.runs, true));
         renderSchedules(schedules, (await api("/api/schedules")).schedules);
+        for (const run of data.runs) {
+          if (!seenWorkflows.has(run.workflow)) {
+            seenWorkflows.add(run.workflow);
+            names.append(h("option", { value: run.workflow }));
+          }
+        }
+        state.next = data.next;
+        older.disabled = !data.next;
+        newer.disabled = state.pages.length <= 1;
+        pageNo.textContent = state.pages.length > 1 || data.next ? `page ${state.pages.length}` : "";
         const running = data.runs.some((r) => !r.finished);
         live.className = running ? "live on" : "live";
         live.textContent = `${data.runs.length}${data.truncated ? "+" : ""} run${data.runs.length === 1 ? "" : "s"}` +
@@ -283,10 +332,35 @@
     );
   }
 
-  function renderRuns(runs) {
+  // Runs as table rows; with ``tree``, a child whose parent is listed comes right under it.
+  function renderRuns(runs, tree = false) {
     if (!runs.length) return [h("tr", {}, h("td", { class: "empty", colspan: 8 }, "No runs"))];
-    return runs.map((run) => h("tr", { class: "run-row", "data-run-id": run.run_id },
-      h("td", { class: "mono" }, h("a", { class: "run-link", href: `#/runs/${run.run_id}` }, run.run_id)),
+    let ordered = runs.map((run) => ({ run, depth: 0 }));
+    if (tree) {
+      const listed = new Set(runs.map((r) => r.run_id));
+      const children = new Map();
+      for (const run of runs) {
+        if (run.parent_id && listed.has(run.parent_id)) {
+          if (!children.has(run.parent_id)) children.set(run.parent_id, []);
+          children.get(run.parent_id).push(run);
+        }
+      }
+      ordered = [];
+      const place = (run, depth) => {
+        ordered.push({ run, depth });
+        for (const child of (children.get(run.run_id) || []).slice().reverse()) place(child, depth + 1);
+      };
+      for (const run of runs) if (!(run.parent_id && listed.has(run.parent_id))) place(run, 0);
+    }
+    return ordered.map(({ run, depth }) => h("tr", {
+      class: `run-row${depth ? " child-row" : ""}`, "data-run-id": run.run_id, "data-depth": depth,
+    },
+      h("td", { class: "mono", style: depth ? { paddingLeft: `${10 + depth * 18}px` } : null },
+        depth ? h("span", { class: "branch" }, "↳ ") : null,
+        h("a", { class: "run-link", href: `#/runs/${run.run_id}` }, run.run_id),
+        run.parent_id && !depth
+          ? h("a", { class: "parent-link hint", href: `#/runs/${run.parent_id}`, title: `child of ${run.parent_id}` }, " ↑ parent")
+          : null),
       h("td", {}, run.workflow),
       h("td", {}, ...statusCell(run)),
       h("td", { class: "mono" }, fmtTime(run.created_at)),
@@ -311,10 +385,14 @@
     const logs = h("div", { class: "logs", id: "logs" });
     const children = h("div", { id: "children" });
     const live = h("span", { class: "live", id: "live" });
+    const internal = h("input", { type: "checkbox", id: "show-internal", onchange: () => load() });
+    const expanded = new Set(); // the step groups a person opened
     view.replaceChildren(
       h("p", {}, h("a", { href: "#/", id: "back" }, "← Runs")),
       title, facts, answerBox, actions, outcome,
-      h("h2", {}, "Timeline ", live), timeline,
+      h("h2", {}, "Timeline ", live,
+        h("label", { class: "toggle hint" }, internal, " show internal records")),
+      timeline,
       h("h2", {}, "Steps"),
       h("table", { id: "steps" },
         h("thead", {}, h("tr", {},
@@ -333,7 +411,7 @@
       try {
         [run, journal, logData] = await Promise.all([
           api(`/api/runs/${encodeURIComponent(runId)}`),
-          api(`/api/runs/${encodeURIComponent(runId)}/journal`),
+          api(`/api/runs/${encodeURIComponent(runId)}/journal${internal.checked ? "?internal=1" : ""}`),
           api(`/api/runs/${encodeURIComponent(runId)}/logs`),
         ]);
       } catch (error) {
@@ -351,7 +429,7 @@
       facts.replaceChildren(...renderFacts(run));
       outcome.replaceChildren(...renderOutcome(run));
       timeline.replaceChildren(...renderTimeline(run, journal.steps));
-      steps.replaceChildren(...renderSteps(journal.steps));
+      steps.replaceChildren(...renderSteps(journal.steps, expanded, load));
       children.replaceChildren(...(journal.children && journal.children.length ? [
         h("h2", {}, "Children"),
         h("table", { class: "children" }, h("tbody", {}, renderRuns(journal.children))),
@@ -425,6 +503,42 @@
     return [input];
   }
 
+  // Where a step's part sits in its bar, as percentages of the bar.
+  function within(s, from, to) {
+    const span = Math.max(s.finished_at - s.started_at, 0.001);
+    const left = Math.min(Math.max(((from - s.started_at) / span) * 100, 0), 100);
+    const right = Math.min(Math.max(((to - s.started_at) / span) * 100, 0), 100);
+    return { left: `${left}%`, width: `${Math.max(right - left, 0)}%` };
+  }
+
+  // A retried step's bar: each attempt its own segment, each backoff a dashed gap.
+  function attemptSegments(s) {
+    const parts = [];
+    for (const a of s.attempts) {
+      const tip = `attempt ${a.attempt}: ${a.status}${a.error ? ` (${a.error})` : ""}` +
+        (a.next_at ? `, next at ${fmtTime(a.next_at)}` : "");
+      parts.push(h("div", {
+        class: `tl-attempt ${a.status}`, "data-attempt": a.attempt, title: tip,
+        style: within(s, a.started_at, a.finished_at),
+      }));
+      if (a.next_at) {
+        parts.push(h("div", {
+          class: "tl-gap", title: `backoff until ${fmtTime(a.next_at)}`,
+          style: within(s, a.finished_at, a.next_at),
+        }));
+      }
+    }
+    return parts;
+  }
+
+  function barClass(s) {
+    if (s.status === "failed") return "failed";
+    if (s.status === "retrying") return "retrying";
+    if (s.status === "waiting") return `other kind-${s.kind} waiting`;
+    if (s.kind === "step") return "completed";
+    return `other kind-${s.kind}`;
+  }
+
   function renderTimeline(run, allSteps) {
     const steps = allSteps.filter((s) => s.finished_at > 0); // recorded values take no time
     const now = Date.now() / 1000;
@@ -435,57 +549,122 @@
     const pct = (t) => Math.min(Math.max(((t - t0) / span) * 100, 0), 100);
     const axis = h("div", { class: "tl-axis" },
       [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { class: "tl-tick", style: { left: `${f * 100}%` } }, fmtDuration(span * f))));
-    const rows = steps.map((s) => {
+    const rows = steps.length > GROUP_AT ? groupedTimeline(steps, pct) : steps.map((s) => {
       const left = pct(s.started_at);
       const width = Math.max(pct(s.finished_at) - left, 0);
-      const kind = s.status === "failed" ? "failed" : s.status === "waiting" ? `other kind-${s.kind} waiting` : s.kind === "step" ? "completed" : `other kind-${s.kind}`;
-      const retried = s.attempt > 1;
-      const tries = s.attempt ? `, ${s.attempt} attempt${s.attempt === 1 ? "" : "s"}` : "";
-      const until = s.wake_at ? ` until ${fmtTime(s.wake_at)}` : "";
+      const split = s.attempts && s.attempts.length > 0;
+      const retried = s.attempt > 1 || s.status === "retrying";
+      const tries = s.status === "retrying" ? `, attempt ${s.attempt} of ${s.of} next at ${fmtTime(s.wake_at)}`
+        : s.attempt ? `, ${s.attempt} attempt${s.attempt === 1 ? "" : "s"}` : "";
+      const until = s.wake_at && s.status !== "retrying" ? ` until ${fmtTime(s.wake_at)}` : "";
       const tip = `${s.seq} ${s.name}: ${s.status}${until}${tries}, ${fmtDuration(s.duration)}`;
       const bar = h("div", {
-        class: `tl-bar ${kind}${retried ? " retried" : ""}`,
+        class: `tl-bar ${barClass(s)}${retried ? " retried" : ""}${split ? " split" : ""}`,
         "data-seq": s.seq,
         title: tip,
         style: { left: `${left}%`, width: `${width}%` },
-      });
-      const noteText = `${fmtDuration(s.duration)}${retried ? ` · ${s.attempt} attempts` : ""}`;
+      }, split ? attemptSegments(s) : []);
+      const noteText = s.status === "retrying"
+        ? `attempt ${s.attempt} of ${s.of} at ${fmtTime(s.wake_at).slice(11)}`
+        : `${fmtDuration(s.duration)}${retried ? ` · ${s.attempt} attempts` : ""}`;
       const end = left + width;
       const note = h("span", {
         class: `tl-note${retried ? " retry" : ""}`,
         style: end > 70 ? { right: `${100 - left}%`, paddingRight: "6px" } : { left: `${end}%` },
       }, noteText);
       const name = s.child ? h("a", { href: `#/runs/${s.child}` }, s.name) : s.name;
-      return h("div", { class: "tl-row step" },
+      return h("div", { class: `tl-row step${s.internal ? " internal" : ""}` },
         h("div", { class: "tl-label", title: tip }, h("span", { class: "seq" }, s.seq), name),
         h("div", { class: "tl-track" }, bar, note));
     });
     if (!run.finished) {
-      const from = pct(Math.max(t0, ...ends));
+      const from = pct(Math.max(t0, ...ends.filter((e) => e <= now)));
       rows.push(h("div", { class: "tl-row" },
         h("div", { class: "tl-label hint", title: run.status_text || run.status }, run.status === "running" ? "running…" : `${run.status_text || run.status}…`),
-        h("div", { class: "tl-track" }, h("div", { class: "tl-pending", style: { left: `${from}%`, width: `${100 - from}%` } }))));
+        h("div", { class: "tl-track" }, h("div", { class: "tl-pending", style: { left: `${from}%`, width: `${Math.max(pct(now) - from, 0)}%` } }))));
     }
     if (!steps.length && run.finished) rows.push(h("div", { class: "tl-empty" }, "No steps recorded."));
     return [axis, ...rows];
   }
 
-  function renderSteps(steps) {
-    if (!steps.length) return [h("tr", {}, h("td", { class: "empty", colspan: 7 }, "No steps recorded yet"))];
-    return steps.map((s) => h("tr", { class: `step-row${s.error ? " step-failed" : ""}`, "data-seq": s.seq },
+  // Steps grouped by name, in order of first use: one row a name, a tick per step.
+  function groups(steps) {
+    const byName = new Map();
+    for (const s of steps) {
+      if (!byName.has(s.name)) byName.set(s.name, []);
+      byName.get(s.name).push(s);
+    }
+    return [...byName.entries()];
+  }
+
+  function countsText(members) {
+    const counts = {};
+    for (const s of members) counts[s.status] = (counts[s.status] || 0) + 1;
+    return Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
+  }
+
+  function groupedTimeline(steps, pct) {
+    return groups(steps).map(([name, members]) => {
+      const first = members[0].started_at;
+      const last = Math.max(...members.map((s) => s.finished_at));
+      const tip = `${name}: ${members.length} steps (${countsText(members)})`;
+      return h("div", { class: "tl-row group", "data-name": name },
+        h("div", { class: "tl-label", title: tip }, name, h("span", { class: "count" }, ` ×${members.length}`)),
+        h("div", { class: "tl-track" },
+          h("div", { class: "tl-span", style: { left: `${pct(first)}%`, width: `${Math.max(pct(last) - pct(first), 0)}%` } }),
+          members.filter((s) => s.status !== "completed").map((s) => h("div", {
+            class: `tl-tick-mark ${barClass(s)}`, title: `${s.seq} ${s.name}: ${s.status}`,
+            style: { left: `${pct(s.started_at)}%` },
+          })),
+          h("span", { class: "tl-note", style: pct(last) > 70 ? { right: `${100 - pct(first)}%`, paddingRight: "6px" } : { left: `${pct(last)}%` } },
+            `${members.length} · ${countsText(members)}`)));
+    });
+  }
+
+  function stepRow(s) {
+    const retriedErrors = (s.attempts || []).filter((a) => a.error);
+    return h("tr", { class: `step-row${s.error ? " step-failed" : ""}${s.internal ? " internal" : ""}`, "data-seq": s.seq },
       h("td", { class: "num" }, s.seq),
       h("td", {}, s.child ? h("a", { href: `#/runs/${s.child}` }, s.name) : s.name,
         s.kind !== "step" && s.kind !== "step_error" ? h("span", { class: "kind" }, s.kind) : null),
       h("td", {}, pill(s.status)),
-      h("td", { class: "num" }, s.attempt || "–"),
+      h("td", { class: "num" }, s.status === "retrying" ? `${s.attempt} of ${s.of}` : s.attempt || "–"),
       h("td", { class: "num" }, fmtDuration(s.duration)),
       h("td", {}, h("pre", { class: "value" }, stepInput(s.input))),
       h("td", {}, s.error
         ? h("div", { class: "error-box step-error" },
-          h("div", { class: "what" }, `${s.error.type}: ${s.error.message}`),
+          h("div", { class: "what" }, s.status === "retrying"
+            ? `next attempt at ${fmtTime(s.wake_at)}; last error: ${s.error.type}: ${s.error.message}`
+            : `${s.error.type}: ${s.error.message}`),
           s.error.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", {}, s.error.traceback)) : null)
-        : h("pre", { class: "value" }, s.wake_at ? `until ${fmtTime(s.wake_at)}` : json(s.output))),
-    ));
+        : h("pre", { class: "value" }, s.wake_at ? `until ${fmtTime(s.wake_at)}` : json(s.output)),
+      retriedErrors.length
+        ? h("details", { class: "attempts" }, h("summary", {}, `${retriedErrors.length} failed attempt${retriedErrors.length === 1 ? "" : "s"}`),
+          h("ol", {}, retriedErrors.map((a) => h("li", { value: a.attempt }, `${fmtClock(a.started_at)} ${a.error}`))))
+        : null),
+    );
+  }
+
+  function renderSteps(steps, expanded, reload) {
+    if (!steps.length) return [h("tr", {}, h("td", { class: "empty", colspan: 7 }, "No steps recorded yet"))];
+    if (steps.length <= GROUP_AT) return steps.map(stepRow);
+    const rows = [];
+    for (const [name, members] of groups(steps)) {
+      const open = expanded.has(name);
+      const total = members.reduce((sum, s) => sum + (s.duration || 0), 0);
+      rows.push(h("tr", { class: "step-group", "data-name": name },
+        h("td", { class: "num" }, h("button", {
+          class: "act small", type: "button", "aria-expanded": String(open),
+          onclick: () => { if (open) expanded.delete(name); else expanded.add(name); reload(); },
+        }, open ? "−" : "+")),
+        h("td", {}, name, h("span", { class: "count" }, ` ×${members.length}`)),
+        h("td", {}, countsText(members)),
+        h("td", { class: "num" }, members.reduce((sum, s) => sum + (s.attempt || 0), 0)),
+        h("td", { class: "num" }, fmtDuration(total)),
+        h("td", { colspan: 2, class: "hint" }, `steps ${members[0].seq}–${members[members.length - 1].seq}`)));
+      if (open) rows.push(...members.map(stepRow));
+    }
+    return rows;
   }
 
   function renderLogs(box, lines) {
