@@ -4,7 +4,9 @@
 
 Writes ``runs.png`` (the runs list), ``run-completed.png`` (a five-step run with
 a retried step), ``run-failed.png`` (a failed run, its traceback open) and
-``run-running.png`` (a run still running, as the live page shows it).
+``run-running.png`` (a run still running, as the live page shows it),
+``run-retrying.png`` (a step failed once and retried in an hour: the run waits) and
+``run-grouped.png`` (a run of 300 steps, grouped by name, one group open).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from cdp import Browser
-from harness import FLOWS, DashboardProcess, Process, make_runs
+from harness import FLOWS, DashboardProcess, Process, make_runs, surestep
 
 
 def main(outdir: Path) -> None:
@@ -50,6 +52,28 @@ def main(outdir: Path) -> None:
                 browser.goto(f"{dashboard.base}#/runs/{running}")
                 browser.wait_for("document.querySelector('#timeline .tl-pending')")
                 shots.append(browser.screenshot(outdir / "run-running.png"))
+
+                retrying = Process(store, "run", f"{FLOWS}:retry_later", "p-1", "-q")
+                try:
+                    browser.goto(f"{dashboard.base}#/?status=waiting")
+                    waiting = browser.wait_for(
+                        "document.querySelector('tr.run-row')?.dataset.runId", timeout=30
+                    )
+                    browser.goto(f"{dashboard.base}#/runs/{waiting}")
+                    browser.wait_for("document.querySelector('#timeline .tl-bar.retrying')")
+                    shots.append(browser.screenshot(outdir / "run-retrying.png"))
+                finally:
+                    retrying.close()
+
+                surestep(store, "run", f"{FLOWS}:many_steps", "300", "-q")
+                browser.goto(f"{dashboard.base}#/?workflow=many_steps")
+                grouped = browser.wait_for("document.querySelector('tr.run-row')?.dataset.runId")
+                browser.goto(f"{dashboard.base}#/runs/{grouped}")
+                browser.wait_for("document.querySelectorAll('#steps-body tr.step-group').length")
+                browser.click('#steps-body tr.step-group[data-name="store"] button')
+                browser.wait_for("document.querySelectorAll('#steps-body tr.step-row').length")
+                browser.evaluate("window.scrollTo(0, 0)")
+                shots.append(browser.screenshot(outdir / "run-grouped.png", full_page=False))
         finally:
             gate.touch()
             held.close()

@@ -256,6 +256,7 @@
       onclick: () => { if (state.next) { state.pages.push(state.next); load(); } },
     }, "Older →");
     const pageNo = h("span", { class: "hint", id: "page" });
+    const pager = h("div", { class: "pager", hidden: true }, newer, pageNo, older);
     view.replaceChildren(
       h("h1", {}, "Runs"),
       h("div", { class: "toolbar" }, filters, byWorkflow, names, search, live),
@@ -264,7 +265,7 @@
           ["Run", "Workflow", "Status", "Started", "Duration", "Attempt", "Session", "User"]
             .map((t) => h("th", {}, t)))),
         body),
-      h("div", { class: "pager" }, newer, pageNo, older),
+      pager,
       schedules,
     );
 
@@ -300,7 +301,8 @@
         state.next = data.next;
         older.disabled = !data.next;
         newer.disabled = state.pages.length <= 1;
-        pageNo.textContent = state.pages.length > 1 || data.next ? `page ${state.pages.length}` : "";
+        pager.hidden = state.pages.length <= 1 && !data.next; // one page: nothing to turn
+        pageNo.textContent = `page ${state.pages.length}`;
         const running = data.runs.some((r) => !r.finished);
         live.className = running ? "live on" : "live";
         live.textContent = `${data.runs.length}${data.truncated ? "+" : ""} run${data.runs.length === 1 ? "" : "s"}` +
@@ -467,7 +469,7 @@
       run.session_id ? fact("session", run.session_id, "mono") : null,
       run.user_id ? fact("user", run.user_id, "mono") : null,
       !run.finished && run.status_text && run.status_text !== run.status
-        ? h("div", { class: "fact" }, h("span", { class: "k" }, "status"), h("span", { id: "status-text" }, run.status_text))
+        ? h("div", { class: "fact wide" }, h("span", { class: "k" }, "status"), h("span", { id: "status-text" }, run.status_text))
         : null,
       run.question ? h("div", { class: "fact", id: "question" }, h("span", { class: "k" }, "question"),
         h("span", {}, run.question.question),
@@ -568,9 +570,12 @@
         ? `attempt ${s.attempt} of ${s.of} at ${fmtTime(s.wake_at).slice(11)}`
         : `${fmtDuration(s.duration)}${retried ? ` · ${s.attempt} attempts` : ""}`;
       const end = left + width;
+      // Beside the bar where there is room; over its start when it spans the track.
+      const inside = end > 70 && left < 30;
       const note = h("span", {
-        class: `tl-note${retried ? " retry" : ""}`,
-        style: end > 70 ? { right: `${100 - left}%`, paddingRight: "6px" } : { left: `${end}%` },
+        class: `tl-note${retried ? " retry" : ""}${inside ? " inside" : ""}`,
+        style: inside ? { left: `${left}%`, marginLeft: "8px" }
+          : end > 70 ? { right: `${100 - left}%`, paddingRight: "6px" } : { left: `${end}%` },
       }, noteText);
       const name = s.child ? h("a", { href: `#/runs/${s.child}` }, s.name) : s.name;
       return h("div", { class: `tl-row step${s.internal ? " internal" : ""}` },
@@ -616,8 +621,12 @@
             class: `tl-tick-mark ${barClass(s)}`, title: `${s.seq} ${s.name}: ${s.status}`,
             style: { left: `${pct(s.started_at)}%` },
           })),
-          h("span", { class: "tl-note", style: pct(last) > 70 ? { right: `${100 - pct(first)}%`, paddingRight: "6px" } : { left: `${pct(last)}%` } },
-            `${members.length} · ${countsText(members)}`)));
+          h("span", {
+            class: `tl-note${pct(last) > 70 && pct(first) < 30 ? " inside" : ""}`,
+            style: pct(last) <= 70 ? { left: `${pct(last)}%` }
+              : pct(first) < 30 ? { left: `${pct(first)}%`, marginLeft: "8px" }
+                : { right: `${100 - pct(first)}%`, paddingRight: "6px" },
+          }, `${members.length} · ${countsText(members)}`)));
     });
   }
 
@@ -630,7 +639,8 @@
       h("td", {}, pill(s.status)),
       h("td", { class: "num" }, s.status === "retrying" ? `${s.attempt} of ${s.of}` : s.attempt || "–"),
       h("td", { class: "num" }, fmtDuration(s.duration)),
-      h("td", {}, h("pre", { class: "value" }, stepInput(s.input))),
+      h("td", {}, s.status === "retrying" ? h("span", { class: "hint" }, "not recorded yet")
+        : h("pre", { class: "value" }, stepInput(s.input))),
       h("td", {}, s.error
         ? h("div", { class: "error-box step-error" },
           h("div", { class: "what" }, s.status === "retrying"
