@@ -51,3 +51,31 @@ async def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     run_loop(main(sys.argv[1:]))
+
+
+@function(retries={"max_attempts": 3, "initial_interval_ms": 1500}, backoff="constant")
+def once_refused(ctx: FunctionContext) -> str:
+    if ctx.attempt == 0:
+        raise ConnectionError("refused, once")
+    return "accepted"
+
+
+@workflow
+async def refused_once(ctx: WorkflowContext) -> str:
+    """For ``surestep run``: a backoff past the default inline_sleep (1 s) suspends the run."""
+    return str(await ctx.step(once_refused))
+
+
+@function(
+    retries={"max_attempts": 4, "initial_interval_ms": 3_600_000, "max_interval_ms": 3_600_000},
+    backoff="constant",
+)
+def partner_down() -> str:
+    raise ConnectionError("partner API answered HTTP 503")
+
+
+@workflow
+async def retried_in_an_hour(ctx: WorkflowContext) -> str:
+    """For ``surestep runs`` / ``show``: a run left retrying."""
+    await ctx.step("first", lambda: 1)
+    return str(await ctx.step(partner_down))

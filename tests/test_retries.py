@@ -6,6 +6,7 @@ crash with a real process killed by SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from http_server import surestep_command
 from surestep import Engine, FunctionContext, StepFailedError, WorkflowContext, function, workflow
 from surestep.errors import Suspended
 
@@ -162,3 +164,66 @@ def _retry_of(store: str, run_id: str) -> int | None:
             return None if retry is None else int(retry["attempt"])
 
     return asyncio.run(read())
+
+
+def _surestep(store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*surestep_command(), "--store", store, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_surestep_run_says_when_a_step_is_retried(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    done = _surestep(store, "run", f"{WORKER}:refused_once")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == '"accepted"'
+    lines = done.stderr.splitlines()  # the progress: one line a step
+    [retrying] = [line for line in lines if "retrying" in line]
+    assert "once_refused  retrying: attempt 2 of 3 at " in retrying
+    assert retrying.endswith("last error: ConnectionError: refused, once")
+    assert any("once_refused" in line and "2 attempts" in line for line in lines)
+    assert lines.index(retrying) < next(i for i, line in enumerate(lines) if "2 attempts" in line)
+
+
+def test_runs_and_show_say_a_run_is_retrying(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    with subprocess.Popen(
+        [*surestep_command(), "--store", store, "run", f"{WORKER}:retried_in_an_hour", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                listed = _surestep(store, "runs", "--json")
+                runs = json.loads(listed.stdout) if listed.returncode == 0 else []
+                if runs and runs[0]["status"] == "waiting":
+                    break
+                assert time.monotonic() < deadline, listed.stderr
+                time.sleep(0.1)
+            [run] = runs
+            expected = "retrying: step 1 (partner_down) attempt 2 of 4, next at "
+            assert run["status_text"].startswith(expected)
+            assert run["retry"]["error"] == "ConnectionError: partner API answered HTTP 503"
+            table = _surestep(store, "runs").stdout
+            assert expected in table
+            shown = _surestep(store, "show", run["run_id"])
+            assert shown.returncode == 0
+            assert f"status    {expected}" in shown.stdout
+            step_line = next(
+                line for line in shown.stdout.splitlines() if "partner_down" in line and "2" in line
+            )
+            assert "retrying" in step_line and "HTTP 503" in step_line
+            assert "failed" not in shown.stdout  # a step between attempts has not failed
+            as_json = json.loads(_surestep(store, "show", run["run_id"], "--json").stdout)
+            step = as_json["steps"][-1]
+            assert (step["status"], step["attempt"], step["of"]) == ("retrying", 2, 4)
+            assert [a["status"] for a in step["attempts"]] == ["failed", "retrying"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)

@@ -115,6 +115,7 @@ STATUS_STYLE = {
     FAILED: "bold red",
     CANCELLED: "magenta",
     "waiting": "blue",
+    "retrying": "yellow",
 }
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -538,6 +539,7 @@ class _Watcher:
         self.quiet = quiet
         self.recorded = asyncio.Event()
         self.shown: set[int] = set()
+        self.retrying: tuple[int, int] | None = None  # the retry last printed: step, attempt
         store = engine.store
         append = store.append
 
@@ -598,10 +600,18 @@ class _Watcher:
                 self.shown.add(entry.seq)
                 if not self.quiet and not is_internal(entry.name):
                     self.console.print(_step_line(entry))
-        progress = (await self.engine.get_run(run_id)).progress
+        run = await self.engine.get_run(run_id)
+        progress = run.progress
+        retry = run.retry if not run.finished else None
+        if retry is not None and (retry["seq"], retry["attempt"]) != self.retrying:
+            self.retrying = (retry["seq"], retry["attempt"])
+            if not self.quiet:
+                self.console.print(_retry_line(retry))
         if status is not None:
             last = step_json(entries[-1]) if entries else None
-            if last is not None and last["status"] == "waiting":
+            if retry is not None:
+                doing = f"run {run_id}: {run.status_text}"
+            elif last is not None and last["status"] == "waiting":
                 doing = f"run {run_id}: waiting: sleep until {format_time(last['wake_at'])}"
             else:
                 doing = f"run {run_id}: step {len(self.shown)} running…"
@@ -651,6 +661,22 @@ class _RunBar:
             message=report.get("message") or "",
             visible=True,
         )
+
+
+def _retry_line(retry: dict[str, Any]) -> Text:
+    """A step that failed and waits for its next attempt: ``↻ 2 charge  retrying: ...``."""
+    from rich.text import Text
+
+    line = Text("  ")
+    line.append("↻ ", style="yellow")
+    line.append(f"{retry['seq']:>3} ", style="dim")
+    line.append(retry["name"], style="bold")
+    line.append(
+        f"  retrying: attempt {retry['attempt']} of {retry['of']} at "
+        f"{format_time(retry['next_at'])}, last error: {one_line(retry['error'])}",
+        style="yellow",
+    )
+    return line
 
 
 def _step_line(entry: JournalEntry) -> Text:
@@ -955,7 +981,7 @@ def show_command(run_id: str, full: bool, internal: bool, as_json: bool, store: 
                 else Text(_clip(_compact(step["output"]), width)),
             )
         out.print(table)
-    failed = [step for step in steps if step["error"]]
+    failed = [step for step in steps if step["error"] and step["status"] != "retrying"]
     for step in failed:
         _print_traceback(out, f"step {step['seq']} ({step['name']})", step["error"])
     if run.error and not failed:
