@@ -18,7 +18,8 @@ import pytest
 
 from http_server import surestep_command
 from surestep import Engine, FunctionContext, StepFailedError, WorkflowContext, function, workflow
-from surestep.errors import Suspended
+from surestep.errors import LeaseLostError, RunNotFoundError, Suspended
+from surestep.store.base import RunInfo, new_run_id
 
 HERE = Path(__file__).parent
 WORKER = HERE / "retry_worker.py"
@@ -227,3 +228,62 @@ def test_runs_and_show_say_a_run_is_retrying(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
+
+
+async def test_the_store_keeps_attempts_fenced_and_suspends_in_the_same_write(
+    store_url: str,
+) -> None:
+    async with Engine(store_url, execute=False) as engine:
+        store = engine.store
+        run = RunInfo(run_id=new_run_id(), workflow="wf", version="v1", args=[], kwargs={})
+        fence = await store.create_run(run, "here:1:a", 60.0)
+        retry = {"seq": 3, "name": "charge", "attempt": 2, "of": 5, "next_at": 2e9, "error": "E: x"}
+        await store.record_attempt(run.run_id, fence, 3, 1, b'{"seq":3,"attempt":1}', retry, None)
+        stored = await store.get_run(run.run_id)
+        assert stored.status == "running" and stored.retry == retry
+        with pytest.raises(LeaseLostError):
+            await store.record_attempt(run.run_id, fence + 1, 3, 2, b"{}", retry, None)
+        again = {**retry, "attempt": 3}
+        await store.record_attempt(run.run_id, fence, 3, 2, b'{"seq":3,"attempt":2}', again, 2e9)
+        stored = await store.get_run(run.run_id)
+        assert (stored.status, stored.owner, stored.retry) == ("waiting", None, again)
+        assert stored.wake_at == pytest.approx(2e9)
+        await store.record_attempt(
+            run.run_id, fence, 3, 2, b'{"seq":3,"attempt":2,"x":1}', again, 2e9
+        )
+        assert await store.attempts(run.run_id) == [
+            b'{"seq":3,"attempt":1}',
+            b'{"seq":3,"attempt":2,"x":1}',  # written again after a crash: replaced
+        ]
+        await store.retry_done(run.run_id, fence, 4)  # another step: the retry stays
+        assert (await store.get_run(run.run_id)).retry == again
+        await store.retry_done(run.run_id, fence, 3)
+        assert (await store.get_run(run.run_id)).retry is None
+        await store.finish(run.run_id, fence, "completed", None, None, 0)
+        await store.hide_expired(time.time() + 1, 0, None, 10)
+        assert await store.attempts(run.run_id) == []
+        while await store.sweep_hidden(100) != (0, 0):
+            pass
+
+
+async def test_runs_page_by_run_id(store_url: str) -> None:
+    async with Engine(store_url, execute=False) as engine:
+        made = []
+        for i in range(7):
+            run = RunInfo(
+                run_id=f"{i:012x}{'cd' * 10}", workflow="ab"[i % 2], version="v", args=[], kwargs={}
+            )
+            await engine.store.create_run(run, None, 60.0)
+            made.append(run.run_id)
+        newest = made[::-1]
+        first = await engine.runs(limit=3)
+        assert [r.run_id for r in first] == newest[:3]
+        second = await engine.runs(limit=3, before=first[-1].run_id)
+        assert [r.run_id for r in second] == newest[3:6]
+        assert [r.run_id for r in await engine.runs(before=made[0])] == []
+        assert [r.run_id for r in await engine.runs(workflow="a", before=made[4])] == [
+            made[2],
+            made[0],
+        ]
+        with pytest.raises(RunNotFoundError):
+            await engine.runs(before="not-a-run-id")
