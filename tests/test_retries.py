@@ -287,3 +287,18 @@ async def test_runs_page_by_run_id(store_url: str) -> None:
         ]
         with pytest.raises(RunNotFoundError):
             await engine.runs(before="not-a-run-id")
+
+
+def test_status_text_of_a_retrying_run() -> None:
+    retry = {"seq": 2, "name": "charge", "attempt": 3, "of": 5, "error": "TimeoutError: 503"}
+    run = RunInfo(run_id=new_run_id(), workflow="wf", version="v1", args=[], kwargs={})
+    run.status, run.retry, run.wake_at = "waiting", {**retry, "next_at": time.time() + 60}, 1.0
+    assert run.status_text.startswith("retrying: step 2 (charge) attempt 3 of 5, next at ")
+    assert run.status_text.endswith(", last error: TimeoutError: 503")
+    run.status, run.lease_until = "running", time.time() + 30
+    run.retry = {**retry, "next_at": time.time() - 1}
+    assert "attempt 3 of 5, running since " in run.status_text
+    run.lease_until = time.time() - 1  # its worker stopped: that is what it waits for
+    assert run.status_text == "waiting: a worker serving wf v1 (the last one stopped)"
+    run.status = "completed"
+    assert run.status_text == "completed"

@@ -142,17 +142,22 @@ class RunInfo:
         engine read it),
         (``until ...`` with a timeout), ``waiting: a worker serving checkout v2``
         (not claimed yet, or its worker stopped), ``retrying: step 2 (charge) attempt 3
-        of 5, next at 2026-12-07 15:40:02, last error: TimeoutError: 503``; else the
-        status itself."""
+        of 5, next at 2026-12-07 15:40:02, last error: TimeoutError: 503`` (``running
+        since ...`` once that attempt is under way); else the status itself."""
         worker = f"waiting: a worker serving {self.workflow} {self.version}"
         retry = self.retry
         if retry is not None and self.waiting_for is None and self.status in (RUNNING, WAITING):
             if self.status == RUNNING and self.lease_until < time.time():
                 return f"{worker} (the last one stopped)"
+            next_at = retry["next_at"]
+            when = (  # a running run past that time is taking the attempt
+                f"running since {_clock(next_at)}"
+                if self.status == RUNNING and next_at <= time.time()
+                else f"next at {_clock(next_at)}"
+            )
             return (
                 f"retrying: step {retry['seq']} ({retry['name']}) attempt {retry['attempt']} "
-                f"of {retry['of']}, next at {_clock(retry['next_at'])}, "
-                f"last error: {retry['error']}"
+                f"of {retry['of']}, {when}, last error: {retry['error']}"
             )
         if self.status == WAITING:
             until = "" if self.wake_at is None else f"until {_clock(self.wake_at)}"
