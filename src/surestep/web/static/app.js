@@ -621,12 +621,12 @@
             class: `tl-tick-mark ${barClass(s)}`, title: `${s.seq} ${s.name}: ${s.status}`,
             style: { left: `${pct(s.started_at)}%` },
           })),
-          h("span", {
+          members.every((s) => s.status === "completed") ? null : h("span", {
             class: `tl-note${pct(last) > 70 && pct(first) < 30 ? " inside" : ""}`,
             style: pct(last) <= 70 ? { left: `${pct(last)}%` }
               : pct(first) < 30 ? { left: `${pct(first)}%`, marginLeft: "8px" }
                 : { right: `${100 - pct(first)}%`, paddingRight: "6px" },
-          }, `${members.length} · ${countsText(members)}`)));
+          }, countsText(members))));
     });
   }
 
