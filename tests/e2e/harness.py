@@ -61,10 +61,29 @@ class Runs:
     child: str = ""
     all: list[str] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)
+    parent_of: dict[str, str] = field(default_factory=dict)
 
     def having(self, status: str) -> list[str]:
         """The runs with ``status``, newest first."""
         return [run_id for run_id in self.all if self.status[run_id] == status]
+
+    def as_listed(self, ids: list[str]) -> list[str]:
+        """``ids`` (newest first) as the dashboard lists them: a child whose parent is
+        among them right under it."""
+        listed = set(ids)
+        under = [i for i in ids if self.parent_of.get(i) in listed]
+        ordered: list[str] = []
+
+        def place(run_id: str) -> None:
+            ordered.append(run_id)
+            for child in under:
+                if self.parent_of[child] == run_id:
+                    place(child)
+
+        for run_id in ids:
+            if run_id not in under:
+                place(run_id)
+        return ordered
 
 
 def make_runs(store: str | Path) -> Runs:
@@ -97,6 +116,7 @@ def make_runs(store: str | Path) -> Runs:
     runs.child = by_workflow["greet", True]
     runs.all = [run["run_id"] for run in listed]
     runs.status = {run["run_id"]: run["status"] for run in listed}
+    runs.parent_of = {run["run_id"]: run["parent_id"] for run in listed if run.get("parent_id")}
     return runs
 
 

@@ -55,7 +55,7 @@ def test_the_runs_list_shows_every_run(
     browser: Browser, dashboard: DashboardProcess, runs: Runs
 ) -> None:
     browser.goto(dashboard.url)
-    browser.wait_for(rows_are(runs.all))  # newest first, as `surestep runs`
+    browser.wait_for(rows_are(runs.as_listed(runs.all)))  # newest first, a child under its parent
     text = {run_id: browser.text(f'tr.run-row[data-run-id="{run_id}"]') for run_id in runs.all}
     assert "order_fulfillment" in text[runs.order] and "completed" in text[runs.order]
     assert "sess-42" in text[runs.order] and "alice" in text[runs.order]
@@ -72,13 +72,13 @@ def test_status_filters_and_search_by_run_session_or_user_id(
     browser: Browser, dashboard: DashboardProcess, runs: Runs
 ) -> None:
     browser.goto(dashboard.url)
-    browser.wait_for(rows_are(runs.all))
+    browser.wait_for(rows_are(runs.as_listed(runs.all)))
     browser.click('.filters button[data-status="failed"]')
     browser.wait_for(rows_are([runs.failed]))
     browser.click('.filters button[data-status="completed"]')
-    browser.wait_for(rows_are(runs.having("completed")))
+    browser.wait_for(rows_are(runs.as_listed(runs.having("completed"))))
     browser.click('.filters button[data-status=""]')
-    browser.wait_for(rows_are(runs.all))
+    browser.wait_for(rows_are(runs.as_listed(runs.all)))
     for query, expected in (
         ("alice", [runs.order]),  # a user id
         ("sess-7", [runs.greet]),  # a session id
@@ -96,7 +96,7 @@ def test_a_run_page_has_one_timeline_bar_per_step(
     steps = get(dashboard, f"/api/runs/{runs.order}/journal")["steps"]
     assert len(steps) == 5
     browser.goto(dashboard.url)
-    browser.wait_for(rows_are(runs.all))
+    browser.wait_for(rows_are(runs.as_listed(runs.all)))
     browser.click(f'tr[data-run-id="{runs.order}"] a.run-link')  # as a person gets there
     browser.wait_for(f"document.querySelectorAll('#timeline .tl-bar').length === {len(steps)}")
     assert browser.evaluate("location.hash") == f"#/runs/{runs.order}"
@@ -320,10 +320,10 @@ def test_a_token_dashboard_asks_for_its_token(browser: Browser, store: Path, run
         browser.wait_for("document.querySelector('#token')")
         browser.type("#token", "correct-horse-battery")
         browser.click("button[type=submit]")
-        browser.wait_for(rows_are(runs.all))
+        browser.wait_for(rows_are(runs.as_listed(runs.all)))
         assert browser.text("#mode") == "read-only"
         browser.goto(server.url)  # the printed URL carries the token once...
-        browser.wait_for(rows_are(runs.all))
+        browser.wait_for(rows_are(runs.as_listed(runs.all)))
         assert "token" not in browser.evaluate("location.href")  # ...and the page drops it
     finally:
         server.close()
