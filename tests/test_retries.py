@@ -116,10 +116,12 @@ async def test_a_step_that_succeeds_first_writes_nothing_beside_its_record(
         assert await engine.store.attempts(handle.run_id) == []
 
 
-def test_a_run_killed_after_attempt_3_of_5_resumes_at_attempt_4(tmp_path: Path) -> None:
+def test_a_run_killed_after_attempt_3_of_5_resumes_at_attempt_4(
+    store_url: str, tmp_path: Path
+) -> None:
     """SIGKILL during the backoff after the third failure: the next process takes the
     fourth attempt, not the first again."""
-    store, ledger = str(tmp_path / "store"), str(tmp_path / "attempts")
+    store, ledger = store_url, str(tmp_path / "attempts")
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     with subprocess.Popen(
         [sys.executable, str(WORKER), "start", store, ledger],
@@ -302,3 +304,40 @@ def test_status_text_of_a_retrying_run() -> None:
     assert run.status_text == "waiting: a worker serving wf v1 (the last one stopped)"
     run.status = "completed"
     assert run.status_text == "completed"
+
+
+def test_a_surestep_worker_takes_the_next_attempt_of_a_run_given_back(store_url: str) -> None:
+    from retry_worker import refused_once
+
+    async def start_until_given_back() -> str:
+        async with Engine(store_url, inline_sleep=0.2) as first:
+            handle = await first.start(refused_once)
+            task = first.task(handle.run_id)
+            assert task is not None
+            await asyncio.wait({task})
+            assert (await first.get_run(handle.run_id)).status == "waiting"
+            return handle.run_id
+
+    async def finished(run_id: str) -> tuple[RunInfo, int]:
+        async with Engine(store_url, execute=False) as reader:
+            deadline = time.monotonic() + 60
+            while (run := await reader.get_run(run_id)).status != "completed":
+                assert time.monotonic() < deadline and worker.poll() is None, run.status_text
+                await reader.store.wait_changed(0.2)
+            [step] = await reader.journal(run_id)
+            return run, step.attempt
+
+    run_id = asyncio.run(start_until_given_back())
+    with subprocess.Popen(
+        [*surestep_command(), "--store", store_url, "worker", str(WORKER)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as worker:
+        try:
+            run, attempts = asyncio.run(finished(run_id))
+            assert run.result == "accepted" and run.retry is None and attempts == 2
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=30)
+        assert worker.returncode == 0, stderr
