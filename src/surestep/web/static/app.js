@@ -647,7 +647,8 @@
             ? `next attempt at ${fmtTime(s.wake_at)}; last error: ${s.error.type}: ${s.error.message}`
             : `${s.error.type}: ${s.error.message}`),
           s.error.traceback ? h("details", {}, h("summary", {}, "traceback"), h("pre", {}, s.error.traceback)) : null)
-        : h("pre", { class: "value" }, s.wake_at ? `until ${fmtTime(s.wake_at)}` : json(s.output)),
+        : h("pre", { class: "value" }, s.wake_at ? `until ${fmtTime(s.wake_at)}`
+          : s.status === "waiting" ? "not yet" : json(s.output)),
       retriedErrors.length
         ? h("details", { class: "attempts" }, h("summary", {}, `${retriedErrors.length} failed attempt${retriedErrors.length === 1 ? "" : "s"}`),
           h("ol", {}, retriedErrors.map((a) => h("li", { value: a.attempt }, `${fmtClock(a.started_at)} ${a.error}`))))
