@@ -410,10 +410,10 @@ class WorkflowContext:
                     raise _AttemptsExhausted(exc, 1) from exc
             else:
                 assert fn is not None
-                again = partial(self._attempt, spec, fn, args, kwargs, name, seq, key)
                 failed_before = self._failed_attempts.get(seq) if self._failed_attempts else None
                 if failed_before:  # attempts failed before the run was resumed
                     started = failed_before[0]["t0"]
+                    again = partial(self._attempt, spec, fn, args, kwargs, name, seq, key)
                     output, attempts = await self._retry(spec, name, seq, failed_before, again)
                 else:
                     failed_first: Exception | None = None
@@ -425,6 +425,7 @@ class WorkflowContext:
                     except Exception as exc:
                         failed_first = exc
                     if failed_first is not None:  # retried outside the handler: no chain
+                        again = partial(self._attempt, spec, fn, args, kwargs, name, seq, key)
                         failure = _Failure(failed_first, started)
                         output, attempts = await self._retry(spec, name, seq, failure, again)
         except _AttemptsExhausted as failed:
