@@ -5,6 +5,7 @@ listed under their parent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +220,31 @@ def test_children_are_listed_under_their_parent_and_link_to_it(
     browser.wait_for("document.querySelectorAll('#children tr.run-row').length === 210")
     browser.click(f'#children a[href="#/runs/{children[0]}"]')
     browser.wait_for(f"document.querySelector('#parent')?.innerText === {json.dumps(parent)}")
+
+
+def test_a_run_waiting_for_a_worker_says_which_versions_are_served(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The dashboard's status text carries the live engines' versions, as the CLI's does."""
+    from flows import greet
+
+    from surestep import Engine
+
+    async def stored_only() -> str:  # a run no engine executes
+        async with Engine(store, execute=False) as engine:
+            return (await engine.start(greet, "nobody")).run_id
+
+    store = tmp_path / "store"
+    run_id = asyncio.run(stored_only())
+    dashboard = DashboardProcess(store)
+    try:
+        run = get(dashboard, f"/api/runs/{run_id}")
+        assert run["status"] == "pending"
+        assert run["status_text"].endswith("(no live engine serves greet)")
+        [listed] = get(dashboard, "/api/runs")["runs"]
+        assert listed["status_text"] == run["status_text"]
+        browser.goto(dashboard.url)
+        browser.wait_for(rows_are([run_id]))
+        assert "no live engine serves greet" in browser.text(f'tr[data-run-id="{run_id}"]')
+    finally:
+        dashboard.close()
