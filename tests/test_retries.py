@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from http_server import surestep_command
+from support.http_server import surestep_command
 from surestep import Engine, FunctionContext, StepFailedError, WorkflowContext, function, workflow
 from surestep.errors import LeaseLostError, RunNotFoundError, Suspended
 from surestep.store.base import RunInfo, new_run_id
 
 HERE = Path(__file__).parent
-WORKER = HERE / "retry_worker.py"
+WORKER = HERE / "support" / "retry_worker.py"
 
 
 class UnavailableError(Exception):
@@ -122,7 +122,7 @@ def test_a_run_killed_after_attempt_3_of_5_resumes_at_attempt_4(
     """SIGKILL during the backoff after the third failure: the next process takes the
     fourth attempt, not the first again."""
     store, ledger = store_url, str(tmp_path / "attempts")
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": str(HERE / "support")}
     with subprocess.Popen(
         [sys.executable, str(WORKER), "start", store, ledger],
         stdout=subprocess.PIPE,
@@ -307,7 +307,7 @@ def test_status_text_of_a_retrying_run() -> None:
 
 
 def test_a_surestep_worker_takes_the_next_attempt_of_a_run_given_back(store_url: str) -> None:
-    from retry_worker import refused_once
+    from support.retry_worker import refused_once
 
     async def start_until_given_back() -> str:
         async with Engine(store_url, inline_sleep=0.2) as first:
