@@ -227,7 +227,6 @@ def test_a_run_waiting_for_a_worker_says_which_versions_are_served(
 ) -> None:
     """The dashboard's status text carries the live engines' versions, as the CLI's does."""
     from flows import greet
-
     from surestep import Engine
 
     async def stored_only() -> str:  # a run no engine executes
