@@ -598,7 +598,7 @@ class _Watcher:
         for entry in entries:
             if entry.seq not in self.shown:
                 self.shown.add(entry.seq)
-                if not self.quiet and not is_internal(entry.name):
+                if not self.quiet and not is_internal(entry.name, entry.kind):
                     self.console.print(_step_line(entry))
         run = await self.engine.get_run(run_id)
         progress = run.progress
@@ -903,7 +903,9 @@ async def _runs(
 @click.argument("run_id", metavar="RUN")
 @click.option("--full", is_flag=True, help="Do not shorten inputs and outputs.")
 @click.option(
-    "--internal", is_flag=True, help="Also the records surestep keeps for itself (@deadline...)."
+    "--internal",
+    is_flag=True,
+    help="Also the records surestep keeps for itself (@deadline, journaled values...).",
 )
 @json_option
 @store_option

@@ -165,3 +165,10 @@ async def fan_out(ctx: WorkflowContext, n: int) -> int:
     for i in range(n):
         await ctx.step(greet, f"child-{i}", key=i)
     return n
+
+
+@workflow
+async def stamped(ctx: WorkflowContext, note: str) -> str:
+    """A journaled time, then a step."""
+    at = ctx.now()
+    return str(await ctx.step("label", lambda: f"{note} at {at.isoformat()}"))

@@ -204,10 +204,11 @@ def test_children_are_listed_under_their_parent_and_link_to_it(
     # The parent is not listed: each child links to it.
     assert browser.count(f'tr.run-row a.parent-link[href="#/runs/{parent}"]') == 200
     everything = [r["run_id"] for r in get(big_dashboard, "/api/runs?limit=1000")["runs"]]
-    page = everything[:200] if parent in everything[:200] else everything[200:]
+    first_page = parent in everything[:200]
+    page = everything[:200] if first_page else everything[200:]
     browser.goto(f"{big_dashboard.base}#/")
-    if page is not everything[:200]:
-        browser.wait_for(_page_is(everything[:200]))
+    browser.wait_for(_page_is(everything[:200]))
+    if not first_page:
         browser.click("#older")
     browser.wait_for(_page_is(page))
     shown = _shown(browser)
@@ -245,5 +246,22 @@ def test_a_run_waiting_for_a_worker_says_which_versions_are_served(
         browser.goto(dashboard.url)
         browser.wait_for(rows_are([run_id]))
         assert "no live engine serves greet" in browser.text(f'tr[data-run-id="{run_id}"]')
+    finally:
+        dashboard.close()
+
+
+def test_journaled_values_are_internal_records(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    surestep(store, "run", f"{FLOWS}:stamped", "s-1", "-q")
+    [run] = json.loads(surestep(store, "runs", "--json").stdout)
+    shown = surestep(store, "show", run["run_id"]).stdout
+    assert "label" in shown and "@now" not in shown
+    assert "@now" in surestep(store, "show", run["run_id"], "--internal").stdout
+    dashboard = DashboardProcess(store)
+    try:
+        steps = get(dashboard, f"/api/runs/{run['run_id']}/journal")["steps"]
+        assert [s["name"] for s in steps] == ["label"]
+        steps = get(dashboard, f"/api/runs/{run['run_id']}/journal?internal=1")["steps"]
+        assert [(s["name"], s["internal"]) for s in steps] == [("@now", True), ("label", False)]
     finally:
         dashboard.close()

@@ -29,8 +29,10 @@ from ..store.base import (
 )
 
 #: Records the runtime writes for its own bookkeeping (a wait's deadline, a patch
-#: marker): hidden unless asked for.
+#: marker), and every journaled value (``ctx.now()``, ``random()``, ``uuid4()``: kind
+#: ``value``): hidden unless asked for.
 INTERNAL_PREFIXES = ("@deadline", "@patch:")
+INTERNAL_KINDS = frozenset({"value"})
 #: A step between attempts (its next attempt is due at ``retry.next_at``).
 RETRYING = "retrying"
 
@@ -44,8 +46,8 @@ def status_text(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> str:
     return text
 
 
-def is_internal(name: str) -> bool:
-    return name.startswith(INTERNAL_PREFIXES)
+def is_internal(name: str, kind: str) -> bool:
+    return kind in INTERNAL_KINDS or name.startswith(INTERNAL_PREFIXES)
 
 
 def run_json(run: RunInfo, live: Sequence[LiveEngine] | None = None) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def step_json(entry: JournalEntry, run: RunInfo | None = None) -> dict[str, Any]
         "finished_at": finished,
         "duration": max(finished - started, 0.0),
         "wake_at": wake_at,
-        "internal": is_internal(entry.name),
+        "internal": is_internal(entry.name, entry.kind),
     }
 
 
@@ -195,7 +197,7 @@ def awaited_event_json(run: RunInfo, seq: int, since: float) -> dict[str, Any]:
 
 async def steps_json(engine: Engine, run: RunInfo, internal: bool = False) -> list[dict[str, Any]]:
     """A run's journal as JSON, each entry placed in time for the timeline; the
-    runtime's own records (:data:`INTERNAL_PREFIXES`) only with ``internal``.
+    runtime's own records and journaled values (:func:`is_internal`) only with ``internal``.
 
     A child workflow's entry spans the child run (``child`` is its id); an
     event's spans the wait that ended with it (from the end of the entry before).
@@ -208,7 +210,7 @@ async def steps_json(engine: Engine, run: RunInfo, internal: bool = False) -> li
     recorded: set[int] = set()
     for entry in await engine.journal(run.run_id):
         recorded.add(entry.seq)
-        if is_internal(entry.name) and not internal:
+        if is_internal(entry.name, entry.kind) and not internal:
             continue
         data = step_json(entry, run)
         retried = failed.get(entry.seq)
@@ -283,7 +285,7 @@ def journal_lines(run: RunInfo, steps: Iterable[JournalEntry]) -> list[dict[str,
     now = time.time()
     for entry in steps:
         started, finished = entry_times(entry)
-        if not finished or is_internal(entry.name):
+        if not finished or is_internal(entry.name, entry.kind):
             continue  # a recorded value or state, or the runtime's own: no moment to show
         if entry.kind == "sleep":
             # Said when it starts; "slept" only once its time has come.
