@@ -544,7 +544,9 @@ class WorkflowContext:
                 body = journal.attempt_body(seq, taken, failed.started, ended, next_at, described)
                 give_back = next_at - ended > self._inline_sleep
                 if give_back:
-                    await recorder.flush()  # the run's records before it is given back
+                    await (
+                        recorder.settle()
+                    )  # the run's records and progress before it is given back
                 await recorder.store.record_attempt(
                     self.run_id, recorder.fence, seq, taken, body, retry,
                     next_at if give_back else None,
