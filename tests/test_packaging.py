@@ -43,6 +43,7 @@ PUBLIC_NAMES = [
     "ConfigurationError",
     "Context",
     "DefinitionError",
+    "DirectCallError",
     "Engine",
     "EventTimeoutError",
     "FunctionContext",

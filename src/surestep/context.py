@@ -917,7 +917,41 @@ class WorkflowContext:
 class Context(abc.ABC):  # noqa: B024 - a name to annotate with, nothing to implement
     """What code written for the AGNT5 SDK annotates as ``ctx: Context``: a step's
     :class:`FunctionContext` and a workflow's :class:`WorkflowContext` are both
-    instances of it."""
+    instances of it.
+
+    Made directly, it names the run of a workflow called without an engine, as AGNT5's
+    tests write it: ``await order_flow(Context(run_id="t-1"), order_id="o-1")`` runs in
+    memory (:mod:`surestep.local`) as run ``t-1`` of session ``session_id`` (default: the
+    run) and user ``user_id``, at ``attempt`` (0-based). ``correlation_id`` and
+    ``parent_correlation_id`` are kept as given, for code that reads them.
+    """
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        correlation_id: str | None = None,
+        parent_correlation_id: str | None = None,
+        attempt: int = 0,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        for name, value in (
+            ("run_id", run_id),
+            ("correlation_id", correlation_id),
+            ("parent_correlation_id", parent_correlation_id),
+            ("session_id", session_id),
+            ("user_id", user_id),
+        ):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"Context {name} must be a non-empty str, not {value!r}")
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise ConfigurationError(f"Context attempt must be a whole number >= 0, not {attempt!r}")
+        self.run_id = run_id
+        self.correlation_id = correlation_id
+        self.parent_correlation_id = parent_correlation_id
+        self.attempt = attempt
+        self.session_id = session_id
+        self.user_id = user_id
 
 
 Context.register(FunctionContext)

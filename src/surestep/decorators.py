@@ -1,8 +1,10 @@
 """``@function`` and ``@workflow``: mark code as a journaled step or a durable workflow.
 
-Both work bare (``@function``) and with options (``@function(retries=3)``). The
-decorated function is returned unchanged apart from a ``__surestep__`` spec
-attribute, so it keeps its signature, docstring and direct callability. Names
+Both work bare (``@function``) and with options (``@function(retries=3)``). A
+``@function`` is returned unchanged apart from a ``__surestep__`` spec attribute; a
+``@workflow`` comes back as a coroutine function with the same name, docstring and
+signature that, awaited without an engine, runs the workflow in memory
+(:mod:`surestep.local`); engines call the workflow's own function. Names
 are registered per process; a second, different definition under a taken
 name raises at decoration (a module imported twice re-registers itself).
 """
@@ -14,10 +16,10 @@ import functools
 import hashlib
 import inspect
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from . import convert, serde
 from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
@@ -296,6 +298,7 @@ def _register(table: dict[str, Any], kind: str, spec: Any) -> None:
 def _origin(fn: Callable[..., Any]) -> str:
     """Where ``fn`` is defined: its file, so a script run as ``__main__`` and also
     imported by name counts as one definition."""
+    fn = inspect.unwrap(fn)  # a synchronous body's coroutine: the body's own place
     try:
         where = inspect.getsourcefile(fn) or fn.__module__
     except TypeError:
@@ -424,11 +427,21 @@ def workflow(
     keep = parse_retention(retention)
 
     def decorate(target: F) -> F:
+        if (
+            not inspect.isfunction(target)
+            or inspect.isgeneratorfunction(target)
+            or inspect.isasyncgenfunction(target)
+        ):
+            raise DefinitionError(
+                f"@workflow decorates a function (async def, or def), not {target!r}"
+            )
+        body: Callable[..., Any] = target
         if not inspect.iscoroutinefunction(target):
-            raise DefinitionError(f"@workflow decorates an async function; {target!r} is not one")
+            _check_synchronous_body(target)
+            body = _on_the_loop(target)
         spec = WorkflowSpec(
             name=name or target.__name__,
-            fn=target,
+            fn=body,
             explicit_version=version,
             chat=chat,
             webhook_secret=webhook_secret,
@@ -446,9 +459,104 @@ def workflow(
                 ) from None
         _register(_workflows, "workflow", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
-        return target
+        return cast(F, _direct_callable(spec, target))
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _on_the_loop(body: Callable[..., Any]) -> Callable[..., Any]:
+    """A synchronous workflow body as the coroutine function the engine awaits: called on
+    the event loop, as the AGNT5 SDK calls it (its context is the loop's, not a thread's)."""
+
+    @functools.wraps(body)
+    async def synchronous_body(*args: Any, **kwargs: Any) -> Any:
+        return body(*args, **kwargs)
+
+    return synchronous_body
+
+
+def _direct_callable(spec: WorkflowSpec, target: Callable[..., Any]) -> Callable[..., Any]:
+    """What ``@workflow`` returns: ``target``'s name, docstring and signature
+    (``__wrapped__``), awaitable without an engine (:mod:`surestep.local`). The engine
+    never calls it: it calls ``spec.fn``."""
+
+    @functools.wraps(target)
+    async def workflow_call(*args: Any, **kwargs: Any) -> Any:
+        from .local import call_workflow  # local imports the context, which imports us
+
+        return await call_workflow(spec, args, kwargs)
+
+    return workflow_call
+
+
+# What a workflow's context gives only as something to await: a synchronous body cannot
+# await it, so the operation would never happen.
+_AWAITED = frozenset({"step", "run", "task"})
+
+
+def _check_synchronous_body(body: Callable[..., Any]) -> None:
+    """``DefinitionError`` for a synchronous body that calls an operation it would have to
+    await (a step, a sleep, an event, shared state): written in a plain ``def``, the call
+    only makes an awaitable, and the operation never runs. The AGNT5 SDK lets that pass
+    and the step silently never happens; here the decorator says so."""
+    from .context import WorkflowContext
+    from .state import SharedState
+
+    awaited = _AWAITED | {
+        name
+        for name, member in vars(WorkflowContext).items()
+        if inspect.iscoroutinefunction(member)
+    }
+    shared = {n for n, m in vars(SharedState).items() if inspect.iscoroutinefunction(m)}
+    params = list(inspect.signature(body).parameters)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(body)))
+    except (OSError, TypeError, SyntaxError):
+        return  # no source to read: nothing to check
+    ctx = params[0] if params else "ctx"
+    for node in _outside_coroutines(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        chain = _attribute_chain(node.func)
+        if not chain or chain[0] != ctx:
+            continue
+        method = chain[-1]
+        scoped = len(chain) == 4 and chain[1] in ("session", "user") and chain[2] == "state"
+        if (len(chain) == 2 and method in awaited) or (scoped and method in shared):
+            where = f"{inspect.getsourcefile(body)}:{body.__code__.co_firstlineno + node.lineno - 1}"
+            call = ".".join(chain)
+            raise DefinitionError(
+                f"workflow {body.__qualname__} is a plain def but calls {call}() ({where}), "
+                f"which must be awaited: a synchronous body cannot wait for it, so it would "
+                f"never happen. Write the workflow as `async def` and `await {call}(...)`"
+            )
+
+
+def _outside_coroutines(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of ``tree`` but those inside an ``async def`` or lambda nested in it
+    (which may await what they like)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending += [
+            child
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, (ast.AsyncFunctionDef, ast.Lambda))
+        ]
+
+
+def _attribute_chain(node: ast.expr) -> list[str]:
+    """``ctx.session.state.get`` as ["ctx", "session", "state", "get"]; [] for anything
+    that is not a chain of names."""
+    names: list[str] = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return []
+    names.append(node.id)
+    return names[::-1]
 
 
 def _check_ways_in(triggers: Any, webhook: Any, webhook_secret: Any) -> tuple[str, ...]:

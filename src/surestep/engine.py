@@ -299,7 +299,7 @@ class Engine:
         idempotency_key: str | None = None,
     ) -> RunHandle:
         spec = find_workflow(workflow)
-        session_id, user_id = _identities(spec, args, kwargs, session_id, user_id)
+        session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
             spec.check_call(args, kwargs)
         except TypeError as exc:
@@ -970,7 +970,7 @@ class Engine:
             await self.store.wait_changed(timeout=5.0)
 
 
-def _identities(
+def run_identities(
     spec: WorkflowSpec,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],

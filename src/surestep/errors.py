@@ -195,6 +195,11 @@ class StateConflictError(SurestepError):
     the key again (or use ``state.update``) to build on the newer value."""
 
 
+class DirectCallError(SurestepError, RuntimeError):
+    """A workflow called directly (``await wf(...)``, no engine) waits for what only an
+    engine can deliver: an event, a person's answer."""
+
+
 class ChildWorkflowError(SurestepError):
     """A child workflow failed or was cancelled; raised in the parent. Journaled."""
 
