@@ -79,12 +79,15 @@ def test_invalid_function_options(options: dict) -> None:
         function(**options)
 
 
-def test_workflow_must_be_async() -> None:
-    with pytest.raises(DefinitionError, match="async"):
+def test_workflow_must_be_a_function() -> None:
+    with pytest.raises(DefinitionError, match="decorates a function"):
 
         @workflow
-        def sync_wf(ctx):  # type: ignore[no-untyped-def]
-            return 1
+        def generator_wf(ctx):  # type: ignore[no-untyped-def]
+            yield 1
+
+    with pytest.raises(DefinitionError, match="decorates a function"):
+        workflow(len)
 
 
 def test_backoff_schedules() -> None:
