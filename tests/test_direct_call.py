@@ -173,7 +173,7 @@ async def test_bad_arguments_and_results_are_refused_as_in_a_run() -> None:
     async def echo(ctx: WorkflowContext, value: Any) -> Any:
         return value
 
-    with pytest.raises(TypeError, match="echo.*cannot take these arguments"):
+    with pytest.raises(TypeError, match=r"echo.*cannot take these arguments"):
         await echo(1, 2)
     with pytest.raises(SerializationError):
         await echo(value=object())

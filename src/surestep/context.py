@@ -945,7 +945,9 @@ class Context(abc.ABC):  # noqa: B024 - a name to annotate with, nothing to impl
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigurationError(f"Context {name} must be a non-empty str, not {value!r}")
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
-            raise ConfigurationError(f"Context attempt must be a whole number >= 0, not {attempt!r}")
+            raise ConfigurationError(
+                f"Context attempt must be a whole number >= 0, not {attempt!r}"
+            )
         self.run_id = run_id
         self.correlation_id = correlation_id
         self.parent_correlation_id = parent_correlation_id

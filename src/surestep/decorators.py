@@ -523,7 +523,9 @@ def _check_synchronous_body(body: Callable[..., Any]) -> None:
         method = chain[-1]
         scoped = len(chain) == 4 and chain[1] in ("session", "user") and chain[2] == "state"
         if (len(chain) == 2 and method in awaited) or (scoped and method in shared):
-            where = f"{inspect.getsourcefile(body)}:{body.__code__.co_firstlineno + node.lineno - 1}"
+            where = (
+                f"{inspect.getsourcefile(body)}:{body.__code__.co_firstlineno + node.lineno - 1}"
+            )
             call = ".".join(chain)
             raise DefinitionError(
                 f"workflow {body.__qualname__} is a plain def but calls {call}() ({where}), "

@@ -56,7 +56,8 @@ async def call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[
         user_id=user_id,
         attempt=getattr(given, "attempt", 0) + 1,  # the context counts from 0
     )
-    value = await _execute(spec, run, MemoryStore())
+    store = MemoryStore()  # type: ignore[abstract]  # the engine's operations: set below
+    value = await _execute(spec, run, store)
     convert.journal_value(value, f"the result of workflow {spec.name!r}")  # as a run would
     return value
 

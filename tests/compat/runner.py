@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scenarios import SCENARIOS  # noqa: E402
+from scenarios import SCENARIOS
 
-from surestep import Engine  # noqa: E402
-from surestep.engine import run_loop  # noqa: E402
+from surestep import Engine
+from surestep.engine import run_loop
 
 
 async def main(name: str, store: str, command: str, run_id: str = "") -> None:
