@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from support.crash_worker import expected
+from support.processes import kill_when_paused
 
 pytestmark = pytest.mark.slow
 WORKER = str(Path(__file__).parent / "support" / "crash_worker.py")
@@ -26,27 +27,8 @@ WORKER = str(Path(__file__).parent / "support" / "crash_worker.py")
 
 def start_and_kill(args: list[str], pause: str, env: dict[str, str] | None = None) -> str:
     """Run the worker until it reports ``paused``, then SIGKILL it; return its run id."""
-    with subprocess.Popen(
-        [sys.executable, WORKER, *args],
-        env={**os.environ, **(env or {}), "PAUSE_AT": pause},
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        run_id = ""
-        for line in proc.stdout:
-            if line.startswith("started "):
-                run_id = line.split()[1]
-            if line.startswith("paused "):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            proc.wait()
-            raise AssertionError(
-                f"the worker exited with {proc.returncode} before pausing at {pause}"
-            )
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    return run_id
+    command = [sys.executable, WORKER, *args]
+    return kill_when_paused(command, {**os.environ, **(env or {}), "PAUSE_AT": pause})
 
 
 def recover(store: str, ledger: str, env: dict[str, str] | None = None) -> dict[str, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from scenarios import PROGRAMS, SCENARIOS, Scenario
 
+from support.processes import kill_when_paused
 from surestep import Engine, convert
 from surestep.engine import run_loop
 
@@ -47,7 +47,7 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_programs_import_only_surestep_where_agnt5_code_imports_agnt5() -> None:
     programs = sorted(PROGRAMS.glob("*.py"))
-    assert len(programs) - 1 >= 15 - 1  # world.py is the outside world, not a program
+    assert len([p for p in programs if p.name != "world.py"]) >= 15  # world: their world
     for program in programs:
         for node in ast.walk(ast.parse(program.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module is not None:
@@ -105,24 +105,7 @@ def test_a_program_main_awaits_its_workflow_without_an_engine(tmp_path: Path) ->
 
 def start_and_kill(name: str, store: str, env: dict[str, str]) -> str:
     """Start the scenario in a worker process, SIGKILL it when it pauses; its run id."""
-    with subprocess.Popen(
-        [sys.executable, RUNNER, name, store, "start"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        run_id = ""
-        for line in proc.stdout:
-            if line.startswith("started "):
-                run_id = line.split()[1]
-            if line.startswith("paused "):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            proc.wait()
-            raise AssertionError(f"{name}: the worker exited ({proc.returncode}) before pausing")
-        assert proc.wait(timeout=30) == -signal.SIGKILL
+    run_id = kill_when_paused([sys.executable, RUNNER, name, store, "start"], env)
     assert run_id, f"{name}: killed before its run was stored"
     return run_id
 
