@@ -36,8 +36,8 @@ class Receipt:
 
 
 @function(retries={"max_attempts": 3, "initial_interval_ms": 1}, backoff="constant")
-async def charge(ctx: FunctionContext, order_id: str, amount: float) -> Receipt:
-    CALLS.append(f"charge {order_id} attempt {ctx.attempt}")
+async def direct_charge(ctx: FunctionContext, order_id: str, amount: float) -> Receipt:
+    CALLS.append(f"direct_charge {order_id} attempt {ctx.attempt}")
     if ctx.attempt == 0:
         raise ConnectionError("gateway busy")
     ctx.logger.info("charged", order_id=order_id)
@@ -45,24 +45,24 @@ async def charge(ctx: FunctionContext, order_id: str, amount: float) -> Receipt:
 
 
 @workflow
-async def invoice(ctx: WorkflowContext, receipt: Receipt) -> str:
-    CALLS.append(f"invoice {receipt.order_id}")
+async def direct_invoice(ctx: WorkflowContext, receipt: Receipt) -> str:
+    CALLS.append(f"direct_invoice {receipt.order_id}")
     return f"INV-{receipt.order_id}"
 
 
 @workflow
-async def checkout(ctx: WorkflowContext, order_id: str, amount: float = 10.0) -> dict:
+async def direct_checkout(ctx: WorkflowContext, order_id: str, amount: float = 10.0) -> dict:
     """Charge an order and invoice it."""
     ctx.state.set("status", "charging")
-    receipt = await ctx.step(charge, order_id, amount)
+    receipt = await ctx.step(direct_charge, order_id, amount)
     await ctx.session.state.set("last_order", order_id)
     await ctx.sleep(0.05)
-    number = await ctx.step(invoice, receipt)
+    number = await ctx.step(direct_invoice, receipt)
     ctx.state.set("status", "done")
     return {
         "receipt": receipt.total,
         "typed": isinstance(receipt, Receipt),
-        "invoice": number,
+        "direct_invoice": number,
         "status": ctx.state.get("status"),
         "last_order": await ctx.session.state.get("last_order"),
         "run_id": ctx.run_id,
@@ -78,30 +78,34 @@ async def test_a_workflow_awaited_without_an_engine_runs_in_memory(
     CALLS.clear()
     monkeypatch.chdir(tmp_path)  # a store opened by mistake would appear here
     with caplog.at_level(logging.INFO):
-        result = await checkout(order_id="o-1")
-    assert result["receipt"] == 10.0 and result["typed"] and result["invoice"] == "INV-o-1"
+        result = await direct_checkout(order_id="o-1")
+    assert result["receipt"] == 10.0 and result["typed"] and result["direct_invoice"] == "INV-o-1"
     assert result["status"] == "done" and result["last_order"] == "o-1"
     assert result["session_id"] == result["run_id"] and result["user_id"] is None
     assert result["attempt"] == 0
     # the step's retry policy applied; the child ran inline with its typed argument
-    assert CALLS == ["charge o-1 attempt 0", "charge o-1 attempt 1", "invoice o-1"]
+    assert CALLS == [
+        "direct_charge o-1 attempt 0",
+        "direct_charge o-1 attempt 1",
+        "direct_invoice o-1",
+    ]
     assert any(getattr(r, "order_id", None) == "o-1" for r in caplog.records)
     assert os.listdir(tmp_path) == []  # nothing journaled
 
 
 async def test_a_context_given_first_names_the_run() -> None:
     given = Context(run_id="t-1", session_id="s-1", user_id="u-1", attempt=2)
-    result = await checkout(given, order_id="o-2", amount=3.5)
+    result = await direct_checkout(given, order_id="o-2", amount=3.5)
     assert (result["run_id"], result["session_id"], result["user_id"]) == ("t-1", "s-1", "u-1")
     assert result["attempt"] == 2 and result["receipt"] == 3.5
     # positional arguments bind as in engine.start (AGNT5 would drop them)
-    assert (await checkout("o-3", 1.0))["receipt"] == 1.0
+    assert (await direct_checkout("o-3", 1.0))["receipt"] == 1.0
 
 
 async def test_a_workflow_called_with_a_run_context_is_the_body_itself(store_path: str) -> None:
     @workflow
     async def outer(ctx: WorkflowContext, order_id: str) -> dict:
-        return await checkout(ctx, order_id)  # plain code inside this run
+        return await direct_checkout(ctx, order_id)  # plain code inside this run
 
     CALLS.clear()
     async with Engine(store_path) as engine:
@@ -109,16 +113,19 @@ async def test_a_workflow_called_with_a_run_context_is_the_body_itself(store_pat
         result = await handle.result()
         steps = [entry.name for entry in await engine.journal(handle.run_id)]
     assert result["run_id"] == handle.run_id
-    assert steps[:2] == ["@state.set", "charge"]  # journaled in outer's run
+    assert steps[:2] == ["@state.set", "direct_charge"]  # journaled in outer's run
 
 
 def test_the_decorated_workflow_keeps_its_name_signature_and_docstring() -> None:
-    assert checkout.__name__ == "checkout" and checkout.__doc__ == "Charge an order and invoice it."
-    assert list(inspect.signature(checkout).parameters) == ["ctx", "order_id", "amount"]
-    assert inspect.iscoroutinefunction(checkout)
-    spec = decorators.find_workflow(checkout)
-    assert checkout.__wrapped__ is spec.fn  # type: ignore[attr-defined]
-    assert decorators.find_workflow("checkout") is spec
+    assert (
+        direct_checkout.__name__ == "direct_checkout"
+        and direct_checkout.__doc__ == "Charge an order and invoice it."
+    )
+    assert list(inspect.signature(direct_checkout).parameters) == ["ctx", "order_id", "amount"]
+    assert inspect.iscoroutinefunction(direct_checkout)
+    spec = decorators.find_workflow(direct_checkout)
+    assert direct_checkout.__wrapped__ is spec.fn  # type: ignore[attr-defined]
+    assert decorators.find_workflow("direct_checkout") is spec
 
 
 async def test_the_engine_calls_the_body_not_the_direct_call(store_path: str) -> None:
@@ -267,3 +274,49 @@ def test_a_synchronous_body_may_define_coroutines_of_its_own() -> None:
         return n
 
     assert decorators.find_workflow(planner).name == "planner"
+
+
+# ---------------------------------------------------------------- @function called directly
+
+
+async def test_a_function_taking_ctx_called_without_one_runs_as_a_step_in_memory() -> None:
+    CALLS.clear()
+    receipt = await direct_charge(order_id="o-8", amount=4.0)  # as AGNT5's unit tests call it
+    assert receipt == Receipt("o-8", 4.0)
+    assert CALLS == [
+        "direct_charge o-8 attempt 0",
+        "direct_charge o-8 attempt 1",
+    ]  # its retry policy
+    assert direct_charge.__wrapped__ is decorators.spec_of(direct_charge).fn  # type: ignore[attr-defined, union-attr]
+    assert list(inspect.signature(direct_charge).parameters) == ["ctx", "order_id", "amount"]
+
+    @function
+    def stamp(ctx: FunctionContext, label: str) -> str:  # a def: awaited, as in AGNT5
+        return f"{label}@{ctx.run_id[:4]}:{ctx.attempt}"
+
+    stamped = await stamp("x")
+    assert stamped.startswith("x@") and stamped.endswith(":0")
+    with pytest.raises(TypeError, match=r"stamp\(\) cannot take these arguments"):
+        await stamp()
+
+
+async def test_a_function_called_with_a_context_is_the_function(store_path: str) -> None:
+    seen: list[str] = []
+
+    @function
+    async def audit(ctx: FunctionContext, what: str) -> str:
+        seen.append(type(ctx).__name__)
+        return what
+
+    @function
+    def plain(a: int, b: int) -> int:
+        return a + b
+
+    @workflow
+    async def shell(ctx: WorkflowContext) -> str:
+        return await audit(ctx, "inline")  # plain code in the run, as AGNT5 passes its ctx
+
+    async with Engine(store_path) as engine:
+        assert await engine.run(shell) == "inline"
+    assert seen == ["WorkflowContext"]
+    assert plain(1, 2) == 3 and plain is decorators.spec_of(plain).fn  # type: ignore[union-attr]

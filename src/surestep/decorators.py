@@ -1,10 +1,10 @@
 """``@function`` and ``@workflow``: mark code as a journaled step or a durable workflow.
 
-Both work bare (``@function``) and with options (``@function(retries=3)``). A
-``@function`` is returned unchanged apart from a ``__surestep__`` spec attribute; a
-``@workflow`` comes back as a coroutine function with the same name, docstring and
-signature that, awaited without an engine, runs the workflow in memory
-(:mod:`surestep.local`); engines call the workflow's own function. Names
+Both work bare (``@function``) and with options (``@function(retries=3)``) and give
+the function a ``__surestep__`` spec. A ``@workflow``, and a ``@function`` taking
+``ctx``, come back wrapped (same name, docstring and signature) so that awaited
+without an engine they run in memory (:mod:`surestep.local`); engines call the spec's
+own function. Names
 are registered per process; a second, different definition under a taken
 name raises at decoration (a module imported twice re-registers itself).
 """
@@ -360,9 +360,48 @@ def function(
         )
         _register(_functions, "function", spec)
         target.__surestep__ = spec  # type: ignore[attr-defined]
-        return target
+        if not spec.takes_ctx:
+            return target  # called directly, it is the function itself
+        return cast(F, _function_call(spec, target))
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _function_call(spec: FunctionSpec, target: Callable[..., Any]) -> Callable[..., Any]:
+    """What ``@function`` returns for a function that takes ``ctx``: ``target``'s name,
+    docstring and signature (``__wrapped__``). Called with a context first, it is the
+    function; called without one, as AGNT5's unit tests call it, it runs as one step of a
+    run in memory, with its retry policy and a ``FunctionContext`` made for it
+    (:mod:`surestep.local`): an awaitable, as in AGNT5, even for a ``def``. Engines
+    call ``spec.fn``."""
+    if inspect.iscoroutinefunction(target):
+
+        @functools.wraps(target)
+        async def function_call(*args: Any, **kwargs: Any) -> Any:
+            if args and _is_context(args[0]):
+                return await target(*args, **kwargs)
+            from .local import call_function
+
+            return await call_function(function_call, args, kwargs)
+
+    else:
+
+        @functools.wraps(target)
+        def function_call(*args: Any, **kwargs: Any) -> Any:
+            if args and _is_context(args[0]):
+                return target(*args, **kwargs)
+            from .local import call_function
+
+            return call_function(function_call, args, kwargs)
+
+    function_call.__surestep__ = spec  # type: ignore[attr-defined]
+    return function_call
+
+
+def _is_context(value: object) -> bool:
+    from .context import Context  # the context module imports this one
+
+    return isinstance(value, Context)
 
 
 @overload

@@ -1,4 +1,5 @@
-"""Direct calls: a ``@workflow`` awaited without an engine runs in memory.
+"""Direct calls: a ``@workflow`` (or a ``@function`` taking ``ctx``) awaited without an
+engine runs in memory.
 
 ``await order_flow(order_id="o-1")`` (or ``await order_flow(Context(run_id="t-1"),
 order_id="o-1")``) runs the workflow's body at once, as the AGNT5 SDK's local mode does
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import convert
 from .context import Context, WorkflowContext
-from .decorators import WorkflowSpec
+from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .engine import run_identities
 from .errors import DirectCallError, Suspended, WorkflowFailedError, describe
 from .recorder import Recorder
@@ -60,6 +61,23 @@ async def call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[
     value = await _execute(spec, run, store)
     convert.journal_value(value, f"the result of workflow {spec.name!r}")  # as a run would
     return value
+
+
+async def call_function(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """A ``@function`` that takes ``ctx`` called without one: one step of a run in
+    memory, with its retries, backoff and timeout, and a ``FunctionContext``."""
+    spec = spec_of(function)
+    assert isinstance(spec, FunctionSpec)
+    run = RunInfo(new_run_id(), spec.name, version="", args=[], kwargs={}, attempt=1)
+    store = MemoryStore()  # type: ignore[abstract]  # the engine's operations: set below
+    recorder = Recorder(run, store, None)
+    ctx = WorkflowContext(run, recorder, _Inline(store), inline_sleep=math.inf)
+    try:
+        return await ctx.step(function, *args, **kwargs)
+    finally:
+        await recorder.flush()
 
 
 async def _execute(spec: WorkflowSpec, run: RunInfo, store: MemoryStore) -> Any:
