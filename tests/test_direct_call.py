@@ -155,12 +155,12 @@ async def test_waiting_for_an_event_is_refused_with_what_to_do() -> None:
 
 async def test_a_failing_child_is_a_child_workflow_error_and_steps_raise_their_type() -> None:
     @function(retries=1)
-    async def reserve(sku: str) -> None:
+    async def reserve_stock(sku: str) -> None:
         raise LookupError(f"no stock for {sku}")
 
     @workflow
     async def picker(ctx: WorkflowContext, sku: str) -> None:
-        await ctx.step(reserve, sku)
+        await ctx.step(reserve_stock, sku)
 
     @workflow
     async def order(ctx: WorkflowContext, sku: str) -> str:
@@ -291,13 +291,13 @@ async def test_a_function_taking_ctx_called_without_one_runs_as_a_step_in_memory
     assert list(inspect.signature(direct_charge).parameters) == ["ctx", "order_id", "amount"]
 
     @function
-    def stamp(ctx: FunctionContext, label: str) -> str:  # a def: awaited, as in AGNT5
+    def stamp_label(ctx: FunctionContext, label: str) -> str:  # a def: awaited, as in AGNT5
         return f"{label}@{ctx.run_id[:4]}:{ctx.attempt}"
 
-    stamped = await stamp("x")
+    stamped = await stamp_label("x")
     assert stamped.startswith("x@") and stamped.endswith(":0")
-    with pytest.raises(TypeError, match=r"stamp\(\) cannot take these arguments"):
-        await stamp()
+    with pytest.raises(TypeError, match=r"stamp_label\(\) cannot take these arguments"):
+        await stamp_label()
 
 
 async def test_a_function_called_with_a_context_is_the_function(store_path: str) -> None:
