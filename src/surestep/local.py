@@ -53,7 +53,7 @@ async def call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[
         version=spec.version,
         args=list(args),
         kwargs=kwargs,
-        session_id=session_id or (run_id if spec.chat else None),
+        session_id=session_id,
         user_id=user_id,
         attempt=getattr(given, "attempt", 0) + 1,  # the context counts from 0
     )
