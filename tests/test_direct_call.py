@@ -102,13 +102,13 @@ async def test_a_context_given_first_names_the_run() -> None:
     assert (await direct_checkout("o-3", 1.0))["receipt"] == 1.0
 
 
-async def test_a_workflow_called_with_a_run_context_is_the_body_itself(store_path: str) -> None:
+async def test_a_workflow_called_with_a_run_context_is_the_body_itself(store_url: str) -> None:
     @workflow
     async def outer(ctx: WorkflowContext, order_id: str) -> dict:
         return await direct_checkout(ctx, order_id)  # plain code inside this run
 
     CALLS.clear()
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         handle = await engine.start(outer, "o-4")
         result = await handle.result()
         steps = [entry.name for entry in await engine.journal(handle.run_id)]
@@ -128,7 +128,7 @@ def test_the_decorated_workflow_keeps_its_name_signature_and_docstring() -> None
     assert decorators.find_workflow("direct_checkout") is spec
 
 
-async def test_the_engine_calls_the_body_not_the_direct_call(store_path: str) -> None:
+async def test_the_engine_calls_the_body_not_the_direct_call(store_url: str) -> None:
     called: list[bool] = []
 
     @workflow
@@ -138,7 +138,7 @@ async def test_the_engine_calls_the_body_not_the_direct_call(store_path: str) ->
 
     spec = decorators.find_workflow(probe)
     assert spec.fn is not probe and probe.__wrapped__ is spec.fn  # type: ignore[attr-defined]
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(probe) == 1
     assert called == [True]
 
@@ -300,7 +300,7 @@ async def test_a_function_taking_ctx_called_without_one_runs_as_a_step_in_memory
         await stamp_label()
 
 
-async def test_a_function_called_with_a_context_is_the_function(store_path: str) -> None:
+async def test_a_function_called_with_a_context_is_the_function(store_url: str) -> None:
     seen: list[str] = []
 
     @function
@@ -316,7 +316,7 @@ async def test_a_function_called_with_a_context_is_the_function(store_path: str)
     async def shell(ctx: WorkflowContext) -> str:
         return await audit(ctx, "inline")  # plain code in the run, as AGNT5 passes its ctx
 
-    async with Engine(store_path) as engine:
+    async with Engine(store_url) as engine:
         assert await engine.run(shell) == "inline"
     assert seen == ["WorkflowContext"]
     assert plain(1, 2) == 3 and plain is decorators.spec_of(plain).fn  # type: ignore[union-attr]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from scenarios import PROGRAMS
 
-from http_server import Served, surestep_command
+from support.http_server import Served, surestep_command
 from surestep.web.webhooks import sign
 
 PROGRAM = PROGRAMS / "payment_webhook.py"
