@@ -136,27 +136,19 @@ def uninterrupted_effects(scenario: Scenario, tmp_path: Path) -> Counter[tuple[s
     return Counter((e["kind"], e["key"]) for e in ledger_lines(tmp_path / "reference.jsonl"))
 
 
-# Every program with steps on LMDB; two of them (one with child runs) on PostgreSQL too.
-CRASHING = [(n, "lmdb") for n, s in SCENARIOS.items() if s.pause_at is not None] + [
-    ("order_fulfillment", "postgres"),
-    ("document_ingest", "postgres"),
-]
+CRASHING = [n for n, s in SCENARIOS.items() if s.pause_at is not None]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "backend"), CRASHING)
+@pytest.mark.parametrize("name", CRASHING)
 def test_killed_between_two_steps_and_resumed_with_nothing_done_twice(
-    name: str, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: Any
+    name: str, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenario = SCENARIOS[name]
     monkeypatch.setenv("COMPAT_LEDGER", str(tmp_path / "reference.jsonl"))
     reference = uninterrupted_effects(scenario, tmp_path)
 
-    if backend == "lmdb":
-        store = str(tmp_path / "store")
-    else:
-        url = request.getfixturevalue("pg_url")
-        store = f"{url}{'&' if '?' in url else '?'}schema=t_crash_{os.getpid()}_{name}"
+    store = store_url
     ledger = tmp_path / "ledger.jsonl"
     env = {**os.environ, "COMPAT_LEDGER": str(ledger)}
     run_id = start_and_kill(name, store, {**env, "COMPAT_PAUSE_AT": str(scenario.pause_at)})
