@@ -320,3 +320,21 @@ async def test_a_function_called_with_a_context_is_the_function(store_url: str) 
         assert await engine.run(shell) == "inline"
     assert seen == ["WorkflowContext"]
     assert plain(1, 2) == 3 and plain is decorators.spec_of(plain).fn  # type: ignore[union-attr]
+
+
+async def test_waiting_for_a_person_is_refused_and_progress_is_kept_quiet() -> None:
+    @workflow
+    async def approve_it(ctx: WorkflowContext) -> Any:
+        ctx.progress(1, total=2, message="asking")
+        return await ctx.wait_for_user("Ship it?", input_type="approval")
+
+    with pytest.raises(DirectCallError, match=r"a person's answer \(ctx.wait_for_user\)"):
+        await approve_it()
+
+    @workflow
+    async def counted(ctx: WorkflowContext, n: int) -> int:
+        for i in range(n):
+            ctx.progress(i + 1, total=n)
+        return n
+
+    assert await counted(n=3) == 3

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from . import convert
+from . import convert, hitl
 from .context import Context, WorkflowContext
 from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .engine import run_identities
@@ -90,7 +90,10 @@ async def _execute(spec: WorkflowSpec, run: RunInfo, store: MemoryStore) -> Any:
     try:
         return await spec.fn(ctx, *args, **kwargs)
     except Suspended as waiting:
-        what = f"event {waiting.event!r}" if waiting.event else "a wake-up"
+        if hitl.answer_seq(waiting.event) is not None:
+            what = "a person's answer (ctx.wait_for_user)"
+        else:
+            what = f"event {waiting.event!r}" if waiting.event else "a wake-up"
         raise DirectCallError(
             f"workflow {spec.name!r} called directly waits for {what}, which only a run in "
             "an engine can receive: start it with engine.start(...) (or `surestep run`) "
@@ -150,6 +153,9 @@ class MemoryStore(Store):
 
     async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
         return None
+
+    async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
+        return None  # progress is for those who watch a stored run: a direct call has none
 
     async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
         return None  # the line went to Python's logging already

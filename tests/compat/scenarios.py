@@ -72,6 +72,25 @@ async def _manager_approves(engine: Engine, run_id: str) -> None:
     await engine.send_event(run_id, "manager_decision", {"approved": True, "by": "dana"})
 
 
+def _answering(replies: dict[str, Any]) -> Callable[[Engine, str], Awaitable[None]]:
+    """A person answering each question the run asks (by its text), until it finishes."""
+
+    async def answer(engine: Engine, run_id: str) -> None:
+        answered: set[str] = set()
+        while True:
+            run = await engine.get_run(run_id)
+            if run.finished:
+                return
+            asked = run.question
+            if asked is not None and run.waiting_for not in answered:
+                assert run.waiting_for is not None
+                answered.add(run.waiting_for)
+                await engine.answer(run_id, replies[asked["question"]])
+            await engine.store.wait_changed(timeout=0.2)
+
+    return answer
+
+
 ITEMS = [{"sku": "mug", "qty": 2, "price": 7.5}, {"sku": "tee", "qty": 1, "price": 20.0}]
 
 SCENARIOS: dict[str, Scenario] = {
@@ -246,5 +265,37 @@ SCENARIOS: dict[str, Scenario] = {
         {"dataset": "orders"},
         {"table": "warehouse.orders", "rows": 6, "partitions": ["p1", "p2", "p3"]},
         pause_at=3,
+    ),
+    "refund_approval": Scenario(
+        "refund_approval",
+        "refund_approval",
+        {"order_id": "o-9", "amount": 180.0},
+        {"order_id": "o-9", "decision": "approve", "outcome": "rf-o-9"},
+        pause_at=2,  # approved, before the refund
+        deliver=_answering({"Refund 180.00 for order o-9?": "approve"}),
+        direct=False,  # waits for a person
+    ),
+    "trip_planner": Scenario(
+        "trip_planner",
+        "trip_planner",
+        {"traveller": "ines"},
+        {"itinerary": "kyoto with food, museum", "note": None, "booking": "booking-ines"},
+        pause_at=2,  # three answers in, before the booking
+        deliver=_answering(
+            {"Where to?": "kyoto", "Any extras?": ["food", "museum"], "A note for the hotel?": None}
+        ),
+        direct=False,
+    ),
+    "deep_research": Scenario(
+        "deep_research",
+        "deep_research",
+        {"topic": "fusion"},
+        {
+            "report": "fusion: 3 sections, 1 source(s) unavailable",
+            "completed": 3,
+            "failed": 1,
+            "scores": [24, 23, 22],
+        },
+        pause_at=4,  # every item researched, before the report
     ),
 }

@@ -23,6 +23,6 @@ async def send_follow_up(ctx: FunctionContext, email: str, days_left: int) -> st
 @workflow
 async def trial_reminder(ctx: WorkflowContext, email: str, wait_seconds: float) -> list[str]:
     sent = [await ctx.step(send_welcome, email)]
-    await ctx.sleep(wait_seconds)  # days in production; long enough here to suspend
+    await ctx.sleep(wait_seconds, name="trial_wait")  # days in production; here enough to suspend
     sent.append(await ctx.step(send_follow_up, email, 7))
     return sent
