@@ -69,7 +69,15 @@ async def _earlier_digest(engine: Engine) -> None:
 
 
 async def _manager_approves(engine: Engine, run_id: str) -> None:
-    await engine.send_event(run_id, "manager_decision", {"approved": True, "by": "dana"})
+    """The manager's decision, sent once the run waits for it (a resumed run that is past
+    the wait, or finished, gets nothing)."""
+    while True:
+        run = await engine.get_run(run_id)
+        if run.finished or run.waiting_for == "manager_decision":
+            break
+        await engine.store.wait_changed(timeout=0.2)
+    if not run.finished:
+        await engine.send_event(run_id, "manager_decision", {"approved": True, "by": "dana"})
 
 
 def _answering(replies: dict[str, Any]) -> Callable[[Engine, str], Awaitable[None]]:
