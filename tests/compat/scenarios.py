@@ -36,6 +36,7 @@ class Scenario:
     before: Callable[[Engine], Awaitable[None]] | None = None
     deliver: Callable[[Engine, str], Awaitable[None]] | None = None
     direct: bool = True  # the same result when awaited without an engine
+    emitted: str | None = None  # started by emitting this event, kwargs as its payload
 
     def function(self) -> Any:
         return getattr(importlib.import_module(self.program), self.workflow)
@@ -43,6 +44,9 @@ class Scenario:
     async def start(self, engine: Engine) -> RunHandle:
         if self.before is not None:
             await self.before(engine)
+        if self.emitted is not None:
+            (handle,) = await engine.emit(self.emitted, self.kwargs, id="evt-1")
+            return handle
         return await engine.start(
             self.function(), session_id=self.session_id, user_id=self.user_id, **self.kwargs
         )
@@ -305,5 +309,20 @@ SCENARIOS: dict[str, Scenario] = {
             "scores": [24, 23, 22],
         },
         pause_at=4,  # every item researched, before the report
+    ),
+    "daily_digest": Scenario(
+        "daily_digest",
+        "daily_digest",
+        {},
+        "digest for growth: +42 / -3",
+        pause_at=2,
+    ),
+    "welcome_flow": Scenario(
+        "welcome_flow",
+        "welcome_flow",
+        {"user_id": "u-7", "email": "kim@example.org"},
+        {"workspace": "ws-u-7", "welcomed": True},
+        pause_at=2,
+        emitted="user.signed_up",
     ),
 }
