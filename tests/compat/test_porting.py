@@ -20,15 +20,29 @@ import pytest
 from scenarios import PROGRAMS, SCENARIOS, Scenario
 
 from support.processes import kill_when_paused
-from surestep import Engine, convert
+from surestep import Engine, convert, decorators
 from surestep.engine import run_loop
 
 RUNNER = str(Path(__file__).parent / "runner.py")
 
-# Imported now, before any test takes its snapshot of the registry (conftest), so that
-# every test finds the programs' workflows registered.
+# The programs' workflows and functions, registered for this module's tests only: other
+# tests' engines must not serve them (the digest's schedule, the welcome's trigger).
+_before = (dict(decorators._functions), dict(decorators._workflows))
 for _scenario in SCENARIOS.values():
     _scenario.function()
+PROGRAM_FUNCTIONS = {k: v for k, v in decorators._functions.items() if k not in _before[0]}
+PROGRAM_WORKFLOWS = {k: v for k, v in decorators._workflows.items() if k not in _before[1]}
+for _name in PROGRAM_FUNCTIONS:
+    del decorators._functions[_name]
+for _name in PROGRAM_WORKFLOWS:
+    del decorators._workflows[_name]
+
+
+@pytest.fixture(autouse=True)
+def _programs_registered() -> None:
+    """The programs registered for the test (conftest's fixture restores the registry)."""
+    decorators._functions.update(PROGRAM_FUNCTIONS)
+    decorators._workflows.update(PROGRAM_WORKFLOWS)
 
 
 def ledger_lines(path: Path) -> list[dict[str, Any]]:
