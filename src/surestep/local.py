@@ -154,6 +154,21 @@ class MemoryStore(Store):
     async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
         return None
 
+    async def record_attempt(
+        self,
+        run_id: str,
+        fence: int,
+        seq: int,
+        attempt: int,
+        body: bytes,
+        retry: dict[str, Any],
+        wake_at: float | None,
+    ) -> None:
+        return None  # a direct call retries in place (it never gives its run back)
+
+    async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
+        return None
+
     async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
         return None  # progress is for those who watch a stored run: a direct call has none
 
