@@ -161,3 +161,22 @@ async def test_a_client_start_warns_when_no_live_engine_serves_its_version(
                 await client.start(served_flow)
             assert not [r for r in caplog.records if r.levelno == logging.WARNING]
         assert await client.live_engines() == []  # withdrawn as it closed
+
+
+async def test_a_start_on_code_other_than_the_deployed_version_says_who_runs_it(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @workflow(version="v2")
+    async def moved_on(ctx: WorkflowContext) -> int:
+        return 2
+
+    async with Engine(store_url, execute=False) as client:
+        await client.deploy(moved_on, version="v1")
+        # An older worker, live and serving the deployed version, as its process announces it.
+        await client.store.announce("elsewhere:1:old", {"moved_on": "v1"}, 60.0)
+        with caplog.at_level(logging.WARNING, logger="surestep.engine"):
+            handle = await client.start(moved_on)
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert handle.run_id in warning
+        assert "moved_on version v1, the one deployed, not this code's version v2" in warning
+        assert (await client.get_run(handle.run_id)).version == "v1"

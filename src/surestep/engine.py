@@ -339,12 +339,23 @@ class Engine:
         return RunHandle(self, run.run_id)
 
     async def _warn_if_unserved(self, run: RunInfo, spec: WorkflowSpec) -> None:
-        """Warn when no live engine serves the version a new run waits for."""
+        """Warn when no live engine serves the version a new run waits for, or when the
+        run takes another version than this code's (an older worker executes it)."""
         now = time.monotonic()
         if now - self._live_seen[0] > 1.0:  # a burst of starts reads the registry once
             self._live_seen = (now, await self.live_engines())
         live = self._live_seen[1]
         if any(engine.serves(run.workflow, run.version) for engine in live):
+            if run.version != spec.version:
+                log.warning(
+                    "run %s takes %s version %s, the one deployed, not this code's version "
+                    "%s: a worker serving %s executes it (deploy this code to make it current)",
+                    run.run_id,
+                    run.workflow,
+                    run.version,
+                    spec.version,
+                    run.version,
+                )
             return
         why = (
             f"the one deployed; this code is version {spec.version} (deploy it to make it current)"
