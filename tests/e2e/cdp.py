@@ -214,16 +214,26 @@ class Browser:
         return int(self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length"))
 
     def click(self, selector: str) -> None:
-        """A real mouse click at the middle of the element (scrolled into view first)."""
+        """A real mouse click at the middle of the element (scrolled into view first), as a
+        person clicks: once the element has stayed where it is for one re-check (a page
+        still laying out, a section loaded above it, would move it under the pointer) and
+        is what the pointer is over."""
         box = self.wait_for(
             f"""(() => {{
                 const el = document.querySelector({json.dumps(selector)});
                 if (!el) return null;
                 el.scrollIntoView({{block: "center"}});
                 const r = el.getBoundingClientRect();
-                return r.width && r.height ? {{x: r.x + r.width / 2, y: r.y + r.height / 2}} : null;
+                const here = r.width && r.height ? [r.x, r.y, r.width, r.height].join() : null;
+                const before = window.__surestepClickAt;
+                window.__surestepClickAt = here;
+                if (!here || here !== before) return null;
+                const point = {{x: r.x + r.width / 2, y: r.y + r.height / 2}};
+                const hit = document.elementFromPoint(point.x, point.y);
+                return hit && (hit === el || el.contains(hit)) ? point : null;
             }})()"""
         )
+        self.evaluate("window.__surestepClickAt = null")
         for kind in ("mousePressed", "mouseReleased"):
             self.page(
                 "Input.dispatchMouseEvent",
