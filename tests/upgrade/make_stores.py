@@ -1,6 +1,11 @@
 """Make the stores of ``tests/upgrade/v0_2/`` with the surestep that is installed (0.2.0).
 
-    python tests/upgrade/make_stores.py tests/upgrade/v0_2
+    PYTHONPATH=src python tests/upgrade/make_stores.py tests/upgrade/v0_2
+
+run in a checkout of that release with this file, ``flows_v0_2.py`` and
+``tests/support/pgserver.py`` copied in. The stores keep tracebacks, which name where that
+checkout was: make them in a directory that says nothing of the machine (the ones here
+were made in ``/surestep-0.2``).
 
 Each backend's store holds runs in every state a release leaves behind: completed,
 failed, a parent and its child, a run sleeping durably, a run waiting for an event (with

@@ -2,7 +2,7 @@
 -- PostgreSQL database dump
 --
 
-\restrict DJeoazuWrZJbV2P1CTB9mSnV8DkNqb01cbhEmTdYHyfsAalFLHF9z2i81IRGEle
+\restrict WEO49LcaMycO9IcnXosb1f9nbixTLeNFw2ey8eQrUPIAHQhISyVYyhbfrru5exB
 
 -- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
 -- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
@@ -160,7 +160,7 @@ CREATE TABLE upgrade_v0_2.state (
 -- Data for Name: deployments; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.deployments OVERRIDING SYSTEM VALUE VALUES (1, 'v02_order', '1', 'code-135c277613ab', '2026-12-07 15:37:50.502991+00');
+INSERT INTO upgrade_v0_2.deployments OVERRIDING SYSTEM VALUE VALUES (1, 'v02_order', '1', 'code-135c277613ab', '2026-12-07 17:41:06.260133+00');
 
 
 --
@@ -173,20 +173,20 @@ INSERT INTO upgrade_v0_2.deployments OVERRIDING SYSTEM VALUE VALUES (1, 'v02_ord
 -- Data for Name: journal; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512774fb90dd097817f008b4bb3c', 0, '\x022b013c00019be58791d0c19803220b7630325f726573657276650a5b5b2261225d2c7b7d5d227265732d61224d36942f');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512774fb90dd097817f008b4bb3c', 1, '\x0231013c010189df8991d0c198031c087630325f736869700e5b5b227265732d61225d2c7b7d5d22736869702d7265732d6122c7aefc6d');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a25127756bfaf543639b914825705f', 0, '\x029f03021c0001eab98b91d0c19803f2060b7630325f6578706c6f64650a5b5b2278225d2c7b7d5d7b2265223a7b2274797065223a2256616c75654572726f72222c226d657373616765223a226e6f2073746f636b20666f722078222c2274726163656261636b223a2254726163656261636b20286d6f737420726563656e742063616c6c206c617374293a5c6e202046696c65205c222f776f726b2f77742d7630322f7372632f73757265737465702f636f6e746578742e70795c222c206c696e65203437392c20696e205f72756e5c6e202020206f7574707574203d206177616974206f75747075745c6e202020202020202020202020205e5e5e5e5e5e5e5e5e5e5e5e5c6e202046696c65205c222f776f726b2f6d61696e2f74657374732f757067726164652f666c6f77735f76305f322e70795c222c206c696e652033392c20696e207630325f6578706c6f64655c6e2020202072616973652056616c75654572726f7228665c226e6f2073746f636b20666f72207b736b757d5c22295c6e56616c75654572726f723a206e6f2073746f636b20666f7220785c6e227d7dd4dda808');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b413d8b02d7c46f3c278e1', 0, '\x022b013c0001e4bd9191d0c198031e0b7630325f726573657276650a5b5b2270225d2c7b7d5d227265732d702254de09f7');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b413d8b02d7c46f3c278e1', 1, '\x0231013c0101eb8b9291d0c198031e087630325f736869700e5b5b227265732d70225d2c7b7d5d22736869702d7265732d70228fcf7241');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b47a548fbe2a58a03da18c', 0, '\x028a010604000010406368696c643a7630325f6f726465720a5b5b2270225d2c7b7d5d7b226368696c64223a223031613235313237373562343133643862303264376334366633633237386531222c226f223a7b22736b75223a2270222c227265736572766174696f6e223a227265732d70222c22747261636b696e67223a22736869702d7265732d70227d7d0591f9ce');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b47a548fbe2a58a03da18c', 2, '\x022d0520020006407575696434223730646665313664666462343465613761663563303030623035376165363766227218d280');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a2512775b47a548fbe2a58a03da18c', 1, '\x021a0520010004406e6f77313739363635373837302e333239303433504c1bc0');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a25127760ae6646b9d9ddf92628c0f', 0, '\x022b013c000186fd9491d0c198031a0b7630325f726573657276650a5b5b226e225d2c7b7d5d227265732d6e22449a4b4f');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a25127761458e6b898c6fb670e1612', 0, '\x022b013c0001c8e29591d0c198031a0b7630325f726573657276650a5b5b2271225d2c7b7d5d227265732d7122be12a978');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a25127760ae6646b9d9ddf92628c0f', 1, '\x022403280100ffba9991d0c198030640736c656570313739363635373837322e343239353534791596a9');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a25127761458e6b898c6fb670e1612', 1, '\x021a072401000a4073746174652e736574072261736b656422227122ad9adeb0');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a251277924fea364e22d5ffe61cf5c', 0, '\x022b013c0001a6b4c991d0c198031a0b7630325f726573657276650a5b5b2262225d2c7b7d5d227265732d6222b01f1eb9');
-INSERT INTO upgrade_v0_2.journal VALUES ('01a25127796f8ae8e54b2ceb2c09c613', 0, '\x022b013c0001b2f2c991d0c19803200b7630325f726573657276650a5b5b2263225d2c7b7d5d227265732d6322a4617598');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984f8d08e12df86d999c13b952', 0, '\x022b013c0001b0d5ddd7ebc198031e0b7630325f726573657276650a5b5b2261225d2c7b7d5d227265732d612210c04953');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984f8d08e12df86d999c13b952', 1, '\x0231013c0101de81dfd7ebc1980320087630325f736869700e5b5b227265732d61225d2c7b7d5d22736869702d7265732d6122cf2f39ef');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984fd7dc6c2f0bc56fc68dba52', 0, '\x02a303021c0001eaf7dfd7ebc19803a2060b7630325f6578706c6f64650a5b5b2278225d2c7b7d5d7b2265223a7b2274797065223a2256616c75654572726f72222c226d657373616765223a226e6f2073746f636b20666f722078222c2274726163656261636b223a2254726163656261636b20286d6f737420726563656e742063616c6c206c617374293a5c6e202046696c65205c222f73757265737465702d302e322f7372632f73757265737465702f636f6e746578742e70795c222c206c696e65203437392c20696e205f72756e5c6e202020206f7574707574203d206177616974206f75747075745c6e202020202020202020202020205e5e5e5e5e5e5e5e5e5e5e5e5c6e202046696c65205c222f73757265737465702d302e322f74657374732f757067726164652f666c6f77735f76305f322e70795c222c206c696e652033392c20696e207630325f6578706c6f64655c6e2020202072616973652056616c75654572726f7228665c226e6f2073746f636b20666f72207b736b757d5c22295c6e56616c75654572726f723a206e6f2073746f636b20666f7220785c6e227d7d35f4a613');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984fe76cedf52b581577254d22', 0, '\x022b013c00018aeee0d7ebc198031a0b7630325f726573657276650a5b5b2270225d2c7b7d5d227265732d7022928920d5');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984fe76cedf52b581577254d22', 1, '\x0231013c010188bce1d7ebc198031e087630325f736869700e5b5b227265732d70225d2c7b7d5d22736869702d7265732d70228059f0cb');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984fe77554011052c8488025d7', 0, '\x028a010604000010406368696c643a7630325f6f726465720a5b5b2270225d2c7b7d5d7b226368696c64223a223031613235313938346665373663656466353262353831353737323534643232222c226f223a7b22736b75223a2270222c227265736572766174696f6e223a227265732d70222c22747261636b696e67223a22736869702d7265732d70227d7d797d0a72');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984fe77554011052c8488025d7', 2, '\x022d0520020006407575696434223865656131313635303439353433323061613332646333333637633461616537226eedd744');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251984fe77554011052c8488025d7', 1, '\x021b0520010004406e6f77313739363636353236362e3138323731323359ded7a4');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251985011e6427b541df422f12d85', 0, '\x022b013c0001adb5e3d7ebc19803180b7630325f726573657276650a5b5b226e225d2c7b7d5d227265732d6e2204eea4ef');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251985017fae916dcf35fc8ca14d5', 0, '\x022b013c000194d2e3d7ebc19803160b7630325f726573657276650a5b5b2271225d2c7b7d5d227265732d712242d42224');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251985011e6427b541df422f12d85', 1, '\x022503280100b4f0e4d7ebc198030640736c656570313739363636353236382e3232333134333692444b61');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a251985017fae916dcf35fc8ca14d5', 1, '\x021a072401000a4073746174652e736574072261736b656422227122ad9adeb0');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2519851397218675efab6062deae5', 0, '\x022b013c000195c1f7d7ebc19803200b7630325f726573657276650a5b5b2262225d2c7b7d5d227265732d62227037ba51');
+INSERT INTO upgrade_v0_2.journal VALUES ('01a2519851600bbd61b23a2f54686321', 0, '\x022b013c0001bfdbf7d7ebc19803140b7630325f726573657276650a5b5b2263225d2c7b7d5d227265732d6322be45c0ec');
 
 
 --
@@ -199,21 +199,21 @@ INSERT INTO upgrade_v0_2.journal VALUES ('01a25127796f8ae8e54b2ceb2c09c613', 0, 
 -- Data for Name: runs; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.runs VALUES ('01a2512774fb90dd097817f008b4bb3c', 'v02_order', '1', '["a"]', '{}', 'completed', NULL, NULL, '2026-12-07 15:37:50.075746+00', '2026-12-07 15:37:50.183765+00', 1, '{"sku":"a","reservation":"res-a","tracking":"ship-res-a"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a25127756bfaf543639b914825705f', 'v02_failing', '1', '["x"]', '{}', 'failed', NULL, NULL, '2026-12-07 15:37:50.187163+00', '2026-12-07 15:37:50.251356+00', 1, NULL, '{"type":"surestep.errors.StepFailedError","message":"step 0 (v02_explode) failed after 1 attempt(s): ValueError: no stock for x","traceback":"Traceback (most recent call last):\n  File \"/work/wt-v02/src/surestep/context.py\", line 479, in _run\n    output = await output\n             ^^^^^^^^^^^^\n  File \"/work/main/tests/upgrade/flows_v0_2.py\", line 39, in v02_explode\n    raise ValueError(f\"no stock for {sku}\")\nValueError: no stock for x\n\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n  File \"/work/wt-v02/src/surestep/engine.py\", line 474, in _execute\n    value = await spec.fn(ctx, *run.args, **run.kwargs)\n            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/work/main/tests/upgrade/flows_v0_2.py\", line 58, in v02_failing\n    return await ctx.step(v02_explode, sku)\n           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/work/wt-v02/src/surestep/context.py\", line 488, in _run\n    raise error from failed.error\nsurestep.errors.StepFailedError: step 0 (v02_explode) failed after 1 attempt(s): ValueError: no stock for x\n"}', NULL, NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a2512775b413d8b02d7c46f3c278e1', 'v02_order', '1', '["p"]', '{}', 'completed', '01a2512775b47a548fbe2a58a03da18c', NULL, '2026-12-07 15:37:50.289811+00', '2026-12-07 15:37:50.315745+00', 1, '{"sku":"p","reservation":"res-p","tracking":"ship-res-p"}', NULL, '01a2512775b47a548fbe2a58a03da18c', NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a2512775b47a548fbe2a58a03da18c', 'v02_parent', '1', '["p"]', '{}', 'completed', NULL, NULL, '2026-12-07 15:37:50.260349+00', '2026-12-07 15:37:50.335465+00', 1, '{"child":{"sku":"p","reservation":"res-p","tracking":"ship-res-p"},"stamp":"2026-12-07T15:37:50.329043+00:00","token":"70dfe16d-fdb4-4ea7-af5c-000b057ae67f"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a25127760ae6646b9d9ddf92628c0f', 'v02_napper', '1', '["n"]', '{}', 'waiting', NULL, NULL, '2026-12-07 15:37:50.346241+00', '2026-12-07 15:37:50.456928+00', 1, NULL, NULL, NULL, '2026-12-07 15:37:52.429554+00', NULL, NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a25127761458e6b898c6fb670e1612', 'v02_approver', '1', '["q"]', '{}', 'waiting', 'sess-1', 'u-1', '2026-12-07 15:37:50.356064+00', '2026-12-07 15:37:50.487223+00', 1, NULL, NULL, NULL, NULL, 'approval', NULL, NULL, 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a251277924fea364e22d5ffe61cf5c', 'v02_order', '1', '["b"]', '{}', 'running', NULL, NULL, '2026-12-07 15:37:51.140771+00', '2026-12-07 15:37:51.198601+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:12737:bdad0894', '2026-12-07 15:38:06.198601+00', 1);
-INSERT INTO upgrade_v0_2.runs VALUES ('01a25127796f8ae8e54b2ceb2c09c613', 'v02_digest_order', 'code-4c89b916697c', '["c"]', '{}', 'running', NULL, NULL, '2026-12-07 15:37:51.215062+00', '2026-12-07 15:37:51.218144+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:12737:bdad0894', '2026-12-07 15:38:06.218144+00', 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251984f8d08e12df86d999c13b952', 'v02_order', '1', '["a"]', '{}', 'completed', NULL, NULL, '2026-12-07 17:41:06.0616+00', '2026-12-07 17:41:06.131027+00', 1, '{"sku":"a","reservation":"res-a","tracking":"ship-res-a"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251984fd7dc6c2f0bc56fc68dba52', 'v02_failing', '1', '["x"]', '{}', 'failed', NULL, NULL, '2026-12-07 17:41:06.135187+00', '2026-12-07 17:41:06.147726+00', 1, NULL, '{"type":"surestep.errors.StepFailedError","message":"step 0 (v02_explode) failed after 1 attempt(s): ValueError: no stock for x","traceback":"Traceback (most recent call last):\n  File \"/surestep-0.2/src/surestep/context.py\", line 479, in _run\n    output = await output\n             ^^^^^^^^^^^^\n  File \"/surestep-0.2/tests/upgrade/flows_v0_2.py\", line 39, in v02_explode\n    raise ValueError(f\"no stock for {sku}\")\nValueError: no stock for x\n\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n  File \"/surestep-0.2/src/surestep/engine.py\", line 474, in _execute\n    value = await spec.fn(ctx, *run.args, **run.kwargs)\n            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/surestep-0.2/tests/upgrade/flows_v0_2.py\", line 58, in v02_failing\n    return await ctx.step(v02_explode, sku)\n           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  File \"/surestep-0.2/src/surestep/context.py\", line 488, in _run\n    raise error from failed.error\nsurestep.errors.StepFailedError: step 0 (v02_explode) failed after 1 attempt(s): ValueError: no stock for x\n"}', NULL, NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251984fe76cedf52b581577254d22', 'v02_order', '1', '["p"]', '{}', 'completed', '01a251984fe77554011052c8488025d7', NULL, '2026-12-07 17:41:06.155415+00', '2026-12-07 17:41:06.171146+00', 1, '{"sku":"p","reservation":"res-p","tracking":"ship-res-p"}', NULL, '01a251984fe77554011052c8488025d7', NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251984fe77554011052c8488025d7', 'v02_parent', '1', '["p"]', '{}', 'completed', NULL, NULL, '2026-12-07 17:41:06.151748+00', '2026-12-07 17:41:06.187178+00', 1, '{"child":{"sku":"p","reservation":"res-p","tracking":"ship-res-p"},"stamp":"2026-12-07T17:41:06.182712+00:00","token":"8eea1165-0495-4320-aa32-dc3367c4aae7"}', NULL, NULL, NULL, NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251985011e6427b541df422f12d85', 'v02_napper', '1', '["n"]', '{}', 'waiting', NULL, NULL, '2026-12-07 17:41:06.193581+00', '2026-12-07 17:41:06.235805+00', 1, NULL, NULL, NULL, '2026-12-07 17:41:08.223144+00', NULL, NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a251985017fae916dcf35fc8ca14d5', 'v02_approver', '1', '["q"]', '{}', 'waiting', 'sess-1', 'u-1', '2026-12-07 17:41:06.199186+00', '2026-12-07 17:41:06.247849+00', 1, NULL, NULL, NULL, NULL, 'approval', NULL, NULL, 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a2519851397218675efab6062deae5', 'v02_order', '1', '["b"]', '{}', 'running', NULL, NULL, '2026-12-07 17:41:06.48976+00', '2026-12-07 17:41:06.516523+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:18272:c0f67b15', '2026-12-07 17:41:21.516523+00', 1);
+INSERT INTO upgrade_v0_2.runs VALUES ('01a2519851600bbd61b23a2f54686321', 'v02_digest_order', 'code-4c89b916697c', '["c"]', '{}', 'running', NULL, NULL, '2026-12-07 17:41:06.52826+00', '2026-12-07 17:41:06.528688+00', 1, NULL, NULL, NULL, NULL, NULL, 'vm:18272:c0f67b15', '2026-12-07 17:41:21.528688+00', 1);
 
 
 --
 -- Data for Name: schema_version; Type: TABLE DATA; Schema: upgrade_v0_2; Owner: -
 --
 
-INSERT INTO upgrade_v0_2.schema_version VALUES (1, '2026-12-07 15:37:49.897035+00');
+INSERT INTO upgrade_v0_2.schema_version VALUES (1, '2026-12-07 17:41:05.952554+00');
 
 
 --
@@ -352,5 +352,5 @@ CREATE INDEX runs_timers ON upgrade_v0_2.runs USING btree (wake_at) WHERE (statu
 -- PostgreSQL database dump complete
 --
 
-\unrestrict DJeoazuWrZJbV2P1CTB9mSnV8DkNqb01cbhEmTdYHyfsAalFLHF9z2i81IRGEle
+\unrestrict WEO49LcaMycO9IcnXosb1f9nbixTLeNFw2ey8eQrUPIAHQhISyVYyhbfrru5exB
 
