@@ -44,6 +44,7 @@ from .retention import (
     parse_retention,
     purge,
 )
+from .runtime import child_row
 from .store import open_store
 from .store.base import (
     CANCELLED,
@@ -879,16 +880,7 @@ class Engine:
         (the :class:`~surestep.runtime.Runtime` side of ``ctx.step(child_workflow, ...)``)."""
         what = f"the input of child workflow {spec.name!r}"
         args, kwargs = convert.journal_arguments(args, kwargs, what)
-        child = RunInfo(
-            run_id=child_id,
-            workflow=spec.name,
-            version=spec.version,
-            args=list(args),
-            kwargs=kwargs,
-            session_id=parent.session_id,
-            user_id=parent.user_id,
-            parent_id=parent.run_id,
-        )
+        child = child_row(spec, child_id, args, kwargs, parent)
         stored = await self.store.create_child(child, self.owner, self.lease_seconds)
         if child_id not in self._active:
             if stored.owner == self.owner and not stored.finished:

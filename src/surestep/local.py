@@ -25,6 +25,7 @@ from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .engine import run_identities
 from .errors import DirectCallError, Suspended, WorkflowFailedError, describe
 from .recorder import Recorder
+from .runtime import child_row
 from .store.base import RunInfo, Store, new_run_id
 
 
@@ -118,17 +119,7 @@ class _Inline:
         kwargs: dict[str, Any],
         parent: WorkflowContext,
     ) -> Any:
-        child = RunInfo(
-            run_id=child_id,
-            workflow=spec.name,
-            version=spec.version,
-            args=list(args),
-            kwargs=kwargs,
-            session_id=parent.session_id,
-            user_id=parent.user_id,
-            parent_id=parent.run_id,
-            attempt=1,
-        )
+        child = child_row(spec, child_id, args, kwargs, parent, attempt=1)
         try:
             value = await _execute(spec, child, self.store)
         except DirectCallError:

@@ -11,9 +11,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .store.base import RunInfo
+
 if TYPE_CHECKING:
     from .context import WorkflowContext
     from .decorators import WorkflowSpec
+
+
+def child_row(
+    spec: WorkflowSpec,
+    child_id: str,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    parent: WorkflowContext,
+    **fields: Any,
+) -> RunInfo:
+    """The row of the child run ``child_id`` that a step of ``parent`` starts: the
+    parent's session and user, the parent named (``fields``: what a runtime sets more)."""
+    return RunInfo(
+        run_id=child_id,
+        workflow=spec.name,
+        version=spec.version,
+        args=list(args),
+        kwargs=kwargs,
+        session_id=parent.session_id,
+        user_id=parent.user_id,
+        parent_id=parent.run_id,
+        **fields,
+    )
 
 
 class Runtime(Protocol):
