@@ -9,6 +9,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -386,3 +387,16 @@ def test_serve_needs_a_token_beyond_loopback(tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.json()["actions"] is True
     finally:
         assert server.close() == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="httptools is not installed on Windows")
+async def test_serve_parses_http_with_httptools(tmp_path: Path) -> None:
+    """The server runs on uvicorn's C parser (a base dependency), not the pure-Python h11."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from surestep.web.serve import server_config
+
+    async with Engine(tmp_path / "store") as engine:
+        config = server_config(create_app(engine))
+        config.load()
+        assert config.http_protocol_class is HttpToolsProtocol
