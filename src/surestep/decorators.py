@@ -75,27 +75,32 @@ def _name_option(name: Any) -> None:
         raise ConfigurationError(f"name must be a non-empty string, not {name!r}")
 
 
-def _retry_policy(retries: int | dict[str, Any] | RetryPolicy | None) -> RetryPolicy:
-    if retries is None:
-        return RetryPolicy()
-    if isinstance(retries, RetryPolicy):
-        return retries
-    if isinstance(retries, dict):
-        return RetryPolicy(**retries)
+_Policy = TypeVar("_Policy", RetryPolicy, BackoffPolicy)
+
+
+def _policy(kind: type[_Policy], value: Any, shorthand: Callable[[Any], _Policy]) -> _Policy:
+    """``value`` as a ``kind``: its defaults for ``None``, a ``kind`` as it is, one made of
+    a dict's fields, else ``shorthand(value)``."""
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, dict):
+        return kind(**value)
+    return shorthand(value)
+
+
+def _attempts(retries: Any) -> RetryPolicy:
     _whole("retries", retries, minimum=1)
     return RetryPolicy(max_attempts=retries)
 
 
-def _backoff_policy(backoff: str | dict[str, Any] | BackoffPolicy | None) -> BackoffPolicy:
-    if backoff is None:
-        return BackoffPolicy()
-    if isinstance(backoff, BackoffPolicy):
-        return backoff
-    if isinstance(backoff, dict):
-        return BackoffPolicy(**backoff)
-    if isinstance(backoff, str):
-        return BackoffPolicy(type=backoff)
-    raise ConfigurationError(f"backoff must be a name, a dict or a BackoffPolicy, not {backoff!r}")
+def _backoff_named(backoff: Any) -> BackoffPolicy:
+    if not isinstance(backoff, str):
+        raise ConfigurationError(
+            f"backoff must be a name, a dict or a BackoffPolicy, not {backoff!r}"
+        )
+    return BackoffPolicy(type=backoff)
 
 
 @dataclass(frozen=True)
@@ -356,8 +361,8 @@ def function(
     ``ctx`` (or annotated ``FunctionContext`` / ``Context``) receives a
     :class:`~surestep.FunctionContext`.
     """
-    retry = _retry_policy(retries)
-    backoff_policy = _backoff_policy(backoff)
+    retry = _policy(RetryPolicy, retries, _attempts)
+    backoff_policy = _policy(BackoffPolicy, backoff, _backoff_named)
     if timeout_ms is not None:
         _whole("timeout_ms", timeout_ms, minimum=1)
 
