@@ -25,7 +25,7 @@ from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .engine import run_identities
 from .errors import DirectCallError, Suspended, WorkflowFailedError, describe
 from .recorder import Recorder
-from .runtime import child_row
+from .runtime import child_row, run_row
 from .store.base import RunInfo, Store, new_run_id
 
 
@@ -48,16 +48,8 @@ async def call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[
         raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
     args, kwargs = convert.journal_arguments(args, kwargs, f"the input of workflow {spec.name!r}")
     run_id = getattr(given, "run_id", None) or new_run_id()
-    run = RunInfo(
-        run_id=run_id,
-        workflow=spec.name,
-        version=spec.version,
-        args=list(args),
-        kwargs=kwargs,
-        session_id=session_id,
-        user_id=user_id,
-        attempt=getattr(given, "attempt", 0) + 1,  # the context counts from 0
-    )
+    attempt = getattr(given, "attempt", 0) + 1  # the context counts from 0
+    run = run_row(spec, run_id, args, kwargs, session_id, user_id, attempt=attempt)
     store = MemoryStore()  # type: ignore[abstract]  # the engine's operations: set below
     value = await _execute(spec, run, store)
     convert.journal_value(value, f"the result of workflow {spec.name!r}")  # as a run would
