@@ -4,7 +4,7 @@
 
 Two processes: `surestep serve` (uvicorn, this repository's ASGI app) executing a one-step
 workflow over a fresh LMDB store (``durability="fsync"``, as ``serve`` opens it), and this
-one sending real HTTP requests with httpx over loopback. Each round measures, in turn:
+one sending real HTTP requests over loopback. Each round measures, in turn:
 
 - ``http wait``: sequential ``POST /api/runs?wait=30`` (start a run and wait for its result),
   latency from sending to the answer;
@@ -18,6 +18,7 @@ one sending real HTTP requests with httpx over loopback. Each round measures, in
 - ``client submit``: the same load through ``surestep.AsyncClient`` (httpx), what a
   Python caller sharing one client among ``--clients`` tasks gets.
 
+The server's CPU time a submit (Linux) is the figure the machine's load moves least.
 Percentiles come from the full sample of each kind (sorted), never from a mean; the ratios
 are of figures measured in the same round. Nothing here is asserted: figures go to
 ``benchmarks/RESULTS.md`` with the command.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import statistics
@@ -96,6 +98,15 @@ class Server:
                 break
         else:
             raise RuntimeError(f"surestep serve exited with {self.proc.wait()}")
+
+    def cpu_seconds(self) -> float | None:
+        """The server process's CPU time so far, from Linux's /proc (else ``None``)."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -218,7 +229,9 @@ async def main() -> None:
                 for round_ in range(1, options.rounds + 1):
                     over_http = await http_wait(client, options.requests)
                     local = await engine_run(engine, options.requests)
+                    cpu_before = server.cpu_seconds()
                     rate, submits = await http_submit(server.port, options.clients, options.seconds)
+                    cpu_after = server.cpu_seconds()
                     through, client_submits = await client_submit(
                         server.url, options.clients, options.seconds
                     )
@@ -229,6 +242,9 @@ async def main() -> None:
                     print(f"  http / engine p50: {ratio:.2f}x")
                     clients = options.clients
                     print(f"  http submit  {rate:,.0f}/s, {clients} clients; {summary(submits)}")
+                    if cpu_before is not None and cpu_after is not None:
+                        per_submit = (cpu_after - cpu_before) / len(submits) * 1e6
+                        print(f"  server CPU   {per_submit:.0f} us a submit, its run included")
                     print(
                         f"  client submit {through:,.0f}/s, {clients} tasks; "
                         f"{summary(client_submits)}"
