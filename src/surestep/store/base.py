@@ -66,11 +66,13 @@ class _RunIds:
     """
 
     def __init__(self) -> None:
-        self.last = 0
         self.reseed()
 
     def reseed(self) -> None:
+        """A generator of this process's own; a forked child also forgets its parent's
+        last id, or it would go on from there as the parent does."""
         self.random = random.Random(os.urandom(32))
+        self.last = 0
 
     def new(self) -> str:
         value = (time.time_ns() // 1_000_000) << 80 | self.random.getrandbits(80)
