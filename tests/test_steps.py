@@ -7,7 +7,6 @@ import enum
 import random
 import warnings
 from collections import Counter
-from typing import Any
 
 import pytest
 

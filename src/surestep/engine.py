@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 from . import _core, convert, hitl, journal, schedules, serde, triggers
+from .admission import WAIT, Admission
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
@@ -33,7 +34,6 @@ from .errors import (
     WorkflowFailedError,
     describe,
 )
-from .admission import WAIT, Admission
 from .recorder import Recorder
 from .retention import (
     DEFAULT_RETENTION,
@@ -111,7 +111,7 @@ class RunHandle:
 
     async def result(self) -> Any:
         """The workflow's return value; ``WorkflowFailedError`` if it raised."""
-        return await self.engine._outcome(self.run_id, self._task)
+        return await self.engine._outcome(self.run_id, self._task)  # noqa: SLF001 - its engine
 
     async def info(self) -> RunInfo:
         """The run's current row in the store."""
@@ -302,17 +302,17 @@ class Engine:
         admission = self._admission
         await admission.take()
         try:
-            handle = await self._start(
+            run_id, task = await self._start(
                 workflow, args, kwargs, session_id, user_id, idempotency_key
             )
         except BaseException:
             admission.give_back()
             raise
-        if handle._task is None:  # not executed here: its place is free at once
+        if task is None:  # not executed here: its place is free at once
             admission.give_back()
         else:  # until the run no longer executes here
-            handle._task.add_done_callback(admission.give_back)
-        return handle
+            task.add_done_callback(admission.give_back)
+        return RunHandle(self, run_id, task)
 
     async def _start(
         self,
@@ -322,7 +322,9 @@ class Engine:
         session_id: str | None,
         user_id: str | None,
         idempotency_key: str | None = None,
-    ) -> RunHandle:
+    ) -> tuple[str, asyncio.Task[Any] | None]:
+        """Store the new run and launch it here when it is this engine's to execute: its
+        id, and the task executing it (``None`` when it does not execute here)."""
         spec = find_workflow(workflow)
         session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
@@ -356,12 +358,12 @@ class Engine:
                     f"idempotency key {idempotency_key!r} started run {run.run_id} of "
                     f"workflow {run.workflow!r}, not {spec.name!r}"
                 )
-            return RunHandle(self, run.run_id)
-        if run.owner is not None:  # else a client, or another version is current: a
-            task = self._launch(spec, run, replay=False)  # worker serving it claims the run
-            return RunHandle(self, run.run_id, task)
+            return run.run_id, None
+        if run.owner is not None:
+            return run.run_id, self._launch(spec, run, replay=False)
+        # A client, or another version is current: a worker serving it claims the run.
         await self._warn_if_unserved(run, spec)
-        return RunHandle(self, run.run_id)
+        return run.run_id, None
 
     async def _warn_if_unserved(self, run: RunInfo, spec: WorkflowSpec) -> None:
         """Warn when no live engine serves the version a new run waits for, or when the
