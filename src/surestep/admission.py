@@ -44,11 +44,18 @@ class Admission:
         """How many starts wait for a place now."""
         return len(self._waiters)
 
+    def take_now(self) -> bool:
+        """Take a place if there is one and nobody waits before: whether it was taken
+        (the common case, without a coroutine)."""
+        if self.taken < self.limit and not self._waiters:
+            self.taken += 1
+            return True
+        return False
+
     async def take(self) -> None:
         """Take a place: at once while there is one and nobody waits before; else wait
         for one (``OverloadedError`` instead when configured to refuse)."""
-        if self.taken < self.limit and not self._waiters:
-            self.taken += 1
+        if self.take_now():
             return
         if self.on_full == REFUSE:
             raise OverloadedError(self.taken, self.limit)

@@ -296,11 +296,13 @@ class Engine:
         ``idempotency_key``: a start with a key already used, by any process, starts
         nothing and returns the handle of the run that key started.
         """
-        await self.open()
+        if not self._opened:
+            await self.open()
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         admission = self._admission
-        await admission.take()
+        if not admission.take_now():
+            await admission.take()
         try:
             run_id, task = await self._start(
                 workflow, args, kwargs, session_id, user_id, idempotency_key
