@@ -1,0 +1,231 @@
+"""Latency under open-loop load: requests arrive at fixed rates, each starting a short
+workflow and waiting for its result.
+
+    .venv/bin/python benchmarks/latency.py                  # LMDB, 100/1k/5k/10k per s, 10 s each
+    .venv/bin/python benchmarks/latency.py --rates 100,1000 --duration 2      # what make bench runs
+    .venv/bin/python benchmarks/latency.py --store postgresql://... --rates 100,500,1000
+    .venv/bin/python benchmarks/latency.py --durability process --steps 3 --json out.json
+
+This process hosts the engine (``Engine(--store, durability=--durability)``, uvloop) and
+answers requests on a Unix socket; a load generator in its own process (``openloop.py``)
+sends them on a fixed schedule, ``--rate`` a second for ``--duration`` seconds, and
+measures each one's latency from its *scheduled* arrival to its answer (no coordinated
+omission: a slow answer never delays the next request). Each request runs
+``flows.chain(steps)`` (``steps`` durable steps one after the other, then the result)
+through ``engine.run``. Rates go up the ``--rates`` ladder for each ``--steps`` count.
+
+Per rate: p50 / p99 / p99.9 / max of the full sample (nearest rank over the sorted
+latencies, never a mean), the achieved rate (answers a second, from the first scheduled
+request to the last answer), and the **floor**, measured raw right before that rate: the
+median time of ``steps + 2`` raw commits in a row (start, each step, finish; one step
+record each), by ``--floor-groups`` such groups. On LMDB they are raw sync commits
+(``durability="process"``: without the flush) in an environment opened with the store's
+options; on PostgreSQL, autocommitted single-row inserts on the same server
+(``synchronous_commit=off`` at ``process``). Printed beside: p50/floor and p99/p50.
+
+A rate is saturated when the achieved rate is below 95% of the offered one, when latency
+grows through the run (the queue grows), or when the generator stopped sending because
+more than ``--bound`` requests were unanswered: past saturation a host holds an ever longer
+queue, and the bound keeps the memory it takes bounded (the host's resident memory after
+each rate is printed). The ladder's saturation point and what each saturated rate did are
+reported at the end. Every answer is checked to be the workflow's result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, when run as a script
+
+import flows
+import openloop
+import workloads
+from surestep import Engine
+
+DEFAULT_RATES = "100,1000,5000,10000"
+WARMUP_RUNS = 50
+
+
+def parse_list(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
+    """``"1,3"`` -> ``[1, 3]``; every value > 0."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"{what}: a comma-separated list of numbers, not {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise SystemExit(f"{what}: numbers > 0, not {text!r}")
+    return values
+
+
+def is_postgres(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+def lmdb_floor(steps: int, durability: str, groups: int) -> float:
+    """Median seconds of ``steps + 2`` raw LMDB commits in a row."""
+    per = steps + 2
+    marks = workloads.raw_commit_marks(per * groups, sync=durability == "fsync")
+    return statistics.median(marks[(g + 1) * per] - marks[g * per] for g in range(groups))
+
+
+async def postgres_floor(url: str, steps: int, durability: str, groups: int) -> float:
+    """Median seconds of ``steps + 2`` autocommitted single-row inserts in a row, each a
+    step record's size, in a schema of their own on the store's server."""
+    import asyncpg
+
+    from surestep.store.postgres import _split_url
+
+    dsn, _ = _split_url(url)
+    schema = f"surestep_floor_{os.getpid()}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        if durability == "process":
+            await conn.execute("SET synchronous_commit = off")
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"CREATE TABLE {schema}.journal (seq bigint PRIMARY KEY, record bytea)")
+        insert = await conn.prepare(f"INSERT INTO {schema}.journal VALUES ($1, $2)")
+        per, seq, times = steps + 2, 0, []
+        for _ in range(groups):
+            began = time.perf_counter()
+            for _ in range(per):
+                await insert.fetch(seq, workloads.sample_record(seq))
+                seq += 1
+            times.append(time.perf_counter() - began)
+        count = await conn.fetchval(f"SELECT count(*) FROM {schema}.journal")
+        workloads.check(count == seq, "raw floor: every insert committed")
+        return statistics.median(times)
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+
+
+async def measure_floor(store: str, steps: int, durability: str, groups: int) -> float:
+    if is_postgres(store):
+        return await postgres_floor(store, steps, durability, groups)
+    return lmdb_floor(steps, durability, groups)
+
+
+def floor_label(store: str, durability: str) -> str:
+    if is_postgres(store):
+        sync = "synchronous_commit=off" if durability == "process" else "synchronous commits"
+        return f"autocommitted PostgreSQL inserts ({sync})"
+    return "raw LMDB " + ("sync commits" if durability == "fsync" else "commits without sync")
+
+
+async def ladder(
+    serve: Callable[[int], Awaitable[int]],
+    rates: list[float],
+    steps: int,
+    duration: float,
+    bound: int,
+    floor: Callable[[int], Awaitable[float]],
+    progress: str,
+) -> list[dict[str, Any]]:
+    """Each rate in turn: its floor measured right before, then the rate itself."""
+    rows = []
+    for rate in rates:
+        measured_floor = await floor(steps)
+        result = await openloop.measure_rate(
+            functools.partial(serve, steps), rate, duration, bound, expect=steps
+        )
+        row = openloop.describe(result, measured_floor)
+        row["host_rss_bytes"] = workloads.rss_bytes()[0]
+        workloads.check(row["errors"] == 0, f"{progress}: {row.get('first_error', 'errors')}")
+        workloads.check(row["wrong_results"] == 0, f"{progress}: every result is {steps}")
+        rows.append(row)
+        print(
+            f"  {progress}, {steps} steps, {rate:,.0f}/s: achieved {row['achieved_per_s']:,.0f}/s"
+            + (f", p50 {openloop.ms(row['p50'])} ms" if "p50" in row else "")
+            + (f"; saturated: {'; '.join(row['saturated'])}" if row["saturated"] else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def print_ladder(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    head = (*openloop.HEADER, "host RSS MiB")
+    lines = [(*openloop.table_row(r), f"{r['host_rss_bytes'] / 2**20:.0f}") for r in rows]
+    print(openloop.format_table(head, lines))
+    print(openloop.verdict(rows))
+
+
+async def run(args: argparse.Namespace, store: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    async with Engine(store, durability=args.durability) as engine:
+
+        async def serve(steps: int) -> int:
+            result: int = await engine.run(flows.chain, steps)
+            return result
+
+        for _ in range(WARMUP_RUNS):
+            workloads.check(await serve(1) == 1, "warm-up")
+
+        async def floor(steps: int) -> float:
+            return await measure_floor(store, steps, args.durability, args.floor_groups)
+
+        for steps in args.steps:
+            results[str(steps)] = await ladder(
+                serve, args.rates, steps, args.duration, args.bound, floor, "surestep"
+            )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", help="an LMDB directory or postgresql:// URL (default: new)")
+    parser.add_argument("--durability", choices=("fsync", "process"), default="fsync")
+    parser.add_argument("--rates", default=DEFAULT_RATES, help="workflows a second, ascending")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
+    parser.add_argument("--steps", default="1,3", help="steps per workflow (each a ladder)")
+    parser.add_argument("--bound", type=int, default=10_000, help="most requests in flight")
+    parser.add_argument("--floor-groups", type=int, default=200, help="raw groups per floor")
+    parser.add_argument("--json", default="", help="also write every figure here")
+    args = parser.parse_args()
+    args.rates = sorted(parse_list(args.rates, float, "--rates"))
+    args.steps = parse_list(args.steps, int, "--steps")
+    if args.duration <= 0 or args.bound <= 0 or args.floor_groups <= 0:
+        raise SystemExit("--duration, --bound and --floor-groups must be > 0")
+
+    store = args.store or os.path.join(workloads.temp_dir("latency"), "store")
+    started, load_before = time.time(), os.getloadavg()
+    loop = workloads.new_loop()
+    try:
+        results = loop.run_until_complete(run(args, store))
+    finally:
+        loop.close()
+        if args.store is None:
+            shutil.rmtree(os.path.dirname(store), ignore_errors=True)
+    about = {
+        **workloads.machine(),
+        "store": "PostgreSQL" if is_postgres(store) else "LMDB",
+        "durability": args.durability,
+        "floor": f"{floor_label(store, args.durability)}, steps + 2 in a row, median of "
+        f"{args.floor_groups}",
+        "load average before/after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
+    }
+    print("; ".join(f"{k}: {v}" for k, v in about.items()))
+    print(
+        f"{args.duration:g} s per rate; latency from each request's scheduled arrival to its "
+        f"answer; in-flight bound {args.bound:,}; {time.time() - started:.0f} s in all"
+    )
+    for steps, rows in results.items():
+        print_ladder(f"{steps}-step workflows", rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"about": about, "args": vars(args), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
