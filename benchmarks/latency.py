@@ -15,19 +15,20 @@ omission: a slow answer never delays the next request). Each request runs
 through ``engine.run``. Rates go up the ``--rates`` ladder for each ``--steps`` count.
 
 Per rate: p50 / p99 / p99.9 / max of the full sample (nearest rank over the sorted
-latencies, never a mean), the achieved rate (answers a second, from the first scheduled
-request to the last answer), and the **floor**, measured raw right before that rate: the
-median time of ``steps + 2`` raw commits in a row (start, each step, finish; one step
-record each), by ``--floor-groups`` such groups. On LMDB they are raw sync commits
-(``durability="process"``: without the flush) in an environment opened with the store's
-options; on PostgreSQL, autocommitted single-row inserts on the same server
+latencies, never a mean), the achieved rate (answers a second from the first answer to the
+last), the p99 of how late the generator itself sent requests (its lateness counts in the
+latency: a generator starved of CPU shows there), and the **floor**, measured raw right
+before that rate: the median time of ``steps + 2`` raw commits in a row (start, each step,
+finish; one step record each), by ``--floor-groups`` such groups. On LMDB they are raw sync
+commits (``durability="process"``: without the flush) in an environment opened with the
+store's options; on PostgreSQL, autocommitted single-row inserts on the same server
 (``synchronous_commit=off`` at ``process``). Printed beside: p50/floor and p99/p50.
 
 A rate is saturated when the achieved rate is below 95% of the offered one, when latency
 grows through the run (the queue grows), or when the generator stopped sending because
-more than ``--bound`` requests were unanswered: past saturation a host holds an ever longer
-queue, and the bound keeps the memory it takes bounded (the host's resident memory after
-each rate is printed). The ladder's saturation point and what each saturated rate did are
+``--bound`` requests were unanswered: past saturation a host holds an ever longer queue,
+and the bound keeps the memory it takes bounded (the host's resident memory after each
+rate is printed). The ladder's saturation point and what each saturated rate did are
 reported at the end. Every answer is checked to be the workflow's result.
 """
 

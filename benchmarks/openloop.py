@@ -132,6 +132,7 @@ class Report:
     wrong: int  # answers other than the expected result
     stopped_at: float | None  # offset at which sending stopped for the bound
     max_in_flight: int
+    first_answer: float  # offset of the first answer read
     last_answer: float  # offset of the last answer read
     send_lag: dict[str, float] = field(default_factory=dict)  # how late requests went out
 
@@ -185,7 +186,7 @@ def generate(path: str, rate: float, duration: float, bound: int, expect: int) -
     sender = threading.Thread(target=send, name="sender", daemon=True)
     sender.start()
     buffer = b""
-    last = 0.0
+    first = last = 0.0
     deadline = math.inf  # set once sending stops: how long to wait for the owed answers
     while not (sender_done.is_set() and counts["answered"] == counts["sent"]):
         if sender_done.is_set():
@@ -211,6 +212,7 @@ def generate(path: str, rate: float, duration: float, bound: int, expect: int) -
         counts["answered"] += whole // ANSWER.size
         buffer = buffer[whole:]
         last = now - start
+        first = first or last
     sender.join()
     sock.close()
     if failed:
@@ -226,6 +228,7 @@ def generate(path: str, rate: float, duration: float, bound: int, expect: int) -
         wrong=counts["wrong"],
         stopped_at=stopped[0] if stopped else None,
         max_in_flight=counts["max_in_flight"],
+        first_answer=first,
         last_answer=last,
         send_lag=summary(lags) if lags else {},
     )
@@ -287,9 +290,13 @@ class RateResult:
 
     @property
     def achieved(self) -> float:
-        """Answers a second, from the first scheduled request to the last answer."""
+        """Answers a second while answers came: from the first answer to the last, which
+        is the offered rate when the host keeps up and its capacity when it does not (the
+        latency before the first answer and after the last request is not a gap in it)."""
+        r = self.report
         answered = len(self.sample)
-        return answered / self.report.last_answer if self.report.last_answer > 0 else 0.0
+        span = r.last_answer - r.first_answer
+        return (answered - 1) / span if answered > 1 and span > 0 else 0.0
 
     def saturated(self) -> list[str]:
         r = self.report

@@ -129,3 +129,20 @@ def test_generator_stops_at_the_bound_and_collects_what_it_is_owed() -> None:
     assert report.errors == 20 and len(result.sample) == 20
     assert result.host_error == "RuntimeError('refused')"
     assert "stopped: the in-flight bound was reached" in result.saturated()
+
+
+def test_achieved_rate_counts_answers_between_the_first_and_the_last() -> None:
+    def achieved(answered: int, first: float, last: float) -> float:
+        latencies: list[float | None] = [0.5] * answered
+        report = openloop.Report(
+            rate=100, duration=10, sent=1000, latencies=latencies + [None] * (1000 - answered),
+            errors=0, wrong=0, stopped_at=None, max_in_flight=1, first_answer=first,
+            last_answer=last,
+        )  # fmt: skip
+        return openloop.RateResult(report, 1, "").achieved
+
+    # Kept up: 1,000 answers 0.01 s apart, however late the first one came.
+    assert achieved(1000, 0.5, 10.49) == pytest.approx(100)
+    # Fell behind: 600 answers over 10 s is its capacity, 60/s.
+    assert achieved(600, 0.5, 10.5) == pytest.approx(59.9)
+    assert achieved(1, 0.5, 0.5) == 0.0
