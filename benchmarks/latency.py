@@ -145,7 +145,7 @@ async def ladder(
         workloads.check(row["wrong_results"] == 0, f"{progress}: every result is {steps}")
         rows.append(row)
         print(
-            f"  {progress}, {steps} steps, {rate:,.0f}/s: achieved {row['achieved_per_s']:,.0f}/s"
+            f"  {progress}, {steps}-step, {rate:,.0f}/s: achieved {row['achieved_per_s']:,.0f}/s"
             + (f", p50 {openloop.ms(row['p50'])} ms" if "p50" in row else "")
             + (f"; saturated: {'; '.join(row['saturated'])}" if row["saturated"] else ""),
             file=sys.stderr,

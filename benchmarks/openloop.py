@@ -167,7 +167,6 @@ def generate(path: str, rate: float, duration: float, bound: int, expect: int) -
                     time.sleep(wait)
                 now = clock()
                 in_flight = counts["sent"] - counts["answered"]
-                counts["max_in_flight"] = max(counts["max_in_flight"], in_flight)
                 if in_flight >= bound:
                     stopped.append(now - start)
                     return
@@ -177,6 +176,7 @@ def generate(path: str, rate: float, duration: float, bound: int, expect: int) -
                     j += 1
                 sock.sendall(b"".join(REQUEST.pack(k) for k in range(i, j)))
                 counts["sent"] = j
+                counts["max_in_flight"] = max(counts["max_in_flight"], j - counts["answered"])
                 i = j
         except BaseException as exc:
             failed.append(exc)

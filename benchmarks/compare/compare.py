@@ -111,6 +111,8 @@ class Side(Protocol):
 
     async def go(self, runs: int, steps: int) -> tuple[list[str], list[Any]]: ...
 
+    async def run_one(self, steps: int) -> int: ...
+
     async def steps_of(self, run_id: str) -> list[tuple[str, Any]]: ...
 
     async def close(self) -> None: ...
@@ -135,6 +137,12 @@ class SurestepSide:
         handles = await asyncio.gather(*[engine.start(flows.chain, steps) for _ in range(runs)])
         results = await asyncio.gather(*[h.result() for h in handles])
         return [h.run_id for h in handles], list(results)
+
+    async def run_one(self, steps: int) -> int:
+        """Start one workflow and wait for its result."""
+        assert self._engine is not None
+        result: int = await self._engine.run(flows.chain, steps)
+        return result
 
     async def steps_of(self, run_id: str) -> list[tuple[str, Any]]:
         assert self._engine is not None
@@ -174,6 +182,12 @@ class DbosSide:
         )
         results = await asyncio.gather(*[h.get_result() for h in handles])
         return [h.get_workflow_id() for h in handles], list(results)
+
+    async def run_one(self, steps: int) -> int:
+        """Start one workflow and wait for its result."""
+        handle = await DBOS.start_workflow_async(dbos_chain, steps)
+        result: int = await handle.get_result()
+        return result
 
     async def steps_of(self, run_id: str) -> list[tuple[str, Any]]:
         found = await DBOS.list_workflow_steps_async(run_id)
