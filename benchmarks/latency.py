@@ -3,7 +3,7 @@ workflow and waiting for its result.
 
     .venv/bin/python benchmarks/latency.py                  # LMDB, 100/1k/5k/10k per s, 10 s each
     .venv/bin/python benchmarks/latency.py --rates 100,1000 --duration 2      # what make bench runs
-    .venv/bin/python benchmarks/latency.py --store postgresql://... --rates 100,500,1000
+    .venv/bin/python benchmarks/latency.py --postgres   # a private server; or --store postgresql://...
     .venv/bin/python benchmarks/latency.py --durability process --steps 3 --json out.json
 
 This process hosts the engine (``Engine(--store, durability=--durability)``, uvloop) and
@@ -16,7 +16,7 @@ through ``engine.run``. Rates go up the ``--rates`` ladder for each ``--steps`` 
 
 Per rate: p50 / p99 / p99.9 / max of the full sample (nearest rank over the sorted
 latencies, never a mean), the achieved rate (answers a second from the first answer to the
-last), the p99 of how late the generator itself sent requests (its lateness counts in the
+last, or over the time the answered requests were scheduled across if longer), the p99 of how late the generator itself sent requests (its lateness counts in the
 latency: a generator starved of CPU shows there), and the **floor**, measured raw right
 before that rate: the median time of ``steps + 2`` raw commits in a row (start, each step,
 finish; one step record each), by ``--floor-groups`` such groups. On LMDB they are raw sync
@@ -35,6 +35,7 @@ reported at the end. Every answer is checked to be the workflow's result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -42,7 +43,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,16 @@ async def measure_floor(store: str, steps: int, durability: str, groups: int) ->
     return lmdb_floor(steps, durability, groups)
 
 
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """A PostgreSQL server of this run's own (loopback only, fsync on): its URL."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support.pgserver import PgServer
+
+    with PgServer() as server:
+        yield server.url
+
+
 def floor_label(store: str, durability: str) -> str:
     if is_postgres(store):
         sync = "synchronous_commit=off" if durability == "process" else "synchronous commits"
@@ -185,7 +196,13 @@ async def run(args: argparse.Namespace, store: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="an LMDB directory or postgresql:// URL (default: new)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--store", help="an LMDB directory or postgresql:// URL (default: new)")
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a private PostgreSQL server for this run (tests/support/pgserver.py)",
+    )
     parser.add_argument("--durability", choices=("fsync", "process"), default="fsync")
     parser.add_argument("--rates", default=DEFAULT_RATES, help="workflows a second, ascending")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
@@ -199,15 +216,21 @@ def main() -> None:
     if args.duration <= 0 or args.bound <= 0 or args.floor_groups <= 0:
         raise SystemExit("--duration, --bound and --floor-groups must be > 0")
 
-    store = args.store or os.path.join(workloads.temp_dir("latency"), "store")
     started, load_before = time.time(), os.getloadavg()
-    loop = workloads.new_loop()
-    try:
-        results = loop.run_until_complete(run(args, store))
-    finally:
-        loop.close()
-        if args.store is None:
-            shutil.rmtree(os.path.dirname(store), ignore_errors=True)
+    with contextlib.ExitStack() as cleanup:
+        if args.store:
+            store = args.store
+        elif args.postgres:
+            store = f"{cleanup.enter_context(private_postgres())}?schema=surestep_latency"
+        else:
+            temp = workloads.temp_dir("latency")
+            cleanup.callback(shutil.rmtree, temp, ignore_errors=True)
+            store = os.path.join(temp, "store")
+        loop = workloads.new_loop()
+        try:
+            results = loop.run_until_complete(run(args, store))
+        finally:
+            loop.close()
     about = {
         **workloads.machine(),
         "store": "PostgreSQL" if is_postgres(store) else "LMDB",

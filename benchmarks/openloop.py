@@ -290,12 +290,13 @@ class RateResult:
 
     @property
     def achieved(self) -> float:
-        """Answers a second while answers came: from the first answer to the last, which
-        is the offered rate when the host keeps up and its capacity when it does not (the
-        latency before the first answer and after the last request is not a gap in it)."""
+        """Answers a second: from the first answer to the last, or over the time the
+        requests answered were scheduled across when that is longer. That is the offered
+        rate when the host keeps up (never more, however late the first answer and however
+        fast the catching up) and its capacity when it falls behind."""
         r = self.report
         answered = len(self.sample)
-        span = r.last_answer - r.first_answer
+        span = max(r.last_answer - r.first_answer, (r.sent - 1) / r.rate)
         return (answered - 1) / span if answered > 1 and span > 0 else 0.0
 
     def saturated(self) -> list[str]:

@@ -143,6 +143,8 @@ def test_achieved_rate_counts_answers_between_the_first_and_the_last() -> None:
 
     # Kept up: 1,000 answers 0.01 s apart, however late the first one came.
     assert achieved(1000, 0.5, 10.49) == pytest.approx(100)
+    # A slow start, then catching up: answers came faster than offered for a while.
+    assert achieved(1000, 2.0, 10.49) == pytest.approx(100)
     # Fell behind: 600 answers over 10 s is its capacity, 60/s.
     assert achieved(600, 0.5, 10.5) == pytest.approx(59.9)
     assert achieved(1, 0.5, 0.5) == 0.0
