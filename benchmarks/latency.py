@@ -2,7 +2,7 @@
 workflow and waiting for its result.
 
     .venv/bin/python benchmarks/latency.py                  # LMDB, 100/1k/5k/10k per s, 10 s each
-    .venv/bin/python benchmarks/latency.py --rates 100,1000 --duration 2      # what make bench runs
+    .venv/bin/python benchmarks/latency.py --rates 100,1000,5000 --duration 3  # make bench runs it
     .venv/bin/python benchmarks/latency.py --postgres   # a private server; or --store postgresql://...
     .venv/bin/python benchmarks/latency.py --durability process --steps 3 --json out.json
 
@@ -15,13 +15,14 @@ omission: a slow answer never delays the next request). Each request runs
 through ``engine.run``. Rates go up the ``--rates`` ladder for each ``--steps`` count.
 
 Per rate: p50 / p99 / p99.9 / max of the full sample (nearest rank over the sorted
-latencies, never a mean), the achieved rate (answers a second from the first answer to the
-last, or over the time the answered requests were scheduled across if longer), the p99 of how late the generator itself sent requests (its lateness counts in the
-latency: a generator starved of CPU shows there), and the **floor**, measured raw right
-before that rate: the median time of ``steps + 2`` raw commits in a row (start, each step,
-finish; one step record each), by ``--floor-groups`` such groups. On LMDB they are raw sync
-commits (``durability="process"``: without the flush) in an environment opened with the
-store's options; on PostgreSQL, autocommitted single-row inserts on the same server
+latencies, never a mean); the achieved rate (answers a second from the first answer to the
+last, or over the time the answered requests were scheduled across if longer); the p99 of
+how late the generator itself sent requests (its lateness counts in the latency: a
+generator starved of CPU shows there); and the **floor**, measured raw right before that
+rate: the median time of ``steps + 2`` raw commits in a row (start, each step, finish; one
+step record each), by ``--floor-groups`` such groups. On LMDB they are raw sync commits
+(``durability="process"``: without the flush) in an environment opened with the store's
+options; on PostgreSQL, autocommitted single-row inserts on the same server
 (``synchronous_commit=off`` at ``process``). Printed beside: p50/floor and p99/p50.
 
 A rate is saturated when the achieved rate is below 95% of the offered one, when latency
@@ -58,15 +59,49 @@ DEFAULT_RATES = "100,1000,5000,10000"
 WARMUP_RUNS = 50
 
 
-def parse_list(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
-    """``"1,3"`` -> ``[1, 3]``; every value > 0."""
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"{what}: a comma-separated list of numbers, not {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise SystemExit(f"{what}: numbers > 0, not {text!r}")
-    return values
+def positive_list(kind: Callable[[str], float], empty: bool = False) -> Callable[[str], Any]:
+    """An argparse type: ``"3,1"`` -> ``[1, 3]``, every value > 0 (``""`` -> ``[]`` if
+    ``empty``)."""
+
+    def parse(text: str) -> list[Any]:
+        values = sorted(kind(v) for v in text.split(",") if v.strip())
+        if any(v <= 0 for v in values) or not (values or empty):
+            raise argparse.ArgumentTypeError(f"numbers > 0, comma-separated, not {text!r}")
+        return values
+
+    return parse
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
+    """An argparse type: a number > 0."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"a number > 0, not {text!r}")
+        return value
+
+    return parse
+
+
+def add_ladder_options(
+    parser: argparse.ArgumentParser, rates: str, steps: str, bound: int, floor_groups: int
+) -> None:
+    """The options every ladder of this benchmark takes, with the caller's defaults."""
+    parser.add_argument(
+        "--rates", type=positive_list(float), default=rates, help="workflows a second"
+    )
+    parser.add_argument("--duration", type=positive(float), default=10.0, help="s per rate")
+    parser.add_argument(
+        "--steps", type=positive_list(int), default=steps, help="steps per workflow (a ladder each)"
+    )
+    parser.add_argument(
+        "--bound", type=positive(int), default=bound, help="most requests in flight"
+    )
+    parser.add_argument(
+        "--floor-groups", type=positive(int), default=floor_groups, help="raw groups per floor"
+    )
+    parser.add_argument("--json", default="", help="also write every figure here")
 
 
 def is_postgres(store: str) -> bool:
@@ -204,17 +239,8 @@ def main() -> None:
         help="start a private PostgreSQL server for this run (tests/support/pgserver.py)",
     )
     parser.add_argument("--durability", choices=("fsync", "process"), default="fsync")
-    parser.add_argument("--rates", default=DEFAULT_RATES, help="workflows a second, ascending")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
-    parser.add_argument("--steps", default="1,3", help="steps per workflow (each a ladder)")
-    parser.add_argument("--bound", type=int, default=10_000, help="most requests in flight")
-    parser.add_argument("--floor-groups", type=int, default=200, help="raw groups per floor")
-    parser.add_argument("--json", default="", help="also write every figure here")
+    add_ladder_options(parser, DEFAULT_RATES, "1,3", bound=10_000, floor_groups=200)
     args = parser.parse_args()
-    args.rates = sorted(parse_list(args.rates, float, "--rates"))
-    args.steps = parse_list(args.steps, int, "--steps")
-    if args.duration <= 0 or args.bound <= 0 or args.floor_groups <= 0:
-        raise SystemExit("--duration, --bound and --floor-groups must be > 0")
 
     started, load_before = time.time(), os.getloadavg()
     with contextlib.ExitStack() as cleanup:

@@ -106,8 +106,9 @@ def test_generator_process_against_a_host() -> None:
     async def serve() -> int:
         nonlocal served
         served += 1
+        mine = served
         await asyncio.sleep(0)
-        return 3 if served != 7 else 4  # one wrong answer
+        return 3 if mine != 7 else 4  # one wrong answer
 
     result = asyncio.run(openloop.measure_rate(serve, rate=400, duration=0.5, bound=1000, expect=3))
     report = result.report

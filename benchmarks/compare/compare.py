@@ -66,7 +66,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1] / "tests")]
@@ -409,6 +409,48 @@ def table(rows: dict[str, dict[str, list[dict[str, float]]]], args: argparse.Nam
     return "\n".join(line.rstrip() for line in out)
 
 
+T = TypeVar("T")
+
+
+def on_backends(
+    names: str,
+    make_loop: Callable[[], asyncio.AbstractEventLoop],
+    work: Callable[[list[Backend]], Awaitable[T]],
+) -> tuple[T, list[Backend]]:
+    """Make the backends ``names`` lists (``embedded,postgres``: the private PostgreSQL
+    server started, or skipped with the reason when there is none), run ``work`` on them
+    on a new loop, then close the loop and stop the server."""
+    wanted = [b for b in names.split(",") if b]
+    unknown = set(wanted) - {"embedded", "postgres"}
+    if unknown:
+        raise SystemExit(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    server: PgServer | None = None
+    backends: list[Backend] = []
+    loop = make_loop()
+    try:
+        if "embedded" in wanted:
+            backends.append(Embedded())
+        if "postgres" in wanted:
+            try:
+                server = PgServer()
+            except PgServerMissingError as exc:
+                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+            else:
+                server.start()
+                pg = Postgres(server)
+                loop.run_until_complete(pg.prepare())
+                backends.append(pg)
+        result = loop.run_until_complete(work(backends))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        finally:
+            if server is not None:
+                server.stop()
+    return result, backends
+
+
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     if kind == "uvloop":
         import uvloop
@@ -427,37 +469,11 @@ def main() -> None:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--json", default="", help="also write every repetition's figures here")
     args = parser.parse_args()
-    wanted = [b for b in args.backends.split(",") if b]
-    unknown = set(wanted) - {"embedded", "postgres"}
-    if unknown:
-        raise SystemExit(f"unknown backend(s): {', '.join(sorted(unknown))}")
-
     started = time.time()
     load_before = os.getloadavg()
-    server: PgServer | None = None
-    backends: list[Backend] = []
-    loop = new_loop(args.loop)
-    try:
-        if "embedded" in wanted:
-            backends.append(Embedded())
-        if "postgres" in wanted:
-            try:
-                server = PgServer()
-            except PgServerMissingError as exc:
-                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
-            else:
-                server.start()
-                pg = Postgres(server)
-                loop.run_until_complete(pg.prepare())
-                backends.append(pg)
-        rows = loop.run_until_complete(run_all(args, backends))
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-        finally:
-            if server is not None:
-                server.stop()
+    rows, backends = on_backends(
+        args.backends, lambda: new_loop(args.loop), lambda b: run_all(args, b)
+    )
 
     about = {
         "surestep": surestep.__version__,

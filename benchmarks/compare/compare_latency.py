@@ -58,7 +58,6 @@ import compare  # noqa: E402  (exits with a hint when DBOS is not installed)
 import latency  # noqa: E402
 import openloop  # noqa: E402
 import workloads  # noqa: E402
-from support.pgserver import PgServer, PgServerMissingError  # noqa: E402
 
 ENGINES = ("DBOS", "surestep")
 
@@ -177,55 +176,18 @@ def ratios(per: dict[str, list[dict[str, Any]]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="embedded,postgres", help="embedded,postgres")
-    parser.add_argument("--rates", default="5,10,20,40", help="the shared ladder, per second")
+    latency.add_ladder_options(parser, "5,10,20,40", "3", bound=500, floor_groups=50)
     parser.add_argument(
-        "--surestep-rates", default="100,1000,5000", help="surestep's ladder after the shared one"
+        "--surestep-rates",
+        type=latency.positive_list(float, empty=True),
+        default="100,1000,5000",
+        help="surestep's ladder after the shared one ('' for none)",
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
-    parser.add_argument("--steps", default="3", help="steps per workflow (each a ladder)")
-    parser.add_argument("--bound", type=int, default=500, help="most requests in flight")
-    parser.add_argument("--floor-groups", type=int, default=50, help="raw groups per floor")
-    parser.add_argument("--json", default="", help="also write every figure here")
     args = parser.parse_args()
-    args.rates = sorted(latency.parse_list(args.rates, float, "--rates"))
-    args.surestep_rates = (
-        sorted(latency.parse_list(args.surestep_rates, float, "--surestep-rates"))
-        if args.surestep_rates.strip()
-        else []
-    )
-    args.steps = latency.parse_list(args.steps, int, "--steps")
-    if args.duration <= 0 or args.bound <= 0 or args.floor_groups <= 0:
-        raise SystemExit("--duration, --bound and --floor-groups must be > 0")
-    wanted = [b for b in args.backends.split(",") if b]
-    unknown = set(wanted) - {"embedded", "postgres"}
-    if unknown:
-        raise SystemExit(f"unknown backend(s): {', '.join(sorted(unknown))}")
-
     started, load_before = time.time(), os.getloadavg()
-    server: PgServer | None = None
-    backends: list[compare.Backend] = []
-    loop = workloads.new_loop()
-    try:
-        if "embedded" in wanted:
-            backends.append(compare.Embedded())
-        if "postgres" in wanted:
-            try:
-                server = PgServer()
-            except PgServerMissingError as exc:
-                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
-            else:
-                server.start()
-                pg = compare.Postgres(server)
-                loop.run_until_complete(pg.prepare())
-                backends.append(pg)
-        results = loop.run_until_complete(run_all(args, backends))
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-        finally:
-            if server is not None:
-                server.stop()
+    results, backends = compare.on_backends(
+        args.backends, workloads.new_loop, lambda b: run_all(args, b)
+    )
 
     about = {
         **workloads.machine(),
