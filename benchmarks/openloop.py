@@ -419,16 +419,20 @@ def format_table(head: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 
 
 def verdict(rows: Sequence[dict[str, Any]]) -> str:
-    """Where a ladder of rates (ascending) saturated, and what happened past that point."""
-    sustained = [r["offered_per_s"] for r in rows if not r["saturated"]]
+    """Where a ladder of rates (ascending) saturated, and what happened past that point.
+
+    The saturation point is the lowest saturated rate above the highest sustained one; a
+    rate flagged below a sustained one (a stall on a busy machine) is listed as such."""
+    sustained = max((r["offered_per_s"] for r in rows if not r["saturated"]), default=0.0)
     over = [r for r in rows if r["saturated"]]
-    if not over:
-        return f"no saturation up to {rows[-1]['offered_per_s']:,.0f}/s"
-    first = over[0]
-    lines = [
-        f"saturated at {first['offered_per_s']:,.0f}/s "
-        + (f"(highest sustained: {max(sustained):,.0f}/s)" if sustained else "(the lowest rate)")
-    ]
+    beyond = [r for r in over if r["offered_per_s"] > sustained]
+    if not beyond:
+        first = f"no saturation up to {rows[-1]['offered_per_s']:,.0f}/s"
+    else:
+        first = f"saturated at {beyond[0]['offered_per_s']:,.0f}/s " + (
+            f"(highest sustained: {sustained:,.0f}/s)" if sustained else "(the lowest rate)"
+        )
+    lines = [first]
     for r in over:
         what = "; ".join(r["saturated"])
         stop = r["stopped_at_s"]
@@ -437,6 +441,8 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
                 f"; sending stopped {stop:.1f} s in, with {r['max_in_flight']:,} in flight "
                 f"(memory bounded)"
             )
+        if r["offered_per_s"] < sustained:
+            what += " (below a rate that was sustained)"
         lines.append(f"  {r['offered_per_s']:,.0f}/s: {what}")
     return "\n".join(lines)
 

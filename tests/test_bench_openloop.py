@@ -98,6 +98,18 @@ def test_verdict_names_the_saturation_point_and_what_followed() -> None:
         "  5,000/s: achieved 3,000/s < 95% of 5,000/s",
         "  10,000/s: x; sending stopped 1.5 s in, with 500 in flight (memory bounded)",
     ]
+    # A stall flags one rate, and a higher one is sustained: not the saturation point.
+    rows = [row(100, []), row(1000, ["latency growing"]), row(5000, []), row(10_000, ["y"])]
+    assert openloop.verdict(rows).splitlines() == [
+        "saturated at 10,000/s (highest sustained: 5,000/s)",
+        "  1,000/s: latency growing (below a rate that was sustained)",
+        "  10,000/s: y",
+    ]
+    assert openloop.verdict(rows[:3]).splitlines() == [
+        "no saturation up to 5,000/s",
+        "  1,000/s: latency growing (below a rate that was sustained)",
+    ]
+    assert openloop.verdict([row(5, ["z"])]) == "saturated at 5/s (the lowest rate)\n  5/s: z"
 
 
 def test_generator_process_against_a_host() -> None:
