@@ -11,7 +11,10 @@ its answer is read, so a stall in the host shows as latency, never as fewer requ
 The generator sends from a thread that sleeps until the next request is due and then
 sends every request due by then; the main thread reads the answers. It stops sending once
 ``bound`` requests are unanswered (the host cannot keep up and would hold an
-ever longer queue), says so in its report, and then waits for the answers it is owed.
+ever longer queue), says so in its report, and then waits for the answers it is owed, for
+the run's duration or ``MIN_DRAIN`` seconds, whichever is longer. A request still
+unanswered then has no latency in the sample (the percentiles are of answered requests)
+and makes the rate saturated.
 
 Wire format: a request is its index (``<I``); an answer is the index and the result
 (``<Iq``), or ``ERROR`` when ``serve()`` raised.

@@ -451,6 +451,22 @@ def on_backends(
     return result, backends
 
 
+def print_about(
+    facts: dict[str, str], backends: list[Backend], load_before: tuple[float, ...]
+) -> dict[str, str]:
+    """Print, and return, what a comparison ran on: ``facts``, DBOS's version, the load
+    average before and now, and what each backend's stores were."""
+    about = {
+        **facts,
+        "dbos": importlib.metadata.version("dbos"),
+        "load average before/after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
+    }
+    for backend in backends:
+        about.update(backend.about())
+    print("; ".join(f"{k}: {v}" for k, v in about.items()))
+    return about
+
+
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     if kind == "uvloop":
         import uvloop
@@ -475,17 +491,13 @@ def main() -> None:
         args.backends, lambda: new_loop(args.loop), lambda b: run_all(args, b)
     )
 
-    about = {
+    facts = {
         "surestep": surestep.__version__,
-        "dbos": importlib.metadata.version("dbos"),
         "python": sys.version.split()[0],
         "loop": args.loop,
         "cpus": str(os.cpu_count()),
-        "load average before/after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
     }
-    for backend in backends:
-        about.update(backend.about())
-    print("; ".join(f"{k}: {v}" for k, v in about.items()))
+    about = print_about(facts, backends, load_before)
     print(
         f"{args.repeat} repetitions, medians; ratio = median of per-repetition ratios; "
         f"{time.time() - started:.0f} s in all\n"

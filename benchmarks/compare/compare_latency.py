@@ -37,7 +37,6 @@ saturation points.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import shutil
@@ -163,7 +162,9 @@ def ratios(per: dict[str, list[dict[str, Any]]]) -> str:
         sustained = [r["offered_per_s"] for r in per[engine] if not r["saturated"]]
         highest[engine] = max(sustained, default=0.0)
         out.append(f"{engine}: " + openloop.verdict(per[engine]).splitlines()[0])
-    if highest["DBOS"] and highest["surestep"]:
+    if not per["DBOS"][-1]["saturated"]:
+        out.append("DBOS did not saturate: a higher shared rate would compare capacities")
+    elif highest["DBOS"] and highest["surestep"]:
         never = not per["surestep"][-1]["saturated"]
         out.append(
             f"highest rate sustained, surestep / DBOS: "
@@ -189,14 +190,7 @@ def main() -> None:
         args.backends, workloads.new_loop, lambda b: run_all(args, b)
     )
 
-    about = {
-        **workloads.machine(),
-        "dbos": importlib.metadata.version("dbos"),
-        "load average before/after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
-    }
-    for backend in backends:
-        about.update(backend.about())
-    print("; ".join(f"{k}: {v}" for k, v in about.items()))
+    about = compare.print_about(workloads.machine(), backends, load_before)
     print(
         f"{args.duration:g} s per rate; latency from each request's scheduled arrival to its "
         f"answer; in-flight bound {args.bound:,}; floors: steps + 2 raw commits in a row on "
