@@ -212,3 +212,29 @@ async def test_waiters_are_served_first_come_first_served() -> None:
     await asyncio.gather(*waiting)
     assert order == [0, 1, 2, 3, 4]
     assert admission.taken == 2
+
+
+async def test_the_http_api_answers_503_with_retry_after_past_the_bound(tmp_path: Any) -> None:
+    import httpx
+
+    from surestep.client import _raise_for as raise_for
+    from surestep.web import create_app
+
+    engine = Engine(str(tmp_path / "store"), max_in_flight=1, on_full="refuse")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    body = {"workflow": "admission.held", "args": [1]}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            first = await client.post("/api/runs", json=body)
+            assert first.status_code in (200, 201, 202), first.text
+            refused = await client.post("/api/runs", json=body)
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+            assert refused.json()["type"] == "OverloadedError"
+            assert "max_in_flight=1" in refused.json()["error"]
+            with pytest.raises(OverloadedError, match="max_in_flight=1"):
+                raise_for(refused)  # what surestep.Client raises for it
+            gate.open.set()
+            assert (await engine.result(first.json()["run_id"])) == 2
+    finally:
+        await engine.close()

@@ -58,7 +58,7 @@ class Admission:
         if self.take_now():
             return
         if self.on_full == REFUSE:
-            raise OverloadedError(self.taken, self.limit)
+            raise OverloadedError.at_bound(self.taken, self.limit)
         place = asyncio.get_running_loop().create_future()
         self._waiters.append(place)
         try:
