@@ -138,7 +138,7 @@ def _lease_bytes(fence: int, until: float, owner: str | None) -> bytes:
     return _LEASE.pack(fence, end, mono) + (owner or "").encode()
 
 
-def _lease_of(raw: Any) -> tuple[int, float, str | None]:
+def _lease_of(raw: bytes | memoryview) -> tuple[int, float, str | None]:
     """A stored lease: fence, its end in wall-clock time as of now (0: none), owner."""
     fence, end, written = _LEASE.unpack_from(raw)
     owner = bytes(raw[_LEASE.size :]).decode()
@@ -217,7 +217,7 @@ class Databases:
             txn.abort()
             raise
 
-    def _file_previous_runs(self, txn: Any) -> None:
+    def _file_previous_runs(self, txn: _lmdb.Transaction) -> None:
         """Index the runs of a store made by surestep 0.2 as this release indexes its own
         (``LmdbStore._file_finished``, ``create_child``): its finished runs under the
         store's default policy, and every child under its parent while that exists."""
@@ -246,7 +246,7 @@ class Databases:
         """Whether the database ``name`` (one of ``ADDED``) is in the store."""
         return name in self.__dict__
 
-    def deployed_version(self, txn: Any, workflow: str) -> str | None:
+    def deployed_version(self, txn: _lmdb.Transaction, workflow: str) -> str | None:
         """The last version of ``workflow`` deployed, inside a write transaction. The
         deployments are cached and read again only when their number or last key
         changed: they are only ever appended (``record_deployment``), and writes run
@@ -328,7 +328,7 @@ class LmdbStore(Store):
 
     # -- helpers inside transactions
 
-    def _load(self, txn: Any, key: bytes) -> RunInfo | None:
+    def _load(self, txn: _lmdb.Transaction, key: bytes) -> RunInfo | None:
         e = self.env.dbs
         raw = txn.get(key, db=e.runs)
         if raw is None:
@@ -339,7 +339,7 @@ class LmdbStore(Store):
             run.fence, run.lease_until, run.owner = _lease_of(lease)
         return run
 
-    def _save(self, txn: Any, run: RunInfo) -> None:
+    def _save(self, txn: _lmdb.Transaction, run: RunInfo) -> None:
         """Write the run's row and lease, and keep the ``active``/``timers`` indexes right."""
         e = self.env.dbs
         key = run_key(run.run_id)
@@ -360,7 +360,7 @@ class LmdbStore(Store):
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
-    def _file_finished(self, txn: Any, run: RunInfo, keep: int) -> None:
+    def _file_finished(self, txn: _lmdb.Transaction, run: RunInfo, keep: int) -> None:
         """Index a run that just finished for the purge: under its parent while that
         exists (a child goes with its parent), else by its policy and finish time."""
         key = run_key(run.run_id)
@@ -372,14 +372,14 @@ class LmdbStore(Store):
                 return
         txn.put(filed + key, b"", db=self.env.dbs.retain)
 
-    def _put_record(self, txn: Any, key: bytes, seq: int, record: bytes) -> None:
+    def _put_record(self, txn: _lmdb.Transaction, key: bytes, seq: int, record: bytes) -> None:
         """Add one encoded record to the journal of the run whose key is ``key``; a
         ``StoreError`` before anything is written if the step has a record already."""
         status = txn.put_record(self.env.dbs.journal, key, seq, record)
         if status != _lmdb.APPENDED:
             raise _append_failure(status, key, seq)
 
-    def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
+    def _check_fence(self, txn: _lmdb.Transaction, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
         lease = txn.get(key, db=self.env.dbs.leases)
         if lease is None:
@@ -413,7 +413,7 @@ class LmdbStore(Store):
         key = run_key(run.run_id)
         now = time.time()
 
-        def op(txn: Any) -> None:  # re-applied from scratch when a full map is grown
+        def op(txn: _lmdb.Transaction) -> None:  # re-applied from scratch when a full map is grown
             if idempotency_key is not None:
                 taken = txn.get(idempotency_key.encode(), db=self.env.dbs.idempotency)
                 if taken is not None:
@@ -442,7 +442,7 @@ class LmdbStore(Store):
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
-        def op(txn: Any) -> RunInfo | None:
+        def op(txn: _lmdb.Transaction) -> RunInfo | None:
             run = self._load(txn, run_key(run_id))
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
@@ -466,7 +466,7 @@ class LmdbStore(Store):
         wanted = versions_by_workflow(workflows)
         none: frozenset[str] = frozenset()
 
-        def op(txn: Any) -> list[RunInfo]:
+        def op(txn: _lmdb.Transaction) -> list[RunInfo]:
             e = self.env.dbs
             now = time.time()
             candidates: list[bytes] = []
@@ -502,7 +502,7 @@ class LmdbStore(Store):
         return result
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
-        def op(txn: Any) -> RunInfo:
+        def op(txn: _lmdb.Transaction) -> RunInfo:
             existing = self._load(txn, run_key(run.run_id))
             if existing is not None:
                 return existing
@@ -519,7 +519,7 @@ class LmdbStore(Store):
     async def suspend(
         self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
     ) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -529,7 +529,7 @@ class LmdbStore(Store):
 
     def _suspend(
         self,
-        txn: Any,
+        txn: _lmdb.Transaction,
         key: bytes,
         run: RunInfo,
         wake_at: float | None,
@@ -552,7 +552,7 @@ class LmdbStore(Store):
         retry: dict[str, Any],
         wake_at: float | None,
     ) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -566,7 +566,7 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=wake_at is not None)
 
     async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -584,7 +584,7 @@ class LmdbStore(Store):
     async def next_wake(self, workflows: ServedVersions) -> float | None:
         wanted = versions_by_workflow(workflows)
 
-        def first(txn: Any) -> float | None:
+        def first(txn: _lmdb.Transaction) -> float | None:
             # In time order; the first timer of a version served here decides. Timers of
             # other versions (overdue ones included) are for other workers.
             for key in txn.cursor(db=self.env.dbs.timers).iternext(values=False):
@@ -603,7 +603,7 @@ class LmdbStore(Store):
     async def renew(
         self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
     ) -> list[str]:
-        def op(txn: Any) -> list[str]:
+        def op(txn: _lmdb.Transaction) -> list[str]:
             until = time.time() + lease_s
             lost = []
             for run_id, fence in leases:
@@ -620,7 +620,7 @@ class LmdbStore(Store):
         return result
 
     async def release(self, run_id: str, fence: int) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -640,7 +640,7 @@ class LmdbStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -653,7 +653,7 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=True)
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
-        def op(txn: Any) -> bool:
+        def op(txn: _lmdb.Transaction) -> bool:
             run = self._load(txn, run_key(run_id))
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
@@ -693,7 +693,7 @@ class LmdbStore(Store):
     ) -> list[RunInfo]:
         start = None if before is None else run_key(before)
 
-        def scan(txn: Any) -> list[RunInfo]:
+        def scan(txn: _lmdb.Transaction) -> list[RunInfo]:
             found: list[RunInfo] = []
             cursor = txn.cursor(db=self.env.dbs.runs)
             if start is None:
@@ -725,13 +725,13 @@ class LmdbStore(Store):
         versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
         row = orjson.dumps({"served": versions, "until": time.time() + lease_s})
 
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             txn.put(owner.encode(), row, db=self.env.dbs.engines)
 
         await self.env.submit(op)
 
     async def withdraw(self, owner: str) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             txn.delete(owner.encode(), db=self.env.dbs.engines)
 
         await self.env.submit(op)
@@ -741,7 +741,7 @@ class LmdbStore(Store):
         if db is None:
             return []
 
-        def scan(txn: Any) -> list[tuple[str, dict[str, Any]]]:
+        def scan(txn: _lmdb.Transaction) -> list[tuple[str, dict[str, Any]]]:
             return [(bytes(k).decode(), orjson.loads(v)) for k, v in txn.cursor(db=db)]
 
         now = time.time()
@@ -767,7 +767,7 @@ class LmdbStore(Store):
             }
         )
 
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             # Keys only grow (a clock set back does not reorder) and never overwrite:
             # deployed_version() relies on both.
             cursor = txn.cursor(db=self.env.dbs.deploys)
@@ -784,11 +784,11 @@ class LmdbStore(Store):
 
     # -- schedules
 
-    def _schedule(self, txn: Any, workflow: str) -> ScheduleInfo | None:
+    def _schedule(self, txn: _lmdb.Transaction, workflow: str) -> ScheduleInfo | None:
         raw = txn.get(workflow.encode(), db=self.env.dbs.schedules)
         return None if raw is None else ScheduleInfo.from_dict(orjson.loads(raw))
 
-    def _put_schedule(self, txn: Any, schedule: ScheduleInfo) -> None:
+    def _put_schedule(self, txn: _lmdb.Transaction, schedule: ScheduleInfo) -> None:
         txn.put(
             schedule.workflow.encode(), orjson.dumps(schedule.to_dict()), db=self.env.dbs.schedules
         )
@@ -796,7 +796,7 @@ class LmdbStore(Store):
     async def register_schedule(
         self, workflow: str, version: str, schedule: ScheduleInfo | None, now: float
     ) -> ScheduleInfo | None:
-        def op(txn: Any) -> ScheduleInfo | None:
+        def op(txn: _lmdb.Transaction) -> ScheduleInfo | None:
             stored = self._schedule(txn, workflow)
             deployed = self.env.dbs.deployed_version(txn, workflow)
             new, changed = registered_schedule(stored, deployed, version, schedule, now)
@@ -819,7 +819,7 @@ class LmdbStore(Store):
         ]
 
     async def pause_schedule(self, workflow: str, paused: bool, now: float) -> ScheduleInfo:
-        def op(txn: Any) -> ScheduleInfo:
+        def op(txn: _lmdb.Transaction) -> ScheduleInfo:
             stored = self._schedule(txn, workflow)
             if stored is None:
                 raise ScheduleNotFoundError(f"no schedule for workflow {workflow!r} in {self.url}")
@@ -830,7 +830,7 @@ class LmdbStore(Store):
         result: ScheduleInfo = await self.env.submit(op, notify=True)
         return result
 
-    def _create_keyed(self, txn: Any, run: RunInfo, key: str) -> RunInfo:
+    def _create_keyed(self, txn: _lmdb.Transaction, run: RunInfo, key: str) -> RunInfo:
         """Store ``run`` pending on its workflow's deployed version, with ``key``; the
         run that ``key`` created instead, when it names one."""
         taken = txn.get(key.encode(), db=self.env.dbs.idempotency)
@@ -851,7 +851,7 @@ class LmdbStore(Store):
     async def fire_schedule(
         self, workflow: str, revision: int, tick: float, run: RunInfo | None, key: str
     ) -> RunInfo | None:
-        def op(txn: Any) -> RunInfo | None:
+        def op(txn: _lmdb.Transaction) -> RunInfo | None:
             stored = self._schedule(txn, workflow)
             if stored is None or not stored.fires(revision, tick):
                 return None
@@ -867,7 +867,7 @@ class LmdbStore(Store):
     ) -> list[str]:
         wanted = sorted(set(events))
 
-        def op(txn: Any) -> list[str]:
+        def op(txn: _lmdb.Transaction) -> list[str]:
             db = self.env.dbs.subscriptions
             stored: dict[bytes, str] = {}
             for key, value in txn.cursor(db=db):
@@ -892,7 +892,7 @@ class LmdbStore(Store):
         if not self.env.dbs.has("subscriptions"):  # a read-only store no engine of today wrote
             return []
 
-        def scan(txn: Any) -> list[tuple[str, str, str]]:
+        def scan(txn: _lmdb.Transaction) -> list[tuple[str, str, str]]:
             found = []
             for key, value in txn.cursor(db=self.env.dbs.subscriptions):
                 name, workflow = bytes(key).split(b"\x00", 1)
@@ -907,7 +907,7 @@ class LmdbStore(Store):
     ) -> list[RunInfo]:
         prefix = name.encode() + b"\x00"
 
-        def op(txn: Any) -> list[RunInfo]:
+        def op(txn: _lmdb.Transaction) -> list[RunInfo]:
             cursor = txn.cursor(db=self.env.dbs.subscriptions)
             subscribed: list[tuple[str, str]] = []
             if cursor.set_range(prefix):
@@ -933,7 +933,7 @@ class LmdbStore(Store):
             return {}
         start = prefix.encode()
 
-        def scan(txn: Any) -> dict[str, str]:
+        def scan(txn: _lmdb.Transaction) -> dict[str, str]:
             found: dict[str, str] = {}
             cursor = txn.cursor(db=self.env.dbs.idempotency)
             if not cursor.set_range(start):
@@ -949,7 +949,9 @@ class LmdbStore(Store):
 
     # -- events
 
-    def _first_event(self, txn: Any, key: bytes, name: str) -> tuple[bytes, bytes] | None:
+    def _first_event(
+        self, txn: _lmdb.Transaction, key: bytes, name: str
+    ) -> tuple[bytes, bytes] | None:
         prefix = _event_prefix(key, name)
         cursor = txn.cursor(db=self.env.dbs.events)
         if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
@@ -957,7 +959,7 @@ class LmdbStore(Store):
         return None
 
     async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             row = orjson.loads(txn.get(key, db=self.env.dbs.runs))
             row["progress"] = orjson.loads(report)
@@ -968,7 +970,7 @@ class LmdbStore(Store):
     async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
         key = run_key(run_id)
 
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             e = self.env.dbs
             run = self._load(txn, key)
             if run is None:
@@ -988,7 +990,7 @@ class LmdbStore(Store):
     async def take_event(
         self, run_id: str, fence: int, name: str, seq: int, record: Callable[[bytes], bytes]
     ) -> bytes | None:
-        def op(txn: Any) -> bytes | None:
+        def op(txn: _lmdb.Transaction) -> bytes | None:
             key = self._check_fence(txn, run_id, fence)
             found = self._first_event(txn, key, name)
             if found is None:
@@ -1003,7 +1005,7 @@ class LmdbStore(Store):
 
     # -- shared state
 
-    def _state_now(self, txn: Any, skey: bytes) -> tuple[bytes | None, int]:
+    def _state_now(self, txn: _lmdb.Transaction, skey: bytes) -> tuple[bytes | None, int]:
         raw = txn.get(skey, db=self.env.dbs.state)
         if raw is None:
             return None, 0
@@ -1021,7 +1023,7 @@ class LmdbStore(Store):
     ) -> tuple[bytes | None, int]:
         skey = _state_key(scope, key)
 
-        def op(txn: Any) -> tuple[bytes | None, int]:
+        def op(txn: _lmdb.Transaction) -> tuple[bytes | None, int]:
             rkey = self._check_fence(txn, run_id, fence)
             value, version = self._state_now(txn, skey)
             self._put_record(txn, rkey, seq, record(value, version))
@@ -1043,7 +1045,7 @@ class LmdbStore(Store):
     ) -> int | None:
         skey = _state_key(scope, key)
 
-        def op(txn: Any) -> int | None:
+        def op(txn: _lmdb.Transaction) -> int | None:
             rkey = self._check_fence(txn, run_id, fence)
             _, version = self._state_now(txn, skey)
             new = version + 1 if expect is None or expect == version else None
@@ -1058,7 +1060,7 @@ class LmdbStore(Store):
     async def state_items(self, scope: str) -> dict[str, bytes]:
         prefix = scope.encode() + b"\x00"
 
-        def scan(txn: Any) -> dict[str, bytes]:
+        def scan(txn: _lmdb.Transaction) -> dict[str, bytes]:
             cursor = txn.cursor(db=self.env.dbs.state)
             found: dict[str, bytes] = {}
             if not cursor.set_range(prefix):
@@ -1107,13 +1109,13 @@ class LmdbStore(Store):
     async def journal(self, run_id: str) -> list[bytes]:
         return self._range(self.env.dbs.journal, run_key(run_id), unless_hidden=True)
 
-    def _range(self, db: Any, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
+    def _range(self, db: int, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
         """The values of every key starting with ``prefix``, in key order; with
         ``unless_hidden``, none when ``prefix`` is the key of a purged run."""
 
         end = _after_prefix(prefix)
 
-        def scan(txn: Any) -> list[bytes]:
+        def scan(txn: _lmdb.Transaction) -> list[bytes]:
             cursor = txn.cursor(db=db)
             out: list[bytes] = []
             dbs = self.env.dbs
@@ -1138,7 +1140,7 @@ class LmdbStore(Store):
 
     def _due_roots(
         self,
-        txn: Any,
+        txn: _lmdb.Transaction,
         now_ms: int,
         default_ms: int,
         cutoff_ms: int | None,
@@ -1161,7 +1163,7 @@ class LmdbStore(Store):
 
     def _tree(
         self,
-        txn: Any,
+        txn: _lmdb.Transaction,
         root: bytes,
         now_ms: int,
         default_ms: int,
@@ -1193,7 +1195,7 @@ class LmdbStore(Store):
                 keys.append(bytes(child_key[RUN_KEY:]))
         return ([], last) if waiting else (keys, None)
 
-    def _describe_tree(self, txn: Any, keys: list[bytes]) -> list[dict[str, Any]]:
+    def _describe_tree(self, txn: _lmdb.Transaction, keys: list[bytes]) -> list[dict[str, Any]]:
         root = keys[0].hex()
         described = []
         for key in keys:
@@ -1207,7 +1209,7 @@ class LmdbStore(Store):
     ) -> list[dict[str, Any]]:
         now_ms, cutoff_ms = round(now * 1000), None if cutoff is None else round(cutoff * 1000)
 
-        def scan(txn: Any) -> list[dict[str, Any]]:
+        def scan(txn: _lmdb.Transaction) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
             roots = 0
             for entry in self._due_roots(txn, now_ms, default_ms, cutoff_ms, None):
@@ -1227,7 +1229,7 @@ class LmdbStore(Store):
     ) -> list[dict[str, Any]]:
         now_ms, cutoff_ms = round(now * 1000), None if cutoff is None else round(cutoff * 1000)
 
-        def op(txn: Any) -> list[dict[str, Any]]:
+        def op(txn: _lmdb.Transaction) -> list[dict[str, Any]]:
             e = self.env.dbs
             hidden: list[dict[str, Any]] = []
             roots = 0
@@ -1261,7 +1263,9 @@ class LmdbStore(Store):
         result: list[dict[str, Any]] = await self.env.submit(op, notify=True)
         return result
 
-    def _keys_from(self, txn: Any, db: Any, prefix: bytes, most: int | None) -> list[bytes]:
+    def _keys_from(
+        self, txn: _lmdb.Transaction, db: int, prefix: bytes, most: int | None
+    ) -> list[bytes]:
         """The keys (at most ``most``) of ``db`` that start with ``prefix``."""
         cursor = txn.cursor(db=db)
         found: list[bytes] = []
@@ -1274,7 +1278,7 @@ class LmdbStore(Store):
         return found
 
     async def sweep_hidden(self, limit: int) -> tuple[int, int]:
-        def op(txn: Any) -> tuple[int, int]:
+        def op(txn: _lmdb.Transaction) -> tuple[int, int]:
             e = self.env.dbs
             deleted = cleared = 0
             for tombstone in self._keys_from(txn, e.hidden, b"", limit):
@@ -1293,7 +1297,7 @@ class LmdbStore(Store):
         return result
 
     async def stats(self) -> dict[str, Any]:
-        def scan(txn: Any) -> dict[str, Any]:
+        def scan(txn: _lmdb.Transaction) -> dict[str, Any]:
             e = self.env.dbs
             runs = dict.fromkeys(STATUSES, 0)
             oldest: float | None = None
@@ -1371,7 +1375,7 @@ def _timer_key(wake_at: float, key: bytes) -> bytes:
     return _MS.pack(math.ceil(wake_at * 1000)) + key
 
 
-def _last_key(cursor: Any, prefix: bytes) -> bytes | None:
+def _last_key(cursor: _lmdb.Cursor, prefix: bytes) -> bytes | None:
     """The last key that starts with ``prefix`` (followed by an 8-byte counter)."""
     moved = cursor.prev() if cursor.set_range(prefix + b"\xff" * 9) else cursor.last()
     return bytes(cursor.key()) if moved and bytes(cursor.key()).startswith(prefix) else None
