@@ -609,7 +609,7 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
 MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
-MAX_DBS = 32  # a handle per named database (the layout above), with room for more
+MAX_DBS = 32  # a handle per named database (the store's layout, store/lmdb.py), with room
 
 
 MAX_READERS = 1024
