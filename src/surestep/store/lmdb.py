@@ -189,8 +189,6 @@ class Databases:
         self.logs = env.open_db(b"logs")
         self.state = env.open_db(b"state")
         self.deploys = env.open_db(b"deploys")
-        # Databases later releases added: missing from an older release's store
-        # that this process opens read-only (then absent here: ``has``).
         for name in self.ADDED:
             self._open_added(name)
         self._deployed: dict[str, str] = {}  # deployed_version's cache, of the
