@@ -38,7 +38,7 @@ import orjson
 from flows import chain, chain_then_park, inc, reset_state, state, step_park_step
 from surestep import Engine, RunHandle, _core, _lmdb
 from surestep.store.base import new_run_id, run_key
-from surestep.store.lmdb import WRITEMAP, rewrites_in_place
+from surestep.store.lmdb_env import WRITEMAP, rewrites_in_place
 
 SEQ_STEPS = 1_000
 CONC_RUNS, CONC_STEPS = 1_000, 10
