@@ -73,9 +73,9 @@ def test_the_store_page_shows_size_runs_by_status_and_retention(
 
     # a purge in another process: the page follows it
     surestep(store, "gc", "--older-than", "0s")
-    browser.wait_for(count_is("completed", 0))
-    browser.wait_for(count_is("failed", 0))
-    browser.wait_for("document.querySelector('#oldest-finished .mono')?.innerText === 'none'")
+    browser.wait_for(count_is("completed", 0), timeout=60)  # at its next refresh
+    assert browser.text('tr.status-count[data-status="failed"] td.n') == "0"
+    assert browser.text("#oldest-finished .mono") == "none"
 
     # a status links to the runs it counts
     browser.click('tr.status-count[data-status="completed"] a')

@@ -6,7 +6,7 @@
   let STATUSES = ["running", "pending", "completed", "failed", "cancelled"];
   const PERSON = "person";
   const LIST_REFRESH_MS = 2000;
-  const STORE_REFRESH_MS = 5000;
+  const STORE_REFRESH_MS = 10000; // each refresh counts every run: less often than the list
   const RUN_REFRESH_MS = 1000;
   const GROUP_AT = 100; // a run with more steps shows them grouped by name
   const PAGE = 200; // runs a page of the list shows
