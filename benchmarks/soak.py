@@ -309,6 +309,7 @@ def plot(
     path: str,
     title: str,
     spans: tuple[list[int], list[int]],
+    postgres: bool,
 ) -> None:
     try:
         import matplotlib
@@ -323,8 +324,11 @@ def plot(
         return
     minutes = [r["elapsed_s"] / 60 for r in rows]
     fig, axes = plt.subplots(3, 1, sharex=True, figsize=(9, 8))
-    axes[0].plot(minutes, [r["store_used_bytes"] / 2**20 for r in rows], label="used")
-    axes[0].plot(minutes, [r["store_file_bytes"] / 2**20 for r in rows], label="file")
+    if postgres:
+        axes[0].plot(minutes, [r["store_used_bytes"] / 2**20 for r in rows], label="relations")
+    else:
+        axes[0].plot(minutes, [r["store_used_bytes"] / 2**20 for r in rows], label="used pages")
+        axes[0].plot(minutes, [r["store_file_bytes"] / 2**20 for r in rows], label="data file")
     axes[0].set_ylabel("store (MiB)")
     axes[1].plot(minutes, [r["rss_bytes"] / 2**20 for r in rows], label="resident")
     axes[1].plot(minutes, [r["rss_anon_bytes"] / 2**20 for r in rows], label="not file pages")
@@ -386,7 +390,7 @@ def main() -> int:
     print(f"samples: {out}.csv")
     met = summarise(rows, histograms, load, warmup, first, last)
     title = f"surestep soak on {kind}: retention {args.retention}, {args.steps} steps a run"
-    plot(rows, f"{out}.png", title, windows(rows, warmup, first, last))
+    plot(rows, f"{out}.png", title, windows(rows, warmup, first, last), postgres)
     return 0 if met else 1
 
 
