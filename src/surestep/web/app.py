@@ -78,6 +78,7 @@ from ..errors import (
     ConfigurationError,
     DefinitionError,
     JournalCorruptError,
+    OverloadedError,
     RunCancelledError,
     RunNotFoundError,
     ScheduleNotFoundError,
@@ -132,7 +133,7 @@ def error_status(exc: SurestepError) -> int:
     """The HTTP status for an error, by the classes of the CLI's exit codes."""
     if isinstance(exc, (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)):
         return 404
-    if isinstance(exc, (StoreError, JournalCorruptError)):
+    if isinstance(exc, (StoreError, JournalCorruptError, OverloadedError)):
         return 503
     if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError)):
         return 422
@@ -572,6 +573,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _surestep_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SurestepError)
     status = error_status(exc)
+    if isinstance(exc, OverloadedError):  # the engine is at its bound: come back soon
+        return error_response(status, str(exc), {"Retry-After": "1"}, kind="OverloadedError")
     message = f"store: {exc}" if status == 503 else str(exc)
     return error_response(status, message, kind=type(exc).__name__)
 
