@@ -274,6 +274,8 @@ AFTER_RUN_COLS = 20  # the index of a column selected after RUN_COLS
 NOTIFY = "SELECT pg_notify($1, 'changed')"
 
 # Insert a batch of runs (claimed for their owner where one is given), one row each.
+# base.TRANSITIONS: create, none -> pending (no owner, or following a deployment of
+# another version) and none -> running (claimed for its owner).
 CREATE_RUNS = f"""
     WITH i AS (
         INSERT INTO {{s}}.runs AS r (run_id, workflow, version, args, kwargs, status,
@@ -304,7 +306,8 @@ CREATE_RUNS = f"""
         RETURNING {RUN_COLS})
     SELECT i.*, pg_notify($19, 'changed') FROM i"""
 
-# Finish a batch of runs, each if its fence matches, and file them for retention. Rows
+# base.TRANSITIONS: finish, running -> completed / failed. Finish a batch of runs, each
+# if its fence matches, and file them for retention. Rows
 # are locked in run_id order, as every multi-row statement here locks them.
 FINISH_RUNS = """
     WITH x AS (
@@ -338,12 +341,14 @@ HOST_OWNERS = f"""
     WHERE r.owner IS NOT NULL AND {_R_UNFINISHED}
       AND r.owner >= $1 AND r.owner < $2 AND r.lease_until > now()"""
 
-# The claim transition (base.TRANSITIONS: "claim"): $2 owner, $3 lease seconds.
+# The claim (base.TRANSITIONS: claim, pending / running / waiting -> running): $2 the
+# owner, $3 the lease in seconds.
 _TAKE = f"""
     fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
     lease_until = now() + make_interval(secs => $3), updated_at = now(),
     wake_at = NULL, waiting_for = NULL"""
-# The claim's conditions: unfinished, due, lease free ($4: owners known dead).
+# The claim's conditions (base.claimable): unfinished, due, the lease free ($4: owners
+# known dead).
 _FREE = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($4::text[]))"
 CLAIM = f"""
     UPDATE {{s}}.runs r SET {_TAKE}
@@ -376,8 +381,9 @@ CLAIM_AVAILABLE = f"""
     FROM picked WHERE r.run_id = picked.run_id
     RETURNING {RUN_COLS}"""
 
-# Give the run back, waiting for $2 (an event name, or NULL) until $3 (epoch seconds,
-# or NULL); due at once when the event is there already.
+# base.TRANSITIONS: suspend and record_attempt, running -> waiting (the caller checked
+# the fence, holding the row). Give the run back, waiting for $2 (an event name, or
+# NULL) until $3 (epoch seconds, or NULL); due at once when the event is there already.
 SUSPEND = f"""
     WITH i AS (
         UPDATE {{s}}.runs r SET status = '{WAITING}', owner = NULL,
@@ -414,8 +420,9 @@ RENEW = f"""
     FROM held WHERE r.run_id = held.run_id
     RETURNING r.run_id"""
 
-# Give the run back unfinished ($1 run, $2 fence, $3 channel); a finished run stays
-# finished (a release racing its own finish changes nothing).
+# base.TRANSITIONS: release, running -> pending. Give the run back unfinished ($1 run,
+# $2 fence, $3 channel); a finished run stays finished (a release racing its own finish
+# changes nothing).
 RELEASE = f"""
     WITH i AS (
         UPDATE {{s}}.runs r SET owner = NULL, lease_until = NULL,
@@ -423,6 +430,7 @@ RELEASE = f"""
         WHERE r.run_id = $1 AND r.fence = $2 RETURNING r.run_id)
     SELECT i.*, pg_notify($3, 'changed') FROM i"""
 
+# base.TRANSITIONS: cancel, pending / running / waiting -> cancelled, filed for retention.
 CANCEL = f"""
     WITH c AS (
         UPDATE {{s}}.runs r SET status = '{CANCELLED}', fence = r.fence + 1,
@@ -524,7 +532,8 @@ SUBSCRIPTIONS = "SELECT event, workflow, version FROM {s}.subscriptions ORDER BY
 
 # -- events
 
-# Keep the event for the run, and make the run due if it waits for it.
+# Keep the event for the run, and make the run due if it waits for it (no transition:
+# the claim of a due run is, see base.TRANSITIONS).
 SEND_EVENT = f"""
     WITH sent AS (
         INSERT INTO {{s}}.events (run_id, name, payload) VALUES ($1, $2, $3)),

@@ -635,6 +635,7 @@ class PostgresStore(Store):
         follow_deployment: bool = False,
         idempotency_key: str | None = None,
     ) -> int:
+        # base.TRANSITIONS: create, batched (CREATE_RUNS)
         if idempotency_key is not None:
             return await self._create_keyed(run, owner, lease_s, follow_deployment, idempotency_key)
         stored = await self._insert(run, owner, lease_s, follow_deployment)
@@ -698,6 +699,7 @@ class PostgresStore(Store):
         return stored if stored is not None else await self.get_run(run.run_id)
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
+        # base.TRANSITIONS: claim, in one statement (CLAIM)
         claim = self._q[sql.CLAIM]
         rows = await self._fetch(claim, run_id, owner, lease_s, [], what="claim", retry=False)
         if rows:
@@ -723,6 +725,7 @@ class PostgresStore(Store):
         workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
+        # base.TRANSITIONS: claim_available
         if limit <= 0 or not workflows:
             return []
         served = [
@@ -747,6 +750,7 @@ class PostgresStore(Store):
     async def suspend(
         self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
     ) -> None:
+        # base.TRANSITIONS: suspend
         async def body(conn: Any) -> None:
             # Lock first, read after: an event sent concurrently either committed
             # before this lock (and the EXISTS below sees it) or waits for this
@@ -771,6 +775,7 @@ class PostgresStore(Store):
         retry: dict[str, Any],
         wake_at: float | None,
     ) -> None:
+        # base.TRANSITIONS: record_attempt (with wake_at)
         async def write(conn: Any) -> None:
             await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_NO_KEY_UPDATE)
             await conn.execute(self._q[sql.RECORD_ATTEMPT], run_id, seq, attempt, bytes(body))
@@ -829,6 +834,7 @@ class PostgresStore(Store):
         return [run_id for run_id, _ in leases if run_id not in kept]
 
     async def release(self, run_id: str, fence: int) -> None:
+        # base.TRANSITIONS: release, in one statement (RELEASE)
         rows = await self._fetch(
             self._q[sql.RELEASE], run_id, fence, self._channel, what=f"release run {run_id}"
         )
@@ -844,6 +850,7 @@ class PostgresStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
+        # base.TRANSITIONS: finish, batched (FINISH_RUNS)
         assert status in FINISHED, status
         await self._finishes.submit(
             (
@@ -876,6 +883,7 @@ class PostgresStore(Store):
         ]
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
+        # base.TRANSITIONS: cancel, in one statement (CANCEL)
         rows = await self._fetch(
             self._q[sql.CANCEL],
             run_id,
