@@ -166,6 +166,44 @@ async def test_a_store_with_tables_made_before_their_migration_takes_the_version
         await conn.close()
 
 
+async def test_every_primary_key_holds_the_column_citus_distributes_by(pg_url: str) -> None:
+    """Migration 9 distributes these tables by these columns on Citus, which needs each
+    primary key to hold its table's column (plain PostgreSQL: the same schema)."""
+    distributed = {
+        "runs": "run_id",
+        "journal": "run_id",
+        "events": "run_id",
+        "logs": "run_id",
+        "attempts": "run_id",
+        "progress": "run_id",
+        "retention": "run_id",
+        "hidden": "run_id",
+        "idempotency_keys": "key",
+        "state": "scope",
+    }
+    schema = fresh_schema()
+    store = open_store(pg_url, schema=schema)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT c.relname, array_agg(a.attname::text) FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+            WHERE i.indisprimary AND n.nspname = $1 GROUP BY c.relname""",
+            schema,
+        )
+    finally:
+        await conn.close()
+    keys = {name: set(columns) for name, columns in rows}
+    assert keys["events"] == {"run_id", "id"}
+    assert {name: column in keys[name] for name, column in distributed.items()} == dict.fromkeys(
+        distributed, True
+    )
+
+
 async def test_schema_from_the_url(pg_url: str) -> None:
     schema = fresh_schema()
     store = open_store(f"{pg_url}?schema={schema}")

@@ -5,6 +5,17 @@ statement when, in which transaction, what a refusal means).
 Every template names the store's schema as ``{s}`` (the quoted schema name), filled in
 once per store by :class:`Statements`.
 
+The statements keep to Citus's rules for tables distributed by run id (migration 9
+distributes them when the ``citus`` extension is there), on plain PostgreSQL too,
+and each says where a rule shaped it: no ``FOR UPDATE`` / ``FOR SHARE`` / ``SKIP
+LOCKED`` over several runs' rows (a batch is one statement a run, sent as one
+pipeline); a NOTIFY as a statement of its own (in a statement that touches one run,
+it would run on the worker holding that run, unheard by the coordinator's
+listeners); no non-immutable function in ``RETURNING`` or chosen by a ``CASE``
+(times are returned as stored and converted by the client); no subquery in
+``LIMIT``; no recursive CTE and no join of distributed tables on another column
+than the one they are distributed by; every primary key holds that column.
+
 Schema (in its own PostgreSQL schema, ``surestep`` unless configured):
 
 ``runs``            one row per run: the :class:`RunInfo` fields (arguments,
@@ -244,6 +255,53 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS retry json;
         """,
     ),
+    (
+        8,
+        # Every primary key holds the column its table is distributed by on Citus:
+        # events by run_id (its id alone is unique too, from its identity).
+        """
+        ALTER TABLE {s}.events DROP CONSTRAINT IF EXISTS events_pkey;
+        ALTER TABLE {s}.events ADD CONSTRAINT events_pkey PRIMARY KEY (run_id, id);
+        """,
+    ),
+    (
+        9,
+        # On Citus (the extension present in this database, the coordinator): a run's rows
+        # on one node, the tables distributed by run_id and co-located with runs; state by
+        # its scope; idempotency keys by key; the small tables that every node reads,
+        # reference tables. Without Citus, nothing.
+        """
+        DO $$
+        DECLARE
+            name text;
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+                RETURN;
+            END IF;
+            FOREACH name IN ARRAY ARRAY['schema_version', 'meta', 'deployments', 'engines',
+                    'schedules', 'subscriptions'] LOOP
+                IF NOT EXISTS (SELECT 1 FROM pg_dist_partition
+                        WHERE logicalrelid = format('%s.%I', '{s}', name)::regclass) THEN
+                    PERFORM create_reference_table(format('%s.%I', '{s}', name));
+                END IF;
+            END LOOP;
+            FOREACH name IN ARRAY ARRAY['runs', 'journal', 'events', 'logs', 'attempts',
+                    'progress', 'retention', 'hidden', 'idempotency_keys', 'state'] LOOP
+                IF NOT EXISTS (SELECT 1 FROM pg_dist_partition
+                        WHERE logicalrelid = format('%s.%I', '{s}', name)::regclass) THEN
+                    PERFORM create_distributed_table(
+                        format('%s.%I', '{s}', name),
+                        CASE name WHEN 'state' THEN 'scope'
+                            WHEN 'idempotency_keys' THEN 'key' ELSE 'run_id' END,
+                        colocate_with => CASE WHEN name IN ('state', 'idempotency_keys')
+                            THEN 'none' WHEN name = 'runs' THEN 'default'
+                            ELSE format('%s.runs', '{s}') END);
+                END IF;
+            END LOOP;
+        END
+        $$;
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -259,78 +317,73 @@ SCHEMA_VERSION_TABLE = """
 SCHEMA_VERSION_APPLIED = "SELECT coalesce(max(version), 0) FROM {s}.schema_version"
 SCHEMA_VERSION_RECORD = "INSERT INTO {s}.schema_version (version) VALUES ($1)"
 
+# Wake-ups. Citus: a NOTIFY inside a statement that touches one run runs on the worker
+# holding that run's shard, where the coordinator's listeners never hear it; sent as a
+# statement of its own (no distributed table), it runs where the client is connected.
+NOTIFY = "SELECT pg_notify($1, 'changed')"
+
 # -- runs
 
 # The columns of a RunInfo, from a ``runs`` row aliased ``r`` (see postgres._run_of).
+# Citus: times are returned as they are stored (timestamptz) and converted to epoch
+# seconds by the client: no non-immutable function (extract) in RETURNING.
 RUN_COLS = (
     "r.run_id, r.workflow, r.version, r.args, r.kwargs, r.status, r.session_id, r.user_id, "
-    "extract(epoch FROM r.created_at)::float8, extract(epoch FROM r.updated_at)::float8, "
-    "r.attempt, r.result, r.error, r.parent_id, extract(epoch FROM r.wake_at)::float8, "
-    "r.waiting_for, r.owner, coalesce(extract(epoch FROM r.lease_until)::float8, 0), r.fence, "
-    "r.retry"
+    "r.created_at, r.updated_at, r.attempt, r.result, r.error, r.parent_id, r.wake_at, "
+    "r.waiting_for, r.owner, r.lease_until, r.fence, r.retry"
 )
 AFTER_RUN_COLS = 20  # the index of a column selected after RUN_COLS
 
-NOTIFY = "SELECT pg_notify($1, 'changed')"
-
 # Insert a batch of runs (claimed for their owner where one is given), one row each.
 # base.TRANSITIONS: create, none -> pending (no owner, or following a deployment of
-# another version) and none -> running (claimed for its owner).
+# another version) and none -> running (claimed for its owner). Citus: now() outside
+# any CASE (a NULL lease time makes a NULL lease); the NOTIFY is the caller's.
 CREATE_RUNS = f"""
-    WITH i AS (
-        INSERT INTO {{s}}.runs AS r (run_id, workflow, version, args, kwargs, status,
-            session_id, user_id, created_at, updated_at, attempt, result, error,
-            parent_id, wake_at, waiting_for, owner, lease_until, fence)
-        SELECT x.run_id, x.workflow, COALESCE(d.version, x.version), x.args::json,
-            x.kwargs::json, CASE WHEN d.version IS NULL THEN x.status ELSE '{PENDING}' END,
-            x.session_id, x.user_id, to_timestamp(x.created_at), now(),
-            x.attempt - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int,
-            x.result::json, x.error::json, x.parent_id, to_timestamp(x.wake_at),
-            x.waiting_for, CASE WHEN d.version IS NULL THEN x.owner END,
-            CASE WHEN x.owner IS NULL OR d.version IS NOT NULL THEN NULL
-                ELSE now() + make_interval(secs => x.lease_s) END,
-            x.fence - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-            $6::text[], $7::text[], $8::text[], $9::float8[], $10::int[], $11::text[],
-            $12::text[], $13::text[], $14::float8[], $15::text[], $16::text[],
-            $17::float8[], $18::bigint[], $20::bool[])
-            AS x(run_id, workflow, version, args, kwargs, status, session_id, user_id,
-                created_at, attempt, result, error, parent_id, wake_at, waiting_for,
-                owner, lease_s, fence, follow)
-        -- follow_deployment: the workflow's last deployed version, when another
-        LEFT JOIN LATERAL (
-            SELECT dep.version FROM {{s}}.deployments dep
-            WHERE x.follow AND dep.workflow = x.workflow ORDER BY dep.id DESC LIMIT 1
-        ) d ON d.version <> x.version
-        ON CONFLICT (run_id) DO NOTHING
-        RETURNING {RUN_COLS})
-    SELECT i.*, pg_notify($19, 'changed') FROM i"""
+    INSERT INTO {{s}}.runs AS r (run_id, workflow, version, args, kwargs, status,
+        session_id, user_id, created_at, updated_at, attempt, result, error,
+        parent_id, wake_at, waiting_for, owner, lease_until, fence)
+    SELECT x.run_id, x.workflow, COALESCE(d.version, x.version), x.args::json,
+        x.kwargs::json, CASE WHEN d.version IS NULL THEN x.status ELSE '{PENDING}' END,
+        x.session_id, x.user_id, to_timestamp(x.created_at), now(),
+        x.attempt - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int,
+        x.result::json, x.error::json, x.parent_id, to_timestamp(x.wake_at),
+        x.waiting_for, CASE WHEN d.version IS NULL THEN x.owner END,
+        now() + CASE WHEN x.owner IS NULL OR d.version IS NOT NULL THEN NULL
+            ELSE x.lease_s END * interval '1 second',
+        x.fence - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::float8[], $10::int[], $11::text[],
+        $12::text[], $13::text[], $14::float8[], $15::text[], $16::text[],
+        $17::float8[], $18::bigint[], $19::bool[])
+        AS x(run_id, workflow, version, args, kwargs, status, session_id, user_id,
+            created_at, attempt, result, error, parent_id, wake_at, waiting_for,
+            owner, lease_s, fence, follow)
+    -- follow_deployment: the workflow's last deployed version, when another
+    LEFT JOIN LATERAL (
+        SELECT dep.version FROM {{s}}.deployments dep
+        WHERE x.follow AND dep.workflow = x.workflow ORDER BY dep.id DESC LIMIT 1
+    ) d ON d.version <> x.version
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING {RUN_COLS}"""
 
-# base.TRANSITIONS: finish, running -> completed / failed. Finish a batch of runs, each
-# if its fence matches, and file them for retention. Rows
-# are locked in run_id order, as every multi-row statement here locks them.
-FINISH_RUNS = """
-    WITH x AS (
-        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-            $7::bigint[]) AS x(run_id, fence, status, result, error, keep)),
-    held AS (
-        SELECT r.run_id FROM {s}.runs r JOIN x ON r.run_id = x.run_id AND r.fence = x.fence
-        ORDER BY r.run_id FOR NO KEY UPDATE OF r),
-    u AS (
-        UPDATE {s}.runs r SET status = x.status, result = x.result::json,
-            error = x.error::json, owner = NULL, lease_until = NULL, updated_at = now()
-        FROM x JOIN held ON held.run_id = x.run_id
-        WHERE r.run_id = x.run_id AND r.fence = x.fence
-        RETURNING r.run_id),
-    k AS (
-        INSERT INTO {s}.retention (run_id, keep, finished_at)
-        SELECT u.run_id, x.keep, now() FROM u JOIN x ON x.run_id = u.run_id
-        ON CONFLICT (run_id) DO UPDATE
-            SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at)
-    SELECT u.run_id, pg_notify($6, 'changed') FROM u"""
+# base.TRANSITIONS: finish, running -> completed / failed, if the fence ($2) matches; the
+# run filed for retention. Citus: one run a statement (every row it touches is on that
+# run's node), the batch sent as one pipeline in run_id order (postgres._fetch, many).
+FINISH_RUN = """
+    WITH u AS (
+        UPDATE {s}.runs r SET status = $3, result = $4::json, error = $5::json,
+            owner = NULL, lease_until = NULL, updated_at = now()
+        WHERE r.run_id = $1 AND r.fence = $2
+        RETURNING r.run_id, r.updated_at)
+    INSERT INTO {s}.retention (run_id, keep, finished_at)
+    SELECT u.run_id, $6, u.updated_at FROM u
+    ON CONFLICT (run_id) DO UPDATE
+        SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at
+    RETURNING run_id"""
 
 RUNS_EXISTING = "SELECT run_id FROM {s}.runs WHERE run_id = ANY($1::text[])"
 RUN_FENCE = "SELECT r.fence FROM {s}.runs r WHERE r.run_id = $1"
+# Citus: row locks only on one run's row (these are filtered by run_id).
 RUN_STATUS_LOCKED = "SELECT status FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE"
 RUN_FENCE_SHARE = "SELECT fence FROM {s}.runs WHERE run_id = $1 FOR SHARE"
 RUN_FENCE_NO_KEY_UPDATE = "SELECT fence FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE"
@@ -341,59 +394,50 @@ HOST_OWNERS = f"""
     WHERE r.owner IS NOT NULL AND {_R_UNFINISHED}
       AND r.owner >= $1 AND r.owner < $2 AND r.lease_until > now()"""
 
-# The claim (base.TRANSITIONS: claim, pending / running / waiting -> running): $2 the
-# owner, $3 the lease in seconds.
-_TAKE = f"""
-    fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
-    lease_until = now() + make_interval(secs => $3), updated_at = now(),
-    wake_at = NULL, waiting_for = NULL"""
-# The claim's conditions (base.claimable): unfinished, due, the lease free ($4: owners
-# known dead).
-_FREE = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($4::text[]))"
+# The claim (base.TRANSITIONS: claim, pending / running / waiting -> running) of run $1
+# for owner $2 with a lease of $3 seconds, when the claim's conditions hold (base.claimable:
+# unfinished, due, the lease free; $4: owners known dead), checked again on the row as
+# it is when the UPDATE takes it. Citus: one run a statement; claim_available sends one
+# a candidate (postgres._fetch, many) instead of locking candidates with SKIP LOCKED.
 CLAIM = f"""
-    UPDATE {{s}}.runs r SET {_TAKE}
-    WHERE r.run_id = $1 AND {_R_UNFINISHED} AND {_R_DUE} AND {_FREE}
+    UPDATE {{s}}.runs r SET
+        fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
+        lease_until = now() + make_interval(secs => $3), updated_at = now(),
+        wake_at = NULL, waiting_for = NULL
+    WHERE r.run_id = $1 AND {_R_UNFINISHED} AND {_R_DUE}
+      AND (r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($4::text[]))
     RETURNING {RUN_COLS}"""
 # The owner of a due, unfinished run whose lease has not run out.
 CLAIM_HOLDER = f"""
     SELECT r.owner FROM {{s}}.runs r
     WHERE r.run_id = $1 AND {_R_UNFINISHED} AND {_R_DUE} AND r.lease_until > now()"""
 
-# Claim up to $4 runs of the served (workflow, version) pairs ($1, $6), due timers
-# first, then pending and abandoned runs; $5: owners known dead.
-_FREE_5 = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($5::text[]))"
-_SERVED = "(r.workflow, r.version) IN (SELECT * FROM unnest($1::text[], $6::text[]))"
-_DUE_RUNS = f"""(SELECT r.run_id FROM {{s}}.runs r
-    WHERE r.status = '{WAITING}' AND r.wake_at <= now() AND {_SERVED} AND {_FREE_5}
-    ORDER BY r.wake_at LIMIT $4 FOR UPDATE SKIP LOCKED)"""
-_ACTIVE_RUNS = f"""(SELECT r.run_id FROM {{s}}.runs r
-    WHERE {_R_ACTIVE} AND {_SERVED} AND {_FREE_5}
-    ORDER BY r.run_id LIMIT (SELECT $4 - count(*) FROM due) FOR UPDATE SKIP LOCKED)"""
-CLAIM_DUE = f"""
-    WITH picked AS {_DUE_RUNS}
-    UPDATE {{s}}.runs r SET {_TAKE}
-    FROM picked WHERE r.run_id = picked.run_id
-    RETURNING {RUN_COLS}"""
-CLAIM_AVAILABLE = f"""
-    WITH due AS {_DUE_RUNS}, active AS {_ACTIVE_RUNS},
-    picked AS (SELECT run_id FROM due UNION ALL SELECT run_id FROM active)
-    UPDATE {{s}}.runs r SET {_TAKE}
-    FROM picked WHERE r.run_id = picked.run_id
-    RETURNING {RUN_COLS}"""
+# Candidates for claim_available, read without locks: up to $3 runs of the served
+# (workflow, version) pairs ($1, $2) whose lease is free ($4: owners known dead). Citus:
+# two statements (due timers first, then pending and abandoned runs up to what is left)
+# rather than a subquery in LIMIT.
+_FREE = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($4::text[]))"
+_SERVED = "(r.workflow, r.version) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+DUE_CANDIDATES = f"""
+    SELECT r.run_id FROM {{s}}.runs r
+    WHERE r.status = '{WAITING}' AND r.wake_at <= now() AND {_SERVED} AND {_FREE}
+    ORDER BY r.wake_at LIMIT $3"""
+ACTIVE_CANDIDATES = f"""
+    SELECT r.run_id FROM {{s}}.runs r
+    WHERE {_R_ACTIVE} AND {_SERVED} AND {_FREE}
+    ORDER BY r.run_id LIMIT $3"""
 
-# base.TRANSITIONS: suspend and record_attempt, running -> waiting (the caller checked
-# the fence, holding the row). Give the run back, waiting for $2 (an event name, or
-# NULL) until $3 (epoch seconds, or NULL); due at once when the event is there already.
-SUSPEND = f"""
-    WITH i AS (
-        UPDATE {{s}}.runs r SET status = '{WAITING}', owner = NULL,
-            lease_until = NULL, updated_at = now(), waiting_for = $2::text,
-            wake_at = CASE WHEN $2::text IS NOT NULL AND EXISTS (
-                    SELECT 1 FROM {{s}}.events e
-                    WHERE e.run_id = $1 AND e.name = $2::text)
-                THEN now() ELSE to_timestamp($3::float8) END
-        WHERE r.run_id = $1 RETURNING r.run_id)
-    SELECT i.*, pg_notify($4, 'changed') FROM i"""
+# base.TRANSITIONS: suspend and record_attempt, running -> waiting (the caller holds the
+# row and checked the fence): waiting for $2 (an event name, or NULL) until $3 (epoch
+# seconds, or NULL), or due at once (SUSPEND_DUE) when the event is there already
+# (EVENT_WAITING). Citus: two statements, as now() may not be chosen by a CASE.
+EVENT_WAITING = "SELECT 1 FROM {s}.events WHERE run_id = $1 AND name = $2 LIMIT 1"
+_SUSPEND = f"""
+    UPDATE {{s}}.runs r SET status = '{WAITING}', owner = NULL, lease_until = NULL,
+        updated_at = now(), waiting_for = $2::text, wake_at = %s
+    WHERE r.run_id = $1"""
+SUSPEND = _SUSPEND % "to_timestamp($3::float8)"
+SUSPEND_DUE = _SUSPEND % "now()"
 
 RECORD_ATTEMPT = """
     INSERT INTO {s}.attempts (run_id, seq, attempt, body) VALUES ($1, $2, $3, $4)
@@ -402,46 +446,36 @@ SET_RETRY = "UPDATE {s}.runs SET retry = $2::json WHERE run_id = $1"
 CLEAR_RETRY = "UPDATE {s}.runs SET retry = NULL WHERE run_id = $1 AND (retry->>'seq')::integer = $2"
 
 NEXT_WAKE = f"""
-    SELECT extract(epoch FROM min(r.wake_at))::float8 FROM {{s}}.runs r
+    SELECT min(r.wake_at) FROM {{s}}.runs r
     WHERE r.status = '{WAITING}'
       AND (r.workflow, r.version) IN (SELECT * FROM unnest($1::text[], $2::text[]))"""
 
-# Extend the leases ($1 runs, $2 fences) that $3 holds by $4 seconds; rows locked in
-# run_id order, as the append batch locks them: no deadlock.
+# Extend the lease of run $1 held by $3 with fence $2 by $4 seconds. Citus: one run a
+# statement, the batch one pipeline in run_id order (no lock over several runs' rows).
 RENEW = f"""
-    WITH held AS (
-        SELECT r.run_id FROM {{s}}.runs r
-        JOIN unnest($1::text[], $2::bigint[]) AS x(run_id, fence)
-          ON r.run_id = x.run_id AND r.fence = x.fence
-        WHERE r.owner = $3 AND {_R_UNFINISHED}
-        ORDER BY r.run_id
-        FOR NO KEY UPDATE OF r)
     UPDATE {{s}}.runs r SET lease_until = now() + make_interval(secs => $4)
-    FROM held WHERE r.run_id = held.run_id
+    WHERE r.run_id = $1 AND r.fence = $2 AND r.owner = $3 AND {_R_UNFINISHED}
     RETURNING r.run_id"""
 
-# base.TRANSITIONS: release, running -> pending. Give the run back unfinished ($1 run,
-# $2 fence, $3 channel); a finished run stays finished (a release racing its own finish
-# changes nothing).
+# base.TRANSITIONS: release, running -> pending, if the fence ($2) matches; a finished run
+# stays finished (a release racing its own finish changes nothing).
 RELEASE = f"""
-    WITH i AS (
-        UPDATE {{s}}.runs r SET owner = NULL, lease_until = NULL,
-            status = CASE WHEN {_R_UNFINISHED} THEN '{PENDING}' ELSE r.status END
-        WHERE r.run_id = $1 AND r.fence = $2 RETURNING r.run_id)
-    SELECT i.*, pg_notify($3, 'changed') FROM i"""
+    UPDATE {{s}}.runs r SET owner = NULL, lease_until = NULL, status = '{PENDING}'
+    WHERE r.run_id = $1 AND r.fence = $2 AND {_R_UNFINISHED}
+    RETURNING r.run_id"""
 
-# base.TRANSITIONS: cancel, pending / running / waiting -> cancelled, filed for retention.
+# base.TRANSITIONS: cancel, pending / running / waiting -> cancelled, filed for retention
+# with policy $2. Citus: one run's rows (runs and retention are co-located).
 CANCEL = f"""
     WITH c AS (
         UPDATE {{s}}.runs r SET status = '{CANCELLED}', fence = r.fence + 1,
             owner = NULL, lease_until = NULL, updated_at = now()
-        WHERE r.run_id = $1 AND {_R_UNFINISHED} RETURNING r.run_id),
-    k AS (
-        INSERT INTO {{s}}.retention (run_id, keep, finished_at)
-        SELECT c.run_id, $3, now() FROM c
-        ON CONFLICT (run_id) DO UPDATE
-            SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at)
-    SELECT c.run_id, pg_notify($2, 'changed') FROM c"""
+        WHERE r.run_id = $1 AND {_R_UNFINISHED} RETURNING r.run_id, r.updated_at)
+    INSERT INTO {{s}}.retention (run_id, keep, finished_at)
+    SELECT c.run_id, $2, c.updated_at FROM c
+    ON CONFLICT (run_id) DO UPDATE
+        SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at
+    RETURNING run_id"""
 
 _WITH_PROGRESS = "LEFT JOIN {s}.progress p ON p.run_id = r.run_id"
 GET_RUN = f"SELECT {RUN_COLS}, p.report FROM {{s}}.runs r {_WITH_PROGRESS} WHERE r.run_id = $1"
@@ -463,9 +497,8 @@ SET_PROGRESS = """
 TAKE_IDEMPOTENCY_KEY = """
     INSERT INTO {s}.idempotency_keys (key, run_id) VALUES ($1, $2)
     ON CONFLICT (key) DO NOTHING RETURNING run_id"""
-RUN_OF_IDEMPOTENCY_KEY = f"""
-    SELECT {RUN_COLS} FROM {{s}}.runs r JOIN {{s}}.idempotency_keys k ON k.run_id = r.run_id
-    WHERE k.key = $1"""
+# Citus: the keys are distributed by key, the runs by run_id: the run is read apart.
+RUN_OF_IDEMPOTENCY_KEY = "SELECT run_id FROM {s}.idempotency_keys WHERE key = $1"
 IDEMPOTENCY_KEYS = """
     SELECT key, run_id FROM {s}.idempotency_keys
     WHERE key >= $1 AND left(key, length($1)) = $1 ORDER BY key"""
@@ -479,20 +512,18 @@ ANNOUNCE = """
     SET served = excluded.served, alive_until = excluded.alive_until"""
 WITHDRAW = "DELETE FROM {s}.engines WHERE owner = $1"
 LIVE_ENGINES = """
-    SELECT owner, served::text, extract(epoch FROM alive_until)::float8
-    FROM {s}.engines WHERE alive_until > now() ORDER BY owner"""
+    SELECT owner, served::text, alive_until FROM {s}.engines
+    WHERE alive_until > now() ORDER BY owner"""
 
 # -- deployments
 
 RECORD_DEPLOYMENT = """
     INSERT INTO {s}.deployments (workflow, version, digest, retention) VALUES ($1, $2, $3, $4)"""
-DEPLOYMENTS = """
-    SELECT workflow, version, digest, extract(epoch FROM time)::float8, retention
-    FROM {s}.deployments ORDER BY id"""
+DEPLOYMENTS = "SELECT workflow, version, digest, time, retention FROM {s}.deployments ORDER BY id"
 DEPLOYED_VERSION = """
     SELECT d.version FROM {s}.deployments d WHERE d.workflow = $1 ORDER BY d.id DESC LIMIT 1"""
 
-# -- schedules and event triggers
+# -- schedules and event triggers (reference tables on Citus: their row locks are fine)
 
 # Registrations of one workflow ($1 names it with the schema) queue on this lock,
 # present row or not.
@@ -532,17 +563,17 @@ SUBSCRIPTIONS = "SELECT event, workflow, version FROM {s}.subscriptions ORDER BY
 
 # -- events
 
-# Keep the event for the run, and make the run due if it waits for it (no transition:
-# the claim of a due run is, see base.TRANSITIONS).
+# Keep the event for run $1, and make the run due if it waits for it (no transition:
+# the claim of a due run is, see base.TRANSITIONS). Citus: one run's rows; the NOTIFY
+# is the caller's.
 SEND_EVENT = f"""
     WITH sent AS (
-        INSERT INTO {{s}}.events (run_id, name, payload) VALUES ($1, $2, $3)),
-    woken AS (
-        UPDATE {{s}}.runs r SET wake_at = now()
-        WHERE r.run_id = $1 AND r.status = '{WAITING}' AND r.waiting_for = $2)
-    SELECT pg_notify($4, 'changed')"""
+        INSERT INTO {{s}}.events (run_id, name, payload) VALUES ($1, $2, $3))
+    UPDATE {{s}}.runs r SET wake_at = now()
+    WHERE r.run_id = $1 AND r.status = '{WAITING}' AND r.waiting_for = $2"""
+# Citus: both the DELETE and its subquery filtered by run_id (one shard).
 TAKE_EVENT = """
-    DELETE FROM {s}.events WHERE id = (
+    DELETE FROM {s}.events WHERE run_id = $1 AND id = (
         SELECT id FROM {s}.events WHERE run_id = $1 AND name = $2
         ORDER BY id LIMIT 1 FOR UPDATE)
     RETURNING payload"""
@@ -551,16 +582,15 @@ TAKE_EVENT = """
 
 _NOT_HIDDEN = "NOT EXISTS (SELECT 1 FROM {s}.hidden h WHERE h.run_id = $1)"
 
-# Append a batch of records ($1 runs, $2 sequence numbers, $3 records, $4 fences), each
-# if its run's fence matches, locking those runs FOR SHARE in run_id order: a claim
-# that bumps a fence waits for the batch, or the batch sees the new fence.
+# Append records ($3 sequence numbers, $4 records) to run $1 if its fence is $2, holding
+# the run's row FOR SHARE: a claim that bumps the fence waits for the append, or the
+# append sees the new fence. Citus: one run a statement (a row lock on one run only),
+# a batch of appends one pipeline in run_id order (postgres._fetch, many).
 APPEND = """
     INSERT INTO {s}.journal (run_id, seq, record)
-    SELECT x.run_id, x.seq, x.rec
-    FROM unnest($1::text[], $2::int[], $3::bytea[], $4::bigint[])
-        AS x(run_id, seq, rec, fence)
-    JOIN {s}.runs r ON r.run_id = x.run_id AND r.fence = x.fence
-    ORDER BY x.run_id
+    SELECT r.run_id, x.seq, x.rec
+    FROM {s}.runs r, unnest($3::int[], $4::bytea[]) AS x(seq, rec)
+    WHERE r.run_id = $1 AND r.fence = $2
     FOR SHARE OF r
     ON CONFLICT (run_id, seq) DO UPDATE SET record = EXCLUDED.record
     RETURNING run_id, seq"""
@@ -591,56 +621,45 @@ STATE_ITEMS = "SELECT key, value FROM {s}.state WHERE scope = $1 AND value IS NO
 # -- retention
 
 MADE_BY = "SELECT value->>'made_by' FROM {s}.meta WHERE key = 'store'"
-# The policies in use: a skip scan of the retention index, not a read of every row.
-RETENTION_POLICIES = """
-    WITH RECURSIVE p(keep) AS (
-        SELECT min(keep) FROM {s}.retention
-        UNION ALL
-        SELECT (SELECT min(k.keep) FROM {s}.retention k WHERE k.keep > p.keep)
-        FROM p WHERE p.keep IS NOT NULL)
-    SELECT keep FROM p WHERE keep IS NOT NULL"""
-# Finished runs of policy $1 finished by $2 (epoch seconds) whose parent is gone or
-# absent, oldest first, at most $3.
-DUE_ROOTS = """
-    SELECT k.run_id FROM {s}.retention k JOIN {s}.runs r ON r.run_id = k.run_id
+# The next policy in use after $1: called from the lowest up, a skip scan of the
+# retention index. Citus: no recursive CTE.
+NEXT_POLICY = "SELECT min(keep) FROM {s}.retention WHERE keep > $1"
+# Finished runs of policy $1 finished by $2 (epoch seconds), oldest first, after
+# ($4, $5) (finish time, run id), at most $3; with their parent. Citus: whether the
+# parent is there is read apart (runs joined by parent_id are not co-located).
+DUE_RUNS = """
+    SELECT k.run_id, r.parent_id, k.finished_at FROM {s}.retention k
+    JOIN {s}.runs r ON r.run_id = k.run_id
     WHERE k.keep = $1 AND k.finished_at <= to_timestamp($2)
-        AND (r.parent_id IS NULL OR NOT EXISTS (
-            SELECT 1 FROM {s}.runs p WHERE p.run_id = r.parent_id))
-    ORDER BY k.finished_at LIMIT $3"""
-# Run $1 and every run it started, recursively, with their retention.
-RUN_TREE = """
-    WITH RECURSIVE tree(run_id, depth) AS (
-        SELECT run_id, 0 FROM {s}.runs WHERE run_id = $1
-        UNION ALL
-        SELECT c.run_id, t.depth + 1 FROM {s}.runs c JOIN tree t ON c.parent_id = t.run_id)
-    SELECT t.run_id, t.depth, r.workflow, r.status,
-        extract(epoch FROM r.updated_at)::float8, k.keep,
-        extract(epoch FROM k.finished_at)::float8
-    FROM tree t JOIN {s}.runs r ON r.run_id = t.run_id
-    LEFT JOIN {s}.retention k ON k.run_id = t.run_id
-    ORDER BY t.depth, t.run_id"""
+        AND (k.finished_at, k.run_id) > ($4::timestamptz, $5::text)
+    ORDER BY k.finished_at, k.run_id LIMIT $3"""
+# The runs started by the runs $1. Citus: the tree walked a level a statement, no
+# recursive CTE.
+CHILDREN = "SELECT run_id FROM {s}.runs WHERE parent_id = ANY($1::text[])"
+# The runs $1 as a purge describes them, with their retention.
+PURGE_VIEW = """
+    SELECT r.run_id, r.workflow, r.status, r.updated_at, k.keep, k.finished_at
+    FROM {s}.runs r LEFT JOIN {s}.retention k ON k.run_id = r.run_id
+    WHERE r.run_id = ANY($1::text[])"""
 # The root of a tree to purge, unless another purge holds it.
 LOCK_ROOT = "SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR UPDATE SKIP LOCKED"
 POSTPONE_RETENTION = (
     "UPDATE {s}.retention SET keep = $2, finished_at = to_timestamp($3) WHERE run_id = $1"
 )
-# Hide the runs $1: every index of runs by id goes here with the row (their records go
-# in SWEEP_HIDDEN).
-HIDE_RUNS = """
-    WITH t AS (SELECT unnest($1::text[]) AS run_id),
-    r AS (DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM t)),
-    k AS (DELETE FROM {s}.retention WHERE run_id IN (SELECT run_id FROM t)),
-    p AS (DELETE FROM {s}.progress WHERE run_id IN (SELECT run_id FROM t)),
-    i AS (DELETE FROM {s}.idempotency_keys WHERE run_id IN (SELECT run_id FROM t))
-    INSERT INTO {s}.hidden (run_id) SELECT run_id FROM t
-    ON CONFLICT (run_id) DO NOTHING"""
+# Hide the runs $1: every row keyed by a run that a read checks goes here, and the run
+# is filed as hidden (its records go in SWEEP_HIDDEN). Citus: a statement a table.
+HIDE_RUNS = (
+    *(
+        f"DELETE FROM {{s}}.{table} WHERE run_id = ANY($1::text[])"
+        for table in ("runs", "retention", "progress", "idempotency_keys")
+    ),
+    "INSERT INTO {s}.hidden (run_id) SELECT unnest($1::text[]) ON CONFLICT (run_id) DO NOTHING",
+)
 HIDDEN_RUNS = "SELECT run_id FROM {s}.hidden LIMIT $1"
-# Up to $2 records of hidden run $1, one statement a table; the count deleted.
+# Up to $2 records of hidden run $1, a statement a table (the count is in its status).
 SWEEP_HIDDEN = tuple(
-    f"""WITH d AS (DELETE FROM {{s}}.{table} WHERE (run_id, {key}) IN (
-        SELECT run_id, {key} FROM {{s}}.{table} WHERE run_id = $1 LIMIT $2)
-        RETURNING 1)
-    SELECT count(*) FROM d"""
+    f"""DELETE FROM {{s}}.{table} WHERE run_id = $1 AND ({key}) IN (
+        SELECT {key} FROM {{s}}.{table} WHERE run_id = $1 LIMIT $2)"""
     for table, key in (
         ("journal", "seq"),
         ("logs", "position, idx"),
@@ -657,8 +676,5 @@ TABLE_SIZES = """
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.relname"""
 RUNS_BY_STATUS = "SELECT status, count(*) FROM {s}.runs GROUP BY status"
-OLDEST_FINISHED = (
-    "SELECT extract(epoch FROM min(updated_at))::float8 FROM {s}.runs "
-    f"WHERE status IN ({_FINISHED_SQL})"
-)
+OLDEST_FINISHED = f"SELECT min(updated_at) FROM {{s}}.runs WHERE status IN ({_FINISHED_SQL})"
 HIDDEN_COUNT = "SELECT count(*) FROM {s}.hidden"

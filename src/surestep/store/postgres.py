@@ -16,23 +16,27 @@ runtime computes, compared with the server's clock as well; ``next_wake``
 answers in the server's clock.
 
 Journal appends are fenced and batched: every :meth:`PostgresStore.append`
-issued while the previous batch was being committed rides the next batch,
-written by ONE statement that joins the records against ``runs`` on
-``(run_id, fence)`` (locking those rows ``FOR SHARE``, so a claim that bumps a
-fence waits for the batch or the batch sees the new fence). A record whose
-fence is stale is not written and its caller gets
-:class:`~surestep.errors.LeaseLostError`; every caller's future resolves after
-the commit (group commit, as the LMDB writer thread does). Creating and
-finishing runs are group-committed the same way (one INSERT, or one fenced
-UPDATE, per batch), so that a thousand runs starting or ending together cost
-a few transactions, not a thousand serialized NOTIFYing commits. Every
-statement that locks several ``runs`` rows locks them in ``run_id`` order, so
-batches, renewals and claims cannot deadlock one another.
+issued while the previous batch was being committed rides the next batch, sent
+as ONE pipeline (asyncpg's ``fetchmany``: one round trip, committed together)
+of one statement a run, which writes the run's records if its fence matches,
+holding the run's row ``FOR SHARE`` (a claim that bumps the fence waits for the
+append, or the append sees the new fence). A record whose fence is stale is not
+written and its caller gets :class:`~surestep.errors.LeaseLostError`; every
+caller's future resolves after the commit (group commit, as the LMDB writer
+thread does). Finishing runs and renewing leases are batched the same way, and
+creating runs by one multi-row INSERT a batch, so that a thousand runs starting
+or ending together cost a few round trips, not a thousand serialized commits.
+No statement locks the rows of several runs (the claim reads candidates and
+claims each with a statement that checks the claim's conditions again), and a
+pipeline takes its runs in ``run_id`` order, so batches, renewals and claims
+cannot deadlock one another. This is also what Citus needs of
+tables distributed by run id (see :mod:`surestep.store.pg_sql`).
 
 Wake-ups: every change another process may wait for (a run created, released,
-finished, cancelled, suspended, or sent an event) sends a NOTIFY in the same
-transaction; each store instance LISTENs on a dedicated connection, opened
-by :meth:`PostgresStore.open`, so it sees every change committed after that.
+finished, cancelled, suspended, or sent an event) sends a NOTIFY, as a statement
+of its own: in the change's transaction, or right after a change made by one
+statement or pipeline; each store instance LISTENs on a dedicated connection,
+opened by :meth:`PostgresStore.open`, so it sees every change committed after that.
 When the server restarts, that connection is re-established and re-LISTENs
 (with backoff, in the background; waiters are woken when it is lost and when
 it is back, since changes in between went unheard), and the pool replaces the
@@ -49,6 +53,7 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -131,19 +136,29 @@ def _run_of(rec: Any) -> RunInfo:
         status=rec[5],
         session_id=rec[6],
         user_id=rec[7],
-        created_at=rec[8],
-        updated_at=rec[9],
+        created_at=rec[8].timestamp(),
+        updated_at=rec[9].timestamp(),
         attempt=rec[10],
         result=None if rec[11] is None else orjson.loads(rec[11]),
         error=None if rec[12] is None else orjson.loads(rec[12]),
         parent_id=rec[13],
-        wake_at=rec[14],
+        wake_at=_epoch(rec[14]),
         waiting_for=rec[15],
         owner=rec[16],
-        lease_until=rec[17],
+        lease_until=0.0 if rec[17] is None else rec[17].timestamp(),
         fence=rec[18],
         retry=None if rec[19] is None else orjson.loads(rec[19]),
     )
+
+
+# Before any run finished: where a walk through finish times starts.
+_LONG_AGO = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch(at: datetime | None) -> float | None:
+    """A ``timestamptz`` as epoch seconds (the store returns times as stored: see
+    ``pg_sql.RUN_COLS``)."""
+    return None if at is None else at.timestamp()
 
 
 def _json(value: Any) -> str:
@@ -335,7 +350,10 @@ class PostgresStore(Store):
         # One channel per schema (at most 63 bytes: a longer schema name may share
         # its channel with another, which costs only early wake-ups).
         self._channel = f"{schema}.surestep_changes"[:63]
-        self._settings = {"application_name": "surestep"}
+        # JIT compiles nothing a store's statements need, and makes asyncpg's type
+        # introspection on a new connection take up to seconds (on a Citus coordinator
+        # especially): off, so that a pool opens fast.
+        self._settings = {"application_name": "surestep", "jit": "off"}
         if durability == "process":
             self._settings["synchronous_commit"] = "off"
         self._pool: Any = None
@@ -520,14 +538,26 @@ class PostgresStore(Store):
             return LeaseLostError(run_id, fence)
         return RunNotFoundError(f"no run {run_id} in {self.url}")
 
-    async def _fetch(self, sql: str, *args: Any, what: str, retry: bool = True) -> list[Any]:
-        """Run one statement on a pooled connection. A connection the server
-        dropped (restart, failover) is replaced and the statement sent once more
-        when ``retry``: every statement passed with it is idempotent."""
+    async def _fetch(
+        self,
+        statement: str,
+        *args: Any,
+        what: str,
+        retry: bool = True,
+        many: Sequence[Sequence[Any]] | None = None,
+    ) -> list[Any]:
+        """Run one statement on a pooled connection; with ``many``, the statement once
+        for each of its argument lists, sent as one pipeline and committed together
+        (the rows are those of every execution). A connection the server dropped
+        (restart, failover) is replaced and the statement sent once more when
+        ``retry``: every statement passed with it is idempotent."""
         pool = self._pool_or_raise()
         for attempt in (0, 1):
             try:
-                rows: list[Any] = await pool.fetch(sql, *args)
+                if many is not None:
+                    rows: list[Any] = await pool.fetchmany(statement, many)
+                else:
+                    rows = await pool.fetch(statement, *args)
                 return rows
             except SurestepError:
                 raise
@@ -598,6 +628,8 @@ class PostgresStore(Store):
         rows = await self._fetch(
             self._q[sql.CREATE_RUNS], *self._create_args(batch), what="create run", retry=False
         )
+        if rows:
+            await self._fetch(sql.NOTIFY, self._channel, what="create run")
         stored = {rec[0]: _run_of(rec) for rec in rows}
         return [stored.get(r.run_id) for r in runs]
 
@@ -623,7 +655,6 @@ class PostgresStore(Store):
             [c[1] for c in batch],
             [c[2] for c in batch],
             [r.fence for r in runs],
-            self._channel,
             [c[3] for c in batch],
         ]
 
@@ -680,7 +711,8 @@ class PostgresStore(Store):
         finds the run this one made."""
         taken = await conn.fetchval(self._q[sql.TAKE_IDEMPOTENCY_KEY], key, run.run_id)
         if taken is None:
-            existing = await conn.fetch(self._q[sql.RUN_OF_IDEMPOTENCY_KEY], key)
+            run_id = await conn.fetchval(self._q[sql.RUN_OF_IDEMPOTENCY_KEY], key)
+            existing = await conn.fetch(self._q[sql.GET_RUN], run_id)
             if not existing:
                 raise StoreError(f"idempotency key {key!r} names no run in {self.url}")
             return _run_of(existing[0])
@@ -691,6 +723,7 @@ class PostgresStore(Store):
             raise StoreError(
                 f"create run {run.run_id}: a run with that id exists already in {self.url}"
             )
+        await self._notify(conn)
         return _run_of(rows[0])
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
@@ -734,18 +767,38 @@ class PostgresStore(Store):
             for version in sorted(versions)
         ]
         dead = await self._dead_owners()
+        # Lock-free: candidates read without locks (due timers first, then pending and
+        # abandoned runs), then each claimed by CLAIM, which checks the claim's
+        # conditions again on the row as it is then: of concurrent claimers, the first
+        # to update a run takes it and the others find it held.
+        workflow_names, versions = [w for w, _ in served], [v for _, v in served]
+        picked = [
+            r[0]
+            for r in await self._fetch(
+                self._q[sql.DUE_CANDIDATES], workflow_names, versions, limit, dead, what="claim"
+            )
+        ]
+        if not due_only and len(picked) < limit:
+            picked += [
+                r[0]
+                for r in await self._fetch(
+                    self._q[sql.ACTIVE_CANDIDATES],
+                    workflow_names,
+                    versions,
+                    limit - len(picked),
+                    dead,
+                    what="claim",
+                )
+            ]
+        if not picked:
+            return []
         rows = await self._fetch(
-            self._q[sql.CLAIM_DUE if due_only else sql.CLAIM_AVAILABLE],
-            [w for w, _ in served],
-            owner,
-            lease_s,
-            limit,
-            dead,
-            [v for _, v in served],
+            self._q[sql.CLAIM],
             what="claim",
             retry=False,
+            many=[(run_id, owner, lease_s, dead) for run_id in sorted(picked)],
         )
-        return sorted((_run_of(r) for r in rows), key=lambda run: run.run_id)
+        return [_run_of(r) for r in rows]
 
     async def suspend(
         self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
@@ -753,8 +806,8 @@ class PostgresStore(Store):
         # base.TRANSITIONS: suspend
         async def body(conn: Any) -> None:
             # Lock first, read after: an event sent concurrently either committed
-            # before this lock (and the EXISTS below sees it) or waits for this
-            # transaction (and then finds the run waiting for it).
+            # before this lock (and _suspend sees it) or waits for this transaction
+            # (and then finds the run waiting for it).
             await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_NO_KEY_UPDATE)
             await self._suspend(conn, run_id, wake_at, event)
 
@@ -763,7 +816,11 @@ class PostgresStore(Store):
     async def _suspend(
         self, conn: Any, run_id: str, wake_at: float | None, event: str | None
     ) -> None:
-        await conn.execute(self._q[sql.SUSPEND], run_id, event, wake_at, self._channel)
+        if event is not None and await conn.fetchval(self._q[sql.EVENT_WAITING], run_id, event):
+            await conn.execute(self._q[sql.SUSPEND_DUE], run_id, event)
+        else:
+            await conn.execute(self._q[sql.SUSPEND], run_id, event, wake_at)
+        await self._notify(conn)
 
     async def record_attempt(
         self,
@@ -814,8 +871,7 @@ class PostgresStore(Store):
             [v for _, v in served],
             what="read timers",
         )
-        when: float | None = rows[0][0]
-        return when
+        return _epoch(rows[0][0])
 
     async def renew(
         self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
@@ -824,21 +880,18 @@ class PostgresStore(Store):
             return []
         rows = await self._fetch(
             self._q[sql.RENEW],
-            [run_id for run_id, _ in leases],
-            [fence for _, fence in leases],
-            owner,
-            lease_s,
             what="renew",
+            many=[(run_id, fence, owner, lease_s) for run_id, fence in sorted(leases)],
         )
         kept = {r[0] for r in rows}
         return [run_id for run_id, _ in leases if run_id not in kept]
 
     async def release(self, run_id: str, fence: int) -> None:
         # base.TRANSITIONS: release, in one statement (RELEASE)
-        rows = await self._fetch(
-            self._q[sql.RELEASE], run_id, fence, self._channel, what=f"release run {run_id}"
-        )
-        if not rows and await self._fence_of(run_id) != fence:
+        what = f"release run {run_id}"
+        if await self._fetch(self._q[sql.RELEASE], run_id, fence, what=what):
+            await self._fetch(sql.NOTIFY, self._channel, what=what)
+        elif await self._fence_of(run_id) != fence:
             raise LeaseLostError(run_id, fence)
 
     async def finish(
@@ -850,7 +903,7 @@ class PostgresStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
-        # base.TRANSITIONS: finish, batched (FINISH_RUNS)
+        # base.TRANSITIONS: finish, batched (FINISH_RUN)
         assert status in FINISHED, status
         await self._finishes.submit(
             (
@@ -864,17 +917,9 @@ class PostgresStore(Store):
         )
 
     async def _write_finishes(self, batch: list[_Finish]) -> list[BaseException | None]:
-        rows = await self._fetch(
-            self._q[sql.FINISH_RUNS],
-            [f[0] for f in batch],
-            [f[1] for f in batch],
-            [f[2] for f in batch],
-            [f[3] for f in batch],
-            [f[4] for f in batch],
-            self._channel,
-            [f[5] for f in batch],
-            what="finish run",
-        )
+        rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
+        if rows:
+            await self._fetch(sql.NOTIFY, self._channel, what="finish run")
         done = {r[0] for r in rows}
         exists = await self._existing({f[0] for f in batch if f[0] not in done}, "finish run")
         return [
@@ -884,15 +929,9 @@ class PostgresStore(Store):
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
         # base.TRANSITIONS: cancel, in one statement (CANCEL)
-        rows = await self._fetch(
-            self._q[sql.CANCEL],
-            run_id,
-            self._channel,
-            keep,
-            what=f"cancel run {run_id}",
-            retry=False,
-        )
-        if rows:
+        what = f"cancel run {run_id}"
+        if await self._fetch(self._q[sql.CANCEL], run_id, keep, what=what, retry=False):
+            await self._fetch(sql.NOTIFY, self._channel, what=what)
             return True
         await self._fence_of(run_id)  # RunNotFoundError if missing
         return False
@@ -971,7 +1010,7 @@ class PostgresStore(Store):
         for owner, served, until in rows:
             parsed = Owner.parse(owner)
             if not (parsed is not None and parsed.is_dead()):
-                live.append(LiveEngine(owner, orjson.loads(served), until))
+                live.append(LiveEngine(owner, orjson.loads(served), until.timestamp()))
         return live
 
     # -- deployments
@@ -995,7 +1034,13 @@ class PostgresStore(Store):
             what="read deployments",
         )
         return [
-            {"workflow": r[0], "version": r[1], "digest": r[2], "time": r[3], "retention": r[4]}
+            {
+                "workflow": r[0],
+                "version": r[1],
+                "digest": r[2],
+                "time": r[3].timestamp(),
+                "retention": r[4],
+            }
             for r in rows
         ]
 
@@ -1126,13 +1171,8 @@ class PostgresStore(Store):
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
             if row[0] in FINISHED:
                 raise RunFinishedError(run_id, row[0])
-            await conn.execute(
-                self._q[sql.SEND_EVENT],
-                run_id,
-                name,
-                bytes(payload),
-                self._channel,
-            )
+            await conn.execute(self._q[sql.SEND_EVENT], run_id, name, bytes(payload))
+            await self._notify(conn)
 
         await self._transaction(body, f"send event {name!r} to run {run_id}")
 
@@ -1239,13 +1279,16 @@ class PostgresStore(Store):
         await self._appends.submit((run_id, seq, bytes(record), fence))
 
     async def _write_appends(self, batch: list[_Append]) -> list[BaseException | None]:
+        # One statement a run (and fence), in run_id order, the batch one pipeline.
+        records: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
+        for run_id, seq, record, fence in batch:
+            seqs, recs = records.setdefault((run_id, fence), ([], []))
+            seqs.append(seq)
+            recs.append(record)
         rows = await self._fetch(
             self._q[sql.APPEND],
-            [a[0] for a in batch],
-            [a[1] for a in batch],
-            [a[2] for a in batch],
-            [a[3] for a in batch],
             what="append",
+            many=[(run_id, fence, *records[run_id, fence]) for run_id, fence in sorted(records)],
         )
         written = {(r[0], r[1]) for r in rows}
         exists = await self._existing(
@@ -1274,22 +1317,25 @@ class PostgresStore(Store):
         self, conn: Any, now: float, default_ms: int, cutoff: float | None, most: int
     ) -> list[str]:
         """Finished runs that may go and whose parent is gone or absent, oldest first in
-        each policy, at most ``most``: one index range a policy (the policies found by a
+        each policy, at most ``most``: index ranges of a policy (the policies found by a
         skip scan of the index, not by reading every row)."""
-        keeps = await conn.fetch(self._q[sql.RETENTION_POLICIES])
         found: list[str] = []
-        for (keep,) in keeps:
-            if cutoff is not None:
-                before = cutoff
-            else:
-                ms = default_ms if keep == KEEP_DEFAULT else keep
-                if ms < 0:
-                    continue  # kept for ever
-                before = now - ms / 1000
-            rows = await conn.fetch(self._q[sql.DUE_ROOTS], keep, before, most - len(found))
-            found += [r[0] for r in rows]
-            if len(found) >= most:
-                break
+        keep = await conn.fetchval(self._q[sql.NEXT_POLICY], KEEP_DEFAULT - 1)
+        while keep is not None and len(found) < most:
+            ms = default_ms if keep == KEEP_DEFAULT else keep
+            if cutoff is not None or ms >= 0:  # else kept for ever
+                before = cutoff if cutoff is not None else now - ms / 1000
+                after: tuple[datetime, str] = (_LONG_AGO, "")
+                while len(found) < most:
+                    want = most - len(found)
+                    rows = await conn.fetch(self._q[sql.DUE_RUNS], keep, before, want, *after)
+                    parents = [r[1] for r in rows if r[1] is not None]
+                    present = {r[0] for r in await conn.fetch(self._q[sql.RUNS_EXISTING], parents)}
+                    found += [r[0] for r in rows if r[1] is None or r[1] not in present]
+                    if len(rows) < want:
+                        break
+                    after = (rows[-1][2], rows[-1][0])
+            keep = await conn.fetchval(self._q[sql.NEXT_POLICY], keep)
         return found
 
     async def _tree(
@@ -1298,18 +1344,31 @@ class PostgresStore(Store):
         """``root`` and every run it started (recursively), described, when all may go;
         else nothing, and the policy and finish time of the descendant that may go
         last (``None`` when one is unfinished: look again later)."""
-        rows = await conn.fetch(self._q[sql.RUN_TREE], root)
+        depth = {root: 0}
+        level = [root]
+        while level:
+            below = depth[level[0]] + 1
+            rows = await conn.fetch(self._q[sql.CHILDREN], level)
+            level = [r[0] for r in rows if r[0] not in depth]
+            depth.update(dict.fromkeys(level, below))
+        rows = sorted(
+            await conn.fetch(self._q[sql.PURGE_VIEW], list(depth)),
+            key=lambda r: (depth[r[0]], r[0]),
+        )
+        if not rows or rows[0][0] != root:
+            return [], None
         now_ms = round(now * 1000)
         cutoff_ms = None if cutoff is None else round(cutoff * 1000)
         later: tuple[int, float] | None = None
         last_due = -float("inf")
         described = []
-        for run_id, depth, workflow, status, updated, keep, finished in rows:
+        for run_id, workflow, status, updated_at, keep, finished_at in rows:
             if status not in FINISHED:
                 return [], None
-            if depth:
+            updated = updated_at.timestamp()
+            if run_id != root:
                 keep = KEEP_DEFAULT if keep is None else keep
-                finished = updated if finished is None else finished
+                finished = updated if finished_at is None else finished_at.timestamp()
                 if not retention_due(keep, round(finished * 1000), now_ms, default_ms, cutoff_ms):
                     ms = default_ms if keep == KEEP_DEFAULT else keep
                     due = float("inf") if ms < 0 else finished * 1000 + ms
@@ -1360,7 +1419,8 @@ class PostgresStore(Store):
                         await conn.execute(self._q[sql.POSTPONE_RETENTION], root, *later)
                     continue
                 ids = [d["run_id"] for d in described]
-                await conn.execute(self._q[sql.HIDE_RUNS], ids)
+                for statement in sql.HIDE_RUNS:
+                    await conn.execute(self._q[statement], ids)
                 hidden += described
                 roots += 1
                 if roots >= limit:
@@ -1376,7 +1436,8 @@ class PostgresStore(Store):
             deleted = cleared = 0
             for (run_id,) in await conn.fetch(self._q[sql.HIDDEN_RUNS], limit):
                 for sweep in sql.SWEEP_HIDDEN:
-                    deleted += await conn.fetchval(self._q[sweep], run_id, limit - deleted)
+                    status = await conn.execute(self._q[sweep], run_id, limit - deleted)
+                    deleted += int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
                     if deleted >= limit:
                         return deleted, cleared
                 await conn.execute(self._q[sql.UNHIDE], run_id)
@@ -1391,7 +1452,7 @@ class PostgresStore(Store):
             runs = dict.fromkeys(STATUSES, 0)
             for status, count in await conn.fetch(self._q[sql.RUNS_BY_STATUS]):
                 runs[status] = count
-            oldest = await conn.fetchval(self._q[sql.OLDEST_FINISHED])
+            oldest = _epoch(await conn.fetchval(self._q[sql.OLDEST_FINISHED]))
             hidden = await conn.fetchval(self._q[sql.HIDDEN_COUNT])
             tables = {name: size for name, size in sizes}
             return {
