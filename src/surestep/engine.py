@@ -514,8 +514,15 @@ class Engine:
         with the default retention this engine applies."""
         await self.open()
         stats = await self.store.stats()
-        stats["default_retention"] = describe_retention(self._default_keep)
+        stats["default_retention"] = self.default_retention
         return stats
+
+    @property
+    def default_retention(self) -> str:
+        """The retention of runs finished under no policy of their own, as people read
+        it (``"7d"``, ``"forever"``): this engine's, else the store's default. Decided
+        when the engine opens."""
+        return describe_retention(self._default_keep)
 
     async def deployments(self) -> list[dict[str, Any]]:
         """Recorded deployments, oldest first, each with how many runs of it are unfinished."""

@@ -30,6 +30,13 @@ API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
     POST /api/events                      {"name", "payload", "id"}: emit an event: start
                                           the workflows subscribed to it [act]
     GET  /api/schedules                   the schedules, with their next tick [read]
+    GET  /api/stats                       the store's size, its runs by status, when its
+                                          oldest finished run finished, how many purged
+                                          runs still have records to delete, and the
+                                          default retention [read]
+    GET  /api/retention                   the retention that applies: the default, each
+                                          workflow registered in this process and each
+                                          deployment (with its unfinished runs) [read]
 
 A start with an ``Idempotency-Key`` header returns the run that key started,
 if any, instead of starting another. ``POST /webhooks/<workflow>`` starts a
@@ -84,7 +91,15 @@ from ..hitl import WAITING_FOR
 from ..store.base import STATUSES, LiveEngine, RunInfo
 from . import webhooks
 from .access import ACT, READ, Access
-from .views import children_json, log_lines, matches, run_json, step_json, steps_json
+from .views import (
+    children_json,
+    log_lines,
+    matches,
+    retention_json,
+    run_json,
+    step_json,
+    steps_json,
+)
 
 log = logging.getLogger("surestep.web")
 
@@ -456,6 +471,15 @@ class Api:
         self.authorize(request, READ)
         return json_response({"schedules": await self.engine.schedules()})
 
+    async def stats(self, request: Request) -> Response:
+        self.authorize(request, READ)
+        return json_response(await self.engine.stats())
+
+    async def retention(self, request: Request) -> Response:
+        self.authorize(request, READ)
+        deployments = await self.engine.deployments()
+        return json_response(retention_json(self.engine.default_retention, deployments))
+
     async def no_api(self, request: Request) -> Response:
         self.authorize(request, READ)
         raise HTTPException(404, f"no API at {request.url.path}")
@@ -590,6 +614,8 @@ def create_app(
         Route(run + "/answer", api.answer, methods=["POST"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/api/schedules", api.schedules, methods=["GET"]),
+        Route("/api/stats", api.stats, methods=["GET"]),
+        Route("/api/retention", api.retention, methods=["GET"]),
         Route("/api/{rest:path}", api.no_api),
         Route(WEBHOOKS + "{name}", api.webhook, methods=["POST"]),
     ]
