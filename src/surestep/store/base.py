@@ -35,6 +35,102 @@ WAITING = "waiting"  # suspended: until ``wake_at``, an event, or a child's end
 ANSWER_EVENT = "@answer:"
 STATUSES = (PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED)
 FINISHED = frozenset((COMPLETED, FAILED, CANCELLED))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of a run's status: the store operations that make it, the status
+    before (``None``: no run yet) and after, and when it happens."""
+
+    operations: tuple[str, ...]
+    source: str | None
+    target: str
+    condition: str
+
+
+# Every change of a run's status a store makes, specified once: each backend cites the
+# entry it implements (PostgreSQL in the statement that does it, ``store/pg_sql.py``),
+# and the contract suite checks that every change the stores make is listed here.
+# Operations that keep the status (renew, send_event, set_progress, retry_done) are not
+# transitions: send_event makes a run waiting for that event due (``wake_at`` = now).
+_CREATES = ("create_run", "create_child", "fire_schedule", "emit_event")
+_CLAIMS = ("claim", "claim_available")
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(
+        _CREATES,
+        None,
+        PENDING,
+        "created unclaimed: no owner given, or the run follows a deployment of another "
+        "version (left for a worker serving that version); fence 0, attempt 0",
+    ),
+    Transition(
+        ("create_run", "create_child"),
+        None,
+        RUNNING,
+        "created claimed for its owner: fence 1, attempt 1, the lease from now",
+    ),
+    Transition(
+        _CLAIMS,
+        PENDING,
+        RUNNING,
+        "the lease is free (claimable: no owner, the lease ran out, or the owner is a dead "
+        "process of this host); fence + 1, attempt + 1, the owner and a new lease",
+    ),
+    Transition(
+        _CLAIMS,
+        RUNNING,
+        RUNNING,
+        "recovery: the holder's lease ran out or its process died (claimable); as above",
+    ),
+    Transition(
+        _CLAIMS,
+        WAITING,
+        RUNNING,
+        "due (wake_at <= now: its timer ran out, or the event it waits for was sent) and "
+        "the lease free; as above, wake_at and waiting_for cleared",
+    ),
+    Transition(
+        ("suspend",),
+        RUNNING,
+        WAITING,
+        "fenced (the caller's token is the run's); the lease given back; wake_at the "
+        "timer, or now when the event waited for was sent already",
+    ),
+    Transition(
+        ("record_attempt",),
+        RUNNING,
+        WAITING,
+        "fenced; a failed attempt retried after a backoff (wake_at given), as suspend",
+    ),
+    Transition(
+        ("release",),
+        RUNNING,
+        PENDING,
+        "fenced; the lease given back (an engine closing); a finished run stays finished",
+    ),
+    Transition(("finish",), RUNNING, COMPLETED, "fenced; the workflow returned"),
+    Transition(("finish",), RUNNING, FAILED, "fenced; the workflow raised"),
+    *(
+        Transition(
+            ("cancel",),
+            source,
+            CANCELLED,
+            "unfinished; fence + 1, so the holder's next write is refused; the lease cleared",
+        )
+        for source in (PENDING, RUNNING, WAITING)
+    ),
+)
+
+
+def transition(operation: str, source: str | None, target: str) -> Transition | None:
+    """The entry of :data:`TRANSITIONS` that lets ``operation`` take a run from
+    ``source`` to ``target``, if any."""
+    for entry in TRANSITIONS:
+        if operation in entry.operations and (entry.source, entry.target) == (source, target):
+            return entry
+    return None
+
+
 # A finished run's retention as the store keeps it: milliseconds, or one of these.
 KEEP_FOREVER = -1
 KEEP_DEFAULT = -2  # the store's default, decided when a purge runs
