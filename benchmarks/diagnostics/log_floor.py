@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 import workloads
 from surestep import _core, _lmdb
+from surestep.store import commit_log
 from surestep.store.base import new_run_id, run_key
 
 STEPS = 1_000
@@ -52,10 +53,7 @@ KINDS = ("log", "log, fallocated", "lmdb")
 PHASES = ("quiet", "applier")
 
 
-def frame(seq: int, record: bytes) -> bytes:
-    """A record framed as the commit log frames it: length, checksum, body."""
-    body = seq.to_bytes(8, "big") + record
-    return len(body).to_bytes(4, "little") + _core.xxh64(body, 0x5EC7).to_bytes(8, "little") + body
+SEED = commit_log.log_seed(bytes(16))
 
 
 class Segment:
@@ -154,7 +152,9 @@ def one_phase(directory: str, applier: Applier | None) -> dict[str, float]:
                     if kind == "lmdb":
                         lmdb.commit([(seq, record)])
                     else:
-                        (log if kind == "log" else fallocated).commit(frame(seq, record))
+                        (log if kind == "log" else fallocated).commit(
+                            commit_log.frame(SEED, seq + 1, record)
+                        )
                     cycles[kind].append(clock() - t0)
                     if applier is not None and kind == "log":
                         applier.add(seq, record)
@@ -196,7 +196,10 @@ def main() -> None:
         )
         print(f"round {i}: {cells} us (applier commits {result['applier']['applier commits']:.0f})")
     print()
-    print("| phase | kind | median us (min..max over rounds) | lmdb / kind, medians | p90 us | lmdb / kind, p90s |")
+    print(
+        "| phase | kind | median us (min..max over rounds) | lmdb / kind, medians "
+        "| p90 us | lmdb / kind, p90s |"
+    )
     print("|---|---|---|---|---|---|")
     for phase in PHASES:
         for kind in KINDS:
