@@ -51,8 +51,9 @@ test-fast: build  ## everything but the slow crash tests
 demo: $(RUNTIME)  ## the order-fulfilment example: crash after charge_card, resume, card charged once
 	$(PY) examples/order_fulfillment_demo.py
 
-bench: build  ## pytest-benchmark suite; figures go to benchmarks/RESULTS.md by hand
+bench: build  ## pytest-benchmark suite, then a short open-loop latency ladder; figures go to benchmarks/RESULTS.md by hand
 	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-only --benchmark-columns=min,median,mean,rounds
+	$(PY) benchmarks/latency.py --rates 100,1000,5000 --duration 3
 
 screenshot: build  ## PNGs of the dashboard over real runs -> build/screenshots/ (needs chromium)
 	$(PY) tests/e2e/screenshots.py build/screenshots

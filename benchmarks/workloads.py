@@ -38,7 +38,7 @@ import orjson
 from flows import chain, chain_then_park, inc, reset_state, state, step_park_step
 from surestep import Engine, RunHandle, _core, _lmdb
 from surestep.store.base import new_run_id, run_key
-from surestep.store.lmdb import WRITEMAP, rewrites_in_place
+from surestep.store.lmdb_env import WRITEMAP, rewrites_in_place
 
 SEQ_STEPS = 1_000
 CONC_RUNS, CONC_STEPS = 1_000, 10
@@ -108,6 +108,13 @@ def sample_record(seq: int) -> bytes:
 def raw_commits(n: int, sync: bool) -> tuple[float, float]:
     """Seconds per transaction that puts one step record and commits (sync or not):
     the mean over ``n`` transactions, and the median of the individual ones."""
+    marks = raw_commit_marks(n, sync)
+    return (marks[n] - marks[0]) / n, median(cycles(marks))
+
+
+def raw_commit_marks(n: int, sync: bool) -> list[float]:
+    """``n`` transactions in a row, each putting one step record and committing (sync or
+    not), in a raw environment of their own: the clock before each, and after the last."""
     path = temp_dir("raw")
     env = _lmdb.open(path, **raw_env_options(sync))
     try:
@@ -126,7 +133,7 @@ def raw_commits(n: int, sync: bool) -> tuple[float, float]:
     finally:
         env.close()
         shutil.rmtree(path)
-    return (marks[n] - marks[0]) / n, median(cycles(marks))
+    return marks
 
 
 def cycles(marks: list[float]) -> list[float]:

@@ -211,13 +211,13 @@ async def _scenario_recover(path: str) -> dict[str, Any]:
 def _child_main(argv: list[str]) -> None:
     scenario, path = argv[0], argv[1]
     if os.environ.get("AS_COPY_ON_WRITE"):  # the store takes its filesystem for btrfs
-        import surestep.store.lmdb as lmdb_store
+        import surestep.store.lmdb_env as lmdb_env
 
-        lmdb_store._lmdb.filesystem_type = lambda fd: 0x9123683E  # type: ignore[assignment]
+        lmdb_env._lmdb.filesystem_type = lambda fd: 0x9123683E  # type: ignore[assignment]
     if argv[-1] == "no-free-check":
-        import surestep.store.lmdb as lmdb_store
+        import surestep.store.lmdb_env as lmdb_env
 
-        lmdb_store.MIN_FREE_BYTES = 0
+        lmdb_env.MIN_FREE_BYTES = 0
         argv = argv[:-1]
     if scenario == "run":
         count, side_log, abort_at = int(argv[2]), argv[3], int(argv[4])
@@ -592,9 +592,10 @@ if __name__ == "__main__":
 def test_the_lock_file_is_reserved_at_the_size_lmdb_gives_it(tmp_path: Path) -> None:
     """The reservation must match LMDB's own size: a larger file would change how many
     readers LMDB fits in it for every process that maps it."""
-    from surestep.store.lmdb import LOCK_FILE_BYTES, _Env
+    from surestep.store.lmdb import Databases
+    from surestep.store.lmdb_env import LOCK_FILE_BYTES, Env
 
-    env = _Env(str(tmp_path / "store"), "process", 1 << 20, 1 << 20)
+    env = Env(str(tmp_path / "store"), "process", 1 << 20, 1 << 20, Databases)
     try:
         stat = os.stat(tmp_path / "store" / "lock.mdb")
         assert stat.st_size == LOCK_FILE_BYTES

@@ -66,7 +66,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1] / "tests")]
@@ -111,6 +111,8 @@ class Side(Protocol):
 
     async def go(self, runs: int, steps: int) -> tuple[list[str], list[Any]]: ...
 
+    async def run_one(self, steps: int) -> int: ...
+
     async def steps_of(self, run_id: str) -> list[tuple[str, Any]]: ...
 
     async def close(self) -> None: ...
@@ -135,6 +137,12 @@ class SurestepSide:
         handles = await asyncio.gather(*[engine.start(flows.chain, steps) for _ in range(runs)])
         results = await asyncio.gather(*[h.result() for h in handles])
         return [h.run_id for h in handles], list(results)
+
+    async def run_one(self, steps: int) -> int:
+        """Start one workflow and wait for its result."""
+        assert self._engine is not None
+        result: int = await self._engine.run(flows.chain, steps)
+        return result
 
     async def steps_of(self, run_id: str) -> list[tuple[str, Any]]:
         assert self._engine is not None
@@ -174,6 +182,12 @@ class DbosSide:
         )
         results = await asyncio.gather(*[h.get_result() for h in handles])
         return [h.get_workflow_id() for h in handles], list(results)
+
+    async def run_one(self, steps: int) -> int:
+        """Start one workflow and wait for its result."""
+        handle = await DBOS.start_workflow_async(dbos_chain, steps)
+        result: int = await handle.get_result()
+        return result
 
     async def steps_of(self, run_id: str) -> list[tuple[str, Any]]:
         found = await DBOS.list_workflow_steps_async(run_id)
@@ -395,6 +409,64 @@ def table(rows: dict[str, dict[str, list[dict[str, float]]]], args: argparse.Nam
     return "\n".join(line.rstrip() for line in out)
 
 
+T = TypeVar("T")
+
+
+def on_backends(
+    names: str,
+    make_loop: Callable[[], asyncio.AbstractEventLoop],
+    work: Callable[[list[Backend]], Awaitable[T]],
+) -> tuple[T, list[Backend]]:
+    """Make the backends ``names`` lists (``embedded,postgres``: the private PostgreSQL
+    server started, or skipped with the reason when there is none), run ``work`` on them
+    on a new loop, then close the loop and stop the server."""
+    wanted = [b for b in names.split(",") if b]
+    unknown = set(wanted) - {"embedded", "postgres"}
+    if unknown:
+        raise SystemExit(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    server: PgServer | None = None
+    backends: list[Backend] = []
+    loop = make_loop()
+    try:
+        if "embedded" in wanted:
+            backends.append(Embedded())
+        if "postgres" in wanted:
+            try:
+                server = PgServer()
+            except PgServerMissingError as exc:
+                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+            else:
+                server.start()
+                pg = Postgres(server)
+                loop.run_until_complete(pg.prepare())
+                backends.append(pg)
+        result = loop.run_until_complete(work(backends))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        finally:
+            if server is not None:
+                server.stop()
+    return result, backends
+
+
+def print_about(
+    facts: dict[str, str], backends: list[Backend], load_before: tuple[float, ...]
+) -> dict[str, str]:
+    """Print, and return, what a comparison ran on: ``facts``, DBOS's version, the load
+    average before and now, and what each backend's stores were."""
+    about = {
+        **facts,
+        "dbos": importlib.metadata.version("dbos"),
+        "load average before/after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
+    }
+    for backend in backends:
+        about.update(backend.about())
+    print("; ".join(f"{k}: {v}" for k, v in about.items()))
+    return about
+
+
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     if kind == "uvloop":
         import uvloop
@@ -413,49 +485,19 @@ def main() -> None:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--json", default="", help="also write every repetition's figures here")
     args = parser.parse_args()
-    wanted = [b for b in args.backends.split(",") if b]
-    unknown = set(wanted) - {"embedded", "postgres"}
-    if unknown:
-        raise SystemExit(f"unknown backend(s): {', '.join(sorted(unknown))}")
-
     started = time.time()
     load_before = os.getloadavg()
-    server: PgServer | None = None
-    backends: list[Backend] = []
-    loop = new_loop(args.loop)
-    try:
-        if "embedded" in wanted:
-            backends.append(Embedded())
-        if "postgres" in wanted:
-            try:
-                server = PgServer()
-            except PgServerMissingError as exc:
-                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
-            else:
-                server.start()
-                pg = Postgres(server)
-                loop.run_until_complete(pg.prepare())
-                backends.append(pg)
-        rows = loop.run_until_complete(run_all(args, backends))
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-        finally:
-            if server is not None:
-                server.stop()
+    rows, backends = on_backends(
+        args.backends, lambda: new_loop(args.loop), lambda b: run_all(args, b)
+    )
 
-    about = {
+    facts = {
         "surestep": surestep.__version__,
-        "dbos": importlib.metadata.version("dbos"),
         "python": sys.version.split()[0],
         "loop": args.loop,
         "cpus": str(os.cpu_count()),
-        "load average before/after": f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f}",
     }
-    for backend in backends:
-        about.update(backend.about())
-    print("; ".join(f"{k}: {v}" for k, v in about.items()))
+    about = print_about(facts, backends, load_before)
     print(
         f"{args.repeat} repetitions, medians; ratio = median of per-repetition ratios; "
         f"{time.time() - started:.0f} s in all\n"

@@ -1,5 +1,5 @@
 """Where a sequential step's cycle goes beyond its commit: the store's commit timed from
-outside (a wrapper around ``_Env._commit_one``, the inline commit of a lone run), and the
+outside (a wrapper around ``Env._commit_one``, the inline commit of a lone run), and the
 time between one commit's end and the next one's start (the step's Python and one turn
 of the event loop), at both durabilities.
 
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 import flows
 import workloads
 from surestep import WorkflowContext, _core, _lmdb, function, workflow
-from surestep.store import lmdb
+from surestep.store import lmdb_env
 from surestep.store.base import new_run_id, run_key
 
 STEPS = workloads.SEQ_STEPS
@@ -80,7 +80,7 @@ async def chain(ctx: WorkflowContext, n: int) -> int:
 
 def one_round(durability: str, with_side: bool) -> dict[str, float]:
     marks: list[tuple[int, float, float]] = []  # step, start, end of every inline commit
-    original = lmdb._Env._commit_one
+    original = lmdb_env.Env._commit_one
 
     def timed(env: Any, op: Any) -> Any:
         started = time.perf_counter()
@@ -92,7 +92,7 @@ def one_round(durability: str, with_side: bool) -> dict[str, float]:
     loop = workloads.new_loop()
     work = workloads.Workload(loop)
     side_dir = workloads.temp_dir("side") if with_side else ""
-    lmdb._Env._commit_one = timed  # type: ignore[method-assign,assignment]
+    lmdb_env.Env._commit_one = timed  # type: ignore[method-assign,assignment]
     try:
         if with_side:
             options = workloads.raw_env_options(durability == "fsync")
@@ -107,7 +107,7 @@ def one_round(durability: str, with_side: bool) -> dict[str, float]:
 
         workloads.check(work.run(go()) == STEPS, "the chain's result")
     finally:
-        lmdb._Env._commit_one = original  # type: ignore[method-assign]
+        lmdb_env.Env._commit_one = original  # type: ignore[method-assign]
         work.cleanup()
         loop.close()
         if side.env is not None:

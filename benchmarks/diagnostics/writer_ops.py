@@ -5,7 +5,7 @@ the CPU time of the loop thread and of the writer thread (Linux: /proc).
 
     .venv/bin/python benchmarks/diagnostics/writer_ops.py --rounds 3
 
-A diagnostic (it wraps ``_Env._commit`` and the ops), not a goal benchmark.
+A diagnostic (it wraps ``Env._commit`` and the ops), not a goal benchmark.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 import workloads
-from surestep.store import lmdb
+from surestep.store import lmdb_env
 
 
 def thread_cpu(native_id: int) -> float:
@@ -43,7 +43,7 @@ def main() -> None:
     op_count: collections.Counter[str] = collections.Counter()
     commits: list[float] = []
     txn_time: collections.Counter[str] = collections.Counter()  # begin, commit
-    commit, append_run = lmdb._Env._commit, lmdb._Env._append_run
+    commit, append_run = lmdb_env.Env._commit, lmdb_env.Env._append_run
 
     class TimedTxn:
         def __init__(self, txn: Any) -> None:
@@ -75,7 +75,7 @@ def main() -> None:
             return getattr(self._env, name)
 
     def timed_op(op: Any) -> Any:
-        if type(op) is lmdb._Append:
+        if type(op) is lmdb_env.Append:
             return op  # timed by the run it is applied in (timed_append_run)
         name = getattr(op, "__qualname__", "?").replace(".<locals>.op", "")
 
@@ -105,8 +105,8 @@ def main() -> None:
             self.env = env
             commits.append(time.perf_counter() - started)
 
-    lmdb._Env._commit = timed_commit  # type: ignore[method-assign]
-    lmdb._Env._append_run = timed_append_run  # type: ignore[method-assign]
+    lmdb_env.Env._commit = timed_commit  # type: ignore[method-assign]
+    lmdb_env.Env._append_run = timed_append_run  # type: ignore[method-assign]
     loop = workloads.new_loop()
     for _ in range(rounds):
         work = workloads.ConcurrentSteps(loop)

@@ -63,6 +63,7 @@ from .errors import (
 )
 from .hitl import WAITING_FOR
 from .retention import describe_retention
+from .store import parse_store_url
 from .store.base import (
     CANCELLED,
     COMPLETED,
@@ -284,9 +285,8 @@ def _command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.C
 
 def _local_path(store: str) -> str | None:
     """The directory of an LMDB store URL; ``None`` for a server store."""
-    if store.startswith("lmdb://"):
-        return store[len("lmdb://") :]
-    return None if "://" in store else store
+    backend, target = parse_store_url(store)
+    return target if backend == "lmdb" else None
 
 
 def _check_store_path(store: str, *, create: bool) -> None:

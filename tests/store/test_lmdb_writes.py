@@ -20,9 +20,10 @@ import pytest
 
 from surestep import Engine, WorkflowContext, _core, function, workflow
 from surestep.errors import StoreError, StoreFullError
-from surestep.store import lmdb as lmdb_store
+from surestep.store import lmdb_env
 from surestep.store.base import RunInfo, new_run_id, run_key
-from surestep.store.lmdb import CHUNK_BYTES, CHUNK_SHIFT, INLINE_YIELD_EVERY, LmdbStore
+from surestep.store.lmdb import CHUNK_BYTES, CHUNK_SHIFT, LmdbStore
+from surestep.store.lmdb_env import INLINE_YIELD_EVERY
 
 
 async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_write(
@@ -109,7 +110,7 @@ async def test_no_inline_commit_while_another_process_has_the_store_open(
     loop wait for another process's transaction (its fsync, or a process stopped while it
     held the lock). So appends go through the writer thread while another process is on
     the store, and inline again once it has gone."""
-    monkeypatch.setattr(lmdb_store, "ALONE_RECHECK", 0.0)  # look at every submit
+    monkeypatch.setattr(lmdb_env, "ALONE_RECHECK", 0.0)  # look at every submit
     path = str(tmp_path / "store")
     other = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _HOLD_OPEN, path, stdin=PIPE, stdout=PIPE
@@ -341,7 +342,7 @@ async def test_a_map_grown_by_another_process_is_adopted_by_reads_and_writes(
 
 
 WRITEMAP_ONLY = pytest.mark.skipif(
-    not lmdb_store.WRITEMAP, reason="a writable map is used on Linux only"
+    not lmdb_env.WRITEMAP, reason="a writable map is used on Linux only"
 )
 
 
@@ -473,7 +474,7 @@ def test_a_child_forked_holding_the_map_lock_does_not_keep_it(tmp_path: Path) ->
     path = str(tmp_path)
     resume, child_waits = os.pipe()
     forked, child_ready = os.pipe()
-    with lmdb_store._map_lock(path):
+    with lmdb_env._map_lock(path):
         with warnings.catch_warnings():  # forking a process with threads: only to exit
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
@@ -513,17 +514,17 @@ async def test_a_map_another_process_grew_is_allocated_before_it_is_mapped(
         )
         out, _ = await other.communicate()
         assert other.returncode == 0 and int(out) > small
-        allocate = lmdb_store._allocate_data
+        allocate = lmdb_env._allocate_data
 
         def full(path: str, size: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(lmdb_store, "_allocate_data", full)
+        monkeypatch.setattr(lmdb_env, "_allocate_data", full)
         with pytest.raises(StoreFullError, match="cannot map the size another process gave"):
             await store.append(mine.run_id, mine.fence, 0, _record(0, 10))
         with pytest.raises(StoreFullError, match="cannot map the size another process gave"):
             await store.journal(theirs)
-        monkeypatch.setattr(lmdb_store, "_allocate_data", allocate)
+        monkeypatch.setattr(lmdb_env, "_allocate_data", allocate)
         await store.append(mine.run_id, mine.fence, 0, _record(0, 10))
         assert len(await store.journal(mine.run_id)) == 1
         assert len(await store.journal(theirs)) > 0
@@ -547,8 +548,8 @@ async def test_where_a_write_through_the_map_is_unsafe_pages_go_with_system_call
     """A filesystem that cannot allocate, or one that writes a changed block somewhere
     new (btrfs, ZFS, bcachefs: blocks allocated ahead do not make room for the next
     write), gets no writable map: a full disk is then ENOSPC from pwrite, not a SIGBUS."""
-    assert lmdb_store.COPY_ON_WRITE[0x9123683E] == "btrfs"
-    monkeypatch.setattr(lmdb_store._lmdb, *patched)
+    assert lmdb_env.COPY_ON_WRITE[0x9123683E] == "btrfs"
+    monkeypatch.setattr(lmdb_env._lmdb, *patched)
     store = LmdbStore(str(tmp_path / "store"), durability="process", map_size=64 << 10)
     await store.open()
     try:
@@ -570,7 +571,7 @@ async def test_no_room_for_the_map_is_a_typed_error_at_open_and_when_it_grows(
     disk (or the user's quota) cannot supply them the open, or the write that needed a
     larger map, fails with StoreFullError and leaves the store as it was."""
     path = str(tmp_path / "store")
-    allocate = lmdb_store._allocate_data
+    allocate = lmdb_env._allocate_data
     room = {"bytes": 0}
 
     def limited(path: str, size: int) -> None:
@@ -578,7 +579,7 @@ async def test_no_room_for_the_map_is_a_typed_error_at_open_and_when_it_grows(
             raise OSError(code, os.strerror(code))
         allocate(path, size)
 
-    monkeypatch.setattr(lmdb_store, "_allocate_data", limited)
+    monkeypatch.setattr(lmdb_env, "_allocate_data", limited)
     with pytest.raises(StoreFullError, match=r"cannot open the store .* the disk is full"):
         await LmdbStore(path, durability="process", map_size=64 << 10).open()
     room["bytes"] = 64 << 10
@@ -606,7 +607,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
 ) -> None:
     """Between LMDB's open and the first transaction another process may grow the map:
     the open adopts the new size instead of failing (or leaving an environment behind)."""
-    opened = lmdb_store._lmdb.open
+    opened = lmdb_env._lmdb.open
     adopted: list[int] = []
 
     class GrownMeanwhile:
@@ -616,7 +617,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
         def open_db(self, name: bytes) -> Any:
             if not self._raised:
                 self._raised = True
-                raise lmdb_store._lmdb.MapResizedError("grown by another process")
+                raise lmdb_env._lmdb.MapResizedError("grown by another process")
             return self._env.open_db(name)
 
         def set_mapsize(self, size: int) -> None:
@@ -626,7 +627,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
         def __getattr__(self, name: str) -> Any:
             return getattr(self._env, name)
 
-    monkeypatch.setattr(lmdb_store._lmdb, "open", lambda *a, **k: GrownMeanwhile(opened(*a, **k)))
+    monkeypatch.setattr(lmdb_env._lmdb, "open", lambda *a, **k: GrownMeanwhile(opened(*a, **k)))
     store = LmdbStore(str(tmp_path / "store"), durability="process")
     await store.open()
     try:
@@ -636,7 +637,7 @@ async def test_a_map_grown_while_the_store_opens_is_adopted(
     finally:
         await store.close()
     # The size the other process set: with a writable map, the data file's length.
-    assert adopted == [lmdb_store.DEFAULT_MAP_SIZE if lmdb_store.WRITEMAP else 0]
+    assert adopted == [lmdb_env.DEFAULT_MAP_SIZE if lmdb_env.WRITEMAP else 0]
 
 
 async def test_the_deployments_cache_forgets_what_an_aborted_transaction_saw(
@@ -651,11 +652,11 @@ async def test_the_deployments_cache_forgets_what_an_aborted_transaction_saw(
         env = store.env
         await store.record_deployment("wf", "v1", "d1")
         with env.env.begin(write=True) as txn:
-            txn.put(b"\xff" * 8, b'{"workflow": "wf", "version": "aborted"}', db=env.deploys)
-            assert env.deployed_version(txn, "wf") == "aborted"
+            txn.put(b"\xff" * 8, b'{"workflow": "wf", "version": "aborted"}', db=env.dbs.deploys)
+            assert env.dbs.deployed_version(txn, "wf") == "aborted"
             txn.abort()
         await store.record_deployment("wf", "v2", "d2")  # two deployments again
         with env.env.begin(write=True) as txn:
-            assert env.deployed_version(txn, "wf") == "v2"
+            assert env.dbs.deployed_version(txn, "wf") == "v2"
     finally:
         await store.close()

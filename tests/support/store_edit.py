@@ -90,7 +90,7 @@ async def expire_lease(store: str | Path, opened: Any, run_id: str) -> None:
     env = opened.env
 
     def expire_lmdb(txn: Any) -> None:
-        txn.put(run_key(run_id), _lease_bytes(run.fence, 0.0, run.owner), db=env.leases)
+        txn.put(run_key(run_id), _lease_bytes(run.fence, 0.0, run.owner), db=env.dbs.leases)
 
     await env.submit(expire_lmdb)
 

@@ -34,34 +34,11 @@ Layout (named databases in one environment):
 ``attempts`` run key + big-endian step (u32) + attempt (u16) -> a failed attempt that was
              retried (JSON): kept apart from the journal, which holds one record a step
 
-Writes go through one writer thread per environment that does group commit:
-every operation queued while the previous transaction committed rides the next
-one, and each caller's future is resolved after its commit. Handing an op to
-that thread and its outcome back costs two thread wake-ups (15-60 us on a VM,
-see benchmarks/RESULTS.md), so a journal append is committed inline, on the
-caller's thread, when there is nothing to group it with:
-
-- at ``durability="process"`` always: the commit writes to the page cache only,
-  a few microseconds;
-- at ``durability="fsync"`` when the append follows an append of the same run,
-  with no other write submitted in between: one run stepping alone. The event
-  loop then waits for that one commit (the fsync), and gets a turn after it, so
-  other tasks wait one commit at most. With two runs stepping, their appends
-  alternate and share the writer thread's commits.
-
-Both only when nothing is queued before the append, the writer thread is idle
-and no other process has the store open (LMDB's write lock is shared between
-processes: waiting for another one's transaction must not stop an event loop);
-otherwise the append is queued, which keeps the order of operations.
-
-``LmdbStore(path, readonly=True)`` reads a store this process may not write (the
-CLI's reading commands on a store owned by another user): no writer thread, no
-wake-up registration, and every write refused with ``StoreError``.
-
-Commits write pages through a writable map where the data file can be allocated
-to the map's size first (``WRITEMAP``, ``_map_lock``). Reads are short
-read-only transactions on the caller's thread (a memory-mapped B-tree lookup;
-no system call on a warm map).
+The environment under it (opening, the writer thread and its group commit, growing the
+map, a full disk, read transactions) is ``lmdb_env``: this module keeps what the store
+means. ``LmdbStore(path, readonly=True)`` reads a store this process may not write (the
+CLI's reading commands on a store owned by another user): no writer thread, no wake-up
+registration, and every write refused with ``StoreError``.
 
 Chunks keep LMDB's cost per record small: one entry (a key, an 8-byte node header and a
 2-byte slot) per chunk of steps instead of one per step, and a run's records packed on
@@ -74,17 +51,11 @@ fill a 4 KiB page.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
 import math
 import os
-import queue
 import struct
-import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -98,8 +69,6 @@ from ..errors import (
     RunNotFoundError,
     ScheduleNotFoundError,
     StoreError,
-    StoreFullError,
-    SurestepError,
 )
 from .base import (
     CANCELLED,
@@ -125,33 +94,17 @@ from .base import (
     run_key,
     versions_by_workflow,
 )
-from .wake import WakeListener, WakeSender, others_registered
+from .lmdb_env import (
+    DEFAULT_MAP_SIZE,
+    MAX_MAP_SIZE,
+    Append,
+    Env,
+    acquire,
+    data_size,
+    release,
+)
+from .wake import WakeListener
 
-READONLY = "readonly"  # the mode of an environment opened only to read (see _acquire)
-DEFAULT_MAP_SIZE = 1 << 20  # to start (allocated on disk, see WRITEMAP); doubled when full
-MAX_MAP_SIZE = 1 << 40
-# Pages are written through a writable map (a commit without sync then makes no write
-# system call: 2 us instead of 6, benchmarks/RESULTS.md) where the data file can be
-# allocated up to the map's size before anything is written there, so that no write
-# meets a block the disk cannot supply (a SIGBUS): a full disk shows when the map grows,
-# as StoreFullError. That is on Linux, on a filesystem that allocates (fallocate(2))
-# and rewrites a block in place; the store's filesystem decides it, so every process of
-# a store agrees. Elsewhere (macOS; filesystems that cannot allocate; copy-on-write ones,
-# COPY_ON_WRITE) with pwrite.
-WRITEMAP = sys.platform.startswith("linux")
-# statfs(2) magic numbers of filesystems that write a changed block somewhere new: a
-# block allocated in advance does not make room for its next write there, so a write
-# through the map could still meet a full disk (SIGBUS), where pwrite meets ENOSPC.
-COPY_ON_WRITE = {0x9123683E: "btrfs", 0x2FC12FC1: "zfs", 0xCA451A4E: "bcachefs"}
-MAX_BATCH = 8192
-# The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
-# and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
-# at most CHUNK_BYTES: LMDB keeps a node of up to 2,038 bytes (header, 21-byte key and
-# value) inside a 4 KiB leaf page, the smallest page it uses.
-CHUNK_SHIFT: int = _lmdb.CHUNK_SHIFT
-CHUNK_BYTES: int = _lmdb.CHUNK_BYTES
-INLINE_YIELD_EVERY = 32  # inline commits without sync between two turns of the event loop
-ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
 _LEASE = struct.Struct("<Qdd")  # fence, lease end, written at (both on the monotonic clock)
 _MS = struct.Struct(">Q")
 _LOG_POS = struct.Struct(">IH")
@@ -159,727 +112,12 @@ _FILED = struct.Struct(">QQ")  # policy (two's complement), finish time (ms)
 _U64 = (1 << 64) - 1
 _META_STORE = b"store"
 RUN_KEY = _core.RUN_KEY_SIZE
-
-Op = Callable[[Any], Any]
-_DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
-_Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the future's loop, notify
-
-
-class _Env:
-    """One open LMDB environment and its writer thread, shared by every store on the path."""
-
-    def __init__(
-        self, path: str, durability: str, map_size: int, max_map_size: int, readonly: bool = False
-    ) -> None:
-        self.path = path
-        self.durability = durability
-        self.max_map_size = max_map_size
-        self.readonly = readonly
-        self.users = 0
-        if readonly:
-            self._open_readonly()
-            return
-        free = _free_bytes(path)
-        if free is not None and free < MIN_FREE_BYTES:
-            # LMDB writes its lock file through mmap: on a full disk that is a SIGBUS.
-            raise StoreFullError(
-                f"cannot open the store at {path!r}: the disk is full ({free} bytes free)"
-            )
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            self.writemap = _reserve_lock_file(path) and WRITEMAP
-            with self._sizing():
-                self._open_env(map_size)
-                self._open_dbs()
-        except BaseException as exc:
-            env = getattr(self, "env", None)
-            if env is not None:
-                env.close()  # not left to the collector: closing drops this process's locks
-            if isinstance(exc, (_lmdb.Error, OSError)):
-                raise _store_error(exc, f"cannot open the store at {path!r}") from exc
-            raise
-        # Resizing the map needs no transaction open in this process. Read transactions
-        # share this gate, a resize has it alone; write transactions and resizes hold
-        # _writing (below), so a write never meets a resize and never waits for a read.
-        self.resize_gate = _ResizeGate()
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        # One writing thread of this process at a time: the writer thread, or an inline
-        # commit, never ahead of an op already queued for the writer thread; a resize
-        # of the map, too.
-        self.synced = durability == "fsync"
-        self._writing = threading.Lock()
-        self._queued = 0  # ops queued and not yet committed; changed under _count_lock
-        self._count_lock = threading.Lock()
-        self._inline_run = 0  # inline commits since the caller last yielded to its loop
-        self._last_append: bytes | None = None  # the run key of the last op, an append
-        self._alone_now, self._alone_checked = False, -math.inf
-        self._deployed: dict[str, str] = {}  # deployed_version's cache, of the
-        self._deployed_seen: tuple[int, bytes] = (0, b"")  # deployments (count, last key)
-        self.waker = WakeSender(path)
-        self._thread = threading.Thread(
-            target=self._write_loop, name="surestep-writer", daemon=True
-        )
-        self._thread.start()
-
-    def _open_readonly(self) -> None:
-        """Open for reading only, with no writer thread and no wake-ups sent. Without
-        LMDB's reader table when this process may not write the lock file: then a writer
-        in another process could reuse pages a long read still looks at, so reads here
-        are short (one listing, one run)."""
-        if not os.path.isdir(self.path):
-            raise StoreError(f"cannot open the store at {self.path!r}: no such directory")
-        lock = os.access(os.path.join(self.path, "lock.mdb"), os.W_OK)
-        self.writemap = False
-        try:
-            self.env = _lmdb.open(
-                self.path,
-                map_size=_data_size(self.path),
-                max_dbs=MAX_DBS,
-                readahead=False,
-                max_readers=MAX_READERS,
-                readonly=True,
-                lock=lock,
-            )
-            self._open_dbs()
-        except (_lmdb.Error, OSError) as exc:
-            env = getattr(self, "env", None)
-            if env is not None:
-                env.close()
-            raise _store_error(exc, f"cannot open the store at {self.path!r} to read it") from exc
-        self.resize_gate = _ResizeGate()
-        self._writing = threading.Lock()  # taken to adopt a map size another process set
-
-    def _open_env(self, map_size: int) -> None:
-        """Open the environment (under ``_sizing``), with a writable map where the
-        filesystem allocates: the data file is allocated up to the map's size before
-        anything writes there."""
-        options: dict[str, Any] = {
-            "max_dbs": MAX_DBS,
-            "sync": self.durability == "fsync",
-            "metasync": self.durability == "fsync",
-            "readahead": False,
-            "max_readers": MAX_READERS,
-            "mode": 0o600,
-        }
-        if self.writemap:
-            # As large as the file: no process maps more (LMDB, as patched, only lengthens it).
-            size = max(map_size, _data_size(self.path))
-            self.env = _lmdb.open(self.path, map_size=size, writemap=True, **options)
-            _allocate_data(self.path, self.env.info()["map_size"])
-        else:
-            self.env = _lmdb.open(self.path, map_size=map_size, **options)
-
-    def _sizing(self) -> contextlib.AbstractContextManager[None]:
-        """Held to open the environment or change its map's size: with a writable map,
-        across the processes of the store (``_map_lock``)."""
-        return _map_lock(self.path) if self.writemap else contextlib.nullcontext()
-
-    def _take_size(self) -> None:
-        """Map the size another process set (under ``_sizing``): the data file's length
-        with a writable map (no process maps more than the file), allocated first (a
-        process whose open failed may have lengthened the file and allocated nothing),
-        else the size in LMDB's meta page. OSError when the disk cannot supply it."""
-        if self.writemap:
-            size = _data_size(self.path)
-            _allocate_data(self.path, size)
-            self.env.set_mapsize(size)
-        else:
-            self.env.set_mapsize(0)
-
-    def _open_dbs(self) -> None:
-        for _ in range(3):
-            try:
-                self.journal = self.env.open_db(b"journal")
-                self.runs = self.env.open_db(b"runs")
-                self.leases = self.env.open_db(b"leases")
-                self.active = self.env.open_db(b"active")
-                self.timers = self.env.open_db(b"timers")
-                self.events = self.env.open_db(b"events")
-                self.logs = self.env.open_db(b"logs")
-                self.state = self.env.open_db(b"state")
-                self.deploys = self.env.open_db(b"deploys")
-                # Databases later releases added: missing from an older release's store
-                # that this process opens read-only.
-                self.idempotency = self._open_added(b"idempotency")
-                self.idempotency_of = self._open_added(b"idempotency_of")
-                self.meta = self._open_added(b"meta")
-                self.retain = self._open_added(b"retain")
-                self.children = self._open_added(b"children")
-                self.hidden = self._open_added(b"hidden")
-                self.engines = self._open_added(b"engines")
-                self.schedules = self._open_added(b"schedules")
-                self.subscriptions = self._open_added(b"subscriptions")
-                self.attempts = self._open_added(b"attempts")
-                if not self.readonly:
-                    self._mark_origin()
-                return
-            except _lmdb.MapResizedError:  # another process grew the map since it opened
-                self._take_size()
-        raise StoreError(f"the store at {self.path!r} kept being resized while opening")
-
-    def _mark_origin(self) -> None:
-        """Record what made the store, once: a store that has runs but no record was
-        made by surestep 0.2. Decided inside one write transaction, so two processes
-        opening a new store together agree."""
-        meta = self.meta
-        assert meta is not None  # made by _open_added on a store opened to write
-        txn = self.env.begin(write=True)
-        try:
-            if txn.get(_META_STORE, db=meta) is None:
-                previous = txn.stat(self.runs)["entries"] > 0
-                if previous:
-                    self._file_previous_runs(txn)
-                made = "surestep 0.2" if previous else "this release"
-                row = {"made_by": made, "at": time.time()}
-                txn.put(_META_STORE, orjson.dumps(row), db=meta)
-            txn.commit()
-        except BaseException:
-            txn.abort()
-            raise
-
-    def _file_previous_runs(self, txn: Any) -> None:
-        """Index the runs of a store made by surestep 0.2 as this release indexes its own
-        (``LmdbStore._file_finished``, ``create_child``): its finished runs under the
-        store's default policy, and every child under its parent while that exists."""
-        for key, raw in txn.cursor(db=self.runs):
-            key = bytes(key)
-            row = orjson.loads(raw)
-            filed = b""
-            if row["status"] in FINISHED:
-                filed = _FILED.pack(KEEP_DEFAULT & _U64, round(row["updated_at"] * 1000))
-            parent = None if row.get("parent_id") is None else run_key(row["parent_id"])
-            if parent is not None and txn.get(parent, db=self.runs) is not None:
-                txn.put(parent + key, filed, db=self.children)
-            elif filed:
-                txn.put(filed + key, b"", db=self.retain)
-
-    def _open_added(self, name: bytes) -> int | None:
-        """A database later releases added: made where missing, unless read-only (then
-        ``None``: a store no engine of this release has written has none)."""
-        try:
-            return self.env.open_db(name)
-        except _lmdb.Error:
-            if self.readonly:
-                return None
-            raise
-
-    def deployed_version(self, txn: Any, workflow: str) -> str | None:
-        """The last version of ``workflow`` deployed, inside a write transaction. The
-        deployments are cached and read again only when their number or last key
-        changed: they are only ever appended (``record_deployment``), and writes run
-        one at a time. (The key too, because a transaction that saw a deployment of
-        its own may abort, and another process then append a different one.)"""
-        count = txn.stat(self.deploys)["entries"]
-        if count == 0:
-            return None
-        cursor = txn.cursor(db=self.deploys)
-        cursor.last()
-        seen = (count, bytes(cursor.key()))
-        if seen != self._deployed_seen:
-            versions: dict[str, str] = {}
-            for _, raw in txn.cursor(db=self.deploys):
-                row = orjson.loads(raw)
-                versions[row["workflow"]] = row["version"]
-            self._deployed, self._deployed_seen = versions, seen
-        return self._deployed.get(workflow)
-
-    # -- reads, on the caller's thread
-
-    def read(self, fn: Callable[[Any], Any], buffers: bool = True) -> Any:
-        """``fn(txn)`` in a read-only transaction; ``buffers``: values as memoryviews of
-        the map (valid inside ``fn`` only), else as bytes copies."""
-        for _ in range(3):
-            try:
-                with self.resize_gate:
-                    txn: Any = self.env.begin(buffers=True) if buffers else self.env.begin()
-                    with txn:
-                        return fn(txn)
-            except _lmdb.MapResizedError:
-                error = self._adopt_new_size()
-                if error is not None:
-                    raise error from error.__cause__
-            except _lmdb.Error as exc:
-                raise _store_error(exc, "read failed") from exc
-        raise StoreError(f"the store at {self.path!r} kept being resized while reading")
-
-    # -- writes, through the writer thread
-
-    def submit(
-        self, op: Op, notify: bool = False, append_of: bytes | None = None
-    ) -> Awaitable[Any]:
-        """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
-        waiting on this store once it is committed. ``append_of``: the run key, when
-        ``op`` appends one record to that run's journal: a small op, committed on this
-        thread when nothing could share its commit (the module's docstring says when)."""
-        if self.readonly:
-            raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
-        lone = append_of is not None and (not self.synced or append_of == self._last_append)
-        self._last_append = append_of
-        if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
-            try:
-                result, error = self._commit_one(op)
-            finally:
-                self._writing.release()
-            if notify:
-                self.waker.notify()
-            # Awaiting a finished commit does not yield to the loop: give it a turn now
-            # and then (after every synced commit), or a run of inline steps would starve
-            # every other task. A commit that returned None and takes a turn needs no
-            # future (one that takes none stays a future: ensure_future keeps it as is).
-            self._inline_run += 1
-            turn = self.synced or self._inline_run >= INLINE_YIELD_EVERY
-            if turn:
-                self._inline_run = 0
-                if error is None and result is None:
-                    return _TURN
-            fut = asyncio.get_running_loop().create_future()
-            if error is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(error)
-            return _Turn(fut) if turn else fut
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        with self._count_lock:
-            self._queued += 1
-        self._queue.put((op, fut, loop, notify))
-        return fut
-
-    def _alone(self) -> bool:
-        """No other process has the store open, as of at most ALONE_RECHECK seconds ago."""
-        now = time.monotonic()
-        if now - self._alone_checked > ALONE_RECHECK:
-            self._alone_checked = now
-            self._alone_now = not others_registered(self.path)
-        return self._alone_now
-
-    def stop(self) -> None:
-        if not self.readonly:
-            self._queue.put(None)
-            self._thread.join()
-            self.waker.close()
-        self.env.close()
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(more)
-            try:
-                with self._writing:
-                    outcomes = self._commit([item[0] for item in batch])
-            except Exception as exc:  # outside every op: fail this batch, keep the writer
-                error = StoreError(f"write failed; nothing was committed: {exc!r}")
-                outcomes = [(None, error)] * len(batch)
-            finally:
-                with self._count_lock:
-                    self._queued -= len(batch)
-            if any(item[3] for item in batch):
-                self.waker.notify()
-            by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-            for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
-                by_loop.setdefault(loop, []).append((fut, *outcome))
-            for loop, settled in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled)
-
-    def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
-        """One op in a transaction of its own; anything unusual goes the way of ``_commit``
-        (a failed transaction is aborted first, so nothing of it was written)."""
-        try:
-            if type(op) is _Append:  # begin, append and commit in one compiled call
-                status = self.env.commit_append(self.journal, self.leases, op)
-                return _DONE if status == _lmdb.APPENDED else (None, op.failure(status))
-            txn = self.env.begin(write=True)  # under _writing, as every write
-            try:
-                result = op(txn)
-                txn.commit()
-            except BaseException:
-                txn.abort()
-                raise
-            return result, None
-        except (SurestepError, LeaseLostError) as exc:
-            return None, exc
-        except Exception:
-            return self._commit([op])[0]
-
-    def _commit(self, batch: list[Op]) -> list[tuple[Any, BaseException | None]]:
-        """Apply every op in one transaction (under ``_writing``). An op that raises one
-        of our errors changes nothing (ops check before they write); an op that fails
-        otherwise may have written half, so the transaction is redone without it."""
-        broken: dict[int, BaseException] = {}
-        while True:
-            outcomes: list[tuple[Any, BaseException | None]] = []
-            try:
-                txn = self.env.begin(write=True)  # under _writing, as every write
-                try:
-                    i = 0
-                    while i < len(batch):
-                        op = batch[i]
-                        if i in broken:
-                            outcomes.append((None, broken[i]))
-                        elif type(op) is _Append:  # with those after it, in one call
-                            i = self._append_run(txn, batch, i, outcomes, broken)
-                            continue
-                        else:
-                            try:
-                                outcomes.append((op(txn), None))
-                            except (SurestepError, LeaseLostError) as exc:
-                                outcomes.append((None, exc))
-                            except _lmdb.Error:
-                                raise
-                            except Exception as exc:  # a bug in an op: fail it alone
-                                broken[i] = StoreError(f"a store operation failed: {exc!r}")
-                                broken[i].__cause__ = exc
-                                raise _Redo from None
-                        i += 1
-                    txn.commit()
-                except BaseException:
-                    txn.abort()
-                    raise
-                return outcomes
-            except _Redo:
-                continue
-            except _lmdb.MapFullError as exc:
-                full = self._grow()
-                if full is not None:
-                    full.__cause__ = full.__cause__ or exc
-                    return [(None, full)] * len(batch)
-            except _lmdb.MapResizedError:
-                error = self._adopt_size_writing()
-                if error is not None:
-                    return [(None, error)] * len(batch)
-            except _lmdb.Error as exc:
-                error = _store_error(exc, "write failed; nothing was committed", self.path)
-                return [(None, error)] * len(batch)
-
-    def _append_run(
-        self,
-        txn: Any,
-        batch: list[Op],
-        start: int,
-        outcomes: list[tuple[Any, BaseException | None]],
-        broken: dict[int, BaseException],
-    ) -> int:
-        """Apply the appends from ``batch[start]`` up to the next op of another kind in
-        one call that releases the GIL; the index after them."""
-        end = start + 1
-        while end < len(batch) and type(batch[end]) is _Append and end not in broken:
-            end += 1
-        appends: list[_Append] = batch[start:end]  # type: ignore[assignment]
-        try:
-            statuses = txn.append_records(self.journal, self.leases, appends)
-        except _lmdb.Error:
-            raise
-        except Exception as exc:  # a bug: fail these appends alone
-            for i in range(start, end):
-                broken[i] = StoreError(f"a store operation failed: {exc!r}")
-                broken[i].__cause__ = exc
-            raise _Redo from None
-        for one, status in zip(appends, statuses, strict=True):
-            outcomes.append(_DONE if status == _lmdb.APPENDED else (None, one.failure(status)))
-        return end
-
-    def _grow(self) -> StoreError | None:
-        """Double the map (under ``_writing``, as ``_commit`` calls it); the error to
-        report when it cannot grow. With a writable map the data file is allocated to
-        the new size first: a full disk is then this error, not a SIGBUS in a write."""
-        size = self.env.info()["map_size"]
-        if size >= self.max_map_size:
-            return StoreFullError(
-                f"the store at {self.path!r} is full at map_size={size} bytes "
-                f"(max_map_size={self.max_map_size}); open the Engine with a larger max_map_size"
-            )
-        new = min(size * 2, self.max_map_size)
-        try:
-            with self._sizing():
-                if self.writemap:
-                    new = max(new, _data_size(self.path))  # another process grew it further
-                    try:
-                        _allocate_data(self.path, new)
-                    except OSError as exc:
-                        what = f"the store at {self.path!r} cannot grow to {new} bytes"
-                        return _store_error(exc, f"{what}; nothing was committed", self.path)
-                with self.resize_gate.alone():
-                    self.env.set_mapsize(new)
-        except _lmdb.Error as exc:  # e.g. no address space left: LMDB closed the map
-            full = StoreFullError(
-                f"the store at {self.path!r} is full at map_size={size} bytes and cannot "
-                f"grow ({exc}); nothing was committed, and the store must be reopened"
-            )
-            full.__cause__ = exc
-            return full
-        return None
-
-    def _adopt_new_size(self) -> StoreError | None:
-        """Take the map size another process set, after a read found it changed: waits
-        for a write under way in this process (only when the map grew elsewhere). The
-        error to report when this process cannot map it."""
-        with self._writing:
-            return self._adopt_size_writing()
-
-    def _adopt_size_writing(self) -> StoreError | None:
-        """``_adopt_new_size`` under ``_writing``."""
-        try:
-            with self._sizing(), self.resize_gate.alone():
-                self._take_size()
-        except (OSError, _lmdb.Error) as exc:
-            what = f"the store at {self.path!r} cannot map the size another process gave it"
-            error = _store_error(exc, f"{what}; nothing was written", self.path)
-            error.__cause__ = exc
-            return error
-        return None
-
-
-class _ResizeGate:
-    """``with gate:`` around every read transaction of this process; they pass together.
-    A map resize (``with gate.alone():``) waits until none is open and keeps new ones
-    out until it is done. (A plain lock shared with the writer made a read on the event
-    loop wait for the writer thread's commit, flush included.)"""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._open = 0
-        self._resizing = False
-
-    def __enter__(self) -> None:  # a transaction passes
-        with self._lock:
-            while self._resizing:
-                self._changed.wait()
-            self._open += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._open -= 1
-            if not self._open and self._resizing:
-                self._changed.notify_all()
-
-    @contextlib.contextmanager
-    def alone(self) -> Iterator[None]:
-        with self._lock:
-            while self._resizing:
-                self._changed.wait()
-            self._resizing = True
-            while self._open:
-                self._changed.wait()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._resizing = False
-                self._changed.notify_all()
-
-
-class _Redo(Exception):  # noqa: N818 - control flow
-    """Abort the transaction and apply the batch again, without the op that broke."""
-
-
-class _Turn:
-    """A commit done inline, awaited after one turn of the event loop; its outcome in
-    ``fut``, or None for an op that returned None (one shared ``_TURN``)."""
-
-    __slots__ = ("fut",)
-
-    def __init__(self, fut: asyncio.Future[Any] | None) -> None:
-        self.fut = fut
-
-    def __await__(self) -> Generator[None, None, Any]:
-        yield  # a bare yield: the task runs again at the loop's next turn
-        return None if self.fut is None else self.fut.result()
-
-
-_TURN = _Turn(None)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, result, exc in settled:
-        if fut.cancelled():
-            continue
-        if exc is None:
-            fut.set_result(result)
-        else:
-            fut.set_exception(exc)
-
-
-MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
-MAX_DBS = 32  # a handle per named database (the layout above), with room for more
-
-
-MAX_READERS = 1024
-# The size LMDB gives its lock file: a 192-byte header (three cache lines) and 64 bytes per
-# reader after the first (glibc's and musl's mutexes fit the header's lines).
-LOCK_FILE_BYTES = 192 + (MAX_READERS - 1) * 64
-
-
-def _reserve_lock_file(path: str) -> bool:
-    """Allocate the blocks of LMDB's lock file before LMDB maps it: a write through the map
-    to a block the disk cannot supply is a SIGBUS, an allocation here is ENOSPC. The
-    free-space check above can race with other writers to the disk; this cannot. A lock
-    file that exists keeps its size (other processes may have it mapped); only its holes
-    are filled. Whether pages may be written through a map: where the filesystem cannot
-    allocate (or on macOS), or writes each change to a new block, the check is all there
-    is, and the data file is written with system calls."""
-    lock_path = os.path.join(path, "lock.mdb")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return False  # a read-only store, say: LMDB's open says what is wrong
-    size = 0
-    try:
-        size = os.fstat(fd).st_size
-        _lmdb.allocate(fd, size or LOCK_FILE_BYTES)
-        return rewrites_in_place(fd)
-    except OSError as exc:
-        if not _no_space(exc):
-            return False  # EOPNOTSUPP, ENOSYS, EPERM...: no reservation, the check stands
-        if size == 0:
-            os.unlink(lock_path)  # leave no unreserved lock file for the next open
-        raise StoreFullError(
-            f"cannot open the store at {path!r}: the disk is full ({exc})"
-        ) from exc
-    finally:
-        os.close(fd)
-
-
-def rewrites_in_place(fd: int) -> bool:
-    """Whether the filesystem of ``fd`` writes a changed block where it was (not one of
-    COPY_ON_WRITE); OSError if it cannot be told."""
-    return _lmdb.filesystem_type(fd) not in COPY_ON_WRITE
-
-
-@contextlib.contextmanager
-def _map_lock(path: str) -> Iterator[None]:
-    """One process of the store at a time sizes the data file and its map, so that a
-    process maps no more than the file it has allocated."""
-    fd = os.open(os.path.join(path, "map.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    _held_map_locks.add(fd)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        _held_map_locks.discard(fd)
-        os.close(fd)  # and the lock with it
-
-
-# A process forked while a thread holds a map lock shares the lock (an flock belongs to
-# the open file, which the child's copy of the descriptor keeps open): the child closes
-# its copies, or every process of the store would wait for the child to exit.
-_held_map_locks: set[int] = set()
-
-
-def _drop_map_locks_in_child() -> None:
-    for fd in _held_map_locks:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _held_map_locks.clear()
-
-
-os.register_at_fork(after_in_child=_drop_map_locks_in_child)
-
-
-def _data_size(path: str) -> int:
-    try:
-        return os.stat(os.path.join(path, "data.mdb")).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _allocate_data(path: str, size: int) -> None:
-    """Allocate the blocks of the data file up to ``size`` bytes (its holes only)."""
-    fd = os.open(os.path.join(path, "data.mdb"), os.O_RDWR)
-    try:
-        _lmdb.allocate(fd, size)
-    finally:
-        os.close(fd)
-
-
-def _free_bytes(path: str) -> int | None:
-    """Bytes free for us on the filesystem holding ``path`` (its nearest existing parent)."""
-    while path and not os.path.exists(path):
-        path = os.path.dirname(path)
-    try:
-        stat = os.statvfs(path or ".")
-    except OSError:
-        return None
-    return stat.f_bavail * stat.f_frsize
-
-
-def _no_space(exc: BaseException) -> bool:
-    """A full disk, or the user's quota used up."""
-    code = getattr(exc, "errno", None)
-    return (
-        isinstance(exc, _lmdb.DiskError)
-        or code in (errno.ENOSPC, errno.EDQUOT)
-        or "No space left" in str(exc)
-    )
-
-
-def _store_error(exc: BaseException, what: str, path: str | None = None) -> StoreError:
-    code = getattr(exc, "errno", None)
-    no_space = _no_space(exc)
-    if (
-        not no_space
-        and path is not None
-        and (code == errno.EIO or "Input/output error" in str(exc))
-    ):
-        free = _free_bytes(path)  # LMDB reports a short write on a full disk as EIO
-        no_space = free is not None and free < MIN_FREE_BYTES
-    if no_space:
-        return StoreFullError(f"{what}: the disk is full ({exc})")
-    if isinstance(exc, (_lmdb.ReadonlyError, PermissionError)) or "Permission denied" in str(exc):
-        return StoreError(f"{what}: no permission to write there ({exc})")
-    return StoreError(f"{what}: {exc}")
-
-
-_envs: dict[tuple[str, str], _Env] = {}
-_envs_lock = threading.Lock()
-
-
-def _acquire(
-    path: str, durability: str, map_size: int, max_map_size: int, readonly: bool = False
-) -> _Env:
-    """The process's environment of ``path``; ``readonly``: one opened for reading only,
-    unless the store is open for writing already (which reads as well)."""
-    if readonly:
-        durability = READONLY
-    key = (os.path.realpath(path), durability)
-    with _envs_lock:
-        if readonly:
-            key = next((k for k in _envs if k[0] == key[0]), key)
-        other = [k for k in _envs if k[0] == key[0] and k != key]
-        if other:
-            raise ConfigurationError(
-                f"the store at {path!r} is already open in this process with durability="
-                f"{other[0][1]!r}; use one durability per store and process"
-            )
-        env = _envs.get(key)
-        if env is None:
-            env = _envs[key] = _Env(path, key[1], map_size, max_map_size, readonly)
-        env.users += 1
-        return env
-
-
-def _release(env: _Env) -> None:
-    with _envs_lock:
-        env.users -= 1
-        if env.users:
-            return
-        # Closed before it leaves the registry: an open of the same path meanwhile waits,
-        # so this process never has one LMDB environment open twice (LMDB's fcntl locks
-        # are per process: closing either would drop the other's).
-        env.stop()
-        del _envs[(os.path.realpath(env.path), env.durability)]
+# The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
+# and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
+# at most CHUNK_BYTES: LMDB keeps a node of up to 2,038 bytes (header, 21-byte key and
+# value) inside a 4 KiB leaf page, the smallest page it uses.
+CHUNK_SHIFT: int = _lmdb.CHUNK_SHIFT
+CHUNK_BYTES: int = _lmdb.CHUNK_BYTES
 
 
 # Leases are kept on the host's monotonic clock, not the wall clock: every process on the
@@ -900,13 +138,131 @@ def _lease_bytes(fence: int, until: float, owner: str | None) -> bytes:
     return _LEASE.pack(fence, end, mono) + (owner or "").encode()
 
 
-def _lease_of(raw: Any) -> tuple[int, float, str | None]:
+def _lease_of(raw: bytes | memoryview) -> tuple[int, float, str | None]:
     """A stored lease: fence, its end in wall-clock time as of now (0: none), owner."""
     fence, end, written = _LEASE.unpack_from(raw)
     owner = bytes(raw[_LEASE.size :]).decode()
     mono = time.monotonic()
     until = 0.0 if end <= 0 or written > mono else time.time() + (end - mono)
     return fence, until, owner or None
+
+
+class Databases:
+    """The store's named databases in one environment (the layout in the module's
+    docstring), opened once per environment and shared by every store on it; and what
+    is cached of them. The environment opens them (``lmdb_env.Env``, ``layout``)."""
+
+    # Added by later releases: absent on a read-only store that no engine of this
+    # release has written (``has``); a store opened to write has them all.
+    ADDED = (
+        "idempotency",
+        "idempotency_of",
+        "meta",
+        "retain",
+        "children",
+        "hidden",
+        "engines",
+        "schedules",
+        "subscriptions",
+        "attempts",
+    )
+    idempotency: int
+    idempotency_of: int
+    meta: int
+    retain: int
+    children: int
+    hidden: int
+    engines: int
+    schedules: int
+    subscriptions: int
+    attempts: int
+
+    def __init__(self, env: _lmdb.Environment, readonly: bool) -> None:
+        self._env = env
+        self.readonly = readonly
+        self.journal = env.open_db(b"journal")
+        self.runs = env.open_db(b"runs")
+        self.leases = env.open_db(b"leases")
+        self.active = env.open_db(b"active")
+        self.timers = env.open_db(b"timers")
+        self.events = env.open_db(b"events")
+        self.logs = env.open_db(b"logs")
+        self.state = env.open_db(b"state")
+        self.deploys = env.open_db(b"deploys")
+        for name in self.ADDED:
+            self._open_added(name)
+        self._deployed: dict[str, str] = {}  # deployed_version's cache, of the
+        self._deployed_seen: tuple[int, bytes] = (0, b"")  # deployments (count, last key)
+        if not readonly:
+            self._mark_origin()
+
+    def _mark_origin(self) -> None:
+        """Record what made the store, once: a store that has runs but no record was
+        made by surestep 0.2. Decided inside one write transaction, so two processes
+        opening a new store together agree."""
+        meta = self.meta
+        txn = self._env.begin(write=True)
+        try:
+            if txn.get(_META_STORE, db=meta) is None:
+                previous = txn.stat(self.runs)["entries"] > 0
+                if previous:
+                    self._file_previous_runs(txn)
+                made = "surestep 0.2" if previous else "this release"
+                row = {"made_by": made, "at": time.time()}
+                txn.put(_META_STORE, orjson.dumps(row), db=meta)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+
+    def _file_previous_runs(self, txn: _lmdb.Transaction) -> None:
+        """Index the runs of a store made by surestep 0.2 as this release indexes its own
+        (``LmdbStore._file_finished``, ``create_child``): its finished runs under the
+        store's default policy, and every child under its parent while that exists."""
+        for key, raw in txn.cursor(db=self.runs):
+            key = bytes(key)
+            row = orjson.loads(raw)
+            filed = b""
+            if row["status"] in FINISHED:
+                filed = _FILED.pack(KEEP_DEFAULT & _U64, round(row["updated_at"] * 1000))
+            parent = None if row.get("parent_id") is None else run_key(row["parent_id"])
+            if parent is not None and txn.get(parent, db=self.runs) is not None:
+                txn.put(parent + key, filed, db=self.children)
+            elif filed:
+                txn.put(filed + key, b"", db=self.retain)
+
+    def _open_added(self, name: str) -> None:
+        """A database later releases added: made where missing, unless read-only (then
+        left absent: a store no engine of this release has written has none)."""
+        try:
+            setattr(self, name, self._env.open_db(name.encode()))
+        except _lmdb.Error:
+            if not self.readonly:
+                raise
+
+    def has(self, name: str) -> bool:
+        """Whether the database ``name`` (one of ``ADDED``) is in the store."""
+        return name in self.__dict__
+
+    def deployed_version(self, txn: _lmdb.Transaction, workflow: str) -> str | None:
+        """The last version of ``workflow`` deployed, inside a write transaction. The
+        deployments are cached and read again only when their number or last key
+        changed: they are only ever appended (``record_deployment``), and writes run
+        one at a time. (The key too, because a transaction that saw a deployment of
+        its own may abort, and another process then append a different one.)"""
+        count = txn.stat(self.deploys)["entries"]
+        if count == 0:
+            return None
+        cursor = txn.cursor(db=self.deploys)
+        cursor.last()
+        seen = (count, bytes(cursor.key()))
+        if seen != self._deployed_seen:
+            versions: dict[str, str] = {}
+            for _, raw in txn.cursor(db=self.deploys):
+                row = orjson.loads(raw)
+                versions[row["workflow"]] = row["version"]
+            self._deployed, self._deployed_seen = versions, seen
+        return self._deployed.get(workflow)
 
 
 class LmdbStore(Store):
@@ -938,13 +294,18 @@ class LmdbStore(Store):
         self.readonly = readonly
         self.map_size = map_size
         self.max_map_size = max_map_size
-        self._env: _Env | None = None
+        self._env: Env[Databases] | None = None
         self._listener: WakeListener | None = None
 
     async def open(self) -> None:
         if self._env is None:
-            self._env = _acquire(
-                self.path, self.durability, self.map_size, self.max_map_size, self.readonly
+            self._env = acquire(
+                self.path,
+                self.durability,
+                self.map_size,
+                self.max_map_size,
+                self.readonly,
+                Databases,
             )
             if not self.readonly:  # (read-only: registering a listener is a write)
                 self._listener = WakeListener(self.path)  # from now on no change is missed
@@ -955,18 +316,18 @@ class LmdbStore(Store):
             self._listener = None
         if self._env is not None:
             env, self._env = self._env, None
-            await asyncio.get_running_loop().run_in_executor(None, _release, env)
+            await asyncio.get_running_loop().run_in_executor(None, release, env)
 
     @property
-    def env(self) -> _Env:
+    def env(self) -> Env[Databases]:
         if self._env is None:
             raise StoreError("the store is closed")
         return self._env
 
     # -- helpers inside transactions
 
-    def _load(self, txn: Any, key: bytes) -> RunInfo | None:
-        e = self.env
+    def _load(self, txn: _lmdb.Transaction, key: bytes) -> RunInfo | None:
+        e = self.env.dbs
         raw = txn.get(key, db=e.runs)
         if raw is None:
             return None
@@ -976,9 +337,9 @@ class LmdbStore(Store):
             run.fence, run.lease_until, run.owner = _lease_of(lease)
         return run
 
-    def _save(self, txn: Any, run: RunInfo) -> None:
+    def _save(self, txn: _lmdb.Transaction, run: RunInfo) -> None:
         """Write the run's row and lease, and keep the ``active``/``timers`` indexes right."""
-        e = self.env
+        e = self.env.dbs
         key = run_key(run.run_id)
         previous = txn.get(key, db=e.runs)
         if previous is not None:
@@ -997,28 +358,28 @@ class LmdbStore(Store):
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
-    def _file_finished(self, txn: Any, run: RunInfo, keep: int) -> None:
+    def _file_finished(self, txn: _lmdb.Transaction, run: RunInfo, keep: int) -> None:
         """Index a run that just finished for the purge: under its parent while that
         exists (a child goes with its parent), else by its policy and finish time."""
         key = run_key(run.run_id)
         filed = _FILED.pack(keep & _U64, round(run.updated_at * 1000))
         if run.parent_id is not None:
             parent = run_key(run.parent_id)
-            if txn.get(parent, db=self.env.runs) is not None:
-                txn.put(parent + key, filed, db=self.env.children)
+            if txn.get(parent, db=self.env.dbs.runs) is not None:
+                txn.put(parent + key, filed, db=self.env.dbs.children)
                 return
-        txn.put(filed + key, b"", db=self.env.retain)
+        txn.put(filed + key, b"", db=self.env.dbs.retain)
 
-    def _put_record(self, txn: Any, key: bytes, seq: int, record: bytes) -> None:
+    def _put_record(self, txn: _lmdb.Transaction, key: bytes, seq: int, record: bytes) -> None:
         """Add one encoded record to the journal of the run whose key is ``key``; a
         ``StoreError`` before anything is written if the step has a record already."""
-        status = txn.put_record(self.env.journal, key, seq, record)
+        status = txn.put_record(self.env.dbs.journal, key, seq, record)
         if status != _lmdb.APPENDED:
             raise _append_failure(status, key, seq)
 
-    def _check_fence(self, txn: Any, run_id: str, fence: int) -> bytes:
+    def _check_fence(self, txn: _lmdb.Transaction, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
-        lease = txn.get(key, db=self.env.leases)
+        lease = txn.get(key, db=self.env.dbs.leases)
         if lease is None:
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
         if _LEASE.unpack_from(lease)[0] != fence:
@@ -1050,21 +411,23 @@ class LmdbStore(Store):
         key = run_key(run.run_id)
         now = time.time()
 
-        def op(txn: Any) -> None:  # re-applied from scratch when a full map is grown
+        def op(txn: _lmdb.Transaction) -> None:  # re-applied from scratch when a full map is grown
             if idempotency_key is not None:
-                taken = txn.get(idempotency_key.encode(), db=self.env.idempotency)
+                taken = txn.get(idempotency_key.encode(), db=self.env.dbs.idempotency)
                 if taken is not None:
                     stored = self._load(txn, bytes(taken))
                     if stored is None:
                         raise StoreError(f"idempotency key {idempotency_key!r} names no run")
                     vars(run).update(vars(stored))
                     return
-            if txn.get(key, db=self.env.runs) is not None:
+            if txn.get(key, db=self.env.dbs.runs) is not None:
                 raise StoreError(f"a run {run.run_id} exists already in {self.url}")
             if idempotency_key is not None:
-                txn.put(idempotency_key.encode(), key, db=self.env.idempotency)
-                txn.put(key, idempotency_key.encode(), db=self.env.idempotency_of)
-            deployed = self.env.deployed_version(txn, run.workflow) if follow_deployment else None
+                txn.put(idempotency_key.encode(), key, db=self.env.dbs.idempotency)
+                txn.put(key, idempotency_key.encode(), db=self.env.dbs.idempotency_of)
+            deployed = (
+                self.env.dbs.deployed_version(txn, run.workflow) if follow_deployment else None
+            )
             for name, value in zip(CREATE_FIELDS, fresh, strict=True):
                 setattr(run, name, value)
             if deployed is not None and deployed != given:
@@ -1077,7 +440,7 @@ class LmdbStore(Store):
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
-        def op(txn: Any) -> RunInfo | None:
+        def op(txn: _lmdb.Transaction) -> RunInfo | None:
             run = self._load(txn, run_key(run_id))
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
@@ -1101,8 +464,8 @@ class LmdbStore(Store):
         wanted = versions_by_workflow(workflows)
         none: frozenset[str] = frozenset()
 
-        def op(txn: Any) -> list[RunInfo]:
-            e = self.env
+        def op(txn: _lmdb.Transaction) -> list[RunInfo]:
+            e = self.env.dbs
             now = time.time()
             candidates: list[bytes] = []
             if limit <= 0:
@@ -1137,7 +500,7 @@ class LmdbStore(Store):
         return result
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
-        def op(txn: Any) -> RunInfo:
+        def op(txn: _lmdb.Transaction) -> RunInfo:
             existing = self._load(txn, run_key(run.run_id))
             if existing is not None:
                 return existing
@@ -1145,7 +508,7 @@ class LmdbStore(Store):
             self._save(txn, self._take(child, owner, lease_s, time.time()))
             if child.parent_id is not None:
                 parent = run_key(child.parent_id)
-                txn.put(parent + run_key(child.run_id), b"", db=self.env.children)
+                txn.put(parent + run_key(child.run_id), b"", db=self.env.dbs.children)
             return child
 
         result: RunInfo = await self.env.submit(op, notify=True)
@@ -1154,7 +517,7 @@ class LmdbStore(Store):
     async def suspend(
         self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
     ) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -1163,7 +526,12 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=True)
 
     def _suspend(
-        self, txn: Any, key: bytes, run: RunInfo, wake_at: float | None, event: str | None
+        self,
+        txn: _lmdb.Transaction,
+        key: bytes,
+        run: RunInfo,
+        wake_at: float | None,
+        event: str | None,
     ) -> None:
         now = time.time()
         run.status, run.owner, run.lease_until, run.updated_at = WAITING, None, 0.0, now
@@ -1182,11 +550,11 @@ class LmdbStore(Store):
         retry: dict[str, Any],
         wake_at: float | None,
     ) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
-            txn.put(key + _LOG_POS.pack(seq, attempt), body, db=self.env.attempts)
+            txn.put(key + _LOG_POS.pack(seq, attempt), body, db=self.env.dbs.attempts)
             run.retry = retry
             if wake_at is None:
                 self._save(txn, run)
@@ -1196,7 +564,7 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=wake_at is not None)
 
     async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -1207,18 +575,18 @@ class LmdbStore(Store):
         await self.env.submit(op)
 
     async def attempts(self, run_id: str) -> list[bytes]:
-        if self.env.attempts is None:  # a store no release that retries durably has written
+        if not self.env.dbs.has("attempts"):  # a store no release that retries durably has written
             return []
-        return self._range(self.env.attempts, run_key(run_id), unless_hidden=True)
+        return self._range(self.env.dbs.attempts, run_key(run_id), unless_hidden=True)
 
     async def next_wake(self, workflows: ServedVersions) -> float | None:
         wanted = versions_by_workflow(workflows)
 
-        def first(txn: Any) -> float | None:
+        def first(txn: _lmdb.Transaction) -> float | None:
             # In time order; the first timer of a version served here decides. Timers of
             # other versions (overdue ones included) are for other workers.
-            for key in txn.cursor(db=self.env.timers).iternext(values=False):
-                raw = txn.get(bytes(key[_MS.size :]), db=self.env.runs)
+            for key in txn.cursor(db=self.env.dbs.timers).iternext(values=False):
+                raw = txn.get(bytes(key[_MS.size :]), db=self.env.dbs.runs)
                 if raw is None:
                     continue
                 row = orjson.loads(raw)
@@ -1233,24 +601,24 @@ class LmdbStore(Store):
     async def renew(
         self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
     ) -> list[str]:
-        def op(txn: Any) -> list[str]:
+        def op(txn: _lmdb.Transaction) -> list[str]:
             until = time.time() + lease_s
             lost = []
             for run_id, fence in leases:
                 key = run_key(run_id)
-                raw = txn.get(key, db=self.env.leases)
+                raw = txn.get(key, db=self.env.dbs.leases)
                 held_fence, _, holder = _lease_of(raw) if raw is not None else (-1, 0.0, None)
                 if (held_fence, holder) != (fence, owner):
                     lost.append(run_id)  # claimed by another, cancelled, or finished
                     continue
-                txn.put(key, _lease_bytes(fence, until, owner), db=self.env.leases)
+                txn.put(key, _lease_bytes(fence, until, owner), db=self.env.dbs.leases)
             return lost
 
         result: list[str] = await self.env.submit(op)
         return result
 
     async def release(self, run_id: str, fence: int) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -1270,7 +638,7 @@ class LmdbStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
@@ -1283,7 +651,7 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=True)
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
-        def op(txn: Any) -> bool:
+        def op(txn: _lmdb.Transaction) -> bool:
             run = self._load(txn, run_key(run_id))
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
@@ -1323,9 +691,9 @@ class LmdbStore(Store):
     ) -> list[RunInfo]:
         start = None if before is None else run_key(before)
 
-        def scan(txn: Any) -> list[RunInfo]:
+        def scan(txn: _lmdb.Transaction) -> list[RunInfo]:
             found: list[RunInfo] = []
-            cursor = txn.cursor(db=self.env.runs)
+            cursor = txn.cursor(db=self.env.dbs.runs)
             if start is None:
                 if not cursor.last():
                     return found
@@ -1355,23 +723,23 @@ class LmdbStore(Store):
         versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
         row = orjson.dumps({"served": versions, "until": time.time() + lease_s})
 
-        def op(txn: Any) -> None:
-            txn.put(owner.encode(), row, db=self.env.engines)
+        def op(txn: _lmdb.Transaction) -> None:
+            txn.put(owner.encode(), row, db=self.env.dbs.engines)
 
         await self.env.submit(op)
 
     async def withdraw(self, owner: str) -> None:
-        def op(txn: Any) -> None:
-            txn.delete(owner.encode(), db=self.env.engines)
+        def op(txn: _lmdb.Transaction) -> None:
+            txn.delete(owner.encode(), db=self.env.dbs.engines)
 
         await self.env.submit(op)
 
     async def live_engines(self) -> list[LiveEngine]:
-        db = self.env.engines
+        db = self.env.dbs.engines
         if db is None:
             return []
 
-        def scan(txn: Any) -> list[tuple[str, dict[str, Any]]]:
+        def scan(txn: _lmdb.Transaction) -> list[tuple[str, dict[str, Any]]]:
             return [(bytes(k).decode(), orjson.loads(v)) for k, v in txn.cursor(db=db)]
 
         now = time.time()
@@ -1397,39 +765,42 @@ class LmdbStore(Store):
             }
         )
 
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             # Keys only grow (a clock set back does not reorder) and never overwrite:
             # deployed_version() relies on both.
-            cursor = txn.cursor(db=self.env.deploys)
+            cursor = txn.cursor(db=self.env.dbs.deploys)
             last = _MS.unpack(cursor.key())[0] if cursor.last() else -1
-            txn.put(_MS.pack(max(time.time_ns(), last + 1)), row, db=self.env.deploys)
+            txn.put(_MS.pack(max(time.time_ns(), last + 1)), row, db=self.env.dbs.deploys)
 
         await self.env.submit(op)
 
     async def deployments(self) -> list[dict[str, Any]]:
         return [
-            {"retention": None, **orjson.loads(raw)} for raw in self._range(self.env.deploys, b"")
+            {"retention": None, **orjson.loads(raw)}
+            for raw in self._range(self.env.dbs.deploys, b"")
         ]
 
     # -- schedules
 
-    def _schedule(self, txn: Any, workflow: str) -> ScheduleInfo | None:
-        raw = txn.get(workflow.encode(), db=self.env.schedules)
+    def _schedule(self, txn: _lmdb.Transaction, workflow: str) -> ScheduleInfo | None:
+        raw = txn.get(workflow.encode(), db=self.env.dbs.schedules)
         return None if raw is None else ScheduleInfo.from_dict(orjson.loads(raw))
 
-    def _put_schedule(self, txn: Any, schedule: ScheduleInfo) -> None:
-        txn.put(schedule.workflow.encode(), orjson.dumps(schedule.to_dict()), db=self.env.schedules)
+    def _put_schedule(self, txn: _lmdb.Transaction, schedule: ScheduleInfo) -> None:
+        txn.put(
+            schedule.workflow.encode(), orjson.dumps(schedule.to_dict()), db=self.env.dbs.schedules
+        )
 
     async def register_schedule(
         self, workflow: str, version: str, schedule: ScheduleInfo | None, now: float
     ) -> ScheduleInfo | None:
-        def op(txn: Any) -> ScheduleInfo | None:
+        def op(txn: _lmdb.Transaction) -> ScheduleInfo | None:
             stored = self._schedule(txn, workflow)
-            deployed = self.env.deployed_version(txn, workflow)
+            deployed = self.env.dbs.deployed_version(txn, workflow)
             new, changed = registered_schedule(stored, deployed, version, schedule, now)
             if changed:
                 if new is None:
-                    txn.delete(workflow.encode(), db=self.env.schedules)
+                    txn.delete(workflow.encode(), db=self.env.dbs.schedules)
                 else:
                     self._put_schedule(txn, new)
             return new
@@ -1438,15 +809,15 @@ class LmdbStore(Store):
         return result
 
     async def schedules(self) -> list[ScheduleInfo]:
-        if self.env.schedules is None:  # a read-only store no engine of today wrote
+        if not self.env.dbs.has("schedules"):  # a read-only store no engine of today wrote
             return []
         return [
             ScheduleInfo.from_dict(orjson.loads(raw))
-            for raw in self._range(self.env.schedules, b"")
+            for raw in self._range(self.env.dbs.schedules, b"")
         ]
 
     async def pause_schedule(self, workflow: str, paused: bool, now: float) -> ScheduleInfo:
-        def op(txn: Any) -> ScheduleInfo:
+        def op(txn: _lmdb.Transaction) -> ScheduleInfo:
             stored = self._schedule(txn, workflow)
             if stored is None:
                 raise ScheduleNotFoundError(f"no schedule for workflow {workflow!r} in {self.url}")
@@ -1457,28 +828,28 @@ class LmdbStore(Store):
         result: ScheduleInfo = await self.env.submit(op, notify=True)
         return result
 
-    def _create_keyed(self, txn: Any, run: RunInfo, key: str) -> RunInfo:
+    def _create_keyed(self, txn: _lmdb.Transaction, run: RunInfo, key: str) -> RunInfo:
         """Store ``run`` pending on its workflow's deployed version, with ``key``; the
         run that ``key`` created instead, when it names one."""
-        taken = txn.get(key.encode(), db=self.env.idempotency)
+        taken = txn.get(key.encode(), db=self.env.dbs.idempotency)
         if taken is not None:
             existing = self._load(txn, bytes(taken))
             if existing is not None:
                 return existing
         run = RunInfo.from_dict(run.to_dict())
-        run.version = self.env.deployed_version(txn, run.workflow) or run.version
+        run.version = self.env.dbs.deployed_version(txn, run.workflow) or run.version
         rkey = run_key(run.run_id)
-        if txn.get(rkey, db=self.env.runs) is not None:
+        if txn.get(rkey, db=self.env.dbs.runs) is not None:
             raise StoreError(f"a run {run.run_id} exists already in {self.url}")
         self._save(txn, run)
-        txn.put(key.encode(), rkey, db=self.env.idempotency)
-        txn.put(rkey, key.encode(), db=self.env.idempotency_of)  # the key goes with its run
+        txn.put(key.encode(), rkey, db=self.env.dbs.idempotency)
+        txn.put(rkey, key.encode(), db=self.env.dbs.idempotency_of)  # the key goes with its run
         return run
 
     async def fire_schedule(
         self, workflow: str, revision: int, tick: float, run: RunInfo | None, key: str
     ) -> RunInfo | None:
-        def op(txn: Any) -> RunInfo | None:
+        def op(txn: _lmdb.Transaction) -> RunInfo | None:
             stored = self._schedule(txn, workflow)
             if stored is None or not stored.fires(revision, tick):
                 return None
@@ -1494,15 +865,15 @@ class LmdbStore(Store):
     ) -> list[str]:
         wanted = sorted(set(events))
 
-        def op(txn: Any) -> list[str]:
-            db = self.env.subscriptions
+        def op(txn: _lmdb.Transaction) -> list[str]:
+            db = self.env.dbs.subscriptions
             stored: dict[bytes, str] = {}
             for key, value in txn.cursor(db=db):
                 if bytes(key).split(b"\x00", 1)[1].decode() == workflow:
                     stored[bytes(key)] = bytes(value).decode()
             names = sorted(k.split(b"\x00", 1)[0].decode() for k in stored)
             held = next(iter(stored.values()), None)
-            if keep_registration(held, self.env.deployed_version(txn, workflow), version):
+            if keep_registration(held, self.env.dbs.deployed_version(txn, workflow), version):
                 return names
             if names == wanted and all(v == version for v in stored.values()):
                 return names
@@ -1516,12 +887,12 @@ class LmdbStore(Store):
         return result
 
     async def subscriptions(self) -> list[tuple[str, str, str]]:
-        if self.env.subscriptions is None:  # a read-only store no engine of today wrote
+        if not self.env.dbs.has("subscriptions"):  # a read-only store no engine of today wrote
             return []
 
-        def scan(txn: Any) -> list[tuple[str, str, str]]:
+        def scan(txn: _lmdb.Transaction) -> list[tuple[str, str, str]]:
             found = []
-            for key, value in txn.cursor(db=self.env.subscriptions):
+            for key, value in txn.cursor(db=self.env.dbs.subscriptions):
                 name, workflow = bytes(key).split(b"\x00", 1)
                 found.append((name.decode(), workflow.decode(), bytes(value).decode()))
             return found
@@ -1534,8 +905,8 @@ class LmdbStore(Store):
     ) -> list[RunInfo]:
         prefix = name.encode() + b"\x00"
 
-        def op(txn: Any) -> list[RunInfo]:
-            cursor = txn.cursor(db=self.env.subscriptions)
+        def op(txn: _lmdb.Transaction) -> list[RunInfo]:
+            cursor = txn.cursor(db=self.env.dbs.subscriptions)
             subscribed: list[tuple[str, str]] = []
             if cursor.set_range(prefix):
                 for key, value in cursor:
@@ -1556,13 +927,13 @@ class LmdbStore(Store):
         return result
 
     async def idempotency_keys(self, prefix: str) -> dict[str, str]:
-        if self.env.idempotency is None:  # a read-only store no engine of today wrote
+        if not self.env.dbs.has("idempotency"):  # a read-only store no engine of today wrote
             return {}
         start = prefix.encode()
 
-        def scan(txn: Any) -> dict[str, str]:
+        def scan(txn: _lmdb.Transaction) -> dict[str, str]:
             found: dict[str, str] = {}
-            cursor = txn.cursor(db=self.env.idempotency)
+            cursor = txn.cursor(db=self.env.dbs.idempotency)
             if not cursor.set_range(start):
                 return found
             for key, value in cursor:
@@ -1576,27 +947,29 @@ class LmdbStore(Store):
 
     # -- events
 
-    def _first_event(self, txn: Any, key: bytes, name: str) -> tuple[bytes, bytes] | None:
+    def _first_event(
+        self, txn: _lmdb.Transaction, key: bytes, name: str
+    ) -> tuple[bytes, bytes] | None:
         prefix = _event_prefix(key, name)
-        cursor = txn.cursor(db=self.env.events)
+        cursor = txn.cursor(db=self.env.dbs.events)
         if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
             return bytes(cursor.key()), bytes(cursor.value())
         return None
 
     async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
-        def op(txn: Any) -> None:
+        def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
-            row = orjson.loads(txn.get(key, db=self.env.runs))
+            row = orjson.loads(txn.get(key, db=self.env.dbs.runs))
             row["progress"] = orjson.loads(report)
-            txn.put(key, orjson.dumps(row), db=self.env.runs)
+            txn.put(key, orjson.dumps(row), db=self.env.dbs.runs)
 
         await self.env.submit(op, notify=True)
 
     async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
         key = run_key(run_id)
 
-        def op(txn: Any) -> None:
-            e = self.env
+        def op(txn: _lmdb.Transaction) -> None:
+            e = self.env.dbs
             run = self._load(txn, key)
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
@@ -1615,14 +988,14 @@ class LmdbStore(Store):
     async def take_event(
         self, run_id: str, fence: int, name: str, seq: int, record: Callable[[bytes], bytes]
     ) -> bytes | None:
-        def op(txn: Any) -> bytes | None:
+        def op(txn: _lmdb.Transaction) -> bytes | None:
             key = self._check_fence(txn, run_id, fence)
             found = self._first_event(txn, key, name)
             if found is None:
                 return None
             event_key, payload = found
             self._put_record(txn, key, seq, record(payload))  # refused before any write
-            txn.delete(event_key, db=self.env.events)
+            txn.delete(event_key, db=self.env.dbs.events)
             return payload
 
         result: bytes | None = await self.env.submit(op)
@@ -1630,8 +1003,8 @@ class LmdbStore(Store):
 
     # -- shared state
 
-    def _state_now(self, txn: Any, skey: bytes) -> tuple[bytes | None, int]:
-        raw = txn.get(skey, db=self.env.state)
+    def _state_now(self, txn: _lmdb.Transaction, skey: bytes) -> tuple[bytes | None, int]:
+        raw = txn.get(skey, db=self.env.dbs.state)
         if raw is None:
             return None, 0
         value = bytes(raw[_MS.size :])
@@ -1648,7 +1021,7 @@ class LmdbStore(Store):
     ) -> tuple[bytes | None, int]:
         skey = _state_key(scope, key)
 
-        def op(txn: Any) -> tuple[bytes | None, int]:
+        def op(txn: _lmdb.Transaction) -> tuple[bytes | None, int]:
             rkey = self._check_fence(txn, run_id, fence)
             value, version = self._state_now(txn, skey)
             self._put_record(txn, rkey, seq, record(value, version))
@@ -1670,13 +1043,13 @@ class LmdbStore(Store):
     ) -> int | None:
         skey = _state_key(scope, key)
 
-        def op(txn: Any) -> int | None:
+        def op(txn: _lmdb.Transaction) -> int | None:
             rkey = self._check_fence(txn, run_id, fence)
             _, version = self._state_now(txn, skey)
             new = version + 1 if expect is None or expect == version else None
             self._put_record(txn, rkey, seq, record(new))  # refused before any write
             if new is not None:
-                txn.put(skey, _MS.pack(new) + (value or b""), db=self.env.state)
+                txn.put(skey, _MS.pack(new) + (value or b""), db=self.env.dbs.state)
             return new
 
         result: int | None = await self.env.submit(op)
@@ -1685,8 +1058,8 @@ class LmdbStore(Store):
     async def state_items(self, scope: str) -> dict[str, bytes]:
         prefix = scope.encode() + b"\x00"
 
-        def scan(txn: Any) -> dict[str, bytes]:
-            cursor = txn.cursor(db=self.env.state)
+        def scan(txn: _lmdb.Transaction) -> dict[str, bytes]:
+            cursor = txn.cursor(db=self.env.dbs.state)
             found: dict[str, bytes] = {}
             if not cursor.set_range(prefix):
                 return found
@@ -1704,31 +1077,47 @@ class LmdbStore(Store):
 
     async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
         key = run_key(run_id) + _LOG_POS.pack(position, index)
-        await self.env.submit(lambda txn: txn.put(key, line, db=self.env.logs))
+        await self.env.submit(lambda txn: txn.put(key, line, db=self.env.dbs.logs))
 
     async def logs(self, run_id: str) -> list[bytes]:
-        return self._range(self.env.logs, run_key(run_id), unless_hidden=True)
+        return self._range(self.env.dbs.logs, run_key(run_id), unless_hidden=True)
 
     # -- journal
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> Awaitable[None]:
-        op = _Append(self, run_id, run_key(run_id), fence, seq, record)
+        op = Append(self, run_id, run_key(run_id), fence, seq, record)
         return self.env.submit(op, append_of=op.run_key)
 
-    async def journal(self, run_id: str) -> list[bytes]:
-        return self._range(self.env.journal, run_key(run_id), unless_hidden=True)
+    def append_refused(self, op: Append, status: int) -> BaseException:
+        """The error of an append that the binding refused with ``status``."""
+        run_id = op.run_id
+        if status == _lmdb.INVALID:
+            return StoreError(
+                f"run {run_id}: step {op.seq!r} (fence {op.fence!r}) is not an append "
+                "of a record: nothing was written"
+            )
+        if status == _lmdb.LEASE_LOST:
+            return LeaseLostError(run_id, op.fence)
+        if status == _lmdb.RUN_NOT_FOUND:
+            return RunNotFoundError(f"no run {run_id} in {self.url}")
+        if status == _lmdb.CORRUPT_LEASE:
+            return StoreError(f"run {run_id}: its stored lease is corrupt")
+        return _append_failure(status, op.run_key, op.seq)
 
-    def _range(self, db: Any, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
+    async def journal(self, run_id: str) -> list[bytes]:
+        return self._range(self.env.dbs.journal, run_key(run_id), unless_hidden=True)
+
+    def _range(self, db: int, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
         """The values of every key starting with ``prefix``, in key order; with
         ``unless_hidden``, none when ``prefix`` is the key of a purged run."""
 
         end = _after_prefix(prefix)
 
-        def scan(txn: Any) -> list[bytes]:
+        def scan(txn: _lmdb.Transaction) -> list[bytes]:
             cursor = txn.cursor(db=db)
             out: list[bytes] = []
-            hidden = self.env.hidden
-            if unless_hidden and hidden is not None and txn.get(prefix, db=hidden) is not None:
+            dbs = self.env.dbs
+            if unless_hidden and dbs.has("hidden") and txn.get(prefix, db=dbs.hidden) is not None:
                 return out
             if not cursor.set_range(prefix):
                 return out
@@ -1744,16 +1133,21 @@ class LmdbStore(Store):
     # -- retention
 
     async def made_by_previous_release(self) -> bool:
-        raw = self.env.read(lambda txn: txn.get(_META_STORE, db=self.env.meta), buffers=False)
+        raw = self.env.read(lambda txn: txn.get(_META_STORE, db=self.env.dbs.meta), buffers=False)
         return raw is not None and orjson.loads(raw)["made_by"] == "surestep 0.2"
 
     def _due_roots(
-        self, txn: Any, now_ms: int, default_ms: int, cutoff_ms: int | None, most: int | None
+        self,
+        txn: _lmdb.Transaction,
+        now_ms: int,
+        default_ms: int,
+        cutoff_ms: int | None,
+        most: int | None,
     ) -> list[bytes]:
         """The ``retain`` keys of runs that may go (at most ``most``): each policy's
         entries are in finish order, so a scan reads each policy's due ones only."""
         found: list[bytes] = []
-        cursor = txn.cursor(db=self.env.retain)
+        cursor = txn.cursor(db=self.env.dbs.retain)
         moved = cursor.first()
         while moved and (most is None or len(found) < most):
             key = bytes(cursor.key())
@@ -1766,7 +1160,12 @@ class LmdbStore(Store):
         return found
 
     def _tree(
-        self, txn: Any, root: bytes, now_ms: int, default_ms: int, cutoff_ms: int | None
+        self,
+        txn: _lmdb.Transaction,
+        root: bytes,
+        now_ms: int,
+        default_ms: int,
+        cutoff_ms: int | None,
     ) -> tuple[list[bytes], bytes | None]:
         """The keys of ``root`` and of every run it started, recursively, when all may go
         (``None`` second); else no keys, and the policy and finish time (as filed) of the
@@ -1777,7 +1176,7 @@ class LmdbStore(Store):
         while i < len(keys):
             parent = keys[i]
             i += 1
-            cursor = txn.cursor(db=self.env.children)
+            cursor = txn.cursor(db=self.env.dbs.children)
             if not cursor.set_range(parent):
                 continue
             for child_key, filed in cursor:
@@ -1794,7 +1193,7 @@ class LmdbStore(Store):
                 keys.append(bytes(child_key[RUN_KEY:]))
         return ([], last) if waiting else (keys, None)
 
-    def _describe_tree(self, txn: Any, keys: list[bytes]) -> list[dict[str, Any]]:
+    def _describe_tree(self, txn: _lmdb.Transaction, keys: list[bytes]) -> list[dict[str, Any]]:
         root = keys[0].hex()
         described = []
         for key in keys:
@@ -1808,7 +1207,7 @@ class LmdbStore(Store):
     ) -> list[dict[str, Any]]:
         now_ms, cutoff_ms = round(now * 1000), None if cutoff is None else round(cutoff * 1000)
 
-        def scan(txn: Any) -> list[dict[str, Any]]:
+        def scan(txn: _lmdb.Transaction) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
             roots = 0
             for entry in self._due_roots(txn, now_ms, default_ms, cutoff_ms, None):
@@ -1828,8 +1227,8 @@ class LmdbStore(Store):
     ) -> list[dict[str, Any]]:
         now_ms, cutoff_ms = round(now * 1000), None if cutoff is None else round(cutoff * 1000)
 
-        def op(txn: Any) -> list[dict[str, Any]]:
-            e = self.env
+        def op(txn: _lmdb.Transaction) -> list[dict[str, Any]]:
+            e = self.env.dbs
             hidden: list[dict[str, Any]] = []
             roots = 0
             # Read at most a few times the batch: runs put off are moved out of the way.
@@ -1862,7 +1261,9 @@ class LmdbStore(Store):
         result: list[dict[str, Any]] = await self.env.submit(op, notify=True)
         return result
 
-    def _keys_from(self, txn: Any, db: Any, prefix: bytes, most: int | None) -> list[bytes]:
+    def _keys_from(
+        self, txn: _lmdb.Transaction, db: int, prefix: bytes, most: int | None
+    ) -> list[bytes]:
         """The keys (at most ``most``) of ``db`` that start with ``prefix``."""
         cursor = txn.cursor(db=db)
         found: list[bytes] = []
@@ -1875,8 +1276,8 @@ class LmdbStore(Store):
         return found
 
     async def sweep_hidden(self, limit: int) -> tuple[int, int]:
-        def op(txn: Any) -> tuple[int, int]:
-            e = self.env
+        def op(txn: _lmdb.Transaction) -> tuple[int, int]:
+            e = self.env.dbs
             deleted = cleared = 0
             for tombstone in self._keys_from(txn, e.hidden, b"", limit):
                 for db in (e.journal, e.logs, e.events, e.attempts):
@@ -1894,8 +1295,8 @@ class LmdbStore(Store):
         return result
 
     async def stats(self) -> dict[str, Any]:
-        def scan(txn: Any) -> dict[str, Any]:
-            e = self.env
+        def scan(txn: _lmdb.Transaction) -> dict[str, Any]:
+            e = self.env.dbs
             runs = dict.fromkeys(STATUSES, 0)
             oldest: float | None = None
             for raw in txn.cursor(db=e.runs).iternext(keys=False):
@@ -1904,11 +1305,11 @@ class LmdbStore(Store):
                 if row["status"] in FINISHED and (oldest is None or row["updated_at"] < oldest):
                     oldest = row["updated_at"]
             page = txn.stat(e.runs)["psize"]
-            info = e.env.info()
+            info = self.env.env.info()
             return {
                 "size": {
                     "used_bytes": (info["last_pgno"] + 1) * page,
-                    "file_bytes": _data_size(self.env.path),
+                    "file_bytes": data_size(self.env.path),
                     "map_bytes": info["map_size"],
                     "page_bytes": page,
                 },
@@ -1919,43 +1320,6 @@ class LmdbStore(Store):
 
         result: dict[str, Any] = self.env.read(scan)
         return result
-
-
-class _Append:
-    """The op of ``LmdbStore.append``: one object where a closure would allocate seven
-    for the garbage collector to track (one per step, many in flight). The writer
-    thread applies a run of them in one compiled call (``_Env._commit``)."""
-
-    __slots__ = ("fence", "record", "run_id", "run_key", "seq", "store")
-
-    def __init__(
-        self, store: LmdbStore, run_id: str, run_key: bytes, fence: int, seq: int, record: bytes
-    ) -> None:
-        self.store, self.run_id, self.run_key, self.fence, self.seq, self.record = (
-            store, run_id, run_key, fence, seq, record,
-        )  # fmt: skip
-
-    def __call__(self, txn: Any) -> None:
-        env = self.store.env
-        status = txn.append_records(env.journal, env.leases, [self])[0]
-        if status != _lmdb.APPENDED:
-            raise self.failure(status)
-
-    def failure(self, status: int) -> BaseException:
-        """The error of an append that ``append_records`` refused with ``status``."""
-        run_id = self.run_id
-        if status == _lmdb.INVALID:
-            return StoreError(
-                f"run {run_id}: step {self.seq!r} (fence {self.fence!r}) is not an append "
-                "of a record: nothing was written"
-            )
-        if status == _lmdb.LEASE_LOST:
-            return LeaseLostError(run_id, self.fence)
-        if status == _lmdb.RUN_NOT_FOUND:
-            return RunNotFoundError(f"no run {run_id} in {self.store.url}")
-        if status == _lmdb.CORRUPT_LEASE:
-            return StoreError(f"run {run_id}: its stored lease is corrupt")
-        return _append_failure(status, self.run_key, self.seq)
 
 
 def _append_failure(status: int, key: bytes, seq: int) -> BaseException:
@@ -2009,7 +1373,7 @@ def _timer_key(wake_at: float, key: bytes) -> bytes:
     return _MS.pack(math.ceil(wake_at * 1000)) + key
 
 
-def _last_key(cursor: Any, prefix: bytes) -> bytes | None:
+def _last_key(cursor: _lmdb.Cursor, prefix: bytes) -> bytes | None:
     """The last key that starts with ``prefix`` (followed by an 8-byte counter)."""
     moved = cursor.prev() if cursor.set_range(prefix + b"\xff" * 9) else cursor.last()
     return bytes(cursor.key()) if moved and bytes(cursor.key()).startswith(prefix) else None
