@@ -452,6 +452,10 @@ class DeadLog:
         _remove(self.directory, self.files)
         _unlock(self._lock_fd)
 
+    def release(self) -> None:
+        """Leave the log as it is, for another process (its records were not applied)."""
+        _unlock(self._lock_fd)
+
 
 def dead_logs(root: str, files: Files = FILES) -> Iterator[DeadLog]:
     """The logs under ``root`` whose process is gone, each locked for the caller (who
