@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,9 @@ class Snapshot:
 class PowerCutFiles(Files):
     def __init__(self, on_op: Callable[[], None] | None = None) -> None:
         self.on_op = on_op
+        # Each operation and its bookkeeping at once, whichever thread makes it (the
+        # log's, the event loop's, the writer's); ``on_op`` runs under it too.
+        self.lock = threading.RLock()
         self._next_inode = 0
         self._inode_of_fd: dict[int, int] = {}
         self._sure: dict[int, bytearray] = {}
@@ -60,69 +64,77 @@ class PowerCutFiles(Files):
         return inode
 
     def open(self, path: str, create: bool = False) -> int:
-        fd = super().open(path, create)
-        if create:
-            inode = self._next_inode = self._next_inode + 1
-            self._sure[inode], self._pending[inode] = bytearray(), []
-            self._live_names[path] = inode
-            self._name_ops.append((path, inode))
-        else:
-            inode = self._inode(path)
-        self._inode_of_fd[fd] = inode
-        self._done()
-        return fd
+        with self.lock:
+            fd = super().open(path, create)
+            if create:
+                inode = self._next_inode = self._next_inode + 1
+                self._sure[inode], self._pending[inode] = bytearray(), []
+                self._live_names[path] = inode
+                self._name_ops.append((path, inode))
+            else:
+                inode = self._inode(path)
+            self._inode_of_fd[fd] = inode
+            self._done()
+            return fd
 
     def close(self, fd: int) -> None:
-        super().close(fd)
-        del self._inode_of_fd[fd]
+        with self.lock:
+            super().close(fd)
+            del self._inode_of_fd[fd]
 
     def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-        super().pwrite(fd, data, offset)
-        self._pending[self._inode_of_fd[fd]].append((offset, bytes(data)))
-        self._done()
+        with self.lock:
+            super().pwrite(fd, data, offset)
+            self._pending[self._inode_of_fd[fd]].append((offset, bytes(data)))
+            self._done()
 
     def fdatasync(self, fd: int) -> None:
-        super().fdatasync(fd)
-        inode = self._inode_of_fd[fd]
-        content = self._sure[inode]
-        for offset, data in self._pending[inode]:
-            _put(content, offset, data)
-        self._pending[inode] = []
-        self._done()
+        with self.lock:
+            super().fdatasync(fd)
+            inode = self._inode_of_fd[fd]
+            content = self._sure[inode]
+            for offset, data in self._pending[inode]:
+                _put(content, offset, data)
+            self._pending[inode] = []
+            self._done()
 
     def fsync_dir(self, path: str) -> None:
-        super().fsync_dir(path)
-        kept = []
-        for name, inode in self._name_ops:
-            if os.path.dirname(name) != path:
-                kept.append((name, inode))
-            elif inode is None:
-                self._sure_names.pop(name, None)
-            else:
-                self._sure_names[name] = inode
-        self._name_ops = kept
-        self._done()
+        with self.lock:
+            super().fsync_dir(path)
+            kept = []
+            for name, inode in self._name_ops:
+                if os.path.dirname(name) != path:
+                    kept.append((name, inode))
+                elif inode is None:
+                    self._sure_names.pop(name, None)
+                else:
+                    self._sure_names[name] = inode
+            self._name_ops = kept
+            self._done()
 
     def rename(self, src: str, dst: str) -> None:
-        super().rename(src, dst)
-        inode = self._live_names.pop(src)
-        self._live_names[dst] = inode
-        self._name_ops += [(src, None), (dst, inode)]
-        self._done()
+        with self.lock:
+            super().rename(src, dst)
+            inode = self._live_names.pop(src)
+            self._live_names[dst] = inode
+            self._name_ops += [(src, None), (dst, inode)]
+            self._done()
 
     def unlink(self, path: str) -> None:
-        super().unlink(path)
-        self._live_names.pop(path, None)
-        self._name_ops.append((path, None))
-        self._done()
+        with self.lock:
+            super().unlink(path)
+            self._live_names.pop(path, None)
+            self._name_ops.append((path, None))
+            self._done()
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(
-            {inode: bytes(content) for inode, content in self._sure.items()},
-            {inode: list(writes) for inode, writes in self._pending.items() if writes},
-            dict(self._sure_names),
-            list(self._name_ops),
-        )
+        with self.lock:
+            return Snapshot(
+                {inode: bytes(content) for inode, content in self._sure.items()},
+                {inode: list(writes) for inode, writes in self._pending.items() if writes},
+                dict(self._sure_names),
+                list(self._name_ops),
+            )
 
 
 class Image(Files):

@@ -41,6 +41,7 @@ from typing import Any, Protocol, TypeVar
 
 from .. import _core, _lmdb
 from ..errors import StoreError
+from . import commit_log
 from .base import Owner
 from .commit_log import CommitLog, LogError, dead_logs
 
@@ -169,7 +170,13 @@ class LogMode:
         self._dbs = dbs
         self._lease_of = lease_of
         self.key = identity()
-        self.log = CommitLog(os.path.join(env.path, ROOT))
+        # (The module's settings read now: tests/store/test_commit_log_power_loss.py
+        # puts its model of the disk, and small segments, there.)
+        self.log = CommitLog(
+            os.path.join(env.path, ROOT),
+            segment_bytes=commit_log.SEGMENT_BYTES,
+            files=commit_log.FILES,
+        )
         self._lock = threading.Lock()  # the maps below, between the loop, log and writer
         self._overlay: dict[bytes, dict[int, bytes]] = {}  # run key -> step -> record
         self._in_flight: set[tuple[bytes, int]] = set()  # checked, not yet flushed
