@@ -19,7 +19,7 @@ from test_contract import LONG, Backend, new_run, record
 
 from support.crash_worker import expected
 from surestep import Engine, _core, function, workflow
-from surestep.errors import ConfigurationError
+from surestep.errors import ConfigurationError, StoreError
 from surestep.store import lmdb_env, lmdb_log, open_store
 from surestep.store.lmdb import LmdbStore
 from test_crash import effects, recover, start_and_kill
@@ -108,9 +108,7 @@ async def test_the_default_mode_makes_no_log(tmp_path: Path) -> None:
 
 async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_wait: None) -> None:
     path = str(tmp_path / "store")
-    store = LmdbStore(path, commit="log")
-    await store.open()
-    try:
+    async with LogBackend("lmdb", path).opened() as store:
         run = new_run()
         fence = await store.create_run(run, "me", LONG)
         for seq in range(3):
@@ -118,28 +116,22 @@ async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_w
         mine = [r.seq for b in await store.journal(run.run_id) for r in _core.decode_records(b)]
         assert sorted(mine) == [0, 1, 2]
         assert lmdb_steps(path, run.run_id) == []  # acknowledged: in the log only
-        with pytest.raises(Exception, match="has a record already"):
+        with pytest.raises(StoreError, match="has a record already"):
             await store.append(run.run_id, fence, 1, record(1))
         await store.renew([(run.run_id, fence)], "me", LONG)  # any op: the applies commit
         assert lmdb_steps(path, run.run_id) == [0, 1, 2]
-    finally:
-        await store.close()
 
 
 async def test_a_finish_is_never_in_lmdb_without_the_appends_before_it(
     tmp_path: Path, applies_wait: None
 ) -> None:
     path = str(tmp_path / "store")
-    store = LmdbStore(path, commit="log")
-    await store.open()
-    try:
+    async with LogBackend("lmdb", path).opened() as store:
         run = new_run()
         fence = await store.create_run(run, "me", LONG)
         await store.append(run.run_id, fence, 0, record(0))
         await store.finish(run.run_id, fence, "completed", 1, None)
         assert lmdb_steps(path, run.run_id) == [0]
-    finally:
-        await store.close()
 
 
 def test_options_are_checked(tmp_path: Path) -> None:
@@ -168,9 +160,7 @@ async def test_a_mark_whose_log_is_gone_does_not_hold_a_run(tmp_path: Path) -> N
     """A process that closed with everything applied leaves no log: a mark of its pid
     found without its log (a later process with the same pid, say) decides nothing."""
     path = str(tmp_path / "store")
-    store = LmdbStore(path, commit="log")
-    await store.open()
-    try:
+    async with LogBackend("lmdb", path).opened() as store:
         env = store.env
         owner = f"{os.uname().nodename}:{os.getpid()}:someone"
         assert not env.read(
@@ -180,8 +170,6 @@ async def test_a_mark_whose_log_is_gone_does_not_hold_a_run(tmp_path: Path) -> N
         assert env.read(
             lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, gone)
         )
-    finally:
-        await store.close()
 
 
 CLAIMER = textwrap.dedent(
@@ -217,9 +205,7 @@ async def test_a_live_holders_expired_lease_waits_for_its_log(
     """The holder acknowledged an append that LMDB lacks, and its lease ran out: another
     process may not take the run until the holder's applied mark passes the lease's end."""
     path = str(tmp_path / "store")
-    store = LmdbStore(path, commit="log")
-    await store.open()
-    try:
+    async with LogBackend("lmdb", path).opened() as store:
         run = new_run()
         owner = f"{os.uname().nodename}:{os.getpid()}:holder"
         fence = await store.create_run(run, owner, 0.5)
@@ -228,8 +214,6 @@ async def test_a_live_holders_expired_lease_waits_for_its_log(
         assert claim_in_another_process(path, run.run_id) == "refused"
         await store.append_log(run.run_id, 0, 0, b'"a line"')  # a commit: applies, marks
         assert claim_in_another_process(path, run.run_id) == "taken [0]"
-    finally:
-        await store.close()
 
 
 HOLDER = textwrap.dedent(
