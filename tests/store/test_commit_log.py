@@ -245,25 +245,6 @@ def test_a_forked_child_does_not_keep_the_log_locked(tmp_path: Path) -> None:
         os.kill(child, 9)
 
 
-def test_a_dead_logs_segments_are_adopted_as_spares(tmp_path: Path) -> None:
-    old = CommitLog(str(tmp_path), segment_bytes=SMALL, spares=2)
-    for i in range(1, 200):
-        old.append([payload(i)])
-    old.close()
-    (dead,) = dead_logs(str(tmp_path))
-    assert len(dead.records()) == 199
-    new = CommitLog(str(tmp_path), segment_bytes=SMALL, spares=2)
-    new.adopt(dead)
-    assert not os.path.exists(dead.directory)
-    assert new.segments() == (1, 2)
-    for i in range(1, 200):
-        new.append([payload(i + 1000)])
-    assert records_of(new) == [(i, payload(i + 1000)) for i in range(1, 200)]
-    new.applied(199)
-    new.close()
-    assert os.listdir(tmp_path) == []
-
-
 # -- power loss
 
 

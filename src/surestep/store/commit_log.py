@@ -371,36 +371,10 @@ class CommitLog:
             with self._mutex:
                 self._spares.append(spare)
 
-    def adopt(self, dead: DeadLog) -> None:
-        """Take a dead log's segments as spares (its records applied already): they are
-        written, so they need no zeros again. Those beyond the spares wanted are removed."""
-        for path in _segment_paths(dead.directory, self.files):
-            fd = self.files.open(path)
-            try:
-                self.files.pwrite(fd, _ZERO_HEADER, 0)
-                self.files.fdatasync(fd)
-            finally:
-                self.files.close(fd)
-            with self._mutex:
-                keep = len(self._spares) < self.spares_wanted
-                name = self._take_name() if keep else ""
-            if not keep:
-                break
-            target = os.path.join(self.directory, name)
-            self.files.rename(path, target)
-            with self._mutex:
-                self._spares.append(_Segment(target, self.files.open(target)))
-        self.files.fsync_dir(self.directory)
-        dead.remove()
-
-    def _take_name(self) -> str:
-        name = f"{_SEGMENT}{self._next_name:08d}"
-        self._next_name += 1
-        return name
-
     def _new_spare(self) -> _Segment:
         with self._mutex:
-            name = self._take_name()
+            name = f"{_SEGMENT}{self._next_name:08d}"
+            self._next_name += 1
         path = os.path.join(self.directory, name)
         temporary = path + ".new"
         fd = self.files.open(temporary, create=True)
