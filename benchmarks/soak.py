@@ -1,9 +1,10 @@
 """A soak: open-loop load for a long time with a short retention, on one store, watching
 whether the store's size, the process's memory and the latency stay flat.
 
-    .venv/bin/python benchmarks/soak.py                         # LMDB, 30 minutes
-    .venv/bin/python benchmarks/soak.py --store postgresql://... --duration 30m
-    .venv/bin/python benchmarks/soak.py --duration 2m --rate 50 # a short check
+    .venv/bin/python benchmarks/soak.py                                  # LMDB, 30 minutes
+    .venv/bin/python benchmarks/soak.py --store postgresql://...         # PostgreSQL
+    .venv/bin/python benchmarks/soak.py --duration 2m --warmup 20s \
+        --first-window 30s --last-window 60s                             # a short check
 
 Runs of ``--steps`` steps arrive at ``--rate`` runs a second on a fixed schedule (open
 loop: a slow store does not slow the arrivals, and a run's latency counts from its
@@ -12,12 +13,18 @@ scheduled start, so a stall shows as latency rather than as fewer runs). Without
 half of it is offered. Finished runs are kept for ``--retention`` (1 minute) and
 purged in the background every ``--purge-interval`` seconds.
 
-Every ``--sample`` seconds (10) a row goes to ``<out>.csv``: elapsed seconds, the
-store's size (LMDB: used pages x page size, and the data file; PostgreSQL: the
-relations' total), the process's resident memory, runs kept by status, and the p50 and
-p99 latency of the runs finished in that interval. At the end ``<out>.png`` plots them
-when matplotlib is installed, and a summary compares the last 20 minutes with the first
-10 after the warm-up (``--warmup``, 5 minutes). Run it on a quiet machine.
+Every ``--sample`` seconds (10) a row goes to ``<out>.csv`` (default
+``benchmarks/soak-lmdb`` or ``benchmarks/soak-postgresql``): elapsed seconds, the
+store's size (LMDB: the last page in use x the page size, and the data file;
+PostgreSQL: the total size of its relations, indexes included), the process's
+resident memory (and its part that is no file's pages: LMDB's map is file pages),
+runs kept and purged runs whose records are still being deleted,
+and the p50 and p99 latency of the runs finished in that interval. At the end
+``<out>.png`` plots them (matplotlib: ``pip install -e '.[bench]'``) and the summary
+checks the goals: after the warm-up (``--warmup``, 5 minutes), the store's size and
+the RSS grow less than 5% over the last ``--last-window`` (20 minutes), the p99 of
+that window is within 1.5x the p99 of the first ``--first-window`` (10 minutes), and
+no run failed. The exit status is 1 when a goal is missed. Run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -25,20 +32,58 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import math
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from space_reuse import size_of
 from surestep import Engine, WorkflowContext, workflow
 from surestep.retention import parse_duration
 
 MAX_IN_FLIGHT = 20_000  # beyond this the store cannot keep up: the soak stops, and says so
+# The goals of a soak (after the warm-up).
+MAX_GROWTH = 0.05  # store size and RSS, over the last window
+MAX_P99_RATIO = 1.5  # the last window's p99 against the first window's
+
+# Latencies are counted in buckets 1% wide (from 1 us): the quantiles of any window
+# come from a few hundred counters, whatever the number of runs, so that keeping them
+# does not itself grow the memory the soak watches.
+_BUCKET = math.log(1.01)
+_FLOOR = 1e-6
+
+
+def bucket(seconds: float) -> int:
+    return max(math.ceil(math.log(max(seconds, _FLOOR) / _FLOOR) / _BUCKET), 0)
+
+
+def quantile(histogram: Counter[int], q: float) -> float:
+    """The ``q`` quantile of the latencies counted in ``histogram``, in seconds (the
+    upper edge of its bucket: at most 1% above the true value); 0 when empty."""
+    total = sum(histogram.values())
+    if not total:
+        return 0.0
+    rank = max(math.ceil(q * total), 1)
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            return _FLOOR * math.exp(index * _BUCKET)
+    raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def merged(histograms: Iterable[Counter[int]]) -> Counter[int]:
+    total: Counter[int] = Counter()
+    for histogram in histograms:
+        total.update(histogram)
+    return total
 
 
 @workflow(name="soak.order")
@@ -50,21 +95,20 @@ async def order(ctx: WorkflowContext, n: int, steps: int) -> int:
     return total
 
 
-def rss_bytes() -> int:
-    """The process's resident memory now (Linux), else its peak."""
+def rss_bytes() -> tuple[int, int]:
+    """The process's resident memory now, and the part of it that is no file's pages
+    (LMDB's map is file pages: they follow the store's size, not a leak); Linux. Else
+    its peak, twice."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            fields = f.read().split()
     except OSError:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
-
-
-def store_bytes(stats: dict[str, Any]) -> tuple[int, int]:
-    size = stats["size"]
-    if "used_bytes" in size:
-        return size["used_bytes"], size["file_bytes"]
-    return size["total_bytes"], size["total_bytes"]
+        peak = peak if sys.platform == "darwin" else peak * 1024
+        return peak, peak
+    page = os.sysconf("SC_PAGE_SIZE")
+    resident, file_backed = int(fields[1]) * page, int(fields[2]) * page
+    return resident, resident - file_backed
 
 
 async def capacity(engine: Engine, steps: int, seconds: float) -> float:
@@ -88,22 +132,25 @@ class Soak:
         self.engine = engine
         self.rate = rate
         self.steps = steps
-        self.latencies: list[float] = []  # of runs finished since the last sample
+        self.latencies: Counter[int] = Counter()  # of runs finished since the last sample
         self.in_flight = 0
         self.failed = 0
+        self.overloaded = False
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def one(self, n: int, due: float) -> None:
         self.in_flight += 1
         try:
             await (await self.engine.start(order, n, self.steps)).result()
-            self.latencies.append(time.perf_counter() - due)
+            self.latencies[bucket(time.perf_counter() - due)] += 1
         except Exception:
             self.failed += 1
         finally:
             self.in_flight -= 1
 
     async def arrivals(self, until: float) -> None:
+        """Start a run every 1/rate seconds until ``until``, or until the store falls so
+        far behind that :data:`MAX_IN_FLIGHT` runs are unfinished (``overloaded``)."""
         began = time.perf_counter()
         n = 0
         while True:
@@ -114,14 +161,18 @@ class Soak:
             if delay > 0:
                 await asyncio.sleep(delay)
             if self.in_flight >= MAX_IN_FLIGHT:
-                raise SystemExit(f"{self.in_flight} runs in flight: the store cannot keep up")
+                self.overloaded = True
+                return
             task = asyncio.get_running_loop().create_task(self.one(n, due))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             n += 1
 
 
-async def soak(args: argparse.Namespace, store: str, out: TextIO) -> list[dict[str, Any]]:
+async def soak(
+    args: argparse.Namespace, store: str, out: TextIO
+) -> tuple[list[dict[str, Any]], list[Counter[int]], Soak]:
+    """The samples (the CSV's rows) and each one's latency histogram."""
     engine = Engine(
         store,
         durability=args.durability,
@@ -129,6 +180,7 @@ async def soak(args: argparse.Namespace, store: str, out: TextIO) -> list[dict[s
         purge_interval=args.purge_interval,
     )
     rows: list[dict[str, Any]] = []
+    histograms: list[Counter[int]] = []
     async with engine:
         rate = args.rate
         if rate is None:
@@ -140,87 +192,174 @@ async def soak(args: argparse.Namespace, store: str, out: TextIO) -> list[dict[s
         began = time.perf_counter()
         until = began + args.duration
         arrivals = asyncio.get_running_loop().create_task(load.arrivals(until))
-        writer: csv.DictWriter[str] | None = None
+        writer = csv.DictWriter(out, fieldnames=FIELDS)
+        writer.writeheader()
         try:
-            while time.perf_counter() < until:
+            while time.perf_counter() < until and not load.overloaded:
                 await asyncio.sleep(args.sample)
                 stats = await engine.stats()
-                used, file = store_bytes(stats)
-                window, load.latencies = load.latencies, []
-                cuts = statistics.quantiles(window, n=100) if len(window) >= 2 else [0.0] * 99
+                used, file = size_of(stats)
+                window, load.latencies = load.latencies, Counter()
+                rss, anonymous = rss_bytes()
                 row = {
                     "elapsed_s": round(time.perf_counter() - began, 1),
                     "store_used_bytes": used,
                     "store_file_bytes": file,
-                    "rss_bytes": rss_bytes(),
+                    "rss_bytes": rss,
+                    "rss_anon_bytes": anonymous,
                     "runs_kept": sum(stats["runs"].values()),
-                    "runs_done": len(window),
+                    "runs_purging": stats["hidden"],
+                    "runs_done": sum(window.values()),
                     "in_flight": load.in_flight,
                     "failed": load.failed,
-                    "p50_ms": round(cuts[49] * 1000, 2),
-                    "p99_ms": round(cuts[98] * 1000, 2),
+                    "p50_ms": round(quantile(window, 0.50) * 1000, 2),
+                    "p99_ms": round(quantile(window, 0.99) * 1000, 2),
                 }
-                if writer is None:
-                    writer = csv.DictWriter(out, fieldnames=list(row))
-                    writer.writeheader()
                 writer.writerow(row)
                 out.flush()
                 rows.append(row)
+                histograms.append(window)
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         finally:
             arrivals.cancel()
             await asyncio.gather(arrivals, return_exceptions=True)
             await asyncio.gather(*load.tasks, return_exceptions=True)
-    return rows
+    return rows, histograms, load
 
 
-def summarise(rows: list[dict[str, Any]], warmup: float) -> None:
-    steady = [r for r in rows if r["elapsed_s"] >= warmup]
-    if len(steady) < 2:
-        print("too short for a summary after the warm-up")
-        return
-    end = steady[-1]["elapsed_s"]
-    first = [r for r in steady if r["elapsed_s"] < warmup + 600]
-    last = [r for r in steady if r["elapsed_s"] >= end - 1200]
-    for name in ("store_used_bytes", "rss_bytes"):
-        growth = (last[-1][name] - last[0][name]) / max(last[0][name], 1)
-        print(f"{name}: {last[0][name]} -> {last[-1][name]} over the last window ({growth:+.1%})")
-    p99_first = statistics.median(r["p99_ms"] for r in first)
-    p99_last = statistics.median(r["p99_ms"] for r in last)
-    print(f"p99 (median of samples): first window {p99_first} ms, last window {p99_last} ms")
+FIELDS = [
+    "elapsed_s",
+    "store_used_bytes",
+    "store_file_bytes",
+    "rss_bytes",
+    "rss_anon_bytes",
+    "runs_kept",
+    "runs_purging",
+    "runs_done",
+    "in_flight",
+    "failed",
+    "p50_ms",
+    "p99_ms",
+]
 
 
-def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+def windows(
+    rows: list[dict[str, Any]], warmup: float, first: float, last: float
+) -> tuple[list[int], list[int]]:
+    """The indexes of the samples in the first window after the warm-up and in the last."""
+    end = rows[-1]["elapsed_s"] if rows else 0.0
+    early = [i for i, r in enumerate(rows) if warmup <= r["elapsed_s"] < warmup + first]
+    late = [i for i, r in enumerate(rows) if r["elapsed_s"] >= max(end - last, warmup)]
+    return early, late
+
+
+def summarise(
+    rows: list[dict[str, Any]],
+    histograms: list[Counter[int]],
+    load: Soak,
+    warmup: float,
+    first: float,
+    last: float,
+) -> bool:
+    """Print each goal with what was measured; whether all were met."""
+    early, late = windows(rows, warmup, first, last)
+    if len(early) < 1 or len(late) < 2:
+        print(f"too short to judge: {len(rows)} samples, warm-up {warmup:g} s")
+        return False
+    if rows[late[0]]["elapsed_s"] < warmup + first:
+        print(
+            "note: the run is shorter than the warm-up and both windows: they overlap "
+            "(the 30-minute soak is the real verdict)"
+        )
+    met = True
+
+    def goal(ok: bool, text: str) -> None:
+        nonlocal met
+        met = met and ok
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+    start, end = rows[late[0]], rows[late[-1]]
+    span = f"{start['elapsed_s']:g}-{end['elapsed_s']:g} s"
+    for name, what in (("store_used_bytes", "store size"), ("rss_bytes", "RSS")):
+        growth = (end[name] - start[name]) / max(start[name], 1)
+        goal(
+            growth < MAX_GROWTH,
+            f"{what} over {span}: {start[name]:,} -> {end[name]:,} bytes "
+            f"({growth:+.1%}; goal < {MAX_GROWTH:.0%})",
+        )
+    heap = (end["rss_anon_bytes"] - start["rss_anon_bytes"]) / max(start["rss_anon_bytes"], 1)
+    print(f"      of which not file pages (the heap): {heap:+.1%}")
+    p99_first = quantile(merged(histograms[i] for i in early), 0.99) * 1000
+    p99_last = quantile(merged(histograms[i] for i in late), 0.99) * 1000
+    ratio = p99_last / p99_first if p99_first else math.inf
+    goal(
+        ratio <= MAX_P99_RATIO,
+        f"p99 over {span}: {p99_last:.1f} ms, {ratio:.2f}x the {p99_first:.1f} ms of "
+        f"{rows[early[0]]['elapsed_s']:g}-{rows[early[-1]]['elapsed_s']:g} s "
+        f"(goal <= {MAX_P99_RATIO}x)",
+    )
+    done = sum(r["runs_done"] for r in rows)
+    goal(load.failed == 0, f"runs failed: {load.failed} of {done + load.failed}")
+    goal(not load.overloaded, f"the store kept up (fewer than {MAX_IN_FLIGHT} runs in flight)")
+    return met
+
+
+def plot(
+    rows: list[dict[str, Any]],
+    path: str,
+    title: str,
+    spans: tuple[list[int], list[int]],
+    postgres: bool,
+) -> None:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
     except ImportError:
-        print("matplotlib is not installed: no plot (the CSV has every sample)")
+        print(
+            "matplotlib is not installed (pip install -e '.[bench]'): no plot; the CSV has it all"
+        )
         return
     minutes = [r["elapsed_s"] / 60 for r in rows]
     fig, axes = plt.subplots(3, 1, sharex=True, figsize=(9, 8))
-    axes[0].plot(minutes, [r["store_used_bytes"] / 2**20 for r in rows], label="used")
-    axes[0].plot(minutes, [r["store_file_bytes"] / 2**20 for r in rows], label="file")
+    if postgres:
+        axes[0].plot(minutes, [r["store_used_bytes"] / 2**20 for r in rows], label="relations")
+    else:
+        axes[0].plot(minutes, [r["store_used_bytes"] / 2**20 for r in rows], label="used pages")
+        axes[0].plot(minutes, [r["store_file_bytes"] / 2**20 for r in rows], label="data file")
     axes[0].set_ylabel("store (MiB)")
-    axes[0].legend()
-    axes[1].plot(minutes, [r["rss_bytes"] / 2**20 for r in rows])
+    axes[1].plot(minutes, [r["rss_bytes"] / 2**20 for r in rows], label="resident")
+    axes[1].plot(minutes, [r["rss_anon_bytes"] / 2**20 for r in rows], label="not file pages")
     axes[1].set_ylabel("RSS (MiB)")
+    axes[1].legend()
     axes[2].plot(minutes, [r["p99_ms"] for r in rows], label="p99")
     axes[2].plot(minutes, [r["p50_ms"] for r in rows], label="p50")
     axes[2].set_ylabel("run latency (ms)")
     axes[2].set_xlabel("minutes")
     axes[2].legend()
+    # The windows the summary compares.
+    extra: list[Any] = []
+    for indexes, colour, name in zip(
+        spans, ("tab:green", "tab:orange"), ("first window", "last window"), strict=True
+    ):
+        if indexes:
+            for axis in axes:
+                axis.axvspan(minutes[indexes[0]], minutes[indexes[-1]], color=colour, alpha=0.08)
+            extra.append(Patch(color=colour, alpha=0.3, label=name))
+    axes[0].legend(handles=[*axes[0].get_legend_handles_labels()[0], *extra])
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(f"plot: {path}")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="a store URL (default: a new LMDB directory)")
+    parser.add_argument(
+        "--store", help="an LMDB directory or a postgresql:// URL (default: a new LMDB directory)"
+    )
     parser.add_argument("--duration", default="30m", help="how long (default 30m)")
     parser.add_argument("--rate", type=float, help="runs a second (default: half the capacity)")
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
@@ -229,22 +368,31 @@ def main() -> None:
     parser.add_argument("--purge-interval", type=float, default=10.0)
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--warmup", default="5m")
+    parser.add_argument("--first-window", default="10m", help="after the warm-up (default 10m)")
+    parser.add_argument("--last-window", default="20m", help="at the end (default 20m)")
     parser.add_argument("--durability", default="fsync", choices=["fsync", "process"])
-    parser.add_argument("--out", default=str(Path(__file__).with_name("soak")))
+    parser.add_argument("--out", help="the CSV's and the PNG's path without suffix")
     args = parser.parse_args()
     args.duration = parse_duration(args.duration, "--duration")
+    warmup = parse_duration(args.warmup, "--warmup")
+    first = parse_duration(args.first_window, "--first-window")
+    last = parse_duration(args.last_window, "--last-window")
     store = args.store or tempfile.mkdtemp(prefix="surestep-soak-")
-    kind = "PostgreSQL" if "://" in store and not store.startswith("lmdb") else "LMDB"
+    postgres = store.startswith(("postgresql://", "postgres://"))
+    kind = "PostgreSQL" if postgres else "LMDB"
+    out = args.out or str(Path(__file__).with_name(f"soak-{kind.lower()}"))
     try:
-        with open(f"{args.out}.csv", "w", newline="") as out:  # written as it goes
-            rows = asyncio.run(soak(args, store, out))
+        with open(f"{out}.csv", "w", newline="") as csv_file:  # written as it goes
+            rows, histograms, load = asyncio.run(soak(args, store, csv_file))
     finally:
         if args.store is None:
             shutil.rmtree(store)
-    summarise(rows, parse_duration(args.warmup, "--warmup"))
+    print(f"samples: {out}.csv")
+    met = summarise(rows, histograms, load, warmup, first, last)
     title = f"surestep soak on {kind}: retention {args.retention}, {args.steps} steps a run"
-    plot(rows, f"{args.out}.png", title)
+    plot(rows, f"{out}.png", title, windows(rows, warmup, first, last), postgres)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from support.http_server import Served, Worker, surestep_command
+from support.http_server import FLOWS, Served, Worker, surestep_command
 from surestep import Engine
 from surestep.web import create_app
 
@@ -159,6 +159,70 @@ def test_a_failed_run_reports_its_error(served: Served) -> None:
     assert outcome["error"]["message"] == "refused: no stock"
 
 
+def test_stats_and_retention_show_the_store_and_each_policy(served: Served) -> None:
+    base = served.base
+    empty = httpx.get(base + "/api/stats").json()
+    assert empty["oldest_finished"] is None and sum(empty["runs"].values()) == 0
+    assert empty["hidden"] == 0 and empty["default_retention"] == "7d"
+    for body in ({"workflow": "add", "args": [1, 2]}, {"workflow": "refuse", "args": ["x"]}):
+        assert start(base, body, wait=60).status_code == 200
+    waiting = start(base, {"workflow": "approval", "args": ["o-1"]}).json()["run_id"]
+
+    stats = httpx.get(base + "/api/stats")
+    assert stats.status_code == 200 and stats.headers["cache-control"] == "no-store"
+    data = stats.json()
+    assert data["runs"]["completed"] == data["runs"]["failed"] == 1
+    assert data["runs"]["running"] + data["runs"]["waiting"] + data["runs"]["pending"] == 1
+    finished = [
+        httpx.get(f"{base}/api/runs/{run['run_id']}").json()["updated_at"]
+        for run in httpx.get(base + "/api/runs").json()["runs"]
+        if run["finished"]
+    ]
+    assert data["oldest_finished"] == pytest.approx(min(finished), abs=1e-3)
+    size = data["size"]
+    if "tables" in size:  # PostgreSQL: its relations, with their indexes
+        assert {"runs", "journal"} <= set(size["tables"])
+        assert size["total_bytes"] == sum(size["tables"].values()) > 0
+    else:  # LMDB: the pages in use, within the data file, within the map
+        assert 0 < size["used_bytes"] <= size["file_bytes"] <= size["map_bytes"]
+        assert size["used_bytes"] % size["page_bytes"] == 0
+
+    deployed = subprocess.run(
+        [*surestep_command(), "--store", served.store, "deploy", str(FLOWS), "-w", "audit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    policy = httpx.get(base + "/api/retention").json()
+    assert policy["default"] == "7d"
+    served_here = {w["workflow"]: w for w in policy["workflows"]}
+    assert served_here["audit"]["retention"] == 30 * 86_400_000
+    assert served_here["audit"]["retention_text"] == "30d"
+    assert served_here["add"]["retention"] is None
+    assert served_here["add"]["retention_text"] == "7d (default)"
+    (row,) = policy["deployments"]
+    assert (row["workflow"], row["retention"], row["retention_text"]) == (
+        "audit",
+        30 * 86_400_000,
+        "30d",
+    )
+    assert row["in_flight"] == 0 and row["version"]
+
+    # what a purge removes leaves the counts at once; the waiting run stays
+    gc = subprocess.run(
+        [*surestep_command(), "--store", served.store, "gc", "--older-than", "0s"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gc.returncode == 0 and "removed 2 finished runs" in gc.stdout, gc.stderr
+    after = httpx.get(base + "/api/stats").json()
+    assert after["runs"]["completed"] == after["runs"]["failed"] == 0
+    assert after["oldest_finished"] is None
+    assert httpx.get(f"{base}/api/runs/{waiting}").status_code == 200
+
+
 def test_errors_are_json_with_the_cli_error_classes(served: Served) -> None:
     base = served.base
 
@@ -217,6 +281,9 @@ def test_tokens_grant_read_or_act(tmp_path: Path) -> None:
             == 401
         )
         assert httpx.get(base + "/api/runs", headers=reader).status_code == 200
+        for path in ("/api/stats", "/api/retention"):
+            assert httpx.get(base + path).status_code == 401
+            assert httpx.get(base + path, headers=reader).status_code == 200
         read_only = httpx.post(base + "/api/runs", json=body, headers={**JSON, **reader})
         assert read_only.status_code == 403 and "only read" in read_only.json()["error"]
         started = httpx.post(base + "/api/runs?wait=60", json=body, headers={**JSON, **actor})

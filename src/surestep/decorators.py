@@ -194,6 +194,12 @@ class WorkflowSpec:
         return _positional_range(self.signature, 1)  # after ctx
 
     @functools.cached_property
+    def names_identities(self) -> bool:
+        """Whether a parameter is named ``session_id`` or ``user_id``: an argument given
+        to it names the run's session or user (``engine.run_identities``)."""
+        return not self.signature.parameters.keys().isdisjoint(("session_id", "user_id"))
+
+    @functools.cached_property
     def conversion(self) -> convert.Conversion | None:
         """How typed arguments and result cross the store; None when all are plain JSON."""
         return convert.conversion_of(self.fn, f"workflow {self.name!r}")

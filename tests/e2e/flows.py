@@ -172,3 +172,9 @@ async def stamped(ctx: WorkflowContext, note: str) -> str:
     """A journaled time, then a step."""
     at = ctx.now()
     return str(await ctx.step("label", lambda: f"{note} at {at.isoformat()}"))
+
+
+@workflow(retention="30d")
+async def monthly_report(ctx: WorkflowContext, month: str) -> str:
+    """One step; its runs are kept for 30 days, whatever the store's default."""
+    return str(await ctx.step("summarise", lambda: f"report for {month}"))

@@ -74,6 +74,11 @@ def main(outdir: Path) -> None:
                 browser.wait_for("document.querySelectorAll('#steps-body tr.step-row').length")
                 browser.evaluate("window.scrollTo(0, 0)")
                 shots.append(browser.screenshot(outdir / "run-grouped.png", full_page=False))
+
+                surestep(store, "deploy", str(FLOWS), "-w", "monthly_report", "-w", "greet")
+                browser.goto(f"{dashboard.base}#/store")
+                browser.wait_for("document.querySelectorAll('tr.deployment-row').length === 2")
+                shots.append(browser.screenshot(outdir / "store.png"))
         finally:
             gate.touch()
             held.close()

@@ -38,3 +38,9 @@ async def pick_size(ctx: WorkflowContext, order: str) -> dict[str, Any]:
         f"Which size for {order}?", input_type="select", options=["s", "m"], skippable=True
     )
     return {"order": order, "size": size}
+
+
+@workflow(retention="30d")
+async def audit(ctx: WorkflowContext, entry: str) -> str:
+    """Kept for 30 days, whatever the engine's default."""
+    return str(await ctx.step("file", lambda: entry))

@@ -34,6 +34,7 @@ class Served:
 
     def __init__(self, store: str, *args: str, argv: list[str] | None = None) -> None:
         argv = argv or [*surestep_command(), "--store", store, "serve", str(FLOWS), "--port", "0"]
+        self.store = store
         self.proc = subprocess.Popen(
             [*argv, *args],
             stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import os
+import random
 import socket
 import time
 import uuid
@@ -52,14 +53,48 @@ def retention_due(
     return keep != KEEP_FOREVER and finished_ms + keep <= now_ms
 
 
+class _RunIds:
+    """Run ids: 32 hex digits, 48 bits of milliseconds then 80 random bits, strictly
+    increasing within a process (an id drawn in the millisecond of the last one, or
+    below it, is the last one plus one, as ULID's monotonic ids).
+
+    The random bits come from a generator seeded from ``os.urandom`` once per process
+    (and again in a forked child, which would otherwise repeat its parent's ids): a
+    system call per id releases the GIL, and taking it back waits for whichever thread
+    holds it (the store's writer). Run ids name runs, they grant nothing: unguessable
+    is not asked of them, unique is.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """A generator of this process's own; a forked child also forgets its parent's
+        last id, or it would go on from there as the parent does."""
+        self.random = random.Random(os.urandom(32))
+        self.last = 0
+
+    def new(self) -> str:
+        value = (time.time_ns() // 1_000_000) << 80 | self.random.getrandbits(80)
+        if value <= self.last:
+            value = self.last + 1
+        self.last = value
+        return f"{value:032x}"
+
+
+_run_ids = _RunIds()
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_run_ids.reseed)
+
+
 def new_run_id() -> str:
-    """32 hex digits, time-ordered: 48 bits of milliseconds, then 80 random bits.
+    """A new run's id: 32 hex digits, time-ordered (48 bits of milliseconds, then 80
+    random bits), unique across processes and increasing within one (:class:`_RunIds`).
 
     New runs' journals land at the end of the key space, and listing by id
     lists by creation time.
     """
-    ms = time.time_ns() // 1_000_000
-    return f"{ms:012x}{os.urandom(10).hex()}"
+    return _run_ids.new()
 
 
 def run_key(run_id: str) -> bytes:

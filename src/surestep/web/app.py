@@ -30,6 +30,13 @@ API (JSON; errors are ``{"error": "...", "type": "..."}``; scope in brackets)::
     POST /api/events                      {"name", "payload", "id"}: emit an event: start
                                           the workflows subscribed to it [act]
     GET  /api/schedules                   the schedules, with their next tick [read]
+    GET  /api/stats                       the store's size, its runs by status, when its
+                                          oldest finished run finished, how many purged
+                                          runs still have records to delete, and the
+                                          default retention [read]
+    GET  /api/retention                   the retention that applies: the default, each
+                                          workflow registered in this process and each
+                                          deployment (with its unfinished runs) [read]
 
 A start with an ``Idempotency-Key`` header returns the run that key started,
 if any, instead of starting another. ``POST /webhooks/<workflow>`` starts a
@@ -71,6 +78,7 @@ from ..errors import (
     ConfigurationError,
     DefinitionError,
     JournalCorruptError,
+    OverloadedError,
     RunCancelledError,
     RunNotFoundError,
     ScheduleNotFoundError,
@@ -84,7 +92,15 @@ from ..hitl import WAITING_FOR
 from ..store.base import STATUSES, LiveEngine, RunInfo
 from . import webhooks
 from .access import ACT, READ, Access
-from .views import children_json, log_lines, matches, run_json, step_json, steps_json
+from .views import (
+    children_json,
+    log_lines,
+    matches,
+    retention_json,
+    run_json,
+    step_json,
+    steps_json,
+)
 
 log = logging.getLogger("surestep.web")
 
@@ -117,7 +133,7 @@ def error_status(exc: SurestepError) -> int:
     """The HTTP status for an error, by the classes of the CLI's exit codes."""
     if isinstance(exc, (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)):
         return 404
-    if isinstance(exc, (StoreError, JournalCorruptError)):
+    if isinstance(exc, (StoreError, JournalCorruptError, OverloadedError)):
         return 503
     if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError)):
         return 422
@@ -456,6 +472,15 @@ class Api:
         self.authorize(request, READ)
         return json_response({"schedules": await self.engine.schedules()})
 
+    async def stats(self, request: Request) -> Response:
+        self.authorize(request, READ)
+        return json_response(await self.engine.stats())
+
+    async def retention(self, request: Request) -> Response:
+        self.authorize(request, READ)
+        deployments = await self.engine.deployments()
+        return json_response(retention_json(self.engine.default_retention, deployments))
+
     async def no_api(self, request: Request) -> Response:
         self.authorize(request, READ)
         raise HTTPException(404, f"no API at {request.url.path}")
@@ -548,6 +573,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _surestep_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SurestepError)
     status = error_status(exc)
+    if isinstance(exc, OverloadedError):  # the engine is at its bound: come back soon
+        return error_response(status, str(exc), {"Retry-After": "1"}, kind="OverloadedError")
     message = f"store: {exc}" if status == 503 else str(exc)
     return error_response(status, message, kind=type(exc).__name__)
 
@@ -590,6 +617,8 @@ def create_app(
         Route(run + "/answer", api.answer, methods=["POST"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/api/schedules", api.schedules, methods=["GET"]),
+        Route("/api/stats", api.stats, methods=["GET"]),
+        Route("/api/retention", api.retention, methods=["GET"]),
         Route("/api/{rest:path}", api.no_api),
         Route(WEBHOOKS + "{name}", api.webhook, methods=["POST"]),
     ]

@@ -1,4 +1,5 @@
-"""The JSON shapes of runs, steps and log lines, shared by the CLI's ``--json`` and the dashboard.
+"""The JSON shapes of runs, steps, log lines and retention, shared by the CLI's ``--json``
+and the dashboard.
 
 One place decides what a run looks like to a script or a browser, so
 ``surestep show RUN --json`` and ``GET /api/runs/RUN`` agree field for field.
@@ -15,8 +16,10 @@ import orjson
 
 if TYPE_CHECKING:  # not at run time: the CLI imports this module and starts without asyncio
     from ..engine import Engine, JournalEntry
+from ..decorators import find_workflow, served_versions
 from ..errors import RunNotFoundError
 from ..hitl import waits_for
+from ..retention import describe_retention
 from ..store.base import (
     CANCELLED,
     COMPLETED,
@@ -424,3 +427,36 @@ def format_time(at: float) -> str:
     if not at:
         return ""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+
+
+def retention_text(keep: int | None, default: str) -> str:
+    """The retention a declared policy gives (``keep``: milliseconds, KEEP_FOREVER or
+    ``None`` for none declared), as people read it: ``"30d"``, ``"7d (default)"``."""
+    text = describe_retention(keep)
+    return f"{default} (default)" if text == "default" else text
+
+
+def retention_json(default: str, deployments: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Which retention applies to what: ``default`` (the policy of runs finished under
+    none of their own), each workflow registered in this process and each recorded
+    deployment, with ``retention`` as declared (milliseconds, -1 for forever, ``None``
+    for none) and ``retention_text`` as it applies."""
+    workflows = []
+    for name, versions in sorted(served_versions().items()):
+        keep = find_workflow(name).retention
+        workflows.append(
+            {
+                "workflow": name,
+                "versions": list(versions),
+                "retention": keep,
+                "retention_text": retention_text(keep, default),
+            }
+        )
+    return {
+        "default": default,
+        "workflows": workflows,
+        "deployments": [
+            {**row, "retention_text": retention_text(row["retention"], default)}
+            for row in deployments
+        ],
+    }

@@ -6,6 +6,7 @@
   let STATUSES = ["running", "pending", "completed", "failed", "cancelled"];
   const PERSON = "person";
   const LIST_REFRESH_MS = 2000;
+  const STORE_REFRESH_MS = 10000; // each refresh counts every run: less often than the list
   const RUN_REFRESH_MS = 1000;
   const GROUP_AT = 100; // a run with more steps shows them grouped by name
   const PAGE = 200; // runs a page of the list shows
@@ -169,7 +170,7 @@
     );
   }
 
-  // -- routing: #/?status=&q= (the runs) and #/runs/ID (one run)
+  // -- routing: #/?status=&q= (the runs), #/runs/ID (one run) and #/store (its size, retention)
 
   function parseHash() {
     const hash = location.hash.replace(/^#/, "") || "/";
@@ -180,12 +181,17 @@
   function route() {
     const { path, query } = parseHash();
     const match = path.match(/^\/runs\/([^/]+)$/);
-    const key = match ? `run:${match[1]}` : "list";
+    const key = match ? `run:${match[1]}` : path === "/store" ? "store" : "list";
     if (key === routeKey) return;
     routeKey = key;
     clearTimeout(timer);
     say("");
+    for (const [id, here] of [["nav-runs", key === "list"], ["nav-store", key === "store"]]) {
+      if (here) document.getElementById(id).setAttribute("aria-current", "page");
+      else document.getElementById(id).removeAttribute("aria-current");
+    }
     if (match) runPage(decodeURIComponent(match[1]));
+    else if (key === "store") storePage();
     else listPage(query.get("status") || "", query.get("q") || "", query.get("workflow") || "");
   }
 
@@ -313,6 +319,113 @@
       if (routeKey === "list") schedule(load, LIST_REFRESH_MS);
     }
     load();
+  }
+
+  // -- the store: its size, its runs by status, and the retention that applies
+
+  function fmtBytes(n) {
+    if (n < 1024) return `${n} B`;
+    const units = ["KiB", "MiB", "GiB", "TiB"];
+    let size = n / 1024;
+    let unit = 0;
+    while (size >= 1024 && unit < units.length - 1) { size /= 1024; unit += 1; }
+    return `${size.toFixed(1)} ${units[unit]}`;
+  }
+
+  // The size facts: LMDB's used pages, data file and map; PostgreSQL's relations.
+  function sizeFacts(size) {
+    const fact = (id, k, v, title) => h("div", { class: "fact", id, title },
+      h("span", { class: "k" }, k), h("span", { class: "mono" }, v));
+    if (size.tables) {
+      return [fact("size-total", "size", fmtBytes(size.total_bytes), "the total size of its tables, with their indexes")];
+    }
+    return [
+      fact("size-used", "used", fmtBytes(size.used_bytes), "the last page in use × the page size"),
+      fact("size-file", "data file", fmtBytes(size.file_bytes)),
+      fact("size-map", "map size", fmtBytes(size.map_bytes), "the most the file may grow to"),
+    ];
+  }
+
+  function storePage() {
+    const facts = h("div", { class: "facts", id: "store-facts" });
+    const counts = h("tbody", { id: "status-counts" });
+    const tables = h("section", { id: "store-tables", hidden: true });
+    const retention = h("section", { id: "retention" });
+    view.replaceChildren(
+      h("h1", {}, "Store"),
+      facts,
+      h("h2", {}, "Runs by status"),
+      h("table", { class: "counts", id: "runs-by-status" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Status"), h("th", { class: "n" }, "Runs"))), counts),
+      tables,
+      retention,
+    );
+
+    async function load() {
+      try {
+        const [stats, policy] = await Promise.all([api("/api/stats"), api("/api/retention")]);
+        if (routeKey !== "store") return;
+        say("");
+        const oldest = stats.oldest_finished;
+        facts.replaceChildren(
+          ...sizeFacts(stats.size),
+          h("div", { class: "fact", id: "oldest-finished" }, h("span", { class: "k" }, "oldest finished run"),
+            h("span", { class: "mono" }, oldest ? fmtTime(oldest) : "none"),
+            oldest ? h("div", { class: "hint" }, `${fmtDuration(Date.now() / 1000 - oldest)} ago`) : null),
+          h("div", { class: "fact", id: "purging", title: "purged runs whose records are still being deleted, a bounded batch at a time" },
+            h("span", { class: "k" }, "purged, being deleted"), h("span", { class: "mono" }, String(stats.hidden))),
+          h("div", { class: "fact", id: "default-retention", title: "how long a run finished under no policy of its own is kept" },
+            h("span", { class: "k" }, "default retention"), h("span", { class: "mono" }, stats.default_retention)),
+        );
+        counts.replaceChildren(...Object.entries(stats.runs).map(([status, n]) =>
+          h("tr", { class: "status-count", "data-status": status },
+            h("td", {}, h("a", { href: `#/?status=${status}` }, pill(status))), h("td", { class: "n mono" }, String(n)))));
+        tables.hidden = !stats.size.tables;
+        if (stats.size.tables) {
+          tables.replaceChildren(h("h2", {}, "Tables"), h("table", { class: "counts", id: "table-sizes" },
+            h("thead", {}, h("tr", {}, h("th", {}, "Table"), h("th", { class: "n" }, "Size"))),
+            h("tbody", {}, ...Object.entries(stats.size.tables).map(([name, n]) =>
+              h("tr", {}, h("td", { class: "mono" }, name), h("td", { class: "n mono" }, fmtBytes(n)))))));
+        }
+        renderRetention(retention, policy);
+      } catch (error) {
+        if (failed(error)) return;
+      }
+      if (routeKey === "store") schedule(load, STORE_REFRESH_MS);
+    }
+    load();
+  }
+
+  // Each workflow's retention: those this server registered, then each recorded deployment.
+  function renderRetention(box, policy) {
+    const workflows = policy.workflows.length ? [
+      h("h3", {}, "Workflows served here"),
+      h("table", { id: "workflow-retention" },
+        h("thead", {}, h("tr", {}, ["Workflow", "Versions", "Retention"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, ...policy.workflows.map((w) => h("tr", { class: "retention-row", "data-workflow": w.workflow },
+          h("td", {}, w.workflow), h("td", { class: "mono" }, w.versions.join(", ")),
+          h("td", { class: "mono retention" }, w.retention_text))))),
+    ] : [];
+    const deployments = policy.deployments.length
+      ? h("table", { id: "deployment-retention" },
+        h("thead", {}, h("tr", {}, ["Workflow", "Version", "Deployed", "In flight", "Retention"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, ...policy.deployments.map((d) => h("tr", {
+          class: "deployment-row", "data-workflow": d.workflow, "data-version": d.version,
+        },
+          h("td", {}, h("a", { href: `#/?workflow=${encodeURIComponent(d.workflow)}` }, d.workflow)),
+          h("td", { class: "mono" }, d.version), h("td", { class: "mono" }, fmtTime(d.time)),
+          h("td", { class: "mono" }, String(d.in_flight)), h("td", { class: "mono retention" }, d.retention_text)))))
+      : h("p", { class: "hint", id: "no-deployments" }, "No deployments recorded (surestep deploy MODULE records them).");
+    box.replaceChildren(
+      h("h2", {}, "Retention"),
+      h("p", { class: "hint" },
+        "A finished run is removed with its journal, logs and events once its retention has passed; " +
+        "a child run goes with its parent. Runs finished under no policy of their own are kept for ",
+        h("span", { class: "mono", id: "retention-default" }, policy.default), "."),
+      ...workflows,
+      h("h3", {}, "Deployments"),
+      deployments,
+    );
   }
 
   // The stored schedules, under the runs (the section stays hidden while there are none).
