@@ -244,6 +244,17 @@ class StoreFullError(StoreError):
     """The store ran out of room (LMDB map full, or the disk is full)."""
 
 
+# ---------------------------------------------------------------- how the surfaces sort them
+# The CLI's exit codes and the HTTP API's statuses follow these groups.
+
+#: What names something the store, or this process, does not have.
+NOT_FOUND = (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)
+#: The store failing, or what it holds being unreadable.
+STORE_FAILED = (StoreError, JournalCorruptError)
+#: Input surestep cannot use: an option, a value, a definition.
+BAD_INPUT = (ConfigurationError, SerializationError, DefinitionError)
+
+
 # ---------------------------------------------------------------- control flow (BaseException)
 
 
