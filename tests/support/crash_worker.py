@@ -7,7 +7,9 @@
     python crash_worker.py fan STORE LEDGER N      # a batch of N items, 2 at a time
 
 Each step appends its effect to LEDGER (JSON lines, fsynced) before returning,
-with its idempotency key. ``PAUSE_AT=<where>:<k>`` makes the process print
+with its idempotency key. ``COMMIT=log``: the engine's ``commit`` option;
+``APPLY_INTERVAL=<seconds>``: how long its commit log's applies may wait for an LMDB
+commit. ``PAUSE_AT=<where>:<k>`` makes the process print
 ``paused <where> <k>`` and wait to be killed: ``between:k`` after step k
 returned, ``inside:k`` inside step k after its effect, ``replay:k`` after step
 k was replayed from the journal.
@@ -23,6 +25,7 @@ import time
 
 from surestep import Engine, FunctionContext, WorkflowContext, function, workflow
 from surestep.engine import run_loop
+from surestep.store import lmdb_env
 
 LEDGER = ""
 PAUSE = os.environ.get("PAUSE_AT", "")
@@ -101,8 +104,11 @@ async def main(argv: list[str]) -> None:
     global LEDGER
     command, store, LEDGER = argv[0], argv[1], argv[2]
     inline = float(os.environ.get("INLINE_SLEEP", "1.0"))
+    options = {"commit": os.environ["COMMIT"]} if "COMMIT" in os.environ else {}
+    if "APPLY_INTERVAL" in os.environ:  # how long the commit log's applies may wait
+        lmdb_env.APPLY_INTERVAL = float(os.environ["APPLY_INTERVAL"])
     async with Engine(
-        store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline
+        store, durability=os.environ.get("DURABILITY", "fsync"), inline_sleep=inline, **options
     ) as engine:
         if command in ("ask", "fan"):
             target = ask_to_ship if command == "ask" else batch_of_effects

@@ -33,12 +33,19 @@ Layout (named databases in one environment):
 ``subscriptions`` event name + NUL + workflow name -> the version that subscribed it
 ``attempts`` run key + big-endian step (u32) + attempt (u16) -> a failed attempt that was
              retried (JSON): kept apart from the journal, which holds one record a step
+``commit_logs`` host:pid -> the applied mark of that process's commit log (``lmdb_log``)
 
 The environment under it (opening, the writer thread and its group commit, growing the
 map, a full disk, read transactions) is ``lmdb_env``: this module keeps what the store
 means. ``LmdbStore(path, readonly=True)`` reads a store this process may not write (the
 CLI's reading commands on a store owned by another user): no writer thread, no wake-up
 registration, and every write refused with ``StoreError``.
+
+``LmdbStore(path, commit="log")`` acknowledges a journal append after one flush of this
+process's commit log and applies it to LMDB afterwards (``lmdb_log``, and CONTRIBUTING.md
+"The commit log"). Whatever the mode, opening a store to write first applies the logs of
+processes that are gone, and a claim does not take a running run's lease from a process
+whose log may hold an acknowledged append of it that LMDB lacks.
 
 Chunks keep LMDB's cost per record small: one entry (a key, an 8-byte node header and a
 2-byte slot) per chunk of steps instead of one per step, and a run's records packed on
@@ -70,6 +77,7 @@ from ..errors import (
     ScheduleNotFoundError,
     StoreError,
 )
+from . import lmdb_log
 from .base import (
     CANCELLED,
     CREATE_FIELDS,
@@ -111,6 +119,7 @@ _LOG_POS = struct.Struct(">IH")
 _FILED = struct.Struct(">QQ")  # policy (two's complement), finish time (ms)
 _U64 = (1 << 64) - 1
 _META_STORE = b"store"
+RECOVER_EVERY = 1.0  # seconds between two looks for the commit logs of processes gone
 RUN_KEY = _core.RUN_KEY_SIZE
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
 # and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
@@ -136,6 +145,17 @@ def _lease_bytes(fence: int, until: float, owner: str | None) -> bytes:
     wall, mono = time.time(), time.monotonic()
     end = 0.0 if until <= 0 else mono + (until - wall)
     return _LEASE.pack(fence, end, mono) + (owner or "").encode()
+
+
+def _lease_end(raw: bytes | memoryview) -> tuple[int, float]:
+    """A stored lease's fence and end on the monotonic clock (0: none, or written before
+    the machine started: the monotonic clock starts again at boot)."""
+    fence, end, written = _LEASE.unpack_from(raw)
+    return fence, 0.0 if written > time.monotonic() else end
+
+
+def _nothing(txn: _lmdb.Transaction) -> None:
+    """A commit that writes nothing of its own (what the writer adds to every commit)."""
 
 
 def _lease_of(raw: bytes | memoryview) -> tuple[int, float, str | None]:
@@ -165,6 +185,7 @@ class Databases:
         "schedules",
         "subscriptions",
         "attempts",
+        "commit_logs",
     )
     idempotency: int
     idempotency_of: int
@@ -176,6 +197,7 @@ class Databases:
     schedules: int
     subscriptions: int
     attempts: int
+    commit_logs: int
 
     def __init__(self, env: _lmdb.Environment, readonly: bool) -> None:
         self._env = env
@@ -276,9 +298,19 @@ class LmdbStore(Store):
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = MAX_MAP_SIZE,
         readonly: bool = False,
+        commit: str = "lmdb",
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
+        if commit not in ("lmdb", "log"):
+            raise ConfigurationError(f"commit must be 'lmdb' or 'log', not {commit!r}")
+        if commit == "log" and readonly:
+            raise ConfigurationError("commit='log' writes: a read-only store takes none")
+        if commit == "log" and durability != "fsync":
+            raise ConfigurationError(
+                "commit='log' saves a flush per step at durability='fsync'; at "
+                f"durability={durability!r} nothing is flushed to begin with"
+            )
         for option, value in (("map_size", map_size), ("max_map_size", max_map_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigurationError(
@@ -294,6 +326,9 @@ class LmdbStore(Store):
         self.readonly = readonly
         self.map_size = map_size
         self.max_map_size = max_map_size
+        self.commit = commit
+        self._log: lmdb_log.LogMode | None = None
+        self._recovered_at = -math.inf
         self._env: Env[Databases] | None = None
         self._listener: WakeListener | None = None
 
@@ -309,6 +344,43 @@ class LmdbStore(Store):
             )
             if not self.readonly:  # (read-only: registering a listener is a write)
                 self._listener = WakeListener(self.path)  # from now on no change is missed
+                try:
+                    await self._open_logs(self._env)
+                except BaseException:
+                    await self.close()
+                    raise
+
+    async def _open_logs(self, env: Env[Databases]) -> None:
+        """Apply the logs of processes that are gone; with ``commit="log"``, put this
+        process's log in front of the environment (one per environment: the stores of
+        one path in a process share it) and stamp its first mark before any append."""
+        await self._recover_logs()
+        if self.commit != "log":
+            if env.log is not None:
+                raise ConfigurationError(
+                    f"the store at {self.path!r} is already open in this process with "
+                    "commit='log'; use one commit mode per store and process"
+                )
+            return
+        if env.log is None:
+            env.log = lmdb_log.LogMode(env, lambda: env.dbs, _lease_end)
+        elif not isinstance(env.log, lmdb_log.LogMode):
+            raise ConfigurationError(f"the store at {self.path!r} has another commit log")
+        self._log = env.log
+        await env.submit(_nothing)  # a commit: stamps this process's mark
+
+    async def _recover_logs(self) -> None:
+        """Apply and remove the logs of processes that are gone (at most once a second)."""
+        now = time.monotonic()
+        if self.readonly or now - self._recovered_at < RECOVER_EVERY:
+            return
+        if not lmdb_log.has_logs(self.path):
+            return
+        self._recovered_at = now
+        dbs = self.env.dbs
+        count = await lmdb_log.recover(self.path, dbs, self.env.submit)
+        if count:
+            self.env.waker.notify()
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -394,6 +466,19 @@ class LmdbStore(Store):
             raise LeaseLostError(run_id, fence)
         return key
 
+    def _may_take(self, txn: _lmdb.Transaction, run: RunInfo, now: float) -> bool:
+        """``claimable``, and a running run's lease not taken from a process whose commit
+        log may hold an acknowledged append of it that LMDB lacks (``lmdb_log``)."""
+        if not claimable(run, now):
+            return False
+        if run.status != RUNNING or run.owner is None:
+            return True
+        raw = txn.get(run_key(run.run_id), db=self.env.dbs.leases)
+        if raw is None:
+            return True
+        marks = self.env.dbs.commit_logs
+        return lmdb_log.may_take_over(txn, marks, run.owner, _lease_end(raw)[1], self.path)
+
     def _take(self, run: RunInfo, owner: str, lease_s: float, now: float) -> RunInfo:
         run.fence += 1
         run.attempt += 1
@@ -453,11 +538,12 @@ class LmdbStore(Store):
             if run is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
             now = time.time()
-            if not claimable(run, now):
+            if not self._may_take(txn, run, now):
                 return None
             self._save(txn, self._take(run, owner, lease_s, now))
             return run
 
+        await self._recover_logs()
         result: RunInfo | None = await self.env.submit(op)
         return result
 
@@ -495,7 +581,7 @@ class LmdbStore(Store):
                 if (
                     run is None
                     or run.version not in wanted.get(run.workflow, none)
-                    or not claimable(run, now)
+                    or not self._may_take(txn, run, now)
                 ):
                     continue
                 self._save(txn, self._take(run, owner, lease_s, now))
@@ -504,6 +590,7 @@ class LmdbStore(Store):
                     break
             return taken
 
+        await self._recover_logs()
         result: list[RunInfo] = await self.env.submit(op)
         return result
 
@@ -1104,6 +1191,8 @@ class LmdbStore(Store):
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> Awaitable[None]:
         op = Append(self, run_id, run_key(run_id), fence, seq, record)
+        if self._log is not None:
+            return self._log.append(op)
         return self.env.submit(op, append_of=op.run_key)
 
     def append_refused(self, op: Append, status: int) -> BaseException:
@@ -1123,7 +1212,10 @@ class LmdbStore(Store):
         return _append_failure(status, op.run_key, op.seq)
 
     async def journal(self, run_id: str) -> list[bytes]:
-        return self._range(self.env.dbs.journal, run_key(run_id), unless_hidden=True)
+        key = run_key(run_id)
+        stored = self._range(self.env.dbs.journal, key, unless_hidden=True)
+        log = self.env.log
+        return log.journal(key, stored) if isinstance(log, lmdb_log.LogMode) else stored
 
     def _range(self, db: int, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
         """The values of every key starting with ``prefix``, in key order; with

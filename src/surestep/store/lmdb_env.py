@@ -84,10 +84,12 @@ COPY_ON_WRITE = {0x9123683E: "btrfs", 0x2FC12FC1: "zfs", 0xCA451A4E: "bcachefs"}
 MAX_BATCH = 8192
 INLINE_YIELD_EVERY = 32  # inline commits without sync between two turns of the event loop
 ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
+APPLY_INTERVAL = 0.010  # seconds the commit log's applies wait for others to share a commit
 
 Op = Callable[[_lmdb.Transaction], Any]
 _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
-_Item = tuple[Op, "asyncio.Future[Any]", Any, bool]  # op, its future, the future's loop, notify
+# op, its future and the future's loop (None: an apply of the commit log), notify
+_Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
 
 
 class AppendDatabases(Protocol):
@@ -142,6 +144,22 @@ class Append:
         return self.owner.append_refused(self, status)
 
 
+class LogHook(Protocol):
+    """A commit log in front of this environment (``store/lmdb_log.py``): the writer
+    thread asks it which queued ops are its applies, stamps its mark in every commit,
+    and tells it what each commit did."""
+
+    def is_apply(self, op: Op) -> bool: ...
+    def marked(self, when: float) -> None: ...
+    def stamp(self, txn: _lmdb.Transaction) -> None: ...
+    def committed(
+        self, ops: list[Op], outcomes: list[tuple[Any, BaseException | None]], written: bool
+    ) -> None: ...
+    def stop_appending(self) -> None: ...
+    def unmark(self, txn: _lmdb.Transaction) -> None: ...
+    def close(self) -> None: ...
+
+
 class Env(Generic[D]):
     """One open LMDB environment and its writer thread, shared by every store on the path;
     ``dbs``: the databases its ``layout`` opened."""
@@ -160,6 +178,7 @@ class Env(Generic[D]):
         self.max_map_size = max_map_size
         self.readonly = readonly
         self.users = 0
+        self.log: LogHook | None = None  # a commit log in front (commit="log")
         if readonly:
             self._open_readonly(layout)
             return
@@ -198,6 +217,7 @@ class Env(Generic[D]):
         self._last_append: bytes | None = None  # the run key of the last op, an append
         self._notify_due = False  # a wake-up for inline commits is on the loop's way
         self._alone_now, self._alone_checked = False, -math.inf
+        self._written = False  # whether the last _commit committed
         self.waker = WakeSender(path)
         self._thread = threading.Thread(
             target=self._write_loop, name="surestep-writer", daemon=True
@@ -352,6 +372,13 @@ class Env(Generic[D]):
         self._queue.put((op, fut, loop, notify))
         return fut
 
+    def apply(self, op: Op) -> None:
+        """Queue ``op`` for a group commit with no one waiting for it (an append the
+        commit log acknowledged): it may wait up to APPLY_INTERVAL for company."""
+        with self._count_lock:
+            self._queued += 1
+        self._queue.put((op, None, None, False))
+
     def _notify_now(self) -> None:
         """The wake-ups owed by the inline commits of one turn of the loop, at once."""
         self._notify_due = False
@@ -367,9 +394,15 @@ class Env(Generic[D]):
 
     def stop(self) -> None:
         if not self.readonly:
+            log = self.log
+            if log is not None:  # what the log acknowledged is applied before closing
+                log.stop_appending()
+                self._queue.put((log.unmark, None, None, False))
             self._queue.put(None)
             self._thread.join()
             self.waker.close()
+            if log is not None:
+                log.close()
         self.env.close()
 
     def _write_loop(self) -> None:
@@ -378,32 +411,66 @@ class Env(Generic[D]):
             if item is None:
                 return
             batch = [item]
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(more)
+            log = self.log
+            if log is not None and log.is_apply(item[0]):
+                self._gather(batch, log)
+            mark = time.monotonic()  # every op queued before it is in this batch or before
+            self._drain(batch)
+            if log is not None and len(batch) < MAX_BATCH:
+                log.marked(mark)
+            ops = [item[0] for item in batch]
+            self._written = False
             try:
                 with self._writing:
-                    outcomes = self._commit([item[0] for item in batch])
+                    outcomes = self._commit(ops)
             except Exception as exc:  # outside every op: fail this batch, keep the writer
                 error = StoreError(f"write failed; nothing was committed: {exc!r}")
                 outcomes = [(None, error)] * len(batch)
             finally:
                 with self._count_lock:
                     self._queued -= len(batch)
+            if log is not None:
+                log.committed(ops, outcomes, self._written)
             if any(item[3] for item in batch):
                 self.waker.notify()
             by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
             for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
-                by_loop.setdefault(loop, []).append((fut, *outcome))
+                if fut is not None:  # an apply of the commit log: nobody waits for it
+                    by_loop.setdefault(loop, []).append((fut, *outcome))
             for loop, settled in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                     loop.call_soon_threadsafe(_settle, settled)
+
+    def _drain(self, batch: list[_Item]) -> None:
+        """Add what is queued to ``batch``, up to MAX_BATCH, without waiting."""
+        while len(batch) < MAX_BATCH:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if more is None:
+                self._queue.put(None)  # finish this batch, then stop
+                return
+            batch.append(more)
+
+    def _gather(self, batch: list[_Item], log: LogHook) -> None:
+        """Wait up to APPLY_INTERVAL for more ops to share a commit of the log's applies,
+        no longer once an op that someone waits for arrives."""
+        deadline = time.monotonic() + APPLY_INTERVAL
+        while len(batch) < MAX_BATCH:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                more = self._queue.get(timeout=left)
+            except queue.Empty:
+                return
+            if more is None:
+                self._queue.put(None)
+                return
+            batch.append(more)
+            if not log.is_apply(more[0]):
+                return
 
     def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``
@@ -455,7 +522,10 @@ class Env(Generic[D]):
                                 broken[i].__cause__ = exc
                                 raise _Redo from None
                         i += 1
+                    if self.log is not None:
+                        self.log.stamp(txn)
                     txn.commit()
+                    self._written = True
                 except BaseException:
                     txn.abort()
                     raise

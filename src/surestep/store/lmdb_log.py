@@ -1,0 +1,499 @@
+"""The embedded store's commit-log mode (``LmdbStore(commit="log")``): a journal append
+is acknowledged after one flush of this process's commit log (``store/commit_log.py``)
+and applied to LMDB afterwards, in the writer thread's group commits (sync commits).
+CONTRIBUTING.md ("The commit log") gives the design and the fencing argument; here:
+
+- ``LogMode.append``: the run's fence, and that the step has no record yet, checked in a
+  read of LMDB and the overlay; the record written to the log and flushed (on the
+  caller's thread for a run stepping alone, else by the log's thread, many records to
+  one flush); queued for the LMDB writer; then acknowledged if the lease had not ended
+  by the clock read after queueing it, else once LMDB's own commit of it (fenced there)
+  returned;
+- the overlay: this process's acknowledged appends not yet applied, which its journal
+  reads merge;
+- the LMDB writer's hooks (``is_apply``, ``marked``, ``stamp``, ``committed``): applies
+  wait a little for company (``lmdb_env.APPLY_INTERVAL``) unless another op comes; every
+  commit stamps
+  this process's *applied mark* (a monotonic time before which every record flushed and
+  queued is in that commit or an earlier one); after a commit the log may recycle what
+  LMDB now holds;
+- ``recover``: the logs of processes that are gone, applied and removed;
+- ``may_take_over``: the claim's rule for an expired lease whose holder had a log.
+
+A log record's payload: run key | fence u64 | step u32 (big-endian) | journal record.
+A mark row (``commit_logs``): ``host:pid`` -> log id (16 bytes) | mark f64 (monotonic) |
+LSN u64 (little-endian).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Protocol, TypeVar
+
+from .. import _core, _lmdb
+from ..errors import StoreError
+from . import commit_log
+from .base import Owner
+from .commit_log import CommitLog, LogError, dead_logs
+
+ROOT = "commit-log"  # under the store's directory
+MARKS_DB = b"commit_logs"
+_PAYLOAD = struct.Struct(f">{_core.RUN_KEY_SIZE}sQI")
+_MARK = struct.Struct("<16sdQ")
+_CHUNK = struct.Struct(">I")  # a step's group of chunks in the journal: seq >> CHUNK_SHIFT
+_log = logging.getLogger("surestep.store")
+
+Outcome = tuple[Any, BaseException | None]
+T = TypeVar("T")
+
+
+class Appending(Protocol):
+    """The store's append op (``lmdb_env.Append``)."""
+
+    @property
+    def run_key(self) -> bytes: ...
+    @property
+    def fence(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def record(self) -> bytes: ...
+    def failure(self, status: int) -> BaseException: ...
+
+
+class Databases(Protocol):
+    @property
+    def journal(self) -> int: ...
+    @property
+    def leases(self) -> int: ...
+    @property
+    def commit_logs(self) -> int | None: ...
+
+
+class Writer(Protocol):
+    """What this mode needs of the LMDB environment (``lmdb_env.Env``)."""
+
+    @property
+    def path(self) -> str: ...
+    def read(self, fn: Callable[[_lmdb.Transaction], T], buffers: bool = True) -> T: ...
+    def apply(self, op: Any) -> None: ...
+
+
+def has_logs(path: str) -> bool:
+    """Whether the store at ``path`` has commit logs (this process's, or others')."""
+    try:
+        return bool(os.listdir(os.path.join(path, ROOT)))
+    except FileNotFoundError:
+        return False
+
+
+def identity() -> bytes:
+    """This process, as a mark row's key: how an owner string (``Owner``) starts."""
+    return f"{socket.gethostname()}:{os.getpid()}".encode()
+
+
+def payload(op: Appending) -> bytes:
+    return _PAYLOAD.pack(op.run_key, op.fence, op.seq) + op.record
+
+
+def decode(data: bytes) -> tuple[bytes, int, int, bytes]:
+    """A log record's run key, fence, step and journal record."""
+    key, fence, seq = _PAYLOAD.unpack_from(data)
+    return key, fence, seq, data[_PAYLOAD.size :]
+
+
+def may_take_over(
+    txn: Any, marks: int | None, owner: str | None, lease_end: float, path: str
+) -> bool:
+    """Whether a claim may take a lease of ``owner`` that ended at ``lease_end`` (on the
+    monotonic clock) in the store at ``path``: yes unless the owner's process has a log
+    whose applied mark is before the lease's end (an append it acknowledged may not be in
+    LMDB yet: its log is applied by that process, or by ``recover`` once it is gone). A
+    mark whose log is gone was left by a process that applied everything."""
+    if marks is None or owner is None:
+        return True
+    parsed = Owner.parse(owner)
+    if parsed is None:
+        return True
+    row = txn.get(f"{parsed.host}:{parsed.pid}".encode(), db=marks)
+    if row is None:
+        return True
+    log_id, mark, _ = _MARK.unpack_from(row)
+    return mark >= lease_end or not os.path.isdir(os.path.join(path, ROOT, log_id.hex()))
+
+
+class _Pending:
+    """An append flushed to the log and queued for LMDB: its LSN, and who waits for its
+    LMDB commit (only when its lease ended before it could be acknowledged)."""
+
+    __slots__ = ("lsn", "op", "outcome", "waiter")
+
+    def __init__(self, op: Appending, lsn: int) -> None:
+        self.op, self.lsn = op, lsn
+        self.waiter: tuple[asyncio.Future[None], Any] | None = None
+        self.outcome: tuple[BaseException | None] | None = None
+
+
+class _Yield:
+    """An acknowledged inline append: awaiting it gives the event loop one turn (the
+    loop waited for the flush; its other tasks get to run)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield
+
+
+_YIELD = _Yield()
+
+
+class LogMode:
+    """The commit-log mode of one environment (one per store directory and process).
+    ``lease_of``: a stored lease's fence and end (monotonic)."""
+
+    def __init__(
+        self,
+        env: Writer,
+        dbs: Callable[[], Databases],
+        lease_of: Callable[[Any], tuple[int, float]],
+    ) -> None:
+        self.env = env
+        self._dbs = dbs
+        self._lease_of = lease_of
+        self.key = identity()
+        # (The module's settings read now: tests/store/test_commit_log_power_loss.py
+        # puts its model of the disk, and small segments, there.)
+        self.log = CommitLog(
+            os.path.join(env.path, ROOT),
+            segment_bytes=commit_log.SEGMENT_BYTES,
+            files=commit_log.FILES,
+        )
+        self._lock = threading.Lock()  # the maps below, between the loop, log and writer
+        self._overlay: dict[bytes, dict[int, bytes]] = {}  # run key -> step -> record
+        self._in_flight: set[tuple[bytes, int]] = set()  # checked, not yet flushed
+        self._pending: dict[int, _Pending] = {}  # id(op) -> its entry, until applied
+        # One thread writes the log and queues what it wrote at a time, so LMDB gets the
+        # records in LSN order and what is pending covers every unapplied one.
+        self._appending = threading.Lock()
+        self._last_run: bytes | None = None
+        self._queue: queue.SimpleQueue[tuple[Appending, float, Any, Any] | None]
+        self._queue = queue.SimpleQueue()
+        self._queued = 0
+        self.failed: StoreError | None = None
+        self._mark = time.monotonic()
+        self._unmarked = False  # closing: the mark is removed, never written again
+        self._spare_wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._log_loop, name="surestep-log", daemon=True)
+        self._spares = threading.Thread(
+            target=self._spare_loop, name="surestep-log-spare", daemon=True
+        )
+        self._thread.start()
+        self._spares.start()
+        self._spare_wanted.set()
+
+    # -- on the caller's thread
+
+    def append(self, op: Appending) -> Awaitable[None]:
+        """Append ``op``'s record (the awaitable raises what the store's append raises)."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self.failed is not None:
+                raise self.failed
+            lease_end = self._check(op)
+        except BaseException as exc:  # LeaseLostError is one
+            return _failed(loop, exc)
+        lone = self._last_run == op.run_key
+        self._last_run = op.run_key
+        if lone and not self._queued and self._appending.acquire(blocking=False):
+            try:  # a run stepping alone: its flush on this thread, as an inline commit
+                try:
+                    lsn = self.log.append([payload(op)])
+                except LogError as exc:
+                    self._forget(op)
+                    return _failed(loop, self._fail(exc))
+                now = self._acknowledge(op, lsn, lease_end)
+            finally:
+                self._appending.release()
+            if now:
+                return _YIELD
+            fut: asyncio.Future[None] = loop.create_future()
+            self._wait_for_lmdb(op, fut, loop)
+            return fut
+        fut = loop.create_future()
+        with self._lock:
+            self._queued += 1
+        self._queue.put((op, lease_end, fut, loop))
+        return fut
+
+    def _check(self, op: Appending) -> float:
+        """The run's lease end (monotonic), if ``op`` may be appended; else its error."""
+        dbs = self._dbs()
+
+        def check(txn: _lmdb.Transaction) -> tuple[int, float]:
+            lease = txn.get(op.run_key, db=dbs.leases)
+            if lease is None:
+                return _lmdb.RUN_NOT_FOUND, 0.0
+            fence, end = self._lease_of(lease)
+            if fence != op.fence:
+                return _lmdb.LEASE_LOST, 0.0
+            prefix = op.run_key + _CHUNK.pack(op.seq >> _lmdb.CHUNK_SHIFT)
+            cursor = txn.cursor(db=dbs.journal)
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if bytes(key[: len(prefix)]) != prefix:
+                        break
+                    if _core.holds_record(value, op.seq):
+                        return _lmdb.RECORDED_ALREADY, 0.0
+            return _lmdb.APPENDED, end
+
+        status, end = self.env.read(check)
+        step = (op.run_key, op.seq)
+        with self._lock:
+            if status == _lmdb.APPENDED and (
+                step in self._in_flight or op.seq in self._overlay.get(op.run_key, ())
+            ):
+                status = _lmdb.RECORDED_ALREADY
+            if status == _lmdb.APPENDED:
+                self._in_flight.add(step)
+        if status != _lmdb.APPENDED:
+            raise op.failure(status)
+        return end
+
+    def _acknowledge(self, op: Appending, lsn: int, lease_end: float) -> bool:
+        """Put a flushed record in the overlay and queue it for LMDB (under
+        ``_appending``); whether it may be acknowledged now: its lease had not ended by
+        the clock read *after* queueing it (the applied mark's rule needs that order)."""
+        entry = _Pending(op, lsn)
+        with self._lock:
+            self._in_flight.discard((op.run_key, op.seq))
+            self._overlay.setdefault(op.run_key, {})[op.seq] = op.record
+            self._pending[id(op)] = entry
+        self.env.apply(op)
+        return time.monotonic() < lease_end
+
+    def _forget(self, op: Appending) -> None:
+        with self._lock:
+            self._in_flight.discard((op.run_key, op.seq))
+
+    def _fail(self, exc: BaseException) -> StoreError:
+        self.failed = self.failed or StoreError(
+            f"the commit log of the store at {self.env.path!r} failed, nothing more is "
+            f"written through it (what it acknowledged is applied at the next open): {exc}"
+        )
+        return self.failed
+
+    def journal(self, run_key: bytes, stored: list[bytes]) -> list[bytes]:
+        """``stored`` (the run's journal values in LMDB) and this process's appends to
+        that run that LMDB does not hold yet."""
+        with self._lock:
+            mine = dict(self._overlay.get(run_key, {}))
+        if not mine:
+            return stored
+        extra = [
+            record
+            for seq, record in sorted(mine.items())
+            if not any(_core.holds_record(value, seq) for value in stored)
+        ]
+        return stored + extra
+
+    # -- the log's thread: appends of many runs, one flush
+
+    def _log_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            with self._appending:
+                try:
+                    last = self.log.append([payload(op) for op, _, _, _ in batch])
+                    error: StoreError | None = None
+                except LogError as exc:
+                    error, last = self._fail(exc), 0
+                with self._lock:
+                    self._queued -= len(batch)
+                first = last - len(batch) + 1
+                for i, (op, lease_end, fut, loop) in enumerate(batch):
+                    if error is not None:
+                        self._forget(op)
+                        _settle_threadsafe(loop, fut, error)
+                    elif self._acknowledge(op, first + i, lease_end):
+                        _settle_threadsafe(loop, fut, None)
+                    else:
+                        self._wait_for_lmdb(op, fut, loop)
+
+    def _wait_for_lmdb(self, op: Appending, fut: asyncio.Future[None], loop: Any) -> None:
+        """Settle ``fut`` with the outcome of ``op``'s LMDB commit, where its fence is
+        checked (an append whose lease ended before it could be acknowledged)."""
+        with self._lock:
+            entry = self._pending.get(id(op))
+            if entry is not None and entry.outcome is None:
+                entry.waiter = (fut, loop)
+                return
+            outcome = entry.outcome if entry is not None else None
+        _settle_threadsafe(loop, fut, outcome[0] if outcome is not None else None)
+
+    def _spare_loop(self) -> None:
+        """Keeps a spare segment ready, written off every critical path."""
+        while True:
+            self._spare_wanted.wait()
+            self._spare_wanted.clear()
+            if self._stopping:
+                return
+            try:
+                self.log.prepare()
+            except OSError as exc:  # a full disk, say: the append that rolls makes one
+                _log.warning("cannot prepare a commit log segment: %s", exc)
+
+    # -- the LMDB writer's hooks, on its thread
+
+    def is_apply(self, op: Any) -> bool:
+        """Whether ``op`` is an apply nobody waits for: it may wait for company."""
+        with self._lock:
+            entry = self._pending.get(id(op))
+            return entry is not None and entry.waiter is None
+
+    def marked(self, when: float) -> None:
+        """Every op queued before ``when`` (monotonic) is in the batch about to commit."""
+        self._mark = when
+
+    def stamp(self, txn: Any) -> None:
+        """Write this process's applied mark in the transaction about to commit."""
+        marks = self._dbs().commit_logs
+        if marks is not None and not self._unmarked:
+            row = _MARK.pack(self.log.log_id, self._mark, self.log.last_lsn)
+            txn.put(self.key, row, db=marks)
+
+    def committed(self, ops: list[Any], outcomes: list[Outcome], written: bool) -> None:
+        """After a commit (``written``) or a failed one: settle the applies in it, prune
+        the overlay, and let the log recycle what LMDB now holds. An apply that was not
+        written stays in the log (applied at the next open) and stops this mode."""
+        applied = 0
+        wake: list[tuple[asyncio.Future[None], Any, BaseException | None]] = []
+        with self._lock:
+            for op, (_, error) in zip(ops, outcomes, strict=True):
+                entry = self._pending.get(id(op))
+                if entry is None:
+                    continue
+                if not written:
+                    self.failed = self.failed or StoreError(
+                        f"the store at {self.env.path!r} could not apply its commit log "
+                        f"(kept for the next open): {error!r}"
+                    )
+                    continue
+                del self._pending[id(op)]
+                if error is not None:  # refused by LMDB: its fence moved, or it was there
+                    _log.warning("an append in the commit log was not applied: %s", error)
+                entry.outcome = (error,)
+                applied = max(applied, entry.lsn)
+                steps = self._overlay.get(op.run_key)
+                if steps is not None:
+                    steps.pop(op.seq, None)
+                    if not steps:
+                        del self._overlay[op.run_key]
+                if entry.waiter is not None:
+                    wake.append((*entry.waiter, error))
+            below = min((entry.lsn for entry in self._pending.values()), default=applied + 1)
+        for fut, loop, error in wake:
+            _settle_threadsafe(loop, fut, error)
+        if applied:
+            self.log.applied(min(applied, below - 1))
+            if not self.log.segments()[1]:
+                self._spare_wanted.set()
+
+    def unmark(self, txn: Any) -> None:
+        """Remove this process's mark as it closes, in the commit of its last applies;
+        kept if an apply failed (the log stays, and ``recover`` removes both)."""
+        marks = self._dbs().commit_logs
+        if marks is not None and self.failed is None:
+            txn.delete(self.key, db=marks)
+            self._unmarked = True
+
+    def stop_appending(self) -> None:
+        """No append from now on: the log's thread has flushed and queued what it had."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def close(self) -> None:
+        """After the writer applied everything queued: close the log (removed when it
+        holds nothing LMDB lacks) and stop making spares."""
+        self._stopping = True
+        self._spare_wanted.set()
+        self._spares.join()
+        self.log.close()
+
+
+async def recover(path: str, dbs: Databases, submit: Callable[[Any], Awaitable[Any]]) -> int:
+    """Apply the log of every process that is gone, one transaction per log, and remove
+    it; the number of records read (one LMDB holds already, or whose run's fence moved,
+    changes nothing: applying twice is harmless)."""
+    count = 0
+    for dead in dead_logs(os.path.join(path, ROOT)):
+        try:
+            records = [_Recovered(*decode(r.payload)) for r in dead.records()]
+
+            def op(
+                txn: Any, records: list[_Recovered] = records, log_id: bytes = dead.log_id
+            ) -> None:
+                if records:
+                    txn.append_records(dbs.journal, dbs.leases, records)
+                if dbs.commit_logs is not None:
+                    for key, value in list(txn.cursor(db=dbs.commit_logs)):
+                        if bytes(value[:16]) == log_id:
+                            txn.delete(bytes(key), db=dbs.commit_logs)
+
+            await submit(op)
+        except BaseException:
+            dead.release()
+            raise
+        dead.remove()
+        count += len(records)
+    return count
+
+
+class _Recovered:
+    """A dead log's append, for ``append_records``."""
+
+    __slots__ = ("fence", "record", "run_key", "seq")
+
+    def __init__(self, run_key: bytes, fence: int, seq: int, record: bytes) -> None:
+        self.run_key, self.fence, self.seq, self.record = run_key, fence, seq, record
+
+
+def _failed(loop: asyncio.AbstractEventLoop, error: BaseException) -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = loop.create_future()
+    fut.set_exception(error)
+    return fut
+
+
+def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.cancelled():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+
+
+def _settle_threadsafe(loop: Any, fut: asyncio.Future[None], error: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+        loop.call_soon_threadsafe(_resolve, fut, error)

@@ -1,0 +1,292 @@
+"""The LMDB store with ``commit="log"`` (store/lmdb_log.py): the store contract on it,
+workflows, this process's unapplied appends, fencing against a live and a dead holder,
+and processes SIGKILLed with acknowledged appends only in their log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_contract import *  # noqa: F403 - the whole contract, on a store in this mode
+from test_contract import LONG, Backend, new_run, record
+
+from support.crash_worker import expected
+from surestep import Engine, _core, function, workflow
+from surestep.errors import ConfigurationError, StoreError
+from surestep.store import lmdb_env, lmdb_log, open_store
+from surestep.store.lmdb import LmdbStore
+from test_crash import effects, recover, start_and_kill
+
+
+class LogBackend(Backend):
+    def new(self) -> LmdbStore:
+        return LmdbStore(self.location, commit="log")
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Backend:
+    """The contract's stores, all in this mode (overrides test_contract's)."""
+    return LogBackend("lmdb", str(tmp_path / "store"))
+
+
+@pytest.fixture
+def applies_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applies wait for another op to share their commit (none comes by itself)."""
+    monkeypatch.setattr(lmdb_env, "APPLY_INTERVAL", 600.0)
+
+
+@function
+async def add_one(x: int) -> int:
+    return x + 1
+
+
+@workflow
+async def count_up(ctx, n: int) -> int:  # type: ignore[no-untyped-def]
+    x = 0
+    for _ in range(n):
+        x = await ctx.step(add_one, x)
+    return x
+
+
+def lmdb_steps(path: str, run_id: str) -> list[int]:
+    """The steps LMDB itself holds for the run, read by another process that opens the
+    store read-only (no log applied)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from surestep import _core
+        from surestep.store.lmdb import LmdbStore
+        async def main():
+            store = LmdbStore({path!r}, readonly=True)
+            await store.open()
+            raw = await store.journal({run_id!r})
+            print(sorted(r.seq for b in raw for r in _core.decode_records(b)))
+            await store.close()
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    steps: list[int] = json.loads(out.stdout)
+    return steps
+
+
+def logs(path: str) -> list[str] | None:
+    """The commit logs in the store at ``path`` (None: it never had one)."""
+    root = Path(path, "commit-log")
+    return sorted(p.name for p in root.iterdir()) if root.exists() else None
+
+
+async def test_workflows_run_alone_and_together(tmp_path: Path) -> None:
+    path = str(tmp_path / "store")
+    async with Engine(path, commit="log") as engine:
+        assert await engine.run(count_up, 30) == 30
+        results = await asyncio.gather(*(engine.run(count_up, 5) for _ in range(20)))
+        assert results == [5] * 20
+        assert logs(path)  # this process's log
+    assert logs(path) == []  # applied, then removed
+    async with Engine(path) as engine:  # the default mode reads what the log wrote
+        runs = await engine.runs()
+        assert len(runs) == 21 and all(r.status == "completed" for r in runs)
+        env = engine.store.env  # type: ignore[attr-defined]
+        marks = env.read(lambda txn: list(txn.cursor(db=env.dbs.commit_logs)))
+        assert marks == []  # the closed process's applied mark went with its log
+
+
+async def test_the_default_mode_makes_no_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "store")
+    async with Engine(path) as engine:
+        assert await engine.run(count_up, 3) == 3
+    assert logs(path) is None
+
+
+async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_wait: None) -> None:
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "me", LONG)
+        for seq in range(3):
+            await store.append(run.run_id, fence, seq, record(seq, f"r{seq}"))
+        mine = [r.seq for b in await store.journal(run.run_id) for r in _core.decode_records(b)]
+        assert sorted(mine) == [0, 1, 2]
+        assert lmdb_steps(path, run.run_id) == []  # acknowledged: in the log only
+        with pytest.raises(StoreError, match="has a record already"):
+            await store.append(run.run_id, fence, 1, record(1))
+        await store.renew([(run.run_id, fence)], "me", LONG)  # any op: the applies commit
+        assert lmdb_steps(path, run.run_id) == [0, 1, 2]
+
+
+async def test_a_finish_is_never_in_lmdb_without_the_appends_before_it(
+    tmp_path: Path, applies_wait: None
+) -> None:
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "me", LONG)
+        await store.append(run.run_id, fence, 0, record(0))
+        await store.finish(run.run_id, fence, "completed", 1, None)
+        assert lmdb_steps(path, run.run_id) == [0]
+
+
+def test_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="commit must be 'lmdb' or 'log'"):
+        LmdbStore(str(tmp_path), commit="wal")
+    with pytest.raises(ConfigurationError, match="read-only"):
+        LmdbStore(str(tmp_path), commit="log", readonly=True)
+    with pytest.raises(ConfigurationError, match="nothing is flushed"):
+        LmdbStore(str(tmp_path), commit="log", durability="process")
+    with pytest.raises(ConfigurationError, match="takes no option 'commit'"):
+        open_store("postgresql://localhost/x", commit="log")
+
+
+async def test_one_commit_mode_per_store_and_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "store")
+    first = LmdbStore(path, commit="log")
+    await first.open()
+    try:
+        with pytest.raises(ConfigurationError, match="one commit mode"):
+            await LmdbStore(path).open()
+    finally:
+        await first.close()
+
+
+async def test_a_mark_whose_log_is_gone_does_not_hold_a_run(tmp_path: Path) -> None:
+    """A process that closed with everything applied leaves no log: a mark of its pid
+    found without its log (a later process with the same pid, say) decides nothing."""
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        env = store.env
+        owner = f"{os.uname().nodename}:{os.getpid()}:someone"
+        assert not env.read(
+            lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, path)
+        )  # this process's mark, its log live: a lease ending later is held
+        gone = str(tmp_path / "elsewhere")
+        assert env.read(
+            lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, gone)
+        )
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from surestep.store.lmdb import LmdbStore
+    from surestep import _core
+    async def main(path, run_id):
+        store = LmdbStore(path)
+        await store.open()
+        run = await store.claim(run_id, "claimer", 60.0)
+        if run is None:
+            print("refused")
+        else:
+            raw = await store.journal(run_id)
+            print("taken", sorted(r.seq for b in raw for r in _core.decode_records(b)))
+        await store.close()
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def claim_in_another_process(path: str, run_id: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", CLAIMER, path, run_id], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+async def test_a_live_holders_expired_lease_waits_for_its_log(
+    tmp_path: Path, applies_wait: None
+) -> None:
+    """The holder acknowledged an append that LMDB lacks, and its lease ran out: another
+    process may not take the run until the holder's applied mark passes the lease's end."""
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        run = new_run()
+        owner = f"{os.uname().nodename}:{os.getpid()}:holder"
+        fence = await store.create_run(run, owner, 0.5)
+        await store.append(run.run_id, fence, 0, record(0))
+        await asyncio.sleep(0.6)  # the lease has run out; the append is in the log only
+        assert claim_in_another_process(path, run.run_id) == "refused"
+        await store.append_log(run.run_id, 0, 0, b'"a line"')  # a commit: applies, marks
+        assert claim_in_another_process(path, run.run_id) == "taken [0]"
+
+
+HOLDER = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    from surestep import _core
+    from surestep.store import lmdb_env
+    from surestep.store.base import RunInfo
+    from surestep.store.lmdb import LmdbStore
+    lmdb_env.APPLY_INTERVAL = 600.0
+    def record(seq):
+        kind = _core.KIND_STEP
+        return _core.encode_record(kind, seq, 1, "s", None, None, b'"x"', True, None, None)
+    async def main(path, run_id):
+        store = LmdbStore(path, commit="log")
+        await store.open()
+        run = RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={})
+        owner = f"{os.uname().nodename}:{os.getpid()}:holder"
+        fence = await store.create_run(run, owner, 600.0)
+        for seq in range(5):
+            await store.append(run_id, fence, seq, record(seq))
+        print("acknowledged", flush=True)
+        time.sleep(600)
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def test_a_dead_holders_log_is_applied_before_its_run_is_taken(tmp_path: Path) -> None:
+    path = str(tmp_path / "store")
+    run_id = new_run().run_id
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, path, run_id], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "acknowledged"
+        assert lmdb_steps(path, run_id) == []  # five steps acknowledged, in its log only
+        assert claim_in_another_process(path, run_id) == "refused"  # alive, lease valid
+        holder.kill()
+        holder.wait()
+    assert claim_in_another_process(path, run_id) == "taken [0, 1, 2, 3, 4]"
+    assert logs(path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recover_commit", ["log", "lmdb"])
+def test_kill_between_steps_loses_no_acknowledged_step(tmp_path: Path, recover_commit: str) -> None:
+    """SIGKILLed right after step 3 was acknowledged, with every apply still waiting:
+    the steps are in the log only; the next process (in either mode) applies them and
+    runs none of them again."""
+    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+    env = {"COMMIT": "log", "APPLY_INTERVAL": "600"}
+    run_id = start_and_kill(["start", store, ledger, "8"], "between:3", env)
+    assert [e["seq"] for e in effects(ledger)] == [0, 1, 2, 3]
+    assert lmdb_steps(store, run_id) == []
+    assert recover(store, ledger, {"COMMIT": recover_commit}) == {run_id: expected(8)}
+    assert Counter(e["seq"] for e in effects(ledger)) == Counter(range(8))
+
+
+@pytest.mark.slow
+def test_kill_inside_a_step_runs_it_once_more(tmp_path: Path) -> None:
+    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+    env = {"COMMIT": "log"}
+    run_id = start_and_kill(["start", store, ledger, "6"], "inside:3", env)
+    assert recover(store, ledger, env) == {run_id: expected(6)}
+    seqs = Counter(e["seq"] for e in effects(ledger))
+    assert seqs == Counter({0: 1, 1: 1, 2: 1, 3: 2, 4: 1, 5: 1})
+
+
+def test_many_runs_killed_in_log_mode_all_finish(tmp_path: Path) -> None:
+    store, ledger = str(tmp_path / "store"), str(tmp_path / "ledger")
+    env = {"COMMIT": "log", "APPLY_INTERVAL": "600"}
+    ids = [start_and_kill(["start", store, ledger, "5"], f"between:{k}", env) for k in range(3)]
+    assert recover(store, ledger, {"COMMIT": "log"}) == {run_id: expected(5) for run_id in ids}
+    per_run = Counter((e["run"], e["seq"]) for e in effects(ledger))
+    assert per_run == Counter((run_id, k) for run_id in ids for k in range(5))
