@@ -56,6 +56,7 @@ import os
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -1293,6 +1294,9 @@ class LmdbStore(Store):
         return result
 
 
+_CREATE_VALUES = attrgetter(*CREATE_FIELDS)  # a run's fields create_run may set, as given
+
+
 class _CreateRun:
     """``create_run``'s op: one slotted object per new run, where a closure would make a
     function, its cells and their tuple (containers the collector sees while the commit
@@ -1323,7 +1327,7 @@ class _CreateRun:
         self.store, self.run, self.owner, self.lease_s = store, run, owner, lease_s
         self.follow_deployment, self.idempotency_key = follow_deployment, idempotency_key
         self.given = run.version
-        self.fresh = tuple([getattr(run, name) for name in CREATE_FIELDS])
+        self.fresh = _CREATE_VALUES(run)
         self.key = run_key(run.run_id)
         self.now = time.time()
 
