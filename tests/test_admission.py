@@ -130,6 +130,37 @@ async def test_a_failed_start_gives_its_place_back(store_url: str) -> None:
         assert await (await engine.start(held, 4)).result() == 8
 
 
+async def test_a_cancelled_result_waiter_leaves_the_run_executing(store_url: str) -> None:
+    """Cancelling a caller waiting on ``result()`` cancels that wait only: the run goes on,
+    the next waiter gets its result, and its end gives its place back."""
+    async with Engine(store_url, max_in_flight=1, on_full="refuse") as engine:
+        handle = await engine.start(held, 6)
+        waiting = asyncio.ensure_future(handle.result())
+        while gate.inside < 1:  # noqa: ASYNC110 - the run signals nothing else
+            await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert engine.in_flight == 1  # still executing
+        gate.open.set()
+        assert await handle.result() == 12
+        while engine.in_flight:  # noqa: ASYNC110 - the place comes back in a done callback
+            await asyncio.sleep(0.01)
+        assert (await handle.info()).status == "completed"
+
+
+async def test_a_run_cancelled_at_once_gives_its_place_back(store_url: str) -> None:
+    """A run cancelled right after its start, before its task ran at all, frees its place."""
+    async with Engine(store_url, max_in_flight=1, on_full="refuse") as engine:
+        handle = await engine.start(held, 1)
+        assert await engine.cancel(handle.run_id)
+        while engine.in_flight:  # noqa: ASYNC110 - the place comes back in a done callback
+            await asyncio.sleep(0.01)
+        assert (await handle.info()).status == "cancelled"
+        gate.open.set()
+        assert await (await engine.start(held, 7)).result() == 14
+
+
 async def test_a_client_engine_holds_no_place_once_the_run_is_stored(store_url: str) -> None:
     """An engine that executes nothing only stores runs: each place is free again as
     soon as its start returns."""

@@ -71,9 +71,8 @@ class Admission:
                     self._waiters.remove(place)  # rare: O(n) is fine here
             raise
 
-    def give_back(self, _done: object = None) -> None:
-        """Give a place back: to the first start waiting, if any. (``_done``: a task
-        whose end gives it back, as a done callback.)"""
+    def give_back(self) -> None:
+        """Give a place back: to the first start waiting, if any."""
         while self._waiters:
             place = self._waiters.popleft()
             if not place.done():

@@ -9,6 +9,8 @@ heartbeat renews the leases of every run this engine executes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import math
 import os
@@ -305,15 +307,13 @@ class Engine:
             await admission.take()
         try:
             run_id, task = await self._start(
-                workflow, args, kwargs, session_id, user_id, idempotency_key
+                workflow, args, kwargs, session_id, user_id, idempotency_key, admission
             )
         except BaseException:
             admission.give_back()
             raise
         if task is None:  # not executed here: its place is free at once
             admission.give_back()
-        else:  # until the run no longer executes here
-            task.add_done_callback(admission.give_back)
         return RunHandle(self, run_id, task)
 
     async def _start(
@@ -324,9 +324,11 @@ class Engine:
         session_id: str | None,
         user_id: str | None,
         idempotency_key: str | None = None,
+        admission: Admission | None = None,
     ) -> tuple[str, asyncio.Task[Any] | None]:
         """Store the new run and launch it here when it is this engine's to execute: its
-        id, and the task executing it (``None`` when it does not execute here)."""
+        id, and the task executing it (``None`` when it does not execute here), which
+        holds its place in ``admission`` until it ends."""
         spec = find_workflow(workflow)
         session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
@@ -362,7 +364,7 @@ class Engine:
                 )
             return run.run_id, None
         if run.owner is not None:
-            return run.run_id, self._launch(spec, run, replay=False)
+            return run.run_id, self._launch(spec, run, replay=False, admission=admission)
         # A client, or another version is current: a worker serving it claims the run.
         await self._warn_if_unserved(run, spec)
         return run.run_id, None
@@ -829,14 +831,23 @@ class Engine:
 
     # -- execution
 
-    def _launch(self, spec: WorkflowSpec, run: RunInfo, replay: bool) -> asyncio.Task[Any]:
+    def _launch(
+        self, spec: WorkflowSpec, run: RunInfo, replay: bool, admission: Admission | None = None
+    ) -> asyncio.Task[Any]:
+        """Execute the run in a task of its own; its end gives its place in ``admission``
+        back, if it holds one."""
         active = _Active(run.fence)
         self._active[run.run_id] = active
         loop = asyncio.get_running_loop()
         task = active.task = loop.create_task(
             self._execute(spec, run, active, replay), name=f"surestep-run-{run.run_id}"
         )
-        task.add_done_callback(_outcome_is_in_the_store)
+        ended = (
+            _outcome_is_in_the_store
+            if admission is None
+            else functools.partial(_ended_admitted, admission)
+        )
+        task.add_done_callback(ended, context=_CALLBACK_CONTEXT)
         if self._heartbeat is None:
             self._heartbeat = loop.create_task(self._beat(), name="surestep-heartbeat")
         return task
@@ -993,13 +1004,19 @@ class Engine:
                 active = self._active.get(run_id)
                 task = None if active is None else active.task
             if task is not None:
+                if not task.done():  # as asyncio.shield, with one future and no closures
+                    waiter = task.get_loop().create_future()
+                    wake = functools.partial(_wake, waiter)
+                    task.add_done_callback(wake, context=_CALLBACK_CONTEXT)
+                    try:
+                        await waiter
+                    except asyncio.CancelledError:  # the waiter is cancelled, not the run
+                        task.remove_done_callback(wake)
+                        raise
                 try:
-                    return await asyncio.shield(task)
-                except (LeaseLostError, Suspended):
+                    return task.result()
+                except (LeaseLostError, Suspended, asyncio.CancelledError):
                     pass  # it waits, was cancelled, or continues elsewhere: ask the store
-                except asyncio.CancelledError:
-                    if not task.done():
-                        raise  # the waiter itself is cancelled, not the run
                 task = None
             run = await self.store.get_run(run_id)
             if run.status == COMPLETED:
@@ -1054,11 +1071,29 @@ def run_identities(
     return named["session_id"], named["user_id"]
 
 
+# The context the engine's own done callbacks run in: they read no context variable,
+# and a callback given none would copy the caller's (an object per callback).
+_CALLBACK_CONTEXT = contextvars.Context()
+
+
+def _wake(waiter: asyncio.Future[None], _task: object) -> None:
+    """A run task's done callback for one caller waiting on its outcome."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
     """A run task's exception (failed, suspended, lease lost) is already recorded or
     logged; whoever waits reads the store. Mark it retrieved so asyncio stays quiet."""
     if not task.cancelled():
         task.exception()
+
+
+def _ended_admitted(admission: Admission, task: asyncio.Task[Any]) -> None:
+    """The done callback of a run task that ``start`` admitted: its place is given back
+    (one callback where two would copy a context each)."""
+    _outcome_is_in_the_store(task)
+    admission.give_back()
 
 
 async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:

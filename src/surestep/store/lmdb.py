@@ -63,6 +63,7 @@ import os
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -499,36 +500,7 @@ class LmdbStore(Store):
         follow_deployment: bool = False,
         idempotency_key: str | None = None,
     ) -> int:
-        given = run.version
-        fresh = [getattr(run, name) for name in CREATE_FIELDS]
-        key = run_key(run.run_id)
-        now = time.time()
-
-        def op(txn: _lmdb.Transaction) -> None:  # re-applied from scratch when a full map is grown
-            if idempotency_key is not None:
-                taken = txn.get(idempotency_key.encode(), db=self.env.dbs.idempotency)
-                if taken is not None:
-                    stored = self._load(txn, bytes(taken))
-                    if stored is None:
-                        raise StoreError(f"idempotency key {idempotency_key!r} names no run")
-                    vars(run).update(vars(stored))
-                    return
-            if txn.get(key, db=self.env.dbs.runs) is not None:
-                raise StoreError(f"a run {run.run_id} exists already in {self.url}")
-            if idempotency_key is not None:
-                txn.put(idempotency_key.encode(), key, db=self.env.dbs.idempotency)
-                txn.put(key, idempotency_key.encode(), db=self.env.dbs.idempotency_of)
-            deployed = (
-                self.env.dbs.deployed_version(txn, run.workflow) if follow_deployment else None
-            )
-            for name, value in zip(CREATE_FIELDS, fresh, strict=True):
-                setattr(run, name, value)
-            if deployed is not None and deployed != given:
-                run.version = deployed  # pending, for a worker serving that version
-            elif owner is not None:
-                self._take(run, owner, lease_s, now)
-            self._save(txn, run, new=True)
-
+        op = _CreateRun(self, run, owner, lease_s, follow_deployment, idempotency_key)
         await self.env.submit(op, notify=True, small=True)
         return run.fence
 
@@ -733,26 +705,8 @@ class LmdbStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
-        lease = _lease_bytes(fence, 0.0, None)  # the lease ends: nobody holds the run
-
-        def op(txn: _lmdb.Transaction) -> None:
-            e = self.env.dbs
-            key = self._check_fence(txn, run_id, fence)
-            raw = txn.get(key, db=e.runs)
-            assert raw is not None
-            # The stored row changed in place: what _save would write, without making a
-            # RunInfo of it and taking that apart again (the run's last write).
-            row = orjson.loads(raw)
-            if row["status"] == WAITING and row.get("wake_at") is not None:
-                txn.delete(_timer_key(row["wake_at"], key), db=e.timers)
-            now = time.time()
-            row.update(status=status, result=result, error=error, updated_at=now)
-            txn.put(key, orjson.dumps(row), db=e.runs)
-            txn.put(key, lease, db=e.leases)
-            txn.delete(key, db=e.active)
-            self._file_finished(txn, key, row.get("parent_id"), now, keep)
-
         assert status in FINISHED, status
+        op = _Finish(self, run_id, fence, status, result, error, keep)
         await self.env.submit(op, notify=True, small=True)
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
@@ -1430,6 +1384,107 @@ class LmdbStore(Store):
 
         result: dict[str, Any] = self.env.read(scan)
         return result
+
+
+_CREATE_VALUES = attrgetter(*CREATE_FIELDS)  # a run's fields create_run may set, as given
+
+
+class _CreateRun:
+    """``create_run``'s op: one slotted object per new run, where a closure would make a
+    function, its cells and their tuple (containers the collector sees while the commit
+    is under way). Re-applied from scratch when a full map is grown."""
+
+    __slots__ = (
+        "follow_deployment",
+        "fresh",
+        "given",
+        "idempotency_key",
+        "key",
+        "lease_s",
+        "now",
+        "owner",
+        "run",
+        "store",
+    )
+
+    def __init__(
+        self,
+        store: LmdbStore,
+        run: RunInfo,
+        owner: str | None,
+        lease_s: float,
+        follow_deployment: bool,
+        idempotency_key: str | None,
+    ) -> None:
+        self.store, self.run, self.owner, self.lease_s = store, run, owner, lease_s
+        self.follow_deployment, self.idempotency_key = follow_deployment, idempotency_key
+        self.given = run.version
+        self.fresh = _CREATE_VALUES(run)
+        self.key = run_key(run.run_id)
+        self.now = time.time()
+
+    def __call__(self, txn: _lmdb.Transaction) -> None:
+        store, run, key, idempotency_key = self.store, self.run, self.key, self.idempotency_key
+        dbs = store.env.dbs
+        if idempotency_key is not None:
+            taken = txn.get(idempotency_key.encode(), db=dbs.idempotency)
+            if taken is not None:
+                stored = store._load(txn, bytes(taken))  # noqa: SLF001 - its store's op
+                if stored is None:
+                    raise StoreError(f"idempotency key {idempotency_key!r} names no run")
+                vars(run).update(vars(stored))
+                return
+        if txn.get(key, db=dbs.runs) is not None:
+            raise StoreError(f"a run {run.run_id} exists already in {store.url}")
+        if idempotency_key is not None:
+            txn.put(idempotency_key.encode(), key, db=dbs.idempotency)
+            txn.put(key, idempotency_key.encode(), db=dbs.idempotency_of)
+        deployed = dbs.deployed_version(txn, run.workflow) if self.follow_deployment else None
+        for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
+            setattr(run, name, value)
+        if deployed is not None and deployed != self.given:
+            run.version = deployed  # pending, for a worker serving that version
+        elif self.owner is not None:
+            store._take(run, self.owner, self.lease_s, self.now)  # noqa: SLF001
+        store._save(txn, run, new=True)  # noqa: SLF001
+
+
+class _Finish:
+    """``finish``'s op, slotted as ``_CreateRun`` is: the stored row changed in place
+    (what ``_save`` would write, without making a ``RunInfo`` of it and taking that apart
+    again: the run's last write)."""
+
+    __slots__ = ("error", "fence", "keep", "result", "run_id", "status", "store")
+
+    def __init__(
+        self,
+        store: LmdbStore,
+        run_id: str,
+        fence: int,
+        status: str,
+        result: Any,
+        error: dict[str, Any] | None,
+        keep: int,
+    ) -> None:
+        self.store, self.run_id, self.fence = store, run_id, fence
+        self.status, self.result, self.error, self.keep = status, result, error, keep
+
+    def __call__(self, txn: _lmdb.Transaction) -> None:
+        store = self.store
+        e = store.env.dbs
+        key = store._check_fence(txn, self.run_id, self.fence)  # noqa: SLF001 - its store's op
+        raw = txn.get(key, db=e.runs)
+        assert raw is not None
+        row = orjson.loads(raw)
+        if row["status"] == WAITING and row.get("wake_at") is not None:
+            txn.delete(_timer_key(row["wake_at"], key), db=e.timers)
+        now = time.time()
+        row.update(status=self.status, result=self.result, error=self.error, updated_at=now)
+        txn.put(key, orjson.dumps(row), db=e.runs)
+        # The lease ends: nobody holds the run.
+        txn.put(key, _lease_bytes(self.fence, 0.0, None), db=e.leases)
+        txn.delete(key, db=e.active)
+        store._file_finished(txn, key, row.get("parent_id"), now, self.keep)  # noqa: SLF001
 
 
 def _append_failure(status: int, key: bytes, seq: int) -> BaseException:
