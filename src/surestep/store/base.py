@@ -49,7 +49,8 @@ class Transition:
 
 
 # Every change of a run's status a store makes, specified once: each backend cites the
-# entry it implements (PostgreSQL in the statement that does it, ``store/pg_sql.py``),
+# entry it implements (PostgreSQL in the statement that does it, ``store/pg_sql.py``;
+# LMDB above the method whose transaction does it),
 # and the contract suite checks that every change the stores make is listed here.
 # Operations that keep the status (renew, send_event, set_progress, retry_done) are not
 # transitions: send_event makes a run waiting for that event due (``wake_at`` = now).

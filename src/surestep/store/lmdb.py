@@ -480,6 +480,7 @@ class LmdbStore(Store):
         marks = self.env.dbs.commit_logs
         return lmdb_log.may_take_over(txn, marks, run.owner, _lease_end(raw)[1], self.path)
 
+    # base.TRANSITIONS: claim (both claim operations, and creation claimed for its owner)
     def _take(self, run: RunInfo, owner: str, lease_s: float, now: float) -> RunInfo:
         run.fence += 1
         run.attempt += 1
@@ -492,6 +493,7 @@ class LmdbStore(Store):
 
     # -- runs and leases
 
+    # base.TRANSITIONS: create (unclaimed or claimed for its owner)
     async def create_run(
         self,
         run: RunInfo,
@@ -566,6 +568,7 @@ class LmdbStore(Store):
         result: list[RunInfo] = await self.env.submit(op)
         return result
 
+    # base.TRANSITIONS: create (a child, claimed for its parent's owner)
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
         def op(txn: _lmdb.Transaction) -> RunInfo:
             existing = self._load(txn, run_key(run.run_id))
@@ -592,6 +595,7 @@ class LmdbStore(Store):
 
         await self.env.submit(op, notify=True)
 
+    # base.TRANSITIONS: suspend, and record_attempt with its wake_at
     def _suspend(
         self,
         txn: _lmdb.Transaction,
@@ -684,6 +688,7 @@ class LmdbStore(Store):
         result: list[str] = await self.env.submit(op)
         return result
 
+    # base.TRANSITIONS: release
     async def release(self, run_id: str, fence: int) -> None:
         def op(txn: _lmdb.Transaction) -> None:
             key = self._check_fence(txn, run_id, fence)
@@ -696,6 +701,7 @@ class LmdbStore(Store):
 
         await self.env.submit(op, notify=True)
 
+    # base.TRANSITIONS: finish
     async def finish(
         self,
         run_id: str,
@@ -709,6 +715,7 @@ class LmdbStore(Store):
         op = _Finish(self, run_id, fence, status, result, error, keep)
         await self.env.submit(op, notify=True, small=True)
 
+    # base.TRANSITIONS: cancel
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
         def op(txn: _lmdb.Transaction) -> bool:
             run = self._load(txn, run_key(run_id))
