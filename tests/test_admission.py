@@ -17,6 +17,7 @@ from surestep import (
     function,
     workflow,
 )
+from surestep import engine as engine_module
 from surestep.admission import Admission
 
 
@@ -269,3 +270,35 @@ async def test_the_http_api_answers_503_with_retry_after_past_the_bound(tmp_path
             assert (await engine.result(first.json()["run_id"])) == 2
     finally:
         await engine.close()
+
+
+async def test_a_burst_of_starts_is_stored_a_bounded_number_at_a_time(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the admission bound, at most MAX_STARTING starts are between admission and
+    stored at once (a burst queues that many creations, not all of its rows); all
+    complete."""
+    monkeypatch.setattr(engine_module, "MAX_STARTING", 3)
+    in_flight, most = 0, 0
+
+    @workflow(name="admission.tiny")
+    async def tiny(ctx: WorkflowContext, n: int) -> int:
+        return int(await ctx.step(double, n))
+
+    async with Engine(store_url) as engine:
+        create_run = engine.store.create_run
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                await asyncio.sleep(0.001)
+                return await create_run(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        monkeypatch.setattr(engine.store, "create_run", counted)
+        handles = await asyncio.gather(*(engine.start(tiny, n) for n in range(20)))
+        assert [await h.result() for h in handles] == [2 * n for n in range(20)]
+    assert most == 3

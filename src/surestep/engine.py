@@ -75,6 +75,9 @@ T = TypeVar("T")
 # executing here): past it a start waits, instead of holding rows, futures and frames
 # for every run of a burst together.
 MAX_IN_FLIGHT = 10_000
+# How many of them may be between admission and stored at once: a burst of starts
+# queues this many creations for the writer, not the whole burst's rows and frames.
+MAX_STARTING = 1_024
 
 KIND_NAMES = journal.KIND_NAMES  # kept here for the surfaces that read it from the engine
 
@@ -177,6 +180,7 @@ class Engine:
             raise ConfigurationError(f"purge_interval must be > 0, not {purge_interval!r}")
         # Made again by open(): a start waiting for a place waits on its loop.
         self._admission = Admission(max_in_flight, on_full)
+        self._starting = Admission(MAX_STARTING)
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
         self.execute = execute
@@ -200,6 +204,7 @@ class Engine:
             await self.store.open()
             self._opened = True
             self._admission = Admission(self._admission.limit, self._admission.on_full)
+            self._starting = Admission(MAX_STARTING)
             self._default_keep = await self._store_default_keep()
             if self.execute:
                 # The schedules and event triggers of the workflows served here.
@@ -305,10 +310,16 @@ class Engine:
         admission = self._admission
         if not admission.take_now():
             await admission.take()
+        starting = self._starting
         try:
-            run_id, task = await self._start(
-                workflow, args, kwargs, session_id, user_id, idempotency_key, admission
-            )
+            if not starting.take_now():
+                await starting.take()
+            try:
+                run_id, task = await self._start(
+                    workflow, args, kwargs, session_id, user_id, idempotency_key, admission
+                )
+            finally:
+                starting.give_back()
         except BaseException:
             admission.give_back()
             raise
