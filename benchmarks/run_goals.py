@@ -49,6 +49,10 @@ def goal_rows(name: str, repeat: int) -> list[dict[str, float]]:
                 rows.append(run_once(lambda: workloads.SequentialSteps(loop, "fsync")))
             elif name == "sequential_process":
                 rows.append(run_once(lambda: workloads.SequentialSteps(loop, "process")))
+            elif name == "sequential_log":
+                rows.append(
+                    run_once(lambda: workloads.SequentialSteps(loop, "fsync", commit="log"))
+                )
             elif name == "concurrent_fsync":
                 rows.append(run_once(lambda: workloads.ConcurrentSteps(loop)))
             elif name in ("short1_fsync", "short0_fsync"):

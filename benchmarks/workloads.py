@@ -113,6 +113,30 @@ def raw_commits(n: int, sync: bool) -> tuple[float, float]:
     return (marks[n] - marks[0]) / n, median(cycles(marks))
 
 
+def raw_log_flushes(n: int) -> tuple[float, float]:
+    """Seconds per append of one step record to a file written with zeros beforehand,
+    each followed by ``fdatasync``: the one device flush a commit log needs per durable
+    step. The mean over ``n`` appends, and the median of the individual ones."""
+    path = temp_dir("rawlog")
+    records = [sample_record(seq) for seq in range(n)]
+    fd = os.open(os.path.join(path, "segment"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, bytes(sum(len(r) + 32 for r in records)))  # frame headers' worth more
+        os.fsync(fd)
+        marks = [0.0] * (n + 1)
+        clock = time.perf_counter
+        offset = 0
+        for i, record in enumerate(records):
+            marks[i] = clock()
+            offset += os.pwrite(fd, record, offset)
+            os.fdatasync(fd)
+        marks[n] = clock()
+    finally:
+        os.close(fd)
+        shutil.rmtree(path)
+    return (marks[n] - marks[0]) / n, median(cycles(marks))
+
+
 def raw_commit_marks(n: int, sync: bool) -> list[float]:
     """``n`` transactions in a row, each putting one step record and committing (sync or
     not), in a raw environment of their own: the clock before each, and after the last."""
@@ -275,19 +299,31 @@ class SequentialSteps(Workload):
     of the same function, and one raw LMDB commit without sync.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, durability: str, steps: int = SEQ_STEPS):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        durability: str,
+        steps: int = SEQ_STEPS,
+        commit: str = "lmdb",
+    ):
         super().__init__(loop)
         self.durability = durability
         self.steps = steps
-        self.name = f"sequential_{durability}"
+        self.commit = commit
+        self.name = "sequential_log" if commit == "log" else f"sequential_{durability}"
 
     def setup(self) -> None:
         mean, typical = raw_commits(self.steps, sync=self.durability == "fsync")
         self.base = {"raw_commit": mean, "raw_commit_median": typical}
+        if self.commit == "log":  # the step's floor is then one flush of the log
+            self.base["raw_lmdb_median"] = typical
+            mean, typical = raw_log_flushes(self.steps)
+            self.base.update(raw_commit=mean, raw_commit_median=typical)
         if self.durability == "process":
             self.base["plain_await"] = self.run(plain_awaits(self.steps))
         self.path = self.tmp("seq")
-        self.open_engine(self.path, self.durability)
+        self.engine = Engine(self.path, durability=self.durability, commit=self.commit)
+        self.run(self.engine.open())
 
     def measured(self) -> None:
         self.result, self.run_id = self.run(self._go())
@@ -312,7 +348,8 @@ class SequentialSteps(Workload):
 
     def after_close(self) -> None:
         self.commits = store_commits(self.path)
-        check(self.commits >= self.steps + 2, f"{self.commits} commits: one per step at least")
+        if self.commit == "lmdb":  # a log's appends reach LMDB in groups, off the path
+            check(self.commits >= self.steps + 2, f"{self.commits} commits: one per step")
 
     def figures(self, elapsed: float) -> dict[str, float]:
         """``ratio``: this round's mean step over its mean raw commit. ``ratio_op``: the
@@ -329,6 +366,8 @@ class SequentialSteps(Workload):
             "ratio_op": self.cycle / raw_op,
             "commits": self.commits,
         }
+        if self.commit == "log":
+            out["lmdb_op_us"] = self.base["raw_lmdb_median"] * 1e6
         if self.durability == "process":
             plain = self.base["plain_await"]
             out["plain_await_us"] = plain * 1e6
@@ -937,6 +976,14 @@ GOALS: dict[str, Goal] = {
         base="base_us", base_title="us raw LMDB no-sync commit",
         notes=(("overhead_op_us", "us overhead (median op)"),
                ("plain_await_us", "us plain await")),
+    ),
+    "sequential_log": Goal(
+        title="sequential durable step, commit=log / raw log flush",
+        figure="ratio_op", unit="x (median op)", op="<=", target=1.3,
+        base="base_op_us", base_title="us raw append + fdatasync (median op)",
+        notes=(("cycle_us", "us step (median op)"),
+               ("lmdb_op_us", "us raw LMDB sync commit (median op)"),
+               ("commits", "LMDB commits")),
     ),
     "concurrent_fsync": Goal(
         title="1,000 workflows x 10 steps, fsync",
