@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from support.calls import calls
+from support.polling import until
 from surestep import ConfigurationError, Engine, WorkflowContext, function, workflow
 from surestep.errors import StoreError
 from surestep.store import open_store
@@ -74,6 +75,41 @@ async def test_appends_issued_together_ride_one_statement(pg_url: str) -> None:
         assert all([await store.journal(r.run_id) == [b"%d" % s for s in range(20)] for r in runs])
     finally:
         await store.close()
+
+
+async def test_closing_leaves_no_tick_in_flight(pg_url: str) -> None:
+    """An engine closed while its scheduler is in the middle of firing a tick returns once
+    that tick's transaction is over: nothing of it is left waiting to land afterwards."""
+
+    @workflow(name="pg_ticker", every=1)
+    async def pg_ticker(ctx: WorkflowContext) -> int:
+        return 1
+
+    schema = fresh_schema()
+    blocker = await asyncpg.connect(pg_url)
+    try:
+        async with Engine(pg_url, schema=schema):  # its schedule stored on open
+            held = blocker.transaction()
+            await held.start()
+            await blocker.execute(
+                f"SELECT 1 FROM {schema}.schedules WHERE workflow = 'pg_ticker' FOR UPDATE"
+            )
+            # The next tick's transaction waits for the schedule's row.
+            await until(lambda: _blocked_by(blocker), timeout=30)
+        assert not await _blocked_by(blocker)  # given up, not still waiting to write
+        await held.rollback()
+        assert await blocker.fetchval(f"SELECT count(*) FROM {schema}.runs") == 0
+    finally:
+        await blocker.close()
+
+
+async def _blocked_by(conn: Any) -> bool:
+    """Whether a transaction waits for a lock that ``conn`` holds."""
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        conn.get_server_pid(),
+    )
+    return waiting > 0
 
 
 async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
