@@ -4,15 +4,21 @@
 
 Two processes: `surestep serve` (uvicorn, this repository's ASGI app) executing a one-step
 workflow over a fresh LMDB store (``durability="fsync"``, as ``serve`` opens it), and this
-one sending real HTTP requests with httpx over loopback. Each round measures, in turn:
+one sending real HTTP requests over loopback. Each round measures, in turn:
 
 - ``http wait``: sequential ``POST /api/runs?wait=30`` (start a run and wait for its result),
   latency from sending to the answer;
 - ``engine run``: sequential ``engine.run`` of the same workflow in this process, on a store
   of its own, the floor the HTTP path adds to;
-- ``http submit``: ``--clients`` concurrent clients posting ``POST /api/runs`` (start only)
-  for ``--seconds``: submits per second, and their latency.
+- ``http submit``: ``--clients`` concurrent keep-alive connections posting
+  ``POST /api/runs`` (start only) for ``--seconds``: submits per second, and their latency.
+  The load comes from a lean HTTP/1.1 client (h11 over asyncio streams) so that what is
+  measured is the server: httpx's connection pool, driven by 32 tasks of one process,
+  tops out far below what the server takes and would be measured instead;
+- ``client submit``: the same load through ``surestep.AsyncClient`` (httpx), what a
+  Python caller sharing one client among ``--clients`` tasks gets.
 
+The server's CPU time a submit (Linux) is the figure the machine's load moves least.
 Percentiles come from the full sample of each kind (sorted), never from a mean; the ratios
 are of figures measured in the same round. Nothing here is asserted: figures go to
 ``benchmarks/RESULTS.md`` with the command.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import statistics
@@ -31,9 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import h11
 import httpx
+import orjson
 
-from surestep import Engine, WorkflowContext, workflow
+from surestep import AsyncClient, Engine, WorkflowContext, workflow
 
 FLOWS = """
 from surestep import WorkflowContext, workflow
@@ -90,6 +99,15 @@ class Server:
         else:
             raise RuntimeError(f"surestep serve exited with {self.proc.wait()}")
 
+    def cpu_seconds(self) -> float | None:
+        """The server process's CPU time so far, from Linux's /proc (else ``None``)."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=30)
@@ -116,22 +134,74 @@ async def engine_run(engine: Engine, requests: int) -> list[float]:
     return sample
 
 
-async def http_submit(url: str, clients: int, seconds: float) -> tuple[float, list[float]]:
+async def answer_of(connection: h11.Connection, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status and body of the response ``connection`` is reading."""
+    status, body = 0, b""
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(await reader.read(65536))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            return status, body
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ConnectionError("the server closed a keep-alive connection")
+
+
+async def keep_alive_submits(port: int, k: int, deadline: float, sample: list[float]) -> None:
+    """One connection posting starts, one at a time, until ``deadline``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = h11.Connection(h11.CLIENT)
+    i = 0
+    try:
+        while time.perf_counter() < deadline:
+            body = orjson.dumps({"workflow": "http_bench", "args": [k * 1_000_000 + i]})
+            headers = [
+                ("Host", f"127.0.0.1:{port}"),
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+            ]
+            request = h11.Request(method="POST", target="/api/runs", headers=headers)
+            began = time.perf_counter()
+            writer.write(
+                connection.send(request)
+                + connection.send(h11.Data(data=body))
+                + connection.send(h11.EndOfMessage())
+            )
+            status, answer = await answer_of(connection, reader)
+            sample.append(time.perf_counter() - began)
+            assert status == 202 and "run_id" in orjson.loads(answer), answer
+            connection.start_next_cycle()
+            i += 1
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def http_submit(port: int, clients: int, seconds: float) -> tuple[float, list[float]]:
     """Submits per second by ``clients`` concurrent connections, and their latencies."""
     sample: list[float] = []
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    began = time.perf_counter()
+    await asyncio.gather(*(keep_alive_submits(port, k, deadline, sample) for k in range(clients)))
+    return len(sample) / (time.perf_counter() - began), sample
+
+
+async def client_submit(url: str, clients: int, seconds: float) -> tuple[float, list[float]]:
+    """The same load through one ``surestep.AsyncClient`` shared by ``clients`` tasks."""
+    sample: list[float] = []
+    deadline = time.perf_counter() + seconds
+    async with AsyncClient(url) as client:
 
         async def one_client(k: int) -> None:
             i = 0
             while time.perf_counter() < deadline:
                 began = time.perf_counter()
-                answer = await client.post(
-                    "/api/runs", json={"workflow": "http_bench", "args": [k * 1_000_000 + i]}
-                )
+                await client.submit("http_bench", {"n": k * 1_000_000 + i})
                 sample.append(time.perf_counter() - began)
-                assert answer.status_code == 202, answer.text
                 i += 1
 
         began = time.perf_counter()
@@ -159,7 +229,12 @@ async def main() -> None:
                 for round_ in range(1, options.rounds + 1):
                     over_http = await http_wait(client, options.requests)
                     local = await engine_run(engine, options.requests)
-                    rate, submits = await http_submit(server.url, options.clients, options.seconds)
+                    cpu_before = server.cpu_seconds()
+                    rate, submits = await http_submit(server.port, options.clients, options.seconds)
+                    cpu_after = server.cpu_seconds()
+                    through, client_submits = await client_submit(
+                        server.url, options.clients, options.seconds
+                    )
                     ratio = statistics.median(over_http) / statistics.median(local)
                     print(f"round {round_}")
                     print(f"  http wait    {summary(over_http)}")
@@ -167,6 +242,13 @@ async def main() -> None:
                     print(f"  http / engine p50: {ratio:.2f}x")
                     clients = options.clients
                     print(f"  http submit  {rate:,.0f}/s, {clients} clients; {summary(submits)}")
+                    if cpu_before is not None and cpu_after is not None:
+                        per_submit = (cpu_after - cpu_before) / len(submits) * 1e6
+                        print(f"  server CPU   {per_submit:.0f} us a submit, its run included")
+                    print(
+                        f"  client submit {through:,.0f}/s, {clients} tasks; "
+                        f"{summary(client_submits)}"
+                    )
         finally:
             server.stop()
 

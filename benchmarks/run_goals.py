@@ -51,6 +51,9 @@ def goal_rows(name: str, repeat: int) -> list[dict[str, float]]:
                 rows.append(run_once(lambda: workloads.SequentialSteps(loop, "process")))
             elif name == "concurrent_fsync":
                 rows.append(run_once(lambda: workloads.ConcurrentSteps(loop)))
+            elif name in ("short1_fsync", "short0_fsync"):
+                steps = int(name[5])
+                rows.append(run_once(lambda s=steps: workloads.ShortWorkflows(loop, s)))
             elif name == "replay":
                 built = workloads.build_replay_store(loop)
                 try:

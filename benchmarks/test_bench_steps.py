@@ -1,4 +1,5 @@
-"""Sequential steps (fsync and process durability) and 1,000 concurrent workflows."""
+"""Sequential steps (fsync and process durability), 1,000 concurrent workflows, and
+short workflows under load."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def test_concurrent(
     """1,000 concurrent workflows of 10 steps at fsync: steps/s, and the ratio to raw
     group commit of the same records with the same key layout."""
     measure("concurrent_fsync", lambda: workloads.ConcurrentSteps(loop), 5)
+
+
+@pytest.mark.benchmark(group="1,000 short workflows in flight")
+@pytest.mark.parametrize("steps", [0, 1])
+def test_short_workflows(
+    measure: Callable[..., dict[str, float]], loop: asyncio.AbstractEventLoop, steps: int
+) -> None:
+    """1,000 clients each starting a workflow of 0 or 1 step and waiting for its result,
+    5 times, at fsync: workflows/s, and a workflow's cost over one step's in 1,000 x 10."""
+    measure(f"short{steps}_fsync", lambda: workloads.ShortWorkflows(loop, steps), 5)

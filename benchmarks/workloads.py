@@ -42,6 +42,7 @@ from surestep.store.lmdb_env import WRITEMAP, rewrites_in_place
 
 SEQ_STEPS = 1_000
 CONC_RUNS, CONC_STEPS = 1_000, 10
+SHORT_CLIENTS, SHORT_ROUNDS = 1_000, 5
 REPLAY_STEPS = 10_000
 RECOVERY_RUNS = 10_000
 PARKED_RUNS = 10_000
@@ -394,6 +395,93 @@ class ConcurrentSteps(Workload):
             "ratio": per_step / base,
             "commits": self.commits,
             "steps_per_commit": self.runs * self.steps / self.commits,
+        }
+
+
+async def concurrent_steps(engine: Engine, runs: int, steps: int) -> float:
+    """Seconds per step of ``runs`` workflows of ``steps`` steps started at once, start
+    to last result (what ``ConcurrentSteps`` measures), checked."""
+    started = time.perf_counter()
+    handles = await asyncio.gather(*[engine.start(chain, steps) for _ in range(runs)])
+    results = await asyncio.gather(*[h.result() for h in handles])
+    elapsed = time.perf_counter() - started
+    check(results == [steps] * runs, "baseline: every workflow returned its step count")
+    return elapsed / (runs * steps)
+
+
+class ShortWorkflows(Workload):
+    """Short workflows (``steps`` = 0 or 1) under load: ``SHORT_CLIENTS`` clients, each
+    starting a workflow and waiting for its result ``SHORT_ROUNDS`` times, so that about
+    ``SHORT_CLIENTS`` runs are in flight throughout; start of the first to the last result.
+
+    Baseline: one step's cost in ``CONC_RUNS`` x ``CONC_STEPS`` (the concurrent goal's
+    workload) with an engine of the same durability, measured in setup: a workflow's
+    own cost (start, finish, result) judged against a step's.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        steps: int,
+        durability: str = "fsync",
+        clients: int = SHORT_CLIENTS,
+        rounds: int = SHORT_ROUNDS,
+    ) -> None:
+        super().__init__(loop)
+        self.steps, self.durability = steps, durability
+        self.clients, self.rounds = clients, rounds
+        self.name = f"short{steps}_{durability}"
+
+    def setup(self) -> None:
+        engine = self.open_engine(self.tmp("short-base"), self.durability)
+        self.base = {"step": self.run(concurrent_steps(engine, CONC_RUNS, CONC_STEPS))}
+        self.close_engine()
+        self.open_engine(self.tmp("short"), self.durability)
+
+    def measured(self) -> None:
+        cpu, loop_cpu = time.process_time(), time.thread_time()
+        self.results = self.run(self._go())
+        self.cpu = (time.process_time() - cpu, time.thread_time() - loop_cpu)
+
+    async def _go(self) -> list[tuple[str, Any]]:
+        assert self.engine is not None
+        engine, steps = self.engine, self.steps
+
+        async def client() -> list[tuple[str, Any]]:
+            done = []
+            for _ in range(self.rounds):
+                handle = await engine.start(chain, steps)
+                done.append((handle.run_id, await handle.result()))
+            return done
+
+        outcomes = await asyncio.gather(*[client() for _ in range(self.clients)])
+        return [one for done in outcomes for one in done]
+
+    def check(self) -> None:
+        assert self.engine is not None
+        runs = self.clients * self.rounds
+        check(len({run_id for run_id, _ in self.results}) == runs, "every start made a run")
+        check(all(r == self.steps for _, r in self.results), "every workflow returned")
+
+        async def stored() -> list[Any]:
+            assert self.engine is not None
+            return await self.engine.runs(status="completed")
+
+        check(len(self.run(stored())) == runs, "every run is stored as completed")
+
+    def figures(self, elapsed: float) -> dict[str, float]:
+        runs = self.clients * self.rounds
+        per_workflow = elapsed / runs
+        step = self.base["step"]
+        process_cpu, loop_cpu = self.cpu
+        return {
+            "workflows_per_s": 1 / per_workflow,
+            "us_per_workflow": per_workflow * 1e6,
+            "base_us": step * 1e6,
+            "ratio": per_workflow / step,
+            # CPU time per workflow: the event loop's thread, and the others (the writer)
+            "loop_cpu_us": loop_cpu / runs * 1e6,
+            "other_cpu_us": (process_cpu - loop_cpu) / runs * 1e6,
         }
 
 
@@ -860,6 +948,18 @@ GOALS: dict[str, Goal] = {
             ("steps_per_commit", "steps/commit"),
         ),
     ),
+    **{
+        f"short{steps}_fsync": Goal(
+            title=f"{steps}-step workflow / one step of 1,000 x 10, fsync",
+            figure="ratio", unit="x", op="<=", target=target,
+            base="base_us", base_title="us/step in 1,000 x 10",
+            notes=(("workflows_per_s", "workflows/s, 1,000 in flight"),
+                   ("us_per_workflow", "us/workflow"),
+                   ("loop_cpu_us", "us CPU/workflow, loop thread"),
+                   ("other_cpu_us", "us CPU/workflow, other threads")),
+        )
+        for steps, target in ((1, 1.5), (0, 1.0))
+    },
     "replay": Goal(
         title="replay of a 10,000-step journal",
         figure="us_per_step", unit="us/step", op="<=", target=3,

@@ -453,3 +453,16 @@ def test_serve_needs_a_token_beyond_loopback(tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.json()["actions"] is True
     finally:
         assert server.close() == 0
+
+
+async def test_serve_parses_http_with_h11_whatever_is_installed(tmp_path: Path) -> None:
+    """h11 bounds a request's head (tests/e2e: a 200 KB header is refused with a 400);
+    uvicorn would pick httptools, which does not, wherever it is installed."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from surestep.web.serve import server_config
+
+    async with Engine(tmp_path / "store") as engine:
+        config = server_config(create_app(engine))
+        config.load()
+        assert config.http_protocol_class is H11Protocol

@@ -3,6 +3,7 @@ its own process), on both backends."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 from pathlib import Path
 
@@ -124,3 +125,40 @@ def test_a_blocking_client_in_threads(served: Served) -> None:
         for thread in threads:
             thread.join(60)
     assert sorted(results) == [1, 2, 3, 4]
+
+
+def test_both_clients_have_agnt5s_methods_with_one_signature() -> None:
+    """One implementation drives both clients: the same parameters, in AGNT5's order
+    (callers pass them by position), blocking on one, coroutines on the other."""
+    start = ["component", "input_data", "component_type", "session_id", "user_id"]
+    expected = {
+        "run": [*start, "timeout", "headers", "idempotency_key"],
+        "submit": [*start, "headers", "idempotency_key"],
+        "stream": [*start, "idempotency_key"],
+        "get_status": ["run_id"],
+        "get_result": ["run_id"],
+        "wait_for_result": ["run_id", "timeout", "poll_interval"],
+        "events": ["run_id"],
+        "cancel": ["run_id"],
+        "send_event": ["run_id", "name", "payload"],
+    }
+    blocking, asynchronous = Client(), AsyncClient()
+    for name, parameters in expected.items():
+        for client in (blocking, asynchronous):
+            method = getattr(client, name)
+            assert list(inspect.signature(method).parameters) == parameters, (client, name)
+            assert method.__name__ == name and method.__doc__
+        assert inspect.signature(getattr(Client, name)) == inspect.signature(
+            getattr(AsyncClient, name)
+        )
+    with blocking, pytest.raises(ConfigurationError, match="component_type"):
+        blocking.submit("add", component_type="agent")  # refused before any request
+
+
+async def test_the_async_client_refuses_bad_input_before_sending() -> None:
+    async with AsyncClient("http://127.0.0.1:9") as client:  # nothing listens there
+        with pytest.raises(ConfigurationError, match="input_data"):
+            await client.submit("add", ["not", "a", "dict"])  # type: ignore[arg-type]
+        events = client.stream("add", component_type="agent")
+        with pytest.raises(ConfigurationError, match="component_type"):
+            await events.__anext__()

@@ -51,6 +51,7 @@ PUBLIC_NAMES = [
     "JournalEntry",
     "LeaseLostError",
     "NonDeterminismError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "RetryPolicy",
     "RunCancelledError",

@@ -408,7 +408,7 @@ async def make_previous_release_store(store_url: str, count: int) -> list[str]:
         return ids
     import asyncpg
 
-    from surestep.store.postgres import MIGRATIONS
+    from surestep.store.pg_sql import MIGRATIONS
 
     server_url, schema = store_url.rsplit("schema=", 1)
     ids = [new_run_id() for _ in range(count)]

@@ -7,7 +7,6 @@ import enum
 import random
 import warnings
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -22,7 +21,6 @@ from surestep import (
     testing,
     workflow,
 )
-from surestep import engine as engine_module
 
 
 @function
@@ -232,33 +230,3 @@ async def test_failed_step_is_catchable_and_journaled(store_url: str) -> None:
         (entry,) = await engine.journal(handle.run_id)
     assert entry.kind == "step_error" and entry.output is None
     assert entry.error is not None and entry.error["type"] == "ValueError"
-
-
-async def test_a_burst_of_starts_is_admitted_a_bounded_number_at_a_time(
-    store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Starts beyond MAX_STARTING wait for earlier ones to be stored, and all complete."""
-    monkeypatch.setattr(engine_module, "MAX_STARTING", 3)
-    in_flight, most = 0, 0
-
-    @workflow
-    async def tiny(ctx: WorkflowContext, n: int) -> int:
-        return int(await ctx.step(double, n))
-
-    async with Engine(store_url) as engine:
-        create_run = engine.store.create_run
-
-        async def counted(*args: Any, **kwargs: Any) -> int:
-            nonlocal in_flight, most
-            in_flight += 1
-            most = max(most, in_flight)
-            try:
-                await asyncio.sleep(0.001)
-                return await create_run(*args, **kwargs)
-            finally:
-                in_flight -= 1
-
-        monkeypatch.setattr(engine.store, "create_run", counted)
-        handles = await asyncio.gather(*(engine.start(tiny, n) for n in range(20)))
-        assert [await h.result() for h in handles] == [2 * n for n in range(20)]
-    assert most == 3

@@ -26,8 +26,11 @@ import workloads
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    short = [f"short{steps}_{d}" for steps in (0, 1) for d in ("fsync", "process")]
     parser.add_argument(
-        "goal", choices=[g for g in workloads.GOALS if g not in ("parked_rss", "journal_bytes")]
+        "goal",
+        choices=[g for g in workloads.GOALS if g not in ("parked_rss", "journal_bytes")]
+        + [g for g in short if g not in workloads.GOALS],
     )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--cprofile", action="store_true", help="profile the measured regions")
@@ -44,6 +47,13 @@ def main() -> None:
         "sequential_fsync": lambda: workloads.SequentialSteps(loop, "fsync"),
         "sequential_process": lambda: workloads.SequentialSteps(loop, "process"),
         "concurrent_fsync": lambda: workloads.ConcurrentSteps(loop),
+        **{
+            f"short{steps}_{durability}": lambda s=steps, d=durability: workloads.ShortWorkflows(
+                loop, s, d
+            )
+            for steps in (0, 1)
+            for durability in ("fsync", "process")
+        },
         "replay": lambda: workloads.Replay(loop, built),
         "recovery": lambda: workloads.Recovery(loop, built),
     }

@@ -50,12 +50,11 @@ import orjson
 from . import __version__, _core
 from .decorators import WorkflowSpec, find_workflow, spec_of
 from .errors import (
-    ConfigurationError,
-    DefinitionError,
-    JournalCorruptError,
+    BAD_INPUT,
+    NOT_FOUND,
+    STORE_FAILED,
     RunFinishedError,
     RunNotFoundError,
-    ScheduleNotFoundError,
     SerializationError,
     StoreError,
     SurestepError,
@@ -201,11 +200,11 @@ def _classify(exc: BaseException) -> tuple[int, str]:
         return (
             EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
         ), exc.format_message()
-    if isinstance(exc, (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)):
+    if isinstance(exc, NOT_FOUND):
         return EXIT_NOT_FOUND, str(exc)
-    if isinstance(exc, (StoreError, JournalCorruptError)):
+    if isinstance(exc, STORE_FAILED):
         return EXIT_STORE, f"store: {exc}"
-    if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError, RunFinishedError)):
+    if isinstance(exc, (*BAD_INPUT, RunFinishedError)):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, SurestepError):
         return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
@@ -268,6 +267,13 @@ def store_option(fn: F) -> F:
         callback=_store_fallback,
         help=f"{STORE_HELP}  [default: ${STORE_ENV}, else {DEFAULT_STORE}]",
     )(fn)
+
+
+def _whole_option(*names: str, minimum: int, default: int, help: str) -> Callable[[F], F]:
+    """An option taking a whole number of at least ``minimum``; its default shown."""
+    return click.option(
+        *names, type=click.IntRange(min=minimum), default=default, show_default=True, help=help
+    )
 
 
 def json_option(fn: F) -> F:
@@ -823,14 +829,7 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
     type=click.Choice(WAITING_FOR),
     help="Only waiting runs that wait for this: a person's answer, an event, a timer.",
 )
-@click.option(
-    "--limit",
-    "-n",
-    type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="At most this many runs (0: all).",
-)
+@_whole_option("--limit", "-n", minimum=0, default=50, help="At most this many runs (0: all).")
 @json_option
 @store_option
 def runs_command(
@@ -1414,13 +1413,8 @@ async def _fork(store: str, run_id: str, from_step: int) -> str:
 
 @_command("worker", short_help="Execute runs from the store: new ones and abandoned ones.")
 @click.argument("modules", nargs=-1, required=True, metavar="MODULE...")
-@click.option(
-    "--concurrency",
-    "-c",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="At most this many runs at once.",
+@_whole_option(
+    "--concurrency", "-c", minimum=1, default=100, help="At most this many runs at once."
 )
 @store_option
 def worker_command(modules: tuple[str, ...], concurrency: int, store: str) -> None:

@@ -19,7 +19,7 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, cast, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from . import convert, serde
 from .errors import ConfigurationError, DefinitionError, UnknownWorkflowError
@@ -28,6 +28,7 @@ from .schedules import Schedule, define
 from .triggers import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 
 BACKOFFS = ("constant", "linear", "exponential")
 
@@ -74,27 +75,32 @@ def _name_option(name: Any) -> None:
         raise ConfigurationError(f"name must be a non-empty string, not {name!r}")
 
 
-def _retry_policy(retries: int | dict[str, Any] | RetryPolicy | None) -> RetryPolicy:
-    if retries is None:
-        return RetryPolicy()
-    if isinstance(retries, RetryPolicy):
-        return retries
-    if isinstance(retries, dict):
-        return RetryPolicy(**retries)
+_Policy = TypeVar("_Policy", RetryPolicy, BackoffPolicy)
+
+
+def _policy(kind: type[_Policy], value: Any, shorthand: Callable[[Any], _Policy]) -> _Policy:
+    """``value`` as a ``kind``: its defaults for ``None``, a ``kind`` as it is, one made of
+    a dict's fields, else ``shorthand(value)``."""
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, dict):
+        return kind(**value)
+    return shorthand(value)
+
+
+def _attempts(retries: Any) -> RetryPolicy:
     _whole("retries", retries, minimum=1)
     return RetryPolicy(max_attempts=retries)
 
 
-def _backoff_policy(backoff: str | dict[str, Any] | BackoffPolicy | None) -> BackoffPolicy:
-    if backoff is None:
-        return BackoffPolicy()
-    if isinstance(backoff, BackoffPolicy):
-        return backoff
-    if isinstance(backoff, dict):
-        return BackoffPolicy(**backoff)
-    if isinstance(backoff, str):
-        return BackoffPolicy(type=backoff)
-    raise ConfigurationError(f"backoff must be a name, a dict or a BackoffPolicy, not {backoff!r}")
+def _backoff_named(backoff: Any) -> BackoffPolicy:
+    if not isinstance(backoff, str):
+        raise ConfigurationError(
+            f"backoff must be a name, a dict or a BackoffPolicy, not {backoff!r}"
+        )
+    return BackoffPolicy(type=backoff)
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,12 @@ class WorkflowSpec:
     @functools.cached_property
     def positional_range(self) -> tuple[int, float]:
         return _positional_range(self.signature, 1)  # after ctx
+
+    @functools.cached_property
+    def names_identities(self) -> bool:
+        """Whether a parameter is named ``session_id`` or ``user_id``: an argument given
+        to it names the run's session or user (``engine.run_identities``)."""
+        return not self.signature.parameters.keys().isdisjoint(("session_id", "user_id"))
 
     @functools.cached_property
     def conversion(self) -> convert.Conversion | None:
@@ -306,27 +318,42 @@ def _origin(fn: Callable[..., Any]) -> str:
     return f"{where}:{fn.__qualname__}"
 
 
-@overload
-def function(fn: F, /) -> F: ...
-@overload
+class _Decorate(Protocol):
+    """What a decorator's options make: the decorator proper."""
+
+    def __call__(self, fn: F, /) -> F: ...
+
+
+class _Decorator(Protocol[P]):
+    """A decorator used bare (``@function``) or with options (``@function(retries=3)``)."""
+
+    @overload
+    def __call__(self, fn: F, /) -> F: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> _Decorate: ...
+
+
+def _bare_or_with_options(options: Callable[P, _Decorate]) -> _Decorator[P]:
+    """The decorator whose ``options`` (keyword-only, each with a default) make the
+    decorator proper: called with a function, it decorates it with the defaults."""
+    make = cast(Callable[..., _Decorate], options)
+
+    @functools.wraps(options)
+    def decorator(fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
+        decorate = make(**kwargs)
+        return decorate if fn is None else decorate(fn)
+
+    return cast(_Decorator[P], decorator)
+
+
+@_bare_or_with_options
 def function(
     *,
     name: str | None = None,
     retries: int | dict[str, Any] | RetryPolicy | None = None,
     backoff: str | dict[str, Any] | BackoffPolicy | None = None,
     timeout_ms: int | None = None,
-) -> Callable[[F], F]: ...
-
-
-def function(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    retries: int | dict[str, Any] | RetryPolicy | None = None,
-    backoff: str | dict[str, Any] | BackoffPolicy | None = None,
-    timeout_ms: int | None = None,
-) -> Any:
+) -> _Decorate:
     """Mark ``fn`` as a step handler for ``ctx.step(fn, *args)``.
 
     ``retries`` is the number of attempts in all (an int, or a
@@ -340,8 +367,8 @@ def function(
     ``ctx`` (or annotated ``FunctionContext`` / ``Context``) receives a
     :class:`~surestep.FunctionContext`.
     """
-    retry = _retry_policy(retries)
-    backoff_policy = _backoff_policy(backoff)
+    retry = _policy(RetryPolicy, retries, _attempts)
+    backoff_policy = _policy(BackoffPolicy, backoff, _backoff_named)
     if timeout_ms is not None:
         _whole("timeout_ms", timeout_ms, minimum=1)
 
@@ -364,7 +391,7 @@ def function(
             return target  # called directly, it is the function itself
         return cast(F, _function_call(spec, target))
 
-    return decorate(fn) if fn is not None else decorate
+    return decorate
 
 
 def _function_call(spec: FunctionSpec, target: Callable[..., Any]) -> Callable[..., Any]:
@@ -404,9 +431,7 @@ def _is_context(value: object) -> bool:
     return isinstance(value, Context)
 
 
-@overload
-def workflow(fn: F, /) -> F: ...
-@overload
+@_bare_or_with_options
 def workflow(
     *,
     name: str | None = None,
@@ -420,25 +445,7 @@ def workflow(
     webhook: bool = False,
     webhook_secret: str | None = None,
     retention: Any = None,
-) -> Callable[[F], F]: ...
-
-
-def workflow(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    version: str | None = None,
-    chat: bool = False,
-    cron: str | None = None,
-    timezone: str | None = None,
-    every: float | timedelta | None = None,
-    catchup: str | None = None,
-    triggers: Sequence[Any] | None = None,
-    webhook: bool = False,
-    webhook_secret: str | None = None,
-    retention: Any = None,
-) -> Any:
+) -> _Decorate:
     """Mark an ``async def wf(ctx: WorkflowContext, ...)`` as a durable workflow.
 
     ``chat=True`` marks a conversational workflow: each run is a turn of the
@@ -500,7 +507,7 @@ def workflow(
         target.__surestep__ = spec  # type: ignore[attr-defined]
         return cast(F, _direct_callable(spec, target))
 
-    return decorate(fn) if fn is not None else decorate
+    return decorate
 
 
 def _on_the_loop(body: Callable[..., Any]) -> Callable[..., Any]:

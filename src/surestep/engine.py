@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 from . import _core, convert, hitl, journal, schedules, serde, triggers
+from .admission import WAIT, Admission
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
 from .errors import (
@@ -68,10 +69,10 @@ from .telemetry import tracer_for
 
 log = logging.getLogger("surestep.engine")
 T = TypeVar("T")
-# How many start() calls of one engine may be under way (called, their run not yet
-# stored) at once: a burst of many more waits instead of holding rows, futures and
-# frames for all of them together.
-MAX_STARTING = 1024
+# How many runs one engine's start() lets in at once by default (being started, or
+# executing here): past it a start waits, instead of holding rows, futures and frames
+# for every run of a burst together.
+MAX_IN_FLIGHT = 10_000
 
 KIND_NAMES = journal.KIND_NAMES  # kept here for the surfaces that read it from the engine
 
@@ -96,16 +97,21 @@ class JournalEntry:
 class RunHandle:
     """A started run: its id, and a way to wait for its outcome."""
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    __slots__ = ("_task", "engine", "run_id")
+
+    def __init__(self, engine: Engine, run_id: str, task: asyncio.Task[Any] | None = None) -> None:
         self.engine = engine
         self.run_id = run_id
+        # The task executing the run here, when this handle's start launched it: its
+        # outcome is the run's, with no read of the store once it is done.
+        self._task = task
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id}>"
 
     async def result(self) -> Any:
         """The workflow's return value; ``WorkflowFailedError`` if it raised."""
-        return await self.engine.result(self.run_id)
+        return await self.engine._outcome(self.run_id, self._task)  # noqa: SLF001 - its engine
 
     async def info(self) -> RunInfo:
         """The run's current row in the store."""
@@ -136,6 +142,10 @@ class Engine:
     its own; not given, the store's default (:mod:`surestep.retention`). An
     executing engine purges finished runs whose time is up every
     ``purge_interval`` seconds.
+    ``max_in_flight`` bounds the runs this engine's ``start`` lets in at once (being
+    started, or executing here until they finish, suspend or go to a worker); past it
+    ``start`` waits for a place (``on_full="wait"``, first come first served) or raises
+    ``OverloadedError`` at once, storing nothing (``on_full="refuse"``).
     """
 
     def __init__(
@@ -149,6 +159,8 @@ class Engine:
         tracing: Any = False,
         retention: Any = None,
         purge_interval: float = PURGE_INTERVAL,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        on_full: str = WAIT,
         **store_options: Any,
     ) -> None:
         if (
@@ -161,6 +173,8 @@ class Engine:
         self.purge_interval = parse_duration(purge_interval, "purge_interval")
         if self.purge_interval <= 0:
             raise ConfigurationError(f"purge_interval must be > 0, not {purge_interval!r}")
+        # Made again by open(): a start waiting for a place waits on its loop.
+        self._admission = Admission(max_in_flight, on_full)
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
         self.execute = execute
@@ -168,8 +182,6 @@ class Engine:
         self._tracer = tracer_for(tracing)
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
-        # Made again by open(): a semaphore that once had waiters belongs to their loop.
-        self._admitting = asyncio.Semaphore(MAX_STARTING)
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
@@ -185,7 +197,7 @@ class Engine:
         if not self._opened:
             await self.store.open()
             self._opened = True
-            self._admitting = asyncio.Semaphore(MAX_STARTING)
+            self._admission = Admission(self._admission.limit, self._admission.on_full)
             self._default_keep = await self._store_default_keep()
             if self.execute:
                 # The schedules and event triggers of the workflows served here.
@@ -284,11 +296,25 @@ class Engine:
         ``idempotency_key``: a start with a key already used, by any process, starts
         nothing and returns the handle of the run that key started.
         """
-        await self.open()
+        if not self._opened:
+            await self.open()
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
-        async with self._admitting:
-            return await self._start(workflow, args, kwargs, session_id, user_id, idempotency_key)
+        admission = self._admission
+        if not admission.take_now():
+            await admission.take()
+        try:
+            run_id, task = await self._start(
+                workflow, args, kwargs, session_id, user_id, idempotency_key
+            )
+        except BaseException:
+            admission.give_back()
+            raise
+        if task is None:  # not executed here: its place is free at once
+            admission.give_back()
+        else:  # until the run no longer executes here
+            task.add_done_callback(admission.give_back)
+        return RunHandle(self, run_id, task)
 
     async def _start(
         self,
@@ -298,7 +324,9 @@ class Engine:
         session_id: str | None,
         user_id: str | None,
         idempotency_key: str | None = None,
-    ) -> RunHandle:
+    ) -> tuple[str, asyncio.Task[Any] | None]:
+        """Store the new run and launch it here when it is this engine's to execute: its
+        id, and the task executing it (``None`` when it does not execute here)."""
         spec = find_workflow(workflow)
         session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
@@ -332,12 +360,12 @@ class Engine:
                     f"idempotency key {idempotency_key!r} started run {run.run_id} of "
                     f"workflow {run.workflow!r}, not {spec.name!r}"
                 )
-            return RunHandle(self, run.run_id)
-        if run.owner is not None:  # else a client, or another version is current: a
-            self._launch(spec, run, replay=False)  # worker serving it claims the run
-        else:
-            await self._warn_if_unserved(run, spec)
-        return RunHandle(self, run.run_id)
+            return run.run_id, None
+        if run.owner is not None:
+            return run.run_id, self._launch(spec, run, replay=False)
+        # A client, or another version is current: a worker serving it claims the run.
+        await self._warn_if_unserved(run, spec)
+        return run.run_id, None
 
     async def _warn_if_unserved(self, run: RunInfo, spec: WorkflowSpec) -> None:
         """Warn when no live engine serves the version a new run waits for, or when the
@@ -666,6 +694,12 @@ class Engine:
         return schedules.status(await self.store.pause_schedule(name, paused, now), now)
 
     @property
+    def in_flight(self) -> int:
+        """How many runs this engine's ``start`` lets in now (being started, or executing
+        here): at most ``max_in_flight``."""
+        return self._admission.taken
+
+    @property
     def executing(self) -> int:
         """How many runs this engine executes right now."""
         return len(self._active)
@@ -795,17 +829,17 @@ class Engine:
 
     # -- execution
 
-    def _launch(self, spec: WorkflowSpec, run: RunInfo, replay: bool) -> None:
+    def _launch(self, spec: WorkflowSpec, run: RunInfo, replay: bool) -> asyncio.Task[Any]:
         active = _Active(run.fence)
         self._active[run.run_id] = active
-        active.task = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        task = active.task = loop.create_task(
             self._execute(spec, run, active, replay), name=f"surestep-run-{run.run_id}"
         )
-        active.task.add_done_callback(_outcome_is_in_the_store)
+        task.add_done_callback(_outcome_is_in_the_store)
         if self._heartbeat is None:
-            self._heartbeat = asyncio.get_running_loop().create_task(
-                self._beat(), name="surestep-heartbeat"
-            )
+            self._heartbeat = loop.create_task(self._beat(), name="surestep-heartbeat")
+        return task
 
     async def _execute(
         self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool
@@ -950,10 +984,15 @@ class Engine:
     async def result(self, run_id: str) -> Any:
         """Wait for the run's outcome: its result; ``WorkflowFailedError`` if it failed,
         ``RunCancelledError`` if it was cancelled. The engine must be open (``async with``)."""
+        return await self._outcome(run_id, None)
+
+    async def _outcome(self, run_id: str, task: asyncio.Task[Any] | None) -> Any:
+        """``result``, first from ``task`` when given (the one a start launched)."""
         while True:
-            active = self._active.get(run_id)
-            if active is not None and active.task is not None:
-                task = active.task
+            if task is None:
+                active = self._active.get(run_id)
+                task = None if active is None else active.task
+            if task is not None:
                 try:
                     return await asyncio.shield(task)
                 except (LeaseLostError, Suspended):
@@ -961,6 +1000,7 @@ class Engine:
                 except asyncio.CancelledError:
                     if not task.done():
                         raise  # the waiter itself is cancelled, not the run
+                task = None
             run = await self.store.get_run(run_id)
             if run.status == COMPLETED:
                 return run.result
@@ -990,6 +1030,8 @@ def run_identities(
     """The run's session and user: ``start``'s keywords, which also go to the workflow's
     own ``session_id`` / ``user_id`` parameter when it has one; an argument given to
     such a parameter names them too (``kwargs`` is completed in place)."""
+    if not spec.names_identities:
+        return session_id, user_id
     parameters = spec.signature.parameters
     named = {"session_id": session_id, "user_id": user_id}
     for name, value in named.items():

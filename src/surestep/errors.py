@@ -172,6 +172,28 @@ class RunNotFinishedError(SurestepError):
     """A run's result was asked for (``Client.get_result``) before the run finished."""
 
 
+class OverloadedError(SurestepError):
+    """``start`` refused a new run: the engine has ``limit`` runs in flight (being started
+    or executing) and was configured to refuse past that (``Engine(on_full="refuse")``).
+    Nothing was stored; try again later, or raise ``max_in_flight``. Over HTTP, a 503
+    with ``Retry-After`` (the client raises it too, without the counts)."""
+
+    def __init__(self, message: str, in_flight: int | None = None, limit: int | None = None):
+        self.in_flight = in_flight
+        self.limit = limit
+        super().__init__(message)
+
+    @classmethod
+    def at_bound(cls, in_flight: int, limit: int) -> OverloadedError:
+        return cls(
+            f"the engine has {in_flight} runs in flight (max_in_flight={limit}) and refuses "
+            "more: nothing was started; try again later, raise max_in_flight, or let start "
+            "wait for a place (on_full='wait')",
+            in_flight,
+            limit,
+        )
+
+
 class RunFinishedError(SurestepError):
     """An event sent to a run that has finished: nothing would ever receive it."""
 
@@ -220,6 +242,17 @@ class StoreError(SurestepError, OSError):
 
 class StoreFullError(StoreError):
     """The store ran out of room (LMDB map full, or the disk is full)."""
+
+
+# ---------------------------------------------------------------- how the surfaces sort them
+# The CLI's exit codes and the HTTP API's statuses follow these groups.
+
+#: What names something the store, or this process, does not have.
+NOT_FOUND = (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)
+#: The store failing, or what it holds being unreadable.
+STORE_FAILED = (StoreError, JournalCorruptError)
+#: Input surestep cannot use: an option, a value, a definition.
+BAD_INPUT = (ConfigurationError, SerializationError, DefinitionError)
 
 
 # ---------------------------------------------------------------- control flow (BaseException)

@@ -25,7 +25,7 @@ from .decorators import FunctionSpec, WorkflowSpec, spec_of
 from .engine import run_identities
 from .errors import DirectCallError, Suspended, WorkflowFailedError, describe
 from .recorder import Recorder
-from .runtime import child_row
+from .runtime import child_row, run_row
 from .store.base import RunInfo, Store, new_run_id
 
 
@@ -48,16 +48,8 @@ async def call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[
         raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
     args, kwargs = convert.journal_arguments(args, kwargs, f"the input of workflow {spec.name!r}")
     run_id = getattr(given, "run_id", None) or new_run_id()
-    run = RunInfo(
-        run_id=run_id,
-        workflow=spec.name,
-        version=spec.version,
-        args=list(args),
-        kwargs=kwargs,
-        session_id=session_id,
-        user_id=user_id,
-        attempt=getattr(given, "attempt", 0) + 1,  # the context counts from 0
-    )
+    attempt = getattr(given, "attempt", 0) + 1  # the context counts from 0
+    run = run_row(spec, run_id, args, kwargs, session_id, user_id, attempt=attempt)
     store = MemoryStore()  # type: ignore[abstract]  # the engine's operations: set below
     value = await _execute(spec, run, store)
     convert.journal_value(value, f"the result of workflow {spec.name!r}")  # as a run would
@@ -134,42 +126,14 @@ class _Inline:
 
 class MemoryStore(Store):
     """The store of one direct call: shared state in a dict, and nothing else kept (a
-    direct call never replays, so its records are not read). The operations a run takes
-    through the store beyond these are an engine's and raise ``DirectCallError``."""
+    direct call never replays, so its records are not read: the writes of ``_NOT_KEPT``
+    are taken and dropped). The other operations a run takes through the store are an
+    engine's and raise ``DirectCallError``."""
 
     url = "memory:"
 
     def __init__(self) -> None:
         self._state: dict[str, dict[str, tuple[bytes | None, int]]] = {}
-
-    async def append(self, run_id: str, fence: int, seq: int, record: bytes) -> None:
-        return None
-
-    async def record_attempt(
-        self,
-        run_id: str,
-        fence: int,
-        seq: int,
-        attempt: int,
-        body: bytes,
-        retry: dict[str, Any],
-        wake_at: float | None,
-    ) -> None:
-        return None  # a direct call retries in place (it never gives its run back)
-
-    async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
-        return None
-
-    async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
-        return None  # progress is for those who watch a stored run: a direct call has none
-
-    async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
-        return None  # the line went to Python's logging already
-
-    async def take_event(
-        self, run_id: str, fence: int, name: str, seq: int, record: Callable[[bytes], bytes]
-    ) -> bytes | None:
-        return None  # nobody can send one: the run would wait, and the call says so
 
     async def state_read(
         self,
@@ -204,6 +168,14 @@ class MemoryStore(Store):
         return {k: v for k, (v, _) in self._state.get(scope, {}).items() if v is not None}
 
 
+def _not_kept(why: str) -> Callable[..., Any]:
+    async def take(self: MemoryStore, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    take.__doc__ = why
+    return take
+
+
 def _engine_only(operation: str) -> Callable[..., Any]:
     async def refuse(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
         raise DirectCallError(
@@ -214,6 +186,17 @@ def _engine_only(operation: str) -> Callable[..., Any]:
     return refuse
 
 
+# What a run writes through its store that a direct call has no use for: taken, not kept.
+_NOT_KEPT = {
+    "append": "A direct call never replays, so its records are not read.",
+    "record_attempt": "A direct call retries in place (it never gives its run back).",
+    "retry_done": "A direct call retries in place (it never gives its run back).",
+    "set_progress": "Progress is for those who watch a stored run: a direct call has none.",
+    "append_log": "The line went to Python's logging already.",
+    "take_event": "Nobody can send one: the run would wait, and the call says so.",
+}
+for _operation, _why in _NOT_KEPT.items():
+    setattr(MemoryStore, _operation, _not_kept(_why))
 # Every other store operation belongs to an engine (runs, leases, timers, events sent in):
 # refused by name, including the ones a newer Store adds.
 for _operation in sorted(Store.__abstractmethods__ - vars(MemoryStore).keys()):

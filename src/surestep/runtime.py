@@ -18,6 +18,28 @@ if TYPE_CHECKING:
     from .decorators import WorkflowSpec
 
 
+def run_row(
+    spec: WorkflowSpec,
+    run_id: str,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    session_id: str | None,
+    user_id: str | None,
+    **fields: Any,
+) -> RunInfo:
+    """The row of a new run ``run_id`` of ``spec`` (``fields``: what its starter sets more)."""
+    return RunInfo(
+        run_id=run_id,
+        workflow=spec.name,
+        version=spec.version,
+        args=list(args),
+        kwargs=kwargs,
+        session_id=session_id,
+        user_id=user_id,
+        **fields,
+    )
+
+
 def child_row(
     spec: WorkflowSpec,
     child_id: str,
@@ -28,14 +50,13 @@ def child_row(
 ) -> RunInfo:
     """The row of the child run ``child_id`` that a step of ``parent`` starts: the
     parent's session and user, the parent named (``fields``: what a runtime sets more)."""
-    return RunInfo(
-        run_id=child_id,
-        workflow=spec.name,
-        version=spec.version,
-        args=list(args),
-        kwargs=kwargs,
-        session_id=parent.session_id,
-        user_id=parent.user_id,
+    return run_row(
+        spec,
+        child_id,
+        args,
+        kwargs,
+        parent.session_id,
+        parent.user_id,
         parent_id=parent.run_id,
         **fields,
     )

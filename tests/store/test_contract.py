@@ -8,6 +8,7 @@ share the same store, as processes sharing a directory or a database do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -27,9 +28,11 @@ from surestep.store import Store, open_store
 from surestep.store.base import (
     KEEP_DEFAULT,
     KEEP_FOREVER,
+    TRANSITIONS,
     RunInfo,
     check_idempotency_key,
     child_run_id,
+    transition,
     wait_set,
 )
 
@@ -1070,3 +1073,102 @@ async def test_progress_of_a_run_opened_again(backend: Backend) -> None:
         assert (await store.get_run(run.run_id)).progress == {
             "n": 2, "total": None, "message": None, "t": 1.0,
         }  # fmt: skip
+
+
+# ---------------------------------------------------------------- run-state transitions
+
+
+class Transitions:
+    """``store`` watched: every operation made through :meth:`do` records, for each run
+    whose status or fence it changed, ``(operation, status before, status after)``
+    (``None`` before: the run did not exist)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.run_ids: list[str] = []
+        self.seen: list[tuple[str, str | None, str]] = []
+
+    async def _states(self) -> dict[str, tuple[str, int]]:
+        states = {}
+        for run_id in self.run_ids:
+            with contextlib.suppress(RunNotFoundError):
+                run = await self.store.get_run(run_id)
+                states[run_id] = (run.status, run.fence)
+        return states
+
+    async def do(self, operation: str, *args: Any) -> Any:
+        """``store.operation(*args)``, watched (a refusal is returned, not raised); the
+        runs it is given or returns are watched from then on."""
+        before = await self._states()
+        try:
+            result = await getattr(self.store, operation)(*args)
+        except (LeaseLostError, RunFinishedError) as exc:
+            result = exc
+        returned = result if isinstance(result, list) else [result]
+        for run in (*args, *returned):
+            if isinstance(run, RunInfo) and run.run_id not in self.run_ids:
+                self.run_ids.append(run.run_id)
+        after = await self._states()
+        for run_id, (status, fence) in after.items():
+            old = before.get(run_id)
+            if old != (status, fence):
+                self.seen.append((operation, None if old is None else old[0], status))
+        return result
+
+
+async def test_every_status_change_is_a_transition_of_the_table(backend: Backend) -> None:
+    """Runs driven through every transition of ``base.TRANSITIONS`` (and through
+    operations that must change nothing): each change the store makes is in the table,
+    and each entry of the table was made."""
+    now = time.time
+    owner, other = "me:1:a", "me:2:b"
+    async with backend.opened() as store:
+        t = Transitions(store)
+        # pending -> running -> waiting (timer) -> running -> waiting (retry backoff)
+        # -> running -> pending (released) -> running -> running (recovered) -> completed
+        a = new_run()
+        await t.do("create_run", a, None, LONG)
+        [claimed] = await t.do("claim_available", owner, LONG, 10, SERVED)
+        await t.do("suspend", a.run_id, claimed.fence, now() - 1, None)
+        claimed = await t.do("claim", a.run_id, owner, LONG)
+        await t.do("record_attempt", a.run_id, claimed.fence, 0, 1, b"{}", {"seq": 0}, now() - 1)
+        [claimed] = await t.do("claim_available", owner, LONG, 10, SERVED, True)
+        await t.do("release", a.run_id, claimed.fence)
+        claimed = await t.do("claim", a.run_id, owner, GONE)
+        stale = claimed.fence
+        claimed = await t.do("claim", a.run_id, other, LONG)
+        await t.do("suspend", a.run_id, stale, None, None)  # refused: its lease was lost
+        await t.do("finish", a.run_id, claimed.fence, "completed", 1, None)
+        await t.do("release", a.run_id, claimed.fence)  # finished: stays finished
+        assert await t.do("claim", a.run_id, owner, LONG) is None
+        assert await t.do("cancel", a.run_id) is False
+
+        # created running -> waiting for an event -> sent: due -> running -> failed
+        b = new_run()
+        fence = await t.do("create_run", b, owner, LONG)
+        await t.do("suspend", b.run_id, fence, None, "go")
+        assert await t.do("claim_available", owner, LONG, 10, SERVED) == []
+        await t.do("send_event", b.run_id, "go", b"1")
+        claimed = await t.do("claim", b.run_id, owner, LONG)
+        await t.do("finish", b.run_id, claimed.fence, "failed", None, {"message": "no"})
+
+        # cancelled while pending, running and waiting; a child created claimed; a run
+        # started by an event trigger
+        pending, running, waiting = new_run(), new_run(), new_run()
+        await t.do("create_run", pending, None, LONG)
+        await t.do("create_run", running, owner, LONG)
+        fence = await t.do("create_run", waiting, owner, LONG)
+        await t.do("suspend", waiting.run_id, fence, now() + 3600, None)
+        for run in (pending, running, waiting):
+            assert await t.do("cancel", run.run_id) is True
+        await t.do("finish", running.run_id, running.fence, "completed", 1, None)  # refused
+        child = RunInfo(child_run_id(b.run_id, 1), "wf", "v1", [], {}, parent_id=b.run_id)
+        await t.do("create_child", child, owner, LONG)
+        await store.register_subscriptions("wf", "v1", ["e"])
+        [started] = await t.do("emit_event", "e", {}, lambda workflow: f"t:e:{workflow}")
+        assert started.status == "pending"
+
+    unlisted = [seen for seen in t.seen if transition(*seen) is None]
+    assert unlisted == []
+    made = {transition(*seen) for seen in t.seen}
+    assert [entry for entry in TRANSITIONS if entry not in made] == []

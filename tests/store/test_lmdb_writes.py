@@ -47,11 +47,56 @@ async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_wri
         again = env.submit(lambda txn: order.append("inline again"), append_of=key)
         assert order[-1] == "inline again"
         await again
-        big = env.submit(lambda txn: order.append("not small"))  # only appends go inline
+        big = env.submit(lambda txn: order.append("not small"))  # neither append nor small
         assert not big.done()
         await big
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+async def test_small_ops_commit_inline_at_process_durability_only(
+    tmp_path: Path, durability: str
+) -> None:
+    """A small op (a run's creation, its finish) is committed on the caller's thread at
+    ``process`` when nothing is queued, as appends are; at ``fsync`` it rides the writer
+    thread's group commit; never ahead of a queued write."""
+    store = LmdbStore(str(tmp_path / "store"), durability=durability)
+    await store.open()
+    env = store.env
+    threads: list[int] = []
+    try:
+        await env.submit(lambda txn: threads.append(threading.get_ident()), small=True)
+        on_caller = threads == [threading.get_ident()]
+        assert on_caller == (durability == "process")
+        with env._writing:  # as if the writer thread were committing a batch
+            queued = env.submit(lambda txn: threads.append(threading.get_ident()))
+            after = env.submit(lambda txn: threads.append(threading.get_ident()), small=True)
+            assert not after.done()  # something is queued before it: it waits its turn
+        await asyncio.gather(queued, after)
+        assert threads[1] == threads[2] != threading.get_ident()
+    finally:
+        await store.close()
+
+
+async def test_an_inline_commit_wakes_a_waiter_of_the_same_store(tmp_path: Path) -> None:
+    """A run created inline (``process``) wakes whoever waits for changes to the store,
+    once the loop has its turn, as a group commit of the writer thread does."""
+    path = str(tmp_path / "store")
+    creator = LmdbStore(path, durability="process")
+    waiter = LmdbStore(path, durability="process")
+    await creator.open()
+    await waiter.open()
+    try:
+        waiting = asyncio.ensure_future(waiter.wait_changed(30))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        run = RunInfo(run_id=new_run_id(), workflow="wf", version="v1", args=[], kwargs={})
+        await creator.create_run(run, "me", 60)
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await waiter.close()
+        await creator.close()
 
 
 async def test_fsync_commits_inline_only_a_run_stepping_alone(tmp_path: Path) -> None:

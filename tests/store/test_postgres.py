@@ -17,7 +17,7 @@ from surestep import ConfigurationError, Engine, WorkflowContext, function, work
 from surestep.errors import StoreError
 from surestep.store import open_store
 from surestep.store.base import RunInfo, new_run_id
-from surestep.store.postgres import MIGRATIONS
+from surestep.store.pg_sql import MIGRATIONS
 
 
 def fresh_schema() -> str:
@@ -167,6 +167,77 @@ async def test_a_store_of_the_first_schema_is_upgraded_and_keeps_its_rows(
         assert index.endswith(f"ON {schema}.deployments USING btree (workflow, id)")
     finally:
         await conn.close()
+
+
+async def test_a_store_with_tables_made_before_their_migration_takes_the_versions(
+    pg_url: str,
+) -> None:
+    """Earlier releases made the tables of migrations 3 on without recording a version:
+    such a store takes those versions, keeps its rows and files nothing twice."""
+    schema = fresh_schema()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.schema_version ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
+            f"INSERT INTO {schema}.schema_version (version) VALUES (1), (2);"
+            + "".join(migration.format(s=schema) for _, migration in MIGRATIONS)
+        )
+        made = await conn.fetchval(f"SELECT value::text FROM {schema}.meta")
+        store = open_store(pg_url, schema=schema)
+        await store.open()
+        try:
+            run = RunInfo(run_id=new_run_id(), workflow="wf", version="v", args=[], kwargs={})
+            fence = await store.create_run(run, "me", 60.0)
+            await store.record_attempt(run.run_id, fence, 0, 1, b"{}", {"seq": 0}, None)
+            await store.finish(run.run_id, fence, "completed", 1, None)
+        finally:
+            await store.close()
+        versions = await conn.fetch(f"SELECT version FROM {schema}.schema_version ORDER BY 1")
+        assert [r[0] for r in versions] == [version for version, _ in MIGRATIONS]
+        assert await conn.fetchval(f"SELECT value::text FROM {schema}.meta") == made
+        assert await conn.fetchval(f"SELECT count(*) FROM {schema}.retention") == 1
+        assert await conn.fetchval(f"SELECT count(*) FROM {schema}.attempts") == 1
+    finally:
+        await conn.close()
+
+
+async def test_every_primary_key_holds_the_column_citus_distributes_by(pg_url: str) -> None:
+    """Migration 9 distributes these tables by these columns on Citus, which needs each
+    primary key to hold its table's column (plain PostgreSQL: the same schema)."""
+    distributed = {
+        "runs": "run_id",
+        "journal": "run_id",
+        "events": "run_id",
+        "logs": "run_id",
+        "attempts": "run_id",
+        "progress": "run_id",
+        "retention": "run_id",
+        "hidden": "run_id",
+        "idempotency_keys": "key",
+        "state": "scope",
+    }
+    schema = fresh_schema()
+    store = open_store(pg_url, schema=schema)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT c.relname, array_agg(a.attname::text) FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+            WHERE i.indisprimary AND n.nspname = $1 GROUP BY c.relname""",
+            schema,
+        )
+    finally:
+        await conn.close()
+    keys = {name: set(columns) for name, columns in rows}
+    assert keys["events"] == {"run_id", "id"}
+    assert {name: column in keys[name] for name, column in distributed.items()} == dict.fromkeys(
+        distributed, True
+    )
 
 
 async def test_schema_from_the_url(pg_url: str) -> None:

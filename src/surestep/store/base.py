@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import os
+import random
 import socket
 import time
 import uuid
@@ -34,6 +35,102 @@ WAITING = "waiting"  # suspended: until ``wake_at``, an event, or a child's end
 ANSWER_EVENT = "@answer:"
 STATUSES = (PENDING, RUNNING, WAITING, COMPLETED, FAILED, CANCELLED)
 FINISHED = frozenset((COMPLETED, FAILED, CANCELLED))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of a run's status: the store operations that make it, the status
+    before (``None``: no run yet) and after, and when it happens."""
+
+    operations: tuple[str, ...]
+    source: str | None
+    target: str
+    condition: str
+
+
+# Every change of a run's status a store makes, specified once: each backend cites the
+# entry it implements (PostgreSQL in the statement that does it, ``store/pg_sql.py``),
+# and the contract suite checks that every change the stores make is listed here.
+# Operations that keep the status (renew, send_event, set_progress, retry_done) are not
+# transitions: send_event makes a run waiting for that event due (``wake_at`` = now).
+_CREATES = ("create_run", "create_child", "fire_schedule", "emit_event")
+_CLAIMS = ("claim", "claim_available")
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(
+        _CREATES,
+        None,
+        PENDING,
+        "created unclaimed: no owner given, or the run follows a deployment of another "
+        "version (left for a worker serving that version); fence 0, attempt 0",
+    ),
+    Transition(
+        ("create_run", "create_child"),
+        None,
+        RUNNING,
+        "created claimed for its owner: fence 1, attempt 1, the lease from now",
+    ),
+    Transition(
+        _CLAIMS,
+        PENDING,
+        RUNNING,
+        "the lease is free (claimable: no owner, the lease ran out, or the owner is a dead "
+        "process of this host); fence + 1, attempt + 1, the owner and a new lease",
+    ),
+    Transition(
+        _CLAIMS,
+        RUNNING,
+        RUNNING,
+        "recovery: the holder's lease ran out or its process died (claimable); as above",
+    ),
+    Transition(
+        _CLAIMS,
+        WAITING,
+        RUNNING,
+        "due (wake_at <= now: its timer ran out, or the event it waits for was sent) and "
+        "the lease free; as above, wake_at and waiting_for cleared",
+    ),
+    Transition(
+        ("suspend",),
+        RUNNING,
+        WAITING,
+        "fenced (the caller's token is the run's); the lease given back; wake_at the "
+        "timer, or now when the event waited for was sent already",
+    ),
+    Transition(
+        ("record_attempt",),
+        RUNNING,
+        WAITING,
+        "fenced; a failed attempt retried after a backoff (wake_at given), as suspend",
+    ),
+    Transition(
+        ("release",),
+        RUNNING,
+        PENDING,
+        "fenced; the lease given back (an engine closing); a finished run stays finished",
+    ),
+    Transition(("finish",), RUNNING, COMPLETED, "fenced; the workflow returned"),
+    Transition(("finish",), RUNNING, FAILED, "fenced; the workflow raised"),
+    *(
+        Transition(
+            ("cancel",),
+            source,
+            CANCELLED,
+            "unfinished; fence + 1, so the holder's next write is refused; the lease cleared",
+        )
+        for source in (PENDING, RUNNING, WAITING)
+    ),
+)
+
+
+def transition(operation: str, source: str | None, target: str) -> Transition | None:
+    """The entry of :data:`TRANSITIONS` that lets ``operation`` take a run from
+    ``source`` to ``target``, if any."""
+    for entry in TRANSITIONS:
+        if operation in entry.operations and (entry.source, entry.target) == (source, target):
+            return entry
+    return None
+
+
 # A finished run's retention as the store keeps it: milliseconds, or one of these.
 KEEP_FOREVER = -1
 KEEP_DEFAULT = -2  # the store's default, decided when a purge runs
@@ -52,14 +149,48 @@ def retention_due(
     return keep != KEEP_FOREVER and finished_ms + keep <= now_ms
 
 
+class _RunIds:
+    """Run ids: 32 hex digits, 48 bits of milliseconds then 80 random bits, strictly
+    increasing within a process (an id drawn in the millisecond of the last one, or
+    below it, is the last one plus one, as ULID's monotonic ids).
+
+    The random bits come from a generator seeded from ``os.urandom`` once per process
+    (and again in a forked child, which would otherwise repeat its parent's ids): a
+    system call per id releases the GIL, and taking it back waits for whichever thread
+    holds it (the store's writer). Run ids name runs, they grant nothing: unguessable
+    is not asked of them, unique is.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """A generator of this process's own; a forked child also forgets its parent's
+        last id, or it would go on from there as the parent does."""
+        self.random = random.Random(os.urandom(32))
+        self.last = 0
+
+    def new(self) -> str:
+        value = (time.time_ns() // 1_000_000) << 80 | self.random.getrandbits(80)
+        if value <= self.last:
+            value = self.last + 1
+        self.last = value
+        return f"{value:032x}"
+
+
+_run_ids = _RunIds()
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_run_ids.reseed)
+
+
 def new_run_id() -> str:
-    """32 hex digits, time-ordered: 48 bits of milliseconds, then 80 random bits.
+    """A new run's id: 32 hex digits, time-ordered (48 bits of milliseconds, then 80
+    random bits), unique across processes and increasing within one (:class:`_RunIds`).
 
     New runs' journals land at the end of the key space, and listing by id
     lists by creation time.
     """
-    ms = time.time_ns() // 1_000_000
-    return f"{ms:012x}{os.urandom(10).hex()}"
+    return _run_ids.new()
 
 
 def run_key(run_id: str) -> bytes:

@@ -337,11 +337,12 @@ class LmdbStore(Store):
             run.fence, run.lease_until, run.owner = _lease_of(lease)
         return run
 
-    def _save(self, txn: _lmdb.Transaction, run: RunInfo) -> None:
-        """Write the run's row and lease, and keep the ``active``/``timers`` indexes right."""
+    def _save(self, txn: _lmdb.Transaction, run: RunInfo, new: bool = False) -> None:
+        """Write the run's row and lease, and keep the ``active``/``timers`` indexes right.
+        ``new``: the run has no row yet (the caller looked)."""
         e = self.env.dbs
         key = run_key(run.run_id)
-        previous = txn.get(key, db=e.runs)
+        previous = None if new else txn.get(key, db=e.runs)
         if previous is not None:
             old = orjson.loads(previous)
             if old["status"] == WAITING and old.get("wake_at") is not None:
@@ -358,13 +359,20 @@ class LmdbStore(Store):
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
 
-    def _file_finished(self, txn: _lmdb.Transaction, run: RunInfo, keep: int) -> None:
-        """Index a run that just finished for the purge: under its parent while that
-        exists (a child goes with its parent), else by its policy and finish time."""
-        key = run_key(run.run_id)
-        filed = _FILED.pack(keep & _U64, round(run.updated_at * 1000))
-        if run.parent_id is not None:
-            parent = run_key(run.parent_id)
+    def _file_finished(
+        self,
+        txn: _lmdb.Transaction,
+        key: bytes,
+        parent_id: str | None,
+        finished_at: float,
+        keep: int,
+    ) -> None:
+        """Index the run of ``key`` that just finished for the purge: under its parent
+        while that exists (a child goes with its parent), else by its policy and finish
+        time."""
+        filed = _FILED.pack(keep & _U64, round(finished_at * 1000))
+        if parent_id is not None:
+            parent = run_key(parent_id)
             if txn.get(parent, db=self.env.dbs.runs) is not None:
                 txn.put(parent + key, filed, db=self.env.dbs.children)
                 return
@@ -434,9 +442,9 @@ class LmdbStore(Store):
                 run.version = deployed  # pending, for a worker serving that version
             elif owner is not None:
                 self._take(run, owner, lease_s, now)
-            self._save(txn, run)
+            self._save(txn, run, new=True)
 
-        await self.env.submit(op, notify=True)
+        await self.env.submit(op, notify=True, small=True)
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -638,17 +646,27 @@ class LmdbStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
+        lease = _lease_bytes(fence, 0.0, None)  # the lease ends: nobody holds the run
+
         def op(txn: _lmdb.Transaction) -> None:
+            e = self.env.dbs
             key = self._check_fence(txn, run_id, fence)
-            run = self._load(txn, key)
-            assert run is not None
-            run.status, run.result, run.error = status, result, error
-            run.owner, run.lease_until, run.updated_at = None, 0.0, time.time()
-            self._save(txn, run)
-            self._file_finished(txn, run, keep)
+            raw = txn.get(key, db=e.runs)
+            assert raw is not None
+            # The stored row changed in place: what _save would write, without making a
+            # RunInfo of it and taking that apart again (the run's last write).
+            row = orjson.loads(raw)
+            if row["status"] == WAITING and row.get("wake_at") is not None:
+                txn.delete(_timer_key(row["wake_at"], key), db=e.timers)
+            now = time.time()
+            row.update(status=status, result=result, error=error, updated_at=now)
+            txn.put(key, orjson.dumps(row), db=e.runs)
+            txn.put(key, lease, db=e.leases)
+            txn.delete(key, db=e.active)
+            self._file_finished(txn, key, row.get("parent_id"), now, keep)
 
         assert status in FINISHED, status
-        await self.env.submit(op, notify=True)
+        await self.env.submit(op, notify=True, small=True)
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
         def op(txn: _lmdb.Transaction) -> bool:
@@ -661,7 +679,7 @@ class LmdbStore(Store):
             run.fence += 1  # the executing engine's next write is refused
             run.owner, run.lease_until = None, 0.0
             self._save(txn, run)
-            self._file_finished(txn, run, keep)
+            self._file_finished(txn, run_key(run_id), run.parent_id, run.updated_at, keep)
             return True
 
         result: bool = await self.env.submit(op, notify=True)

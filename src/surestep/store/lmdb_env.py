@@ -20,18 +20,22 @@ that thread and its outcome back costs two thread wake-ups (15-60 us on a VM,
 see benchmarks/RESULTS.md), so a journal append is committed inline, on the
 caller's thread, when there is nothing to group it with:
 
-- at ``durability="process"`` always: the commit writes to the page cache only,
-  a few microseconds;
+- at ``durability="process"`` always, and so is any op submitted as ``small`` (a
+  run's creation and its finish): the commit writes to the page cache only, a few
+  microseconds, and the writer thread would hold the GIL longer to run the op than
+  the whole inline commit takes;
 - at ``durability="fsync"`` when the append follows an append of the same run,
   with no other write submitted in between: one run stepping alone. The event
   loop then waits for that one commit (the fsync), and gets a turn after it, so
   other tasks wait one commit at most. With two runs stepping, their appends
   alternate and share the writer thread's commits.
 
-Both only when nothing is queued before the append, the writer thread is idle
+Both only when nothing is queued before the op, the writer thread is idle
 and no other process has the store open (LMDB's write lock is shared between
 processes: waiting for another one's transaction must not stop an event loop);
-otherwise the append is queued, which keeps the order of operations.
+otherwise the op is queued, which keeps the order of operations. The wake-ups an
+inline commit owes other waiters are sent once per turn of the event loop, as the
+writer thread sends one per group commit.
 
 An environment opened read-only has no writer thread and sends no wake-ups; every
 write is refused with ``StoreError``.
@@ -192,6 +196,7 @@ class Env(Generic[D]):
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
         self._last_append: bytes | None = None  # the run key of the last op, an append
+        self._notify_due = False  # a wake-up for inline commits is on the loop's way
         self._alone_now, self._alone_checked = False, -math.inf
         self.waker = WakeSender(path)
         self._thread = threading.Thread(
@@ -301,22 +306,29 @@ class Env(Generic[D]):
         op: Callable[[_lmdb.Transaction], T],
         notify: bool = False,
         append_of: bytes | None = None,
+        small: bool = False,
     ) -> Awaitable[T]:
         """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
-        thread when nothing could share its commit (the module's docstring says when)."""
+        thread when nothing could share its commit (the module's docstring says when).
+        ``small``: a few reads and writes of one run, committed on this thread without
+        sync as appends are."""
         if self.readonly:
             raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
-        lone = append_of is not None and (not self.synced or append_of == self._last_append)
+        if append_of is not None:
+            lone = not self.synced or append_of == self._last_append
+        else:
+            lone = small and not self.synced
         self._last_append = append_of
         if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
                 result, error = self._commit_one(op)
             finally:
                 self._writing.release()
-            if notify:
-                self.waker.notify()
+            if notify and not self._notify_due:
+                self._notify_due = True
+                asyncio.get_running_loop().call_soon(self._notify_now)
             # Awaiting a finished commit does not yield to the loop: give it a turn now
             # and then (after every synced commit), or a run of inline steps would starve
             # every other task. A commit that returned None and takes a turn needs no
@@ -339,6 +351,11 @@ class Env(Generic[D]):
             self._queued += 1
         self._queue.put((op, fut, loop, notify))
         return fut
+
+    def _notify_now(self) -> None:
+        """The wake-ups owed by the inline commits of one turn of the loop, at once."""
+        self._notify_due = False
+        self.waker.notify()
 
     def _alone(self) -> bool:
         """No other process has the store open, as of at most ALONE_RECHECK seconds ago."""

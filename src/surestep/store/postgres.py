@@ -6,30 +6,7 @@ no hex or escape encoding), caches prepared statements per connection,
 pipelines ``executemany``, has a connection pool, and supports LISTEN/NOTIFY
 natively (callbacks on the event loop, no polling).
 
-Schema (in its own PostgreSQL schema, ``surestep`` unless configured):
-
-``runs``            one row per run: the :class:`RunInfo` fields (arguments,
-                    result and error as ``json``, which keeps the exact text:
-                    ``jsonb`` would reorder keys and refuse ``\\u0000``), and
-                    the lease: ``fence`` (bigint), ``owner``, ``lease_until``.
-``journal``         ``(run_id, seq) -> record bytea``: one encoded record a
-                    row, in the format the LMDB store keeps (format 2; rows
-                    of format 1, from surestep 0.1, are read as they are).
-``events``          events sent to runs and not yet taken (payload ``bytea``).
-``state``           ``(scope, key) -> version, value bytea`` (``NULL`` once deleted).
-``logs``            ``(run_id, position, idx) -> line bytea``.
-``deployments``     every workflow version made current, in order.
-``meta``            ``'store'`` -> what made the store (see RETENTION_TABLES).
-``retention``       ``run_id -> keep, finished_at``: every finished run's policy
-                    (milliseconds, or KEEP_FOREVER / KEEP_DEFAULT) and finish time,
-                    indexed by both, so that a purge reads each policy's due rows only.
-``hidden``          purged runs whose records are still being deleted.
-``schedules``       one row per scheduled workflow (:class:`ScheduleInfo`).
-``subscriptions``   ``(event, workflow) -> version``: the event triggers.
-``attempts``        ``(run_id, seq, attempt) -> body bytea``: a step's failed attempts
-                    that were retried (the journal holds one record a step); the run's
-                    ``retry`` column says which step is between attempts.
-``schema_version``  the migrations applied (see :data:`MIGRATIONS`).
+The schema, its migrations and every statement are in :mod:`surestep.store.pg_sql`.
 
 Leases use the database server's clock (``now()``), never a client's, so
 clock skew between worker hosts cannot make two of them hold one run.
@@ -39,23 +16,27 @@ runtime computes, compared with the server's clock as well; ``next_wake``
 answers in the server's clock.
 
 Journal appends are fenced and batched: every :meth:`PostgresStore.append`
-issued while the previous batch was being committed rides the next batch,
-written by ONE statement that joins the records against ``runs`` on
-``(run_id, fence)`` (locking those rows ``FOR SHARE``, so a claim that bumps a
-fence waits for the batch or the batch sees the new fence). A record whose
-fence is stale is not written and its caller gets
-:class:`~surestep.errors.LeaseLostError`; every caller's future resolves after
-the commit (group commit, as the LMDB writer thread does). Creating and
-finishing runs are group-committed the same way (one INSERT, or one fenced
-UPDATE, per batch), so that a thousand runs starting or ending together cost
-a few transactions, not a thousand serialized NOTIFYing commits. Every
-statement that locks several ``runs`` rows locks them in ``run_id`` order, so
-batches, renewals and claims cannot deadlock one another.
+issued while the previous batch was being committed rides the next batch, sent
+as ONE pipeline (asyncpg's ``fetchmany``: one round trip, committed together)
+of one statement a run, which writes the run's records if its fence matches,
+holding the run's row ``FOR SHARE`` (a claim that bumps the fence waits for the
+append, or the append sees the new fence). A record whose fence is stale is not
+written and its caller gets :class:`~surestep.errors.LeaseLostError`; every
+caller's future resolves after the commit (group commit, as the LMDB writer
+thread does). Finishing runs and renewing leases are batched the same way, and
+creating runs by one multi-row INSERT a batch, so that a thousand runs starting
+or ending together cost a few round trips, not a thousand serialized commits.
+No statement locks the rows of several runs (the claim reads candidates and
+claims each with a statement that checks the claim's conditions again), and a
+pipeline takes its runs in ``run_id`` order, so batches, renewals and claims
+cannot deadlock one another. This is also what Citus needs of
+tables distributed by run id (see :mod:`surestep.store.pg_sql`).
 
 Wake-ups: every change another process may wait for (a run created, released,
-finished, cancelled, suspended, or sent an event) sends a NOTIFY in the same
-transaction; each store instance LISTENs on a dedicated connection, opened
-by :meth:`PostgresStore.open`, so it sees every change committed after that.
+finished, cancelled, suspended, or sent an event) sends a NOTIFY, as a statement
+of its own: in the change's transaction, or right after a change made by one
+statement or pipeline; each store instance LISTENs on a dedicated connection,
+opened by :meth:`PostgresStore.open`, so it sees every change committed after that.
 When the server restarts, that connection is re-established and re-LISTENs
 (with backoff, in the background; waiters are woken when it is lost and when
 it is back, since changes in between went unheard), and the pool replaces the
@@ -72,6 +53,7 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -87,15 +69,13 @@ from ..errors import (
     StoreError,
     SurestepError,
 )
+from . import pg_sql as sql
 from .base import (
-    CANCELLED,
     CREATE_FIELDS,
     FINISHED,
     KEEP_DEFAULT,
-    PENDING,
     RUNNING,
     STATUSES,
-    WAITING,
     LiveEngine,
     Owner,
     RunInfo,
@@ -118,14 +98,6 @@ ItemT = TypeVar("ItemT")
 DEFAULT_SCHEMA = "surestep"
 MAX_BATCH = 5000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_FINISHED_SQL = ", ".join(f"'{s}'" for s in sorted(FINISHED))
-UNFINISHED = f"status NOT IN ({_FINISHED_SQL})"
-ACTIVE = f"status IN ('{PENDING}', '{RUNNING}')"
-_R_UNFINISHED = f"r.{UNFINISHED}"
-_R_ACTIVE = f"r.{ACTIVE}"
-# a waiting run is claimable once due; any other unfinished run by its lease
-_R_DUE = f"(r.status <> '{WAITING}' OR r.wake_at <= now())"
-
 # Errors of the driver and the network that mean "the store failed".
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -141,172 +113,6 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
     ConnectionResetError,
     BrokenPipeError,
 )
-
-# -- schema migrations: append new ones, never edit an applied one.
-# ``{s}`` is the quoted schema name.
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        f"""
-        CREATE TABLE {{s}}.runs (
-            run_id      text COLLATE "C" PRIMARY KEY,
-            workflow    text NOT NULL,
-            version     text NOT NULL,
-            args        json NOT NULL,
-            kwargs      json NOT NULL,
-            status      text NOT NULL,
-            session_id  text,
-            user_id     text,
-            created_at  timestamptz NOT NULL,
-            updated_at  timestamptz NOT NULL,
-            attempt     integer NOT NULL DEFAULT 0,
-            result      json,
-            error       json,
-            parent_id   text COLLATE "C",
-            wake_at     timestamptz,
-            waiting_for text,
-            owner       text COLLATE "C",
-            lease_until timestamptz,
-            fence       bigint NOT NULL DEFAULT 0
-        ) WITH (fillfactor = 80);
-        -- claims read only these, however many runs have finished
-        CREATE INDEX runs_active ON {{s}}.runs (run_id) WHERE {ACTIVE};
-        CREATE INDEX runs_timers ON {{s}}.runs (wake_at) WHERE status = '{WAITING}';
-        -- the runs held right now, by owner (the dead-owner check on claims)
-        CREATE INDEX runs_held ON {{s}}.runs (owner) WHERE owner IS NOT NULL AND {UNFINISHED};
-        CREATE INDEX runs_by_status ON {{s}}.runs (status, run_id);
-        CREATE INDEX runs_by_workflow ON {{s}}.runs (workflow, run_id);
-        CREATE INDEX runs_by_parent ON {{s}}.runs (parent_id) WHERE parent_id IS NOT NULL;
-        CREATE TABLE {{s}}.journal (
-            run_id  text COLLATE "C" NOT NULL,
-            seq     integer NOT NULL,
-            record  bytea NOT NULL,
-            PRIMARY KEY (run_id, seq)
-        );
-        CREATE TABLE {{s}}.events (
-            id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            run_id   text COLLATE "C" NOT NULL,
-            name     text NOT NULL,
-            payload  bytea NOT NULL,
-            sent_at  timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX events_by_run ON {{s}}.events (run_id, name, id);
-        CREATE TABLE {{s}}.state (
-            scope    text COLLATE "C" NOT NULL,
-            key      text COLLATE "C" NOT NULL,
-            version  bigint NOT NULL,
-            value    bytea,
-            PRIMARY KEY (scope, key)
-        );
-        CREATE TABLE {{s}}.deployments (
-            id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            workflow  text NOT NULL,
-            version   text NOT NULL,
-            digest    text NOT NULL,
-            time      timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE {{s}}.logs (
-            run_id    text COLLATE "C" NOT NULL,
-            position  integer NOT NULL,
-            idx       integer NOT NULL,
-            line      bytea NOT NULL,
-            PRIMARY KEY (run_id, position, idx)
-        );
-        """,
-    ),
-    (
-        2,
-        """
-        -- the run each idempotency key created: a start with a known key finds it here
-        CREATE TABLE {s}.idempotency_keys (
-            key     text COLLATE "C" PRIMARY KEY,
-            run_id  text COLLATE "C" NOT NULL
-        );
-        """,
-    ),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-# Indexes added after a schema version, which nothing reads or writes differently: made
-# where missing, without a new version, so that releases knowing only that version keep
-# opening the store (a newer version makes them refuse it). Name -> statement.
-INDEXES = {
-    # A start that follows deployments reads its workflow's newest one: an index scan,
-    # not a scan of every deployment ever made.
-    "deployments_by_workflow": "CREATE INDEX IF NOT EXISTS deployments_by_workflow "
-    "ON {s}.deployments (workflow, id)",
-    # A purged run's idempotency key goes with it.
-    "idempotency_keys_by_run": "CREATE INDEX IF NOT EXISTS idempotency_keys_by_run "
-    "ON {s}.idempotency_keys (run_id)",
-    # A purge reads each policy's oldest finished runs (RETENTION_TABLES).
-    "retention_due": "CREATE INDEX IF NOT EXISTS retention_due "
-    "ON {s}.retention (keep, finished_at)",
-    # The live engines and the versions they serve (a table no earlier release reads or
-    # writes, made where missing like an index; known by its primary key's index).
-    "engines_pkey": "CREATE TABLE IF NOT EXISTS {s}.engines ("
-    'owner text COLLATE "C" PRIMARY KEY, served jsonb NOT NULL, '
-    "alive_until timestamptz NOT NULL)",
-    # A run's progress (ctx.progress), one row a run, apart from the runs' rows that
-    # claims and leases rewrite: a table, made where missing with its key's index.
-    "progress_pkey": 'CREATE TABLE IF NOT EXISTS {s}.progress (run_id text COLLATE "C" '
-    "PRIMARY KEY, report bytea NOT NULL)",
-    # Schedules and event subscriptions (tables as ``engines``): one row per scheduled
-    # workflow, and ``(event, workflow) -> version``.
-    "schedules_pkey": "CREATE TABLE IF NOT EXISTS {s}.schedules ("
-    'workflow text COLLATE "C" PRIMARY KEY, version text NOT NULL, cron text, '
-    "every float8, timezone text NOT NULL, catchup text NOT NULL, paused boolean NOT NULL, "
-    "last_tick float8, since float8 NOT NULL, revision bigint NOT NULL, "
-    "updated_at float8 NOT NULL)",
-    "subscriptions_pkey": "CREATE TABLE IF NOT EXISTS {s}.subscriptions ("
-    'event text COLLATE "C" NOT NULL, workflow text COLLATE "C" NOT NULL, '
-    "version text NOT NULL, PRIMARY KEY (event, workflow))",
-    # Durable retries: a step's failed attempts, and the run's step between attempts (a
-    # column earlier releases do not select).
-    "attempts_pkey": "CREATE TABLE IF NOT EXISTS {s}.attempts ("
-    'run_id text COLLATE "C" NOT NULL, seq integer NOT NULL, attempt integer NOT NULL, '
-    "body bytea NOT NULL, PRIMARY KEY (run_id, seq, attempt)); "
-    "ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS retry json",
-}
-# Retention's tables, made where missing before the INDEXES, without a new schema version
-# (as those): a release that knows only version 1 keeps opening the store; runs it
-# finishes are not filed for purging. What made the store is recorded once: a store that
-# has runs by then was made by surestep 0.2, and its finished runs are filed under the
-# store's default policy. Finished runs leave by batched deletes, not by dropping time
-# partitions: each run goes when its own policy says, a run waiting for months sits among
-# runs long gone, and every primary key keeps ``run_id`` first, the column to distribute
-# by on Citus.
-RETENTION_TABLES = f"""
-    CREATE TABLE IF NOT EXISTS {{s}}.meta (
-        key    text COLLATE "C" PRIMARY KEY,
-        value  json NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS {{s}}.retention (
-        run_id       text COLLATE "C" PRIMARY KEY,
-        keep         bigint NOT NULL,
-        finished_at  timestamptz NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS {{s}}.hidden (run_id text COLLATE "C" PRIMARY KEY);
-    ALTER TABLE {{s}}.deployments ADD COLUMN IF NOT EXISTS retention bigint;
-    WITH made AS (
-        INSERT INTO {{s}}.meta (key, value) SELECT 'store', json_build_object(
-            'made_by', CASE WHEN EXISTS (SELECT 1 FROM {{s}}.runs)
-                THEN 'surestep 0.2' ELSE 'this release' END,
-            'at', extract(epoch FROM now()))
-        ON CONFLICT (key) DO NOTHING RETURNING 1)
-    INSERT INTO {{s}}.retention (run_id, keep, finished_at)
-        SELECT run_id, {KEEP_DEFAULT}, updated_at FROM {{s}}.runs
-        WHERE status IN ({_FINISHED_SQL}) AND EXISTS (SELECT 1 FROM made);
-"""
-
-# The columns of a RunInfo, from a ``runs`` row aliased ``r`` (see _run_of).
-_COLS = (
-    "r.run_id, r.workflow, r.version, r.args, r.kwargs, r.status, r.session_id, r.user_id, "
-    "extract(epoch FROM r.created_at)::float8, extract(epoch FROM r.updated_at)::float8, "
-    "r.attempt, r.result, r.error, r.parent_id, extract(epoch FROM r.wake_at)::float8, "
-    "r.waiting_for, r.owner, coalesce(extract(epoch FROM r.lease_until)::float8, 0), r.fence, "
-    "r.retry"
-)
-_AFTER_COLS = 20  # the index of a column selected after _COLS
 
 
 def _claimed_for(run: RunInfo, owner: str | None) -> RunInfo:
@@ -330,19 +136,29 @@ def _run_of(rec: Any) -> RunInfo:
         status=rec[5],
         session_id=rec[6],
         user_id=rec[7],
-        created_at=rec[8],
-        updated_at=rec[9],
+        created_at=rec[8].timestamp(),
+        updated_at=rec[9].timestamp(),
         attempt=rec[10],
         result=None if rec[11] is None else orjson.loads(rec[11]),
         error=None if rec[12] is None else orjson.loads(rec[12]),
         parent_id=rec[13],
-        wake_at=rec[14],
+        wake_at=_epoch(rec[14]),
         waiting_for=rec[15],
         owner=rec[16],
-        lease_until=rec[17],
+        lease_until=0.0 if rec[17] is None else rec[17].timestamp(),
         fence=rec[18],
         retry=None if rec[19] is None else orjson.loads(rec[19]),
     )
+
+
+# Before any run finished: where a walk through finish times starts.
+_LONG_AGO = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch(at: datetime | None) -> float | None:
+    """A ``timestamptz`` as epoch seconds (the store returns times as stored: see
+    ``pg_sql.RUN_COLS``)."""
+    return None if at is None else at.timestamp()
 
 
 def _json(value: Any) -> str:
@@ -362,10 +178,10 @@ def redact(url: str) -> str:
 
 
 def _run_with_progress(rec: Any) -> RunInfo:
-    """A RunInfo from ``_COLS`` followed by the run's progress report (or NULL)."""
+    """A RunInfo from ``RUN_COLS`` followed by the run's progress report (or NULL)."""
     run = _run_of(rec)
-    if rec[_AFTER_COLS] is not None:
-        run.progress = orjson.loads(rec[_AFTER_COLS])
+    if rec[sql.AFTER_RUN_COLS] is not None:
+        run.progress = orjson.loads(rec[sql.AFTER_RUN_COLS])
     return run
 
 
@@ -531,11 +347,13 @@ class PostgresStore(Store):
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._s = f'"{schema}"'
         # One channel per schema (at most 63 bytes: a longer schema name may share
         # its channel with another, which costs only early wake-ups).
         self._channel = f"{schema}.surestep_changes"[:63]
-        self._settings = {"application_name": "surestep"}
+        # JIT compiles nothing a store's statements need, and makes asyncpg's type
+        # introspection on a new connection take up to seconds (on a Citus coordinator
+        # especially): off, so that a pool opens fast.
+        self._settings = {"application_name": "surestep", "jit": "off"}
         if durability == "process":
             self._settings["synchronous_commit"] = "off"
         self._pool: Any = None
@@ -553,71 +371,7 @@ class PostgresStore(Store):
             self, "finish run", self._write_finishes, lambda f: f[0], max_batch
         )
         self._host_prefix = (socket.gethostname() + ":", socket.gethostname() + ";")
-        s = self._s
-        self._not_hidden = f"NOT EXISTS (SELECT 1 FROM {s}.hidden h WHERE h.run_id = $1)"
-        self._sql_append = f"""
-            INSERT INTO {s}.journal (run_id, seq, record)
-            SELECT x.run_id, x.seq, x.rec
-            FROM unnest($1::text[], $2::int[], $3::bytea[], $4::bigint[])
-                AS x(run_id, seq, rec, fence)
-            JOIN {s}.runs r ON r.run_id = x.run_id AND r.fence = x.fence
-            ORDER BY x.run_id
-            FOR SHARE OF r
-            ON CONFLICT (run_id, seq) DO UPDATE SET record = EXCLUDED.record
-            RETURNING run_id, seq"""
-        self._sql_create = f"""
-            WITH i AS (
-                INSERT INTO {s}.runs AS r (run_id, workflow, version, args, kwargs, status,
-                    session_id, user_id, created_at, updated_at, attempt, result, error,
-                    parent_id, wake_at, waiting_for, owner, lease_until, fence)
-                SELECT x.run_id, x.workflow, COALESCE(d.version, x.version), x.args::json,
-                    x.kwargs::json, CASE WHEN d.version IS NULL THEN x.status ELSE '{PENDING}' END,
-                    x.session_id, x.user_id, to_timestamp(x.created_at), now(),
-                    x.attempt - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int,
-                    x.result::json, x.error::json, x.parent_id, to_timestamp(x.wake_at),
-                    x.waiting_for, CASE WHEN d.version IS NULL THEN x.owner END,
-                    CASE WHEN x.owner IS NULL OR d.version IS NOT NULL THEN NULL
-                        ELSE now() + make_interval(secs => x.lease_s) END,
-                    x.fence - (d.version IS NOT NULL AND x.owner IS NOT NULL)::int
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                    $6::text[], $7::text[], $8::text[], $9::float8[], $10::int[], $11::text[],
-                    $12::text[], $13::text[], $14::float8[], $15::text[], $16::text[],
-                    $17::float8[], $18::bigint[], $20::bool[])
-                    AS x(run_id, workflow, version, args, kwargs, status, session_id, user_id,
-                        created_at, attempt, result, error, parent_id, wake_at, waiting_for,
-                        owner, lease_s, fence, follow)
-                -- follow_deployment: the workflow's last deployed version, when another
-                LEFT JOIN LATERAL (
-                    SELECT dep.version FROM {s}.deployments dep
-                    WHERE x.follow AND dep.workflow = x.workflow ORDER BY dep.id DESC LIMIT 1
-                ) d ON d.version <> x.version
-                ON CONFLICT (run_id) DO NOTHING
-                RETURNING {_COLS})
-            SELECT i.*, pg_notify($19, 'changed') FROM i"""
-        # Rows are locked in run_id order, as every multi-row statement here locks them.
-        self._sql_finish = f"""
-            WITH x AS (
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                    $7::bigint[]) AS x(run_id, fence, status, result, error, keep)),
-            held AS (
-                SELECT r.run_id FROM {s}.runs r JOIN x ON r.run_id = x.run_id AND r.fence = x.fence
-                ORDER BY r.run_id FOR NO KEY UPDATE OF r),
-            u AS (
-                UPDATE {s}.runs r SET status = x.status, result = x.result::json,
-                    error = x.error::json, owner = NULL, lease_until = NULL, updated_at = now()
-                FROM x JOIN held ON held.run_id = x.run_id
-                WHERE r.run_id = x.run_id AND r.fence = x.fence
-                RETURNING r.run_id),
-            k AS (
-                INSERT INTO {s}.retention (run_id, keep, finished_at)
-                SELECT u.run_id, x.keep, now() FROM u JOIN x ON x.run_id = u.run_id
-                ON CONFLICT (run_id) DO UPDATE
-                    SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at)
-            SELECT u.run_id, pg_notify($6, 'changed') FROM u"""
-        self._sql_take = f"""
-            fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
-            lease_until = now() + make_interval(secs => $3), updated_at = now(),
-            wake_at = NULL, waiting_for = NULL"""
+        self._q = sql.Statements(f'"{schema}"')
 
     # -- lifecycle
 
@@ -667,9 +421,9 @@ class PostgresStore(Store):
             pool.terminate()
 
     async def _migrate(self, pool: Any) -> None:
-        """Bring the schema to :data:`SCHEMA_VERSION` and its :data:`INDEXES`, under an
-        advisory lock."""
-        s = self._s
+        """Bring the schema to :data:`.pg_sql.SCHEMA_VERSION`, applying the migrations it
+        lacks in order, under an advisory lock."""
+        q = self._q
         key = int.from_bytes(
             hashlib.blake2b(f"surestep:{self.schema}".encode(), digest_size=8).digest(),
             "big",
@@ -678,49 +432,30 @@ class PostgresStore(Store):
         try:
             async with pool.acquire() as conn:
                 try:  # the common case: already migrated, no lock needed
-                    if await conn.fetchval(
-                        f"SELECT max(version) FROM {s}.schema_version"
-                    ) == SCHEMA_VERSION and await conn.fetchval(
-                        "SELECT count(*) FROM pg_indexes"
-                        " WHERE schemaname = $1 AND indexname = any($2::text[])",
-                        self.schema,
-                        list(INDEXES),
-                    ) == len(INDEXES):
+                    if await conn.fetchval(q[sql.SCHEMA_VERSION_NOW]) == sql.SCHEMA_VERSION:
                         return
                 except asyncpg.UndefinedTableError:
                     pass
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
-                    await conn.execute(
-                        f"CREATE SCHEMA IF NOT EXISTS {s};"
-                        f"CREATE TABLE IF NOT EXISTS {s}.schema_version ("
-                        " version integer PRIMARY KEY,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                    current = await conn.fetchval(
-                        f"SELECT coalesce(max(version), 0) FROM {s}.schema_version"
-                    )
-                    if current > SCHEMA_VERSION:
+                    await conn.execute(sql.MIGRATION_LOCK, key)
+                    await conn.execute(q[sql.SCHEMA_VERSION_TABLE])
+                    current = await conn.fetchval(q[sql.SCHEMA_VERSION_APPLIED])
+                    if current > sql.SCHEMA_VERSION:
                         raise StoreError(
                             f"the store at {self.url} (schema {self.schema}) has schema version "
                             f"{current}, newer than this release of surestep knows "
-                            f"({SCHEMA_VERSION}); upgrade surestep"
+                            f"({sql.SCHEMA_VERSION}); upgrade surestep"
                         )
-                    for version, sql in MIGRATIONS:
+                    for version, migration in sql.MIGRATIONS:
                         if version > current:
-                            await conn.execute(sql.format(s=s))
-                            await conn.execute(
-                                f"INSERT INTO {s}.schema_version (version) VALUES ($1)", version
-                            )
+                            await conn.execute(q[migration])
+                            await conn.execute(q[sql.SCHEMA_VERSION_RECORD], version)
                             log.info(
                                 "store %s: schema %s migrated to version %d",
                                 self.url,
                                 self.schema,
                                 version,
                             )
-                    await conn.execute(RETENTION_TABLES.format(s=s))
-                    for sql in INDEXES.values():
-                        await conn.execute(sql.format(s=s))
         except SurestepError:
             raise
         except _DRIVER_ERRORS as exc:
@@ -792,7 +527,7 @@ class PostgresStore(Store):
         if not run_ids:
             return set()
         found = await self._fetch(
-            f"SELECT run_id FROM {self._s}.runs WHERE run_id = ANY($1::text[])",
+            self._q[sql.RUNS_EXISTING],
             list(run_ids),
             what=what,
         )
@@ -803,14 +538,26 @@ class PostgresStore(Store):
             return LeaseLostError(run_id, fence)
         return RunNotFoundError(f"no run {run_id} in {self.url}")
 
-    async def _fetch(self, sql: str, *args: Any, what: str, retry: bool = True) -> list[Any]:
-        """Run one statement on a pooled connection. A connection the server
-        dropped (restart, failover) is replaced and the statement sent once more
-        when ``retry``: every statement passed with it is idempotent."""
+    async def _fetch(
+        self,
+        statement: str,
+        *args: Any,
+        what: str,
+        retry: bool = True,
+        many: Sequence[Sequence[Any]] | None = None,
+    ) -> list[Any]:
+        """Run one statement on a pooled connection; with ``many``, the statement once
+        for each of its argument lists, sent as one pipeline and committed together
+        (the rows are those of every execution). A connection the server dropped
+        (restart, failover) is replaced and the statement sent once more when
+        ``retry``: every statement passed with it is idempotent."""
         pool = self._pool_or_raise()
         for attempt in (0, 1):
             try:
-                rows: list[Any] = await pool.fetch(sql, *args)
+                if many is not None:
+                    rows: list[Any] = await pool.fetchmany(statement, many)
+                else:
+                    rows = await pool.fetch(statement, *args)
                 return rows
             except SurestepError:
                 raise
@@ -833,17 +580,10 @@ class PostgresStore(Store):
         except _DRIVER_ERRORS as exc:
             raise self._error(exc, what) from exc
 
-    def _notifying(self, sql: str, channel_param: int) -> str:
-        """``sql`` (a statement returning ``run_id``), with a NOTIFY per row it
-        returns, in the same statement and so in the same transaction."""
-        return f"WITH i AS ({sql}) SELECT i.*, pg_notify(${channel_param}, 'changed') FROM i"
-
     async def _dead_owners(self) -> list[str]:
         """Owners on this host holding unexpired leases whose process is gone."""
         rows = await self._fetch(
-            f"SELECT DISTINCT r.owner FROM {self._s}.runs r "
-            f"WHERE r.owner IS NOT NULL AND {_R_UNFINISHED} "
-            "AND r.owner >= $1 AND r.owner < $2 AND r.lease_until > now()",
+            self._q[sql.HOST_OWNERS],
             *self._host_prefix,
             what="claim",
         )
@@ -856,19 +596,16 @@ class PostgresStore(Store):
 
     async def _fence_of(self, run_id: str) -> int:
         """The run's current fence, or RunNotFoundError."""
-        rows = await self._fetch(
-            f"SELECT r.fence FROM {self._s}.runs r WHERE r.run_id = $1", run_id, what="read"
-        )
+        rows = await self._fetch(self._q[sql.RUN_FENCE], run_id, what="read")
         if not rows:
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
         fence: int = rows[0][0]
         return fence
 
-    async def _lock_fenced(self, conn: Any, run_id: str, fence: int, mode: str) -> None:
-        """Lock the run's row (``FOR mode``) and check its fence."""
-        row = await conn.fetchrow(
-            f"SELECT fence FROM {self._s}.runs WHERE run_id = $1 FOR {mode}", run_id
-        )
+    async def _lock_fenced(self, conn: Any, run_id: str, fence: int, lock: str) -> None:
+        """Lock the run's row (``lock``: RUN_FENCE_SHARE or RUN_FENCE_NO_KEY_UPDATE) and
+        check its fence."""
+        row = await conn.fetchrow(self._q[lock], run_id)
         if row is None:
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
         if row[0] != fence:
@@ -889,13 +626,15 @@ class PostgresStore(Store):
     async def _write_creates(self, batch: list[_Create]) -> list[RunInfo | None]:
         runs = [c[0] for c in batch]
         rows = await self._fetch(
-            self._sql_create, *self._create_args(batch), what="create run", retry=False
+            self._q[sql.CREATE_RUNS], *self._create_args(batch), what="create run", retry=False
         )
+        if rows:
+            await self._fetch(sql.NOTIFY, self._channel, what="create run")
         stored = {rec[0]: _run_of(rec) for rec in rows}
         return [stored.get(r.run_id) for r in runs]
 
     def _create_args(self, batch: list[_Create]) -> list[Any]:
-        """The parameters of ``_sql_create`` for ``batch``."""
+        """The parameters of ``CREATE_RUNS`` for ``batch``."""
         runs = [c[0] for c in batch]
         return [
             [r.run_id for r in runs],
@@ -916,7 +655,6 @@ class PostgresStore(Store):
             [c[1] for c in batch],
             [c[2] for c in batch],
             [r.fence for r in runs],
-            self._channel,
             [c[3] for c in batch],
         ]
 
@@ -928,6 +666,7 @@ class PostgresStore(Store):
         follow_deployment: bool = False,
         idempotency_key: str | None = None,
     ) -> int:
+        # base.TRANSITIONS: create, batched (CREATE_RUNS)
         if idempotency_key is not None:
             return await self._create_keyed(run, owner, lease_s, follow_deployment, idempotency_key)
         stored = await self._insert(run, owner, lease_s, follow_deployment)
@@ -966,33 +705,25 @@ class PostgresStore(Store):
         follow: bool,
         key: str,
     ) -> RunInfo:
-        """Insert ``run`` (as ``_sql_create`` does) with ``key``, in the caller's
+        """Insert ``run`` (as ``CREATE_RUNS`` does) with ``key``, in the caller's
         transaction; the run ``key`` created instead, when it names one. A concurrent
         insert with the same key waits on the key's row (its primary key) and then
         finds the run this one made."""
-        s = self._s
-        taken = await conn.fetchval(
-            f"INSERT INTO {s}.idempotency_keys (key, run_id) VALUES ($1, $2) "
-            "ON CONFLICT (key) DO NOTHING RETURNING run_id",
-            key,
-            run.run_id,
-        )
+        taken = await conn.fetchval(self._q[sql.TAKE_IDEMPOTENCY_KEY], key, run.run_id)
         if taken is None:
-            existing = await conn.fetch(
-                f"SELECT {_COLS} FROM {s}.runs r JOIN {s}.idempotency_keys k "
-                "ON k.run_id = r.run_id WHERE k.key = $1",
-                key,
-            )
+            run_id = await conn.fetchval(self._q[sql.RUN_OF_IDEMPOTENCY_KEY], key)
+            existing = await conn.fetch(self._q[sql.GET_RUN], run_id)
             if not existing:
                 raise StoreError(f"idempotency key {key!r} names no run in {self.url}")
             return _run_of(existing[0])
         rows = await conn.fetch(
-            self._sql_create, *self._create_args([(run, owner, lease_s, follow)])
+            self._q[sql.CREATE_RUNS], *self._create_args([(run, owner, lease_s, follow)])
         )
         if not rows:
             raise StoreError(
                 f"create run {run.run_id}: a run with that id exists already in {self.url}"
             )
+        await self._notify(conn)
         return _run_of(rows[0])
 
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
@@ -1001,21 +732,13 @@ class PostgresStore(Store):
         return stored if stored is not None else await self.get_run(run.run_id)
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
-        s = self._s
-        sql = f"""UPDATE {s}.runs r SET {self._sql_take}
-            WHERE r.run_id = $1 AND {_R_UNFINISHED} AND {_R_DUE}
-              AND (r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($4::text[]))
-            RETURNING {_COLS}"""
-        rows = await self._fetch(sql, run_id, owner, lease_s, [], what="claim", retry=False)
+        # base.TRANSITIONS: claim, in one statement (CLAIM)
+        claim = self._q[sql.CLAIM]
+        rows = await self._fetch(claim, run_id, owner, lease_s, [], what="claim", retry=False)
         if rows:
             return _run_of(rows[0])
         # Missing, finished, not due, or held (perhaps by a dead process of this host).
-        held = await self._fetch(
-            f"SELECT r.owner FROM {s}.runs r "
-            f"WHERE r.run_id = $1 AND {_R_UNFINISHED} AND {_R_DUE} AND r.lease_until > now()",
-            run_id,
-            what="claim",
-        )
+        held = await self._fetch(self._q[sql.CLAIM_HOLDER], run_id, what="claim")
         if not held:
             await self._fence_of(run_id)  # RunNotFoundError if missing
             return None
@@ -1023,7 +746,7 @@ class PostgresStore(Store):
         if holder is None or not holder.is_dead():
             return None
         rows = await self._fetch(
-            sql, run_id, owner, lease_s, [held[0][0]], what="claim", retry=False
+            claim, run_id, owner, lease_s, [held[0][0]], what="claim", retry=False
         )
         return _run_of(rows[0]) if rows else None
 
@@ -1035,6 +758,7 @@ class PostgresStore(Store):
         workflows: ServedVersions,
         due_only: bool = False,
     ) -> list[RunInfo]:
+        # base.TRANSITIONS: claim_available
         if limit <= 0 or not workflows:
             return []
         served = [
@@ -1043,47 +767,48 @@ class PostgresStore(Store):
             for version in sorted(versions)
         ]
         dead = await self._dead_owners()
-        s = self._s
-        free = "(r.owner IS NULL OR r.lease_until <= now() OR r.owner = ANY($5::text[]))"
-        served_here = "(r.workflow, r.version) IN (SELECT * FROM unnest($1::text[], $6::text[]))"
-        due = f"""(SELECT r.run_id FROM {s}.runs r
-            WHERE r.status = '{WAITING}' AND r.wake_at <= now()
-              AND {served_here} AND {free}
-            ORDER BY r.wake_at LIMIT $4 FOR UPDATE SKIP LOCKED)"""
-        active = f"""(SELECT r.run_id FROM {s}.runs r
-            WHERE {_R_ACTIVE} AND {served_here} AND {free}
-            ORDER BY r.run_id LIMIT $4 FOR UPDATE SKIP LOCKED)"""
-        # Due timers first, then pending and abandoned runs up to the limit.
-        if due_only:
-            picked = f"picked AS {due}"
-        else:
-            active = active.replace("LIMIT $4", "LIMIT (SELECT $4 - count(*) FROM due)")
-            picked = f"due AS {due}, active AS {active}, "
-            picked += "picked AS (SELECT run_id FROM due UNION ALL SELECT run_id FROM active)"
+        # Lock-free: candidates read without locks (due timers first, then pending and
+        # abandoned runs), then each claimed by CLAIM, which checks the claim's
+        # conditions again on the row as it is then: of concurrent claimers, the first
+        # to update a run takes it and the others find it held.
+        workflow_names, versions = [w for w, _ in served], [v for _, v in served]
+        picked = [
+            r[0]
+            for r in await self._fetch(
+                self._q[sql.DUE_CANDIDATES], workflow_names, versions, limit, dead, what="claim"
+            )
+        ]
+        if not due_only and len(picked) < limit:
+            picked += [
+                r[0]
+                for r in await self._fetch(
+                    self._q[sql.ACTIVE_CANDIDATES],
+                    workflow_names,
+                    versions,
+                    limit - len(picked),
+                    dead,
+                    what="claim",
+                )
+            ]
+        if not picked:
+            return []
         rows = await self._fetch(
-            f"""WITH {picked}
-                UPDATE {s}.runs r SET {self._sql_take}
-                FROM picked WHERE r.run_id = picked.run_id
-                RETURNING {_COLS}""",
-            [w for w, _ in served],
-            owner,
-            lease_s,
-            limit,
-            dead,
-            [v for _, v in served],
+            self._q[sql.CLAIM],
             what="claim",
             retry=False,
+            many=[(run_id, owner, lease_s, dead) for run_id in sorted(picked)],
         )
-        return sorted((_run_of(r) for r in rows), key=lambda run: run.run_id)
+        return [_run_of(r) for r in rows]
 
     async def suspend(
         self, run_id: str, fence: int, wake_at: float | None, event: str | None = None
     ) -> None:
+        # base.TRANSITIONS: suspend
         async def body(conn: Any) -> None:
             # Lock first, read after: an event sent concurrently either committed
-            # before this lock (and the EXISTS below sees it) or waits for this
-            # transaction (and then finds the run waiting for it).
-            await self._lock_fenced(conn, run_id, fence, "NO KEY UPDATE")
+            # before this lock (and _suspend sees it) or waits for this transaction
+            # (and then finds the run waiting for it).
+            await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_NO_KEY_UPDATE)
             await self._suspend(conn, run_id, wake_at, event)
 
         await self._transaction(body, f"suspend run {run_id}")
@@ -1091,23 +816,11 @@ class PostgresStore(Store):
     async def _suspend(
         self, conn: Any, run_id: str, wake_at: float | None, event: str | None
     ) -> None:
-        s = self._s
-        await conn.execute(
-            self._notifying(
-                f"""UPDATE {s}.runs r SET status = '{WAITING}', owner = NULL,
-                    lease_until = NULL, updated_at = now(), waiting_for = $2::text,
-                    wake_at = CASE WHEN $2::text IS NOT NULL AND EXISTS (
-                            SELECT 1 FROM {s}.events e
-                            WHERE e.run_id = $1 AND e.name = $2::text)
-                        THEN now() ELSE to_timestamp($3::float8) END
-                WHERE r.run_id = $1 RETURNING r.run_id""",
-                4,
-            ),
-            run_id,
-            event,
-            wake_at,
-            self._channel,
-        )
+        if event is not None and await conn.fetchval(self._q[sql.EVENT_WAITING], run_id, event):
+            await conn.execute(self._q[sql.SUSPEND_DUE], run_id, event)
+        else:
+            await conn.execute(self._q[sql.SUSPEND], run_id, event, wake_at)
+        await self._notify(conn)
 
     async def record_attempt(
         self,
@@ -1119,44 +832,26 @@ class PostgresStore(Store):
         retry: dict[str, Any],
         wake_at: float | None,
     ) -> None:
-        s = self._s
-
+        # base.TRANSITIONS: record_attempt (with wake_at)
         async def write(conn: Any) -> None:
-            await self._lock_fenced(conn, run_id, fence, "NO KEY UPDATE")
-            await conn.execute(
-                f"""INSERT INTO {s}.attempts (run_id, seq, attempt, body) VALUES ($1, $2, $3, $4)
-                    ON CONFLICT (run_id, seq, attempt) DO UPDATE SET body = EXCLUDED.body""",
-                run_id,
-                seq,
-                attempt,
-                bytes(body),
-            )
-            await conn.execute(
-                f"UPDATE {s}.runs SET retry = $2::json WHERE run_id = $1", run_id, _json(retry)
-            )
+            await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_NO_KEY_UPDATE)
+            await conn.execute(self._q[sql.RECORD_ATTEMPT], run_id, seq, attempt, bytes(body))
+            await conn.execute(self._q[sql.SET_RETRY], run_id, _json(retry))
             if wake_at is not None:
                 await self._suspend(conn, run_id, wake_at, None)
 
         await self._transaction(write, f"record attempt {attempt} of step {seq} of run {run_id}")
 
     async def retry_done(self, run_id: str, fence: int, seq: int) -> None:
-        s = self._s
-
         async def write(conn: Any) -> None:
-            await self._lock_fenced(conn, run_id, fence, "NO KEY UPDATE")
-            await conn.execute(
-                f"UPDATE {s}.runs SET retry = NULL "
-                "WHERE run_id = $1 AND (retry->>'seq')::integer = $2",
-                run_id,
-                seq,
-            )
+            await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_NO_KEY_UPDATE)
+            await conn.execute(self._q[sql.CLEAR_RETRY], run_id, seq)
 
         await self._transaction(write, f"end the retries of step {seq} of run {run_id}")
 
     async def attempts(self, run_id: str) -> list[bytes]:
         rows = await self._fetch(
-            f"SELECT body FROM {self._s}.attempts WHERE run_id = $1 AND {self._not_hidden} "
-            "ORDER BY seq, attempt",
+            self._q[sql.ATTEMPTS],
             run_id,
             what="read attempts",
         )
@@ -1171,73 +866,33 @@ class PostgresStore(Store):
             for version in sorted(versions)
         ]
         rows = await self._fetch(
-            f"SELECT extract(epoch FROM min(r.wake_at))::float8 FROM {self._s}.runs r "
-            f"WHERE r.status = '{WAITING}' AND (r.workflow, r.version) IN "
-            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            self._q[sql.NEXT_WAKE],
             [w for w, _ in served],
             [v for _, v in served],
             what="read timers",
         )
-        when: float | None = rows[0][0]
-        return when
+        return _epoch(rows[0][0])
 
     async def renew(
         self, leases: Sequence[tuple[str, int]], owner: str, lease_s: float
     ) -> list[str]:
         if not leases:
             return []
-        s = self._s
-        # Rows are locked in run_id order, as the append batch locks them: no deadlock.
         rows = await self._fetch(
-            f"""WITH held AS (
-                    SELECT r.run_id FROM {s}.runs r
-                    JOIN unnest($1::text[], $2::bigint[]) AS x(run_id, fence)
-                      ON r.run_id = x.run_id AND r.fence = x.fence
-                    WHERE r.owner = $3 AND {_R_UNFINISHED}
-                    ORDER BY r.run_id
-                    FOR NO KEY UPDATE OF r)
-                UPDATE {s}.runs r SET lease_until = now() + make_interval(secs => $4)
-                FROM held WHERE r.run_id = held.run_id
-                RETURNING r.run_id""",
-            [run_id for run_id, _ in leases],
-            [fence for _, fence in leases],
-            owner,
-            lease_s,
+            self._q[sql.RENEW],
             what="renew",
+            many=[(run_id, fence, owner, lease_s) for run_id, fence in sorted(leases)],
         )
         kept = {r[0] for r in rows}
         return [run_id for run_id, _ in leases if run_id not in kept]
 
-    async def _fenced_update(
-        self, run_id: str, fence: int, assignments: str, *args: Any, what: str
-    ) -> None:
-        """``UPDATE ... SET assignments`` with a NOTIFY if the fence matches;
-        LeaseLostError or RunNotFoundError if not. ``$1`` is the run, ``$2`` the
-        fence, ``$3`` the channel; ``args`` are ``$4`` on."""
-        rows = await self._fetch(
-            self._notifying(
-                f"UPDATE {self._s}.runs r SET {assignments} "
-                "WHERE r.run_id = $1 AND r.fence = $2 RETURNING r.run_id",
-                3,
-            ),
-            run_id,
-            fence,
-            self._channel,
-            *args,
-            what=what,
-        )
-        if not rows and await self._fence_of(run_id) != fence:
-            raise LeaseLostError(run_id, fence)
-
     async def release(self, run_id: str, fence: int) -> None:
-        # A finished run stays finished (a release racing its own finish changes nothing).
-        await self._fenced_update(
-            run_id,
-            fence,
-            "owner = NULL, lease_until = NULL, "
-            f"status = CASE WHEN {_R_UNFINISHED} THEN '{PENDING}' ELSE r.status END",
-            what=f"release run {run_id}",
-        )
+        # base.TRANSITIONS: release, in one statement (RELEASE)
+        what = f"release run {run_id}"
+        if await self._fetch(self._q[sql.RELEASE], run_id, fence, what=what):
+            await self._fetch(sql.NOTIFY, self._channel, what=what)
+        elif await self._fence_of(run_id) != fence:
+            raise LeaseLostError(run_id, fence)
 
     async def finish(
         self,
@@ -1248,6 +903,7 @@ class PostgresStore(Store):
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
     ) -> None:
+        # base.TRANSITIONS: finish, batched (FINISH_RUN)
         assert status in FINISHED, status
         await self._finishes.submit(
             (
@@ -1261,17 +917,9 @@ class PostgresStore(Store):
         )
 
     async def _write_finishes(self, batch: list[_Finish]) -> list[BaseException | None]:
-        rows = await self._fetch(
-            self._sql_finish,
-            [f[0] for f in batch],
-            [f[1] for f in batch],
-            [f[2] for f in batch],
-            [f[3] for f in batch],
-            [f[4] for f in batch],
-            self._channel,
-            [f[5] for f in batch],
-            what="finish run",
-        )
+        rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
+        if rows:
+            await self._fetch(sql.NOTIFY, self._channel, what="finish run")
         done = {r[0] for r in rows}
         exists = await self._existing({f[0] for f in batch if f[0] not in done}, "finish run")
         return [
@@ -1280,33 +928,17 @@ class PostgresStore(Store):
         ]
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
-        s = self._s
-        rows = await self._fetch(
-            f"""WITH c AS (
-                UPDATE {s}.runs r SET status = '{CANCELLED}', fence = r.fence + 1,
-                    owner = NULL, lease_until = NULL, updated_at = now()
-                WHERE r.run_id = $1 AND {_R_UNFINISHED} RETURNING r.run_id),
-            k AS (
-                INSERT INTO {s}.retention (run_id, keep, finished_at)
-                SELECT c.run_id, $3, now() FROM c
-                ON CONFLICT (run_id) DO UPDATE
-                    SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at)
-            SELECT c.run_id, pg_notify($2, 'changed') FROM c""",
-            run_id,
-            self._channel,
-            keep,
-            what=f"cancel run {run_id}",
-            retry=False,
-        )
-        if rows:
+        # base.TRANSITIONS: cancel, in one statement (CANCEL)
+        what = f"cancel run {run_id}"
+        if await self._fetch(self._q[sql.CANCEL], run_id, keep, what=what, retry=False):
+            await self._fetch(sql.NOTIFY, self._channel, what=what)
             return True
         await self._fence_of(run_id)  # RunNotFoundError if missing
         return False
 
     async def get_run(self, run_id: str) -> RunInfo:
         rows = await self._fetch(
-            f"SELECT {_COLS}, p.report FROM {self._s}.runs r {self._with_progress} "
-            "WHERE r.run_id = $1",
+            self._q[sql.GET_RUN],
             run_id,
             what="read",
         )
@@ -1314,15 +946,9 @@ class PostgresStore(Store):
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
         return _run_with_progress(rows[0])
 
-    @property
-    def _with_progress(self) -> str:
-        return f"LEFT JOIN {self._s}.progress p ON p.run_id = r.run_id"
-
     async def set_progress(self, run_id: str, fence: int, report: bytes) -> None:
         rows = await self._fetch(
-            f"INSERT INTO {self._s}.progress (run_id, report) "
-            f"SELECT r.run_id, $2 FROM {self._s}.runs r WHERE r.run_id = $1 AND r.fence = $3 "
-            "ON CONFLICT (run_id) DO UPDATE SET report = excluded.report RETURNING 1",
+            self._q[sql.SET_PROGRESS],
             run_id,
             report,
             fence,
@@ -1344,30 +970,28 @@ class PostgresStore(Store):
         if before is not None:
             run_key(before)  # RunNotFoundError for anything that is not a run id
             args.append(before)
-            where.append(f"r.run_id < ${len(args)}")
+            where.append(sql.LIST_RUNS_BEFORE % len(args))
         if status is not None:
             args.append(status)
-            where.append(f"r.status = ${len(args)}")
+            where.append(sql.LIST_RUNS_STATUS % len(args))
         if workflow is not None:
             args.append(workflow)
-            where.append(f"r.workflow = ${len(args)}")
+            where.append(sql.LIST_RUNS_WORKFLOW % len(args))
         args.append(limit)
-        sql = (
-            f"SELECT {_COLS}, p.report FROM {self._s}.runs r {self._with_progress}"
+        statement = (
+            self._q[sql.LIST_RUNS]
             + (" WHERE " + " AND ".join(where) if where else "")
-            + f" ORDER BY r.run_id DESC LIMIT ${len(args)}::bigint"
+            + sql.LIST_RUNS_END % len(args)
         )
-        return [_run_with_progress(r) for r in await self._fetch(sql, *args, what="list runs")]
+        rows = await self._fetch(statement, *args, what="list runs")
+        return [_run_with_progress(r) for r in rows]
 
     # -- live engines
 
     async def announce(self, owner: str, served: ServedVersions, lease_s: float) -> None:
         versions = {name: sorted(v) for name, v in versions_by_workflow(served).items()}
         await self._fetch(
-            f"""INSERT INTO {self._s}.engines (owner, served, alive_until)
-                VALUES ($1, $2::jsonb, now() + make_interval(secs => $3))
-                ON CONFLICT (owner) DO UPDATE
-                SET served = excluded.served, alive_until = excluded.alive_until""",
+            self._q[sql.ANNOUNCE],
             owner,
             orjson.dumps(versions).decode(),
             lease_s,
@@ -1375,21 +999,18 @@ class PostgresStore(Store):
         )
 
     async def withdraw(self, owner: str) -> None:
-        await self._fetch(
-            f"DELETE FROM {self._s}.engines WHERE owner = $1", owner, what="withdraw an engine"
-        )
+        await self._fetch(self._q[sql.WITHDRAW], owner, what="withdraw an engine")
 
     async def live_engines(self) -> list[LiveEngine]:
         rows = await self._fetch(
-            f"""SELECT owner, served::text, extract(epoch FROM alive_until)::float8
-                FROM {self._s}.engines WHERE alive_until > now() ORDER BY owner""",
+            self._q[sql.LIVE_ENGINES],
             what="read the live engines",
         )
         live = []
         for owner, served, until in rows:
             parsed = Owner.parse(owner)
             if not (parsed is not None and parsed.is_dead()):
-                live.append(LiveEngine(owner, orjson.loads(served), until))
+                live.append(LiveEngine(owner, orjson.loads(served), until.timestamp()))
         return live
 
     # -- deployments
@@ -1398,8 +1019,7 @@ class PostgresStore(Store):
         self, workflow: str, version: str, digest: str, retention: int | None = None
     ) -> None:
         await self._fetch(
-            f"INSERT INTO {self._s}.deployments (workflow, version, digest, retention) "
-            "VALUES ($1, $2, $3, $4)",
+            self._q[sql.RECORD_DEPLOYMENT],
             workflow,
             version,
             digest,
@@ -1410,66 +1030,44 @@ class PostgresStore(Store):
 
     async def deployments(self) -> list[dict[str, Any]]:
         rows = await self._fetch(
-            "SELECT workflow, version, digest, extract(epoch FROM time)::float8, retention "
-            f"FROM {self._s}.deployments ORDER BY id",
+            self._q[sql.DEPLOYMENTS],
             what="read deployments",
         )
         return [
-            {"workflow": r[0], "version": r[1], "digest": r[2], "time": r[3], "retention": r[4]}
+            {
+                "workflow": r[0],
+                "version": r[1],
+                "digest": r[2],
+                "time": r[3].timestamp(),
+                "retention": r[4],
+            }
             for r in rows
         ]
 
     # -- schedules
 
-    _SCHEDULE_COLS = (
-        "workflow, version, cron, every, timezone, catchup, paused, last_tick, since, "
-        "revision, updated_at"
-    )
-
-    def _deployed_sql(self, param: int) -> str:
-        """The last deployed version of the workflow named by ``$param``."""
-        return (
-            f"(SELECT d.version FROM {self._s}.deployments d "
-            f"WHERE d.workflow = ${param} ORDER BY d.id DESC LIMIT 1)"
-        )
-
     async def _locked_schedule(self, conn: Any, workflow: str) -> ScheduleInfo | None:
-        row = await conn.fetchrow(
-            f"SELECT {self._SCHEDULE_COLS} FROM {self._s}.schedules WHERE workflow = $1 FOR UPDATE",
-            workflow,
-        )
+        row = await conn.fetchrow(self._q[sql.SCHEDULE_LOCKED], workflow)
         return None if row is None else ScheduleInfo(*row)
 
     async def _write_schedule(self, conn: Any, schedule: ScheduleInfo) -> None:
-        values = [getattr(schedule, name) for name in self._SCHEDULE_COLS.split(", ")]
-        await conn.execute(
-            f"INSERT INTO {self._s}.schedules ({self._SCHEDULE_COLS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-            "ON CONFLICT (workflow) DO UPDATE SET (" + self._SCHEDULE_COLS + ") = "
-            "ROW(EXCLUDED." + ", EXCLUDED.".join(self._SCHEDULE_COLS.split(", ")) + ")",
-            *values,
-        )
+        values = [getattr(schedule, name) for name in sql.SCHEDULE_COLS]
+        await conn.execute(self._q[sql.WRITE_SCHEDULE], *values)
 
     async def _notify(self, conn: Any) -> None:
-        await conn.execute("SELECT pg_notify($1, 'changed')", self._channel)
+        await conn.execute(sql.NOTIFY, self._channel)
 
     async def register_schedule(
         self, workflow: str, version: str, schedule: ScheduleInfo | None, now: float
     ) -> ScheduleInfo | None:
-        s = self._s
-
         async def body(conn: Any) -> ScheduleInfo | None:
-            # Registrations of one workflow queue on this lock, present row or not.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{self.schema}.schedules:{workflow}",
-            )
+            await conn.execute(sql.REGISTRATION_LOCK, f"{self.schema}.schedules:{workflow}")
             stored = await self._locked_schedule(conn, workflow)
-            deployed = await conn.fetchval(f"SELECT {self._deployed_sql(1)}", workflow)
+            deployed = await conn.fetchval(self._q[sql.DEPLOYED_VERSION], workflow)
             new, changed = registered_schedule(stored, deployed, version, schedule, now)
             if changed:
                 if new is None:
-                    await conn.execute(f"DELETE FROM {s}.schedules WHERE workflow = $1", workflow)
+                    await conn.execute(self._q[sql.DELETE_SCHEDULE], workflow)
                 else:
                     await self._write_schedule(conn, new)
                 await self._notify(conn)
@@ -1479,7 +1077,7 @@ class PostgresStore(Store):
 
     async def schedules(self) -> list[ScheduleInfo]:
         rows = await self._fetch(
-            f"SELECT {self._SCHEDULE_COLS} FROM {self._s}.schedules ORDER BY workflow",
+            self._q[sql.SCHEDULES],
             what="read schedules",
         )
         return [ScheduleInfo(*row) for row in rows]
@@ -1503,11 +1101,7 @@ class PostgresStore(Store):
             stored = await self._locked_schedule(conn, workflow)
             if stored is None or not stored.fires(revision, tick):
                 return None
-            await conn.execute(
-                f"UPDATE {self._s}.schedules SET last_tick = $2 WHERE workflow = $1",
-                workflow,
-                tick,
-            )
+            await conn.execute(self._q[sql.SCHEDULE_TICKED], workflow, tick)
             if run is None:
                 return None
             return await self._keyed_insert(conn, run, None, 0.0, True, key)
@@ -1517,28 +1111,21 @@ class PostgresStore(Store):
     async def register_subscriptions(
         self, workflow: str, version: str, events: Sequence[str]
     ) -> list[str]:
-        s = self._s
         wanted = sorted(set(events))
 
         async def body(conn: Any) -> list[str]:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{self.schema}.subscriptions:{workflow}",
-            )
-            rows = await conn.fetch(
-                f"SELECT event, version FROM {s}.subscriptions WHERE workflow = $1 ORDER BY event",
-                workflow,
-            )
+            await conn.execute(sql.REGISTRATION_LOCK, f"{self.schema}.subscriptions:{workflow}")
+            rows = await conn.fetch(self._q[sql.SUBSCRIPTIONS_OF], workflow)
             names = [r[0] for r in rows]
             held = rows[0][1] if rows else None
-            deployed = await conn.fetchval(f"SELECT {self._deployed_sql(1)}", workflow)
+            deployed = await conn.fetchval(self._q[sql.DEPLOYED_VERSION], workflow)
             if keep_registration(held, deployed, version):
                 return names
             if names == wanted and all(r[1] == version for r in rows):
                 return names
-            await conn.execute(f"DELETE FROM {s}.subscriptions WHERE workflow = $1", workflow)
+            await conn.execute(self._q[sql.DELETE_SUBSCRIPTIONS], workflow)
             await conn.executemany(
-                f"INSERT INTO {s}.subscriptions (event, workflow, version) VALUES ($1, $2, $3)",
+                self._q[sql.ADD_SUBSCRIPTION],
                 [(name, workflow, version) for name in wanted],
             )
             await self._notify(conn)
@@ -1548,8 +1135,7 @@ class PostgresStore(Store):
 
     async def subscriptions(self) -> list[tuple[str, str, str]]:
         rows = await self._fetch(
-            f"SELECT event, workflow, version FROM {self._s}.subscriptions "
-            "ORDER BY event, workflow",
+            self._q[sql.SUBSCRIPTIONS],
             what="read subscriptions",
         )
         return [(r[0], r[1], r[2]) for r in rows]
@@ -1558,11 +1144,7 @@ class PostgresStore(Store):
         self, name: str, kwargs: dict[str, Any], keys: Callable[[str], str]
     ) -> list[RunInfo]:
         async def body(conn: Any) -> list[RunInfo]:
-            subscribed = await conn.fetch(
-                f"SELECT workflow, version FROM {self._s}.subscriptions WHERE event = $1 "
-                "ORDER BY workflow FOR SHARE",
-                name,
-            )
+            subscribed = await conn.fetch(self._q[sql.SUBSCRIBED], name)
             started = []
             for workflow, version in subscribed:
                 run = RunInfo(new_run_id(), workflow, version, args=[], kwargs=kwargs)
@@ -1573,8 +1155,7 @@ class PostgresStore(Store):
 
     async def idempotency_keys(self, prefix: str) -> dict[str, str]:
         rows = await self._fetch(
-            f"SELECT key, run_id FROM {self._s}.idempotency_keys "
-            "WHERE key >= $1 AND left(key, length($1)) = $1 ORDER BY key",
+            self._q[sql.IDEMPOTENCY_KEYS],
             prefix,
             what="read idempotency keys",
         )
@@ -1583,47 +1164,24 @@ class PostgresStore(Store):
     # -- events
 
     async def send_event(self, run_id: str, name: str, payload: bytes) -> None:
-        s = self._s
-
         async def body(conn: Any) -> None:
             # Lock first (see suspend): the run is waiting for this event or will see it.
-            row = await conn.fetchrow(
-                f"SELECT status FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE", run_id
-            )
+            row = await conn.fetchrow(self._q[sql.RUN_STATUS_LOCKED], run_id)
             if row is None:
                 raise RunNotFoundError(f"no run {run_id} in {self.url}")
             if row[0] in FINISHED:
                 raise RunFinishedError(run_id, row[0])
-            await conn.execute(
-                f"""WITH sent AS (
-                        INSERT INTO {s}.events (run_id, name, payload) VALUES ($1, $2, $3)),
-                    woken AS (
-                        UPDATE {s}.runs r SET wake_at = now()
-                        WHERE r.run_id = $1 AND r.status = '{WAITING}' AND r.waiting_for = $2)
-                    SELECT pg_notify($4, 'changed')""",
-                run_id,
-                name,
-                bytes(payload),
-                self._channel,
-            )
+            await conn.execute(self._q[sql.SEND_EVENT], run_id, name, bytes(payload))
+            await self._notify(conn)
 
         await self._transaction(body, f"send event {name!r} to run {run_id}")
 
     async def take_event(
         self, run_id: str, fence: int, name: str, seq: int, record: Callable[[bytes], bytes]
     ) -> bytes | None:
-        s = self._s
-
         async def body(conn: Any) -> bytes | None:
-            await self._lock_fenced(conn, run_id, fence, "SHARE")
-            row = await conn.fetchrow(
-                f"""DELETE FROM {s}.events WHERE id = (
-                        SELECT id FROM {s}.events WHERE run_id = $1 AND name = $2
-                        ORDER BY id LIMIT 1 FOR UPDATE)
-                    RETURNING payload""",
-                run_id,
-                name,
-            )
+            await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_SHARE)
+            row = await conn.fetchrow(self._q[sql.TAKE_EVENT], run_id, name)
             if row is None:
                 return None
             payload = bytes(row[0])
@@ -1633,13 +1191,7 @@ class PostgresStore(Store):
         return await self._transaction(body, f"take event {name!r} of run {run_id}")
 
     async def _journal_one(self, conn: Any, run_id: str, seq: int, record: bytes) -> None:
-        await conn.execute(
-            f"""INSERT INTO {self._s}.journal (run_id, seq, record) VALUES ($1, $2, $3)
-                ON CONFLICT (run_id, seq) DO UPDATE SET record = EXCLUDED.record""",
-            run_id,
-            seq,
-            bytes(record),
-        )
+        await conn.execute(self._q[sql.JOURNAL_ONE], run_id, seq, bytes(record))
 
     # -- shared state
 
@@ -1653,12 +1205,8 @@ class PostgresStore(Store):
         record: Callable[[bytes | None, int], bytes],
     ) -> tuple[bytes | None, int]:
         async def body(conn: Any) -> tuple[bytes | None, int]:
-            await self._lock_fenced(conn, run_id, fence, "SHARE")
-            row = await conn.fetchrow(
-                f"SELECT value, version FROM {self._s}.state WHERE scope = $1 AND key = $2",
-                scope,
-                key,
-            )
+            await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_SHARE)
+            row = await conn.fetchrow(self._q[sql.STATE_READ], scope, key)
             value, version = (None, 0) if row is None else (row[0], row[1])
             value = None if value is None else bytes(value)
             await self._journal_one(conn, run_id, seq, record(value, version))
@@ -1677,28 +1225,15 @@ class PostgresStore(Store):
         expect: int | None,
         record: Callable[[int | None], bytes],
     ) -> int | None:
-        s = self._s
-
         async def body(conn: Any) -> int | None:
-            await self._lock_fenced(conn, run_id, fence, "SHARE")
-            # A version-0 row with no value is the same as no row; it gives
-            # concurrent writers of a new key one row to lock.
-            await conn.execute(
-                f"""INSERT INTO {s}.state (scope, key, version, value) VALUES ($1, $2, 0, NULL)
-                    ON CONFLICT (scope, key) DO NOTHING""",
-                scope,
-                key,
-            )
-            version = await conn.fetchval(
-                f"SELECT version FROM {s}.state WHERE scope = $1 AND key = $2 FOR UPDATE",
-                scope,
-                key,
-            )
+            await self._lock_fenced(conn, run_id, fence, sql.RUN_FENCE_SHARE)
+            await conn.execute(self._q[sql.STATE_PLACEHOLDER], scope, key)
+            version = await conn.fetchval(self._q[sql.STATE_VERSION_LOCKED], scope, key)
             new: int | None = None
             if expect is None or expect == version:
                 new = version + 1
                 await conn.execute(
-                    f"UPDATE {s}.state SET version = $3, value = $4 WHERE scope = $1 AND key = $2",
+                    self._q[sql.STATE_WRITE],
                     scope,
                     key,
                     new,
@@ -1711,8 +1246,7 @@ class PostgresStore(Store):
 
     async def state_items(self, scope: str) -> dict[str, bytes]:
         rows = await self._fetch(
-            f"SELECT key, value FROM {self._s}.state "
-            "WHERE scope = $1 AND value IS NOT NULL ORDER BY key",
+            self._q[sql.STATE_ITEMS],
             scope,
             what="read state",
         )
@@ -1722,8 +1256,7 @@ class PostgresStore(Store):
 
     async def append_log(self, run_id: str, position: int, index: int, line: bytes) -> None:
         await self._fetch(
-            f"""INSERT INTO {self._s}.logs (run_id, position, idx, line) VALUES ($1, $2, $3, $4)
-                ON CONFLICT (run_id, position, idx) DO UPDATE SET line = EXCLUDED.line""",
+            self._q[sql.APPEND_LOG],
             run_id,
             position,
             index,
@@ -1733,8 +1266,7 @@ class PostgresStore(Store):
 
     async def logs(self, run_id: str) -> list[bytes]:
         rows = await self._fetch(
-            f"SELECT line FROM {self._s}.logs WHERE run_id = $1 AND {self._not_hidden} "
-            "ORDER BY position, idx",
+            self._q[sql.LOGS],
             run_id,
             what="read logs",
         )
@@ -1747,13 +1279,16 @@ class PostgresStore(Store):
         await self._appends.submit((run_id, seq, bytes(record), fence))
 
     async def _write_appends(self, batch: list[_Append]) -> list[BaseException | None]:
+        # One statement a run (and fence), in run_id order, the batch one pipeline.
+        records: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
+        for run_id, seq, record, fence in batch:
+            seqs, recs = records.setdefault((run_id, fence), ([], []))
+            seqs.append(seq)
+            recs.append(record)
         rows = await self._fetch(
-            self._sql_append,
-            [a[0] for a in batch],
-            [a[1] for a in batch],
-            [a[2] for a in batch],
-            [a[3] for a in batch],
+            self._q[sql.APPEND],
             what="append",
+            many=[(run_id, fence, *records[run_id, fence]) for run_id, fence in sorted(records)],
         )
         written = {(r[0], r[1]) for r in rows}
         exists = await self._existing(
@@ -1766,8 +1301,7 @@ class PostgresStore(Store):
 
     async def journal(self, run_id: str) -> list[bytes]:
         rows = await self._fetch(
-            f"SELECT record FROM {self._s}.journal WHERE run_id = $1 AND {self._not_hidden} "
-            "ORDER BY seq",
+            self._q[sql.JOURNAL],
             run_id,
             what="read journal",
         )
@@ -1776,48 +1310,32 @@ class PostgresStore(Store):
     # -- retention
 
     async def made_by_previous_release(self) -> bool:
-        rows = await self._fetch(
-            f"SELECT value->>'made_by' FROM {self._s}.meta WHERE key = 'store'", what="read meta"
-        )
+        rows = await self._fetch(self._q[sql.MADE_BY], what="read meta")
         return not rows or rows[0][0] == "surestep 0.2"
 
     async def _due_roots(
         self, conn: Any, now: float, default_ms: int, cutoff: float | None, most: int
     ) -> list[str]:
         """Finished runs that may go and whose parent is gone or absent, oldest first in
-        each policy, at most ``most``: one index range a policy (the policies found by a
+        each policy, at most ``most``: index ranges of a policy (the policies found by a
         skip scan of the index, not by reading every row)."""
-        s = self._s
-        keeps = await conn.fetch(
-            f"""WITH RECURSIVE p(keep) AS (
-                SELECT min(keep) FROM {s}.retention
-                UNION ALL
-                SELECT (SELECT min(k.keep) FROM {s}.retention k WHERE k.keep > p.keep)
-                FROM p WHERE p.keep IS NOT NULL)
-            SELECT keep FROM p WHERE keep IS NOT NULL"""
-        )
         found: list[str] = []
-        for (keep,) in keeps:
-            if cutoff is not None:
-                before = cutoff
-            else:
-                ms = default_ms if keep == KEEP_DEFAULT else keep
-                if ms < 0:
-                    continue  # kept for ever
-                before = now - ms / 1000
-            rows = await conn.fetch(
-                f"""SELECT k.run_id FROM {s}.retention k JOIN {s}.runs r ON r.run_id = k.run_id
-                WHERE k.keep = $1 AND k.finished_at <= to_timestamp($2)
-                    AND (r.parent_id IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM {s}.runs p WHERE p.run_id = r.parent_id))
-                ORDER BY k.finished_at LIMIT $3""",
-                keep,
-                before,
-                most - len(found),
-            )
-            found += [r[0] for r in rows]
-            if len(found) >= most:
-                break
+        keep = await conn.fetchval(self._q[sql.NEXT_POLICY], KEEP_DEFAULT - 1)
+        while keep is not None and len(found) < most:
+            ms = default_ms if keep == KEEP_DEFAULT else keep
+            if cutoff is not None or ms >= 0:  # else kept for ever
+                before = cutoff if cutoff is not None else now - ms / 1000
+                after: tuple[datetime, str] = (_LONG_AGO, "")
+                while len(found) < most:
+                    want = most - len(found)
+                    rows = await conn.fetch(self._q[sql.DUE_RUNS], keep, before, want, *after)
+                    parents = [r[1] for r in rows if r[1] is not None]
+                    present = {r[0] for r in await conn.fetch(self._q[sql.RUNS_EXISTING], parents)}
+                    found += [r[0] for r in rows if r[1] is None or r[1] not in present]
+                    if len(rows) < want:
+                        break
+                    after = (rows[-1][2], rows[-1][0])
+            keep = await conn.fetchval(self._q[sql.NEXT_POLICY], keep)
         return found
 
     async def _tree(
@@ -1826,31 +1344,31 @@ class PostgresStore(Store):
         """``root`` and every run it started (recursively), described, when all may go;
         else nothing, and the policy and finish time of the descendant that may go
         last (``None`` when one is unfinished: look again later)."""
-        s = self._s
-        rows = await conn.fetch(
-            f"""WITH RECURSIVE tree(run_id, depth) AS (
-                SELECT run_id, 0 FROM {s}.runs WHERE run_id = $1
-                UNION ALL
-                SELECT c.run_id, t.depth + 1 FROM {s}.runs c JOIN tree t ON c.parent_id = t.run_id)
-            SELECT t.run_id, t.depth, r.workflow, r.status,
-                extract(epoch FROM r.updated_at)::float8, k.keep,
-                extract(epoch FROM k.finished_at)::float8
-            FROM tree t JOIN {s}.runs r ON r.run_id = t.run_id
-            LEFT JOIN {s}.retention k ON k.run_id = t.run_id
-            ORDER BY t.depth, t.run_id""",
-            root,
+        depth = {root: 0}
+        level = [root]
+        while level:
+            below = depth[level[0]] + 1
+            rows = await conn.fetch(self._q[sql.CHILDREN], level)
+            level = [r[0] for r in rows if r[0] not in depth]
+            depth.update(dict.fromkeys(level, below))
+        rows = sorted(
+            await conn.fetch(self._q[sql.PURGE_VIEW], list(depth)),
+            key=lambda r: (depth[r[0]], r[0]),
         )
+        if not rows or rows[0][0] != root:
+            return [], None
         now_ms = round(now * 1000)
         cutoff_ms = None if cutoff is None else round(cutoff * 1000)
         later: tuple[int, float] | None = None
         last_due = -float("inf")
         described = []
-        for run_id, depth, workflow, status, updated, keep, finished in rows:
+        for run_id, workflow, status, updated_at, keep, finished_at in rows:
             if status not in FINISHED:
                 return [], None
-            if depth:
+            updated = updated_at.timestamp()
+            if run_id != root:
                 keep = KEEP_DEFAULT if keep is None else keep
-                finished = updated if finished is None else finished
+                finished = updated if finished_at is None else finished_at.timestamp()
                 if not retention_due(keep, round(finished * 1000), now_ms, default_ms, cutoff_ms):
                     ms = default_ms if keep == KEEP_DEFAULT else keep
                     due = float("inf") if ms < 0 else finished * 1000 + ms
@@ -1887,100 +1405,55 @@ class PostgresStore(Store):
     async def hide_expired(
         self, now: float, default_ms: int, cutoff: float | None, limit: int
     ) -> list[dict[str, Any]]:
-        s = self._s
-
         async def body(conn: Any) -> list[dict[str, Any]]:
             hidden: list[dict[str, Any]] = []
             roots = 0
             for root in await self._due_roots(conn, now, default_ms, cutoff, 4 * limit):
                 # The root locked first; one that another purge holds is its to hide (two
                 # purges never wait for each other, so they cannot deadlock).
-                if not await conn.fetch(
-                    f"SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR UPDATE SKIP LOCKED", root
-                ):
+                if not await conn.fetch(self._q[sql.LOCK_ROOT], root):
                     continue
                 described, later = await self._tree(conn, root, now, default_ms, cutoff)
                 if not described:
                     if later is not None and cutoff is None:  # due with its last descendant
-                        await conn.execute(
-                            f"UPDATE {s}.retention SET keep = $2, "
-                            "finished_at = to_timestamp($3) WHERE run_id = $1",
-                            root,
-                            *later,
-                        )
+                        await conn.execute(self._q[sql.POSTPONE_RETENTION], root, *later)
                     continue
                 ids = [d["run_id"] for d in described]
-                # Every index of runs by id goes here with the row (records: sweep_hidden).
-                await conn.execute(
-                    f"""WITH t AS (SELECT unnest($1::text[]) AS run_id),
-                    r AS (DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM t)),
-                    k AS (DELETE FROM {s}.retention WHERE run_id IN (SELECT run_id FROM t)),
-                    p AS (DELETE FROM {s}.progress WHERE run_id IN (SELECT run_id FROM t)),
-                    i AS (DELETE FROM {s}.idempotency_keys
-                          WHERE run_id IN (SELECT run_id FROM t))
-                    INSERT INTO {s}.hidden (run_id) SELECT run_id FROM t
-                    ON CONFLICT (run_id) DO NOTHING""",
-                    ids,
-                )
+                for statement in sql.HIDE_RUNS:
+                    await conn.execute(self._q[statement], ids)
                 hidden += described
                 roots += 1
                 if roots >= limit:
                     break
             if hidden:
-                await conn.execute("SELECT pg_notify($1, 'changed')", self._channel)
+                await self._notify(conn)
             return hidden
 
         return await self._transaction(body, "hide expired runs")
 
     async def sweep_hidden(self, limit: int) -> tuple[int, int]:
-        s = self._s
-
         async def body(conn: Any) -> tuple[int, int]:
             deleted = cleared = 0
-            for (run_id,) in await conn.fetch(f"SELECT run_id FROM {s}.hidden LIMIT $1", limit):
-                for table, key in (
-                    ("journal", "seq"),
-                    ("logs", "position, idx"),
-                    ("events", "id"),
-                    ("attempts", "seq, attempt"),
-                ):
-                    gone = await conn.fetchval(
-                        f"""WITH d AS (DELETE FROM {s}.{table} WHERE (run_id, {key}) IN (
-                            SELECT run_id, {key} FROM {s}.{table} WHERE run_id = $1 LIMIT $2)
-                            RETURNING 1)
-                        SELECT count(*) FROM d""",
-                        run_id,
-                        limit - deleted,
-                    )
-                    deleted += gone
+            for (run_id,) in await conn.fetch(self._q[sql.HIDDEN_RUNS], limit):
+                for sweep in sql.SWEEP_HIDDEN:
+                    status = await conn.execute(self._q[sweep], run_id, limit - deleted)
+                    deleted += int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
                     if deleted >= limit:
                         return deleted, cleared
-                await conn.execute(f"DELETE FROM {s}.hidden WHERE run_id = $1", run_id)
+                await conn.execute(self._q[sql.UNHIDE], run_id)
                 cleared += 1
             return deleted, cleared
 
         return await self._transaction(body, "delete purged records")
 
     async def stats(self) -> dict[str, Any]:
-        s = self._s
-
         async def body(conn: Any) -> dict[str, Any]:
-            sizes = await conn.fetch(
-                """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.relname""",
-                self.schema,
-            )
+            sizes = await conn.fetch(sql.TABLE_SIZES, self.schema)
             runs = dict.fromkeys(STATUSES, 0)
-            for status, count in await conn.fetch(
-                f"SELECT status, count(*) FROM {s}.runs GROUP BY status"
-            ):
+            for status, count in await conn.fetch(self._q[sql.RUNS_BY_STATUS]):
                 runs[status] = count
-            oldest = await conn.fetchval(
-                f"SELECT extract(epoch FROM min(updated_at))::float8 FROM {s}.runs "
-                f"WHERE status IN ({_FINISHED_SQL})"
-            )
-            hidden = await conn.fetchval(f"SELECT count(*) FROM {s}.hidden")
+            oldest = _epoch(await conn.fetchval(self._q[sql.OLDEST_FINISHED]))
+            hidden = await conn.fetchval(self._q[sql.HIDDEN_COUNT])
             tables = {name: size for name, size in sizes}
             return {
                 "size": {"total_bytes": sum(tables.values()), "tables": tables},

@@ -75,14 +75,11 @@ from .. import __version__, _core
 from ..decorators import find_workflow
 from ..engine import Engine
 from ..errors import (
-    ConfigurationError,
-    DefinitionError,
-    JournalCorruptError,
+    BAD_INPUT,
+    NOT_FOUND,
+    STORE_FAILED,
+    OverloadedError,
     RunCancelledError,
-    RunNotFoundError,
-    ScheduleNotFoundError,
-    SerializationError,
-    StoreError,
     SurestepError,
     UnknownWorkflowError,
     WorkflowFailedError,
@@ -130,11 +127,11 @@ WEBHOOKS = "/webhooks/"
 
 def error_status(exc: SurestepError) -> int:
     """The HTTP status for an error, by the classes of the CLI's exit codes."""
-    if isinstance(exc, (RunNotFoundError, ScheduleNotFoundError, UnknownWorkflowError)):
+    if isinstance(exc, NOT_FOUND):
         return 404
-    if isinstance(exc, (StoreError, JournalCorruptError)):
+    if isinstance(exc, (*STORE_FAILED, OverloadedError)):
         return 503
-    if isinstance(exc, (ConfigurationError, SerializationError, DefinitionError)):
+    if isinstance(exc, BAD_INPUT):
         return 422
     return 400
 
@@ -572,6 +569,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _surestep_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SurestepError)
     status = error_status(exc)
+    if isinstance(exc, OverloadedError):  # the engine is at its bound: come back soon
+        return error_response(status, str(exc), {"Retry-After": "1"}, kind="OverloadedError")
     message = f"store: {exc}" if status == 503 else str(exc)
     return error_response(status, message, kind=type(exc).__name__)
 

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from ..engine import Engine
 from .app import create_app
@@ -34,6 +35,23 @@ class _Server(uvicorn.Server):
         with super().capture_signals():
             yield
             self._captured_signals.clear()
+
+
+def server_config(app: ASGIApp) -> uvicorn.Config:
+    """uvicorn's settings for the app. HTTP is parsed by h11 whatever else is installed:
+    it refuses a request head over 16 KiB with a 400, where uvicorn's httptools protocol
+    buffers a head of any size (a third less CPU a request, but no bound on memory)."""
+    return uvicorn.Config(
+        app,
+        http="h11",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -82,17 +100,8 @@ async def serve(
             host=host,
             dashboard=dashboard,
         )
-        config = uvicorn.Config(
-            app,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            proxy_headers=False,
-            timeout_keep_alive=KEEP_ALIVE,
-            timeout_graceful_shutdown=5,
-        )
         url = url_of(sock)
+        config = server_config(app)
         server = _Server(config, lambda: on_ready(url) if on_ready is not None else None)
         await server.serve(sockets=[sock])
     finally:
