@@ -112,6 +112,39 @@ async def _blocked_by(conn: Any) -> bool:
     return waiting > 0
 
 
+async def test_a_tree_found_changed_when_hidden_is_left_whole(pg_url: str) -> None:
+    """Hiding takes no lock over several runs: the DELETE re-checks each run, and a tree
+    it finds only in part (a run no longer finished) is put back whole; one that another
+    purge hid meanwhile is left to it."""
+    store: Any = open_store(pg_url, schema=fresh_schema())
+    await store.open()
+    try:
+        root = RunInfo(new_run_id(), "wf", "v1", args=[], kwargs={})
+        await store.create_run(root, "me:1:a", 60.0)
+        await store.finish(root.run_id, root.fence, "completed", None, None, 0)
+        kid = RunInfo(new_run_id(), "wf", "v1", args=[], kwargs={}, parent_id=root.run_id)
+        await store.create_run(kid, "me:1:a", 60.0)  # running: its tree may not go
+        alone = RunInfo(new_run_id(), "wf", "v1", args=[], kwargs={})
+        await store.create_run(alone, "me:1:a", 60.0)
+        await store.finish(alone.run_id, alone.fence, "completed", None, None, 0)
+        seen = {
+            root.run_id: [{"run_id": root.run_id}, {"run_id": kid.run_id}],  # as if finished
+            alone.run_id: [{"run_id": alone.run_id}],
+        }
+
+        async def hide(conn: Any) -> list[dict[str, Any]]:
+            hidden: list[dict[str, Any]] = await store._hide(conn, dict(seen))
+            return hidden
+
+        assert await store._transaction(hide, "hide") == [{"run_id": alone.run_id}]
+        assert (await store.get_run(root.run_id)).status == "completed"
+        assert (await store.get_run(kid.run_id)).status == "running"
+        assert await store._transaction(hide, "hide") == []  # all hidden or unfinished
+        assert (await store.stats())["hidden"] == 1
+    finally:
+        await store.close()
+
+
 async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
     schema = fresh_schema()
     stores = [open_store(pg_url, schema=schema) for _ in range(4)]
