@@ -185,15 +185,15 @@ async def test_purges_at_once_hide_each_tree_once_and_whole(store_url: str) -> N
     every run it started (neither takes a lock over several runs)."""
 
     @workflow(retention=0)
-    async def leaf(ctx: WorkflowContext, x: int) -> int:
+    async def purged_leaf(ctx: WorkflowContext, x: int) -> int:
         return await ctx.step("same", lambda: x)
 
     @workflow(retention=0)
-    async def tree(ctx: WorkflowContext, x: int) -> int:
-        return await ctx.step(leaf, x) + await ctx.step(leaf, x + 1)
+    async def purged_tree(ctx: WorkflowContext, x: int) -> int:
+        return await ctx.step(purged_leaf, x) + await ctx.step(purged_leaf, x + 1)
 
     async with Engine(store_url) as engine, Engine(store_url, execute=False) as other:
-        roots = [(await engine.start(tree, i)).run_id for i in range(40)]
+        roots = [(await engine.start(purged_tree, i)).run_id for i in range(40)]
         for run_id in roots:
             await engine.handle(run_id).result()
         reports = await asyncio.gather(engine.purge(), other.purge())
