@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from support.calls import calls
+from support.polling import until
 from surestep import ConfigurationError, Engine, WorkflowContext, function, workflow
 from surestep.errors import StoreError
 from surestep.store import open_store
@@ -72,6 +73,74 @@ async def test_appends_issued_together_ride_one_statement(pg_url: str) -> None:
         assert statements == ["append"]  # 1,000 appends, one INSERT
         store._fetch = fetch
         assert all([await store.journal(r.run_id) == [b"%d" % s for s in range(20)] for r in runs])
+    finally:
+        await store.close()
+
+
+async def test_closing_leaves_no_tick_in_flight(pg_url: str) -> None:
+    """An engine closed while its scheduler is in the middle of firing a tick returns once
+    that tick's transaction is over: nothing of it is left waiting to land afterwards."""
+
+    @workflow(name="pg_ticker", every=1)
+    async def pg_ticker(ctx: WorkflowContext) -> int:
+        return 1
+
+    schema = fresh_schema()
+    blocker = await asyncpg.connect(pg_url)
+    try:
+        async with Engine(pg_url, schema=schema):  # its schedule stored on open
+            held = blocker.transaction()
+            await held.start()
+            await blocker.execute(
+                f"SELECT 1 FROM {schema}.schedules WHERE workflow = 'pg_ticker' FOR UPDATE"
+            )
+            # The next tick's transaction waits for the schedule's row.
+            await until(lambda: _blocked_by(blocker), timeout=30)
+        assert not await _blocked_by(blocker)  # given up, not still waiting to write
+        await held.rollback()
+        assert await blocker.fetchval(f"SELECT count(*) FROM {schema}.runs") == 0
+    finally:
+        await blocker.close()
+
+
+async def _blocked_by(conn: Any) -> bool:
+    """Whether a transaction waits for a lock that ``conn`` holds."""
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        conn.get_server_pid(),
+    )
+    return waiting > 0
+
+
+async def test_a_tree_found_changed_when_hidden_is_left_whole(pg_url: str) -> None:
+    """Hiding takes no lock over several runs: the DELETE re-checks each run, and a tree
+    it finds only in part (a run no longer finished) is put back whole; one that another
+    purge hid meanwhile is left to it."""
+    store: Any = open_store(pg_url, schema=fresh_schema())
+    await store.open()
+    try:
+        root = RunInfo(new_run_id(), "wf", "v1", args=[], kwargs={})
+        await store.create_run(root, "me:1:a", 60.0)
+        await store.finish(root.run_id, root.fence, "completed", None, None, 0)
+        kid = RunInfo(new_run_id(), "wf", "v1", args=[], kwargs={}, parent_id=root.run_id)
+        await store.create_run(kid, "me:1:a", 60.0)  # running: its tree may not go
+        alone = RunInfo(new_run_id(), "wf", "v1", args=[], kwargs={})
+        await store.create_run(alone, "me:1:a", 60.0)
+        await store.finish(alone.run_id, alone.fence, "completed", None, None, 0)
+        seen = {
+            root.run_id: [{"run_id": root.run_id}, {"run_id": kid.run_id}],  # as if finished
+            alone.run_id: [{"run_id": alone.run_id}],
+        }
+
+        async def hide(conn: Any) -> list[dict[str, Any]]:
+            hidden: list[dict[str, Any]] = await store._hide(conn, dict(seen))
+            return hidden
+
+        assert await store._transaction(hide, "hide") == [{"run_id": alone.run_id}]
+        assert (await store.get_run(root.run_id)).status == "completed"
+        assert (await store.get_run(kid.run_id)).status == "running"
+        assert await store._transaction(hide, "hide") == []  # all hidden or unfinished
+        assert (await store.stats())["hidden"] == 1
     finally:
         await store.close()
 

@@ -32,6 +32,7 @@ from processes import sigkill, terminate_all  # noqa: E402
 
 from surestep import Engine  # noqa: E402
 from surestep.engine import run_loop  # noqa: E402
+from surestep.store.base import FINISHED  # noqa: E402
 
 SERVE = """
 import sys
@@ -40,6 +41,10 @@ from surestep.worker import serve
 run_loop(serve(sys.argv[1], ["torture_workload"], concurrency=int(sys.argv[2]),
                lease_seconds=2.0, on_ready=lambda: print("ready", flush=True)))
 """
+# While no worker can be caught in a step: how often the store is asked whether runs are
+# left, and how long before the workers count as stuck (a hang guard, not a pace).
+LOOK_EVERY = 1.0
+STUCK_AFTER = 300.0
 
 
 @dataclass
@@ -53,28 +58,78 @@ class Figures:
 
 
 def spawn(store: str, ledger: str, concurrency: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+    """A worker process, started (:func:`ready` waits until it serves)."""
+    return subprocess.Popen(
         [sys.executable, "-c", SERVE, store, str(concurrency)],
         env={**os.environ, "SURESTEP_TEST_LEDGER": ledger, "PYTHONPATH": str(HERE)},
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def ready(proc: subprocess.Popen[str]) -> None:
+    """Wait until the worker serves; fail if it exited first."""
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n", "worker failed to start"
-    return proc
 
 
-def open_steps(ledger: str) -> set[int]:
-    """Pids with a step started and not ended."""
-    pending: set[tuple[str, int, int]] = set()
-    if os.path.exists(ledger):
-        with open(ledger, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    break
-                e = json.loads(line)
-                key = (e["run"], e["seq"], e["pid"])
-                (pending.add if e["phase"] == "start" else pending.discard)(key)
-    return {pid for _, _, pid in pending}
+class Ledger:
+    """The side-effect ledger, read as it grows: the steps open, and how many ended."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.open: set[tuple[str, int, int]] = set()  # (run, step, pid)
+        self.ended = 0
+
+    def read(self) -> None:
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written: next time
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            e = json.loads(line)
+            key = (e["run"], e["seq"], e["pid"])
+            if e["phase"] == "start":
+                self.open.add(key)
+            else:
+                self.open.discard(key)
+                self.ended += 1
+
+    def in_a_step(self, pids: set[int]) -> set[int]:
+        """Which of ``pids`` have a step started and not ended."""
+        return {pid for _, _, pid in self.open} & pids
+
+
+def caught_mid_step(
+    store: str, ledger: Ledger, procs: list[subprocess.Popen[str]], after_steps: int
+) -> set[int]:
+    """Pids of ``procs`` in the middle of a step once ``after_steps`` steps have ended,
+    waited for however long the workers take (on a loaded machine, a new worker takes
+    seconds to start); empty once every run has finished, when no step is left to catch."""
+    pids = {p.pid for p in procs}
+    next_look = time.monotonic() + LOOK_EVERY
+    give_up = time.monotonic() + STUCK_AFTER
+    while True:
+        ledger.read()
+        if ledger.ended >= after_steps and (busy := ledger.in_a_step(pids)):
+            return busy
+        if time.monotonic() >= next_look:
+            if run_loop(all_finished(store)):
+                return set()
+            assert time.monotonic() < give_up, (
+                f"runs unfinished, no step caught in {STUCK_AFTER:g} s"
+            )
+            next_look = time.monotonic() + LOOK_EVERY
+        time.sleep(0.005)
+
+
+async def all_finished(store: str) -> bool:
+    """Whether every run in the store has finished."""
+    async with Engine(store, execute=False) as client:
+        return all(run.status in FINISHED for run in await client.runs())
 
 
 def torture(
@@ -93,22 +148,31 @@ def torture(
 
     run_ids = run_loop(enqueue())
     procs = [spawn(store, ledger, concurrency) for _ in range(workers)]
+    for proc in procs:
+        ready(proc)
+    steps = sum(torture_workload.steps(n) for n in range(runs))
+    seen = Ledger(ledger)
+    starting: list[subprocess.Popen[str]] = []
     killed: dict[int, float] = {}
     mid_step = 0
     try:
-        for _ in range(kills):
+        for k in range(kills):
             time.sleep(rng.uniform(0.0, 0.05))
-            deadline = time.time() + 2.0  # prefer a worker caught in the middle of a step
-            while (
-                not (busy := open_steps(ledger) & {p.pid for p in procs}) and time.time() < deadline
-            ):
-                time.sleep(0.005)
+            # The kills spread over the workload whatever the machine's pace (the k-th
+            # once k/(kills+1) of the steps ended), each at a worker in a step.
+            busy = caught_mid_step(store, seen, procs, steps * k // (kills + 1))
             candidates = [p for p in procs if p.pid in busy] or procs
             victim = rng.choice(candidates)
             mid_step += victim.pid in busy
             procs.remove(victim)
             killed[victim.pid] = sigkill(victim)
-            procs.append(spawn(store, ledger, concurrency))
+            # Not waited for: a loaded machine takes seconds to start a worker, while the
+            # others work on.
+            starting.append(spawn(store, ledger, concurrency))
+            procs.append(starting[-1])
+        for proc in starting:
+            if proc in procs:
+                ready(proc)
 
         async def results() -> list[object]:
             async with Engine(store, execute=False) as client:

@@ -52,6 +52,11 @@ async def mixed(ctx: WorkflowContext, n: int) -> int:
     return total
 
 
+def steps(n: int) -> int:
+    """How many ``churn`` steps run ``n`` makes, its child's included."""
+    return 4 + (n % 5 == 0)
+
+
 def expected(n: int) -> int:
     def value(k: int) -> int:
         return (n * 31 + k * 17) % 1009

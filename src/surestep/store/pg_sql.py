@@ -633,41 +633,56 @@ DUE_RUNS = """
     WHERE k.keep = $1 AND k.finished_at <= to_timestamp($2)
         AND (k.finished_at, k.run_id) > ($4::timestamptz, $5::text)
     ORDER BY k.finished_at, k.run_id LIMIT $3"""
-# The runs started by the runs $1. Citus: the tree walked a level a statement, no
-# recursive CTE.
-CHILDREN = "SELECT run_id FROM {s}.runs WHERE parent_id = ANY($1::text[])"
+# The runs started by the runs $1, with their parent. Citus: the trees walked a level a
+# statement, no recursive CTE.
+CHILDREN = "SELECT run_id, parent_id FROM {s}.runs WHERE parent_id = ANY($1::text[])"
 # The runs $1 as a purge describes them, with their retention.
 PURGE_VIEW = """
     SELECT r.run_id, r.workflow, r.status, r.updated_at, k.keep, k.finished_at
     FROM {s}.runs r LEFT JOIN {s}.retention k ON k.run_id = r.run_id
     WHERE r.run_id = ANY($1::text[])"""
-# The root of a tree to purge, unless another purge holds it.
-LOCK_ROOT = "SELECT 1 FROM {s}.runs WHERE run_id = $1 FOR UPDATE SKIP LOCKED"
-POSTPONE_RETENTION = (
-    "UPDATE {s}.retention SET keep = $2, finished_at = to_timestamp($3) WHERE run_id = $1"
-)
-# Hide the runs $1: every row keyed by a run that a read checks goes here, and the run
-# is filed as hidden (its records go in SWEEP_HIDDEN). Citus: a statement a table.
-HIDE_RUNS = (
+# The roots $1 take the policies $2 and finish times $3 (epoch seconds) of their
+# descendants that may go last. Citus: one statement over the runs $1, each row's
+# values found by its position.
+POSTPONE_RETENTION = """
+    UPDATE {s}.retention SET keep = ($2::bigint[])[array_position($1::text[], run_id)],
+        finished_at = to_timestamp(($3::float8[])[array_position($1::text[], run_id)])
+    WHERE run_id = ANY($1::text[])"""
+# Hide the runs $1, those still finished and here: the condition re-checked by the
+# DELETE takes the place of a lock (a run another purge hid meanwhile is not returned).
+# Citus: a multi-row DELETE by = ANY, no row lock over several runs.
+HIDE_RUNS = f"""
+    DELETE FROM {{s}}.runs WHERE run_id = ANY($1::text[]) AND status IN ({_FINISHED_SQL})
+    RETURNING run_id"""
+# With HIDE_RUNS: every other row keyed by a run that a read checks goes, and the run is
+# filed as hidden (its records go in SWEEP_HIDDEN). Citus: a statement a table.
+HIDE_RECORDS = (
     *(
         f"DELETE FROM {{s}}.{table} WHERE run_id = ANY($1::text[])"
-        for table in ("runs", "retention", "progress", "idempotency_keys")
+        for table in ("retention", "progress", "idempotency_keys")
     ),
     "INSERT INTO {s}.hidden (run_id) SELECT unnest($1::text[]) ON CONFLICT (run_id) DO NOTHING",
 )
 HIDDEN_RUNS = "SELECT run_id FROM {s}.hidden LIMIT $1"
-# Up to $2 records of hidden run $1, a statement a table (the count is in its status).
-SWEEP_HIDDEN = tuple(
-    f"""DELETE FROM {{s}}.{table} WHERE run_id = $1 AND ({key}) IN (
-        SELECT {key} FROM {{s}}.{table} WHERE run_id = $1 LIMIT $2)"""
-    for table, key in (
-        ("journal", "seq"),
-        ("logs", "position, idx"),
-        ("events", "id"),
-        ("attempts", "seq, attempt"),
-    )
+_RECORDS = (
+    ("journal", "seq"),
+    ("logs", "position, idx"),
+    ("events", "id"),
+    ("attempts", "seq, attempt"),
 )
-UNHIDE = "DELETE FROM {s}.hidden WHERE run_id = $1"
+# Up to $2 records of the hidden runs $1, a statement a table (the count is in its
+# status).
+SWEEP_HIDDEN = tuple(
+    f"""DELETE FROM {{s}}.{table} WHERE run_id = ANY($1::text[]) AND (run_id, {key}) IN (
+        SELECT run_id, {key} FROM {{s}}.{table} WHERE run_id = ANY($1::text[]) LIMIT $2)"""
+    for table, key in _RECORDS
+)
+# The tombstones of the hidden runs $1 that have no record left. Citus: the tables
+# joined on run_id (co-located).
+UNHIDE_SWEPT = "DELETE FROM {s}.hidden h WHERE h.run_id = ANY($1::text[])" + "".join(
+    f"\n    AND NOT EXISTS (SELECT 1 FROM {{s}}.{table} x WHERE x.run_id = h.run_id)"
+    for table, _ in _RECORDS
+)
 
 # -- stats
 

@@ -153,6 +153,8 @@ def _run_of(rec: Any) -> RunInfo:
 
 # Before any run finished: where a walk through finish times starts.
 _LONG_AGO = datetime(1, 1, 1, tzinfo=timezone.utc)
+# Trees of due runs a purge's dry run reads at once.
+_TREES_AT_ONCE = 512
 
 
 def _epoch(at: datetime | None) -> float | None:
@@ -1338,66 +1340,55 @@ class PostgresStore(Store):
             keep = await conn.fetchval(self._q[sql.NEXT_POLICY], keep)
         return found
 
-    async def _tree(
-        self, conn: Any, root: str, now: float, default_ms: int, cutoff: float | None
-    ) -> tuple[list[dict[str, Any]], tuple[int, float] | None]:
-        """``root`` and every run it started (recursively), described, when all may go;
-        else nothing, and the policy and finish time of the descendant that may go
-        last (``None`` when one is unfinished: look again later)."""
-        depth = {root: 0}
-        level = [root]
+    async def _trees(
+        self, conn: Any, roots: list[str], now: float, default_ms: int, cutoff: float | None
+    ) -> dict[str, tuple[list[dict[str, Any]], tuple[int, float] | None]]:
+        """For each of ``roots``: the root and every run it started (recursively),
+        described, when all may go; else nothing, and the policy and finish time of the
+        descendant that may go last (``None`` when one is unfinished: look again later).
+        A statement a level of the trees, and one for all their runs."""
+        root_of = {root: root for root in roots}
+        depth = dict.fromkeys(roots, 0)
+        level = roots
         while level:
-            below = depth[level[0]] + 1
             rows = await conn.fetch(self._q[sql.CHILDREN], level)
-            level = [r[0] for r in rows if r[0] not in depth]
-            depth.update(dict.fromkeys(level, below))
-        rows = sorted(
-            await conn.fetch(self._q[sql.PURGE_VIEW], list(depth)),
-            key=lambda r: (depth[r[0]], r[0]),
-        )
-        if not rows or rows[0][0] != root:
-            return [], None
+            level = [run_id for run_id, _ in rows if run_id not in root_of]
+            for run_id, parent in rows:
+                root_of.setdefault(run_id, root_of[parent])
+                depth.setdefault(run_id, depth[parent] + 1)
+        trees: dict[str, list[Any]] = {root: [] for root in roots}
+        for row in await conn.fetch(self._q[sql.PURGE_VIEW], list(root_of)):
+            trees[root_of[row[0]]].append(row)
         now_ms = round(now * 1000)
         cutoff_ms = None if cutoff is None else round(cutoff * 1000)
-        later: tuple[int, float] | None = None
-        last_due = -float("inf")
-        described = []
-        for run_id, workflow, status, updated_at, keep, finished_at in rows:
-            if status not in FINISHED:
-                return [], None
-            updated = updated_at.timestamp()
-            if run_id != root:
-                keep = KEEP_DEFAULT if keep is None else keep
-                finished = updated if finished_at is None else finished_at.timestamp()
-                if not retention_due(keep, round(finished * 1000), now_ms, default_ms, cutoff_ms):
-                    ms = default_ms if keep == KEEP_DEFAULT else keep
-                    due = float("inf") if ms < 0 else finished * 1000 + ms
-                    if due > last_due:
-                        later, last_due = (keep, finished), due
-            described.append(
-                {
-                    "run_id": run_id,
-                    "root": root,
-                    "workflow": workflow,
-                    "status": status,
-                    "finished_at": updated,
-                }
+        return {
+            root: _judged(
+                root,
+                sorted(rows, key=lambda r: (depth[r[0]], r[0])),
+                now_ms,
+                default_ms,
+                cutoff_ms,
             )
-        return ([], later) if later is not None else (described, None)
+            for root, rows in trees.items()
+        }
 
     async def expired_runs(
         self, now: float, default_ms: int, cutoff: float | None, limit: int | None
     ) -> list[dict[str, Any]]:
         async def body(conn: Any) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
-            roots = 0
-            for root in await self._due_roots(conn, now, default_ms, cutoff, 1 << 62):
-                described, _ = await self._tree(conn, root, now, default_ms, cutoff)
-                if described:
-                    out += described
-                    roots += 1
-                    if limit is not None and roots >= limit:
-                        break
+            roots = await self._due_roots(conn, now, default_ms, cutoff, 1 << 62)
+            taken = 0
+            for start in range(0, len(roots), _TREES_AT_ONCE):
+                chunk = roots[start : start + _TREES_AT_ONCE]
+                trees = await self._trees(conn, chunk, now, default_ms, cutoff)
+                for root in chunk:
+                    described, _ = trees[root]
+                    if described:
+                        out += described
+                        taken += 1
+                        if limit is not None and taken >= limit:
+                            return out
             return out
 
         return await self._transaction(body, "list expired runs")
@@ -1406,43 +1397,76 @@ class PostgresStore(Store):
         self, now: float, default_ms: int, cutoff: float | None, limit: int
     ) -> list[dict[str, Any]]:
         async def body(conn: Any) -> list[dict[str, Any]]:
-            hidden: list[dict[str, Any]] = []
-            roots = 0
-            for root in await self._due_roots(conn, now, default_ms, cutoff, 4 * limit):
-                # The root locked first; one that another purge holds is its to hide (two
-                # purges never wait for each other, so they cannot deadlock).
-                if not await conn.fetch(self._q[sql.LOCK_ROOT], root):
-                    continue
-                described, later = await self._tree(conn, root, now, default_ms, cutoff)
-                if not described:
-                    if later is not None and cutoff is None:  # due with its last descendant
-                        await conn.execute(self._q[sql.POSTPONE_RETENTION], root, *later)
-                    continue
-                ids = [d["run_id"] for d in described]
-                for statement in sql.HIDE_RUNS:
-                    await conn.execute(self._q[statement], ids)
-                hidden += described
-                roots += 1
-                if roots >= limit:
+            roots = await self._due_roots(conn, now, default_ms, cutoff, 4 * limit)
+            whole: dict[str, list[dict[str, Any]]] = {}
+            later: dict[str, tuple[int, float]] = {}
+            for start in range(0, len(roots), limit):  # as many trees as may be hidden
+                if len(whole) >= limit:
                     break
+                chunk = roots[start : start + limit]
+                trees = await self._trees(conn, chunk, now, default_ms, cutoff)
+                for root in chunk:
+                    described, last = trees[root]
+                    if described and len(whole) < limit:
+                        whole[root] = described
+                    elif last is not None and cutoff is None:  # due with its descendants
+                        later[root] = last
+            # Hidden first: the run rows locked before any retention row, in every purge
+            # (two purges at once then never wait for each other in a cycle).
+            hidden = await self._hide(conn, whole)
+            if later:
+                policies = list(later.values())
+                await conn.execute(
+                    self._q[sql.POSTPONE_RETENTION],
+                    list(later),
+                    [keep for keep, _ in policies],
+                    [finished for _, finished in policies],
+                )
             if hidden:
                 await self._notify(conn)
             return hidden
 
         return await self._transaction(body, "hide expired runs")
 
+    async def _hide(
+        self, conn: Any, trees: dict[str, list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Hide ``trees`` (root: its runs described), each whole or not at all; the runs
+        hidden. No row is locked first: the DELETE re-checks each run, a tree another
+        purge hid meanwhile is left to it, and one found in part (a savepoint rolled
+        back) is left as it is."""
+        while trees:
+            ids = sorted(d["run_id"] for tree in trees.values() for d in tree)
+            savepoint = conn.transaction()
+            await savepoint.start()
+            gone = {r[0] for r in await conn.fetch(self._q[sql.HIDE_RUNS], ids)}
+            found = {root: sum(d["run_id"] in gone for d in tree) for root, tree in trees.items()}
+            part = [root for root, tree in trees.items() if 0 < found[root] < len(tree)]
+            if part:
+                await savepoint.rollback()
+                for root in part:
+                    del trees[root]
+                continue
+            await savepoint.commit()
+            hidden = [d for root, tree in trees.items() if found[root] for d in tree]
+            ids = [d["run_id"] for d in hidden]
+            for statement in sql.HIDE_RECORDS:
+                await conn.execute(self._q[statement], ids)
+            return hidden
+        return []
+
     async def sweep_hidden(self, limit: int) -> tuple[int, int]:
         async def body(conn: Any) -> tuple[int, int]:
-            deleted = cleared = 0
-            for (run_id,) in await conn.fetch(self._q[sql.HIDDEN_RUNS], limit):
-                for sweep in sql.SWEEP_HIDDEN:
-                    status = await conn.execute(self._q[sweep], run_id, limit - deleted)
+            hidden = [r[0] for r in await conn.fetch(self._q[sql.HIDDEN_RUNS], limit)]
+            if not hidden:
+                return 0, 0
+            deleted = 0
+            for sweep in sql.SWEEP_HIDDEN:
+                if deleted < limit:
+                    status = await conn.execute(self._q[sweep], hidden, limit - deleted)
                     deleted += int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
-                    if deleted >= limit:
-                        return deleted, cleared
-                await conn.execute(self._q[sql.UNHIDE], run_id)
-                cleared += 1
-            return deleted, cleared
+            status = await conn.execute(self._q[sql.UNHIDE_SWEPT], hidden)
+            return deleted, int(status.rsplit(" ", 1)[1])
 
         return await self._transaction(body, "delete purged records")
 
@@ -1463,3 +1487,38 @@ class PostgresStore(Store):
             }
 
         return await self._transaction(body, "read stats")
+
+
+def _judged(
+    root: str, rows: list[Any], now_ms: int, default_ms: int, cutoff_ms: int | None
+) -> tuple[list[dict[str, Any]], tuple[int, float] | None]:
+    """A tree's runs (``PURGE_VIEW`` rows, the root first) described, when all may go;
+    else nothing, and the policy and finish time of the descendant that may go last
+    (``None`` when one is unfinished, or the root is gone)."""
+    if not rows or rows[0][0] != root:
+        return [], None
+    later: tuple[int, float] | None = None
+    last_due = -float("inf")
+    described = []
+    for run_id, workflow, status, updated_at, keep, finished_at in rows:
+        if status not in FINISHED:
+            return [], None
+        updated = updated_at.timestamp()
+        if run_id != root:
+            keep = KEEP_DEFAULT if keep is None else keep
+            finished = updated if finished_at is None else finished_at.timestamp()
+            if not retention_due(keep, round(finished * 1000), now_ms, default_ms, cutoff_ms):
+                ms = default_ms if keep == KEEP_DEFAULT else keep
+                due = float("inf") if ms < 0 else finished * 1000 + ms
+                if due > last_due:
+                    later, last_due = (keep, finished), due
+        described.append(
+            {
+                "run_id": run_id,
+                "root": root,
+                "workflow": workflow,
+                "status": status,
+                "finished_at": updated,
+            }
+        )
+    return ([], later) if later is not None else (described, None)
