@@ -7,6 +7,7 @@ import inspect
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from support.http_server import Served
@@ -19,7 +20,9 @@ from surestep import (
     RunNotFoundError,
     UnknownWorkflowError,
     WorkflowFailedError,
+    errors,
 )
+from surestep.client import _raise_for
 
 
 def test_the_client_runs_submits_and_waits(served: Served) -> None:
@@ -162,3 +165,11 @@ async def test_the_async_client_refuses_bad_input_before_sending() -> None:
         events = client.stream("add", component_type="agent")
         with pytest.raises(ConfigurationError, match="component_type"):
             await events.__anext__()
+
+
+@pytest.mark.parametrize("name", ["SerializationError", "DefinitionError", "RunNotFoundError"])
+def test_an_error_answer_is_raised_as_the_class_it_names(name: str) -> None:
+    """Also the classes that derive from TypeError as well as from SurestepError."""
+    answer = httpx.Response(400, json={"error": "what went wrong", "type": name})
+    with pytest.raises(getattr(errors, name), match="what went wrong"):
+        _raise_for(answer)

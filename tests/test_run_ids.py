@@ -4,6 +4,8 @@ processes, forked ones included."""
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 
 import pytest
@@ -77,3 +79,27 @@ def test_forked_children_draw_ids_of_their_own(monkeypatch: pytest.MonkeyPatch) 
     everything = [run_id for ids in drawn for run_id in ids]
     assert len(set(everything)) == len(everything)
     assert {run_id[:12] for run_id in everything} == {f"{now // 1_000_000:012x}"}
+
+
+def test_ids_drawn_on_several_threads_at_once_are_all_distinct() -> None:
+    """Engines' loops and the LMDB writer draw ids on their own threads."""
+    drawn: list[list[str]] = [[] for _ in range(4)]
+    start = threading.Barrier(len(drawn))
+
+    def draw(into: list[str]) -> None:
+        start.wait()
+        into.extend(new_run_id() for _ in range(20_000))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=draw, args=(d,)) for d in drawn]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    every = [run_id for ids in drawn for run_id in ids]
+    assert len(set(every)) == len(every)
+    assert all(ids == sorted(ids) for ids in drawn)

@@ -209,9 +209,11 @@ def _raise_for(response: httpx.Response) -> None:
     cls = getattr(errors, kind, None) if isinstance(kind, str) else None
     if isinstance(cls, type) and issubclass(cls, SurestepError):
         try:
-            raise cls(message)
+            error = cls(message)
         except TypeError:
             pass  # an error class with a richer constructor: by status below
+        else:
+            raise error
     if response.status_code in (401, 403):
         raise PermissionError(message)
     if response.status_code == 404:

@@ -208,9 +208,11 @@ async def test_a_live_holders_expired_lease_waits_for_its_log(
     async with LogBackend("lmdb", path).opened() as store:
         run = new_run()
         owner = f"{os.uname().nodename}:{os.getpid()}:holder"
-        fence = await store.create_run(run, owner, 0.5)
+        # A lease long enough that the append is acknowledged from the log however
+        # loaded the machine, then waited out.
+        fence = await store.create_run(run, owner, 3.0)
         await store.append(run.run_id, fence, 0, record(0))
-        await asyncio.sleep(0.6)  # the lease has run out; the append is in the log only
+        await asyncio.sleep(3.1)  # the lease has run out; the append is in the log only
         assert claim_in_another_process(path, run.run_id) == "refused"
         await store.append_log(run.run_id, 0, 0, b'"a line"')  # a commit: applies, marks
         assert claim_in_another_process(path, run.run_id) == "taken [0]"

@@ -145,6 +145,21 @@ async def test_a_tree_found_changed_when_hidden_is_left_whole(pg_url: str) -> No
         await store.close()
 
 
+async def test_a_wake_up_that_fails_does_not_fail_the_committed_write(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The NOTIFY goes after the write's own commit: when it fails, the write stands and
+    its caller is told it did (a start must not raise for a stored, leased run)."""
+    from surestep.store import pg_sql
+
+    async with Engine(pg_url, schema=fresh_schema()) as engine:
+        monkeypatch.setattr(pg_sql, "NOTIFY", "SELECT pg_notify_that_is_missing($1)")
+        handle = await engine.start(pg_fan, 2)
+        assert await handle.result() == 20
+        assert (await engine.store.get_run(handle.run_id)).status == "completed"
+    assert "committed, but the wake-up was not sent" in caplog.text
+
+
 async def test_schema_is_created_once_by_concurrent_opens(pg_url: str) -> None:
     schema = fresh_schema()
     stores = [open_store(pg_url, schema=schema) for _ in range(4)]

@@ -13,6 +13,7 @@ import abc
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -170,12 +171,16 @@ class _RunIds:
         last id, or it would go on from there as the parent does."""
         self.random = random.Random(os.urandom(32))
         self.last = 0
+        # Ids are drawn on event loops' threads and on the LMDB writer's (events'
+        # triggers): the check and the set of ``last`` must not interleave.
+        self.lock = threading.Lock()
 
     def new(self) -> str:
-        value = (time.time_ns() // 1_000_000) << 80 | self.random.getrandbits(80)
-        if value <= self.last:
-            value = self.last + 1
-        self.last = value
+        with self.lock:
+            value = (time.time_ns() // 1_000_000) << 80 | self.random.getrandbits(80)
+            if value <= self.last:
+                value = self.last + 1
+            self.last = value
         return f"{value:032x}"
 
 

@@ -1174,9 +1174,10 @@ class LmdbStore(Store):
 
     async def journal(self, run_id: str) -> list[bytes]:
         key = run_key(run_id)
-        stored = self._range(self.env.dbs.journal, key, unless_hidden=True)
         log = self.env.log
-        return log.journal(key, stored) if isinstance(log, lmdb_log.LogMode) else stored
+        mine = log.unapplied(key) if isinstance(log, lmdb_log.LogMode) else {}
+        stored = self._range(self.env.dbs.journal, key, unless_hidden=True)
+        return lmdb_log.LogMode.journal(stored, mine) if mine else stored
 
     def _range(self, db: int, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
         """The values of every key starting with ``prefix``, in key order; with

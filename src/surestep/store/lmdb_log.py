@@ -256,11 +256,15 @@ class LogMode:
                         return _lmdb.RECORDED_ALREADY, 0.0
             return _lmdb.APPENDED, end
 
-        status, end = self.env.read(check)
         step = (op.run_key, op.seq)
+        # The overlay before LMDB: a record leaves the overlay only once LMDB holds it,
+        # so one of the two reads finds a record appended before this check.
+        with self._lock:
+            known = step in self._in_flight or op.seq in self._overlay.get(op.run_key, ())
+        status, end = self.env.read(check)
         with self._lock:
             if status == _lmdb.APPENDED and (
-                step in self._in_flight or op.seq in self._overlay.get(op.run_key, ())
+                known or step in self._in_flight or op.seq in self._overlay.get(op.run_key, ())
             ):
                 status = _lmdb.RECORDED_ALREADY
             if status == _lmdb.APPENDED:
@@ -292,11 +296,16 @@ class LogMode:
         )
         return self.failed
 
-    def journal(self, run_key: bytes, stored: list[bytes]) -> list[bytes]:
-        """``stored`` (the run's journal values in LMDB) and this process's appends to
-        that run that LMDB does not hold yet."""
+    def unapplied(self, run_key: bytes) -> dict[int, bytes]:
+        """This process's appends to the run that LMDB may not hold yet, by sequence.
+        Read it before LMDB: a record leaves the overlay only once LMDB holds it."""
         with self._lock:
-            mine = dict(self._overlay.get(run_key, {}))
+            return dict(self._overlay.get(run_key, {}))
+
+    @staticmethod
+    def journal(stored: list[bytes], mine: dict[int, bytes]) -> list[bytes]:
+        """``stored`` (the run's journal values in LMDB, read after :meth:`unapplied`)
+        and those of ``mine`` it does not hold."""
         if not mine:
             return stored
         extra = [

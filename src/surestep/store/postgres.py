@@ -631,7 +631,7 @@ class PostgresStore(Store):
             self._q[sql.CREATE_RUNS], *self._create_args(batch), what="create run", retry=False
         )
         if rows:
-            await self._fetch(sql.NOTIFY, self._channel, what="create run")
+            await self._notify_committed("create run")
         stored = {rec[0]: _run_of(rec) for rec in rows}
         return [stored.get(r.run_id) for r in runs]
 
@@ -888,11 +888,20 @@ class PostgresStore(Store):
         kept = {r[0] for r in rows}
         return [run_id for run_id, _ in leases if run_id not in kept]
 
+    async def _notify_committed(self, what: str) -> None:
+        """Wake the listeners after a write committed on its own: a failure here must not
+        report the committed write as failed (a start would raise for a stored, leased
+        run), so it is logged; listeners still wake at their next timeout."""
+        try:
+            await self._fetch(sql.NOTIFY, self._channel, what=what)
+        except StoreError:
+            log.warning("%s: committed, but the wake-up was not sent", what, exc_info=True)
+
     async def release(self, run_id: str, fence: int) -> None:
         # base.TRANSITIONS: release, in one statement (RELEASE)
         what = f"release run {run_id}"
         if await self._fetch(self._q[sql.RELEASE], run_id, fence, what=what):
-            await self._fetch(sql.NOTIFY, self._channel, what=what)
+            await self._notify_committed(what)
         elif await self._fence_of(run_id) != fence:
             raise LeaseLostError(run_id, fence)
 
@@ -921,7 +930,7 @@ class PostgresStore(Store):
     async def _write_finishes(self, batch: list[_Finish]) -> list[BaseException | None]:
         rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
         if rows:
-            await self._fetch(sql.NOTIFY, self._channel, what="finish run")
+            await self._notify_committed("finish run")
         done = {r[0] for r in rows}
         exists = await self._existing({f[0] for f in batch if f[0] not in done}, "finish run")
         return [
@@ -933,7 +942,7 @@ class PostgresStore(Store):
         # base.TRANSITIONS: cancel, in one statement (CANCEL)
         what = f"cancel run {run_id}"
         if await self._fetch(self._q[sql.CANCEL], run_id, keep, what=what, retry=False):
-            await self._fetch(sql.NOTIFY, self._channel, what=what)
+            await self._notify_committed(what)
             return True
         await self._fence_of(run_id)  # RunNotFoundError if missing
         return False
