@@ -247,8 +247,8 @@ class Workload:
         self.dirs.append(path)
         return path
 
-    def open_engine(self, path: str, durability: str = "fsync") -> Engine:
-        self.engine = Engine(path, durability=durability)
+    def open_engine(self, path: str, durability: str = "fsync", **options: Any) -> Engine:
+        self.engine = Engine(path, durability=durability, **options)
         self.run(self.engine.open())
         return self.engine
 
@@ -322,8 +322,7 @@ class SequentialSteps(Workload):
         if self.durability == "process":
             self.base["plain_await"] = self.run(plain_awaits(self.steps))
         self.path = self.tmp("seq")
-        self.engine = Engine(self.path, durability=self.durability, commit=self.commit)
-        self.run(self.engine.open())
+        self.open_engine(self.path, self.durability, commit=self.commit)
 
     def measured(self) -> None:
         self.result, self.run_id = self.run(self._go())

@@ -1177,7 +1177,7 @@ class LmdbStore(Store):
         log = self.env.log
         mine = log.unapplied(key) if isinstance(log, lmdb_log.LogMode) else {}
         stored = self._range(self.env.dbs.journal, key, unless_hidden=True)
-        return lmdb_log.LogMode.journal(stored, mine) if mine else stored
+        return lmdb_log.with_unapplied(stored, mine) if mine else stored
 
     def _range(self, db: int, prefix: bytes, unless_hidden: bool = False) -> list[bytes]:
         """The values of every key starting with ``prefix``, in key order; with

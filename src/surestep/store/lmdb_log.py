@@ -302,19 +302,6 @@ class LogMode:
         with self._lock:
             return dict(self._overlay.get(run_key, {}))
 
-    @staticmethod
-    def journal(stored: list[bytes], mine: dict[int, bytes]) -> list[bytes]:
-        """``stored`` (the run's journal values in LMDB, read after :meth:`unapplied`)
-        and those of ``mine`` it does not hold."""
-        if not mine:
-            return stored
-        extra = [
-            record
-            for seq, record in sorted(mine.items())
-            if not any(_core.holds_record(value, seq) for value in stored)
-        ]
-        return stored + extra
-
     # -- the log's thread: appends of many runs, one flush
 
     def _log_loop(self) -> None:
@@ -506,3 +493,16 @@ def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
 def _settle_threadsafe(loop: Any, fut: asyncio.Future[None], error: BaseException | None) -> None:
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
         loop.call_soon_threadsafe(_resolve, fut, error)
+
+
+def with_unapplied(stored: list[bytes], mine: dict[int, bytes]) -> list[bytes]:
+    """``stored`` (the run's journal values in LMDB, read after ``LogMode.unapplied``)
+    and those of ``mine`` it does not hold."""
+    if not mine:
+        return stored
+    extra = [
+        record
+        for seq, record in sorted(mine.items())
+        if not any(_core.holds_record(value, seq) for value in stored)
+    ]
+    return stored + extra
