@@ -420,8 +420,11 @@ class WorkflowContext:
                 else:
                     failed_first: Exception | None = None
                     try:  # the first attempt here, the retries (if any) in _retry
-                        output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
-                        if _is_awaitable(output):
+                        if spec is None or spec.bare_call:
+                            output = fn(*args, **kwargs)
+                        else:
+                            output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
+                        if type(output) is CoroutineType or _is_awaitable(output):
                             output = await output
                         attempts = 1
                     except Exception as exc:
