@@ -694,8 +694,8 @@ class LmdbStore(Store):
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
-            if run.finished:
-                return  # finished meanwhile (a cancel): it stays finished
+            if run.status != RUNNING:
+                return  # waiting (given back by suspend, its timer kept), pending or finished
             run.owner, run.lease_until, run.status = None, 0.0, PENDING
             self._save(txn, run)
 
@@ -1484,8 +1484,10 @@ class _Finish:
         raw = txn.get(key, db=e.runs)
         assert raw is not None
         row = orjson.loads(raw)
-        if row["status"] == WAITING and row.get("wake_at") is not None:
-            txn.delete(_timer_key(row["wake_at"], key), db=e.timers)
+        if row["status"] != RUNNING:
+            if row["status"] == self.status:
+                return  # finished with this outcome already: the same write again
+            raise LeaseLostError(self.run_id, self.fence)  # given back, or fenced out
         now = time.time()
         row.update(status=self.status, result=self.result, error=self.error, updated_at=now)
         txn.put(key, orjson.dumps(row), db=e.runs)
