@@ -7,20 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from support.http_server import FLOWS, Served, Worker, surestep_command
+from support.http_server import FLOWS, Served, Worker, served_here, surestep_command
 from surestep import Engine
 from surestep.web import create_app
 
@@ -388,30 +385,6 @@ async def test_the_app_mounted_in_another_app(tmp_path: Path) -> None:
                 assert hook.status_code == 404 and "no webhook" in hook.json()["error"]
     finally:
         await engine.close()
-
-
-@asynccontextmanager
-async def served_here(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn on this loop, on a free loopback port: its base URL."""
-    from surestep.web.serve import listen, url_of
-
-    class Server(uvicorn.Server):
-        ready = asyncio.Event()
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            self.ready.set()
-
-    sock = listen("127.0.0.1", 0)
-    server = Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    try:
-        await server.ready.wait()
-        yield url_of(sock).rstrip("/")
-    finally:
-        server.should_exit = True
-        await serving
-        sock.close()
 
 
 async def test_counting_a_store_leaves_the_server_answering(
