@@ -1491,7 +1491,13 @@ class PostgresStore(Store):
             runs = dict.fromkeys(STATUSES, 0)
             for status, count in await conn.fetch(self._q[sql.RUNS_BY_STATUS]):
                 runs[status] = count
-            oldest = _epoch(await conn.fetchval(self._q[sql.OLDEST_FINISHED]))
+            oldest: float | None = None  # the oldest of each policy's oldest
+            keep = await conn.fetchval(self._q[sql.NEXT_POLICY], KEEP_DEFAULT - 1)
+            while keep is not None:
+                first = _epoch(await conn.fetchval(self._q[sql.OLDEST_FINISHED], keep))
+                if first is not None and (oldest is None or first < oldest):
+                    oldest = first
+                keep = await conn.fetchval(self._q[sql.NEXT_POLICY], keep)
             hidden = await conn.fetchval(self._q[sql.HIDDEN_COUNT])
             tables = {name: size for name, size in sizes}
             return {
