@@ -1,6 +1,7 @@
 """The HTTP surface beside an in-process engine, measured in one run.
 
     python benchmarks/http_latency.py [--requests 400] [--clients 32] [--seconds 5] [--rounds 3]
+                                      [--clients-only]
 
 Two processes: `surestep serve` (uvicorn, this repository's ASGI app) executing a one-step
 workflow over a fresh LMDB store (``durability="fsync"``, as ``serve`` opens it), and this
@@ -15,8 +16,14 @@ one sending real HTTP requests over loopback. Each round measures, in turn:
   The load comes from a lean HTTP/1.1 client (h11 over asyncio streams) so that what is
   measured is the server: httpx's connection pool, driven by 32 tasks of one process,
   tops out far below what the server takes and would be measured instead;
-- ``client submit``: the same load through ``surestep.AsyncClient`` (httpx), what a
-  Python caller sharing one client among ``--clients`` tasks gets.
+- ``httpx pool``: the same load through one ``httpx.AsyncClient`` with httpx's own
+  connection pool, shared by ``--clients`` tasks (what ``surestep.AsyncClient`` sent
+  through before it took aiohttp's pool);
+- ``client submit``: the same load through ``surestep.AsyncClient``, what a Python caller
+  sharing one client among ``--clients`` tasks gets, and its ratio to ``httpx pool``.
+
+``--clients-only`` measures the last two alone, alternating, ``--rounds`` pairs, and
+prints the median of the pairs' ratios.
 
 The server's CPU time a submit (Linux) is the figure the machine's load moves least.
 Percentiles come from the full sample of each kind (sorted), never from a mean; the ratios
@@ -36,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import h11
@@ -190,24 +198,59 @@ async def http_submit(port: int, clients: int, seconds: float) -> tuple[float, l
     return len(sample) / (time.perf_counter() - began), sample
 
 
-async def client_submit(url: str, clients: int, seconds: float) -> tuple[float, list[float]]:
-    """The same load through one ``surestep.AsyncClient`` shared by ``clients`` tasks."""
+async def submits_by_tasks(
+    submit: Callable[[int], Awaitable[object]], clients: int, seconds: float
+) -> tuple[float, list[float]]:
+    """Submits per second by ``clients`` tasks sharing one client (``submit(n)`` starts a
+    run), and their latencies."""
     sample: list[float] = []
     deadline = time.perf_counter() + seconds
+
+    async def one_task(k: int) -> None:
+        i = 0
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await submit(k * 1_000_000 + i)
+            sample.append(time.perf_counter() - began)
+            i += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one_task(k) for k in range(clients)))
+    return len(sample) / (time.perf_counter() - began), sample
+
+
+async def client_submit(url: str, clients: int, seconds: float) -> tuple[float, list[float]]:
+    """The same load through one ``surestep.AsyncClient`` shared by ``clients`` tasks."""
     async with AsyncClient(url) as client:
+        return await submits_by_tasks(
+            lambda n: client.submit("http_bench", {"n": n}), clients, seconds
+        )
 
-        async def one_client(k: int) -> None:
-            i = 0
-            while time.perf_counter() < deadline:
-                began = time.perf_counter()
-                await client.submit("http_bench", {"n": k * 1_000_000 + i})
-                sample.append(time.perf_counter() - began)
-                i += 1
 
-        began = time.perf_counter()
-        await asyncio.gather(*(one_client(k) for k in range(clients)))
-        elapsed = time.perf_counter() - began
-    return len(sample) / elapsed, sample
+async def httpx_submit(url: str, clients: int, seconds: float) -> tuple[float, list[float]]:
+    """The same load through one ``httpx.AsyncClient`` with httpx's own connection pool,
+    as ``surestep.AsyncClient`` sent before it took aiohttp's."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def submit(n: int) -> None:
+            answer = await client.post("/api/runs", json={"workflow": "http_bench", "args": [n]})
+            assert answer.status_code == 202, answer.text
+
+        return await submits_by_tasks(submit, clients, seconds)
+
+
+async def clients_only(url: str, clients: int, seconds: float, rounds: int) -> None:
+    """The two Python clients alone, alternating, and the ratio of each round's pair."""
+    ratios = []
+    for round_ in range(1, rounds + 1):
+        pooled, pooled_sample = await httpx_submit(url, clients, seconds)
+        through, sample = await client_submit(url, clients, seconds)
+        ratios.append(through / pooled)
+        print(f"round {round_}")
+        print(f"  httpx pool    {pooled:,.0f}/s, {clients} tasks; {summary(pooled_sample)}")
+        print(f"  client submit {through:,.0f}/s, {clients} tasks; {summary(sample)}")
+        print(f"  client / httpx pool: {through / pooled:.2f}x")
+    print(f"median of the {rounds} ratios: {statistics.median(ratios):.2f}x")
 
 
 async def main() -> None:
@@ -216,10 +259,18 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--clients-only",
+        action="store_true",
+        help="Measure only surestep.AsyncClient against httpx's own pool, alternating.",
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(tmp)
         try:
+            if options.clients_only:
+                await clients_only(server.url, options.clients, options.seconds, options.rounds)
+                return
             async with (
                 httpx.AsyncClient(base_url=server.url, timeout=60) as client,
                 Engine(Path(tmp, "local")) as engine,
@@ -232,6 +283,9 @@ async def main() -> None:
                     cpu_before = server.cpu_seconds()
                     rate, submits = await http_submit(server.port, options.clients, options.seconds)
                     cpu_after = server.cpu_seconds()
+                    pooled, pooled_submits = await httpx_submit(
+                        server.url, options.clients, options.seconds
+                    )
                     through, client_submits = await client_submit(
                         server.url, options.clients, options.seconds
                     )
@@ -246,8 +300,12 @@ async def main() -> None:
                         per_submit = (cpu_after - cpu_before) / len(submits) * 1e6
                         print(f"  server CPU   {per_submit:.0f} us a submit, its run included")
                     print(
+                        f"  httpx pool    {pooled:,.0f}/s, {clients} tasks; "
+                        f"{summary(pooled_submits)}"
+                    )
+                    print(
                         f"  client submit {through:,.0f}/s, {clients} tasks; "
-                        f"{summary(client_submits)}"
+                        f"{summary(client_submits)} ({through / pooled:.2f}x httpx's pool)"
                     )
         finally:
             server.stop()

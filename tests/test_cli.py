@@ -692,6 +692,29 @@ def test_deploy_and_deployments(store: Path, tmp_path: Path) -> None:
     one_error_line(call(store, "deploy", str(module), "-w", "nope"), 3, "no workflow 'nope'")
 
 
+@pytest.mark.parametrize(
+    ("command", "how"),
+    [
+        ("runs", "`surestep run MODULE:WORKFLOW` starts one"),
+        ("schedules", "once a worker serving it starts (`surestep worker MODULE`"),
+        ("deployments", "`surestep deploy MODULE` records one"),
+    ],
+)
+def test_an_empty_list_says_so_and_how_its_entries_come_to_exist(
+    store: Path, command: str, how: str
+) -> None:
+    async def make_store() -> None:
+        async with Engine(store):
+            pass
+
+    asyncio.run(make_store())
+    listed = call(store, command)
+    assert listed.exit_code == 0, listed.output
+    said = " ".join(listed.stdout.split())  # as the terminal's width wrapped it
+    assert said.startswith(f"no {command} in this store: ") and how in said, said
+    assert json.loads(call(store, command, "--json").stdout) == []
+
+
 def test_replay_check_gates_an_incompatible_change(store: Path, tmp_path: Path) -> None:
     from surestep import decorators
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -17,9 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from support.http_server import FLOWS, Served, Worker, surestep_command
+from support.http_server import FLOWS, Served, Worker, served_here, surestep_command
 from surestep import Engine
 from surestep.web import create_app
 
@@ -352,7 +350,6 @@ async def test_the_app_mounted_in_another_app(tmp_path: Path) -> None:
     from starlette.routing import Mount, Route
 
     from surestep import WorkflowContext, workflow
-    from surestep.web.serve import listen, url_of
 
     @workflow
     async def multiply(ctx: WorkflowContext, a: int, b: int) -> int:
@@ -361,13 +358,6 @@ async def test_the_app_mounted_in_another_app(tmp_path: Path) -> None:
     async def home(request: object) -> PlainTextResponse:
         return PlainTextResponse("the user's own page")
 
-    class Server(uvicorn.Server):
-        ready = asyncio.Event()
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            self.ready.set()
-
     engine = Engine(tmp_path / "store")
     outer = Starlette(
         routes=[
@@ -375,32 +365,78 @@ async def test_the_app_mounted_in_another_app(tmp_path: Path) -> None:
             Mount("/workflows", create_app(engine, token="tok", dashboard=False)),
         ]
     )
-    sock = listen("127.0.0.1", 0)
-    server = Server(uvicorn.Config(outer, lifespan="off", log_level="warning"))
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
-        await server.ready.wait()
-        base = url_of(sock).rstrip("/")
-        auth = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            assert (await client.get("/")).text == "the user's own page"
-            started = await client.post(
-                "/workflows/api/runs?wait=30",
-                json={"workflow": "multiply", "args": [3, 4]},
-                headers=auth,
-            )
-            assert started.status_code == 200 and started.json()["result"] == 12
-            assert (await client.get("/workflows/api/runs")).status_code == 401
-            assert (await client.get("/workflows/")).status_code == 404  # no dashboard
-            # The webhooks under the prefix still skip the host check (and the token).
-            hook = await client.post(
-                "/workflows/webhooks/add", content=b"{}", headers={"Host": "hooks.example"}
-            )
-            assert hook.status_code == 404 and "no webhook" in hook.json()["error"]
+        async with served_here(outer) as base:
+            auth = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                assert (await client.get("/")).text == "the user's own page"
+                started = await client.post(
+                    "/workflows/api/runs?wait=30",
+                    json={"workflow": "multiply", "args": [3, 4]},
+                    headers=auth,
+                )
+                assert started.status_code == 200 and started.json()["result"] == 12
+                assert (await client.get("/workflows/api/runs")).status_code == 401
+                assert (await client.get("/workflows/")).status_code == 404  # no dashboard
+                # The webhooks under the prefix still skip the host check (and the token).
+                hook = await client.post(
+                    "/workflows/webhooks/add", content=b"{}", headers={"Host": "hooks.example"}
+                )
+                assert hook.status_code == 404 and "no webhook" in hook.json()["error"]
     finally:
-        server.should_exit = True
-        await serving
-        sock.close()
+        await engine.close()
+
+
+async def test_counting_a_store_leaves_the_server_answering(
+    lmdb_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Store page's count of every run runs off the event loop: another request is
+    answered while a count is held in the middle (a gate in the count), and the count,
+    read in several read transactions, is right."""
+    from surestep import WorkflowContext, workflow
+    from surestep.store import lmdb as lmdb_store
+
+    @workflow
+    async def echo(ctx: WorkflowContext, n: int) -> int:
+        return n
+
+    in_count, go_on = threading.Event(), threading.Event()
+    counted_on: list[threading.Thread] = []
+    real_data_size = lmdb_store.data_size
+
+    def held_data_size(path: str) -> int:  # read by the count, after the runs
+        counted_on.append(threading.current_thread())
+        in_count.set()
+        if not go_on.wait(30):  # only if the count blocks the loop: then fail, below
+            counted_on.append(threading.current_thread())
+        return real_data_size(path)
+
+    monkeypatch.setattr(lmdb_store, "STATS_BATCH", 2)  # several read transactions
+    engine = Engine(lmdb_path)
+    try:
+        handles = [await engine.start(echo, n) for n in range(5)]
+        for handle in handles:
+            await handle.result()
+        async with (
+            served_here(create_app(engine)) as base,
+            httpx.AsyncClient(base_url=base, timeout=60) as client,
+        ):
+            monkeypatch.setattr(lmdb_store, "data_size", held_data_size)
+            stats = asyncio.ensure_future(client.get("/api/stats"))
+            assert await asyncio.to_thread(in_count.wait, 30)
+            runs = await client.get("/api/runs")
+            assert runs.status_code == 200 and len(runs.json()["runs"]) == 5
+            held = not go_on.is_set() and len(counted_on) == 1
+            go_on.set()
+            answer = await stats
+        assert held, "the count of the runs held the event loop"
+        assert counted_on[0] is not threading.main_thread()
+        assert answer.status_code == 200
+        assert answer.json()["runs"] == {
+            "pending": 0, "running": 0, "waiting": 0, "completed": 5, "failed": 0, "cancelled": 0
+        }  # fmt: skip
+    finally:
+        go_on.set()
         await engine.close()
 
 

@@ -3,14 +3,16 @@ its own process), on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from support.http_server import Served
+from support.http_server import Served, served_here
 from surestep import (
     AsyncClient,
     Client,
@@ -97,6 +99,72 @@ async def test_the_async_client(served: Served) -> None:
         assert await client.cancel(other) is True
         with pytest.raises(RunCancelledError):
             await client.wait_for_result(other, timeout=60)
+
+
+async def test_an_async_client_shared_by_many_tasks_keeps_its_connections(
+    lmdb_path: str,
+) -> None:
+    """32 tasks submitting through one AsyncClient ride at most 32 connections, each
+    kept alive for the submits that follow, to the real app under uvicorn here."""
+    from surestep import Engine, WorkflowContext, workflow
+    from surestep.web import create_app
+
+    @workflow
+    async def shared(ctx: WorkflowContext, n: int) -> int:
+        return n
+
+    connections: set[tuple[str, int]] = set()
+    engine = Engine(lmdb_path)
+    app = create_app(engine)
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            connections.add(scope["client"])  # (host, port): one a TCP connection
+        await app(scope, receive, send)
+
+    tasks, each = 32, 8
+    try:
+        async with served_here(counting) as base, AsyncClient(base) as client:
+
+            async def submits(k: int) -> list[str]:
+                return [await client.submit("shared", {"n": k * each + i}) for i in range(each)]
+
+            run_ids = [r for ids in await asyncio.gather(*map(submits, range(tasks))) for r in ids]
+        assert len(set(run_ids)) == tasks * each
+        assert 1 <= len(connections) <= tasks, f"{len(connections)} connections"
+    finally:
+        await engine.close()
+
+
+async def test_the_async_client_goes_through_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY applies to AsyncClient as it does to httpx's own pool: the request goes
+    to the proxy, in absolute form, for a host NO_PROXY does not name."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        body = b'{"run_id": "r1", "status": "completed"}'
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        writer.write(head % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        async with AsyncClient("http://surestep.invalid:8000") as client:
+            assert (await client.get_status("r1"))["status"] == "completed"
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert seen == [b"GET http://surestep.invalid:8000/api/runs/r1 HTTP/1.1\r\n"]
 
 
 def test_the_client_sends_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -261,7 +261,11 @@ async def test_the_store_keeps_attempts_fenced_and_suspends_in_the_same_write(
         assert (await store.get_run(run.run_id)).retry == again
         await store.retry_done(run.run_id, fence, 3)
         assert (await store.get_run(run.run_id)).retry is None
-        await store.finish(run.run_id, fence, "completed", None, None, 0)
+        # Given back (waiting for its retry): it ends by a cancel, its holder's finish
+        # refused (base.TRANSITIONS).
+        with pytest.raises(LeaseLostError):
+            await store.finish(run.run_id, fence, "completed", None, None, 0)
+        assert await store.cancel(run.run_id, 0)
         await store.hide_expired(time.time() + 1, 0, None, 10)
         assert await store.attempts(run.run_id) == []
         while await store.sweep_hidden(100) != (0, 0):

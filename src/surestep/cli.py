@@ -850,7 +850,14 @@ def runs_command(
         return
     out = _stdout()
     if not runs:
-        out.print("no runs" + (" matching" if status or workflow or waiting_for else ""))
+        if status or workflow or waiting_for:
+            out.print("no runs matching")
+        else:
+            out.print(
+                "no runs in this store: `surestep run MODULE:WORKFLOW` starts one, as do "
+                "Engine.start, the HTTP API (`surestep serve`), schedules and event triggers",
+                markup=False,
+            )
         return
     wide = out.width >= 110  # in a narrow terminal: no date, no attempt, no session/user
     people = wide and any(run.session_id or run.user_id for run in runs)
@@ -1179,6 +1186,13 @@ def schedules_command(ctx: click.Context, as_json: bool, store: str) -> None:
     if as_json:
         _echo_json(rows)
         return
+    if not rows:
+        _stdout().print(
+            "no schedules in this store: a workflow declared with cron= or every= is scheduled "
+            "once a worker serving it starts (`surestep worker MODULE`, `surestep serve MODULE`)",
+            markup=False,
+        )
+        return
     table = Table("workflow", "schedule", "catch-up", "state", "last tick", "next tick", "version")
     for row in rows:
         when = (
@@ -1318,6 +1332,13 @@ def deployments_command(as_json: bool, store: str) -> None:
     rows = run_loop(_deployments(store))
     if as_json:
         _echo_json(rows)
+        return
+    if not rows:
+        _stdout().print(
+            "no deployments in this store: `surestep deploy MODULE` records one; until then "
+            "each new run takes the version of the code that starts it",
+            markup=False,
+        )
         return
     table = Table("workflow", "version", "digest", "deployed", "in flight", "retention")
     for row in rows:

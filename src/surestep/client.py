@@ -3,7 +3,8 @@
 Their methods are AGNT5's (``run``, ``submit``, ``get_status``, ``get_result``,
 ``wait_for_result``, ``stream``), so that client code written for AGNT5 ports
 by changing the import. ``input_data`` is the workflow's keyword arguments.
-They need httpx (``pip install 'surestep[http]'``).
+They need httpx (``pip install 'surestep[http]'``); :class:`AsyncClient` sends over
+aiohttp's connection pool (httpx-aiohttp), which many tasks share at the server's pace.
 
 Errors are surestep's: a failed run raises :class:`~surestep.WorkflowFailedError`,
 a cancelled one :class:`~surestep.RunCancelledError`, an unknown run
@@ -27,8 +28,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Itera
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+import aiohttp
 import httpx
 import orjson
+from httpx_aiohttp import AiohttpTransport
 
 from . import errors
 from .errors import (
@@ -429,7 +432,14 @@ class AsyncClient(_Methods):
         self, gateway_url: str = DEFAULT_URL, timeout: float = 30.0, api_key: str | None = None
     ) -> None:
         super().__init__(gateway_url, timeout, api_key)
-        self._http = httpx.AsyncClient(base_url=self._api.base, timeout=timeout)
+        # Over aiohttp's connection pool: httpcore's, shared by many tasks, spends a pass
+        # over every connection on each request (encode/httpx#3215) and held one process
+        # near 100 submits a second.
+        # aiohttp's session reads HTTP(S)_PROXY and NO_PROXY, as httpx's own pool would.
+        transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(trust_env=True))
+        self._http = httpx.AsyncClient(
+            base_url=self._api.base, timeout=timeout, transport=transport
+        )
 
     async def _complete(self, op: _Op[T]) -> T:
         steps = _Steps(op)

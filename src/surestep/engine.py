@@ -189,6 +189,7 @@ class Engine:
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
         self._opened = False
+        self._opening: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
         self._purger: asyncio.Task[None] | None = None
@@ -200,22 +201,37 @@ class Engine:
     # -- lifecycle
 
     async def open(self) -> Engine:
+        """Open the store and start this engine's background tasks. Concurrent calls
+        share one opening (the first starts it, the others await it); after one that
+        failed, the next call tries again."""
         if not self._opened:
+            opening = self._opening
+            if opening is None:
+                opening = asyncio.get_running_loop().create_task(self._open(), name="surestep-open")
+                # Retrieved here too: an opening whose callers were all cancelled.
+                opening.add_done_callback(lambda done: done.cancelled() or done.exception())
+                self._opening = opening
+            # Shielded: a caller cancelled does not cancel the opening the others await.
+            await asyncio.shield(opening)
+        return self
+
+    async def _open(self) -> None:
+        try:
             await self.store.open()
-            self._opened = True
-            self._admission = _Admitted(self._admission.limit, self._admission.on_full)
-            self._starting = Admission(MAX_STARTING)
-            self._default_keep = await self._store_default_keep()
-            if self.execute:
-                # The schedules and event triggers of the workflows served here.
-                served = [find_workflow(name) for name in served_versions()]
-                try:
+            try:
+                self._admission = _Admitted(self._admission.limit, self._admission.on_full)
+                self._starting = Admission(MAX_STARTING)
+                self._default_keep = await self._store_default_keep()
+                if self.execute:
+                    # The schedules and event triggers of the workflows served here.
+                    served = [find_workflow(name) for name in served_versions()]
                     await schedules.register(self.store, served)
                     await triggers.register(self.store, served)
-                except BaseException:
-                    self._opened = False
-                    await self.store.close()
-                    raise
+                    await self._announce()  # live before its first run is started
+            except BaseException:
+                await self.store.close()
+                raise
+            if self.execute:
                 loop = asyncio.get_running_loop()
                 self._waker = loop.create_task(self._wake_due(), name="surestep-timers")
                 self._scheduler = loop.create_task(
@@ -223,9 +239,10 @@ class Engine:
                 )
                 purger = Purger(self.store, self._default_keep, self.purge_interval)
                 self._purger = loop.create_task(purger.run(), name="surestep-purge")
-                await self._announce()  # live before its first run is started
                 self._presence = loop.create_task(self._stay_live(), name="surestep-presence")
-        return self
+            self._opened = True
+        finally:
+            self._opening = None
 
     async def _store_default_keep(self) -> int:
         """The policy of runs finished under none of their own: this engine's, else a
@@ -249,6 +266,8 @@ class Engine:
 
     async def close(self) -> None:
         """Stop this engine's runs (they stay recoverable, their leases given back) and close."""
+        if self._opening is not None:  # an opening in flight: close what it opens
+            await asyncio.gather(asyncio.shield(self._opening), return_exceptions=True)
         if not self._opened:
             return
         background_tasks = (

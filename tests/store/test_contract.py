@@ -403,6 +403,68 @@ async def test_release_makes_a_run_claimable_now(backend: Backend) -> None:
         assert again is not None and (again.fence, again.attempt, again.owner) == (2, 2, "b:1:b")
 
 
+async def test_a_waiting_run_released_keeps_its_timer_and_what_it_waits_for(
+    backend: Backend,
+) -> None:
+    """The holder's release after its own suspend (an engine closing as the run suspends)
+    leaves the run waiting: its lease was given back by the suspend already."""
+    async with backend.opened() as store:
+        timed, evented = new_run(), new_run()
+        for run in (timed, evented):
+            await store.create_run(run, "a:1:a", LONG)
+        far = time.time() + 3600
+        await store.suspend(timed.run_id, timed.fence, far)
+        await store.suspend(evented.run_id, evented.fence, None, event="approved")
+        await store.release(timed.run_id, timed.fence)
+        await store.release(evented.run_id, evented.fence)
+        got = await store.get_run(timed.run_id)
+        assert (got.status, got.owner, got.fence) == ("waiting", None, timed.fence)
+        assert got.wake_at == pytest.approx(far, abs=1e-3)
+        assert await store.next_wake(SERVED) == pytest.approx(far, abs=1e-2)
+        got = await store.get_run(evented.run_id)
+        assert (got.status, got.waiting_for) == ("waiting", "approved")
+        # Neither is claimable before its time or its event.
+        assert await store.claim_available("b:1:b", LONG, 10, SERVED) == []
+        await store.send_event(evented.run_id, "approved", b"1")
+        due = await store.claim_available("b:1:b", LONG, 10, SERVED, due_only=True)
+        assert [r.run_id for r in due] == [evented.run_id]
+
+
+async def test_finish_refuses_a_run_not_running_under_the_fence(backend: Backend) -> None:
+    async with backend.opened() as store:
+        waiting, released, done = new_run(), new_run(), new_run()
+        for run in (waiting, released, done):
+            await store.create_run(run, "a:1:a", LONG)
+        far = time.time() + 3600
+        await store.suspend(waiting.run_id, waiting.fence, far)
+        await store.release(released.run_id, released.fence)
+        await store.finish(done.run_id, done.fence, "completed", 1, None)
+        for run in (waiting, released):
+            with pytest.raises(LeaseLostError) as lost:
+                await store.finish(run.run_id, run.fence, "completed", 1, None)
+            assert (lost.value.run_id, lost.value.fence) == (run.run_id, run.fence)
+        with pytest.raises(LeaseLostError):  # finished with another outcome
+            await store.finish(done.run_id, done.fence, "failed", None, {"message": "no"})
+        # The same outcome again (a write sent again) changes nothing.
+        await store.finish(done.run_id, done.fence, "completed", 2, None)
+        got = await store.get_run(waiting.run_id)
+        assert (got.status, got.result) == ("waiting", None)
+        assert got.wake_at == pytest.approx(far, abs=1e-3)
+        assert (await store.get_run(released.run_id)).status == "pending"
+        got = await store.get_run(done.run_id)
+        assert (got.status, got.result, got.error) == ("completed", 1, None)
+        # A batch of finishes: the refused one fails alone.
+        running = new_run()
+        await store.create_run(running, "a:1:a", LONG)
+        outcomes = await asyncio.gather(
+            store.finish(running.run_id, running.fence, "completed", 3, None),
+            store.finish(waiting.run_id, waiting.fence, "completed", 3, None),
+            return_exceptions=True,
+        )
+        assert outcomes[0] is None and isinstance(outcomes[1], LeaseLostError)
+        assert (await store.get_run(running.run_id)).result == 3
+
+
 async def test_cancel_fences_out_the_executor(backend: Backend) -> None:
     async with backend.opened() as store:
         run = new_run()
@@ -1005,7 +1067,8 @@ async def test_stats_count_runs_and_the_oldest_finished(backend: Backend) -> Non
     async with backend.opened() as store:
         empty = await store.stats()
         assert empty["oldest_finished"] is None and sum(empty["runs"].values()) == 0
-        first = await finished_run(store, KEEP_FOREVER)
+        # The oldest finished run of all, whichever policy it has.
+        first = await finished_run(store, 3_600_000)
         await finished_run(store, KEEP_FOREVER, status="failed")
         await store.create_run(new_run(), None, LONG)
         stats = await store.stats()
@@ -1140,6 +1203,7 @@ async def test_every_status_change_is_a_transition_of_the_table(backend: Backend
         await t.do("suspend", a.run_id, stale, None, None)  # refused: its lease was lost
         await t.do("finish", a.run_id, claimed.fence, "completed", 1, None)
         await t.do("release", a.run_id, claimed.fence)  # finished: stays finished
+        await t.do("finish", a.run_id, claimed.fence, "failed", None, {})  # refused
         assert await t.do("claim", a.run_id, owner, LONG) is None
         assert await t.do("cancel", a.run_id) is False
 
@@ -1159,6 +1223,8 @@ async def test_every_status_change_is_a_transition_of_the_table(backend: Backend
         await t.do("create_run", running, owner, LONG)
         fence = await t.do("create_run", waiting, owner, LONG)
         await t.do("suspend", waiting.run_id, fence, now() + 3600, None)
+        await t.do("release", waiting.run_id, fence)  # given back already: stays waiting
+        await t.do("finish", waiting.run_id, fence, "completed", 1, None)  # refused
         for run in (pending, running, waiting):
             assert await t.do("cancel", run.run_id) is True
         await t.do("finish", running.run_id, running.fence, "completed", 1, None)  # refused

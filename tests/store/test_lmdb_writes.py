@@ -705,3 +705,43 @@ async def test_the_deployments_cache_forgets_what_an_aborted_transaction_saw(
             assert env.dbs.deployed_version(txn, "wf") == "v2"
     finally:
         await store.close()
+
+
+async def test_counts_in_a_thread_are_shared_and_closing_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stats`` counts in a worker thread: callers asking meanwhile share that count, and
+    closing the store waits for it before the environment goes (held by a gate)."""
+    from surestep.store import lmdb as lmdb_store
+
+    in_count, go_on = threading.Event(), threading.Event()
+    counts: list[threading.Thread] = []
+    real_data_size = lmdb_store.data_size
+
+    def held_data_size(path: str) -> int:
+        counts.append(threading.current_thread())
+        in_count.set()
+        go_on.wait(30)
+        return real_data_size(path)
+
+    store = LmdbStore(str(tmp_path / "store"))
+    await store.open()
+    try:
+        run = RunInfo(run_id=new_run_id(), workflow="wf", version="v1", args=[], kwargs={})
+        await store.create_run(run, None, 60.0)
+        monkeypatch.setattr(lmdb_store, "data_size", held_data_size)
+        asking = [asyncio.ensure_future(store.stats()) for _ in range(3)]
+        assert await asyncio.to_thread(in_count.wait, 30)
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0.05)  # room for a close that would not wait
+        assert not closing.done() and not any(a.done() for a in asking)
+        go_on.set()
+        answers = await asyncio.gather(*asking)
+        await closing
+        assert len(counts) == 1 and counts[0] is not threading.main_thread()
+        assert all(answer["runs"]["pending"] == 1 for answer in answers)
+        answers[0]["runs"]["pending"] = 7  # each caller has its own copy
+        assert answers[1]["runs"]["pending"] == 1
+    finally:
+        go_on.set()
+        await store.close()

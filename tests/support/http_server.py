@@ -1,13 +1,23 @@
-"""``surestep serve`` in a process of its own, on a free loopback port."""
+"""``surestep serve`` in a process of its own, on a free loopback port; or an ASGI app
+served by uvicorn on the test's own loop (``served_here``)."""
 
 from __future__ import annotations
 
+import asyncio
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from surestep.web.serve import listen, url_of
 
 FLOWS = Path(__file__).with_name("http_flows.py")
 
@@ -96,3 +106,26 @@ def wait_until(check: object, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.05)
+
+
+@asynccontextmanager
+async def served_here(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn on this loop, on a free loopback port: its base URL."""
+
+    class Server(uvicorn.Server):
+        ready = asyncio.Event()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            self.ready.set()
+
+    sock = listen("127.0.0.1", 0)
+    server = Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        await server.ready.wait()
+        yield url_of(sock).rstrip("/")
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()

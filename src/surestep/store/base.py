@@ -108,10 +108,23 @@ TRANSITIONS: tuple[Transition, ...] = (
         ("release",),
         RUNNING,
         PENDING,
-        "fenced; the lease given back (an engine closing); a finished run stays finished",
+        "fenced; the lease given back (an engine closing). A run not running under that "
+        "fence stays as it is: a waiting one keeps its timer and what it waits for (suspend "
+        "gave its lease back: released, it would lose its timer and be claimed at once), a "
+        "pending or finished one changes nothing",
     ),
-    Transition(("finish",), RUNNING, COMPLETED, "fenced; the workflow returned"),
-    Transition(("finish",), RUNNING, FAILED, "fenced; the workflow raised"),
+    *(
+        Transition(
+            ("finish",),
+            RUNNING,
+            target,
+            f"fenced and running (the workflow {how}); else LeaseLostError: a waiting or "
+            "pending run was given back under that fence, a cancelled one fenced out. "
+            "Finished already with this outcome under that fence: nothing changes (a "
+            "write sent again)",
+        )
+        for target, how in ((COMPLETED, "returned"), (FAILED, "raised"))
+    ),
     *(
         Transition(
             ("cancel",),

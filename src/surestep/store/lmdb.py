@@ -120,6 +120,7 @@ _LOG_POS = struct.Struct(">IH")
 _FILED = struct.Struct(">QQ")  # policy (two's complement), finish time (ms)
 _U64 = (1 << 64) - 1
 _META_STORE = b"store"
+STATS_BATCH = 20_000  # runs one read transaction of stats counts at most
 RECOVER_EVERY = 1.0  # seconds between two looks for the commit logs of processes gone
 RUN_KEY = _core.RUN_KEY_SIZE
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
@@ -335,6 +336,7 @@ class LmdbStore(Store):
         # The last run appended to and its key: a run appends step after step, each with
         # the same id object. One tuple, read and replaced whole (any thread may append).
         self._appending: tuple[str, bytes] = ("", b"")
+        self._counting: asyncio.Future[dict[str, Any]] | None = None  # stats, counting now
 
     async def open(self) -> None:
         if self._env is None:
@@ -387,6 +389,8 @@ class LmdbStore(Store):
             self.env.waker.notify()
 
     async def close(self) -> None:
+        if self._counting is not None:  # a count reads the environment in a thread
+            await asyncio.gather(asyncio.shield(self._counting), return_exceptions=True)
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -697,8 +701,8 @@ class LmdbStore(Store):
             key = self._check_fence(txn, run_id, fence)
             run = self._load(txn, key)
             assert run is not None
-            if run.finished:
-                return  # finished meanwhile (a cancel): it stays finished
+            if run.status != RUNNING:
+                return  # waiting (given back by suspend, its timer kept), pending or finished
             run.owner, run.lease_until, run.status = None, 0.0, PENDING
             self._save(txn, run)
 
@@ -1376,15 +1380,49 @@ class LmdbStore(Store):
         return result
 
     async def stats(self) -> dict[str, Any]:
-        def scan(txn: _lmdb.Transaction) -> dict[str, Any]:
-            e = self.env.dbs
-            runs = dict.fromkeys(STATUSES, 0)
-            oldest: float | None = None
-            for raw in txn.cursor(db=e.runs).iternext(keys=False):
-                row = orjson.loads(raw)
+        # Counting the runs of a large store takes seconds: in a thread, never on the
+        # event loop, one count at a time, shared by the callers that ask meanwhile.
+        counting = self._counting
+        if counting is None:
+            counting = asyncio.get_running_loop().run_in_executor(None, self._count)
+            counting.add_done_callback(self._counted)
+            self._counting = counting
+        stats: dict[str, Any] = await asyncio.shield(counting)
+        return {**stats, "runs": dict(stats["runs"])}
+
+    def _counted(self, counting: asyncio.Future[dict[str, Any]]) -> None:
+        self._counting = None
+        if not counting.cancelled():
+            counting.exception()  # retrieved here too when every caller was cancelled
+
+    def _count(self) -> dict[str, Any]:
+        """``stats``, read in read transactions of at most STATS_BATCH runs each, so that
+        a count of a large store keeps neither old pages nor a map resize waiting long."""
+        e = self.env.dbs
+        runs = dict.fromkeys(STATUSES, 0)
+        oldest: float | None = None
+        start: bytes | None = None  # the first run not counted yet; None: the first run
+
+        def batch(txn: _lmdb.Transaction) -> bytes | None:
+            """Count STATS_BATCH runs from ``start``: the key to go on from, if any."""
+            nonlocal oldest
+            cursor = txn.cursor(db=e.runs)
+            if not (cursor.first() if start is None else cursor.set_range(start)):
+                return None
+            for _ in range(STATS_BATCH):
+                row = orjson.loads(cursor.value())
                 runs[row["status"]] += 1
                 if row["status"] in FINISHED and (oldest is None or row["updated_at"] < oldest):
                     oldest = row["updated_at"]
+                if not cursor.next():
+                    return None
+            return bytes(cursor.key())
+
+        start = self.env.read(batch)
+        while start is not None:
+            start = self.env.read(batch)
+
+        def sizes(txn: _lmdb.Transaction) -> dict[str, Any]:
             page = txn.stat(e.runs)["psize"]
             info = self.env.env.info()
             return {
@@ -1394,13 +1432,10 @@ class LmdbStore(Store):
                     "map_bytes": info["map_size"],
                     "page_bytes": page,
                 },
-                "runs": runs,
-                "oldest_finished": oldest,
                 "hidden": txn.stat(e.hidden)["entries"],
             }
 
-        result: dict[str, Any] = self.env.read(scan)
-        return result
+        return {**self.env.read(sizes), "runs": runs, "oldest_finished": oldest}
 
 
 _CREATE_VALUES = attrgetter(*CREATE_FIELDS)  # a run's fields create_run may set, as given
@@ -1493,8 +1528,10 @@ class _Finish:
         raw = txn.get(key, db=e.runs)
         assert raw is not None
         row = orjson.loads(raw)
-        if row["status"] == WAITING and row.get("wake_at") is not None:
-            txn.delete(_timer_key(row["wake_at"], key), db=e.timers)
+        if row["status"] != RUNNING:
+            if row["status"] == self.status:
+                return  # finished with this outcome already: the same write again
+            raise LeaseLostError(self.run_id, self.fence)  # given back, or fenced out
         now = time.time()
         row.update(status=self.status, result=self.result, error=self.error, updated_at=now)
         txn.put(key, orjson.dumps(row), db=e.runs)

@@ -366,22 +366,24 @@ CREATE_RUNS = f"""
     ON CONFLICT (run_id) DO NOTHING
     RETURNING {RUN_COLS}"""
 
-# base.TRANSITIONS: finish, running -> completed / failed, if the fence ($2) matches; the
+# base.TRANSITIONS: finish, running -> completed / failed, if the fence ($2) matches and the
+# run is running (else postgres._write_finishes tells a refusal from a write sent again); the
 # run filed for retention. Citus: one run a statement (every row it touches is on that
 # run's node), the batch sent as one pipeline in run_id order (postgres._fetch, many).
-FINISH_RUN = """
+FINISH_RUN = f"""
     WITH u AS (
-        UPDATE {s}.runs r SET status = $3, result = $4::json, error = $5::json,
+        UPDATE {{s}}.runs r SET status = $3, result = $4::json, error = $5::json,
             owner = NULL, lease_until = NULL, updated_at = now()
-        WHERE r.run_id = $1 AND r.fence = $2
+        WHERE r.run_id = $1 AND r.fence = $2 AND r.status = '{RUNNING}'
         RETURNING r.run_id, r.updated_at)
-    INSERT INTO {s}.retention (run_id, keep, finished_at)
+    INSERT INTO {{s}}.retention (run_id, keep, finished_at)
     SELECT u.run_id, $6, u.updated_at FROM u
     ON CONFLICT (run_id) DO UPDATE
         SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at
     RETURNING run_id"""
 
 RUNS_EXISTING = "SELECT run_id FROM {s}.runs WHERE run_id = ANY($1::text[])"
+RUNS_OUTCOME = "SELECT run_id, status, fence FROM {s}.runs WHERE run_id = ANY($1::text[])"
 RUN_FENCE = "SELECT r.fence FROM {s}.runs r WHERE r.run_id = $1"
 # Citus: row locks only on one run's row (these are filtered by run_id).
 RUN_STATUS_LOCKED = "SELECT status FROM {s}.runs WHERE run_id = $1 FOR NO KEY UPDATE"
@@ -457,11 +459,12 @@ RENEW = f"""
     WHERE r.run_id = $1 AND r.fence = $2 AND r.owner = $3 AND {_R_UNFINISHED}
     RETURNING r.run_id"""
 
-# base.TRANSITIONS: release, running -> pending, if the fence ($2) matches; a finished run
-# stays finished (a release racing its own finish changes nothing).
+# base.TRANSITIONS: release, running -> pending, if the fence ($2) matches; a run not running
+# stays as it is (a waiting run keeps its timer; a release racing its own finish changes
+# nothing).
 RELEASE = f"""
     UPDATE {{s}}.runs r SET owner = NULL, lease_until = NULL, status = '{PENDING}'
-    WHERE r.run_id = $1 AND r.fence = $2 AND {_R_UNFINISHED}
+    WHERE r.run_id = $1 AND r.fence = $2 AND r.status = '{RUNNING}'
     RETURNING r.run_id"""
 
 # base.TRANSITIONS: cancel, pending / running / waiting -> cancelled, filed for retention
@@ -690,6 +693,9 @@ TABLE_SIZES = """
     SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.relname"""
+# Counted on the runs_by_status index.
 RUNS_BY_STATUS = "SELECT status, count(*) FROM {s}.runs GROUP BY status"
-OLDEST_FINISHED = f"SELECT min(updated_at) FROM {{s}}.runs WHERE status IN ({_FINISHED_SQL})"
+# The oldest finish time of policy $1: one end of a retention index range (called for each
+# policy NEXT_POLICY finds), not a read of every finished run.
+OLDEST_FINISHED = "SELECT min(finished_at) FROM {s}.retention WHERE keep = $1"
 HIDDEN_COUNT = "SELECT count(*) FROM {s}.hidden"

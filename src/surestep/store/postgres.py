@@ -932,10 +932,16 @@ class PostgresStore(Store):
         if rows:
             await self._notify_committed("finish run")
         done = {r[0] for r in rows}
-        exists = await self._existing({f[0] for f in batch if f[0] not in done}, "finish run")
+        refused = [f[0] for f in batch if f[0] not in done]
+        outcomes: dict[str, tuple[str, int]] = {}
+        if refused:
+            found = await self._fetch(self._q[sql.RUNS_OUTCOME], refused, what="finish run")
+            outcomes = {run_id: (status, fence) for run_id, status, fence in found}
         return [
-            None if run_id in done else self._refusal(run_id, fence, exists)
-            for run_id, fence, *_ in batch
+            None
+            if run_id in done or outcomes.get(run_id) == (status, fence)  # the write again
+            else self._refusal(run_id, fence, set(outcomes))
+            for run_id, fence, status, *_ in batch
         ]
 
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
@@ -1485,7 +1491,13 @@ class PostgresStore(Store):
             runs = dict.fromkeys(STATUSES, 0)
             for status, count in await conn.fetch(self._q[sql.RUNS_BY_STATUS]):
                 runs[status] = count
-            oldest = _epoch(await conn.fetchval(self._q[sql.OLDEST_FINISHED]))
+            oldest: float | None = None  # the oldest of each policy's oldest
+            keep = await conn.fetchval(self._q[sql.NEXT_POLICY], KEEP_DEFAULT - 1)
+            while keep is not None:
+                first = _epoch(await conn.fetchval(self._q[sql.OLDEST_FINISHED], keep))
+                if first is not None and (oldest is None or first < oldest):
+                    oldest = first
+                keep = await conn.fetchval(self._q[sql.NEXT_POLICY], keep)
             hidden = await conn.fetchval(self._q[sql.HIDDEN_COUNT])
             tables = {name: size for name, size in sizes}
             return {
