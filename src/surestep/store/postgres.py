@@ -163,6 +163,11 @@ def _epoch(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
 
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``rows``' columns, as the arrays a statement over a batch takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -187,18 +192,22 @@ def _run_with_progress(rec: Any) -> RunInfo:
     return run
 
 
-def _split_url(url: str) -> tuple[str, str | None]:
-    """The DSN for asyncpg, and the ``schema`` query parameter (which asyncpg would
-    otherwise send to the server as a setting)."""
+# Query parameters of a store URL that are the store's options, not the server's.
+_URL_OPTIONS = ("schema", "dialect")
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """The DSN for asyncpg, and the store's options the URL gives (``_URL_OPTIONS``,
+    which asyncpg would otherwise send to the server as settings)."""
     parts = urlsplit(url)
-    schema = None
+    options = {}
     query = []
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        if k == "schema":
-            schema = v
+        if k in _URL_OPTIONS:
+            options[k] = v
         else:
             query.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(query))), schema
+    return urlunsplit(parts._replace(query=urlencode(query))), options
 
 
 class _GroupCommit(Generic[ItemT]):
@@ -313,6 +322,11 @@ class PostgresStore(Store):
     acknowledged write survives the client process being killed and the
     server being stopped, but a crash of the server's machine can lose the
     last fraction of a second of writes.
+
+    ``dialect`` (or the URL's ``dialect`` parameter): ``"auto"`` (default) issues
+    Citus's forms of the statements when the ``citus`` extension is in the database,
+    else plain PostgreSQL's faster forms of the batched writes (``pg_sql.PLAIN_FORMS``);
+    ``"citus"`` issues Citus's forms on plain PostgreSQL too (to test them there).
     """
 
     def __init__(
@@ -326,11 +340,15 @@ class PostgresStore(Store):
         max_batch: int = MAX_BATCH,
         connect_timeout: float = 10.0,
         command_timeout: float = 60.0,
+        dialect: str | None = None,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
-        dsn, url_schema = _split_url(url)
-        schema = schema or url_schema or DEFAULT_SCHEMA
+        dsn, url_options = _split_url(url)
+        schema = schema or url_options.get("schema") or DEFAULT_SCHEMA
+        dialect = dialect or url_options.get("dialect") or "auto"
+        if dialect not in ("auto", "citus"):
+            raise ConfigurationError(f"dialect must be 'auto' or 'citus', not {dialect!r}")
         if not _IDENT.match(schema):
             raise ConfigurationError(
                 f"schema {schema!r} is not a plain identifier (letters, digits and _, "
@@ -344,6 +362,9 @@ class PostgresStore(Store):
         self.url = redact(url)
         self.schema = schema
         self.durability = durability
+        self._dialect = dialect
+        # Whether the statements take Citus's forms: known once open (CITUS_PRESENT).
+        self.citus = dialect == "citus"
         self._dsn = dsn
         self._min_connections = min_connections
         self._max_connections = max_connections
@@ -395,6 +416,8 @@ class PostgresStore(Store):
             raise self._error(exc, "cannot connect") from exc
         try:
             await self._migrate(pool)
+            if self._dialect == "auto":
+                self.citus = await pool.fetchval(sql.CITUS_PRESENT)
             self._listener = await self._listen()
         except BaseException:
             await pool.close()
@@ -928,7 +951,10 @@ class PostgresStore(Store):
         )
 
     async def _write_finishes(self, batch: list[_Finish]) -> list[BaseException | None]:
-        rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
+        if self.citus:  # one statement a run, in run_id order, one pipeline
+            rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
+        else:
+            rows = await self._fetch(self._q[sql.FINISH_RUNS], *_columns(batch), what="finish run")
         if rows:
             await self._notify_committed("finish run")
         done = {r[0] for r in rows}
@@ -1290,17 +1316,20 @@ class PostgresStore(Store):
         await self._appends.submit((run_id, seq, bytes(record), fence))
 
     async def _write_appends(self, batch: list[_Append]) -> list[BaseException | None]:
-        # One statement a run (and fence), in run_id order, the batch one pipeline.
-        records: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
-        for run_id, seq, record, fence in batch:
-            seqs, recs = records.setdefault((run_id, fence), ([], []))
-            seqs.append(seq)
-            recs.append(record)
-        rows = await self._fetch(
-            self._q[sql.APPEND],
-            what="append",
-            many=[(run_id, fence, *records[run_id, fence]) for run_id, fence in sorted(records)],
-        )
+        if self.citus:  # one statement a run (and fence), in run_id order, one pipeline
+            records: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
+            for run_id, seq, record, fence in batch:
+                seqs, recs = records.setdefault((run_id, fence), ([], []))
+                seqs.append(seq)
+                recs.append(record)
+            runs = [(run_id, fence, *records[run_id, fence]) for run_id, fence in sorted(records)]
+            rows = await self._fetch(self._q[sql.APPEND], what="append", many=runs)
+        else:
+            rows = await self._fetch(
+                self._q[sql.APPEND_RUNS],
+                *_columns([(run_id, fence, seq, rec) for run_id, seq, rec, fence in batch]),
+                what="append",
+            )
         written = {(r[0], r[1]) for r in rows}
         exists = await self._existing(
             {a[0] for a in batch if (a[0], a[1]) not in written}, "append"
