@@ -734,7 +734,31 @@ FINISH_RUNS = """
     ON CONFLICT (run_id) DO UPDATE
         SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at
     RETURNING run_id"""
+# claim_available in one statement: the candidates of DUE_CANDIDATES and
+# ACTIVE_CANDIDATES ($1 to $4; the latter none when $7, due_only) locked as read,
+# skipping those another transaction holds, and claimed as CLAIM claims ($5 the owner,
+# $6 the lease's seconds).
+CLAIM_AVAILABLE = f"""
+    WITH due AS (
+        SELECT r.run_id FROM {{s}}.runs r
+        WHERE r.status = '{WAITING}' AND r.wake_at <= now() AND {_SERVED} AND {_FREE}
+        ORDER BY r.wake_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+    active AS (
+        SELECT r.run_id FROM {{s}}.runs r
+        WHERE NOT $7::bool AND {_R_ACTIVE} AND {_SERVED} AND {_FREE}
+        ORDER BY r.run_id LIMIT (SELECT $3 - count(*) FROM due) FOR UPDATE SKIP LOCKED),
+    picked AS (SELECT run_id FROM due UNION ALL SELECT run_id FROM active)
+    UPDATE {{s}}.runs r SET
+        fence = r.fence + 1, attempt = r.attempt + 1, owner = $5, status = '{RUNNING}',
+        lease_until = now() + make_interval(secs => $6), updated_at = now(),
+        wake_at = NULL, waiting_for = NULL
+    FROM picked WHERE r.run_id = picked.run_id
+    RETURNING {RUN_COLS}"""
 
-# Each statement of Citus's form above (one run an execution) -> plain PostgreSQL's form
-# (one execution a batch).
-PLAIN_FORMS = {APPEND: APPEND_RUNS, FINISH_RUN: FINISH_RUNS}
+# Each statement of Citus's form above -> plain PostgreSQL's, which does in one
+# execution what the former does in one a run.
+PLAIN_FORMS = {
+    APPEND: APPEND_RUNS,
+    FINISH_RUN: FINISH_RUNS,
+    CLAIM: CLAIM_AVAILABLE,
+}

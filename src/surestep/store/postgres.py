@@ -792,11 +792,25 @@ class PostgresStore(Store):
             for version in sorted(versions)
         ]
         dead = await self._dead_owners()
-        # Lock-free: candidates read without locks (due timers first, then pending and
+        workflow_names, versions = [w for w, _ in served], [v for _, v in served]
+        if not self.citus:  # one statement, skipping the runs other claimers are locking
+            rows = await self._fetch(
+                self._q[sql.CLAIM_AVAILABLE],
+                workflow_names,
+                versions,
+                limit,
+                dead,
+                owner,
+                lease_s,
+                due_only,
+                what="claim",
+                retry=False,
+            )
+            return sorted((_run_of(r) for r in rows), key=lambda run: run.run_id)
+        # Citus: lock-free. Candidates read without locks (due timers first, then pending and
         # abandoned runs), then each claimed by CLAIM, which checks the claim's
         # conditions again on the row as it is then: of concurrent claimers, the first
         # to update a run takes it and the others find it held.
-        workflow_names, versions = [w for w, _ in served], [v for _, v in served]
         picked = [
             r[0]
             for r in await self._fetch(
