@@ -6,8 +6,9 @@ Every template names the store's schema as ``{s}`` (the quoted schema name), fil
 once per store by :class:`Statements`.
 
 The statements keep to Citus's rules for tables distributed by run id (migration 9
-distributes them when the ``citus`` extension is there), on plain PostgreSQL too,
-and each says where a rule shaped it: no ``FOR UPDATE`` / ``FOR SHARE`` / ``SKIP
+distributes them when the ``citus`` extension is there), except the few of
+:data:`PLAIN_FORMS`, issued on plain PostgreSQL instead of their Citus forms; each
+says where a rule shaped it: no ``FOR UPDATE`` / ``FOR SHARE`` / ``SKIP
 LOCKED`` over several runs' rows (a batch is one statement a run, sent as one
 pipeline); a NOTIFY as a statement of its own (in a statement that touches one run,
 it would run on the worker holding that run, unheard by the coordinator's
@@ -373,7 +374,8 @@ CREATE_RUNS = f"""
 
 # base.TRANSITIONS: finish, running -> completed / failed, if the fence ($2) matches; the
 # run filed for retention. Citus: one run a statement (every row it touches is on that
-# run's node), the batch sent as one pipeline in run_id order (postgres._fetch, many).
+# run's node), the batch sent as one pipeline in run_id order (postgres._fetch, many);
+# on plain PostgreSQL, FINISH_RUNS.
 FINISH_RUN = """
     WITH u AS (
         UPDATE {s}.runs r SET status = $3, result = $4::json, error = $5::json,
@@ -403,7 +405,8 @@ HOST_OWNERS = f"""
 # for owner $2 with a lease of $3 seconds, when the claim's conditions hold (base.claimable:
 # unfinished, due, the lease free; $4: owners known dead), checked again on the row as
 # it is when the UPDATE takes it. Citus: one run a statement; claim_available sends one
-# a candidate (postgres._fetch, many) instead of locking candidates with SKIP LOCKED.
+# a candidate (postgres._fetch, many) instead of locking candidates with SKIP LOCKED (as
+# CLAIM_AVAILABLE does on plain PostgreSQL).
 CLAIM = f"""
     UPDATE {{s}}.runs r SET
         fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
@@ -590,7 +593,8 @@ _NOT_HIDDEN = "NOT EXISTS (SELECT 1 FROM {s}.hidden h WHERE h.run_id = $1)"
 # Append records ($3 sequence numbers, $4 records) to run $1 if its fence is $2, holding
 # the run's row FOR SHARE: a claim that bumps the fence waits for the append, or the
 # append sees the new fence. Citus: one run a statement (a row lock on one run only),
-# a batch of appends one pipeline in run_id order (postgres._fetch, many).
+# a batch of appends one pipeline in run_id order (postgres._fetch, many); on plain
+# PostgreSQL, APPEND_RUNS.
 APPEND = """
     INSERT INTO {s}.journal (run_id, seq, record)
     SELECT r.run_id, x.seq, x.rec

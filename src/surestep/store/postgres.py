@@ -16,21 +16,28 @@ runtime computes, compared with the server's clock as well; ``next_wake``
 answers in the server's clock.
 
 Journal appends are fenced and batched: every :meth:`PostgresStore.append`
-issued while the previous batch was being committed rides the next batch, sent
-as ONE pipeline (asyncpg's ``fetchmany``: one round trip, committed together)
-of one statement a run, which writes the run's records if its fence matches,
-holding the run's row ``FOR SHARE`` (a claim that bumps the fence waits for the
-append, or the append sees the new fence). A record whose fence is stale is not
-written and its caller gets :class:`~surestep.errors.LeaseLostError`; every
-caller's future resolves after the commit (group commit, as the LMDB writer
-thread does). Finishing runs and renewing leases are batched the same way, and
-creating runs by one multi-row INSERT a batch, so that a thousand runs starting
-or ending together cost a few round trips, not a thousand serialized commits.
-No statement locks the rows of several runs (the claim reads candidates and
-claims each with a statement that checks the claim's conditions again), and a
-pipeline takes its runs in ``run_id`` order, so batches, renewals and claims
-cannot deadlock one another. This is also what Citus needs of
-tables distributed by run id (see :mod:`surestep.store.pg_sql`).
+issued while the previous batch was being committed rides the next batch, which
+writes each run's records if its fence matches, holding the run's row ``FOR
+SHARE`` (a claim that bumps the fence waits for the append, or the append sees
+the new fence). A record whose fence is stale is not written and its caller gets
+:class:`~surestep.errors.LeaseLostError`; every caller's future resolves after
+the commit (group commit, as the LMDB writer thread does). Finishing runs is
+batched the same way, and creating runs by one multi-row INSERT a batch, so that
+a thousand runs starting or ending together cost a few round trips, not a
+thousand serialized commits.
+
+Two forms of the batched writes and of claims (chosen at open: ``citus``).
+Plain PostgreSQL: a batch is ONE statement, which locks its runs' rows in
+``run_id`` order, and ``claim_available`` one statement that locks the runs it
+claims ``FOR UPDATE SKIP LOCKED``. Citus (the extension in the database), where
+no statement may lock the rows of several runs: a batch is one statement a run,
+sent as ONE pipeline (asyncpg's ``fetchmany``: one round trip, committed
+together) in ``run_id`` order, and a claim reads candidates without locks and
+claims each with a statement that checks the claim's conditions again. Lease
+renewals take the latter form on both (they are few). Either way every
+transaction takes the rows of several runs in ``run_id`` order, or skips those
+held, so batches, renewals and claims cannot deadlock one another (see
+:mod:`surestep.store.pg_sql`).
 
 Wake-ups: every change another process may wait for (a run created, released,
 finished, cancelled, suspended, or sent an event) sends a NOTIFY, as a statement
