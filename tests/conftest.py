@@ -1,5 +1,6 @@
 """Test harness: every ``async def`` test runs on asyncio's loop and on uvloop, and every
-test that takes ``store_url`` runs on each store backend (``BACKENDS``).
+test that takes ``store_url`` runs on each store backend (``BACKENDS``; those marked
+``citus_forms`` also on ``CITUS_FORMS``).
 
 The registry of ``@function`` / ``@workflow`` names is restored after each
 test, so tests may define workflows with the same names.
@@ -21,9 +22,17 @@ LOOPS = ["asyncio", "uvloop"]
 # Every backend the engine-level tests run on. A new backend is one entry here and one
 # branch in ``store_url``.
 BACKENDS = ["lmdb", "postgres"]
+# Plain PostgreSQL with the store's Citus forms of the statements that have a faster form
+# there (store/pg_sql.py, PLAIN_FORMS): one more backend for the tests marked citus_forms.
+CITUS_FORMS = "postgres-citus"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_url" in metafunc.fixturenames:
+        backends = BACKENDS
+        if metafunc.definition.get_closest_marker("citus_forms"):
+            backends = [*BACKENDS, CITUS_FORMS]
+        metafunc.parametrize("store_url", backends, indirect=True)
     if inspect.iscoroutinefunction(metafunc.function):
         metafunc.fixturenames.append("loop_kind")
         metafunc.parametrize("loop_kind", LOOPS)
@@ -69,16 +78,18 @@ def _reset_calls() -> None:
     calls.clear()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A fresh store on each backend: an LMDB directory, or a new schema on the
-    session's PostgreSQL server (its URL names the schema, for worker processes)."""
+    """A fresh store on each backend (``pytest_generate_tests``): an LMDB directory, or a
+    new schema on the session's PostgreSQL server (its URL names the schema, and Citus's
+    forms on CITUS_FORMS, for worker processes)."""
     if request.param == "lmdb":
         return str(tmp_path / "store")
     import uuid
 
     url: str = request.getfixturevalue("pg_url")
-    return f"{url}{'&' if '?' in url else '?'}schema=t_{uuid.uuid4().hex[:16]}"
+    url += f"{'&' if '?' in url else '?'}schema=t_{uuid.uuid4().hex[:16]}"
+    return url + "&dialect=citus" if request.param == CITUS_FORMS else url
 
 
 @pytest.fixture

@@ -86,6 +86,7 @@ def test_kill_while_replaying(tmp_path: Path, store_url: str) -> None:
     assert Counter(e["seq"] for e in effects(ledger)) == Counter(range(40))
 
 
+@pytest.mark.citus_forms
 def test_many_runs_killed_mid_flight_all_finish(tmp_path: Path, store_url: str) -> None:
     store, ledger = store_url, str(tmp_path / "ledger")
     ids = [start_and_kill(["start", store, ledger, "5"], f"between:{k}") for k in range(4)]

@@ -352,6 +352,7 @@ async def test_unwritable_directory_is_a_typed_error(tmp_path) -> None:  # type:
             pass
 
 
+@pytest.mark.citus_forms
 async def test_lost_lease_stops_the_run_without_writing(store_url: str) -> None:
     release, entered = asyncio.Event(), asyncio.Event()
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.torture import torture
 
-pytestmark = [pytest.mark.slow, pytest.mark.torture]
+pytestmark = [pytest.mark.slow, pytest.mark.torture, pytest.mark.citus_forms]
 
 
 def test_torture(tmp_path: Path, store_url: str) -> None:

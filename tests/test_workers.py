@@ -70,6 +70,7 @@ async def test_cancel_stops_a_run_where_it_executes(store_url: str) -> None:
         assert ran_after == []
 
 
+@pytest.mark.citus_forms
 async def test_cancel_from_another_engine_stops_the_executing_one(store_url: str) -> None:
     started, release = asyncio.Event(), asyncio.Event()
 
@@ -157,6 +158,7 @@ run_loop(serve(sys.argv[1], ["support.workload"], concurrency=4, lease_seconds=2
 
 
 @pytest.mark.slow
+@pytest.mark.citus_forms
 def test_three_workers_killed_at_random_finish_every_run(tmp_path: Path, store_url: str) -> None:
     store, ledger = store_url, str(tmp_path / "ledger")
     runs = 300

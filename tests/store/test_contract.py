@@ -1,7 +1,8 @@
 """The store contract (``surestep.store.base.Store``), run against every backend.
 
 On each backend of ``conftest.store_url``: a fresh LMDB directory, or a fresh schema on
-the session's private PostgreSQL server, per test. Instances made by one ``backend``
+the session's private PostgreSQL server, per test, with the statements of plain
+PostgreSQL and with Citus's forms (marked ``citus_forms``). Instances made by one ``backend``
 share the same store, as processes sharing a directory or a database do.
 """
 
@@ -35,6 +36,8 @@ from surestep.store.base import (
     transition,
     wait_set,
 )
+
+pytestmark = pytest.mark.citus_forms
 
 LONG = 60.0  # a lease that does not run out during a test
 GONE = -1.0  # a lease that has already run out

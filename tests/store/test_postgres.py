@@ -15,7 +15,7 @@ from support.calls import calls
 from support.polling import until
 from surestep import ConfigurationError, Engine, WorkflowContext, function, workflow
 from surestep.errors import StoreError
-from surestep.store import open_store
+from surestep.store import open_store, pg_sql
 from surestep.store.base import RunInfo, new_run_id
 from surestep.store.pg_sql import MIGRATIONS
 
@@ -42,15 +42,23 @@ async def pg_fan(ctx: WorkflowContext, n: int) -> int:
     return sum(parts)
 
 
-async def test_many_concurrent_runs(pg_url: str) -> None:
-    async with Engine(pg_url, schema=fresh_schema(), durability="process") as engine:
+# Plain PostgreSQL's statements (the default on it), and Citus's forms of them.
+DIALECTS = pytest.mark.parametrize("dialect", ["auto", "citus"])
+
+
+@DIALECTS
+async def test_many_concurrent_runs(pg_url: str, dialect: str) -> None:
+    async with Engine(
+        pg_url, schema=fresh_schema(), durability="process", dialect=dialect
+    ) as engine:
         assert await asyncio.gather(*(engine.run(pg_fan, n) for n in range(200))) == [
             10 * n for n in range(200)
         ]
 
 
-async def test_appends_issued_together_ride_one_statement(pg_url: str) -> None:
-    store: Any = open_store(pg_url, schema=fresh_schema())
+@DIALECTS
+async def test_appends_issued_together_ride_one_statement(pg_url: str, dialect: str) -> None:
+    store: Any = open_store(pg_url, schema=fresh_schema(), dialect=dialect)
     await store.open()
     try:
         runs = [
@@ -63,14 +71,16 @@ async def test_appends_issued_together_ride_one_statement(pg_url: str) -> None:
         fetch = store._fetch
 
         async def counting(sql: str, *args: Any, **kw: Any) -> Any:
-            statements.append(kw["what"])
+            statements.append(sql)
             return await fetch(sql, *args, **kw)
 
         store._fetch = counting
         await asyncio.gather(
             *(store.append(r.run_id, r.fence, seq, b"%d" % seq) for r in runs for seq in range(20))
         )
-        assert statements == ["append"]  # 1,000 appends, one INSERT
+        # 1,000 appends, one INSERT on plain PostgreSQL; one pipeline of one a run on Citus
+        assert store.citus == (dialect == "citus")
+        assert statements == [store._q[pg_sql.APPEND if store.citus else pg_sql.APPEND_RUNS]]
         store._fetch = fetch
         assert all([await store.journal(r.run_id) == [b"%d" % s for s in range(20)] for r in runs])
     finally:
@@ -305,10 +315,11 @@ async def test_schema_from_the_url(pg_url: str) -> None:
         await other.close()
 
 
-async def test_survives_a_server_restart(pg_server: Any) -> None:
+@DIALECTS
+async def test_survives_a_server_restart(pg_server: Any, dialect: str) -> None:
     schema = fresh_schema()
-    store: Any = open_store(pg_server.url, schema=schema, min_connections=2)
-    other = open_store(pg_server.url, schema=schema)
+    store: Any = open_store(pg_server.url, schema=schema, min_connections=2, dialect=dialect)
+    other = open_store(pg_server.url, schema=schema, dialect=dialect)
     await store.open()
     await other.open()
     try:
@@ -333,7 +344,8 @@ async def test_survives_a_server_restart(pg_server: Any) -> None:
         await store.close()
 
 
-async def test_a_run_continues_across_a_server_restart(pg_server: Any) -> None:
+@DIALECTS
+async def test_a_run_continues_across_a_server_restart(pg_server: Any, dialect: str) -> None:
     """The server restarts while a run is inside a step: the step's record, the steps
     after it and the run's outcome are written over new connections."""
     entered, release = asyncio.Event(), asyncio.Event()
@@ -350,7 +362,7 @@ async def test_a_run_continues_across_a_server_restart(pg_server: Any) -> None:
         held = await ctx.step(pg_held)
         return [first, held, await ctx.step(pg_b, 2)]
 
-    url = f"{pg_server.url}?schema={fresh_schema()}"
+    url = f"{pg_server.url}?schema={fresh_schema()}&dialect={dialect}"
     async with Engine(url) as engine:
         handle = await engine.start(pg_across_restart)
         await entered.wait()
@@ -385,3 +397,5 @@ def test_bad_options_are_refused() -> None:
         open_store("postgresql://localhost/db", schema="no; drop")
     with pytest.raises(ConfigurationError, match="durability"):
         open_store("postgresql://localhost/db", durability="never")
+    with pytest.raises(ConfigurationError, match="dialect"):
+        open_store("postgresql://localhost/db?dialect=oracle")

@@ -144,6 +144,7 @@ def _on_postgres(url: str, work: Callable[[Any, str], Awaitable[T]]) -> T:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     schema = query.pop("schema", "surestep")
+    query.pop("dialect", None)  # the store's option, not a server setting
     dsn = urlunsplit(parts._replace(query=urlencode(query)))
 
     async def connected() -> T:

@@ -6,8 +6,9 @@ Every template names the store's schema as ``{s}`` (the quoted schema name), fil
 once per store by :class:`Statements`.
 
 The statements keep to Citus's rules for tables distributed by run id (migration 9
-distributes them when the ``citus`` extension is there), on plain PostgreSQL too,
-and each says where a rule shaped it: no ``FOR UPDATE`` / ``FOR SHARE`` / ``SKIP
+distributes them when the ``citus`` extension is there), except the few of
+:data:`PLAIN_FORMS`, issued on plain PostgreSQL instead of their Citus forms; each
+says where a rule shaped it: no ``FOR UPDATE`` / ``FOR SHARE`` / ``SKIP
 LOCKED`` over several runs' rows (a batch is one statement a run, sent as one
 pipeline); a NOTIFY as a statement of its own (in a statement that touches one run,
 it would run on the worker holding that run, unheard by the coordinator's
@@ -317,6 +318,11 @@ SCHEMA_VERSION_TABLE = """
 SCHEMA_VERSION_APPLIED = "SELECT coalesce(max(version), 0) FROM {s}.schema_version"
 SCHEMA_VERSION_RECORD = "INSERT INTO {s}.schema_version (version) VALUES ($1)"
 
+# Whether this database is a Citus coordinator: the store then issues the statements
+# below as Citus's rules shape them; on plain PostgreSQL, those of PLAIN_FORMS instead
+# (a batch of several runs in one statement, measured two times faster there).
+CITUS_PRESENT = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')"
+
 # Wake-ups. Citus: a NOTIFY inside a statement that touches one run runs on the worker
 # holding that run's shard, where the coordinator's listeners never hear it; sent as a
 # statement of its own (no distributed table), it runs where the client is connected.
@@ -369,7 +375,8 @@ CREATE_RUNS = f"""
 # base.TRANSITIONS: finish, running -> completed / failed, if the fence ($2) matches and the
 # run is running (else postgres._write_finishes tells a refusal from a write sent again); the
 # run filed for retention. Citus: one run a statement (every row it touches is on that
-# run's node), the batch sent as one pipeline in run_id order (postgres._fetch, many).
+# run's node), the batch sent as one pipeline in run_id order (postgres._fetch, many);
+# on plain PostgreSQL, FINISH_RUNS.
 FINISH_RUN = f"""
     WITH u AS (
         UPDATE {{s}}.runs r SET status = $3, result = $4::json, error = $5::json,
@@ -400,7 +407,8 @@ HOST_OWNERS = f"""
 # for owner $2 with a lease of $3 seconds, when the claim's conditions hold (base.claimable:
 # unfinished, due, the lease free; $4: owners known dead), checked again on the row as
 # it is when the UPDATE takes it. Citus: one run a statement; claim_available sends one
-# a candidate (postgres._fetch, many) instead of locking candidates with SKIP LOCKED.
+# a candidate (postgres._fetch, many) instead of locking candidates with SKIP LOCKED (as
+# CLAIM_AVAILABLE does on plain PostgreSQL).
 CLAIM = f"""
     UPDATE {{s}}.runs r SET
         fence = r.fence + 1, attempt = r.attempt + 1, owner = $2, status = '{RUNNING}',
@@ -588,7 +596,8 @@ _NOT_HIDDEN = "NOT EXISTS (SELECT 1 FROM {s}.hidden h WHERE h.run_id = $1)"
 # Append records ($3 sequence numbers, $4 records) to run $1 if its fence is $2, holding
 # the run's row FOR SHARE: a claim that bumps the fence waits for the append, or the
 # append sees the new fence. Citus: one run a statement (a row lock on one run only),
-# a batch of appends one pipeline in run_id order (postgres._fetch, many).
+# a batch of appends one pipeline in run_id order (postgres._fetch, many); on plain
+# PostgreSQL, APPEND_RUNS.
 APPEND = """
     INSERT INTO {s}.journal (run_id, seq, record)
     SELECT r.run_id, x.seq, x.rec
@@ -699,3 +708,68 @@ RUNS_BY_STATUS = "SELECT status, count(*) FROM {s}.runs GROUP BY status"
 # policy NEXT_POLICY finds), not a read of every finished run.
 OLDEST_FINISHED = "SELECT min(finished_at) FROM {s}.retention WHERE keep = $1"
 HIDDEN_COUNT = "SELECT count(*) FROM {s}.hidden"
+
+
+# -- plain PostgreSQL's forms of the batched writes (no Citus: see CITUS_PRESENT)
+
+# Where Citus's rules make a batch one statement a run, plain PostgreSQL takes the whole
+# batch in one statement that locks the rows of its runs in run_id order (as every
+# statement and pipeline here takes them: they cannot deadlock one another). Each
+# takes as arrays the columns of what its Citus form takes a row at a time (APPEND_RUNS:
+# a row a record).
+APPEND_RUNS = """
+    INSERT INTO {s}.journal (run_id, seq, record)
+    SELECT x.run_id, x.seq, x.rec
+    FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bytea[]) AS x(run_id, fence, seq, rec)
+    JOIN {s}.runs r ON r.run_id = x.run_id AND r.fence = x.fence
+    ORDER BY x.run_id
+    FOR SHARE OF r
+    ON CONFLICT (run_id, seq) DO UPDATE SET record = EXCLUDED.record
+    RETURNING run_id, seq"""
+FINISH_RUNS = f"""
+    WITH x AS (
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+            $6::bigint[]) AS x(run_id, fence, status, result, error, keep)),
+    held AS (
+        SELECT r.run_id FROM {{s}}.runs r JOIN x ON r.run_id = x.run_id AND r.fence = x.fence
+        WHERE r.status = '{RUNNING}'
+        ORDER BY r.run_id FOR NO KEY UPDATE OF r),
+    u AS (
+        UPDATE {{s}}.runs r SET status = x.status, result = x.result::json,
+            error = x.error::json, owner = NULL, lease_until = NULL, updated_at = now()
+        FROM x JOIN held ON held.run_id = x.run_id
+        WHERE r.run_id = x.run_id AND r.fence = x.fence AND r.status = '{RUNNING}'
+        RETURNING r.run_id, r.updated_at, x.keep)
+    INSERT INTO {{s}}.retention (run_id, keep, finished_at)
+    SELECT u.run_id, u.keep, u.updated_at FROM u
+    ON CONFLICT (run_id) DO UPDATE
+        SET keep = EXCLUDED.keep, finished_at = EXCLUDED.finished_at
+    RETURNING run_id"""
+# claim_available in one statement: the candidates of DUE_CANDIDATES and
+# ACTIVE_CANDIDATES ($1 to $4; the latter none when $7, due_only) locked as read,
+# skipping those another transaction holds, and claimed as CLAIM claims ($5 the owner,
+# $6 the lease's seconds).
+CLAIM_AVAILABLE = f"""
+    WITH due AS (
+        SELECT r.run_id FROM {{s}}.runs r
+        WHERE r.status = '{WAITING}' AND r.wake_at <= now() AND {_SERVED} AND {_FREE}
+        ORDER BY r.wake_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+    active AS (
+        SELECT r.run_id FROM {{s}}.runs r
+        WHERE NOT $7::bool AND {_R_ACTIVE} AND {_SERVED} AND {_FREE}
+        ORDER BY r.run_id LIMIT (SELECT $3 - count(*) FROM due) FOR UPDATE SKIP LOCKED),
+    picked AS (SELECT run_id FROM due UNION ALL SELECT run_id FROM active)
+    UPDATE {{s}}.runs r SET
+        fence = r.fence + 1, attempt = r.attempt + 1, owner = $5, status = '{RUNNING}',
+        lease_until = now() + make_interval(secs => $6), updated_at = now(),
+        wake_at = NULL, waiting_for = NULL
+    FROM picked WHERE r.run_id = picked.run_id
+    RETURNING {RUN_COLS}"""
+
+# Each statement of Citus's form above -> plain PostgreSQL's, which does in one
+# execution what the former does in one a run.
+PLAIN_FORMS = {
+    APPEND: APPEND_RUNS,
+    FINISH_RUN: FINISH_RUNS,
+    CLAIM: CLAIM_AVAILABLE,
+}

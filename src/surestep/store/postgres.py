@@ -16,21 +16,28 @@ runtime computes, compared with the server's clock as well; ``next_wake``
 answers in the server's clock.
 
 Journal appends are fenced and batched: every :meth:`PostgresStore.append`
-issued while the previous batch was being committed rides the next batch, sent
-as ONE pipeline (asyncpg's ``fetchmany``: one round trip, committed together)
-of one statement a run, which writes the run's records if its fence matches,
-holding the run's row ``FOR SHARE`` (a claim that bumps the fence waits for the
-append, or the append sees the new fence). A record whose fence is stale is not
-written and its caller gets :class:`~surestep.errors.LeaseLostError`; every
-caller's future resolves after the commit (group commit, as the LMDB writer
-thread does). Finishing runs and renewing leases are batched the same way, and
-creating runs by one multi-row INSERT a batch, so that a thousand runs starting
-or ending together cost a few round trips, not a thousand serialized commits.
-No statement locks the rows of several runs (the claim reads candidates and
-claims each with a statement that checks the claim's conditions again), and a
-pipeline takes its runs in ``run_id`` order, so batches, renewals and claims
-cannot deadlock one another. This is also what Citus needs of
-tables distributed by run id (see :mod:`surestep.store.pg_sql`).
+issued while the previous batch was being committed rides the next batch, which
+writes each run's records if its fence matches, holding the run's row ``FOR
+SHARE`` (a claim that bumps the fence waits for the append, or the append sees
+the new fence). A record whose fence is stale is not written and its caller gets
+:class:`~surestep.errors.LeaseLostError`; every caller's future resolves after
+the commit (group commit, as the LMDB writer thread does). Finishing runs is
+batched the same way, and creating runs by one multi-row INSERT a batch, so that
+a thousand runs starting or ending together cost a few round trips, not a
+thousand serialized commits.
+
+Two forms of the batched writes and of claims (chosen at open: ``citus``).
+Plain PostgreSQL: a batch is ONE statement, which locks its runs' rows in
+``run_id`` order, and ``claim_available`` one statement that locks the runs it
+claims ``FOR UPDATE SKIP LOCKED``. Citus (the extension in the database), where
+no statement may lock the rows of several runs: a batch is one statement a run,
+sent as ONE pipeline (asyncpg's ``fetchmany``: one round trip, committed
+together) in ``run_id`` order, and a claim reads candidates without locks and
+claims each with a statement that checks the claim's conditions again. Lease
+renewals take the latter form on both (they are few). Either way every
+transaction takes the rows of several runs in ``run_id`` order, or skips those
+held, so batches, renewals and claims cannot deadlock one another (see
+:mod:`surestep.store.pg_sql`).
 
 Wake-ups: every change another process may wait for (a run created, released,
 finished, cancelled, suspended, or sent an event) sends a NOTIFY, as a statement
@@ -163,6 +170,11 @@ def _epoch(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
 
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``rows``' columns, as the arrays a statement over a batch takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -187,18 +199,22 @@ def _run_with_progress(rec: Any) -> RunInfo:
     return run
 
 
-def _split_url(url: str) -> tuple[str, str | None]:
-    """The DSN for asyncpg, and the ``schema`` query parameter (which asyncpg would
-    otherwise send to the server as a setting)."""
+# Query parameters of a store URL that are the store's options, not the server's.
+_URL_OPTIONS = ("schema", "dialect")
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """The DSN for asyncpg, and the store's options the URL gives (``_URL_OPTIONS``,
+    which asyncpg would otherwise send to the server as settings)."""
     parts = urlsplit(url)
-    schema = None
+    options = {}
     query = []
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        if k == "schema":
-            schema = v
+        if k in _URL_OPTIONS:
+            options[k] = v
         else:
             query.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(query))), schema
+    return urlunsplit(parts._replace(query=urlencode(query))), options
 
 
 class _GroupCommit(Generic[ItemT]):
@@ -313,6 +329,11 @@ class PostgresStore(Store):
     acknowledged write survives the client process being killed and the
     server being stopped, but a crash of the server's machine can lose the
     last fraction of a second of writes.
+
+    ``dialect`` (or the URL's ``dialect`` parameter): ``"auto"`` (default) issues
+    Citus's forms of the statements when the ``citus`` extension is in the database,
+    else plain PostgreSQL's faster forms of the batched writes (``pg_sql.PLAIN_FORMS``);
+    ``"citus"`` issues Citus's forms on plain PostgreSQL too (to test them there).
     """
 
     def __init__(
@@ -326,11 +347,15 @@ class PostgresStore(Store):
         max_batch: int = MAX_BATCH,
         connect_timeout: float = 10.0,
         command_timeout: float = 60.0,
+        dialect: str | None = None,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
-        dsn, url_schema = _split_url(url)
-        schema = schema or url_schema or DEFAULT_SCHEMA
+        dsn, url_options = _split_url(url)
+        schema = schema or url_options.get("schema") or DEFAULT_SCHEMA
+        dialect = dialect or url_options.get("dialect") or "auto"
+        if dialect not in ("auto", "citus"):
+            raise ConfigurationError(f"dialect must be 'auto' or 'citus', not {dialect!r}")
         if not _IDENT.match(schema):
             raise ConfigurationError(
                 f"schema {schema!r} is not a plain identifier (letters, digits and _, "
@@ -344,6 +369,9 @@ class PostgresStore(Store):
         self.url = redact(url)
         self.schema = schema
         self.durability = durability
+        self._dialect = dialect
+        # Whether the statements take Citus's forms: known once open (CITUS_PRESENT).
+        self.citus = dialect == "citus"
         self._dsn = dsn
         self._min_connections = min_connections
         self._max_connections = max_connections
@@ -395,6 +423,8 @@ class PostgresStore(Store):
             raise self._error(exc, "cannot connect") from exc
         try:
             await self._migrate(pool)
+            if self._dialect == "auto":
+                self.citus = await pool.fetchval(sql.CITUS_PRESENT)
             self._listener = await self._listen()
         except BaseException:
             await pool.close()
@@ -769,11 +799,25 @@ class PostgresStore(Store):
             for version in sorted(versions)
         ]
         dead = await self._dead_owners()
-        # Lock-free: candidates read without locks (due timers first, then pending and
+        workflow_names, versions = [w for w, _ in served], [v for _, v in served]
+        if not self.citus:  # one statement, skipping the runs other claimers are locking
+            rows = await self._fetch(
+                self._q[sql.CLAIM_AVAILABLE],
+                workflow_names,
+                versions,
+                limit,
+                dead,
+                owner,
+                lease_s,
+                due_only,
+                what="claim",
+                retry=False,
+            )
+            return sorted((_run_of(r) for r in rows), key=lambda run: run.run_id)
+        # Citus: lock-free. Candidates read without locks (due timers first, then pending and
         # abandoned runs), then each claimed by CLAIM, which checks the claim's
         # conditions again on the row as it is then: of concurrent claimers, the first
         # to update a run takes it and the others find it held.
-        workflow_names, versions = [w for w, _ in served], [v for _, v in served]
         picked = [
             r[0]
             for r in await self._fetch(
@@ -928,7 +972,10 @@ class PostgresStore(Store):
         )
 
     async def _write_finishes(self, batch: list[_Finish]) -> list[BaseException | None]:
-        rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
+        if self.citus:  # one statement a run, in run_id order, one pipeline
+            rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
+        else:
+            rows = await self._fetch(self._q[sql.FINISH_RUNS], *_columns(batch), what="finish run")
         if rows:
             await self._notify_committed("finish run")
         done = {r[0] for r in rows}
@@ -1296,17 +1343,20 @@ class PostgresStore(Store):
         await self._appends.submit((run_id, seq, bytes(record), fence))
 
     async def _write_appends(self, batch: list[_Append]) -> list[BaseException | None]:
-        # One statement a run (and fence), in run_id order, the batch one pipeline.
-        records: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
-        for run_id, seq, record, fence in batch:
-            seqs, recs = records.setdefault((run_id, fence), ([], []))
-            seqs.append(seq)
-            recs.append(record)
-        rows = await self._fetch(
-            self._q[sql.APPEND],
-            what="append",
-            many=[(run_id, fence, *records[run_id, fence]) for run_id, fence in sorted(records)],
-        )
+        if self.citus:  # one statement a run (and fence), in run_id order, one pipeline
+            records: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
+            for run_id, seq, record, fence in batch:
+                seqs, recs = records.setdefault((run_id, fence), ([], []))
+                seqs.append(seq)
+                recs.append(record)
+            runs = [(run_id, fence, *records[run_id, fence]) for run_id, fence in sorted(records)]
+            rows = await self._fetch(self._q[sql.APPEND], what="append", many=runs)
+        else:
+            rows = await self._fetch(
+                self._q[sql.APPEND_RUNS],
+                *_columns([(run_id, fence, seq, rec) for run_id, seq, rec, fence in batch]),
+                what="append",
+            )
         written = {(r[0], r[1]) for r in rows}
         exists = await self._existing(
             {a[0] for a in batch if (a[0], a[1]) not in written}, "append"
