@@ -8,7 +8,9 @@ applies them in its own group commits (sync commits, off the critical path). The
 knows nothing of what its records mean: the store frames its writes as payloads.
 
 Layout: a directory per log (``<root>/<log id in hex>/``) holding ``lock`` (an
-exclusive ``flock`` held by the owning process while it lives) and ``segment-N`` files
+exclusive ``flock`` held by the owning process while it lives; made as ``lock.new``,
+locked, then renamed, so that no other process can find it unlocked while its owner
+lives) and ``segment-N`` files
 of ``segment_bytes`` each, written with zeros before first use (``fallocate`` alone
 leaves the blocks unwritten: the first write into each would change the file's
 extents, metadata that ``fdatasync`` must journal, a second flush).
@@ -248,9 +250,7 @@ class CommitLog:
         self.directory = os.path.join(root, self.log_id.hex())
         os.makedirs(root, mode=0o700, exist_ok=True)
         os.mkdir(self.directory, 0o700)
-        self._lock_fd = _lock(self.directory, create=True)
-        if self._lock_fd is None:  # a new directory: nobody else can hold it
-            raise LogError(f"cannot lock the new commit log at {self.directory!r}")
+        self._lock_fd: int | None = _lock_new(self.directory)
         files.fsync_dir(root)
         self._next_name = 0
         self._live: list[_Segment] = []  # oldest first; the last one is being written
@@ -446,7 +446,7 @@ def dead_logs(root: str, files: Files = FILES) -> Iterator[DeadLog]:
             continue
         if len(log_id) != 16 or not os.path.isdir(directory):
             continue
-        fd = _lock(directory, create=False)
+        fd = _lock(directory)
         if fd is not None:
             yield DeadLog(directory, fd, files)
 
@@ -470,12 +470,29 @@ def _unlock(fd: int) -> None:
     os.close(fd)
 
 
-def _lock(directory: str, create: bool) -> int | None:
+def _lock_new(directory: str) -> int:
+    """The lock of a new log in ``directory``, held before it appears as ``lock``: a
+    process looking for dead logs skips a directory without one, and cannot take a lock
+    between its creation and its owner's ``flock``."""
+    temporary = os.path.join(directory, LOCK + ".new")
+    fd = os.open(temporary, os.O_RDWR | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows the file yet
+        os.rename(temporary, os.path.join(directory, LOCK))
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD.add(fd)
+    return fd
+
+
+def _lock(directory: str) -> int | None:
     """An exclusive lock on the log in ``directory``, or None if a live process holds it
-    (or the log is gone already). Not kept by a forked child, nor across exec."""
+    (or the log is gone already, or not yet made). Not kept by a forked child, nor
+    across exec."""
     path = os.path.join(directory, LOCK)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
