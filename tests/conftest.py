@@ -3,12 +3,18 @@ test that takes ``store_url`` runs on each store backend (``BACKENDS``).
 
 The registry of ``@function`` / ``@workflow`` names is restored after each
 test, so tests may define workflows with the same names.
+
+``--lmdb-commit=lmdb|log`` runs every LMDB store that names no commit mode, in this process
+and the worker processes tests start, in that mode (it sets ``$SURESTEP_LMDB_COMMIT``,
+which they inherit); ``lmdb_commit`` is the mode in force, for tests of what one mode
+changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,11 +22,32 @@ import pytest
 
 from support.calls import calls
 from surestep import decorators
+from surestep.store import lmdb
 
 LOOPS = ["asyncio", "uvloop"]
 # Every backend the engine-level tests run on. A new backend is one entry here and one
 # branch in ``store_url``.
 BACKENDS = ["lmdb", "postgres"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--lmdb-commit",
+        choices=lmdb.COMMITS,
+        help=f"the commit mode of LMDB stores that name none (sets ${lmdb.COMMIT_ENV})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    mode = config.getoption("--lmdb-commit")
+    if mode is not None:
+        os.environ[lmdb.COMMIT_ENV] = mode
+
+
+@pytest.fixture(scope="session")
+def lmdb_commit() -> str:
+    """The commit mode of a writable LMDB store at ``fsync`` that names none."""
+    return lmdb.default_commit("fsync", readonly=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -121,6 +121,10 @@ _FILED = struct.Struct(">QQ")  # policy (two's complement), finish time (ms)
 _U64 = (1 << 64) - 1
 _META_STORE = b"store"
 RECOVER_EVERY = 1.0  # seconds between two looks for the commit logs of processes gone
+COMMITS = ("lmdb", "log")
+DEFAULT_COMMIT = "lmdb"
+# The commit mode of a store opened without ``commit=`` (a worker started by the CLI, say).
+COMMIT_ENV = "SURESTEP_LMDB_COMMIT"
 RUN_KEY = _core.RUN_KEY_SIZE
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
 # and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
@@ -288,6 +292,15 @@ class Databases:
         return self._deployed.get(workflow)
 
 
+def default_commit(durability: str, readonly: bool) -> str:
+    """The commit mode of a store that names none: ``$SURESTEP_LMDB_COMMIT`` if set, else
+    DEFAULT_COMMIT; the log only where it saves a flush (a writable store at ``fsync``)."""
+    chosen = os.environ.get(COMMIT_ENV) or DEFAULT_COMMIT
+    if chosen not in COMMITS:
+        raise ConfigurationError(f"{COMMIT_ENV} must be 'lmdb' or 'log', not {chosen!r}")
+    return "log" if chosen == "log" and durability == "fsync" and not readonly else "lmdb"
+
+
 class LmdbStore(Store):
     """The embedded backend (see the module docstring)."""
 
@@ -299,11 +312,13 @@ class LmdbStore(Store):
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = MAX_MAP_SIZE,
         readonly: bool = False,
-        commit: str = "lmdb",
+        commit: str | None = None,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
-        if commit not in ("lmdb", "log"):
+        if commit is None:
+            commit = default_commit(durability, readonly)
+        elif commit not in COMMITS:
             raise ConfigurationError(f"commit must be 'lmdb' or 'log', not {commit!r}")
         if commit == "log" and readonly:
             raise ConfigurationError("commit='log' writes: a read-only store takes none")
