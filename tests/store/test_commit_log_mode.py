@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from support.crash_worker import expected
 from surestep import Engine, _core, function, workflow
 from surestep.errors import ConfigurationError, StoreError
 from surestep.store import lmdb_env, lmdb_log, open_store
+from surestep.store.commit_log import read_records
 from surestep.store.lmdb import LmdbStore
 from test_crash import effects, recover, start_and_kill
 
@@ -200,10 +202,11 @@ def claim_in_another_process(path: str, run_id: str) -> str:
 
 
 async def test_a_live_holders_expired_lease_waits_for_its_log(
-    tmp_path: Path, applies_wait: None
+    tmp_path: Path, applies_wait: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The holder acknowledged an append that LMDB lacks, and its lease ran out: another
     process may not take the run until the holder's applied mark passes the lease's end."""
+    monkeypatch.setattr(lmdb_log, "TIDY_EVERY", 600.0)  # no commit of the holder's own
     path = str(tmp_path / "store")
     async with LogBackend("lmdb", path).opened() as store:
         run = new_run()
@@ -258,6 +261,64 @@ def test_a_dead_holders_log_is_applied_before_its_run_is_taken(tmp_path: Path) -
         holder.wait()
     assert claim_in_another_process(path, run_id) == "taken [0, 1, 2, 3, 4]"
     assert logs(path) == []
+
+
+IDLE_HOLDER = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    from surestep import _core
+    from surestep.store.base import RunInfo
+    from surestep.store.lmdb import LmdbStore
+    def record(seq):
+        kind = _core.KIND_STEP
+        return _core.encode_record(kind, seq, 1, "s", None, None, b'"x"', True, None, None)
+    async def main(path, run_id):
+        store = LmdbStore(path, commit="log")
+        await store.open()
+        run = RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={})
+        owner = f"{os.uname().nodename}:{os.getpid()}:holder"
+        fence = await store.create_run(run, owner, 2.0)
+        for seq in range(5):
+            await store.append(run_id, fence, seq, record(seq))
+        print("acknowledged", store.env.log.log.directory, flush=True)
+        time.sleep(600)  # idle, its event loop blocked: only the store's threads run
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def test_an_idle_live_holders_expired_lease_is_taken_and_its_log_emptied(
+    tmp_path: Path,
+) -> None:
+    """A live process appended, then stopped writing (its lease ends and is not renewed):
+    its applied mark moves past the lease's end without any write of its own, so another
+    process takes the run while it lives; and its log is left holding no record."""
+    path = str(tmp_path / "store")
+    run_id = new_run().run_id
+    with subprocess.Popen(
+        [sys.executable, "-c", IDLE_HOLDER, path, run_id], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        said, directory = holder.stdout.readline().split()
+        assert said == "acknowledged"
+        try:
+            outcome = "refused"
+            for _ in range(120):  # however long the loaded machine takes, bounded
+                outcome = claim_in_another_process(path, run_id)
+                if outcome != "refused":
+                    break
+            assert outcome == "taken [0, 1, 2, 3, 4]"
+            log_id = bytes.fromhex(os.path.basename(directory))
+            for _ in range(120):
+                if read_records(directory, log_id) == []:
+                    break
+                time.sleep(0.1)
+            assert read_records(directory, log_id) == []
+            assert holder.poll() is None  # alive throughout
+        finally:
+            holder.kill()
+            holder.wait()
+    assert claim_in_another_process(path, run_id) == "refused"  # held by the claimer
 
 
 @pytest.mark.slow

@@ -39,9 +39,11 @@ lies in that prefix.
 
 Recycling: a segment is reused only once every record in it is applied to the store
 (``applied``: the store calls it after the sync commit covering them returned), oldest
-first. Its header is first overwritten with zeros and flushed, so that a reused
-segment can never be read as still holding its old records; its next header is
-written, with its new base LSN, in the same flush as its first frames. So the valid
+first; the segment being written, only once the process is idle and every record is
+applied (``retire_tail``): the next append then begins a segment. Its header is first
+overwritten with zeros and flushed, so that a reused segment can never be read as still
+holding its old records; its next header is written, with its new base LSN, in the same
+flush as its first frames. So the valid
 segments of a log are always one contiguous run of LSNs (older applied ones, perhaps,
 then the unapplied ones, then the one being written), and reading needs nothing else.
 
@@ -289,7 +291,7 @@ class CommitLog:
     def _append(self, payloads: Sequence[bytes]) -> int:
         writes: dict[int, tuple[_Segment, int, bytearray]] = {}  # fd -> where, what
         lsn = self.last_lsn
-        segment = self._live[-1]
+        segment = self._live[-1] if self._live else self._roll(lsn + 1, writes)
         for payload in payloads:
             lsn += 1
             data = frame(self.seed, lsn, payload)
@@ -347,6 +349,20 @@ class CommitLog:
                     return  # the segment being written is never recycled
                 segment = self._live.pop(0)
             self._retire(segment)
+
+    def retire_tail(self) -> bool:
+        """Retire the segment being written too, once every record in it is applied
+        (an idle process: a recovery after it dies has nothing to apply); the next
+        append begins a segment. Not while an append runs (the caller orders them).
+        Whether it did."""
+        with self._mutex:
+            if len(self._live) != 1 or self._live[0].last > self.applied_lsn:
+                return False
+            if self._live[0].last < self._live[0].base:
+                return False  # no record in it
+            segment = self._live.pop()
+        self._retire(segment)
+        return True
 
     def _retire(self, segment: _Segment) -> None:
         self.files.pwrite(segment.fd, _ZERO_HEADER, 0)

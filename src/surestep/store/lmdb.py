@@ -439,13 +439,21 @@ class LmdbStore(Store):
         for name in ("owner", "lease_until", "fence", "question"):
             del row[name]
         txn.put(key, orjson.dumps(row), db=e.runs)
-        txn.put(key, _lease_bytes(run.fence, run.lease_until, run.owner), db=e.leases)
+        txn.put(key, self._lease_row(run.fence, run.lease_until, run.owner), db=e.leases)
         if run.status in (PENDING, RUNNING):
             txn.put(key, b"", db=e.active)
         else:
             txn.delete(key, db=e.active)
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
+
+    def _lease_row(self, fence: int, until: float, owner: str | None) -> bytes:
+        """``_lease_bytes``, its end told to this process's commit log (whose applied
+        mark must pass it for another process to take the lease)."""
+        row = _lease_bytes(fence, until, owner)
+        if self._log is not None:
+            self._log.leased(_LEASE.unpack_from(row)[1])
+        return row
 
     def _file_finished(
         self,
@@ -697,7 +705,7 @@ class LmdbStore(Store):
                 if (held_fence, holder) != (fence, owner):
                     lost.append(run_id)  # claimed by another, cancelled, or finished
                     continue
-                txn.put(key, _lease_bytes(fence, until, owner), db=self.env.dbs.leases)
+                txn.put(key, self._lease_row(fence, until, owner), db=self.env.dbs.leases)
             return lost
 
         result: list[str] = await self.env.submit(op)

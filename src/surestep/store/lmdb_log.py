@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import queue
@@ -51,6 +52,10 @@ _PAYLOAD = struct.Struct(f">{_core.RUN_KEY_SIZE}sQI")
 _MARK = struct.Struct("<16sdQ")
 _CHUNK = struct.Struct(">I")  # a step's group of chunks in the journal: seq >> CHUNK_SHIFT
 _log = logging.getLogger("surestep.store")
+# How often an idle process looks after its log: its applied mark moved past the leases
+# it wrote that have ended (else another process may not take them while it lives), and
+# the segment it writes retired once everything in it is applied.
+TIDY_EVERY = 1.0
 
 Outcome = tuple[Any, BaseException | None]
 T = TypeVar("T")
@@ -189,13 +194,16 @@ class LogMode:
         self._queue = queue.SimpleQueue()
         self._queued = 0
         self.failed: StoreError | None = None
-        self._mark = time.monotonic()
+        self._mark = self._stamped_at = self._appended_at = time.monotonic()
+        self._mark_committed = self._mark  # the mark of the last commit that was written
         self._unmarked = False  # closing: the mark is removed, never written again
+        # The ends (monotonic) of leases this process wrote that its mark has not passed.
+        self._lease_ends: list[float] = []
         self._spare_wanted = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._log_loop, name="surestep-log", daemon=True)
         self._spares = threading.Thread(
-            target=self._spare_loop, name="surestep-log-spare", daemon=True
+            target=self._tidy_loop, name="surestep-log-tidy", daemon=True
         )
         self._thread.start()
         self._spares.start()
@@ -278,6 +286,7 @@ class LogMode:
         ``_appending``); whether it may be acknowledged now: its lease had not ended by
         the clock read *after* queueing it (the applied mark's rule needs that order)."""
         entry = _Pending(op, lsn)
+        self._appended_at = time.monotonic()
         with self._lock:
             self._in_flight.discard((op.run_key, op.seq))
             self._overlay.setdefault(op.run_key, {})[op.seq] = op.record
@@ -348,17 +357,48 @@ class LogMode:
             outcome = entry.outcome if entry is not None else None
         _settle_threadsafe(loop, fut, outcome[0] if outcome is not None else None)
 
-    def _spare_loop(self) -> None:
-        """Keeps a spare segment ready, written off every critical path."""
+    def _tidy_loop(self) -> None:
+        """Keeps a spare segment ready, written off every critical path; and every
+        TIDY_EVERY seconds, tidies up after an idle spell (``_tidy``)."""
         while True:
-            self._spare_wanted.wait()
+            wanted = self._spare_wanted.wait(TIDY_EVERY)
             self._spare_wanted.clear()
             if self._stopping:
                 return
             try:
-                self.log.prepare()
+                if wanted:
+                    self.log.prepare()
+                self._tidy()
             except OSError as exc:  # a full disk, say: the append that rolls makes one
                 _log.warning("cannot prepare a commit log segment: %s", exc)
+
+    def _tidy(self) -> None:
+        """With no append for TIDY_EVERY and every record applied: retire the segment
+        being written. With no commit for TIDY_EVERY and a lease this process wrote
+        ended after its mark: a commit, to move the mark past it."""
+        now = time.monotonic()
+        if (
+            now - self._appended_at >= TIDY_EVERY
+            and self.log.applied_lsn >= self.log.last_lsn
+            and self._appending.acquire(blocking=False)
+        ):
+            try:
+                self.log.retire_tail()
+            finally:
+                self._appending.release()
+        with self._lock:
+            ends = self._lease_ends
+            while ends and ends[0] <= self._mark_committed:
+                heapq.heappop(ends)
+            due = bool(ends) and ends[0] <= now and now - self._stamped_at >= TIDY_EVERY
+        if due and self.failed is None:
+            self.env.apply(_mark_only)
+
+    def leased(self, end: float) -> None:
+        """This process wrote a lease ending at ``end`` (monotonic; 0: none)."""
+        if end > 0:
+            with self._lock:
+                heapq.heappush(self._lease_ends, end)
 
     # -- the LMDB writer's hooks, on its thread
 
@@ -378,6 +418,7 @@ class LogMode:
         if marks is not None and not self._unmarked:
             row = _MARK.pack(self.log.log_id, self._mark, self.log.last_lsn)
             txn.put(self.key, row, db=marks)
+            self._stamped_at = time.monotonic()
 
     def committed(self, ops: list[Any], outcomes: list[Outcome], written: bool) -> None:
         """After a commit (``written``) or a failed one: settle the applies in it, prune
@@ -386,6 +427,8 @@ class LogMode:
         applied = 0
         wake: list[tuple[asyncio.Future[None], Any, BaseException | None]] = []
         with self._lock:
+            if written:
+                self._mark_committed = self._mark
             for op, (_, error) in zip(ops, outcomes, strict=True):
                 entry = self._pending.get(id(op))
                 if entry is None:
@@ -464,6 +507,10 @@ async def recover(path: str, dbs: Databases, submit: Callable[[Any], Awaitable[A
         dead.remove()
         count += len(records)
     return count
+
+
+def _mark_only(txn: Any) -> None:
+    """A commit of nothing but this process's applied mark (which every commit stamps)."""
 
 
 class _Recovered:
