@@ -93,7 +93,7 @@ async def test_workflows_run_alone_and_together(tmp_path: Path) -> None:
         assert results == [5] * 20
         assert logs(path)  # this process's log
     assert logs(path) == []  # applied, then removed
-    async with Engine(path) as engine:  # the default mode reads what the log wrote
+    async with Engine(path, commit="lmdb") as engine:  # LMDB's mode reads what the log wrote
         runs = await engine.runs()
         assert len(runs) == 21 and all(r.status == "completed" for r in runs)
         env = engine.store.env  # type: ignore[attr-defined]
@@ -101,9 +101,9 @@ async def test_workflows_run_alone_and_together(tmp_path: Path) -> None:
         assert marks == []  # the closed process's applied mark went with its log
 
 
-async def test_the_default_mode_makes_no_log(tmp_path: Path) -> None:
+async def test_lmdbs_mode_makes_no_log(tmp_path: Path) -> None:
     path = str(tmp_path / "store")
-    async with Engine(path) as engine:
+    async with Engine(path, commit="lmdb") as engine:
         assert await engine.run(count_up, 3) == 3
     assert logs(path) is None
 
@@ -153,7 +153,7 @@ async def test_one_commit_mode_per_store_and_process(tmp_path: Path) -> None:
     await first.open()
     try:
         with pytest.raises(ConfigurationError, match="one commit mode"):
-            await LmdbStore(path).open()
+            await LmdbStore(path, commit="lmdb").open()
     finally:
         await first.close()
 

@@ -253,7 +253,6 @@ class CommitLog:
         os.makedirs(root, mode=0o700, exist_ok=True)
         os.mkdir(self.directory, 0o700)
         self._lock_fd: int | None = _lock_new(self.directory)
-        files.fsync_dir(root)
         self._next_name = 0
         self._live: list[_Segment] = []  # oldest first; the last one is being written
         self._spares: list[_Segment] = []
@@ -261,7 +260,15 @@ class CommitLog:
         self.last_lsn = 0  # the last record written and flushed
         self.applied_lsn = 0
         self._broken: OSError | None = None  # a failed write: what follows is not trusted
-        self._live.append(self._activate(self._new_spare(), 1))
+        try:
+            files.fsync_dir(root)
+            self._live.append(self._activate(self._new_spare(), 1))
+        except BaseException:  # a full disk, say: nothing was written, nothing is left
+            for segment in self._live:
+                files.close(segment.fd)
+            _remove(self.directory, files)
+            _unlock(self._lock_fd)
+            raise
 
     # -- appending, on the caller's thread
 

@@ -58,6 +58,7 @@ fill a 4 KiB page.
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
 import struct
@@ -77,6 +78,7 @@ from ..errors import (
     RunNotFoundError,
     ScheduleNotFoundError,
     StoreError,
+    StoreFullError,
 )
 from . import lmdb_log
 from .base import (
@@ -379,7 +381,16 @@ class LmdbStore(Store):
                 )
             return
         if env.log is None:
-            env.log = lmdb_log.LogMode(env, lambda: env.dbs, _lease_end)
+            try:
+                env.log = lmdb_log.LogMode(env, lambda: env.dbs, _lease_end)
+            except OSError as exc:
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                raise (StoreFullError if full else StoreError)(
+                    f"cannot make this process's commit log in the store at {self.path!r} "
+                    f"({exc.strerror}): it takes {lmdb_log.LOG_BYTES >> 20} MiB of "
+                    "preallocated segments; free some room, or open the store with "
+                    "commit='lmdb' (one LMDB sync commit a step, no log)"
+                ) from exc
         elif not isinstance(env.log, lmdb_log.LogMode):
             raise ConfigurationError(f"the store at {self.path!r} has another commit log")
         self._log = env.log

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol, TypeVar
 
 from .. import _core, _lmdb
-from ..errors import StoreError
+from ..errors import StoreError, StoreFullError
 from . import commit_log
 from .base import Owner
 from .commit_log import CommitLog, LogError, dead_logs
@@ -56,6 +56,7 @@ _log = logging.getLogger("surestep.store")
 # it wrote that have ended (else another process may not take them while it lives), and
 # the segment it writes retired once everything in it is applied.
 TIDY_EVERY = 1.0
+LOG_BYTES = (1 + commit_log.SPARES) * commit_log.SEGMENT_BYTES  # a process's log on disk
 
 Outcome = tuple[Any, BaseException | None]
 T = TypeVar("T")
@@ -434,9 +435,11 @@ class LogMode:
                 if entry is None:
                     continue
                 if not written:
-                    self.failed = self.failed or StoreError(
+                    # The cause's type kept: a full map or disk is StoreFullError.
+                    kind = StoreFullError if isinstance(error, StoreFullError) else StoreError
+                    self.failed = self.failed or kind(
                         f"the store at {self.env.path!r} could not apply its commit log "
-                        f"(kept for the next open): {error!r}"
+                        f"(kept for the next open): {error}"
                     )
                     continue
                 del self._pending[id(op)]
