@@ -379,8 +379,8 @@ async def test_a_disk_too_small_for_the_log_is_a_typed_error_that_says_how_to_go
         store = str(disk / "store")
         with pytest.raises(StoreFullError, match="commit='lmdb'") as refused:
             await Engine(store, commit="log").open()
-        assert "No space left" in str(refused.value)
-        assert os.listdir(os.path.join(store, "commit-log")) == []
+        assert "bytes free" in str(refused.value)
+        assert "commit-log" not in os.listdir(store)
         async with Engine(store, commit="lmdb") as engine:
             assert await engine.run(one) == 1
 

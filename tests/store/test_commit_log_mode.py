@@ -108,6 +108,18 @@ async def test_lmdbs_mode_makes_no_log(tmp_path: Path) -> None:
     assert logs(path) is None
 
 
+async def test_a_process_that_appends_nothing_makes_no_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "store")
+    async with Engine(path, commit="log", execute=False) as client:
+        await client.start(count_up, 3)
+        assert logs(path) is None
+    async with Engine(path, commit="log") as engine:
+        (handle,) = await engine.recover()
+        assert await handle.result() == 3
+        assert logs(path)  # its first append made it
+    assert logs(path) == []
+
+
 async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_wait: None) -> None:
     path = str(tmp_path / "store")
     async with LogBackend("lmdb", path).opened() as store:
@@ -165,6 +177,11 @@ async def test_a_mark_whose_log_is_gone_does_not_hold_a_run(tmp_path: Path) -> N
     async with LogBackend("lmdb", path).opened() as store:
         env = store.env
         owner = f"{os.uname().nodename}:{os.getpid()}:someone"
+        assert env.read(
+            lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, path)
+        )  # this process's mark, no log yet: nothing was appended through it
+        run = new_run()
+        await store.append(run.run_id, await store.create_run(run, "me", LONG), 0, record(0))
         assert not env.read(
             lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, path)
         )  # this process's mark, its log live: a lease ending later is held

@@ -238,6 +238,7 @@ class CommitLog:
         segment_bytes: int = SEGMENT_BYTES,
         spares: int = SPARES,
         files: Files = FILES,
+        log_id: bytes | None = None,
     ) -> None:
         if segment_bytes < MIN_SEGMENT_BYTES or segment_bytes % HEADER_BYTES:
             raise ValueError(
@@ -247,7 +248,7 @@ class CommitLog:
         self.files = files
         self.segment_bytes = segment_bytes
         self.spares_wanted = spares
-        self.log_id = uuid.uuid4().bytes
+        self.log_id = log_id or uuid.uuid4().bytes
         self.seed = log_seed(self.log_id)
         self.directory = os.path.join(root, self.log_id.hex())
         os.makedirs(root, mode=0o700, exist_ok=True)

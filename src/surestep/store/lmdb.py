@@ -58,7 +58,6 @@ fill a 4 KiB page.
 from __future__ import annotations
 
 import asyncio
-import errno
 import math
 import os
 import struct
@@ -110,6 +109,7 @@ from .lmdb_env import (
     MAX_MAP_SIZE,
     Append,
     Env,
+    _free_bytes,
     acquire,
     data_size,
     release,
@@ -381,16 +381,15 @@ class LmdbStore(Store):
                 )
             return
         if env.log is None:
-            try:
-                env.log = lmdb_log.LogMode(env, lambda: env.dbs, _lease_end)
-            except OSError as exc:
-                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                raise (StoreFullError if full else StoreError)(
-                    f"cannot make this process's commit log in the store at {self.path!r} "
-                    f"({exc.strerror}): it takes {lmdb_log.LOG_BYTES >> 20} MiB of "
+            free = _free_bytes(self.path)
+            if free is not None and free < lmdb_log.LOG_BYTES:
+                raise StoreFullError(
+                    f"no room for this process's commit log in the store at {self.path!r} "
+                    f"({free} bytes free): it takes {lmdb_log.LOG_BYTES >> 20} MiB of "
                     "preallocated segments; free some room, or open the store with "
                     "commit='lmdb' (one LMDB sync commit a step, no log)"
-                ) from exc
+                )
+            env.log = lmdb_log.LogMode(env, lambda: env.dbs, _lease_end)
         elif not isinstance(env.log, lmdb_log.LogMode):
             raise ConfigurationError(f"the store at {self.path!r} has another commit log")
         self._log = env.log

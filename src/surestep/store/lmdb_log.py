@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import heapq
 import logging
 import os
@@ -37,6 +38,7 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol, TypeVar
 
@@ -176,13 +178,9 @@ class LogMode:
         self._dbs = dbs
         self._lease_of = lease_of
         self.key = identity()
-        # (The module's settings read now: tests/store/test_commit_log_power_loss.py
-        # puts its model of the disk, and small segments, there.)
-        self.log = CommitLog(
-            os.path.join(env.path, ROOT),
-            segment_bytes=commit_log.SEGMENT_BYTES,
-            files=commit_log.FILES,
-        )
+        self.log_id = uuid.uuid4().bytes  # in every mark, before its log exists
+        self.log: CommitLog | None = None  # made by the first append (``_made``)
+        self._making = threading.Lock()
         self._lock = threading.Lock()  # the maps below, between the loop, log and writer
         self._overlay: dict[bytes, dict[int, bytes]] = {}  # run key -> step -> record
         self._in_flight: set[tuple[bytes, int]] = set()  # checked, not yet flushed
@@ -208,7 +206,6 @@ class LogMode:
         )
         self._thread.start()
         self._spares.start()
-        self._spare_wanted.set()
 
     # -- on the caller's thread
 
@@ -226,7 +223,7 @@ class LogMode:
         if lone and not self._queued and self._appending.acquire(blocking=False):
             try:  # a run stepping alone: its flush on this thread, as an inline commit
                 try:
-                    lsn = self.log.append([payload(op)])
+                    lsn = self._made().append([payload(op)])
                 except LogError as exc:
                     self._forget(op)
                     return _failed(loop, self._fail(exc))
@@ -243,6 +240,31 @@ class LogMode:
             self._queued += 1
         self._queue.put((op, lease_end, fut, loop))
         return fut
+
+    def _made(self) -> CommitLog:
+        """This process's log, made by its first append: a process that appends nothing
+        (a client, a CLI command) writes no segment. Its id is in every mark from the
+        first, and a mark whose log directory does not exist decides nothing: nothing
+        was appended through it."""
+        log = self.log
+        if log is None:
+            with self._making:
+                log = self.log
+                if log is None:
+                    try:
+                        # (The module's settings read now: the power-loss test puts its
+                        # model of the disk, and small segments, there.)
+                        log = CommitLog(
+                            os.path.join(self.env.path, ROOT),
+                            segment_bytes=commit_log.SEGMENT_BYTES,
+                            files=commit_log.FILES,
+                            log_id=self.log_id,
+                        )
+                    except OSError as exc:
+                        raise LogError(f"cannot make the commit log: {exc}") from exc
+                    self.log = log
+                    self._spare_wanted.set()
+        return log
 
     def _check(self, op: Appending) -> float:
         """The run's lease end (monotonic), if ``op`` may be appended; else its error."""
@@ -300,7 +322,9 @@ class LogMode:
             self._in_flight.discard((op.run_key, op.seq))
 
     def _fail(self, exc: BaseException) -> StoreError:
-        self.failed = self.failed or StoreError(
+        cause = exc.__cause__
+        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        self.failed = self.failed or (StoreFullError if full else StoreError)(
             f"the commit log of the store at {self.env.path!r} failed, nothing more is "
             f"written through it (what it acknowledged is applied at the next open): {exc}"
         )
@@ -331,7 +355,7 @@ class LogMode:
                 batch.append(more)
             with self._appending:
                 try:
-                    last = self.log.append([payload(op) for op, _, _, _ in batch])
+                    last = self._made().append([payload(op) for op, _, _, _ in batch])
                     error: StoreError | None = None
                 except LogError as exc:
                     error, last = self._fail(exc), 0
@@ -367,7 +391,7 @@ class LogMode:
             if self._stopping:
                 return
             try:
-                if wanted:
+                if wanted and self.log is not None:
                     self.log.prepare()
                 self._tidy()
             except OSError as exc:  # a full disk, say: the append that rolls makes one
@@ -378,13 +402,15 @@ class LogMode:
         being written. With no commit for TIDY_EVERY and a lease this process wrote
         ended after its mark: a commit, to move the mark past it."""
         now = time.monotonic()
+        log = self.log
         if (
-            now - self._appended_at >= TIDY_EVERY
-            and self.log.applied_lsn >= self.log.last_lsn
+            log is not None
+            and now - self._appended_at >= TIDY_EVERY
+            and log.applied_lsn >= log.last_lsn
             and self._appending.acquire(blocking=False)
         ):
             try:
-                self.log.retire_tail()
+                log.retire_tail()
             finally:
                 self._appending.release()
         with self._lock:
@@ -417,7 +443,8 @@ class LogMode:
         """Write this process's applied mark in the transaction about to commit."""
         marks = self._dbs().commit_logs
         if marks is not None and not self._unmarked:
-            row = _MARK.pack(self.log.log_id, self._mark, self.log.last_lsn)
+            lsn = self.log.last_lsn if self.log is not None else 0
+            row = _MARK.pack(self.log_id, self._mark, lsn)
             txn.put(self.key, row, db=marks)
             self._stamped_at = time.monotonic()
 
@@ -457,7 +484,7 @@ class LogMode:
             below = min((entry.lsn for entry in self._pending.values()), default=applied + 1)
         for fut, loop, error in wake:
             _settle_threadsafe(loop, fut, error)
-        if applied:
+        if applied and self.log is not None:  # (made: it acknowledged what was applied)
             self.log.applied(min(applied, below - 1))
             if not self.log.segments()[1]:
                 self._spare_wanted.set()
@@ -481,7 +508,8 @@ class LogMode:
         self._stopping = True
         self._spare_wanted.set()
         self._spares.join()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
 
 async def recover(path: str, dbs: Databases, submit: Callable[[Any], Awaitable[Any]]) -> int:
