@@ -6,8 +6,7 @@ test, so tests may define workflows with the same names.
 
 ``--lmdb-commit=lmdb|log`` runs every LMDB store that names no commit mode, in this process
 and the worker processes tests start, in that mode (it sets ``$SURESTEP_LMDB_COMMIT``,
-which they inherit); ``lmdb_commit`` is the mode in force, for tests of what one mode
-changes.
+which they inherit).
 """
 
 from __future__ import annotations
@@ -42,12 +41,6 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = config.getoption("--lmdb-commit")
     if mode is not None:
         os.environ[lmdb.COMMIT_ENV] = mode
-
-
-@pytest.fixture(scope="session")
-def lmdb_commit() -> str:
-    """The commit mode of a writable LMDB store at ``fsync`` that names none."""
-    return lmdb.default_commit("fsync", readonly=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -21,7 +21,7 @@ from test_contract import LONG, Backend, new_run, record
 from support.crash_worker import expected
 from surestep import Engine, _core, function, workflow
 from surestep.errors import ConfigurationError, StoreError
-from surestep.store import lmdb_env, lmdb_log, open_store
+from surestep.store import lmdb, lmdb_env, lmdb_log, open_store
 from surestep.store.commit_log import read_records
 from surestep.store.lmdb import LmdbStore
 from test_crash import effects, recover, start_and_kill
@@ -157,6 +157,24 @@ def test_options_are_checked(tmp_path: Path) -> None:
         LmdbStore(str(tmp_path), commit="log", durability="process")
     with pytest.raises(ConfigurationError, match="takes no option 'commit'"):
         open_store("postgresql://localhost/x", commit="log")
+
+
+def test_the_mode_of_a_store_that_names_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default, or ``$SURESTEP_LMDB_COMMIT``; the log only where it saves a flush."""
+    path = str(tmp_path)
+    monkeypatch.delenv(lmdb.COMMIT_ENV, raising=False)
+    assert LmdbStore(path).commit == lmdb.DEFAULT_COMMIT
+    for chosen, other in (("log", "lmdb"), ("lmdb", "log")):
+        monkeypatch.setenv(lmdb.COMMIT_ENV, chosen)
+        assert LmdbStore(path).commit == chosen
+        assert LmdbStore(path, durability="process").commit == "lmdb"
+        assert LmdbStore(path, readonly=True).commit == "lmdb"
+        assert LmdbStore(path, commit=other).commit == other  # named: the environment aside
+    monkeypatch.setenv(lmdb.COMMIT_ENV, "wal")
+    with pytest.raises(ConfigurationError, match="SURESTEP_LMDB_COMMIT must be 'lmdb' or 'log'"):
+        LmdbStore(path)
 
 
 async def test_one_commit_mode_per_store_and_process(tmp_path: Path) -> None:
