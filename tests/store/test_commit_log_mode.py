@@ -263,63 +263,46 @@ HOLDER = textwrap.dedent(
     from surestep.store import lmdb_env
     from surestep.store.base import RunInfo
     from surestep.store.lmdb import LmdbStore
-    lmdb_env.APPLY_INTERVAL = 600.0
     def record(seq):
         kind = _core.KIND_STEP
         return _core.encode_record(kind, seq, 1, "s", None, None, b'"x"', True, None, None)
-    async def main(path, run_id):
+    async def main(path, run_id, lease, apply_interval):
+        lmdb_env.APPLY_INTERVAL = apply_interval
         store = LmdbStore(path, commit="log")
         await store.open()
         run = RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={})
         owner = f"{os.uname().nodename}:{os.getpid()}:holder"
-        fence = await store.create_run(run, owner, 600.0)
+        fence = await store.create_run(run, owner, lease)
         for seq in range(5):
             await store.append(run_id, fence, seq, record(seq))
-        print("acknowledged", flush=True)
-        time.sleep(600)
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+        print("acknowledged", store.env.log.log.directory, flush=True)
+        time.sleep(600)  # idle, its event loop blocked: only the store's threads run
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
     """
 )
+
+
+def hold(path: str, run_id: str, lease: float, apply_interval: float) -> subprocess.Popen[str]:
+    """A process that appends five steps to a run it holds, then idles."""
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, path, run_id, str(lease), str(apply_interval)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_dead_holders_log_is_applied_before_its_run_is_taken(tmp_path: Path) -> None:
     path = str(tmp_path / "store")
     run_id = new_run().run_id
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, path, run_id], stdout=subprocess.PIPE, text=True
-    ) as holder:
+    with hold(path, run_id, lease=600.0, apply_interval=600.0) as holder:
         assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "acknowledged"
+        assert holder.stdout.readline().split()[0] == "acknowledged"
         assert lmdb_steps(path, run_id) == []  # five steps acknowledged, in its log only
         assert claim_in_another_process(path, run_id) == "refused"  # alive, lease valid
         holder.kill()
         holder.wait()
     assert claim_in_another_process(path, run_id) == "taken [0, 1, 2, 3, 4]"
     assert logs(path) == []
-
-
-IDLE_HOLDER = textwrap.dedent(
-    """
-    import asyncio, os, sys, time
-    from surestep import _core
-    from surestep.store.base import RunInfo
-    from surestep.store.lmdb import LmdbStore
-    def record(seq):
-        kind = _core.KIND_STEP
-        return _core.encode_record(kind, seq, 1, "s", None, None, b'"x"', True, None, None)
-    async def main(path, run_id):
-        store = LmdbStore(path, commit="log")
-        await store.open()
-        run = RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={})
-        owner = f"{os.uname().nodename}:{os.getpid()}:holder"
-        fence = await store.create_run(run, owner, 2.0)
-        for seq in range(5):
-            await store.append(run_id, fence, seq, record(seq))
-        print("acknowledged", store.env.log.log.directory, flush=True)
-        time.sleep(600)  # idle, its event loop blocked: only the store's threads run
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
-    """
-)
 
 
 def test_an_idle_live_holders_expired_lease_is_taken_and_its_log_emptied(
@@ -330,9 +313,7 @@ def test_an_idle_live_holders_expired_lease_is_taken_and_its_log_emptied(
     process takes the run while it lives; and its log is left holding no record."""
     path = str(tmp_path / "store")
     run_id = new_run().run_id
-    with subprocess.Popen(
-        [sys.executable, "-c", IDLE_HOLDER, path, run_id], stdout=subprocess.PIPE, text=True
-    ) as holder:
+    with hold(path, run_id, lease=2.0, apply_interval=lmdb_env.APPLY_INTERVAL) as holder:
         assert holder.stdout is not None
         said, directory = holder.stdout.readline().split()
         assert said == "acknowledged"
