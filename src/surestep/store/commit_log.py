@@ -8,12 +8,12 @@ applies them in its own group commits (sync commits, off the critical path). The
 knows nothing of what its records mean: the store frames its writes as payloads.
 
 Layout: a directory per log (``<root>/<log id in hex>/``) holding ``lock`` (an
-exclusive ``flock`` held by the owning process while it lives; made as ``lock.new``,
-locked, then renamed, so that no other process can find it unlocked while its owner
-lives) and ``segment-N`` files
-of ``segment_bytes`` each, written with zeros before first use (``fallocate`` alone
-leaves the blocks unwritten: the first write into each would change the file's
-extents, metadata that ``fdatasync`` must journal, a second flush).
+exclusive ``flock`` held by the owning process while it lives; made in the directory's
+``.new`` twin as ``lock.new``, locked, renamed, and the directory renamed, so that no
+other process can find it unlocked while its owner lives, nor the directory without it)
+and ``segment-N`` files of ``segment_bytes`` each, written with zeros before first use
+(``fallocate`` alone leaves the blocks unwritten: the first write into each would change
+the file's extents, metadata that ``fdatasync`` must journal, a second flush).
 
 A segment: a header block, then frames back to back.
 
@@ -252,8 +252,7 @@ class CommitLog:
         self.seed = log_seed(self.log_id)
         self.directory = os.path.join(root, self.log_id.hex())
         os.makedirs(root, mode=0o700, exist_ok=True)
-        os.mkdir(self.directory, 0o700)
-        self._lock_fd: int | None = _lock_new(self.directory)
+        self._lock_fd: int | None = _make_locked(self.directory)
         self._next_name = 0
         self._live: list[_Segment] = []  # oldest first; the last one is being written
         self._spares: list[_Segment] = []
@@ -494,15 +493,20 @@ def _unlock(fd: int) -> None:
     os.close(fd)
 
 
-def _lock_new(directory: str) -> int:
-    """The lock of a new log in ``directory``, held before it appears as ``lock``: a
-    process looking for dead logs skips a directory without one, and cannot take a lock
-    between its creation and its owner's ``flock``."""
-    temporary = os.path.join(directory, LOCK + ".new")
+def _make_locked(directory: str) -> int:
+    """Make the directory of a new log, its lock held before either appears under its
+    name: the directory is made as ``<name>.new`` (which nobody reads as a log), its
+    ``lock`` made as ``lock.new``, locked, renamed, and then the directory renamed. So a
+    process looking for dead logs never finds this one unlocked, nor its directory
+    without its lock (a log a mark names, that nobody could apply)."""
+    making = directory + ".new"
+    os.mkdir(making, 0o700)
+    temporary = os.path.join(making, LOCK + ".new")
     fd = os.open(temporary, os.O_RDWR | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows the file yet
-        os.rename(temporary, os.path.join(directory, LOCK))
+        os.rename(temporary, os.path.join(making, LOCK))
+        os.rename(making, directory)
     except BaseException:
         os.close(fd)
         raise
