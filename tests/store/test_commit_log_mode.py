@@ -19,7 +19,7 @@ from test_contract import *  # noqa: F403 - the whole contract, on a store in th
 from test_contract import LONG, Backend, new_run, record
 
 from support.crash_worker import expected
-from surestep import Engine, _core, function, workflow
+from surestep import Engine, _core, function, testing, workflow
 from surestep.errors import ConfigurationError, StoreError
 from surestep.store import lmdb, lmdb_env, lmdb_log, open_store
 from surestep.store.commit_log import read_records
@@ -134,6 +134,27 @@ async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_w
             await store.append(run.run_id, fence, 1, record(1))
         await store.renew([(run.run_id, fence)], "me", LONG)  # any op: the applies commit
         assert lmdb_steps(path, run.run_id) == [0, 1, 2]
+
+
+async def test_a_run_forked_from_surestep_0_1_takes_appends_beside_its_records(
+    tmp_path: Path,
+) -> None:
+    """Format-1 records (surestep 0.1's, each under its own step key) in LMDB: an append
+    checks them as the binding's append does, and reads none as a chunk."""
+    recorded = testing.load_journal(Path(__file__).parents[1] / "golden" / "checkout-v1.json")
+    async with LogBackend("lmdb", str(tmp_path / "store")).opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "me", LONG)
+        seqs = [_core.decode_record(raw).seq for raw in recorded.records]
+        for seq, raw in zip(seqs, recorded.records, strict=True):
+            await store.append(run.run_id, fence, seq, raw)
+        await store.renew([(run.run_id, fence)], "me", LONG)  # a commit: the applies land
+        with pytest.raises(StoreError, match="has a record already"):
+            await store.append(run.run_id, fence, seqs[0], record(seqs[0]))
+        after = max(seqs) + 1
+        await store.append(run.run_id, fence, after, record(after))
+        held = [r.seq for raw in await store.journal(run.run_id) for r in _core.decode_records(raw)]
+        assert sorted(held) == [*sorted(seqs), after]
 
 
 async def test_a_finish_is_never_in_lmdb_without_the_appends_before_it(

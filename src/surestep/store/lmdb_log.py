@@ -52,6 +52,7 @@ ROOT = "commit-log"  # under the store's directory
 MARKS_DB = b"commit_logs"
 _PAYLOAD = struct.Struct(f">{_core.RUN_KEY_SIZE}sQI")
 _MARK = struct.Struct("<16sdQ")
+_FORMAT_1 = 1  # a record's first byte: its format
 _CHUNK = struct.Struct(">I")  # a step's group of chunks in the journal: seq >> CHUNK_SHIFT
 _log = logging.getLogger("surestep.store")
 # How often an idle process looks after its log: its applied mark moved past the leases
@@ -277,13 +278,18 @@ class LogMode:
             fence, end = self._lease_of(lease)
             if fence != op.fence:
                 return _lmdb.LEASE_LOST, 0.0
+            # As the binding's append looks: the chunks of the step's group and its
+            # record too large for one (keys of the run key, the group, a byte), and a
+            # record of format 1 (surestep 0.1's, under the run key and the step alone).
+            if txn.get(_core.step_key(op.run_key, op.seq), db=dbs.journal) is not None:
+                return _lmdb.RECORDED_ALREADY, 0.0
             prefix = op.run_key + _CHUNK.pack(op.seq >> _lmdb.CHUNK_SHIFT)
             cursor = txn.cursor(db=dbs.journal)
             if cursor.set_range(prefix):
                 for key, value in cursor:
                     if bytes(key[: len(prefix)]) != prefix:
                         break
-                    if _core.holds_record(value, op.seq):
+                    if len(key) > len(prefix) and _core.holds_record(value, op.seq):
                         return _lmdb.RECORDED_ALREADY, 0.0
             return _lmdb.APPENDED, end
 
@@ -581,6 +587,14 @@ def with_unapplied(stored: list[bytes], mine: dict[int, bytes]) -> list[bytes]:
     extra = [
         record
         for seq, record in sorted(mine.items())
-        if not any(_core.holds_record(value, seq) for value in stored)
+        if not any(_holds(value, seq) for value in stored)
     ]
     return stored + extra
+
+
+def _holds(value: bytes, seq: int) -> bool:
+    """Whether a journal value holds a record of step ``seq``: format-2 records back to
+    back, or one record of format 1 (surestep 0.1's, alone in its value)."""
+    if value[0] == _FORMAT_1:
+        return bool(_core.decode_record(value).seq == seq)
+    return bool(_core.holds_record(value, seq))
