@@ -368,14 +368,20 @@ class LogMode:
                 with self._lock:
                     self._queued -= len(batch)
                 first = last - len(batch) + 1
+                # One call into each loop for the batch, as the LMDB writer settles.
+                by_loop: dict[Any, list[tuple[asyncio.Future[None], BaseException | None]]]
+                by_loop = {}
                 for i, (op, lease_end, fut, loop) in enumerate(batch):
                     if error is not None:
                         self._forget(op)
-                        _settle_threadsafe(loop, fut, error)
+                        by_loop.setdefault(loop, []).append((fut, error))
                     elif self._acknowledge(op, first + i, lease_end):
-                        _settle_threadsafe(loop, fut, None)
+                        by_loop.setdefault(loop, []).append((fut, None))
                     else:
                         self._wait_for_lmdb(op, fut, loop)
+            for loop, settled in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_resolve_all, settled)
 
     def _wait_for_lmdb(self, op: Appending, fut: asyncio.Future[None], loop: Any) -> None:
         """Settle ``fut`` with the outcome of ``op``'s LMDB commit, where its fence is
@@ -572,6 +578,11 @@ def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_result(None)
     else:
         fut.set_exception(error)
+
+
+def _resolve_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for fut, error in settled:
+        _resolve(fut, error)
 
 
 def _settle_threadsafe(loop: Any, fut: asyncio.Future[None], error: BaseException | None) -> None:
