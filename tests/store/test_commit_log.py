@@ -135,6 +135,20 @@ def test_the_segment_being_written_is_not_recycled(log: CommitLog) -> None:
     assert records_of(log) == [(1, payload(1)), (2, payload(2))]
 
 
+def test_an_idle_logs_tail_is_retired_once_applied_and_reused(log: CommitLog) -> None:
+    log.prepare()
+    log.append([payload(1), payload(2)])
+    assert not log.retire_tail()  # not applied yet
+    log.applied(2)
+    files = segment_files(log)
+    assert log.retire_tail()
+    assert records_of(log) == []  # a recovery now has nothing to apply
+    assert log.segments() == (0, 2) and not log.retire_tail()
+    log.append([payload(3)])  # begins a segment, one of the two kept
+    assert records_of(log) == [(3, payload(3))]
+    assert segment_files(log) == files
+
+
 def test_spares_are_written_with_zeros_before_use(log: CommitLog) -> None:
     log.prepare()
     assert log.segments() == (1, 1)

@@ -368,15 +368,17 @@ class CommitLog:
             if self._live[0].last < self._live[0].base:
                 return False  # no record in it
             segment = self._live.pop()
-        self._retire(segment)
+        self._retire(segment, spare=True)  # the next append's: none to write anew
         return True
 
-    def _retire(self, segment: _Segment) -> None:
+    def _retire(self, segment: _Segment, spare: bool = False) -> None:
+        """Zero ``segment``'s header and keep it as a spare (``spare``, or while fewer
+        than wanted), else remove it."""
         self.files.pwrite(segment.fd, _ZERO_HEADER, 0)
         self.files.fdatasync(segment.fd)
         segment.base = segment.last = 0
         with self._mutex:
-            keep = len(self._spares) < self.spares_wanted
+            keep = spare or len(self._spares) < self.spares_wanted
             if keep:
                 self._spares.append(segment)
         if not keep:
