@@ -4,12 +4,17 @@ test that takes ``store_url`` runs on each store backend (``BACKENDS``; those ma
 
 The registry of ``@function`` / ``@workflow`` names is restored after each
 test, so tests may define workflows with the same names.
+
+``--lmdb-commit=lmdb|log`` runs every LMDB store that names no commit mode, in this process
+and the worker processes tests start, in that mode (it sets ``$SURESTEP_LMDB_COMMIT``,
+which they inherit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +22,7 @@ import pytest
 
 from support.calls import calls
 from surestep import decorators
+from surestep.store import lmdb
 
 LOOPS = ["asyncio", "uvloop"]
 # Every backend the engine-level tests run on. A new backend is one entry here and one
@@ -25,6 +31,20 @@ BACKENDS = ["lmdb", "postgres"]
 # Plain PostgreSQL with the store's Citus forms of the statements that have a faster form
 # there (store/pg_sql.py, PLAIN_FORMS): one more backend for the tests marked citus_forms.
 CITUS_FORMS = "postgres-citus"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--lmdb-commit",
+        choices=lmdb.COMMITS,
+        help=f"the commit mode of LMDB stores that name none (sets ${lmdb.COMMIT_ENV})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    mode = config.getoption("--lmdb-commit")
+    if mode is not None:
+        os.environ[lmdb.COMMIT_ENV] = mode
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

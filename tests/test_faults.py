@@ -48,6 +48,7 @@ from surestep import (
     function,
     workflow,
 )
+from surestep.store import lmdb
 
 CHUNK = 20_000
 
@@ -121,6 +122,11 @@ def _fill(directory: Path) -> None:
 
 
 # ---------------------------------------------------------------- child processes
+
+
+# LMDB's own commit, for the scenarios on filesystems smaller than a commit log's
+# preallocated segments (what the log does there: test_a_disk_too_small_for_the_log...).
+LMDB_COMMIT = {lmdb.COMMIT_ENV: "lmdb"}
 
 
 def _child(
@@ -312,7 +318,7 @@ def test_disk_full_mid_run_is_a_store_error_and_loses_nothing(tmp_path: Path, pa
     side_log = tmp_path / "side.log"
     with tmpfs(tmp_path / "disk", "1m") as disk:
         store = str(disk / "store")
-        options = {"ENGINE_OPTIONS": json.dumps({"map_size": 64 << 10})}
+        options = {"ENGINE_OPTIONS": json.dumps({"map_size": 64 << 10}), **LMDB_COMMIT}
         if pages == "with pwrite":
             options["AS_COPY_ON_WRITE"] = "1"
         code, report = _child("run", store, "200", str(side_log), "-1", env=options)
@@ -325,7 +331,7 @@ def test_disk_full_mid_run_is_a_store_error_and_loses_nothing(tmp_path: Path, pa
         committed = report["journal"]
         assert committed == list(range(len(committed))) and 10 < len(committed) < 200
         _remount(disk, "size=16m")
-        code, recovered = _child("recover", store)
+        code, recovered = _child("recover", store, env=LMDB_COMMIT)
         assert code == 0, recovered
     assert recovered["results"] == {report["run_id"]: sum(CHUNK + len(str(i)) for i in range(200))}
     runs = _executions(side_log)
@@ -359,6 +365,26 @@ def test_disk_full_at_open_without_the_free_space_check_is_still_typed(tmp_path:
     assert "No space left" in report["open_error"]["message"]
 
 
+async def test_a_disk_too_small_for_the_log_is_a_typed_error_that_says_how_to_go_back(
+    tmp_path: Path,
+) -> None:
+    """A commit log preallocates its segments: on a disk without room for them, opening
+    in that mode fails with StoreFullError naming the way back, and leaves nothing."""
+
+    @workflow
+    async def one(ctx: WorkflowContext) -> int:
+        return 1
+
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        store = str(disk / "store")
+        with pytest.raises(StoreFullError, match="commit='lmdb'") as refused:
+            await Engine(store, commit="log").open()
+        assert "bytes free" in str(refused.value)
+        assert "commit-log" not in os.listdir(store)
+        async with Engine(store, commit="lmdb") as engine:
+            assert await engine.run(one) == 1
+
+
 # ---------------------------------------------------------------- read-only
 
 
@@ -369,7 +395,7 @@ async def test_read_only_filesystem_at_open_is_a_typed_error(tmp_path: Path) -> 
 
     with tmpfs(tmp_path / "disk", "4m") as disk:
         store = str(disk / "store")
-        async with Engine(store) as engine:
+        async with Engine(store, commit="lmdb") as engine:
             handle = await engine.start(one)
             assert await handle.result() == 1
         _remount(disk, "ro")
@@ -378,7 +404,7 @@ async def test_read_only_filesystem_at_open_is_a_typed_error(tmp_path: Path) -> 
                 await Engine(path).open()
             assert path in str(refused.value) and "Read-only file system" in str(refused.value)
         _remount(disk, "rw")
-        async with Engine(store) as engine:  # untouched
+        async with Engine(store, commit="lmdb") as engine:  # untouched
             assert (await engine.get_run(handle.run_id)).result == 1
 
 
@@ -389,7 +415,7 @@ def test_disk_turning_read_only_mid_run_keeps_the_journal(tmp_path: Path) -> Non
     side_log, image = tmp_path / "side.log", tmp_path / "ext4.img"
     with ext4(tmp_path / "disk", image) as disk:
         store = str(disk / "store")
-        code, report = _child("run", store, "12", str(side_log), "5")
+        code, report = _child("run", store, "12", str(side_log), "5", env=LMDB_COMMIT)
     assert code == 0, report
     assert report["error"]["type"] == "StoreError", report
     assert "Read-only file system" in report["error"]["message"]
@@ -397,7 +423,7 @@ def test_disk_turning_read_only_mid_run_keeps_the_journal(tmp_path: Path) -> Non
     repaired = _run("e2fsck", "-f", "-y", str(image))
     assert repaired.returncode in (0, 1), repaired.stdout  # 1: errors corrected
     with ext4(tmp_path / "disk", image) as disk:
-        code, recovered = _child("recover", str(disk / "store"))
+        code, recovered = _child("recover", str(disk / "store"), env=LMDB_COMMIT)
     assert code == 0, recovered
     assert recovered["results"] == {report["run_id"]: sum(CHUNK + len(str(i)) for i in range(12))}
     runs = _executions(side_log)
@@ -411,7 +437,7 @@ def test_disk_turning_read_only_mid_run_keeps_the_journal(tmp_path: Path) -> Non
 
 
 class _Clock:
-    """Stands in for the ``time`` module inside ``surestep.store.lmdb``."""
+    """Stands in for the ``time`` module inside the LMDB store's modules."""
 
     def __init__(self) -> None:
         self.wall_offset = 0.0
@@ -430,9 +456,13 @@ class _Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     from surestep.store import lmdb as lmdb_store
+    from surestep.store import lmdb_env, lmdb_log
 
     fake = _Clock()
     monkeypatch.setattr(lmdb_store, "time", fake)
+    # The commit log's marks, read by the writer and the log: on the leases' clock.
+    monkeypatch.setattr(lmdb_env, "time", fake)
+    monkeypatch.setattr(lmdb_log, "time", fake)
     return fake
 
 

@@ -135,6 +135,20 @@ def test_the_segment_being_written_is_not_recycled(log: CommitLog) -> None:
     assert records_of(log) == [(1, payload(1)), (2, payload(2))]
 
 
+def test_an_idle_logs_tail_is_retired_once_applied_and_reused(log: CommitLog) -> None:
+    log.prepare()
+    log.append([payload(1), payload(2)])
+    assert not log.retire_tail()  # not applied yet
+    log.applied(2)
+    files = segment_files(log)
+    assert log.retire_tail()
+    assert records_of(log) == []  # a recovery now has nothing to apply
+    assert log.segments() == (0, 2) and not log.retire_tail()
+    log.append([payload(3)])  # begins a segment, one of the two kept
+    assert records_of(log) == [(3, payload(3))]
+    assert segment_files(log) == files
+
+
 def test_spares_are_written_with_zeros_before_use(log: CommitLog) -> None:
     log.prepare()
     assert log.segments() == (1, 1)
@@ -180,6 +194,64 @@ def test_a_live_log_is_not_dead_and_a_closed_unapplied_one_is(tmp_path: Path) ->
     assert [(r.lsn, r.payload) for r in dead.records()] == [(1, payload(1)), (2, payload(2))]
     dead.remove()
     assert os.listdir(tmp_path) == []
+
+
+RECOVERER = textwrap.dedent(
+    """
+    import sys
+    from surestep.store.commit_log import dead_logs
+    taken = 0
+    for dead in dead_logs(sys.argv[1]):
+        dead.records()
+        dead.remove()
+        taken += 1
+    print(taken)
+    """
+)
+
+
+def test_a_log_being_made_is_never_taken_for_a_dead_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process looks for dead logs (and removes what it finds, as a recovery
+    does) at each step of making a new log: between its directory and its lock, between
+    its lock and its ``flock``, before its first segment. It takes nothing, and the new
+    log works."""
+    root = str(tmp_path / "logs")
+    looks: list[str] = []
+
+    def recover_elsewhere(moment: str) -> None:
+        if os.path.isdir(root):
+            out = subprocess.run(
+                [sys.executable, "-c", RECOVERER, root], capture_output=True, text=True, check=True
+            )
+            looks.append(f"{moment}: {out.stdout.strip()}")
+
+    real_open, real_flock, real_rename = os.open, commit_log.fcntl.flock, os.rename
+
+    def opening(path: str, *args: object) -> int:
+        recover_elsewhere(f"open {os.path.basename(path)}")
+        return real_open(path, *args)  # type: ignore[arg-type]
+
+    def flocking(fd: int, operation: int) -> None:
+        recover_elsewhere("flock")
+        real_flock(fd, operation)
+
+    def renaming(src: str, dst: str) -> None:
+        recover_elsewhere(f"rename {os.path.basename(src)}")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(commit_log.os, "open", opening)
+    monkeypatch.setattr(commit_log.fcntl, "flock", flocking)
+    monkeypatch.setattr(commit_log.os, "rename", renaming)
+    log = CommitLog(root, segment_bytes=SMALL)
+    monkeypatch.undo()
+    try:
+        assert len(looks) >= 4 and all(look.endswith(": 0") for look in looks), looks
+        log.append([payload(1)])
+        assert records_of(log) == [(1, payload(1))]
+    finally:
+        log.close()
 
 
 def test_a_killed_processs_log_is_dead_with_every_acknowledged_record(tmp_path: Path) -> None:

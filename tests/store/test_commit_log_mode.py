@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from test_contract import *  # noqa: F403 - the whole contract, on a store in th
 from test_contract import LONG, Backend, new_run, record
 
 from support.crash_worker import expected
-from surestep import Engine, _core, function, workflow
+from surestep import Engine, _core, function, testing, workflow
 from surestep.errors import ConfigurationError, StoreError
-from surestep.store import lmdb_env, lmdb_log, open_store
+from surestep.store import lmdb, lmdb_env, lmdb_log, open_store
+from surestep.store.commit_log import read_records
 from surestep.store.lmdb import LmdbStore
 from test_crash import effects, recover, start_and_kill
 
@@ -91,7 +93,7 @@ async def test_workflows_run_alone_and_together(tmp_path: Path) -> None:
         assert results == [5] * 20
         assert logs(path)  # this process's log
     assert logs(path) == []  # applied, then removed
-    async with Engine(path) as engine:  # the default mode reads what the log wrote
+    async with Engine(path, commit="lmdb") as engine:  # LMDB's mode reads what the log wrote
         runs = await engine.runs()
         assert len(runs) == 21 and all(r.status == "completed" for r in runs)
         env = engine.store.env  # type: ignore[attr-defined]
@@ -99,11 +101,23 @@ async def test_workflows_run_alone_and_together(tmp_path: Path) -> None:
         assert marks == []  # the closed process's applied mark went with its log
 
 
-async def test_the_default_mode_makes_no_log(tmp_path: Path) -> None:
+async def test_lmdbs_mode_makes_no_log(tmp_path: Path) -> None:
     path = str(tmp_path / "store")
-    async with Engine(path) as engine:
+    async with Engine(path, commit="lmdb") as engine:
         assert await engine.run(count_up, 3) == 3
     assert logs(path) is None
+
+
+async def test_a_process_that_appends_nothing_makes_no_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "store")
+    async with Engine(path, commit="log", execute=False) as client:
+        await client.start(count_up, 3)
+        assert logs(path) is None
+    async with Engine(path, commit="log") as engine:
+        (handle,) = await engine.recover()
+        assert await handle.result() == 3
+        assert logs(path)  # its first append made it
+    assert logs(path) == []
 
 
 async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_wait: None) -> None:
@@ -120,6 +134,27 @@ async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_w
             await store.append(run.run_id, fence, 1, record(1))
         await store.renew([(run.run_id, fence)], "me", LONG)  # any op: the applies commit
         assert lmdb_steps(path, run.run_id) == [0, 1, 2]
+
+
+async def test_a_run_forked_from_surestep_0_1_takes_appends_beside_its_records(
+    tmp_path: Path,
+) -> None:
+    """Format-1 records (surestep 0.1's, each under its own step key) in LMDB: an append
+    checks them as the binding's append does, and reads none as a chunk."""
+    recorded = testing.load_journal(Path(__file__).parents[1] / "golden" / "checkout-v1.json")
+    async with LogBackend("lmdb", str(tmp_path / "store")).opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "me", LONG)
+        seqs = [_core.decode_record(raw).seq for raw in recorded.records]
+        for seq, raw in zip(seqs, recorded.records, strict=True):
+            await store.append(run.run_id, fence, seq, raw)
+        await store.renew([(run.run_id, fence)], "me", LONG)  # a commit: the applies land
+        with pytest.raises(StoreError, match="has a record already"):
+            await store.append(run.run_id, fence, seqs[0], record(seqs[0]))
+        after = max(seqs) + 1
+        await store.append(run.run_id, fence, after, record(after))
+        held = [r.seq for raw in await store.journal(run.run_id) for r in _core.decode_records(raw)]
+        assert sorted(held) == [*sorted(seqs), after]
 
 
 async def test_a_finish_is_never_in_lmdb_without_the_appends_before_it(
@@ -145,13 +180,31 @@ def test_options_are_checked(tmp_path: Path) -> None:
         open_store("postgresql://localhost/x", commit="log")
 
 
+def test_the_mode_of_a_store_that_names_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default, or ``$SURESTEP_LMDB_COMMIT``; the log only where it saves a flush."""
+    path = str(tmp_path)
+    monkeypatch.delenv(lmdb.COMMIT_ENV, raising=False)
+    assert LmdbStore(path).commit == lmdb.DEFAULT_COMMIT
+    for chosen, other in (("log", "lmdb"), ("lmdb", "log")):
+        monkeypatch.setenv(lmdb.COMMIT_ENV, chosen)
+        assert LmdbStore(path).commit == chosen
+        assert LmdbStore(path, durability="process").commit == "lmdb"
+        assert LmdbStore(path, readonly=True).commit == "lmdb"
+        assert LmdbStore(path, commit=other).commit == other  # named: the environment aside
+    monkeypatch.setenv(lmdb.COMMIT_ENV, "wal")
+    with pytest.raises(ConfigurationError, match="SURESTEP_LMDB_COMMIT must be 'lmdb' or 'log'"):
+        LmdbStore(path)
+
+
 async def test_one_commit_mode_per_store_and_process(tmp_path: Path) -> None:
     path = str(tmp_path / "store")
     first = LmdbStore(path, commit="log")
     await first.open()
     try:
         with pytest.raises(ConfigurationError, match="one commit mode"):
-            await LmdbStore(path).open()
+            await LmdbStore(path, commit="lmdb").open()
     finally:
         await first.close()
 
@@ -163,6 +216,11 @@ async def test_a_mark_whose_log_is_gone_does_not_hold_a_run(tmp_path: Path) -> N
     async with LogBackend("lmdb", path).opened() as store:
         env = store.env
         owner = f"{os.uname().nodename}:{os.getpid()}:someone"
+        assert env.read(
+            lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, path)
+        )  # this process's mark, no log yet: nothing was appended through it
+        run = new_run()
+        await store.append(run.run_id, await store.create_run(run, "me", LONG), 0, record(0))
         assert not env.read(
             lambda txn: lmdb_log.may_take_over(txn, env.dbs.commit_logs, owner, 1e18, path)
         )  # this process's mark, its log live: a lease ending later is held
@@ -200,10 +258,11 @@ def claim_in_another_process(path: str, run_id: str) -> str:
 
 
 async def test_a_live_holders_expired_lease_waits_for_its_log(
-    tmp_path: Path, applies_wait: None
+    tmp_path: Path, applies_wait: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The holder acknowledged an append that LMDB lacks, and its lease ran out: another
     process may not take the run until the holder's applied mark passes the lease's end."""
+    monkeypatch.setattr(lmdb_log, "TIDY_EVERY", 600.0)  # no commit of the holder's own
     path = str(tmp_path / "store")
     async with LogBackend("lmdb", path).opened() as store:
         run = new_run()
@@ -225,39 +284,78 @@ HOLDER = textwrap.dedent(
     from surestep.store import lmdb_env
     from surestep.store.base import RunInfo
     from surestep.store.lmdb import LmdbStore
-    lmdb_env.APPLY_INTERVAL = 600.0
     def record(seq):
         kind = _core.KIND_STEP
         return _core.encode_record(kind, seq, 1, "s", None, None, b'"x"', True, None, None)
-    async def main(path, run_id):
+    async def main(path, run_id, lease, apply_interval):
+        lmdb_env.APPLY_INTERVAL = apply_interval
         store = LmdbStore(path, commit="log")
         await store.open()
         run = RunInfo(run_id=run_id, workflow="wf", version="v1", args=[], kwargs={})
         owner = f"{os.uname().nodename}:{os.getpid()}:holder"
-        fence = await store.create_run(run, owner, 600.0)
+        fence = await store.create_run(run, owner, lease)
         for seq in range(5):
             await store.append(run_id, fence, seq, record(seq))
-        print("acknowledged", flush=True)
-        time.sleep(600)
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+        print("acknowledged", store.env.log.log.directory, flush=True)
+        time.sleep(600)  # idle, its event loop blocked: only the store's threads run
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
     """
 )
+
+
+def hold(path: str, run_id: str, lease: float, apply_interval: float) -> subprocess.Popen[str]:
+    """A process that appends five steps to a run it holds, then idles."""
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, path, run_id, str(lease), str(apply_interval)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_dead_holders_log_is_applied_before_its_run_is_taken(tmp_path: Path) -> None:
     path = str(tmp_path / "store")
     run_id = new_run().run_id
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, path, run_id], stdout=subprocess.PIPE, text=True
-    ) as holder:
+    with hold(path, run_id, lease=600.0, apply_interval=600.0) as holder:
         assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "acknowledged"
+        assert holder.stdout.readline().split()[0] == "acknowledged"
         assert lmdb_steps(path, run_id) == []  # five steps acknowledged, in its log only
         assert claim_in_another_process(path, run_id) == "refused"  # alive, lease valid
         holder.kill()
         holder.wait()
     assert claim_in_another_process(path, run_id) == "taken [0, 1, 2, 3, 4]"
     assert logs(path) == []
+
+
+def test_an_idle_live_holders_expired_lease_is_taken_and_its_log_emptied(
+    tmp_path: Path,
+) -> None:
+    """A live process appended, then stopped writing (its lease ends and is not renewed):
+    its applied mark moves past the lease's end without any write of its own, so another
+    process takes the run while it lives; and its log is left holding no record."""
+    path = str(tmp_path / "store")
+    run_id = new_run().run_id
+    with hold(path, run_id, lease=2.0, apply_interval=lmdb_env.APPLY_INTERVAL) as holder:
+        assert holder.stdout is not None
+        said, directory = holder.stdout.readline().split()
+        assert said == "acknowledged"
+        try:
+            outcome = "refused"
+            for _ in range(120):  # however long the loaded machine takes, bounded
+                outcome = claim_in_another_process(path, run_id)
+                if outcome != "refused":
+                    break
+            assert outcome == "taken [0, 1, 2, 3, 4]"
+            log_id = bytes.fromhex(os.path.basename(directory))
+            for _ in range(120):
+                if read_records(directory, log_id) == []:
+                    break
+                time.sleep(0.1)
+            assert read_records(directory, log_id) == []
+            assert holder.poll() is None  # alive throughout
+        finally:
+            holder.kill()
+            holder.wait()
+    assert claim_in_another_process(path, run_id) == "refused"  # held by the claimer
 
 
 @pytest.mark.slow

@@ -119,7 +119,8 @@ def lay_out(rec: Recorder, snapshot: Snapshot, lmdb: int, rng: random.Random, wh
 
 
 async def read_back(path: str, run_ids: set[str]) -> dict[str, set[int]]:
-    store = LmdbStore(path)
+    # No log of its own: the model of the disk stands under every commit log here.
+    store = LmdbStore(path, commit="lmdb")
     await store.open()
     try:
         return {

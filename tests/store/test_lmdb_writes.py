@@ -230,7 +230,15 @@ def _record(seq: int, size: int) -> bytes:
     return _core.encode_record(_core.KIND_STEP, seq, 1, "s", None, None, output, True, None, None)
 
 
-def _values(store: LmdbStore, run_id: str) -> list[tuple[bytes, bytes]]:
+def _nothing(txn: Any) -> None:
+    """A commit of nothing."""
+
+
+async def _values(store: LmdbStore, run_id: str) -> list[tuple[bytes, bytes]]:
+    """The run's journal entries in LMDB, once it holds every append acknowledged so far
+    (with ``commit="log"``: a commit through the writer takes the applies queued before
+    it)."""
+    await store.env.submit(_nothing)
     prefix = run_key(run_id)
 
     def scan(txn: Any) -> list[tuple[bytes, bytes]]:
@@ -264,7 +272,7 @@ async def test_records_of_any_size_land_once_in_chunks_of_their_group(
         await asyncio.gather(*(store.append(run.run_id, run.fence, s, records[s]) for s in order))
 
         held = {}
-        for key, value in _values(store, run.run_id):
+        for key, value in await _values(store, run.run_id):
             assert len(key) == _core.RUN_KEY_SIZE + 5
             group, tail = int.from_bytes(key[16:20], "big"), key[20]
             for record in _core.decode_records(value):
@@ -292,7 +300,7 @@ async def test_a_second_record_for_a_step_is_refused_before_anything_is_written(
         run = await _stored_run(store)
         for seq, size in ((0, 10), (1, CHUNK_BYTES + 10), (2, 10)):
             await store.append(run.run_id, run.fence, seq, _record(seq, size))
-        before = _values(store, run.run_id)
+        before = await _values(store, run.run_id)
         for seq, size in ((0, 20), (1, 20), (2, CHUNK_BYTES + 20)):
             with pytest.raises(StoreError, match=f"step {seq} has a record already"):
                 await store.append(run.run_id, run.fence, seq, _record(seq, size))
@@ -304,7 +312,7 @@ async def test_a_second_record_for_a_step_is_refused_before_anything_is_written(
             await store.state_write(
                 run.run_id, run.fence, 2, "user:u", "k", b"1", None, lambda v: _record(2, 5)
             )
-        assert _values(store, run.run_id) == before  # the journal as it was
+        assert await _values(store, run.run_id) == before  # the journal as it was
         assert await store.state_items("user:u") == {}  # no state written
         taken = await store.take_event(run.run_id, run.fence, "go", 3, lambda p: _record(3, 5))
         assert taken == b"1"  # the event was kept for a good take
@@ -331,7 +339,9 @@ async def test_an_append_that_is_not_one_fails_alone(tmp_path: Path) -> None:
         for failed in results[1:3]:
             assert isinstance(failed, StoreError) and "is not an append" in str(failed)
         journal = [
-            r.seq for _, chunk in _values(store, run.run_id) for r in _core.decode_records(chunk)
+            r.seq
+            for _, chunk in await _values(store, run.run_id)
+            for r in _core.decode_records(chunk)
         ]
         assert journal == [0, 1]
     finally:

@@ -8,10 +8,12 @@ applies them in its own group commits (sync commits, off the critical path). The
 knows nothing of what its records mean: the store frames its writes as payloads.
 
 Layout: a directory per log (``<root>/<log id in hex>/``) holding ``lock`` (an
-exclusive ``flock`` held by the owning process while it lives) and ``segment-N`` files
-of ``segment_bytes`` each, written with zeros before first use (``fallocate`` alone
-leaves the blocks unwritten: the first write into each would change the file's
-extents, metadata that ``fdatasync`` must journal, a second flush).
+exclusive ``flock`` held by the owning process while it lives; made in the directory's
+``.new`` twin as ``lock.new``, locked, renamed, and the directory renamed, so that no
+other process can find it unlocked while its owner lives, nor the directory without it)
+and ``segment-N`` files of ``segment_bytes`` each, written with zeros before first use
+(``fallocate`` alone leaves the blocks unwritten: the first write into each would change
+the file's extents, metadata that ``fdatasync`` must journal, a second flush).
 
 A segment: a header block, then frames back to back.
 
@@ -37,9 +39,11 @@ lies in that prefix.
 
 Recycling: a segment is reused only once every record in it is applied to the store
 (``applied``: the store calls it after the sync commit covering them returned), oldest
-first. Its header is first overwritten with zeros and flushed, so that a reused
-segment can never be read as still holding its old records; its next header is
-written, with its new base LSN, in the same flush as its first frames. So the valid
+first; the segment being written, only once the process is idle and every record is
+applied (``retire_tail``): the next append then begins a segment. Its header is first
+overwritten with zeros and flushed, so that a reused segment can never be read as still
+holding its old records; its next header is written, with its new base LSN, in the same
+flush as its first frames. So the valid
 segments of a log are always one contiguous run of LSNs (older applied ones, perhaps,
 then the unapplied ones, then the one being written), and reading needs nothing else.
 
@@ -234,6 +238,7 @@ class CommitLog:
         segment_bytes: int = SEGMENT_BYTES,
         spares: int = SPARES,
         files: Files = FILES,
+        log_id: bytes | None = None,
     ) -> None:
         if segment_bytes < MIN_SEGMENT_BYTES or segment_bytes % HEADER_BYTES:
             raise ValueError(
@@ -243,15 +248,11 @@ class CommitLog:
         self.files = files
         self.segment_bytes = segment_bytes
         self.spares_wanted = spares
-        self.log_id = uuid.uuid4().bytes
+        self.log_id = log_id or uuid.uuid4().bytes
         self.seed = log_seed(self.log_id)
         self.directory = os.path.join(root, self.log_id.hex())
         os.makedirs(root, mode=0o700, exist_ok=True)
-        os.mkdir(self.directory, 0o700)
-        self._lock_fd = _lock(self.directory, create=True)
-        if self._lock_fd is None:  # a new directory: nobody else can hold it
-            raise LogError(f"cannot lock the new commit log at {self.directory!r}")
-        files.fsync_dir(root)
+        self._lock_fd: int | None = _make_locked(self.directory)
         self._next_name = 0
         self._live: list[_Segment] = []  # oldest first; the last one is being written
         self._spares: list[_Segment] = []
@@ -259,7 +260,15 @@ class CommitLog:
         self.last_lsn = 0  # the last record written and flushed
         self.applied_lsn = 0
         self._broken: OSError | None = None  # a failed write: what follows is not trusted
-        self._live.append(self._activate(self._new_spare(), 1))
+        try:
+            files.fsync_dir(root)
+            self._live.append(self._activate(self._new_spare(), 1))
+        except BaseException:  # a full disk, say: nothing was written, nothing is left
+            for segment in self._live:
+                files.close(segment.fd)
+            _remove(self.directory, files)
+            _unlock(self._lock_fd)
+            raise
 
     # -- appending, on the caller's thread
 
@@ -289,7 +298,7 @@ class CommitLog:
     def _append(self, payloads: Sequence[bytes]) -> int:
         writes: dict[int, tuple[_Segment, int, bytearray]] = {}  # fd -> where, what
         lsn = self.last_lsn
-        segment = self._live[-1]
+        segment = self._live[-1] if self._live else self._roll(lsn + 1, writes)
         for payload in payloads:
             lsn += 1
             data = frame(self.seed, lsn, payload)
@@ -348,12 +357,28 @@ class CommitLog:
                 segment = self._live.pop(0)
             self._retire(segment)
 
-    def _retire(self, segment: _Segment) -> None:
+    def retire_tail(self) -> bool:
+        """Retire the segment being written too, once every record in it is applied
+        (an idle process: a recovery after it dies has nothing to apply); the next
+        append begins a segment. Not while an append runs (the caller orders them).
+        Whether it did."""
+        with self._mutex:
+            if len(self._live) != 1 or self._live[0].last > self.applied_lsn:
+                return False
+            if self._live[0].last < self._live[0].base:
+                return False  # no record in it
+            segment = self._live.pop()
+        self._retire(segment, spare=True)  # the next append's: none to write anew
+        return True
+
+    def _retire(self, segment: _Segment, spare: bool = False) -> None:
+        """Zero ``segment``'s header and keep it as a spare (``spare``, or while fewer
+        than wanted), else remove it."""
         self.files.pwrite(segment.fd, _ZERO_HEADER, 0)
         self.files.fdatasync(segment.fd)
         segment.base = segment.last = 0
         with self._mutex:
-            keep = len(self._spares) < self.spares_wanted
+            keep = spare or len(self._spares) < self.spares_wanted
             if keep:
                 self._spares.append(segment)
         if not keep:
@@ -446,7 +471,7 @@ def dead_logs(root: str, files: Files = FILES) -> Iterator[DeadLog]:
             continue
         if len(log_id) != 16 or not os.path.isdir(directory):
             continue
-        fd = _lock(directory, create=False)
+        fd = _lock(directory)
         if fd is not None:
             yield DeadLog(directory, fd, files)
 
@@ -470,12 +495,34 @@ def _unlock(fd: int) -> None:
     os.close(fd)
 
 
-def _lock(directory: str, create: bool) -> int | None:
+def _make_locked(directory: str) -> int:
+    """Make the directory of a new log, its lock held before either appears under its
+    name: the directory is made as ``<name>.new`` (which nobody reads as a log), its
+    ``lock`` made as ``lock.new``, locked, renamed, and then the directory renamed. So a
+    process looking for dead logs never finds this one unlocked, nor its directory
+    without its lock (a log a mark names, that nobody could apply)."""
+    making = directory + ".new"
+    os.mkdir(making, 0o700)
+    temporary = os.path.join(making, LOCK + ".new")
+    fd = os.open(temporary, os.O_RDWR | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows the file yet
+        os.rename(temporary, os.path.join(making, LOCK))
+        os.rename(making, directory)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD.add(fd)
+    return fd
+
+
+def _lock(directory: str) -> int | None:
     """An exclusive lock on the log in ``directory``, or None if a live process holds it
-    (or the log is gone already). Not kept by a forked child, nor across exec."""
+    (or the log is gone already, or not yet made). Not kept by a forked child, nor
+    across exec."""
     path = os.path.join(directory, LOCK)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:

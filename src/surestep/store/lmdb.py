@@ -77,6 +77,7 @@ from ..errors import (
     RunNotFoundError,
     ScheduleNotFoundError,
     StoreError,
+    StoreFullError,
 )
 from . import lmdb_log
 from .base import (
@@ -108,6 +109,7 @@ from .lmdb_env import (
     MAX_MAP_SIZE,
     Append,
     Env,
+    _free_bytes,
     acquire,
     data_size,
     release,
@@ -122,6 +124,10 @@ _U64 = (1 << 64) - 1
 _META_STORE = b"store"
 STATS_BATCH = 20_000  # runs one read transaction of stats counts at most
 RECOVER_EVERY = 1.0  # seconds between two looks for the commit logs of processes gone
+COMMITS = ("lmdb", "log")
+DEFAULT_COMMIT = "lmdb"
+# The commit mode of a store opened without ``commit=`` (a worker started by the CLI, say).
+COMMIT_ENV = "SURESTEP_LMDB_COMMIT"
 RUN_KEY = _core.RUN_KEY_SIZE
 # The journal's chunks are written by compiled code (surestep._lmdb.Transaction.put_record
 # and append_records): groups of 64 consecutive steps, each kept in one chunk or a few, of
@@ -289,6 +295,15 @@ class Databases:
         return self._deployed.get(workflow)
 
 
+def default_commit(durability: str, readonly: bool) -> str:
+    """The commit mode of a store that names none: ``$SURESTEP_LMDB_COMMIT`` if set, else
+    DEFAULT_COMMIT; the log only where it saves a flush (a writable store at ``fsync``)."""
+    chosen = os.environ.get(COMMIT_ENV) or DEFAULT_COMMIT
+    if chosen not in COMMITS:
+        raise ConfigurationError(f"{COMMIT_ENV} must be 'lmdb' or 'log', not {chosen!r}")
+    return "log" if chosen == "log" and durability == "fsync" and not readonly else "lmdb"
+
+
 class LmdbStore(Store):
     """The embedded backend (see the module docstring)."""
 
@@ -300,11 +315,13 @@ class LmdbStore(Store):
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = MAX_MAP_SIZE,
         readonly: bool = False,
-        commit: str = "lmdb",
+        commit: str | None = None,
     ) -> None:
         if durability not in ("fsync", "process"):
             raise ConfigurationError(f"durability must be 'fsync' or 'process', not {durability!r}")
-        if commit not in ("lmdb", "log"):
+        if commit is None:
+            commit = default_commit(durability, readonly)
+        elif commit not in COMMITS:
             raise ConfigurationError(f"commit must be 'lmdb' or 'log', not {commit!r}")
         if commit == "log" and readonly:
             raise ConfigurationError("commit='log' writes: a read-only store takes none")
@@ -369,6 +386,14 @@ class LmdbStore(Store):
                 )
             return
         if env.log is None:
+            free = _free_bytes(self.path)
+            if free is not None and free < lmdb_log.LOG_BYTES:
+                raise StoreFullError(
+                    f"no room for this process's commit log in the store at {self.path!r} "
+                    f"({free} bytes free): it takes {lmdb_log.LOG_BYTES >> 20} MiB of "
+                    "preallocated segments; free some room, or open the store with "
+                    "commit='lmdb' (one LMDB sync commit a step, no log)"
+                )
             env.log = lmdb_log.LogMode(env, lambda: env.dbs, _lease_end)
         elif not isinstance(env.log, lmdb_log.LogMode):
             raise ConfigurationError(f"the store at {self.path!r} has another commit log")
@@ -431,13 +456,21 @@ class LmdbStore(Store):
         for name in ("owner", "lease_until", "fence", "question"):
             del row[name]
         txn.put(key, orjson.dumps(row), db=e.runs)
-        txn.put(key, _lease_bytes(run.fence, run.lease_until, run.owner), db=e.leases)
+        txn.put(key, self._lease_row(run.fence, run.lease_until, run.owner), db=e.leases)
         if run.status in (PENDING, RUNNING):
             txn.put(key, b"", db=e.active)
         else:
             txn.delete(key, db=e.active)
             if run.status == WAITING and run.wake_at is not None:
                 txn.put(_timer_key(run.wake_at, key), b"", db=e.timers)
+
+    def _lease_row(self, fence: int, until: float, owner: str | None) -> bytes:
+        """``_lease_bytes``, its end told to this process's commit log (whose applied
+        mark must pass it for another process to take the lease)."""
+        row = _lease_bytes(fence, until, owner)
+        if self._log is not None:
+            self._log.leased(_LEASE.unpack_from(row)[1])
+        return row
 
     def _file_finished(
         self,
@@ -689,7 +722,7 @@ class LmdbStore(Store):
                 if (held_fence, holder) != (fence, owner):
                     lost.append(run_id)  # claimed by another, cancelled, or finished
                     continue
-                txn.put(key, _lease_bytes(fence, until, owner), db=self.env.dbs.leases)
+                txn.put(key, self._lease_row(fence, until, owner), db=self.env.dbs.leases)
             return lost
 
         result: list[str] = await self.env.submit(op)

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import heapq
 import logging
 import os
 import queue
@@ -36,11 +38,12 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol, TypeVar
 
 from .. import _core, _lmdb
-from ..errors import StoreError
+from ..errors import StoreError, StoreFullError
 from . import commit_log
 from .base import Owner
 from .commit_log import CommitLog, LogError, dead_logs
@@ -49,8 +52,14 @@ ROOT = "commit-log"  # under the store's directory
 MARKS_DB = b"commit_logs"
 _PAYLOAD = struct.Struct(f">{_core.RUN_KEY_SIZE}sQI")
 _MARK = struct.Struct("<16sdQ")
+_FORMAT_1 = 1  # a record's first byte: its format
 _CHUNK = struct.Struct(">I")  # a step's group of chunks in the journal: seq >> CHUNK_SHIFT
 _log = logging.getLogger("surestep.store")
+# How often an idle process looks after its log: its applied mark moved past the leases
+# it wrote that have ended (else another process may not take them while it lives), and
+# the segment it writes retired once everything in it is applied.
+TIDY_EVERY = 1.0
+LOG_BYTES = (1 + commit_log.SPARES) * commit_log.SEGMENT_BYTES  # a process's log on disk
 
 Outcome = tuple[Any, BaseException | None]
 T = TypeVar("T")
@@ -170,13 +179,9 @@ class LogMode:
         self._dbs = dbs
         self._lease_of = lease_of
         self.key = identity()
-        # (The module's settings read now: tests/store/test_commit_log_power_loss.py
-        # puts its model of the disk, and small segments, there.)
-        self.log = CommitLog(
-            os.path.join(env.path, ROOT),
-            segment_bytes=commit_log.SEGMENT_BYTES,
-            files=commit_log.FILES,
-        )
+        self.log_id = uuid.uuid4().bytes  # in every mark, before its log exists
+        self.log: CommitLog | None = None  # made by the first append (``_made``)
+        self._making = threading.Lock()
         self._lock = threading.Lock()  # the maps below, between the loop, log and writer
         self._overlay: dict[bytes, dict[int, bytes]] = {}  # run key -> step -> record
         self._in_flight: set[tuple[bytes, int]] = set()  # checked, not yet flushed
@@ -189,17 +194,19 @@ class LogMode:
         self._queue = queue.SimpleQueue()
         self._queued = 0
         self.failed: StoreError | None = None
-        self._mark = time.monotonic()
+        self._mark = self._stamped_at = self._appended_at = time.monotonic()
+        self._mark_committed = self._mark  # the mark of the last commit that was written
         self._unmarked = False  # closing: the mark is removed, never written again
+        # The ends (monotonic) of leases this process wrote that its mark has not passed.
+        self._lease_ends: list[float] = []
         self._spare_wanted = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._log_loop, name="surestep-log", daemon=True)
         self._spares = threading.Thread(
-            target=self._spare_loop, name="surestep-log-spare", daemon=True
+            target=self._tidy_loop, name="surestep-log-tidy", daemon=True
         )
         self._thread.start()
         self._spares.start()
-        self._spare_wanted.set()
 
     # -- on the caller's thread
 
@@ -217,7 +224,7 @@ class LogMode:
         if lone and not self._queued and self._appending.acquire(blocking=False):
             try:  # a run stepping alone: its flush on this thread, as an inline commit
                 try:
-                    lsn = self.log.append([payload(op)])
+                    lsn = self._made().append([payload(op)])
                 except LogError as exc:
                     self._forget(op)
                     return _failed(loop, self._fail(exc))
@@ -235,6 +242,31 @@ class LogMode:
         self._queue.put((op, lease_end, fut, loop))
         return fut
 
+    def _made(self) -> CommitLog:
+        """This process's log, made by its first append: a process that appends nothing
+        (a client, a CLI command) writes no segment. Its id is in every mark from the
+        first, and a mark whose log directory does not exist decides nothing: nothing
+        was appended through it."""
+        log = self.log
+        if log is None:
+            with self._making:
+                log = self.log
+                if log is None:
+                    try:
+                        # (The module's settings read now: the power-loss test puts its
+                        # model of the disk, and small segments, there.)
+                        log = CommitLog(
+                            os.path.join(self.env.path, ROOT),
+                            segment_bytes=commit_log.SEGMENT_BYTES,
+                            files=commit_log.FILES,
+                            log_id=self.log_id,
+                        )
+                    except OSError as exc:
+                        raise LogError(f"cannot make the commit log: {exc}") from exc
+                    self.log = log
+                    self._spare_wanted.set()
+        return log
+
     def _check(self, op: Appending) -> float:
         """The run's lease end (monotonic), if ``op`` may be appended; else its error."""
         dbs = self._dbs()
@@ -246,13 +278,18 @@ class LogMode:
             fence, end = self._lease_of(lease)
             if fence != op.fence:
                 return _lmdb.LEASE_LOST, 0.0
+            # As the binding's append looks: the chunks of the step's group and its
+            # record too large for one (keys of the run key, the group, a byte), and a
+            # record of format 1 (surestep 0.1's, under the run key and the step alone).
+            if txn.get(_core.step_key(op.run_key, op.seq), db=dbs.journal) is not None:
+                return _lmdb.RECORDED_ALREADY, 0.0
             prefix = op.run_key + _CHUNK.pack(op.seq >> _lmdb.CHUNK_SHIFT)
             cursor = txn.cursor(db=dbs.journal)
             if cursor.set_range(prefix):
                 for key, value in cursor:
                     if bytes(key[: len(prefix)]) != prefix:
                         break
-                    if _core.holds_record(value, op.seq):
+                    if len(key) > len(prefix) and _core.holds_record(value, op.seq):
                         return _lmdb.RECORDED_ALREADY, 0.0
             return _lmdb.APPENDED, end
 
@@ -278,6 +315,7 @@ class LogMode:
         ``_appending``); whether it may be acknowledged now: its lease had not ended by
         the clock read *after* queueing it (the applied mark's rule needs that order)."""
         entry = _Pending(op, lsn)
+        self._appended_at = time.monotonic()
         with self._lock:
             self._in_flight.discard((op.run_key, op.seq))
             self._overlay.setdefault(op.run_key, {})[op.seq] = op.record
@@ -290,7 +328,9 @@ class LogMode:
             self._in_flight.discard((op.run_key, op.seq))
 
     def _fail(self, exc: BaseException) -> StoreError:
-        self.failed = self.failed or StoreError(
+        cause = exc.__cause__
+        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        self.failed = self.failed or (StoreFullError if full else StoreError)(
             f"the commit log of the store at {self.env.path!r} failed, nothing more is "
             f"written through it (what it acknowledged is applied at the next open): {exc}"
         )
@@ -321,21 +361,27 @@ class LogMode:
                 batch.append(more)
             with self._appending:
                 try:
-                    last = self.log.append([payload(op) for op, _, _, _ in batch])
+                    last = self._made().append([payload(op) for op, _, _, _ in batch])
                     error: StoreError | None = None
                 except LogError as exc:
                     error, last = self._fail(exc), 0
                 with self._lock:
                     self._queued -= len(batch)
                 first = last - len(batch) + 1
+                # One call into each loop for the batch, as the LMDB writer settles.
+                by_loop: dict[Any, list[tuple[asyncio.Future[None], BaseException | None]]]
+                by_loop = {}
                 for i, (op, lease_end, fut, loop) in enumerate(batch):
                     if error is not None:
                         self._forget(op)
-                        _settle_threadsafe(loop, fut, error)
+                        by_loop.setdefault(loop, []).append((fut, error))
                     elif self._acknowledge(op, first + i, lease_end):
-                        _settle_threadsafe(loop, fut, None)
+                        by_loop.setdefault(loop, []).append((fut, None))
                     else:
                         self._wait_for_lmdb(op, fut, loop)
+            for loop, settled in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_resolve_all, settled)
 
     def _wait_for_lmdb(self, op: Appending, fut: asyncio.Future[None], loop: Any) -> None:
         """Settle ``fut`` with the outcome of ``op``'s LMDB commit, where its fence is
@@ -348,17 +394,50 @@ class LogMode:
             outcome = entry.outcome if entry is not None else None
         _settle_threadsafe(loop, fut, outcome[0] if outcome is not None else None)
 
-    def _spare_loop(self) -> None:
-        """Keeps a spare segment ready, written off every critical path."""
+    def _tidy_loop(self) -> None:
+        """Keeps a spare segment ready, written off every critical path; and every
+        TIDY_EVERY seconds, tidies up after an idle spell (``_tidy``)."""
         while True:
-            self._spare_wanted.wait()
+            wanted = self._spare_wanted.wait(TIDY_EVERY)
             self._spare_wanted.clear()
             if self._stopping:
                 return
             try:
-                self.log.prepare()
+                if wanted and self.log is not None:
+                    self.log.prepare()
+                self._tidy()
             except OSError as exc:  # a full disk, say: the append that rolls makes one
                 _log.warning("cannot prepare a commit log segment: %s", exc)
+
+    def _tidy(self) -> None:
+        """With no append for TIDY_EVERY and every record applied: retire the segment
+        being written. With no commit for TIDY_EVERY and a lease this process wrote
+        ended after its mark: a commit, to move the mark past it."""
+        now = time.monotonic()
+        log = self.log
+        if (
+            log is not None
+            and now - self._appended_at >= TIDY_EVERY
+            and log.applied_lsn >= log.last_lsn
+            and self._appending.acquire(blocking=False)
+        ):
+            try:
+                log.retire_tail()
+            finally:
+                self._appending.release()
+        with self._lock:
+            ends = self._lease_ends
+            while ends and ends[0] <= self._mark_committed:
+                heapq.heappop(ends)
+            due = bool(ends) and ends[0] <= now and now - self._stamped_at >= TIDY_EVERY
+        if due and self.failed is None:
+            self.env.apply(_mark_only)
+
+    def leased(self, end: float) -> None:
+        """This process wrote a lease ending at ``end`` (monotonic; 0: none)."""
+        if end > 0:
+            with self._lock:
+                heapq.heappush(self._lease_ends, end)
 
     # -- the LMDB writer's hooks, on its thread
 
@@ -376,8 +455,10 @@ class LogMode:
         """Write this process's applied mark in the transaction about to commit."""
         marks = self._dbs().commit_logs
         if marks is not None and not self._unmarked:
-            row = _MARK.pack(self.log.log_id, self._mark, self.log.last_lsn)
+            lsn = self.log.last_lsn if self.log is not None else 0
+            row = _MARK.pack(self.log_id, self._mark, lsn)
             txn.put(self.key, row, db=marks)
+            self._stamped_at = time.monotonic()
 
     def committed(self, ops: list[Any], outcomes: list[Outcome], written: bool) -> None:
         """After a commit (``written``) or a failed one: settle the applies in it, prune
@@ -386,14 +467,18 @@ class LogMode:
         applied = 0
         wake: list[tuple[asyncio.Future[None], Any, BaseException | None]] = []
         with self._lock:
+            if written:
+                self._mark_committed = self._mark
             for op, (_, error) in zip(ops, outcomes, strict=True):
                 entry = self._pending.get(id(op))
                 if entry is None:
                     continue
                 if not written:
-                    self.failed = self.failed or StoreError(
+                    # The cause's type kept: a full map or disk is StoreFullError.
+                    kind = StoreFullError if isinstance(error, StoreFullError) else StoreError
+                    self.failed = self.failed or kind(
                         f"the store at {self.env.path!r} could not apply its commit log "
-                        f"(kept for the next open): {error!r}"
+                        f"(kept for the next open): {error}"
                     )
                     continue
                 del self._pending[id(op)]
@@ -411,7 +496,7 @@ class LogMode:
             below = min((entry.lsn for entry in self._pending.values()), default=applied + 1)
         for fut, loop, error in wake:
             _settle_threadsafe(loop, fut, error)
-        if applied:
+        if applied and self.log is not None:  # (made: it acknowledged what was applied)
             self.log.applied(min(applied, below - 1))
             if not self.log.segments()[1]:
                 self._spare_wanted.set()
@@ -435,7 +520,8 @@ class LogMode:
         self._stopping = True
         self._spare_wanted.set()
         self._spares.join()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
 
 async def recover(path: str, dbs: Databases, submit: Callable[[Any], Awaitable[Any]]) -> int:
@@ -466,6 +552,10 @@ async def recover(path: str, dbs: Databases, submit: Callable[[Any], Awaitable[A
     return count
 
 
+def _mark_only(txn: Any) -> None:
+    """A commit of nothing but this process's applied mark (which every commit stamps)."""
+
+
 class _Recovered:
     """A dead log's append, for ``append_records``."""
 
@@ -490,6 +580,11 @@ def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_exception(error)
 
 
+def _resolve_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for fut, error in settled:
+        _resolve(fut, error)
+
+
 def _settle_threadsafe(loop: Any, fut: asyncio.Future[None], error: BaseException | None) -> None:
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
         loop.call_soon_threadsafe(_resolve, fut, error)
@@ -503,6 +598,14 @@ def with_unapplied(stored: list[bytes], mine: dict[int, bytes]) -> list[bytes]:
     extra = [
         record
         for seq, record in sorted(mine.items())
-        if not any(_core.holds_record(value, seq) for value in stored)
+        if not any(_holds(value, seq) for value in stored)
     ]
     return stored + extra
+
+
+def _holds(value: bytes, seq: int) -> bool:
+    """Whether a journal value holds a record of step ``seq``: format-2 records back to
+    back, or one record of format 1 (surestep 0.1's, alone in its value)."""
+    if value[0] == _FORMAT_1:
+        return bool(_core.decode_record(value).seq == seq)
+    return bool(_core.holds_record(value, seq))
