@@ -565,8 +565,16 @@ class LmdbStore(Store):
             return taken
 
         await self._recover_logs()
+        if due_only and not self.env.read(self._timer_due):
+            return []  # nothing to claim: no write (woken by every run created or finished)
         result: list[RunInfo] = await self.env.submit(op)
         return result
+
+    def _timer_due(self, txn: _lmdb.Transaction) -> bool:
+        """Whether the first timer is due."""
+        for key in txn.cursor(db=self.env.dbs.timers).iternext(values=False):
+            return bool(_MS.unpack_from(key)[0] <= time.time() * 1000)
+        return False
 
     # base.TRANSITIONS: create (a child, claimed for its parent's owner)
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:

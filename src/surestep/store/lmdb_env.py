@@ -63,7 +63,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .. import _lmdb
 from ..errors import ConfigurationError, LeaseLostError, StoreError, StoreFullError, SurestepError
-from .wake import WakeSender, others_registered
+from .wake import WakeListener, WakeSender, others_registered
 
 READONLY = "readonly"  # the mode of an environment opened only to read (see acquire)
 DEFAULT_MAP_SIZE = 1 << 20  # to start (allocated on disk, see WRITEMAP); doubled when full
@@ -90,6 +90,7 @@ Op = Callable[[_lmdb.Transaction], Any]
 _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
 # op, its future and the future's loop (None: an apply of the commit log), notify
 _Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
+_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its outcome
 
 
 class AppendDatabases(Protocol):
@@ -431,15 +432,21 @@ class Env(Generic[D]):
                     self._queued -= len(batch)
             if log is not None:
                 log.committed(ops, outcomes, self._written)
-            if any(item[3] for item in batch):
-                self.waker.notify()
-            by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+            notify = any(item[3] for item in batch)
+            # One call into each loop: its futures settled, then its listeners woken; the
+            # other processes after that (see wake.py).
+            by_loop: dict[Any, tuple[list[_Settled], list[WakeListener]]] = {}
             for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
                 if fut is not None:  # an apply of the commit log: nobody waits for it
-                    by_loop.setdefault(loop, []).append((fut, *outcome))
-            for loop, settled in by_loop.items():
+                    by_loop.setdefault(loop, ([], []))[0].append((fut, *outcome))
+            if notify:
+                for listener in self.waker.local():
+                    by_loop.setdefault(listener.loop, ([], []))[1].append(listener)
+            for loop, (settled, woken) in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled)
+                    loop.call_soon_threadsafe(_settle, settled, woken)
+            if notify:
+                self.waker.notify_others()
 
     def _drain(self, batch: list[_Item]) -> None:
         """Add what is queued to ``batch``, up to MAX_BATCH, without waiting."""
@@ -685,7 +692,7 @@ class _Turn:
 _TURN = _Turn(None)
 
 
-def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle(settled: list[_Settled], woken: list[WakeListener]) -> None:
     for fut, result, exc in settled:
         if fut.cancelled():
             continue
@@ -693,6 +700,8 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
             fut.set_result(result)
         else:
             fut.set_exception(exc)
+    for listener in woken:
+        listener.wake()
 
 
 MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk
