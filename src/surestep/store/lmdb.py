@@ -503,7 +503,7 @@ class LmdbStore(Store):
         idempotency_key: str | None = None,
     ) -> int:
         op = _CreateRun(self, run, owner, lease_s, follow_deployment, idempotency_key)
-        await self.env.submit(op, notify=True, small=True)
+        await self.env.submit(op, notify=True, small=True, run=op.key)
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -721,7 +721,7 @@ class LmdbStore(Store):
     ) -> None:
         assert status in FINISHED, status
         op = _Finish(self, run_id, fence, status, result, error, keep)
-        await self.env.submit(op, notify=True, small=True)
+        await self.env.submit(op, notify=True, small=True, run=run_key(run_id))
 
     # base.TRANSITIONS: cancel
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:

@@ -24,11 +24,13 @@ caller's thread, when there is nothing to group it with:
   run's creation and its finish): the commit writes to the page cache only, a few
   microseconds, and the writer thread would hold the GIL longer to run the op than
   the whole inline commit takes;
-- at ``durability="fsync"`` when the append follows an append of the same run,
-  with no other write submitted in between: one run stepping alone. The event
-  loop then waits for that one commit (the fsync), and gets a turn after it, so
-  other tasks wait one commit at most. With two runs stepping, their appends
-  alternate and share the writer thread's commits.
+- at ``durability="fsync"`` when the append (or the small op) follows a write of
+  the same run, with no other write submitted in between: one run alone, its first
+  step after its creation, each next step, its finish. The event loop then waits
+  for that one commit (the fsync), and gets a turn after it, so other tasks wait
+  one commit at most; the two hand-offs to the writer thread and back, and the
+  loop's wake-up from its sleep, cost more than that on a lone run. With two runs
+  stepping, their writes alternate and share the writer thread's commits.
 
 Both only when nothing is queued before the op, the writer thread is idle
 and no other process has the store open (LMDB's write lock is shared between
@@ -215,7 +217,7 @@ class Env(Generic[D]):
         self._queued = 0  # ops queued and not yet committed; changed under _count_lock
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
-        self._last_append: bytes | None = None  # the run key of the last op, an append
+        self._last_run: bytes | None = None  # the run key of the last op, when one run's
         self._notify_due = False  # a wake-up for inline commits is on the loop's way
         self._alone_now, self._alone_checked = False, -math.inf
         self._written = False  # whether the last _commit committed
@@ -328,20 +330,22 @@ class Env(Generic[D]):
         notify: bool = False,
         append_of: bytes | None = None,
         small: bool = False,
+        run: bytes | None = None,
     ) -> Awaitable[T]:
         """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
         thread when nothing could share its commit (the module's docstring says when).
-        ``small``: a few reads and writes of one run, committed on this thread without
-        sync as appends are."""
+        ``small``: a few reads and writes of one run (``run``, its key), committed on this
+        thread as appends are: without sync, or after a write of the same run."""
         if self.readonly:
             raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
         if append_of is not None:
-            lone = not self.synced or append_of == self._last_append
+            lone = not self.synced or append_of == self._last_run
+            self._last_run = append_of
         else:
-            lone = small and not self.synced
-        self._last_append = append_of
+            lone = small and (not self.synced or (run is not None and run == self._last_run))
+            self._last_run = run
         if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
                 result, error = self._commit_one(op)
