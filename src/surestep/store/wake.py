@@ -92,10 +92,10 @@ class WakeSender:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return
-        mine = _prefix(os.getpid())
+        woken_here = {listener.name for listener in self.local()}
         for name in names:
-            if name.startswith(mine):
-                continue  # woken on its loop (local)
+            if name in woken_here:
+                continue  # woken on its loop
             entry = os.path.join(self.directory, name)
             try:
                 self._sock.sendto(b"!", entry)
