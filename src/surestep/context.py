@@ -179,9 +179,10 @@ class WorkflowContext:
         self._runtime = runtime
         self._inline_sleep = inline_sleep
         self._tracer = tracer  # OpenTelemetry, when the engine traces (surestep.telemetry)
-        self._attempts_taken: dict[int, int] = {}
+        # Attempts each step took, for its span: kept only when the engine traces.
+        self._attempts_taken: dict[int, int] | None = None if tracer is None else {}
         # Steps whose attempts failed before the run was resumed (Store.attempts), by step.
-        self._failed_attempts = failed_attempts or {}
+        self._failed_attempts = failed_attempts or None
 
     # Made on first use: most runs touch few of them, and every object a parked run
     # keeps costs memory and a garbage collector's walk.
@@ -352,6 +353,7 @@ class WorkflowContext:
             try:
                 return await step
             finally:
+                assert self._attempts_taken is not None  # made for a traced run
                 attempts = self._attempts_taken.pop(seq, None)
                 if attempts is not None:
                     span.set_attribute("surestep.step.attempts", attempts)
@@ -418,8 +420,11 @@ class WorkflowContext:
                 else:
                     failed_first: Exception | None = None
                     try:  # the first attempt here, the retries (if any) in _retry
-                        output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
-                        if _is_awaitable(output):
+                        if spec is None or spec.bare_call:
+                            output = fn(*args, **kwargs)
+                        else:
+                            output = self._attempt(spec, fn, args, kwargs, name, seq, key, 0)
+                        if type(output) is CoroutineType or _is_awaitable(output):
                             output = await output
                         attempts = 1
                     except Exception as exc:
@@ -451,7 +456,7 @@ class WorkflowContext:
         await recorder.store.append(self.run_id, recorder.fence, seq, record)
         if attempts > 1:
             await recorder.store.retry_done(self.run_id, recorder.fence, seq)
-        if self._tracer is not None:
+        if self._attempts_taken is not None:
             self._attempts_taken[seq] = attempts
         # Hand back what the journal holds, so the first run and every replay see one value
         # (a str, an int, a bool or None comes back from JSON as it went in).

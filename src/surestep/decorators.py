@@ -130,6 +130,12 @@ class FunctionSpec:
         return not (inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn))
 
     @functools.cached_property
+    def bare_call(self) -> bool:
+        """An attempt is the call itself: asynchronous, without a context or a timeout
+        (the common step, called without going through ``_attempt``)."""
+        return not self.synchronous and not self.takes_ctx and self.timeout_ms is None
+
+    @functools.cached_property
     def conversion(self) -> convert.Conversion | None:
         """How typed arguments and result cross the journal; None when all are plain
         JSON (decided once, at the first call: string annotations resolve by then)."""

@@ -185,7 +185,7 @@ class Engine:
         self.gc_threshold = collector.check_threshold(gc_threshold)
         self._gc_held: int | None = None  # the threshold this engine holds while open
         # Made again by open(): a start waiting for a place waits on its loop.
-        self._admission = Admission(max_in_flight, on_full)
+        self._admission = _Admitted(max_in_flight, on_full)
         self._starting = Admission(MAX_STARTING)
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
@@ -209,7 +209,7 @@ class Engine:
         if not self._opened:
             await self.store.open()
             self._opened = True
-            self._admission = Admission(self._admission.limit, self._admission.on_full)
+            self._admission = _Admitted(self._admission.limit, self._admission.on_full)
             self._starting = Admission(MAX_STARTING)
             self._default_keep = await self._store_default_keep()
             if self.execute:
@@ -347,7 +347,7 @@ class Engine:
         session_id: str | None,
         user_id: str | None,
         idempotency_key: str | None = None,
-        admission: Admission | None = None,
+        admission: _Admitted | None = None,
     ) -> tuple[str, asyncio.Task[Any] | None]:
         """Store the new run and launch it here when it is this engine's to execute: its
         id, and the task executing it (``None`` when it does not execute here), which
@@ -855,7 +855,7 @@ class Engine:
     # -- execution
 
     def _launch(
-        self, spec: WorkflowSpec, run: RunInfo, replay: bool, admission: Admission | None = None
+        self, spec: WorkflowSpec, run: RunInfo, replay: bool, admission: _Admitted | None = None
     ) -> asyncio.Task[Any]:
         """Execute the run in a task of its own; its end gives its place in ``admission``
         back, if it holds one."""
@@ -865,11 +865,7 @@ class Engine:
         task = active.task = loop.create_task(
             self._execute(spec, run, active, replay), name=f"surestep-run-{run.run_id}"
         )
-        ended = (
-            _outcome_is_in_the_store
-            if admission is None
-            else functools.partial(_ended_admitted, admission)
-        )
+        ended = _outcome_is_in_the_store if admission is None else admission.run_ended
         task.add_done_callback(ended, context=_CALLBACK_CONTEXT)
         if self._heartbeat is None:
             self._heartbeat = loop.create_task(self._beat(), name="surestep-heartbeat")
@@ -883,21 +879,17 @@ class Engine:
         try:
             try:
                 index = None
-                retried: dict[int, list[dict[str, Any]]] = {}
+                retried = None
                 if replay:
-                    records = await store.journal(run_id)
-                    try:
-                        index = _core.ReplayIndex.from_records(records)
-                    except JournalCorruptError as exc:
-                        raise exc.for_run(run_id) from exc
+                    index = await self._replay_index(run_id)
                     retried = journal.failed_attempts(await store.attempts(run_id))
                 recorder = Recorder(run, store, index)
                 ctx = WorkflowContext(run, recorder, self, self.inline_sleep, self._tracer, retried)
-                args, kwargs = tuple(run.args), run.kwargs
-                if spec.conversion is not None:  # typed parameters: read from their JSON
-                    args, kwargs = spec.conversion.decode_arguments(args, kwargs, skip=1)
+                body = _workflow_body(spec, ctx, run)
+                # A parked run keeps neither its row, nor its arguments, nor what replay read.
+                del run, index, retried
                 if self._tracer is None:
-                    value = await spec.fn(ctx, *args, **kwargs)
+                    value = await body
                 else:
                     attributes = {
                         "surestep.run_id": run_id,
@@ -907,7 +899,7 @@ class Engine:
                     }
                     name = f"surestep.run {spec.name}"
                     with self._tracer.start_as_current_span(name, attributes=attributes):
-                        value = await spec.fn(ctx, *args, **kwargs)
+                        value = await body
                 recorder.check_all_replayed()
                 result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
                 await recorder.settle()
@@ -942,6 +934,14 @@ class Engine:
             raise
         finally:
             self._active.pop(run_id, None)
+
+    async def _replay_index(self, run_id: str) -> _core.ReplayIndex:
+        """The index of the run's journal, from one read of it."""
+        records = await self.store.journal(run_id)
+        try:
+            return _core.ReplayIndex.from_records(records)
+        except JournalCorruptError as exc:
+            raise exc.for_run(run_id) from exc
 
     async def run_child(
         self,
@@ -1105,6 +1105,17 @@ def _wake(waiter: asyncio.Future[None], _task: object) -> None:
         waiter.set_result(None)
 
 
+def _workflow_body(
+    spec: WorkflowSpec, ctx: WorkflowContext, run: RunInfo
+) -> Coroutine[Any, Any, Any]:
+    """The workflow's coroutine over the run's arguments (read as the parameters' types
+    when it has typed parameters)."""
+    if spec.conversion is None:
+        return spec.fn(ctx, *run.args, **run.kwargs)  # type: ignore[no-any-return]
+    args, kwargs = spec.conversion.decode_arguments(run.args, run.kwargs, skip=1)
+    return spec.fn(ctx, *args, **kwargs)  # type: ignore[no-any-return]
+
+
 def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
     """A run task's exception (failed, suspended, lease lost) is already recorded or
     logged; whoever waits reads the store. Mark it retrieved so asyncio stays quiet."""
@@ -1112,11 +1123,20 @@ def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-def _ended_admitted(admission: Admission, task: asyncio.Task[Any]) -> None:
-    """The done callback of a run task that ``start`` admitted: its place is given back
-    (one callback where two would copy a context each)."""
-    _outcome_is_in_the_store(task)
-    admission.give_back()
+class _Admitted(Admission):
+    """The admission of ``start``, with the done callback of the run tasks it let in: their
+    outcome marked retrieved and their place given back. Made once, not a callback object
+    per run, which a parked run would keep."""
+
+    __slots__ = ("run_ended",)
+
+    def __init__(self, limit: int, on_full: str = WAIT) -> None:
+        super().__init__(limit, on_full)
+        self.run_ended = self._run_ended
+
+    def _run_ended(self, task: asyncio.Task[Any]) -> None:
+        _outcome_is_in_the_store(task)
+        self.give_back()
 
 
 async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:

@@ -81,9 +81,10 @@ class Recorder:
         self.replay_only = replay_only
         self.caller: str | None = None  # where the code asked, for a replay check's report
         # Records written without waiting (values, logs): awaited before the next record
-        # and before the run is given back, so the journal keeps its order.
-        self.pending: list[asyncio.Future[Any]] = []
-        self.log_counts: dict[int, int] = {}  # lines stored so far at each step position
+        # and before the run is given back, so the journal keeps its order. Made on first
+        # use, as the log's counts: most runs (and every parked one) need neither.
+        self.pending: list[asyncio.Future[Any]] | None = None
+        self.log_counts: dict[int, int] | None = None  # lines stored so far at each position
         self.progress: Progress | None = None  # made on the run's first report
 
     # -- numbering and matching
@@ -260,12 +261,16 @@ class Recorder:
     def append_later(self, write: Awaitable[None]) -> None:
         """A write the workflow does not wait for; :meth:`flush` (run before the next
         record and before the run is given back) waits for it and raises its error."""
-        self.pending.append(asyncio.ensure_future(write))
+        written = asyncio.ensure_future(write)
+        if self.pending is None:
+            self.pending = [written]
+        else:
+            self.pending.append(written)
 
     async def flush(self) -> None:
         """Wait for the records written without waiting; their errors surface here."""
         while self.pending:
-            pending, self.pending = self.pending, []
+            pending, self.pending = self.pending, None
             await asyncio.gather(*pending)
 
     def report_progress(self, report: dict[str, Any]) -> None:
@@ -296,7 +301,10 @@ class Recorder:
         crash rewrites its own lines."""
         if position is None:
             position = self.seq
-        index = self.log_counts[position] = self.log_counts.get(position, -1) + 1
+        counts = self.log_counts
+        if counts is None:
+            counts = self.log_counts = {}
+        index = counts[position] = counts.get(position, -1) + 1
         entry = {
             "t": time.time(),
             "level": logging.getLevelName(level),

@@ -332,6 +332,9 @@ class LmdbStore(Store):
         self._recovered_at = -math.inf
         self._env: Env[Databases] | None = None
         self._listener: WakeListener | None = None
+        # The last run appended to and its key: a run appends step after step, each with
+        # the same id object. One tuple, read and replaced whole (any thread may append).
+        self._appending: tuple[str, bytes] = ("", b"")
 
     async def open(self) -> None:
         if self._env is None:
@@ -1159,7 +1162,13 @@ class LmdbStore(Store):
     # -- journal
 
     def append(self, run_id: str, fence: int, seq: int, record: bytes) -> Awaitable[None]:
-        op = Append(self, run_id, run_key(run_id), fence, seq, record)
+        last = self._appending
+        if last[0] is run_id:
+            key = last[1]
+        else:
+            key = run_key(run_id)
+            self._appending = (run_id, key)
+        op = Append(self, run_id, key, fence, seq, record)
         if self._log is not None:
             return self._log.append(op)
         return self.env.submit(op, append_of=op.run_key)
