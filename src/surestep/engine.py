@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from . import _core, convert, hitl, journal, schedules, serde, triggers
+from . import _core, collector, convert, hitl, journal, schedules, serde, triggers
 from .admission import WAIT, Admission
 from .context import WorkflowContext
 from .decorators import WorkflowSpec, code_digest, find_workflow, served_versions
@@ -151,6 +151,9 @@ class Engine:
     started, or executing here until they finish, suspend or go to a worker); past it
     ``start`` waits for a place (``on_full="wait"``, first come first served) or raises
     ``OverloadedError`` at once, storing nothing (``on_full="refuse"``).
+    ``gc_threshold``: while an executing engine is open, the garbage collector's first
+    threshold is at least this (:mod:`surestep.collector`: runs in flight are many
+    containers for it to walk); ``None`` leaves the collector alone.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class Engine:
         purge_interval: float = PURGE_INTERVAL,
         max_in_flight: int = MAX_IN_FLIGHT,
         on_full: str = WAIT,
+        gc_threshold: int | None = collector.GC_THRESHOLD,
         **store_options: Any,
     ) -> None:
         if (
@@ -178,6 +182,8 @@ class Engine:
         self.purge_interval = parse_duration(purge_interval, "purge_interval")
         if self.purge_interval <= 0:
             raise ConfigurationError(f"purge_interval must be > 0, not {purge_interval!r}")
+        self.gc_threshold = collector.check_threshold(gc_threshold)
+        self._gc_held: int | None = None  # the threshold this engine holds while open
         # Made again by open(): a start waiting for a place waits on its loop.
         self._admission = _Admitted(max_in_flight, on_full)
         self._starting = Admission(MAX_STARTING)
@@ -240,6 +246,9 @@ class Engine:
                 purger = Purger(self.store, self._default_keep, self.purge_interval)
                 self._purger = loop.create_task(purger.run(), name="surestep-purge")
                 self._presence = loop.create_task(self._stay_live(), name="surestep-presence")
+                if self.gc_threshold is not None:
+                    collector.hold(self.gc_threshold)
+                    self._gc_held = self.gc_threshold
             self._opened = True
         finally:
             self._opening = None
@@ -270,6 +279,9 @@ class Engine:
             await asyncio.gather(asyncio.shield(self._opening), return_exceptions=True)
         if not self._opened:
             return
+        if self._gc_held is not None:
+            collector.release(self._gc_held)
+            self._gc_held = None
         background_tasks = (
             self._heartbeat,
             self._waker,

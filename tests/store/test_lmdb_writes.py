@@ -59,8 +59,9 @@ async def test_small_ops_commit_inline_at_process_durability_only(
     tmp_path: Path, durability: str
 ) -> None:
     """A small op (a run's creation, its finish) is committed on the caller's thread at
-    ``process`` when nothing is queued, as appends are; at ``fsync`` it rides the writer
-    thread's group commit; never ahead of a queued write."""
+    ``process`` when nothing is queued, as appends are; at ``fsync`` (unless it follows a
+    write of the same run) it rides the writer thread's group commit; never ahead of a
+    queued write."""
     store = LmdbStore(str(tmp_path / "store"), durability=durability)
     await store.open()
     env = store.env
@@ -129,6 +130,33 @@ async def test_fsync_commits_inline_only_a_run_stepping_alone(tmp_path: Path) ->
             queued = store.env.submit(lambda txn: None, append_of=one)
         await queued
         assert await committed_on(one) == "caller"
+    finally:
+        await store.close()
+
+
+async def test_fsync_commits_inline_a_lone_runs_writes_after_its_creation(
+    tmp_path: Path,
+) -> None:
+    """At fsync a run alone is created through the writer thread; its first append and
+    its finish (small ops of the same run, with no other write between) are committed on
+    the caller's thread. A write of another run between sends them to the writer."""
+    store = LmdbStore(str(tmp_path / "store"), durability="fsync")
+    await store.open()
+    one, two = run_key(new_run_id()), run_key(new_run_id())
+
+    async def committed_on(**how: Any) -> str:
+        threads: list[int] = []
+        await store.env.submit(lambda txn: threads.append(threading.get_ident()), **how)
+        return "caller" if threads == [threading.get_ident()] else "writer"
+
+    try:
+        assert await committed_on(small=True, run=one) == "writer"  # its creation
+        assert await committed_on(append_of=one) == "caller"  # its first step
+        assert await committed_on(small=True, run=one) == "caller"  # its finish
+        assert await committed_on(small=True, run=two) == "writer"  # another run's creation
+        assert await committed_on(small=True, run=one) == "writer"  # not after its own write
+        assert await committed_on(small=True) == "writer"  # a small op of no run
+        assert await committed_on(small=True, run=None) == "writer"
     finally:
         await store.close()
 

@@ -8,6 +8,8 @@ import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
+import pytest
+
 from surestep.store.wake import WakeListener, WakeSender
 
 _LISTEN = """
@@ -45,7 +47,7 @@ async def test_a_killed_listeners_entry_socket_and_directory_are_removed(tmp_pat
         child.send_signal(signal.SIGKILL)
         assert await child.wait() == -signal.SIGKILL
         sender.notify()
-        assert alive._sock.recv(64) == b"!"  # the live listener got its wake-up
+        assert alive._event.is_set()  # the live listener (this process's: on its loop) woke
         assert [e.name for e in wake.iterdir()] == [alive.name]
         assert _present(socket_path) == []
     finally:
@@ -54,3 +56,27 @@ async def test_a_killed_listeners_entry_socket_and_directory_are_removed(tmp_pat
             await child.wait()
         alive.close()
         sender.close()
+
+
+async def test_a_listener_of_this_process_is_woken_on_its_loop_not_by_a_datagram(
+    tmp_path: Path,
+) -> None:
+    """The writer thread's notify wakes this process's listeners through their loops (a
+    datagram to its own process made the loop take the GIL in the middle of the writer's
+    system call); other processes still get datagrams."""
+    store = str(tmp_path / "store")
+    sender = WakeSender(store)
+    listener = WakeListener(store)
+    try:
+        waiting = asyncio.ensure_future(listener.wait(timeout=30.0))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await asyncio.to_thread(sender.notify)  # from another thread, as the writer's
+        await asyncio.wait_for(waiting, timeout=30.0)
+        with pytest.raises(BlockingIOError):
+            listener._sock.recv(64)  # no datagram was sent to it
+        assert sender.local() == [listener]
+    finally:
+        listener.close()
+        sender.close()
+    assert sender.local() == []

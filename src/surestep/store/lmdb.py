@@ -543,7 +543,7 @@ class LmdbStore(Store):
         idempotency_key: str | None = None,
     ) -> int:
         op = _CreateRun(self, run, owner, lease_s, follow_deployment, idempotency_key)
-        await self.env.submit(op, notify=True, small=True)
+        await self.env.submit(op, notify=True, small=True, run=op.key)
         return run.fence
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -605,8 +605,16 @@ class LmdbStore(Store):
             return taken
 
         await self._recover_logs()
+        if due_only and not self.env.read(self._timer_due):
+            return []  # nothing to claim: no write (woken by every run created or finished)
         result: list[RunInfo] = await self.env.submit(op)
         return result
+
+    def _timer_due(self, txn: _lmdb.Transaction) -> bool:
+        """Whether the first timer is due."""
+        for key in txn.cursor(db=self.env.dbs.timers).iternext(values=False):
+            return bool(_MS.unpack_from(key)[0] <= time.time() * 1000)
+        return False
 
     # base.TRANSITIONS: create (a child, claimed for its parent's owner)
     async def create_child(self, run: RunInfo, owner: str, lease_s: float) -> RunInfo:
@@ -753,7 +761,7 @@ class LmdbStore(Store):
     ) -> None:
         assert status in FINISHED, status
         op = _Finish(self, run_id, fence, status, result, error, keep)
-        await self.env.submit(op, notify=True, small=True)
+        await self.env.submit(op, notify=True, small=True, run=run_key(run_id))
 
     # base.TRANSITIONS: cancel
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
@@ -1086,7 +1094,8 @@ class LmdbStore(Store):
             counter = 0 if last is None else _MS.unpack_from(last, len(prefix))[0] + 1
             txn.put(prefix + _MS.pack(counter), payload, db=e.events)
             if run.status == WAITING and run.waiting_for == name:
-                run.wake_at = time.time()  # due now
+                # Due now: a millisecond back, as timers' keys round up to the next one.
+                run.wake_at = time.time() - 0.001
                 self._save(txn, run)
 
         await self.env.submit(op, notify=True)

@@ -24,11 +24,13 @@ caller's thread, when there is nothing to group it with:
   run's creation and its finish): the commit writes to the page cache only, a few
   microseconds, and the writer thread would hold the GIL longer to run the op than
   the whole inline commit takes;
-- at ``durability="fsync"`` when the append follows an append of the same run,
-  with no other write submitted in between: one run stepping alone. The event
-  loop then waits for that one commit (the fsync), and gets a turn after it, so
-  other tasks wait one commit at most. With two runs stepping, their appends
-  alternate and share the writer thread's commits.
+- at ``durability="fsync"`` when the append (or the small op) follows a write of
+  the same run, with no other write submitted in between: one run alone, its first
+  step after its creation, each next step, its finish. The event loop then waits
+  for that one commit (the fsync), and gets a turn after it, so other tasks wait
+  one commit at most; the two hand-offs to the writer thread and back, and the
+  loop's wake-up from its sleep, cost more than that on a lone run. With two runs
+  stepping, their writes alternate and share the writer thread's commits.
 
 Both only when nothing is queued before the op, the writer thread is idle
 and no other process has the store open (LMDB's write lock is shared between
@@ -63,7 +65,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .. import _lmdb
 from ..errors import ConfigurationError, LeaseLostError, StoreError, StoreFullError, SurestepError
-from .wake import WakeSender, others_registered
+from .wake import WakeListener, WakeSender, others_registered
 
 READONLY = "readonly"  # the mode of an environment opened only to read (see acquire)
 DEFAULT_MAP_SIZE = 1 << 20  # to start (allocated on disk, see WRITEMAP); doubled when full
@@ -90,6 +92,7 @@ Op = Callable[[_lmdb.Transaction], Any]
 _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
 # op, its future and the future's loop (None: an apply of the commit log), notify
 _Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
+_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its outcome
 
 
 class AppendDatabases(Protocol):
@@ -214,7 +217,7 @@ class Env(Generic[D]):
         self._queued = 0  # ops queued and not yet committed; changed under _count_lock
         self._count_lock = threading.Lock()
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
-        self._last_append: bytes | None = None  # the run key of the last op, an append
+        self._last_run: bytes | None = None  # the run key of the last op, when one run's
         self._notify_due = False  # a wake-up for inline commits is on the loop's way
         self._alone_now, self._alone_checked = False, -math.inf
         self._written = False  # whether the last _commit committed
@@ -327,20 +330,22 @@ class Env(Generic[D]):
         notify: bool = False,
         append_of: bytes | None = None,
         small: bool = False,
+        run: bytes | None = None,
     ) -> Awaitable[T]:
         """Commit ``op(txn)`` in the next group commit. ``notify``: wake the processes
         waiting on this store once it is committed. ``append_of``: the run key, when
         ``op`` appends one record to that run's journal: a small op, committed on this
         thread when nothing could share its commit (the module's docstring says when).
-        ``small``: a few reads and writes of one run, committed on this thread without
-        sync as appends are."""
+        ``small``: a few reads and writes of one run (``run``, its key), committed on this
+        thread as appends are: without sync, or after a write of the same run."""
         if self.readonly:
             raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
         if append_of is not None:
-            lone = not self.synced or append_of == self._last_append
+            lone = not self.synced or append_of == self._last_run
+            self._last_run = append_of
         else:
-            lone = small and not self.synced
-        self._last_append = append_of
+            lone = small and (not self.synced or (run is not None and run == self._last_run))
+            self._last_run = run
         if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
                 result, error = self._commit_one(op)
@@ -431,15 +436,21 @@ class Env(Generic[D]):
                     self._queued -= len(batch)
             if log is not None:
                 log.committed(ops, outcomes, self._written)
-            if any(item[3] for item in batch):
-                self.waker.notify()
-            by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+            notify = any(item[3] for item in batch)
+            # One call into each loop: its futures settled, then its listeners woken; the
+            # other processes after that (see wake.py).
+            by_loop: dict[Any, tuple[list[_Settled], list[WakeListener]]] = {}
             for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
                 if fut is not None:  # an apply of the commit log: nobody waits for it
-                    by_loop.setdefault(loop, []).append((fut, *outcome))
-            for loop, settled in by_loop.items():
+                    by_loop.setdefault(loop, ([], []))[0].append((fut, *outcome))
+            if notify:
+                for listener in self.waker.local():
+                    by_loop.setdefault(listener.loop, ([], []))[1].append(listener)
+            for loop, (settled, woken) in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled)
+                    loop.call_soon_threadsafe(_settle, settled, woken)
+            if notify:
+                self.waker.notify_others()
 
     def _drain(self, batch: list[_Item]) -> None:
         """Add what is queued to ``batch``, up to MAX_BATCH, without waiting."""
@@ -685,7 +696,7 @@ class _Turn:
 _TURN = _Turn(None)
 
 
-def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle(settled: list[_Settled], woken: list[WakeListener]) -> None:
     for fut, result, exc in settled:
         if fut.cancelled():
             continue
@@ -693,6 +704,8 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
             fut.set_result(result)
         else:
             fut.set_exception(exc)
+    for listener in woken:
+        listener.wake()
 
 
 MIN_FREE_BYTES = 1 << 20  # below this, a failed write is a full disk

@@ -4,9 +4,16 @@ Every process that waits on a store binds a Unix datagram socket and
 registers it in the store directory (``wake/``, as a symlink to the socket, so
 a long store path does not hit the socket path limit). A process that commits
 a change worth waking for (a run created, released, finished or cancelled)
-sends one byte to every registered socket; a dead process's entry is
-removed by the first sender that finds it refused, with the socket and the
-private directory it named (a process killed with SIGKILL leaves them behind).
+sends one byte to every registered socket of another process; a dead
+process's entry is removed by the first sender that finds it refused, with the
+socket and the private directory it named (a process killed with SIGKILL leaves
+them behind).
+
+The listeners of the sending process itself are woken on their event loops, not
+by a datagram: the sender is usually the writer thread, and a datagram to its own
+process woke the event loop in the middle of the sender's system call, which then
+waited for the loop to let go of the GIL before it could tell the loop that the
+commit was done (a millisecond or more per notified commit on a lone run).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 import socket
 import stat
 import tempfile
+import threading
 import uuid
 
 from .base import wait_set
@@ -38,21 +46,56 @@ def others_registered(store_path: str) -> bool:
         return True
 
 
+# This process's listeners, by the real path of their store.
+_local: dict[str, set[WakeListener]] = {}
+_local_lock = threading.Lock()
+
+
+def _forget_local_in_child() -> None:
+    _local.clear()  # their loops and sockets are the parent's
+
+
+os.register_at_fork(after_in_child=_forget_local_in_child)
+
+
 class WakeSender:
-    """Used by the writer thread after a commit that others may wait for."""
+    """Used by the writer thread after a commit that others may wait for: ``local()``
+    names the listeners of this process to wake on their loops, ``notify_others()``
+    wakes the other processes; ``notify()`` does both, from any thread."""
 
     def __init__(self, store_path: str) -> None:
         self.directory = os.path.join(store_path, "wake")
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._key = os.path.realpath(store_path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
 
+    def local(self) -> list[WakeListener]:
+        """The listeners of this process on the store."""
+        with _local_lock:
+            return list(_local.get(self._key, ()))
+
     def notify(self) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for listener in self.local():
+            if listener.loop is running:
+                listener.wake()
+            else:
+                listener.wake_threadsafe()
+        self.notify_others()
+
+    def notify_others(self) -> None:
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return
+        woken_here = {listener.name for listener in self.local()}
         for name in names:
+            if name in woken_here:
+                continue  # woken on its loop
             entry = os.path.join(self.directory, name)
             try:
                 self._sock.sendto(b"!", entry)
@@ -110,8 +153,20 @@ class WakeListener:
         self._sock.bind(self._socket_path)
         os.symlink(self._socket_path, self._entry)
         self._event = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self._readable)
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self._sock.fileno(), self._readable)
+        self._key = os.path.realpath(store_path)
+        with _local_lock:
+            _local.setdefault(self._key, set()).add(self)
+
+    def wake(self) -> None:
+        """Wake it, on its loop's thread."""
+        self._event.set()
+
+    def wake_threadsafe(self) -> None:
+        """Wake it, from any thread."""
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+            self.loop.call_soon_threadsafe(self._event.set)
 
     def _readable(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -123,8 +178,14 @@ class WakeListener:
         await wait_set(self._event, timeout)
 
     def close(self) -> None:
+        with _local_lock:
+            listeners = _local.get(self._key)
+            if listeners is not None:
+                listeners.discard(self)
+                if not listeners:
+                    del _local[self._key]
         with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._sock.fileno())
+            self.loop.remove_reader(self._sock.fileno())
         self._sock.close()
         for path in (self._entry, self._socket_path):
             with contextlib.suppress(OSError):  # gone already, or a read-only filesystem
