@@ -28,6 +28,7 @@ from surestep.retention import (
     describe_retention,
     parse_duration,
     parse_retention,
+    purge,
 )
 from surestep.store import Store, open_store
 from surestep.store.base import KEEP_DEFAULT, KEEP_FOREVER, RunInfo, new_run_id
@@ -204,6 +205,29 @@ async def test_purges_at_once_hide_each_tree_once_and_whole(store_url: str) -> N
             assert set(Counter(r["root"] for r in report.runs).values()) <= {3}
         assert all([await gone(engine, run_id) for run_id in hidden])
         assert (await engine.stats())["hidden"] == 0
+
+
+async def test_a_purge_that_does_not_describe_counts_what_it_removed(store_url: str) -> None:
+    """The background purge's form: the runs removed counted, none of them held."""
+
+    @workflow(retention=0)
+    async def counted_leaf(ctx: WorkflowContext, x: int) -> int:
+        return await ctx.step("same", lambda: x)
+
+    @workflow(retention=0)
+    async def counted_tree(ctx: WorkflowContext, x: int) -> int:
+        return await ctx.step(counted_leaf, x)
+
+    async with Engine(store_url, purge_interval=3600) as engine:
+        roots = [(await engine.start(counted_tree, i)).run_id for i in range(70)]
+        for run_id in roots:
+            await engine.handle(run_id).result()
+        report = await purge(engine.store, KEEP_FOREVER, describe=False)
+        assert report.runs == []
+        assert report.removed == 2 * len(roots)  # more than a hide batch: every batch counted
+        assert report.records >= 2 * len(roots)
+        assert all([await gone(engine, run_id) for run_id in roots])
+        assert (await engine.stats())["runs"]["completed"] == 0
 
 
 async def test_the_longer_policy_of_parent_and_child_wins(store_url: str) -> None:

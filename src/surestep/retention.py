@@ -89,11 +89,13 @@ def describe_retention(keep: int | None) -> str:
 
 @dataclass
 class PurgeReport:
-    """What a purge removed (or, for a dry run, would remove)."""
+    """What a purge removed (or, for a dry run, would remove): ``runs`` described (left
+    empty by a purge that was told not to describe them), ``removed`` counted."""
 
     dry_run: bool
     runs: list[dict[str, Any]] = field(default_factory=list)
     records: int = 0
+    removed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "runs": self.runs, "records": self.records}
@@ -105,21 +107,27 @@ async def purge(
     older_than: float | None = None,
     dry_run: bool = False,
     limit: int | None = None,
+    describe: bool = True,
 ) -> PurgeReport:
     """Remove the finished runs whose retention ran out (``older_than`` seconds given:
     every finished run that finished longer ago than that, whatever its policy), in
     bounded transactions that ride the store's ordinary writes; at most ``limit``
-    top-level runs when given. ``dry_run``: only say what would go."""
+    top-level runs when given. ``dry_run``: only say what would go. ``describe=False``
+    only counts the runs removed: what the background purge needs, whose memory then
+    stays the same however many runs a round removes."""
     now = time.time()
     cutoff = None if older_than is None else now - older_than
     report = PurgeReport(dry_run=dry_run)
     if dry_run:
         report.runs = await store.expired_runs(now, default_ms, cutoff, limit)
+        report.removed = len(report.runs)
         return report
-    while limit is None or len(report.runs) < limit:
-        batch = HIDE_BATCH if limit is None else min(HIDE_BATCH, limit - len(report.runs))
+    while limit is None or report.removed < limit:
+        batch = HIDE_BATCH if limit is None else min(HIDE_BATCH, limit - report.removed)
         hidden = await store.hide_expired(now, default_ms, cutoff, batch)
-        report.runs += hidden
+        if describe:
+            report.runs += hidden
+        report.removed += len(hidden)
         if len({r["root"] for r in hidden}) < batch:
             break
     report.records = await sweep(store)
@@ -154,14 +162,14 @@ class Purger:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                report = await purge(self.store, self.default_ms)
+                report = await purge(self.store, self.default_ms, describe=False)
             except StoreError:
                 log.exception("purging finished runs failed; trying again later")
                 continue
-            if report.runs:
+            if report.removed:
                 log.info(
                     "purged %d finished runs (%d records) from %s",
-                    len(report.runs),
+                    report.removed,
                     report.records,
                     self.store.url,
                 )
