@@ -136,35 +136,65 @@ async def test_an_async_client_shared_by_many_tasks_keeps_its_connections(
         await engine.close()
 
 
+async def _answering_server(seen: list[list[bytes]]) -> asyncio.Server:
+    """A bare HTTP server (or proxy) on loopback: keeps each request's head, answers a run
+    that completed."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = [await reader.readline()]
+        while head[-1] not in (b"\r\n", b""):
+            head.append(await reader.readline())
+        seen.append(head)
+        body = b'{"run_id": "r1", "status": "completed"}'
+        top = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        writer.write(top % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
 async def test_the_async_client_goes_through_the_environments_proxy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """HTTP_PROXY applies to AsyncClient as it does to httpx's own pool: the request goes
     to the proxy, in absolute form, for a host NO_PROXY does not name."""
-    seen: list[bytes] = []
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await reader.readline())
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass
-        body = b'{"run_id": "r1", "status": "completed"}'
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-        writer.write(head % len(body) + body)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    try:
+    seen: list[list[bytes]] = []
+    async with await _answering_server(seen) as server:
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
         async with AsyncClient("http://surestep.invalid:8000") as client:
             assert (await client.get_status("r1"))["status"] == "completed"
-    finally:
-        server.close()
-        await server.wait_closed()
-    assert seen == [b"GET http://surestep.invalid:8000/api/runs/r1 HTTP/1.1\r\n"]
+        monkeypatch.setenv("NO_PROXY", "surestep.invalid")
+        async with AsyncClient("http://surestep.invalid:8000") as client:
+            with pytest.raises(httpx.TransportError):  # asked directly: no such host
+                await client.get_status("r1")
+    assert [head[0] for head in seen] == [
+        b"GET http://surestep.invalid:8000/api/runs/r1 HTTP/1.1\r\n"
+    ]
+
+
+async def test_the_async_client_sends_no_netrc_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ~/.netrc naming any host is not sent (httpx's pool reads none either), and does
+    not clash with the client's token."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    seen: list[list[bytes]] = []
+    async with await _answering_server(seen) as server:
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with AsyncClient(base) as client:
+            await client.get_status("r1")
+        async with AsyncClient(base, api_key="t0ken") as client:
+            await client.get_status("r1")
+    auth = [[h.lower() for h in head if h.lower().startswith(b"authorization:")] for head in seen]
+    assert auth == [[], [b"authorization: bearer t0ken\r\n"]]
 
 
 def test_the_client_sends_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
