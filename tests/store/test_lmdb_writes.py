@@ -161,6 +161,21 @@ async def test_fsync_commits_inline_a_lone_runs_writes_after_its_creation(
         await store.close()
 
 
+async def test_no_inline_commit_in_front_of_a_commit_log(tmp_path: Path) -> None:
+    """With ``commit="log"`` a lone run's writes go through the writer thread: only its
+    commits may stamp the mark that says what of the log LMDB holds."""
+    store = LmdbStore(str(tmp_path / "store"), durability="fsync", commit="log")
+    await store.open()
+    key = run_key(new_run_id())
+    threads: list[int] = []
+    try:
+        for how in ({"small": True, "run": key}, {"append_of": key}, {"small": True, "run": key}):
+            await store.env.submit(lambda txn: threads.append(threading.get_ident()), **how)
+        assert len(threads) == 3 and threading.get_ident() not in threads
+    finally:
+        await store.close()
+
+
 _HOLD_OPEN = """
 import asyncio, sys
 from surestep.store.lmdb import LmdbStore

@@ -399,3 +399,30 @@ def test_bad_options_are_refused() -> None:
         open_store("postgresql://localhost/db", durability="never")
     with pytest.raises(ConfigurationError, match="dialect"):
         open_store("postgresql://localhost/db?dialect=oracle")
+
+
+@DIALECTS
+async def test_a_finish_sent_again_wakes_the_waiters_again(pg_url: str, dialect: str) -> None:
+    """A finish whose first reply was lost is sent again and finds the run finished as
+    it says: it succeeds, and wakes the other processes' waiters (they may not have
+    heard of the first)."""
+    schema = fresh_schema()
+    store: Any = open_store(pg_url, schema=schema, dialect=dialect)
+    other: Any = open_store(pg_url, schema=schema, dialect=dialect)
+    await store.open()
+    await other.open()
+    try:
+        run = RunInfo(run_id=new_run_id(), workflow="wf", version="v", args=[], kwargs={})
+        fence = await store.create_run(run, "me:1:a", 60.0)
+        await store.finish(run.run_id, fence, "completed", 1, None)
+        await other.wait_changed(5)  # the first finish's wake-up
+        await other.wait_changed(0)
+        waiter = asyncio.ensure_future(other.wait_changed(60))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        await store.finish(run.run_id, fence, "completed", 1, None)  # sent again
+        await asyncio.wait_for(waiter, 30)
+        assert (await other.get_run(run.run_id)).status == "completed"
+    finally:
+        await other.close()
+        await store.close()

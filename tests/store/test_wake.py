@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import threading
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
@@ -80,3 +82,31 @@ async def test_a_listener_of_this_process_is_woken_on_its_loop_not_by_a_datagram
         listener.close()
         sender.close()
     assert sender.local() == []
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_the_wake_lock_is_held_can_take_it() -> None:
+    """A fork while another thread (the writer, waking this process's loops) holds the
+    lock of this process's listeners: the child gets a lock of its own, not a copy held
+    for ever by a thread it does not have."""
+    from surestep.store import wake
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with wake._local_lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 if the lock can be taken
+            os._exit(0 if wake._local_lock.acquire(timeout=10) else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -414,7 +414,7 @@ class LmdbStore(Store):
             self.env.waker.notify()
 
     async def close(self) -> None:
-        if self._counting is not None:  # a count reads the environment in a thread
+        while self._counting is not None:  # a count reads the environment in a thread
             await asyncio.gather(asyncio.shield(self._counting), return_exceptions=True)
         if self._listener is not None:
             self._listener.close()

@@ -346,7 +346,15 @@ class Env(Generic[D]):
         else:
             lone = small and (not self.synced or (run is not None and run == self._last_run))
             self._last_run = run
-        if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
+        # Never inline in front of a commit log: the writer's mark (what the log has in
+        # LMDB) must be stamped by the writer's own commits only.
+        if (
+            lone
+            and self.log is None
+            and not self._queued
+            and self._alone()
+            and self._writing.acquire(blocking=False)
+        ):
             try:
                 result, error = self._commit_one(op)
             finally:

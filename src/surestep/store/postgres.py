@@ -104,7 +104,8 @@ ItemT = TypeVar("ItemT")
 
 DEFAULT_SCHEMA = "surestep"
 MAX_BATCH = 5000
-# A pooled connection is kept for its whole life, its prepared statements too. asyncpg's
+# A pooled connection in use is kept, its prepared statements too (one idle for 5
+# minutes is still closed: asyncpg's max_inactive_connection_lifetime). asyncpg's
 # defaults close a connection after 50,000 queries and drop a cached statement after 5
 # minutes: under load every connection was then replaced every minute or two (a new
 # server backend, its caches cold, every statement prepared again), which held up the
@@ -999,18 +1000,20 @@ class PostgresStore(Store):
             rows = await self._fetch(self._q[sql.FINISH_RUN], what="finish run", many=sorted(batch))
         else:
             rows = await self._fetch(self._q[sql.FINISH_RUNS], *_columns(batch), what="finish run")
-        if rows:
-            await self._notify_committed("finish run")
         done = {r[0] for r in rows}
         refused = [f[0] for f in batch if f[0] not in done]
         outcomes: dict[str, tuple[str, int]] = {}
         if refused:
             found = await self._fetch(self._q[sql.RUNS_OUTCOME], refused, what="finish run")
             outcomes = {run_id: (status, fence) for run_id, status, fence in found}
+        # A finish sent again (its first reply lost) was committed by the first: done too.
+        done |= {
+            run_id for run_id, fence, status, *_ in batch if outcomes.get(run_id) == (status, fence)
+        }
+        if done:
+            await self._notify_committed("finish run")
         return [
-            None
-            if run_id in done or outcomes.get(run_id) == (status, fence)  # the write again
-            else self._refusal(run_id, fence, set(outcomes))
+            None if run_id in done else self._refusal(run_id, fence, set(outcomes))
             for run_id, fence, status, *_ in batch
         ]
 

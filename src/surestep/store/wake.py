@@ -52,7 +52,9 @@ _local_lock = threading.Lock()
 
 
 def _forget_local_in_child() -> None:
+    global _local_lock
     _local.clear()  # their loops and sockets are the parent's
+    _local_lock = threading.Lock()  # the parent's writer thread may have held it
 
 
 os.register_at_fork(after_in_child=_forget_local_in_child)
