@@ -370,3 +370,34 @@ def test_a_power_cut_anywhere_loses_no_acknowledged_record(tmp_path: Path, seed:
             if acknowledged > applied:
                 assert lsns and lsns[0] <= applied + 1 and lsns[-1] >= acknowledged
     work.log.close()
+
+
+def test_a_log_left_half_made_is_removed_once_old_and_unlocked(tmp_path: Path) -> None:
+    """A process killed while making its log leaves ``<id>.new`` (its lock file, no
+    record): the search for dead logs removes it once it is older than ABANDONED_AFTER
+    and nobody holds its lock; a young one, or one whose maker holds its lock, stays."""
+    import fcntl
+    import time
+
+    old = time.time() - commit_log.ABANDONED_AFTER - 1
+
+    def making(name: str, lock: str, age: float | None) -> Path:
+        directory = tmp_path / f"{name}.new"
+        directory.mkdir()
+        (directory / lock).touch()
+        if age is not None:
+            os.utime(directory, (age, age))
+        return directory
+
+    abandoned = making("a" * 32, "lock.new", old)
+    renamed_lock = making("b" * 32, "lock", old)
+    young = making("c" * 32, "lock.new", None)
+    held = making("d" * 32, "lock", old)
+    fd = os.open(held / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its maker, alive
+        assert list(commit_log.dead_logs(str(tmp_path))) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([young.name, held.name])
+    finally:
+        os.close(fd)
+    assert not abandoned.exists() and not renamed_lock.exists()

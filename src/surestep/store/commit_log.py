@@ -57,8 +57,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -81,6 +83,9 @@ _LSN_AND_LENGTH = struct.Struct("<IQ")  # what the checksum covers before the pa
 _ZERO_HEADER = bytes(HEADER_BYTES)
 _ZEROS = bytes(1 << 20)
 LOCK = "lock"
+# A log still being made under its temporary name this long after (it takes microseconds)
+# was left by a process that died making it: it holds no record (a log is renamed first).
+ABANDONED_AFTER = 60.0
 _SEGMENT = "segment-"
 
 
@@ -465,6 +470,9 @@ def dead_logs(root: str, files: Files = FILES) -> Iterator[DeadLog]:
         return
     for name in names:
         directory = os.path.join(root, name)
+        if name.endswith(".new"):
+            _remove_abandoned(directory)
+            continue
         try:
             log_id = bytes.fromhex(name)
         except ValueError:
@@ -474,6 +482,30 @@ def dead_logs(root: str, files: Files = FILES) -> Iterator[DeadLog]:
         fd = _lock(directory)
         if fd is not None:
             yield DeadLog(directory, fd, files)
+
+
+def _remove_abandoned(making: str) -> None:
+    """Remove the directory of a log whose maker died before renaming it, once it is older
+    than ABANDONED_AFTER and nobody holds its lock (a live maker holds it from before the
+    lock file has its name until the directory has its own)."""
+    try:
+        if time.time() - os.stat(making).st_mtime < ABANDONED_AFTER:
+            return
+        names = os.listdir(making)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            fd = os.open(os.path.join(making, name), os.O_RDWR | os.O_CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # its maker is alive
+        finally:
+            os.close(fd)
+    shutil.rmtree(making, ignore_errors=True)
 
 
 _HELD: set[int] = set()  # the lock descriptors of this process's logs
