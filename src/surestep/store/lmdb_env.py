@@ -451,14 +451,14 @@ class Env(Generic[D]):
             for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
                 if fut is not None:  # an apply of the commit log: nobody waits for it
                     by_loop.setdefault(loop, ([], []))[0].append((fut, *outcome))
-            if notify:
-                for listener in self.waker.local():
-                    by_loop.setdefault(listener.loop, ([], []))[1].append(listener)
+            here = self.waker.local() if notify else []
+            for listener in here:
+                by_loop.setdefault(listener.loop, ([], []))[1].append(listener)
             for loop, (settled, woken) in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                     loop.call_soon_threadsafe(_settle, settled, woken)
             if notify:
-                self.waker.notify_others()
+                self.waker.notify_others(here)
 
     def _drain(self, batch: list[_Item]) -> None:
         """Add what is queued to ``batch``, up to MAX_BATCH, without waiting."""

@@ -82,19 +82,22 @@ class WakeSender:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        for listener in self.local():
+        here = self.local()
+        for listener in here:
             if listener.loop is running:
                 listener.wake()
             else:
                 listener.wake_threadsafe()
-        self.notify_others()
+        self.notify_others(here)
 
-    def notify_others(self) -> None:
+    def notify_others(self, here: list[WakeListener]) -> None:
+        """Wake every listener on the store but ``here`` (this process's, woken on their
+        loops)."""
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return
-        woken_here = {listener.name for listener in self.local()}
+        woken_here = {listener.name for listener in here}
         for name in names:
             if name in woken_here:
                 continue  # woken on its loop
