@@ -90,9 +90,17 @@ APPLY_INTERVAL = 0.010  # seconds the commit log's applies wait for others to sh
 
 Op = Callable[[_lmdb.Transaction], Any]
 _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
-# op, its future and the future's loop (None: an apply of the commit log), notify
+# op, its future and the future's loop (None: nobody waits, as for the commit log's
+# applies), notify
 _Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
 _Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its outcome
+
+
+def _take_applies(txn: _lmdb.Transaction) -> None:
+    """The queue's marker for the commit log's applies (``Env.applies_due``)."""
+
+
+_APPLIES: _Item = (_take_applies, None, None, False)
 
 
 class AppendDatabases(Protocol):
@@ -149,16 +157,15 @@ class Append:
 
 class LogHook(Protocol):
     """A commit log in front of this environment (``store/lmdb_log.py``): the writer
-    thread asks it which queued ops are its applies, stamps its mark in every commit,
-    and tells it what each commit did."""
+    thread takes its applies into every commit, stamps its mark there, and tells it what
+    each commit did."""
 
-    def is_apply(self, op: Op) -> bool: ...
+    def take_applies(self) -> list[Op]: ...
     def marked(self, when: float) -> None: ...
     def stamp(self, txn: _lmdb.Transaction) -> None: ...
     def committed(
         self, ops: list[Op], outcomes: list[tuple[Any, BaseException | None]], written: bool
     ) -> None: ...
-    def stop_appending(self) -> None: ...
     def unmark(self, txn: _lmdb.Transaction) -> None: ...
     def close(self) -> None: ...
 
@@ -385,12 +392,24 @@ class Env(Generic[D]):
         self._queue.put((op, fut, loop, notify))
         return fut
 
+    def follows(self, run: bytes) -> bool:
+        """Whether the last op submitted here (or asked about here) was of ``run``: one run
+        writing alone, as ``submit``'s inline commit judges it; ``run`` is the last one now."""
+        same = run == self._last_run
+        self._last_run = run
+        return same
+
     def apply(self, op: Op) -> None:
-        """Queue ``op`` for a group commit with no one waiting for it (an append the
-        commit log acknowledged): it may wait up to APPLY_INTERVAL for company."""
+        """Queue ``op`` for the next group commit, with no one waiting for it."""
         with self._count_lock:
             self._queued += 1
         self._queue.put((op, None, None, False))
+
+    def applies_due(self) -> None:
+        """The commit log has applies (``LogHook.take_applies``): commit them within
+        APPLY_INTERVAL, or with the first op queued meanwhile. Said once for many: an
+        apply that wakes no thread costs a lone run's step nothing beside its flush."""
+        self._queue.put(_APPLIES)
 
     def _notify_now(self) -> None:
         """The wake-ups owed by the inline commits of one turn of the loop, at once."""
@@ -409,7 +428,6 @@ class Env(Generic[D]):
         if not self.readonly:
             log = self.log
             if log is not None:  # what the log acknowledged is applied before closing
-                log.stop_appending()
                 self._queue.put((log.unmark, None, None, False))
             self._queue.put(None)
             self._thread.join()
@@ -423,14 +441,22 @@ class Env(Generic[D]):
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
-            log = self.log
-            if log is not None and log.is_apply(item[0]):
-                self._gather(batch, log)
+            batch: list[_Item] = []
+            if item is _APPLIES:
+                self._gather(batch)
+            else:
+                batch.append(item)
             mark = time.monotonic()  # every op queued before it is in this batch or before
             self._drain(batch)
-            if log is not None and len(batch) < MAX_BATCH:
-                log.marked(mark)
+            queued = len(batch)
+            log = self.log
+            if log is not None:  # its applies first: LMDB holds a prefix of the writes
+                if queued < MAX_BATCH:
+                    log.marked(mark)
+                applies = log.take_applies()
+                batch[:0] = [(op, None, None, False) for op in applies]
+            if not batch:  # applies an earlier commit took
+                continue
             ops = [item[0] for item in batch]
             self._written = False
             try:
@@ -441,7 +467,7 @@ class Env(Generic[D]):
                 outcomes = [(None, error)] * len(batch)
             finally:
                 with self._count_lock:
-                    self._queued -= len(batch)
+                    self._queued -= queued
             if log is not None:
                 log.committed(ops, outcomes, self._written)
             notify = any(item[3] for item in batch)
@@ -470,13 +496,13 @@ class Env(Generic[D]):
             if more is None:
                 self._queue.put(None)  # finish this batch, then stop
                 return
-            batch.append(more)
+            if more is not _APPLIES:  # (the commit takes every apply)
+                batch.append(more)
 
-    def _gather(self, batch: list[_Item], log: LogHook) -> None:
-        """Wait up to APPLY_INTERVAL for more ops to share a commit of the log's applies,
-        no longer once an op that someone waits for arrives."""
+    def _gather(self, batch: list[_Item]) -> None:
+        """Wait up to APPLY_INTERVAL for an op to share a commit of the log's applies."""
         deadline = time.monotonic() + APPLY_INTERVAL
-        while len(batch) < MAX_BATCH:
+        while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -487,8 +513,8 @@ class Env(Generic[D]):
             if more is None:
                 self._queue.put(None)
                 return
-            batch.append(more)
-            if not log.is_apply(more[0]):
+            if more is not _APPLIES:
+                batch.append(more)
                 return
 
     def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
