@@ -103,6 +103,16 @@ def _take_applies(txn: _lmdb.Transaction) -> None:
 _APPLIES: _Item = (_take_applies, None, None, False)
 
 
+def _applies(log: LogHook, mark: float | None) -> list[_Item]:
+    """The commit log's applies for the commit about to be made (under ``_writing``,
+    where the mark is stamped: no other commit can stamp a later mark before this one
+    holds what it says); ``mark``: when the ops of this commit were taken (None: not all
+    of them were)."""
+    if mark is not None:
+        log.marked(mark)
+    return [(op, None, None, False) for op in log.take_applies()]
+
+
 class AppendDatabases(Protocol):
     """What a layout opens for ``Append``: the databases the binding's compiled append
     writes a record into and checks its fence in."""
@@ -353,17 +363,9 @@ class Env(Generic[D]):
         else:
             lone = small and (not self.synced or (run is not None and run == self._last_run))
             self._last_run = run
-        # Never inline in front of a commit log: the writer's mark (what the log has in
-        # LMDB) must be stamped by the writer's own commits only.
-        if (
-            lone
-            and self.log is None
-            and not self._queued
-            and self._alone()
-            and self._writing.acquire(blocking=False)
-        ):
+        if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
-                result, error = self._commit_one(op)
+                result, error = self._commit_one(op) if self.log is None else self._with_log(op)
             finally:
                 self._writing.release()
             if notify and not self._notify_due:
@@ -385,6 +387,11 @@ class Env(Generic[D]):
             else:
                 fut.set_exception(error)
             return _Turn(fut) if turn else fut
+        return self.enqueue(op, notify)
+
+    def enqueue(self, op: Op, notify: bool = False) -> asyncio.Future[Any]:
+        """Queue ``op`` for the writer thread's next group commit (``submit``, never on
+        this thread)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._count_lock:
@@ -450,26 +457,25 @@ class Env(Generic[D]):
             self._drain(batch)
             queued = len(batch)
             log = self.log
-            if log is not None:  # its applies first: LMDB holds a prefix of the writes
-                if queued < MAX_BATCH:
-                    log.marked(mark)
-                applies = log.take_applies()
-                batch[:0] = [(op, None, None, False) for op in applies]
-            if not batch:  # applies an earlier commit took
-                continue
-            ops = [item[0] for item in batch]
-            self._written = False
+            written = False
             try:
                 with self._writing:
-                    outcomes = self._commit(ops)
+                    if log is not None:  # its applies first: LMDB holds a prefix of the writes
+                        batch[:0] = _applies(log, mark if queued < MAX_BATCH else None)
+                    ops = [item[0] for item in batch]
+                    self._written = False
+                    outcomes = self._commit(ops) if ops else []
+                    written = self._written
             except Exception as exc:  # outside every op: fail this batch, keep the writer
                 error = StoreError(f"write failed; nothing was committed: {exc!r}")
                 outcomes = [(None, error)] * len(batch)
             finally:
                 with self._count_lock:
                     self._queued -= queued
+            if not batch:  # applies an earlier commit took
+                continue
             if log is not None:
-                log.committed(ops, outcomes, self._written)
+                log.committed(ops, outcomes, written)
             notify = any(item[3] for item in batch)
             # One call into each loop: its futures settled, then its listeners woken; the
             # other processes after that (see wake.py).
@@ -516,6 +522,22 @@ class Env(Generic[D]):
             if more is not _APPLIES:
                 batch.append(more)
                 return
+
+    def _with_log(self, op: Op) -> tuple[Any, BaseException | None]:
+        """``op`` committed on this thread (under ``_writing``, nothing queued) with the
+        commit log's applies before it, as the writer thread commits them."""
+        log = self.log
+        assert log is not None
+        batch = [*_applies(log, time.monotonic()), (op, None, None, False)]
+        ops = [item[0] for item in batch]
+        self._written = False
+        try:
+            outcomes = self._commit(ops)
+        except Exception as exc:
+            outcomes = [(None, StoreError(f"write failed; nothing was committed: {exc!r}"))]
+            outcomes *= len(ops)
+        log.committed(ops, outcomes, self._written)
+        return outcomes[-1]
 
     def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``

@@ -96,9 +96,7 @@ class Writer(Protocol):
     def apply(self, op: Any) -> None: ...
     def applies_due(self) -> None: ...
     def follows(self, run: bytes) -> bool: ...
-    def submit(
-        self, op: Any, notify: bool = False, append_of: bytes | None = None
-    ) -> Awaitable[Any]: ...
+    def enqueue(self, op: Any) -> Awaitable[Any]: ...
 
 
 def has_logs(path: str) -> bool:
@@ -220,7 +218,7 @@ class LogMode:
             # Appends of several runs share LMDB's group commit, whose two flushes then
             # cost each little; the writer commits the log's applies queued before it
             # first, so LMDB still holds a prefix of this process's writes.
-            return self.env.submit(op, append_of=op.run_key)
+            return self.env.enqueue(op)
         try:  # a run stepping alone: one flush of the log, on this thread
             try:
                 lease_end = self._check(op)
@@ -382,8 +380,9 @@ class LogMode:
         return applies
 
     def marked(self, when: float) -> None:
-        """Every op queued before ``when`` (monotonic) is in the batch about to commit."""
-        self._mark = when
+        """Every op queued before ``when`` (monotonic) is in the batch about to commit
+        (or was in an earlier one: a mark never goes back)."""
+        self._mark = max(self._mark, when)
 
     def stamp(self, txn: Any) -> None:
         """Write this process's applied mark in the transaction about to commit."""
