@@ -137,10 +137,11 @@ async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_w
 
 
 async def test_runs_stepping_together_share_lmdbs_group_commit(
-    tmp_path: Path, applies_wait: None
+    tmp_path: Path, applies_wait: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run stepping alone goes through the log; the appends of runs stepping together
     go straight to LMDB's group commit, behind the log's applies queued before them."""
+    monkeypatch.setattr(lmdb_log, "TIDY_EVERY", 600.0)  # the log's tail is not retired
     path = str(tmp_path / "store")
     async with LogBackend("lmdb", path).opened() as store:
         a, b = new_run(), new_run()
