@@ -218,7 +218,7 @@ def test_the_mode_of_a_store_that_names_none(
     """The default, or ``$SURESTEP_LMDB_COMMIT``; the log only where it saves a flush."""
     path = str(tmp_path)
     monkeypatch.delenv(lmdb.COMMIT_ENV, raising=False)
-    assert LmdbStore(path).commit == lmdb.DEFAULT_COMMIT
+    assert LmdbStore(path).commit == lmdb.DEFAULT_COMMIT == "log"
     for chosen, other in (("log", "lmdb"), ("lmdb", "log")):
         monkeypatch.setenv(lmdb.COMMIT_ENV, chosen)
         assert LmdbStore(path).commit == chosen
