@@ -41,6 +41,42 @@ async def test_client_enqueues_and_a_worker_executes(
     assert results == [workload.expected(n) for n in range(20)]
 
 
+class Held:
+    release: asyncio.Event  # made by the test, on its loop
+
+
+@workflow(name="workers.held")
+async def held(ctx: WorkflowContext) -> str:
+    await Held.release.wait()
+    return "held"
+
+
+@workflow(name="workers.quick")
+async def quick(ctx: WorkflowContext) -> str:
+    return "quick"
+
+
+async def test_a_full_worker_claims_again_when_any_run_here_ends(store_url: str) -> None:
+    """A worker's slots count every run its engine executes, not only those it claimed (a
+    claimed run's child, or one started by ``start``): when such a run ends, a full worker
+    claims the next pending run (it waited for its own claimed runs' ends only, and hung)."""
+    Held.release = asyncio.Event()
+    async with Engine(store_url, execute=False) as client, Engine(store_url) as serving:
+        here = await serving.start(held)  # executing in the worker's engine, not claimed
+        worker = Worker(serving, concurrency=1)
+        running = asyncio.ensure_future(worker.run())
+        try:
+            pending = await client.start(quick)
+            await asyncio.sleep(0)  # the worker, full, waits
+            Held.release.set()
+            assert await here.result() == "held"
+            # (A hang guard, not a pace: before the fix the worker never claimed it.)
+            assert await asyncio.wait_for(pending.result(), 60) == "quick"
+        finally:
+            worker.stop()
+            await running
+
+
 async def test_cancel_stops_a_run_where_it_executes(store_url: str) -> None:
     started, release = asyncio.Event(), asyncio.Event()
     ran_after: list[int] = []

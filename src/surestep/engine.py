@@ -196,6 +196,9 @@ class Engine:
         self._tracer = tracer_for(tracing)
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
+        # Set whenever a run stops executing here, whoever started it (a worker's claim,
+        # ``start``, a parent's child): a worker full of runs waits for it.
+        self.run_left = asyncio.Event()
         self._opened = False
         self._opening: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -955,6 +958,7 @@ class Engine:
             raise
         finally:
             self._active.pop(run_id, None)
+            self.run_left.set()
 
     async def _replay_index(self, run_id: str) -> _core.ReplayIndex:
         """The index of the run's journal, from one read of it."""

@@ -74,7 +74,6 @@ class Worker:
         self.concurrency = concurrency
         self.drain_seconds = drain_seconds
         self._stopping = asyncio.Event()
-        self._slot_freed = asyncio.Event()
 
     def stop(self) -> None:
         """Stop claiming and drain (safe from a signal handler)."""
@@ -87,6 +86,8 @@ class Worker:
         # no wake-up: look again at least this often.
         rescan = max(engine.lease_seconds / 2, 0.05)
         while not self._stopping.is_set():
+            # Cleared before the count is read: a run that ends after it sets it again.
+            engine.run_left.clear()
             free = self.concurrency - engine.executing
             claimed = await engine.claim(free) if free > 0 else []
             for handle in claimed:
@@ -100,8 +101,7 @@ class Worker:
         await self._drain()
 
     def _on_done(self, run_id: str, task: asyncio.Task[object]) -> None:
-        """One line per run that ends here, saying how."""
-        self._slot_freed.set()
+        """One line per claimed run that ends here, saying how."""
         exc = None if task.cancelled() else task.exception()
         if task.cancelled():
             log.info("run %s given back unfinished", run_id)
@@ -121,11 +121,11 @@ class Worker:
             log.info("run %s stopped here (%s); it stays recoverable", run_id, type(exc).__name__)
 
     async def _idle(self, rescan: float, full: bool) -> None:
-        """Wait for a stop, a freed slot, or (with a slot free) a change in the store."""
-        self._slot_freed.clear()
+        """Wait for a stop, a run that stops executing here (one this worker claimed, or
+        a child one of them started), or (with a slot free) a change in the store."""
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self._slot_freed.wait()),
+            asyncio.ensure_future(self.engine.run_left.wait()),
         ]
         if not full:
             waiters.append(asyncio.ensure_future(self.engine.store.wait_changed(rescan)))
