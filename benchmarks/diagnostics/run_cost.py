@@ -7,8 +7,11 @@ collections, memory held per run in flight, CPU by thread.
 
 ``clients`` clients each start a workflow of ``steps`` steps and wait for its result
 ``rounds`` times, as ``run_goals.py``'s short goals do (``ShortWorkflows``), after a
-warm-up. Counts are the same from run to run on any machine (the group commits move with
-how the writer and the loop interleave); CPU times are not: compare trees in turn.
+warm-up. ``--cprofile`` counts Python calls (a resumed coroutine counts as one):
+cProfile on the loop's thread, a profile hook on the others. Counts are the same from
+run to run on any machine (the group commits move with how the writer and the loop
+interleave); CPU times are not: compare trees in turn, without ``--cprofile``. The
+traced memory's peak depends on the moment the wave peaks: read it loosely.
 Runs on any tree that has ``Engine`` (point ``PYTHONPATH`` at its ``src``).
 """
 
@@ -21,6 +24,7 @@ import gc
 import pstats
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -40,6 +44,12 @@ class Counts:
         self.batches = 0  # the writer's group commits
         self.inline = 0  # ops committed on the loop's thread
         self.collections = [0, 0, 0]
+        self.writer_calls = 0  # Python calls on the writer thread, with --cprofile
+        self.counting_writer = False
+
+    def count_writer_call(self, frame: Any, event: str, arg: Any) -> None:
+        if self.counting_writer and event in ("call", "c_call"):
+            self.writer_calls += 1
 
 
 def instrument(engine: Engine, counts: Counts) -> None:
@@ -81,8 +91,11 @@ async def clients(engine: Engine, n: int, rounds: int, steps: int) -> int:
 
 async def measure(args: argparse.Namespace) -> None:
     counts = Counts()
+    if args.cprofile:  # the writer thread starts when the engine opens
+        threading.setprofile(counts.count_writer_call)
     with tempfile.TemporaryDirectory() as path:
         async with Engine(path, durability=args.durability) as engine:
+            threading.setprofile(None)  # type: ignore[arg-type]
             await clients(engine, args.clients, 1, args.steps)  # warm-up
             instrument(engine, counts)
             gc.collect()
@@ -95,12 +108,14 @@ async def measure(args: argparse.Namespace) -> None:
             profile = cProfile.Profile() if args.cprofile else None
             cpu, loop_cpu = time.process_time(), time.thread_time()
             if profile is not None:
+                counts.counting_writer = True
                 profile.enable()
             try:
                 runs = await clients(engine, args.clients, args.rounds, args.steps)
             finally:
                 if profile is not None:
                     profile.disable()
+                    counts.counting_writer = False
                 cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
                 gc.callbacks.remove(collected)
             queued, batches, inline = counts.queued, counts.batches, counts.inline
@@ -117,6 +132,7 @@ async def measure(args: argparse.Namespace) -> None:
     if profile is not None:
         stats = pstats.Stats(profile)
         print(f"  Python calls (loop thread)   {stats.total_calls * per:8.1f} per workflow")  # type: ignore[attr-defined]
+        print(f"  Python calls (other threads) {counts.writer_calls * per:8.1f} per workflow")
     print(f"  ops handed to the writer     {queued * per:8.2f} per workflow")
     print(f"  the writer's group commits   {batches * per:8.3f} per workflow")
     print(f"  commits on the loop's thread {inline * per:8.2f} per workflow")

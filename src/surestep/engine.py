@@ -935,7 +935,9 @@ class Engine:
                     with self._tracer.start_as_current_span(name, attributes=attributes):
                         value = await body
                 recorder.check_all_replayed()
-                result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
+                result, encoded = convert.journal_encoded(
+                    value, f"the result of workflow {spec.name!r}"
+                )
                 await recorder.settle()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
@@ -947,7 +949,9 @@ class Engine:
                 raise WorkflowFailedError(
                     run_id, error["type"], error["message"], error["traceback"]
                 ) from exc
-            await store.finish(run_id, active.fence, COMPLETED, result, None, self._keep(spec))
+            # The result's bytes as they are (encoded once); a None result stays None.
+            stored = None if result is None else serde.Fragment(encoded)
+            await store.finish(run_id, active.fence, COMPLETED, stored, None, self._keep(spec))
             return result
         except Suspended as suspended:
             assert recorder is not None

@@ -823,7 +823,9 @@ class Store(abc.ABC):
         keep: int = KEEP_DEFAULT,
     ) -> Awaitable[None]:
         """Record the run's outcome, fenced, with its retention ``keep`` (milliseconds,
-        KEEP_FOREVER or KEEP_DEFAULT) from now, in the same transaction. A plain method
+        KEEP_FOREVER or KEEP_DEFAULT) from now, in the same transaction. ``result``: JSON
+        data, or its bytes already encoded as a :data:`surestep.serde.Fragment` (the
+        engine's, so a result is encoded once), stored as they are. A plain method
         returning an awaitable, as :meth:`create_run`."""
 
     @abc.abstractmethod
