@@ -101,10 +101,17 @@ def journal_arguments(
 
 def journal_value(value: Any, what: str) -> Any:
     """``value`` as the JSON data the store will hold (read back from its bytes)."""
+    return journal_encoded(value, what)[0]
+
+
+def journal_encoded(value: Any, what: str) -> tuple[Any, bytes]:
+    """``journal_value``, and the bytes it was read back from: what the store keeps, so
+    that the value is encoded once (:data:`serde.Fragment`)."""
     try:
-        return serde.loads(serde.dumps(value, what))
+        encoded = serde.dumps(value, what)
     except SerializationError:
-        return serde.loads(serde.dumps(encode(value, what), what))
+        encoded = serde.dumps(encode(value, what), what)
+    return serde.loads(encoded), encoded
 
 
 # ---------------------------------------------------------------- decoding

@@ -114,9 +114,10 @@ class RunHandle:
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id}>"
 
-    async def result(self) -> Any:
-        """The workflow's return value; ``WorkflowFailedError`` if it raised."""
-        return await self.engine._outcome(self.run_id, self._task)  # noqa: SLF001 - its engine
+    def result(self) -> Coroutine[Any, Any, Any]:
+        """The workflow's return value, awaited; ``WorkflowFailedError`` if it raised.
+        (The engine's coroutine itself: no second one around it.)"""
+        return self.engine._outcome(self.run_id, self._task)  # noqa: SLF001 - its engine
 
     async def info(self) -> RunInfo:
         """The run's current row in the store."""
@@ -351,9 +352,20 @@ class Engine:
             if not starting.take_now():
                 await starting.take()
             try:
-                run_id, task = await self._start(
-                    workflow, args, kwargs, session_id, user_id, idempotency_key, admission
+                spec, run = self._new_run(workflow, args, kwargs, session_id, user_id)
+                proposed = run.run_id
+                # The last deployed version, if any, else this code's: decided by the store.
+                await self.store.create_run(
+                    run,
+                    self.owner if self.execute else None,
+                    self.lease_seconds,
+                    follow_deployment=True,
+                    idempotency_key=idempotency_key,
                 )
+                task = self._launch_new(spec, run, proposed, idempotency_key, admission)
+                if task is None and run.run_id == proposed:
+                    # A client, or another version is current: a worker serving it claims it.
+                    await self._warn_if_unserved(run, spec)
             finally:
                 starting.give_back()
         except BaseException:
@@ -361,21 +373,18 @@ class Engine:
             raise
         if task is None:  # not executed here: its place is free at once
             admission.give_back()
-        return RunHandle(self, run_id, task)
+        return RunHandle(self, run.run_id, task)
 
-    async def _start(
+    def _new_run(
         self,
         workflow: Callable[..., Any] | str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         session_id: str | None,
         user_id: str | None,
-        idempotency_key: str | None = None,
-        admission: _Admitted | None = None,
-    ) -> tuple[str, asyncio.Task[Any] | None]:
-        """Store the new run and launch it here when it is this engine's to execute: its
-        id, and the task executing it (``None`` when it does not execute here), which
-        holds its place in ``admission`` until it ends."""
+    ) -> tuple[WorkflowSpec, RunInfo]:
+        """The workflow started and the row of its new run, not stored yet (the arguments
+        checked and made JSON)."""
         spec = find_workflow(workflow)
         session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
@@ -397,24 +406,30 @@ class Engine:
             session_id=session_id,
             user_id=user_id,
         )
-        # The last deployed version, if any, else this code's: decided by the store.
-        owner = self.owner if self.execute else None
-        proposed = run.run_id
-        await self.store.create_run(
-            run, owner, self.lease_seconds, follow_deployment=True, idempotency_key=idempotency_key
-        )
-        if run.run_id != proposed:  # the key's run, started before: wherever it executes
+        return spec, run
+
+    def _launch_new(
+        self,
+        spec: WorkflowSpec,
+        run: RunInfo,
+        proposed: str,
+        idempotency_key: str | None,
+        admission: _Admitted,
+    ) -> asyncio.Task[Any] | None:
+        """Once the new run is stored: the task executing it here, which holds its place
+        in ``admission`` until it ends, when the store claimed it for this engine; else
+        ``None``. A run of another id is the idempotency key's, started before (wherever
+        it executes), and must be of the same workflow."""
+        if run.run_id != proposed:
             if run.workflow != spec.name:
                 raise ConfigurationError(
                     f"idempotency key {idempotency_key!r} started run {run.run_id} of "
                     f"workflow {run.workflow!r}, not {spec.name!r}"
                 )
-            return run.run_id, None
-        if run.owner is not None:
-            return run.run_id, self._launch(spec, run, replay=False, admission=admission)
-        # A client, or another version is current: a worker serving it claims the run.
-        await self._warn_if_unserved(run, spec)
-        return run.run_id, None
+            return None
+        if run.owner is None:
+            return None
+        return self._launch(spec, run, replay=False, admission=admission)
 
     async def _warn_if_unserved(self, run: RunInfo, spec: WorkflowSpec) -> None:
         """Warn when no live engine serves the version a new run waits for, or when the
@@ -925,7 +940,9 @@ class Engine:
                     with self._tracer.start_as_current_span(name, attributes=attributes):
                         value = await body
                 recorder.check_all_replayed()
-                result = convert.journal_value(value, f"the result of workflow {spec.name!r}")
+                result, encoded = convert.journal_encoded(
+                    value, f"the result of workflow {spec.name!r}"
+                )
                 await recorder.settle()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
                 raise
@@ -937,7 +954,9 @@ class Engine:
                 raise WorkflowFailedError(
                     run_id, error["type"], error["message"], error["traceback"]
                 ) from exc
-            await store.finish(run_id, active.fence, COMPLETED, result, None, self._keep(spec))
+            # The result's bytes as they are (encoded once); a None result stays None.
+            stored = None if result is None else serde.Fragment(encoded)
+            await store.finish(run_id, active.fence, COMPLETED, stored, None, self._keep(spec))
             return result
         except Suspended as suspended:
             assert recorder is not None

@@ -23,6 +23,8 @@ _STRICT = (
 _CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
 
 loads = orjson.loads
+# JSON encoded already, embedded as it is wherever orjson encodes (a run's result in its row)
+Fragment = orjson.Fragment
 
 
 def dumps(value: Any, what: str, *fmt: object) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from surestep import LeaseLostError, _core
+from surestep import LeaseLostError, _core, serde
 from surestep.errors import ConfigurationError, RunFinishedError, RunNotFoundError
 from surestep.store import Store, open_store
 from surestep.store.base import (
@@ -169,6 +169,23 @@ async def test_list_runs_newest_first_with_filters_and_limit(backend: Backend) -
             r.run_id for r in reversed(runs[3:]) if r.workflow == "beta"
         ][:2]
         assert await store.list_runs(workflow="nope") == []
+
+
+async def test_finish_stores_a_result_encoded_already(backend: Backend) -> None:
+    """The engine hands ``finish`` its result's JSON bytes (encoded once): read back as
+    the value, as a result given as data is."""
+    async with backend.opened() as store:
+        given, encoded = new_run(), new_run()
+        for run in (given, encoded):
+            await store.create_run(run, "me:1:a", LONG)
+        value = {"total": 3, "items": ["a", None], "ok": True, "ratio": 0.5}
+        await store.finish(given.run_id, given.fence, "completed", value, None)
+        fragment = serde.Fragment(serde.dumps(value, "a result"))
+        await store.finish(encoded.run_id, encoded.fence, "completed", fragment, None)
+        assert (await store.get_run(encoded.run_id)).result == value
+        assert (await store.get_run(given.run_id)).result == value
+        done = await store.list_runs(status="completed")
+        assert [r.result for r in done] == [value, value]
 
 
 # ---------------------------------------------------------------- journal

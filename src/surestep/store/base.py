@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .. import _core
@@ -274,7 +275,7 @@ class RunInfo:
     def to_dict(self) -> dict[str, Any]:
         # Shallow (not dataclasses.asdict, which deep-copies args and result):
         # the row goes straight to orjson.
-        return {name: getattr(self, name) for name in _RUN_FIELDS}
+        return dict(zip(RUN_FIELDS, _RUN_VALUES(self), strict=True))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
@@ -331,7 +332,8 @@ def _clock(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-_RUN_FIELDS = tuple(f.name for f in fields(RunInfo))
+RUN_FIELDS = tuple(f.name for f in fields(RunInfo))
+_RUN_VALUES = attrgetter(*RUN_FIELDS)  # every field in one call
 # What Store.create_run may set on the RunInfo it is given.
 CREATE_FIELDS = (
     "version",
@@ -541,14 +543,14 @@ class Store(abc.ABC):
     # -- runs and leases
 
     @abc.abstractmethod
-    async def create_run(
+    def create_run(
         self,
         run: RunInfo,
         owner: str | None,
         lease_s: float,
         follow_deployment: bool = False,
         idempotency_key: str | None = None,
-    ) -> int:
+    ) -> Awaitable[int]:
         """Insert ``run``; claim it for ``owner`` when given. Returns the fencing token
         and sets the stored lease on ``run``. ``StoreError`` if a run with its id exists.
 
@@ -561,7 +563,10 @@ class Store(abc.ABC):
         kept with the run, in the insert's transaction. When a run was created with
         that key already, by any process, nothing is written: ``run`` becomes a copy
         of the stored run (so its ``run_id`` differs from the one given) and its
-        fencing token is returned. Of concurrent creates with one key, one inserts."""
+        fencing token is returned. Of concurrent creates with one key, one inserts.
+
+        A plain method returning an awaitable, as :meth:`append` (a store may hand back
+        its commit's future as it is); awaited at once by its callers."""
 
     @abc.abstractmethod
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
@@ -808,7 +813,7 @@ class Store(abc.ABC):
         that finished meanwhile (cancelled) stays finished."""
 
     @abc.abstractmethod
-    async def finish(
+    def finish(
         self,
         run_id: str,
         fence: int,
@@ -816,9 +821,12 @@ class Store(abc.ABC):
         result: Any,
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
-    ) -> None:
+    ) -> Awaitable[None]:
         """Record the run's outcome, fenced, with its retention ``keep`` (milliseconds,
-        KEEP_FOREVER or KEEP_DEFAULT) from now, in the same transaction."""
+        KEEP_FOREVER or KEEP_DEFAULT) from now, in the same transaction. ``result``: JSON
+        data, or its bytes already encoded as a :data:`surestep.serde.Fragment` (the
+        engine's, so a result is encoded once), stored as they are. A plain method
+        returning an awaitable, as :meth:`create_run`."""
 
     @abc.abstractmethod
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:

@@ -91,6 +91,7 @@ from .base import (
     KEEP_DEFAULT,
     KEEP_FOREVER,
     PENDING,
+    RUN_FIELDS,
     RUNNING,
     STATUSES,
     WAITING,
@@ -456,9 +457,7 @@ class LmdbStore(Store):
             old = orjson.loads(previous)
             if old["status"] == WAITING and old.get("wake_at") is not None:
                 txn.delete(_timer_key(old["wake_at"], key), db=e.timers)
-        row = run.to_dict()
-        for name in ("owner", "lease_until", "fence", "question"):
-            del row[name]
+        row = dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True))
         txn.put(key, orjson.dumps(row), db=e.runs)
         txn.put(key, self._lease_row(run.fence, run.lease_until, run.owner), db=e.leases)
         if run.status in (PENDING, RUNNING):
@@ -504,12 +503,17 @@ class LmdbStore(Store):
 
     def _check_fence(self, txn: _lmdb.Transaction, run_id: str, fence: int) -> bytes:
         key = run_key(run_id)
+        self._fenced(txn, key, run_id, fence)
+        return key
+
+    def _fenced(self, txn: _lmdb.Transaction, key: bytes, run_id: str, fence: int) -> None:
+        """``RunNotFoundError`` unless the run of ``key`` exists, ``LeaseLostError``
+        unless its lease is under ``fence``."""
         lease = txn.get(key, db=self.env.dbs.leases)
         if lease is None:
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
         if _LEASE.unpack_from(lease)[0] != fence:
             raise LeaseLostError(run_id, fence)
-        return key
 
     def _may_take(self, txn: _lmdb.Transaction, run: RunInfo, now: float) -> bool:
         """``claimable``, and a running run's lease not taken from a process whose commit
@@ -538,17 +542,16 @@ class LmdbStore(Store):
     # -- runs and leases
 
     # base.TRANSITIONS: create (unclaimed or claimed for its owner)
-    async def create_run(
+    def create_run(
         self,
         run: RunInfo,
         owner: str | None,
         lease_s: float,
         follow_deployment: bool = False,
         idempotency_key: str | None = None,
-    ) -> int:
+    ) -> Awaitable[int]:
         op = _CreateRun(self, run, owner, lease_s, follow_deployment, idempotency_key)
-        await self.env.submit(op, notify=True, small=True, run=op.key)
-        return run.fence
+        return self.env.submit(op, notify=True, small=True, run=op.key)
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> RunInfo | None:
         def op(txn: _lmdb.Transaction) -> RunInfo | None:
@@ -754,7 +757,7 @@ class LmdbStore(Store):
         await self.env.submit(op, notify=True)
 
     # base.TRANSITIONS: finish
-    async def finish(
+    def finish(
         self,
         run_id: str,
         fence: int,
@@ -762,10 +765,10 @@ class LmdbStore(Store):
         result: Any,
         error: dict[str, Any] | None,
         keep: int = KEEP_DEFAULT,
-    ) -> None:
+    ) -> Awaitable[None]:
         assert status in FINISHED, status
         op = _Finish(self, run_id, fence, status, result, error, keep)
-        await self.env.submit(op, notify=True, small=True, run=run_key(run_id))
+        return self.env.submit(op, notify=True, small=True, run=op.key)
 
     # base.TRANSITIONS: cancel
     async def cancel(self, run_id: str, keep: int = KEEP_DEFAULT) -> bool:
@@ -1485,14 +1488,21 @@ class LmdbStore(Store):
 
 
 _CREATE_VALUES = attrgetter(*CREATE_FIELDS)  # a run's fields create_run may set, as given
+# A run's row: its fields but the lease's (a row of their own) and the question (read
+# from the journal), in RunInfo's order; read in one call.
+_ROW_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("owner", "lease_until", "fence", "question"))
+_ROW_VALUES = attrgetter(*_ROW_FIELDS)
 
 
 class _CreateRun:
     """``create_run``'s op: one slotted object per new run, where a closure would make a
     function, its cells and their tuple (containers the collector sees while the commit
-    is under way). Re-applied from scratch when a full map is grown."""
+    is under way). Re-applied from scratch when a full map is grown. Its outcome is the
+    run's fence, which ``create_run`` returns: the commit's own future is awaited, with
+    no coroutine around it."""
 
     __slots__ = (
+        "applied",
         "follow_deployment",
         "fresh",
         "given",
@@ -1518,10 +1528,11 @@ class _CreateRun:
         self.follow_deployment, self.idempotency_key = follow_deployment, idempotency_key
         self.given = run.version
         self.fresh = _CREATE_VALUES(run)
+        self.applied = False
         self.key = run_key(run.run_id)
         self.now = time.time()
 
-    def __call__(self, txn: _lmdb.Transaction) -> None:
+    def __call__(self, txn: _lmdb.Transaction) -> int:
         store, run, key, idempotency_key = self.store, self.run, self.key, self.idempotency_key
         dbs = store.env.dbs
         if idempotency_key is not None:
@@ -1531,20 +1542,23 @@ class _CreateRun:
                 if stored is None:
                     raise StoreError(f"idempotency key {idempotency_key!r} names no run")
                 vars(run).update(vars(stored))
-                return
+                return run.fence
         if txn.get(key, db=dbs.runs) is not None:
             raise StoreError(f"a run {run.run_id} exists already in {store.url}")
         if idempotency_key is not None:
             txn.put(idempotency_key.encode(), key, db=dbs.idempotency)
             txn.put(key, idempotency_key.encode(), db=dbs.idempotency_of)
         deployed = dbs.deployed_version(txn, run.workflow) if self.follow_deployment else None
-        for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
-            setattr(run, name, value)
+        if self.applied:  # applied again (a batch redone, a map grown): as it was given
+            for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
+                setattr(run, name, value)
+        self.applied = True
         if deployed is not None and deployed != self.given:
             run.version = deployed  # pending, for a worker serving that version
         elif self.owner is not None:
             store._take(run, self.owner, self.lease_s, self.now)  # noqa: SLF001
         store._save(txn, run, new=True)  # noqa: SLF001
+        return run.fence
 
 
 class _Finish:
@@ -1552,7 +1566,7 @@ class _Finish:
     (what ``_save`` would write, without making a ``RunInfo`` of it and taking that apart
     again: the run's last write)."""
 
-    __slots__ = ("error", "fence", "keep", "result", "run_id", "status", "store")
+    __slots__ = ("error", "fence", "keep", "key", "result", "run_id", "status", "store")
 
     def __init__(
         self,
@@ -1566,11 +1580,13 @@ class _Finish:
     ) -> None:
         self.store, self.run_id, self.fence = store, run_id, fence
         self.status, self.result, self.error, self.keep = status, result, error, keep
+        self.key = run_key(run_id)
 
     def __call__(self, txn: _lmdb.Transaction) -> None:
         store = self.store
         e = store.env.dbs
-        key = store._check_fence(txn, self.run_id, self.fence)  # noqa: SLF001 - its store's op
+        key = self.key
+        store._fenced(txn, key, self.run_id, self.fence)  # noqa: SLF001 - its store's op
         raw = txn.get(key, db=e.runs)
         assert raw is not None
         row = orjson.loads(raw)
