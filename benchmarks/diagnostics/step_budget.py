@@ -44,28 +44,28 @@ class Counts:
     def __init__(self) -> None:
         self.settles = 0  # calls into the loop from the writer thread (one per group commit)
         self.settled = 0  # futures those calls settled
-        self.inline = 0  # commits done on the loop's thread
+        self.submitted = 0  # writes submitted: those not settled by the writer were inline
         self.collections = [0, 0, 0]
 
     def install(self) -> list[tuple[Any, str, Any]]:
         """Wrap the counted functions; what to put back."""
         undo = [
             (lmdb_env, "_settle", lmdb_env._settle),
-            (lmdb_env.Env, "_commit_one", lmdb_env.Env._commit_one),
+            (lmdb_env.Env, "submit", lmdb_env.Env.submit),
         ]
-        settle, commit_one = lmdb_env._settle, lmdb_env.Env._commit_one
+        settle, submit = lmdb_env._settle, lmdb_env.Env.submit
 
         def counted_settle(settled: list[Any], woken: list[Any]) -> None:
             self.settles += 1
             self.settled += len(settled)
             settle(settled, woken)
 
-        def counted_commit_one(env: Any, op: Any) -> Any:
-            self.inline += 1
-            return commit_one(env, op)
+        def counted_submit(env: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+            self.submitted += 1
+            return submit(env, op, *args, **kwargs)
 
         lmdb_env._settle = counted_settle  # type: ignore[assignment]
-        lmdb_env.Env._commit_one = counted_commit_one  # type: ignore[method-assign]
+        lmdb_env.Env.submit = counted_submit  # type: ignore[method-assign]
         gc.callbacks.append(self._collected)
         return undo
 
@@ -132,11 +132,12 @@ def one_round(
         "us wall/step": wall / n * 1e6,
         "us CPU/step, loop thread": loop_cpu / n * 1e6,
         "us CPU/step, other threads": (cpu - loop_cpu) / n * 1e6,
-        "  of which user time (ticks: 10 ms)": sum(u for u, _ in others) * tick_us,
-        "  of which system time": sum(s for _, s in others) * tick_us,
+        "  loop thread's system time (ticks: 10 ms)": (after[me][1] - ticks[me][1]) * tick_us,
+        "  others' user time": sum(u for u, _ in others) * tick_us,
+        "  others' system time": sum(s for _, s in others) * tick_us,
         "group commits (loop wake-ups from the writer)": counts.settles,
         "futures settled per group commit": counts.settled / max(counts.settles, 1),
-        "inline commits": counts.inline,
+        "inline commits (submitted, not settled by the writer)": counts.submitted - counts.settled,
         "gen-0 collections/1,000 steps": counts.collections[0] / n * 1000,
         "gen-1/2 collections": counts.collections[1] + counts.collections[2],
     }
@@ -149,8 +150,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=workloads.CONC_STEPS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", action="store_true", help="cProfile the loop's thread")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval: how long a thread waiting for the GIL waits at most (s)",
+    )
     parser.add_argument("--top", type=int, default=0, help="with --calls: print the top N")
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
 
     loop = workloads.new_loop()
     profile = cProfile.Profile() if args.calls else None
