@@ -183,15 +183,21 @@ def main() -> None:
         rows.append(row)
         print("  ".join(f"{row[name]:>{width}{fmt}}" for name, width, fmt in COLUMNS), flush=True)
     loop.close()
+    column = {name: [r[name] for r in rows] for name, _, _ in COLUMNS}
     slow = [r["overhead"] - r["cycle"] for r in rows]
-    off = [r["off_cpu"] for r in rows]
+    cycle = column["cycle"]
+
+    def corr(xs: list[float], ys: list[float]) -> str:
+        return f"{statistics.correlation(xs, ys):.2f}" if len(set(xs)) > 1 < len(set(ys)) else "-"
+
     print(
+        f"median cycle {statistics.median(cycle):.2f} us ({min(cycle):.2f}..{max(cycle):.2f}); "
+        f"its correlation with the raw no-sync commit {corr(cycle, column['raw'])}, with the "
+        f"pure-Python reference {corr(cycle, column['ref_ns'])}, with off-CPU time "
+        f"{corr(cycle, column['off_cpu'])}\n"
         f"overhead (mean) less the median cycle: {statistics.median(slow):.2f} us "
-        f"({min(slow):.2f}..{max(slow):.2f}); correlation with off_cpu "
-        f"{statistics.correlation(slow, off):.2f}, with the stalls "
-        f"{statistics.correlation(slow, [r['stall'] for r in rows]):.2f}; median cycle "
-        f"{statistics.median(r['cycle'] for r in rows):.2f} us "
-        f"({min(r['cycle'] for r in rows):.2f}..{max(r['cycle'] for r in rows):.2f})"
+        f"({min(slow):.2f}..{max(slow):.2f}); its correlation with off-CPU time "
+        f"{corr(slow, column['off_cpu'])}, with the stalls {corr(slow, column['stall'])}"
     )
 
 
