@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: build test test-fast demo bench lint typecheck stubtest wheel wheel-check fuzz screenshot clean
+.PHONY: build test test-lmdb-commit test-fast demo bench lint typecheck stubtest wheel wheel-check fuzz screenshot clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ TEST_WORKERS ?= 2
 
 test: build  ## the whole suite, on every backend (PostgreSQL tests start their own server)
 	$(PY) -m pytest -n $(TEST_WORKERS)
+
+test-lmdb-commit: build  ## the LMDB tests with commit="lmdb" (the default is the commit log)
+	SURESTEP_SKIP_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --lmdb-commit=lmdb -k "not postgres"
 
 test-fast: build  ## everything but the slow crash tests
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow"

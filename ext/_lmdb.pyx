@@ -231,7 +231,8 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
     """Add one encoded record to the run's journal: into the first chunk of its group
     with room (a new chunk after the last), alone under its own key if larger than a
     chunk, or under its step key if it is of format 1. Nothing is written when a record
-    of the step is there already."""
+    of the step is there already, in either format (a run forked from surestep 0.1 has
+    its old steps under their step keys)."""
     cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
     cdef uint8_t joined[_CHUNK]
     cdef MDB_val k, v, room, old
@@ -245,6 +246,13 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
         _be32(key + SS_RUN_KEY_SIZE, seq)
         k.mv_size = SS_RUN_KEY_SIZE + 4
         return _put_alone(txn, db, &k, &v, rc)
+    _be32(key + SS_RUN_KEY_SIZE, seq)  # the step recorded in format 1 already?
+    k.mv_size = SS_RUN_KEY_SIZE + 4
+    rc[0] = mdb_get(txn, db, &k, &old)
+    if rc[0] == 0:
+        return _RECORDED_ALREADY
+    if rc[0] != MDB_NOTFOUND:
+        return _FAILED
     _be32(key + SS_RUN_KEY_SIZE, seq >> _SHIFT)
     k.mv_size = SS_RUN_KEY_SIZE + 5
     for i in range(1 << _SHIFT):  # every chunk of the group, for a record of the step
@@ -285,6 +293,47 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
         v.mv_data, v.mv_size = <void*>record, n
     rc[0] = mdb_put(txn, db, &k, &v, 0)
     return _FAILED if rc[0] else _APPENDED
+
+
+cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t seq,
+                   int* rc) noexcept nogil:
+    """_RECORDED_ALREADY if the run's journal holds a record of step ``seq`` where
+    ``_put_record`` looks (its step key, its group's chunks, its own key), else
+    _APPENDED: what ``_put_record`` would decide, read only."""
+    cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
+    cdef MDB_val k, v
+    cdef int i, found
+    memcpy(key, run_key, SS_RUN_KEY_SIZE)
+    k.mv_data = key
+    _be32(key + SS_RUN_KEY_SIZE, seq)
+    k.mv_size = SS_RUN_KEY_SIZE + 4
+    rc[0] = mdb_get(txn, db, &k, &v)
+    if rc[0] == 0:
+        return _RECORDED_ALREADY
+    if rc[0] != MDB_NOTFOUND:
+        return _FAILED
+    _be32(key + SS_RUN_KEY_SIZE, seq >> _SHIFT)
+    k.mv_size = SS_RUN_KEY_SIZE + 5
+    for i in range(1 << _SHIFT):
+        key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(255 - i)
+        rc[0] = mdb_get(txn, db, &k, &v)
+        if rc[0] == MDB_NOTFOUND:
+            break
+        if rc[0]:
+            return _FAILED
+        found = _chunk_holds(<const uint8_t*>v.mv_data, <Py_ssize_t>v.mv_size, seq)
+        if found < 0:
+            return _CORRUPT_CHUNK
+        if found:
+            return _RECORDED_ALREADY
+    key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(seq & _IN_GROUP)
+    rc[0] = mdb_get(txn, db, &k, &v)
+    if rc[0] == 0:
+        return _RECORDED_ALREADY
+    if rc[0] != MDB_NOTFOUND:
+        return _FAILED
+    rc[0] = 0
+    return _APPENDED
 
 
 cdef int _fence_holds(MDB_txn* txn, MDB_dbi leases, const uint8_t* run_key, uint64_t fence,
@@ -647,6 +696,30 @@ cdef class Transaction:
         if status == _FAILED:
             raise _error("writing the journal", rc)
         return status
+
+    def append_status(self, unsigned int journal, unsigned int leases, bytes run_key,
+                      uint64_t fence, uint32_t seq):
+        """What ``append_records`` would decide for an append of step ``seq`` under
+        ``fence``, written nowhere: ``(APPENDED, the run's lease as bytes)``, or another
+        outcome and None."""
+        cdef int rc = 0
+        cdef int status
+        cdef MDB_val k, v
+        self._check()
+        if len(run_key) != SS_RUN_KEY_SIZE:
+            return _INVALID, None
+        status = _fence_holds(self.txn, leases, run_key, fence, &rc)
+        if status == _APPENDED:
+            status = _recorded(self.txn, journal, run_key, seq, &rc)
+        if status == _FAILED:
+            raise _error("reading the journal", rc)
+        if status != _APPENDED:
+            return status, None
+        k.mv_data, k.mv_size = <void*><const uint8_t*>run_key, SS_RUN_KEY_SIZE
+        rc = mdb_get(self.txn, leases, &k, &v)
+        if rc:
+            raise _error("reading a lease", rc)
+        return status, (<const char*>v.mv_data)[:v.mv_size]
 
     def append_records(self, unsigned int journal, unsigned int leases, list appends):
         """``put_record`` for each of ``appends`` (objects with ``run_key``, ``fence``,

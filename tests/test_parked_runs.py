@@ -51,6 +51,10 @@ async def test_a_parked_run_keeps_no_row_and_no_extra_task(store_url: str) -> No
         # One task per run, and none besides (no waiter, timer or shield per run).
         added = asyncio.all_tasks() - before
         assert len([t for t in added if t.get_name().startswith("surestep-run-")]) == RUNS
-        assert len(added) - RUNS <= 1  # the engine's lease heartbeat, started with the first
+        # Besides: the engine's lease heartbeat (started with the first run) and, on
+        # PostgreSQL, the flush of a batched write in flight at this moment.
+        others = sorted(t.get_name() for t in added if not t.get_name().startswith("surestep-run-"))
+        assert len(others) <= 3, others
+        assert all(n == "surestep-heartbeat" or n.startswith("surestep-pg-") for n in others)
         park.release.set()
         assert [await h.result() for h in handles] == [i + 1 + 100 for i in range(RUNS)]

@@ -137,7 +137,9 @@ class Engine:
 
     ``path`` is an LMDB directory (the embedded default) or a store URL.
     ``durability="fsync"`` (default) returns from a step once its record is on
-    disk (an LMDB sync commit shared by every step committing at that moment);
+    disk: on LMDB, one flush of this process's commit log for a run stepping alone,
+    an LMDB sync commit shared by every step committing at that moment otherwise
+    (``commit="log"``, the default there; ``commit="lmdb"``: always the latter);
     ``"process"`` returns once it is in the operating system's page cache: it
     survives the process being killed, not the machine losing power.
     ``tracing=True`` (or a tracer provider) emits OpenTelemetry spans for runs

@@ -136,25 +136,57 @@ async def test_this_process_sees_its_unapplied_appends(tmp_path: Path, applies_w
         assert lmdb_steps(path, run.run_id) == [0, 1, 2]
 
 
+async def test_runs_stepping_together_share_lmdbs_group_commit(
+    tmp_path: Path, applies_wait: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stepping alone goes through the log; the appends of runs stepping together
+    go straight to LMDB's group commit, behind the log's applies queued before them."""
+    monkeypatch.setattr(lmdb_log, "TIDY_EVERY", 600.0)  # the log's tail is not retired
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        a, b = new_run(), new_run()
+        fence_a = await store.create_run(a, "me", LONG)
+        fence_b = await store.create_run(b, "me", LONG)
+        await store.append(a.run_id, fence_a, 0, record(0))  # after b's creation: LMDB
+        assert lmdb_steps(path, a.run_id) == [0]
+        await store.append(a.run_id, fence_a, 1, record(1))  # a alone: the log
+        assert lmdb_steps(path, a.run_id) == [0]
+        await asyncio.gather(
+            store.append(b.run_id, fence_b, 0, record(0)),
+            store.append(a.run_id, fence_a, 2, record(2)),
+        )
+        assert lmdb_steps(path, a.run_id) == [0, 1, 2]
+        assert lmdb_steps(path, b.run_id) == [0]
+        log = store.env.log.log
+        logged = [lmdb_log.decode(r.payload)[2] for r in read_records(log.directory, log.log_id)]
+        assert logged == [1]
+
+
+@pytest.mark.parametrize("lone", [True, False], ids=["lone", "with-others"])
 async def test_a_run_forked_from_surestep_0_1_takes_appends_beside_its_records(
-    tmp_path: Path,
+    tmp_path: Path, lone: bool
 ) -> None:
     """Format-1 records (surestep 0.1's, each under its own step key) in LMDB: an append
-    checks them as the binding's append does, and reads none as a chunk."""
+    checks them, through the log (a run stepping alone) and straight to LMDB (after
+    another run's write), and reads none as a chunk."""
     recorded = testing.load_journal(Path(__file__).parents[1] / "golden" / "checkout-v1.json")
     async with LogBackend("lmdb", str(tmp_path / "store")).opened() as store:
-        run = new_run()
+        run, other = new_run(), new_run()
         fence = await store.create_run(run, "me", LONG)
         seqs = [_core.decode_record(raw).seq for raw in recorded.records]
         for seq, raw in zip(seqs, recorded.records, strict=True):
             await store.append(run.run_id, fence, seq, raw)
         await store.renew([(run.run_id, fence)], "me", LONG)  # a commit: the applies land
+        if lone:
+            await store.append(run.run_id, fence, max(seqs) + 100, record(max(seqs) + 100))
+        else:
+            await store.create_run(other, "me", LONG)
         with pytest.raises(StoreError, match="has a record already"):
             await store.append(run.run_id, fence, seqs[0], record(seqs[0]))
         after = max(seqs) + 1
         await store.append(run.run_id, fence, after, record(after))
         held = [r.seq for raw in await store.journal(run.run_id) for r in _core.decode_records(raw)]
-        assert sorted(held) == [*sorted(seqs), after]
+        assert sorted(held) == sorted([*seqs, after] + ([max(seqs) + 100] if lone else []))
 
 
 async def test_a_finish_is_never_in_lmdb_without_the_appends_before_it(
@@ -186,7 +218,7 @@ def test_the_mode_of_a_store_that_names_none(
     """The default, or ``$SURESTEP_LMDB_COMMIT``; the log only where it saves a flush."""
     path = str(tmp_path)
     monkeypatch.delenv(lmdb.COMMIT_ENV, raising=False)
-    assert LmdbStore(path).commit == lmdb.DEFAULT_COMMIT
+    assert LmdbStore(path).commit == lmdb.DEFAULT_COMMIT == "log"
     for chosen, other in (("log", "lmdb"), ("lmdb", "log")):
         monkeypatch.setenv(lmdb.COMMIT_ENV, chosen)
         assert LmdbStore(path).commit == chosen

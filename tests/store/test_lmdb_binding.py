@@ -391,6 +391,8 @@ def _model_put(journal: dict[bytes, bytes], key: bytes, seq: int, record: bytes)
             return _lmdb.RECORDED_ALREADY
         journal[alone] = record
         return _lmdb.APPENDED
+    if _core.step_key(key, seq) in journal:  # recorded in format 1 already
+        return _lmdb.RECORDED_ALREADY
     group = _core.step_key(key, seq >> _lmdb.CHUNK_SHIFT)
     alone = group + bytes((seq % (1 << _lmdb.CHUNK_SHIFT),))
     room = None
@@ -415,20 +417,42 @@ def _model_put(journal: dict[bytes, bytes], key: bytes, seq: int, record: bytes)
 
 
 def test_put_record_lays_records_out_as_the_model_does(env: _lmdb.Environment) -> None:
-    db = env.open_db(b"journal")
+    """And ``append_status`` reads what ``put_record`` decides for a format-2 record."""
+    db, leases = env.open_db(b"journal"), env.open_db(b"leases")
     rng = random.Random(7)
     keys = [bytes([i]) * 16 for i in range(3)]
+    lease = (9).to_bytes(8, "little") + bytes(16)
     model: dict[bytes, bytes] = {}
     with env.begin(write=True) as txn:
+        for key in keys:
+            txn.put(key, lease, leases)
         for _ in range(600):
             key, seq = rng.choice(keys), rng.randrange(200)
             size = rng.choice((5, 40, 300, 900, _lmdb.CHUNK_BYTES + 10))
             record = _record(seq, size)
             if rng.random() < 0.05:
                 record = b"\x01" + record[1:]  # format 1: under its step key, not parsed
+            else:
+                status, held = txn.append_status(db, leases, key, 9, seq)
+                assert status == _model_put(dict(model), key, seq, record)
+                assert held == (lease if status == _lmdb.APPENDED else None)
             assert txn.put_record(db, key, seq, record) == _model_put(model, key, seq, record)
     with env.begin() as txn:
         assert dict(txn.cursor(db)) == model
+
+
+def test_append_status_reads_the_fence_as_append_records_does(env: _lmdb.Environment) -> None:
+    journal, leases = env.open_db(b"journal"), env.open_db(b"leases")
+    a, gone, odd = (bytes([i]) * 16 for i in range(3))
+    with env.begin(write=True) as txn:
+        txn.put(a, (3).to_bytes(8, "little") + bytes(16), leases)
+        txn.put(odd, b"\x03", leases)  # too short to hold a fence
+    with env.begin() as txn:
+        assert txn.append_status(journal, leases, a, 2, 0) == (_lmdb.LEASE_LOST, None)
+        assert txn.append_status(journal, leases, gone, 1, 0) == (_lmdb.RUN_NOT_FOUND, None)
+        assert txn.append_status(journal, leases, odd, 3, 0) == (_lmdb.CORRUPT_LEASE, None)
+        assert txn.append_status(journal, leases, b"short", 3, 0) == (_lmdb.INVALID, None)
+        assert txn.append_status(journal, leases, a, 3, 0)[0] == _lmdb.APPENDED
 
 
 class _Op:

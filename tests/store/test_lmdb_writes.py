@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import threading
+import time
 import warnings
 from asyncio.subprocess import PIPE
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from surestep import Engine, WorkflowContext, _core, function, workflow
 from surestep.errors import StoreError, StoreFullError
-from surestep.store import lmdb_env
+from surestep.store import lmdb_env, lmdb_log
 from surestep.store.base import RunInfo, new_run_id, run_key
 from surestep.store.lmdb import CHUNK_BYTES, CHUNK_SHIFT, LmdbStore
 from surestep.store.lmdb_env import INLINE_YIELD_EVERY
@@ -161,17 +162,38 @@ async def test_fsync_commits_inline_a_lone_runs_writes_after_its_creation(
         await store.close()
 
 
-async def test_no_inline_commit_in_front_of_a_commit_log(tmp_path: Path) -> None:
-    """With ``commit="log"`` a lone run's writes go through the writer thread: only its
-    commits may stamp the mark that says what of the log LMDB holds."""
+async def test_a_lone_runs_inline_commit_takes_the_logs_applies_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``commit="log"`` a lone run's step goes through the log and its finish (a
+    small op of the same run next) commits on the caller's thread, the log's applies
+    before it in the same commit, which stamps the applied mark past them."""
+    monkeypatch.setattr(lmdb_env, "APPLY_INTERVAL", 600.0)  # applies wait for company
     store = LmdbStore(str(tmp_path / "store"), durability="fsync", commit="log")
     await store.open()
-    key = run_key(new_run_id())
-    threads: list[int] = []
+    env = store.env
     try:
-        for how in ({"small": True, "run": key}, {"append_of": key}, {"small": True, "run": key}):
-            await store.env.submit(lambda txn: threads.append(threading.get_ident()), **how)
-        assert len(threads) == 3 and threading.get_ident() not in threads
+        run = RunInfo(run_id=new_run_id(), workflow="w", version="1", args=[], kwargs={})
+        fence = await store.create_run(run, "me", 60.0)
+        key = run_key(run.run_id)
+        record = _core.encode_record(_core.KIND_STEP, 0, 1, "s", None, None, b"1", True, None, None)
+        await store.append(run.run_id, fence, 0, record)
+
+        def step_in_lmdb(txn: Any) -> bool:
+            status, _ = txn.append_status(env.dbs.journal, env.dbs.leases, key, fence, 0)
+            return bool(status == lmdb_env._lmdb.RECORDED_ALREADY)
+
+        assert not env.read(step_in_lmdb)  # acknowledged, in the log only
+        acknowledged = time.monotonic()
+        seen: list[tuple[int, bool]] = []
+        await env.submit(
+            lambda txn: seen.append((threading.get_ident(), step_in_lmdb(txn))),
+            small=True,
+            run=key,
+        )
+        assert seen == [(threading.get_ident(), True)]
+        marks = env.read(lambda txn: [bytes(v) for _, v in txn.cursor(db=env.dbs.commit_logs)])
+        assert [lmdb_log._MARK.unpack_from(row)[1] >= acknowledged for row in marks] == [True]
     finally:
         await store.close()
 

@@ -41,11 +41,15 @@ means. ``LmdbStore(path, readonly=True)`` reads a store this process may not wri
 CLI's reading commands on a store owned by another user): no writer thread, no wake-up
 registration, and every write refused with ``StoreError``.
 
-``LmdbStore(path, commit="log")`` acknowledges a journal append after one flush of this
-process's commit log and applies it to LMDB afterwards (``lmdb_log``, and CONTRIBUTING.md
-"The commit log"). Whatever the mode, opening a store to write first applies the logs of
-processes that are gone, and a claim does not take a running run's lease from a process
-whose log may hold an acknowledged append of it that LMDB lacks.
+A writable store at ``durability="fsync"`` acknowledges a journal append of a run
+stepping alone after one flush of this process's commit log and applies it to LMDB
+afterwards, in the next LMDB commit (``commit="log"``, the default there: ``lmdb_log``,
+and CONTRIBUTING.md "The commit log"); ``commit="lmdb"``
+(or ``$SURESTEP_LMDB_COMMIT=lmdb``) commits every append to LMDB itself, as read-only
+stores and ``durability="process"`` always do. Whatever the mode, opening a store to
+write first applies the logs of processes that are gone, and a claim does not take a
+running run's lease from a process whose log may hold an acknowledged append of it that
+LMDB lacks.
 
 Chunks keep LMDB's cost per record small: one entry (a key, an 8-byte node header and a
 2-byte slot) per chunk of steps instead of one per step, and a run's records packed on
@@ -125,7 +129,7 @@ _META_STORE = b"store"
 STATS_BATCH = 20_000  # runs one read transaction of stats counts at most
 RECOVER_EVERY = 1.0  # seconds between two looks for the commit logs of processes gone
 COMMITS = ("lmdb", "log")
-DEFAULT_COMMIT = "lmdb"
+DEFAULT_COMMIT = "log"
 # The commit mode of a store opened without ``commit=`` (a worker started by the CLI, say).
 COMMIT_ENV = "SURESTEP_LMDB_COMMIT"
 RUN_KEY = _core.RUN_KEY_SIZE

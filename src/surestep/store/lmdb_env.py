@@ -90,9 +90,27 @@ APPLY_INTERVAL = 0.010  # seconds the commit log's applies wait for others to sh
 
 Op = Callable[[_lmdb.Transaction], Any]
 _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned None
-# op, its future and the future's loop (None: an apply of the commit log), notify
+# op, its future and the future's loop (None: nobody waits, as for the commit log's
+# applies), notify
 _Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
 _Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its outcome
+
+
+def _take_applies(txn: _lmdb.Transaction) -> None:
+    """The queue's marker for the commit log's applies (``Env.applies_due``)."""
+
+
+_APPLIES: _Item = (_take_applies, None, None, False)
+
+
+def _applies(log: LogHook, mark: float | None) -> list[_Item]:
+    """The commit log's applies for the commit about to be made (under ``_writing``,
+    where the mark is stamped: no other commit can stamp a later mark before this one
+    holds what it says); ``mark``: when the ops of this commit were taken (None: not all
+    of them were)."""
+    if mark is not None:
+        log.marked(mark)
+    return [(op, None, None, False) for op in log.take_applies()]
 
 
 class AppendDatabases(Protocol):
@@ -149,16 +167,15 @@ class Append:
 
 class LogHook(Protocol):
     """A commit log in front of this environment (``store/lmdb_log.py``): the writer
-    thread asks it which queued ops are its applies, stamps its mark in every commit,
-    and tells it what each commit did."""
+    thread takes its applies into every commit, stamps its mark there, and tells it what
+    each commit did."""
 
-    def is_apply(self, op: Op) -> bool: ...
+    def take_applies(self) -> list[Op]: ...
     def marked(self, when: float) -> None: ...
     def stamp(self, txn: _lmdb.Transaction) -> None: ...
     def committed(
         self, ops: list[Op], outcomes: list[tuple[Any, BaseException | None]], written: bool
     ) -> None: ...
-    def stop_appending(self) -> None: ...
     def unmark(self, txn: _lmdb.Transaction) -> None: ...
     def close(self) -> None: ...
 
@@ -346,17 +363,9 @@ class Env(Generic[D]):
         else:
             lone = small and (not self.synced or (run is not None and run == self._last_run))
             self._last_run = run
-        # Never inline in front of a commit log: the writer's mark (what the log has in
-        # LMDB) must be stamped by the writer's own commits only.
-        if (
-            lone
-            and self.log is None
-            and not self._queued
-            and self._alone()
-            and self._writing.acquire(blocking=False)
-        ):
+        if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
             try:
-                result, error = self._commit_one(op)
+                result, error = self._commit_one(op) if self.log is None else self._with_log(op)
             finally:
                 self._writing.release()
             if notify and not self._notify_due:
@@ -378,6 +387,11 @@ class Env(Generic[D]):
             else:
                 fut.set_exception(error)
             return _Turn(fut) if turn else fut
+        return self.enqueue(op, notify)
+
+    def enqueue(self, op: Op, notify: bool = False) -> asyncio.Future[Any]:
+        """Queue ``op`` for the writer thread's next group commit (``submit``, never on
+        this thread)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._count_lock:
@@ -385,12 +399,24 @@ class Env(Generic[D]):
         self._queue.put((op, fut, loop, notify))
         return fut
 
+    def follows(self, run: bytes) -> bool:
+        """Whether the last op submitted here (or asked about here) was of ``run``: one run
+        writing alone, as ``submit``'s inline commit judges it; ``run`` is the last one now."""
+        same = run == self._last_run
+        self._last_run = run
+        return same
+
     def apply(self, op: Op) -> None:
-        """Queue ``op`` for a group commit with no one waiting for it (an append the
-        commit log acknowledged): it may wait up to APPLY_INTERVAL for company."""
+        """Queue ``op`` for the next group commit, with no one waiting for it."""
         with self._count_lock:
             self._queued += 1
         self._queue.put((op, None, None, False))
+
+    def applies_due(self) -> None:
+        """The commit log has applies (``LogHook.take_applies``): commit them within
+        APPLY_INTERVAL, or with the first op queued meanwhile. Said once for many: an
+        apply that wakes no thread costs a lone run's step nothing beside its flush."""
+        self._queue.put(_APPLIES)
 
     def _notify_now(self) -> None:
         """The wake-ups owed by the inline commits of one turn of the loop, at once."""
@@ -409,7 +435,6 @@ class Env(Generic[D]):
         if not self.readonly:
             log = self.log
             if log is not None:  # what the log acknowledged is applied before closing
-                log.stop_appending()
                 self._queue.put((log.unmark, None, None, False))
             self._queue.put(None)
             self._thread.join()
@@ -423,27 +448,34 @@ class Env(Generic[D]):
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
-            log = self.log
-            if log is not None and log.is_apply(item[0]):
-                self._gather(batch, log)
+            batch: list[_Item] = []
+            if item is _APPLIES:
+                self._gather(batch)
+            else:
+                batch.append(item)
             mark = time.monotonic()  # every op queued before it is in this batch or before
             self._drain(batch)
-            if log is not None and len(batch) < MAX_BATCH:
-                log.marked(mark)
-            ops = [item[0] for item in batch]
-            self._written = False
+            queued = len(batch)
+            log = self.log
+            written = False
             try:
                 with self._writing:
-                    outcomes = self._commit(ops)
+                    if log is not None:  # its applies first: LMDB holds a prefix of the writes
+                        batch[:0] = _applies(log, mark if queued < MAX_BATCH else None)
+                    ops = [item[0] for item in batch]
+                    self._written = False
+                    outcomes = self._commit(ops) if ops else []
+                    written = self._written
             except Exception as exc:  # outside every op: fail this batch, keep the writer
                 error = StoreError(f"write failed; nothing was committed: {exc!r}")
                 outcomes = [(None, error)] * len(batch)
             finally:
                 with self._count_lock:
-                    self._queued -= len(batch)
+                    self._queued -= queued
+            if not batch:  # applies an earlier commit took
+                continue
             if log is not None:
-                log.committed(ops, outcomes, self._written)
+                log.committed(ops, outcomes, written)
             notify = any(item[3] for item in batch)
             # One call into each loop: its futures settled, then its listeners woken; the
             # other processes after that (see wake.py).
@@ -470,13 +502,13 @@ class Env(Generic[D]):
             if more is None:
                 self._queue.put(None)  # finish this batch, then stop
                 return
-            batch.append(more)
+            if more is not _APPLIES:  # (the commit takes every apply)
+                batch.append(more)
 
-    def _gather(self, batch: list[_Item], log: LogHook) -> None:
-        """Wait up to APPLY_INTERVAL for more ops to share a commit of the log's applies,
-        no longer once an op that someone waits for arrives."""
+    def _gather(self, batch: list[_Item]) -> None:
+        """Wait up to APPLY_INTERVAL for an op to share a commit of the log's applies."""
         deadline = time.monotonic() + APPLY_INTERVAL
-        while len(batch) < MAX_BATCH:
+        while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -487,9 +519,25 @@ class Env(Generic[D]):
             if more is None:
                 self._queue.put(None)
                 return
-            batch.append(more)
-            if not log.is_apply(more[0]):
+            if more is not _APPLIES:
+                batch.append(more)
                 return
+
+    def _with_log(self, op: Op) -> tuple[Any, BaseException | None]:
+        """``op`` committed on this thread (under ``_writing``, nothing queued) with the
+        commit log's applies before it, as the writer thread commits them."""
+        log = self.log
+        assert log is not None
+        batch = [*_applies(log, time.monotonic()), (op, None, None, False)]
+        ops = [item[0] for item in batch]
+        self._written = False
+        try:
+            outcomes = self._commit(ops)
+        except Exception as exc:
+            outcomes = [(None, StoreError(f"write failed; nothing was committed: {exc!r}"))]
+            outcomes *= len(ops)
+        log.committed(ops, outcomes, self._written)
+        return outcomes[-1]
 
     def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``

@@ -3,20 +3,21 @@ is acknowledged after one flush of this process's commit log (``store/commit_log
 and applied to LMDB afterwards, in the writer thread's group commits (sync commits).
 CONTRIBUTING.md ("The commit log") gives the design and the fencing argument; here:
 
-- ``LogMode.append``: the run's fence, and that the step has no record yet, checked in a
-  read of LMDB and the overlay; the record written to the log and flushed (on the
-  caller's thread for a run stepping alone, else by the log's thread, many records to
-  one flush); queued for the LMDB writer; then acknowledged if the lease had not ended
-  by the clock read after queueing it, else once LMDB's own commit of it (fenced there)
-  returned;
+- ``LogMode.append``: a run stepping alone (the last write of this process was of it)
+  goes through the log: the run's fence, and that the step has no record yet, checked in
+  a read of LMDB and the overlay; the record written to the log and flushed on the
+  caller's thread; queued for the LMDB writer; then acknowledged if the lease had not
+  ended by the clock read after queueing it, else once LMDB's own commit of it (fenced
+  there) returned. Appends of runs stepping together go to LMDB's group commit (its two
+  flushes shared by them all), behind the log's applies acknowledged before them;
 - the overlay: this process's acknowledged appends not yet applied, which its journal
   reads merge;
-- the LMDB writer's hooks (``is_apply``, ``marked``, ``stamp``, ``committed``): applies
-  wait a little for company (``lmdb_env.APPLY_INTERVAL``) unless another op comes; every
-  commit stamps
-  this process's *applied mark* (a monotonic time before which every record flushed and
-  queued is in that commit or an earlier one); after a commit the log may recycle what
-  LMDB now holds;
+- the LMDB writer's hooks (``take_applies``, ``marked``, ``stamp``, ``committed``):
+  every commit of the writer takes the applies acknowledged so far, first; without
+  another op they wait up to ``lmdb_env.APPLY_INTERVAL`` for one (the writer is told
+  once, not woken per apply); every commit stamps this process's *applied mark* (a
+  monotonic time before which every record flushed and acknowledged is in that commit or
+  an earlier one); after a commit the log may recycle what LMDB now holds;
 - ``recover``: the logs of processes that are gone, applied and removed;
 - ``may_take_over``: the claim's rule for an expired lease whose holder had a log.
 
@@ -33,7 +34,6 @@ import errno
 import heapq
 import logging
 import os
-import queue
 import socket
 import struct
 import threading
@@ -53,7 +53,6 @@ MARKS_DB = b"commit_logs"
 _PAYLOAD = struct.Struct(f">{_core.RUN_KEY_SIZE}sQI")
 _MARK = struct.Struct("<16sdQ")
 _FORMAT_1 = 1  # a record's first byte: its format
-_CHUNK = struct.Struct(">I")  # a step's group of chunks in the journal: seq >> CHUNK_SHIFT
 _log = logging.getLogger("surestep.store")
 # How often an idle process looks after its log: its applied mark moved past the leases
 # it wrote that have ended (else another process may not take them while it lives), and
@@ -95,6 +94,9 @@ class Writer(Protocol):
     def path(self) -> str: ...
     def read(self, fn: Callable[[_lmdb.Transaction], T], buffers: bool = True) -> T: ...
     def apply(self, op: Any) -> None: ...
+    def applies_due(self) -> None: ...
+    def follows(self, run: bytes) -> bool: ...
+    def enqueue(self, op: Any) -> Awaitable[Any]: ...
 
 
 def has_logs(path: str) -> bool:
@@ -184,15 +186,12 @@ class LogMode:
         self._making = threading.Lock()
         self._lock = threading.Lock()  # the maps below, between the loop, log and writer
         self._overlay: dict[bytes, dict[int, bytes]] = {}  # run key -> step -> record
-        self._in_flight: set[tuple[bytes, int]] = set()  # checked, not yet flushed
         self._pending: dict[int, _Pending] = {}  # id(op) -> its entry, until applied
-        # One thread writes the log and queues what it wrote at a time, so LMDB gets the
-        # records in LSN order and what is pending covers every unapplied one.
+        self._applies: list[Appending] = []  # acknowledged, for the writer's next commit
+        self._applies_due = False  # the writer was told of them (Env.applies_due)
+        # One thread checks, writes the log and queues what it wrote at a time, so LMDB
+        # gets the records in LSN order and what is pending covers every unapplied one.
         self._appending = threading.Lock()
-        self._last_run: bytes | None = None
-        self._queue: queue.SimpleQueue[tuple[Appending, float, Any, Any] | None]
-        self._queue = queue.SimpleQueue()
-        self._queued = 0
         self.failed: StoreError | None = None
         self._mark = self._stamped_at = self._appended_at = time.monotonic()
         self._mark_committed = self._mark  # the mark of the last commit that was written
@@ -201,45 +200,41 @@ class LogMode:
         self._lease_ends: list[float] = []
         self._spare_wanted = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._log_loop, name="surestep-log", daemon=True)
         self._spares = threading.Thread(
             target=self._tidy_loop, name="surestep-log-tidy", daemon=True
         )
-        self._thread.start()
         self._spares.start()
 
     # -- on the caller's thread
 
     def append(self, op: Appending) -> Awaitable[None]:
-        """Append ``op``'s record (the awaitable raises what the store's append raises)."""
+        """Append ``op``'s record (the awaitable raises what the store's append raises):
+        through the log when its run writes alone, else in LMDB's next group commit."""
         loop = asyncio.get_running_loop()
-        try:
-            if self.failed is not None:
-                raise self.failed
-            lease_end = self._check(op)
-        except BaseException as exc:  # LeaseLostError is one
-            return _failed(loop, exc)
-        lone = self._last_run == op.run_key
-        self._last_run = op.run_key
-        if lone and not self._queued and self._appending.acquire(blocking=False):
-            try:  # a run stepping alone: its flush on this thread, as an inline commit
-                try:
-                    lsn = self._made().append([payload(op)])
-                except LogError as exc:
-                    self._forget(op)
-                    return _failed(loop, self._fail(exc))
-                now = self._acknowledge(op, lsn, lease_end)
-            finally:
-                self._appending.release()
-            if now:
-                return _YIELD
-            fut: asyncio.Future[None] = loop.create_future()
-            self._wait_for_lmdb(op, fut, loop)
-            return fut
-        fut = loop.create_future()
-        with self._lock:
-            self._queued += 1
-        self._queue.put((op, lease_end, fut, loop))
+        if self.failed is not None:
+            return _failed(loop, self.failed)
+        lone = self.env.follows(op.run_key)
+        if not lone or not self._appending.acquire(blocking=False):
+            # Appends of several runs share LMDB's group commit, whose two flushes then
+            # cost each little; the writer commits the log's applies queued before it
+            # first, so LMDB still holds a prefix of this process's writes.
+            return self.env.enqueue(op)
+        try:  # a run stepping alone: one flush of the log, on this thread
+            try:
+                lease_end = self._check(op)
+            except BaseException as exc:  # LeaseLostError is one
+                return _failed(loop, exc)
+            try:
+                lsn = self._made().append([payload(op)])
+            except LogError as exc:
+                return _failed(loop, self._fail(exc))
+            now = self._acknowledge(op, lsn, lease_end)
+        finally:
+            self._appending.release()
+        if now:
+            return _YIELD
+        fut: asyncio.Future[None] = loop.create_future()
+        self._wait_for_lmdb(op, fut, loop)
         return fut
 
     def _made(self) -> CommitLog:
@@ -271,44 +266,20 @@ class LogMode:
         """The run's lease end (monotonic), if ``op`` may be appended; else its error."""
         dbs = self._dbs()
 
-        def check(txn: _lmdb.Transaction) -> tuple[int, float]:
-            lease = txn.get(op.run_key, db=dbs.leases)
-            if lease is None:
-                return _lmdb.RUN_NOT_FOUND, 0.0
-            fence, end = self._lease_of(lease)
-            if fence != op.fence:
-                return _lmdb.LEASE_LOST, 0.0
-            # As the binding's append looks: the chunks of the step's group and its
-            # record too large for one (keys of the run key, the group, a byte), and a
-            # record of format 1 (surestep 0.1's, under the run key and the step alone).
-            if txn.get(_core.step_key(op.run_key, op.seq), db=dbs.journal) is not None:
-                return _lmdb.RECORDED_ALREADY, 0.0
-            prefix = op.run_key + _CHUNK.pack(op.seq >> _lmdb.CHUNK_SHIFT)
-            cursor = txn.cursor(db=dbs.journal)
-            if cursor.set_range(prefix):
-                for key, value in cursor:
-                    if bytes(key[: len(prefix)]) != prefix:
-                        break
-                    if len(key) > len(prefix) and _core.holds_record(value, op.seq):
-                        return _lmdb.RECORDED_ALREADY, 0.0
-            return _lmdb.APPENDED, end
+        def check(txn: _lmdb.Transaction) -> tuple[int, bytes | None]:
+            return txn.append_status(dbs.journal, dbs.leases, op.run_key, op.fence, op.seq)
 
-        step = (op.run_key, op.seq)
         # The overlay before LMDB: a record leaves the overlay only once LMDB holds it,
-        # so one of the two reads finds a record appended before this check.
+        # so one of the two reads finds a record appended before this check (none is
+        # added meanwhile: the check is made under ``_appending``).
         with self._lock:
-            known = step in self._in_flight or op.seq in self._overlay.get(op.run_key, ())
-        status, end = self.env.read(check)
-        with self._lock:
-            if status == _lmdb.APPENDED and (
-                known or step in self._in_flight or op.seq in self._overlay.get(op.run_key, ())
-            ):
-                status = _lmdb.RECORDED_ALREADY
-            if status == _lmdb.APPENDED:
-                self._in_flight.add(step)
-        if status != _lmdb.APPENDED:
+            known = op.seq in self._overlay.get(op.run_key, ())
+        status, lease = self.env.read(check)
+        if status == _lmdb.APPENDED and known:
+            status = _lmdb.RECORDED_ALREADY
+        if status != _lmdb.APPENDED or lease is None:
             raise op.failure(status)
-        return end
+        return self._lease_of(lease)[1]
 
     def _acknowledge(self, op: Appending, lsn: int, lease_end: float) -> bool:
         """Put a flushed record in the overlay and queue it for LMDB (under
@@ -317,15 +288,13 @@ class LogMode:
         entry = _Pending(op, lsn)
         self._appended_at = time.monotonic()
         with self._lock:
-            self._in_flight.discard((op.run_key, op.seq))
             self._overlay.setdefault(op.run_key, {})[op.seq] = op.record
             self._pending[id(op)] = entry
-        self.env.apply(op)
+            self._applies.append(op)
+            due, self._applies_due = self._applies_due, True
+        if not due:
+            self.env.applies_due()
         return time.monotonic() < lease_end
-
-    def _forget(self, op: Appending) -> None:
-        with self._lock:
-            self._in_flight.discard((op.run_key, op.seq))
 
     def _fail(self, exc: BaseException) -> StoreError:
         cause = exc.__cause__
@@ -342,46 +311,7 @@ class LogMode:
         with self._lock:
             return dict(self._overlay.get(run_key, {}))
 
-    # -- the log's thread: appends of many runs, one flush
-
-    def _log_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batch.append(more)
-            with self._appending:
-                try:
-                    last = self._made().append([payload(op) for op, _, _, _ in batch])
-                    error: StoreError | None = None
-                except LogError as exc:
-                    error, last = self._fail(exc), 0
-                with self._lock:
-                    self._queued -= len(batch)
-                first = last - len(batch) + 1
-                # One call into each loop for the batch, as the LMDB writer settles.
-                by_loop: dict[Any, list[tuple[asyncio.Future[None], BaseException | None]]]
-                by_loop = {}
-                for i, (op, lease_end, fut, loop) in enumerate(batch):
-                    if error is not None:
-                        self._forget(op)
-                        by_loop.setdefault(loop, []).append((fut, error))
-                    elif self._acknowledge(op, first + i, lease_end):
-                        by_loop.setdefault(loop, []).append((fut, None))
-                    else:
-                        self._wait_for_lmdb(op, fut, loop)
-            for loop, settled in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
-                    loop.call_soon_threadsafe(_resolve_all, settled)
+    # -- acknowledged after LMDB's commit
 
     def _wait_for_lmdb(self, op: Appending, fut: asyncio.Future[None], loop: Any) -> None:
         """Settle ``fut`` with the outcome of ``op``'s LMDB commit, where its fence is
@@ -390,6 +320,7 @@ class LogMode:
             entry = self._pending.get(id(op))
             if entry is not None and entry.outcome is None:
                 entry.waiter = (fut, loop)
+                self.env.apply(_mark_only)  # a commit now, which takes the applies
                 return
             outcome = entry.outcome if entry is not None else None
         _settle_threadsafe(loop, fut, outcome[0] if outcome is not None else None)
@@ -441,15 +372,17 @@ class LogMode:
 
     # -- the LMDB writer's hooks, on its thread
 
-    def is_apply(self, op: Any) -> bool:
-        """Whether ``op`` is an apply nobody waits for: it may wait for company."""
+    def take_applies(self) -> list[Any]:
+        """The appends acknowledged since the last commit took them, oldest first."""
         with self._lock:
-            entry = self._pending.get(id(op))
-            return entry is not None and entry.waiter is None
+            applies, self._applies = self._applies, []
+            self._applies_due = False
+        return applies
 
     def marked(self, when: float) -> None:
-        """Every op queued before ``when`` (monotonic) is in the batch about to commit."""
-        self._mark = when
+        """Every op queued before ``when`` (monotonic) is in the batch about to commit
+        (or was in an earlier one: a mark never goes back)."""
+        self._mark = max(self._mark, when)
 
     def stamp(self, txn: Any) -> None:
         """Write this process's applied mark in the transaction about to commit."""
@@ -508,11 +441,6 @@ class LogMode:
         if marks is not None and self.failed is None:
             txn.delete(self.key, db=marks)
             self._unmarked = True
-
-    def stop_appending(self) -> None:
-        """No append from now on: the log's thread has flushed and queued what it had."""
-        self._queue.put(None)
-        self._thread.join()
 
     def close(self) -> None:
         """After the writer applied everything queued: close the log (removed when it
@@ -578,11 +506,6 @@ def _resolve(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_result(None)
     else:
         fut.set_exception(error)
-
-
-def _resolve_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    for fut, error in settled:
-        _resolve(fut, error)
 
 
 def _settle_threadsafe(loop: Any, fut: asyncio.Future[None], error: BaseException | None) -> None:
