@@ -83,7 +83,7 @@ class Recorder:
         # Records written without waiting (values, logs): awaited before the next record
         # and before the run is given back, so the journal keeps its order. Made on first
         # use, as the log's counts: most runs (and every parked one) need neither.
-        self.pending: list[asyncio.Future[Any]] | None = None
+        self.pending: list[Awaitable[Any]] | None = None
         self.log_counts: dict[int, int] | None = None  # lines stored so far at each position
         self.progress: Progress | None = None  # made on the run's first report
 
@@ -260,8 +260,10 @@ class Recorder:
 
     def append_later(self, write: Awaitable[None]) -> None:
         """A write the workflow does not wait for; :meth:`flush` (run before the next
-        record and before the run is given back) waits for it and raises its error."""
-        written = asyncio.ensure_future(write)
+        record and before the run is given back) waits for it and raises its error. A
+        coroutine runs meanwhile, as a task; a future, or the awaitable of a commit done
+        already (a store's inline commit), is kept as it is: no task for it."""
+        written = asyncio.ensure_future(write) if asyncio.iscoroutine(write) else write
         if self.pending is None:
             self.pending = [written]
         else:
@@ -271,7 +273,13 @@ class Recorder:
         """Wait for the records written without waiting; their errors surface here."""
         while self.pending:
             pending, self.pending = self.pending, None
-            await asyncio.gather(*pending)
+            futures = [write for write in pending if asyncio.isfuture(write)]
+            if futures:
+                await asyncio.gather(*futures)
+            if len(futures) < len(pending):  # awaited here rather than wrapped in tasks
+                for write in pending:
+                    if not asyncio.isfuture(write):
+                        await write
 
     def report_progress(self, report: dict[str, Any]) -> None:
         """Store the run's progress (``progress.report``'s), coalesced; not journaled."""
