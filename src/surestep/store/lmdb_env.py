@@ -363,9 +363,29 @@ class Env(Generic[D]):
         else:
             lone = small and (not self.synced or (run is not None and run == self._last_run))
             self._last_run = run
-        if lone and not self._queued and self._alone() and self._writing.acquire(blocking=False):
+        if (
+            lone
+            and not self._queued
+            and (  # _alone(), without its call while its answer is fresh
+                self._alone_now
+                if time.monotonic() - self._alone_checked <= ALONE_RECHECK
+                else self._alone()
+            )
+            and self._writing.acquire(blocking=False)
+        ):
             try:
-                result, error = self._commit_one(op) if self.log is None else self._with_log(op)
+                if self.log is not None:
+                    result, error = self._with_log(op)
+                elif type(op) is Append:  # (_commit_one's first case, without its call)
+                    try:
+                        status = self.env.commit_append(self.journal, self.leases, op)
+                    except Exception:  # the unusual goes _commit_one's way: nothing written
+                        result, error = self._commit_one(op)
+                    else:
+                        ok = status == _lmdb.APPENDED
+                        result, error = _DONE if ok else (None, op.failure(status))
+                else:
+                    result, error = self._commit_one(op)
             finally:
                 self._writing.release()
             if notify and not self._notify_due:
@@ -373,14 +393,18 @@ class Env(Generic[D]):
                 asyncio.get_running_loop().call_soon(self._notify_now)
             # Awaiting a finished commit does not yield to the loop: give it a turn now
             # and then (after every synced commit), or a run of inline steps would starve
-            # every other task. A commit that returned None and takes a turn needs no
-            # future (one that takes none stays a future: ensure_future keeps it as is).
+            # every other task. A commit that returned None needs no future: one shared
+            # awaitable, with a turn (_TURN) or without (_READY); no loop looked up either
+            # (Python 3.11's get_running_loop asks the kernel for the process id).
             self._inline_run += 1
             turn = self.synced or self._inline_run >= INLINE_YIELD_EVERY
+            if error is None and result is None:
+                if turn:
+                    self._inline_run = 0
+                    return _TURN
+                return _READY
             if turn:
                 self._inline_run = 0
-                if error is None and result is None:
-                    return _TURN
             fut = asyncio.get_running_loop().create_future()
             if error is None:
                 fut.set_result(result)
@@ -750,6 +774,19 @@ class _Turn:
 
 
 _TURN = _Turn(None)
+
+
+class _Ready:
+    """A commit done inline that returned None, awaited without a turn of the loop (a
+    write nobody waits for keeps it as it is: ``Recorder.append_later``)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, Any]:
+        return iter(())  # type: ignore[return-value]
+
+
+_READY = _Ready()
 
 
 def _settle(settled: list[_Settled], woken: list[WakeListener]) -> None:
