@@ -243,6 +243,9 @@ cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t 
     k.mv_data = key
     v.mv_data, v.mv_size = <void*>record, n
     if n and record[0] == SS_FORMAT_V1:  # format 1 (a fork of a run recorded by surestep 0.1)
+        found = _recorded(txn, db, run_key, seq, rc)  # in either format
+        if found != _APPENDED:
+            return found
         _be32(key + SS_RUN_KEY_SIZE, seq)
         k.mv_size = SS_RUN_KEY_SIZE + 4
         return _put_alone(txn, db, &k, &v, rc)

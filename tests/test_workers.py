@@ -67,7 +67,8 @@ async def test_a_full_worker_claims_again_when_any_run_here_ends(store_url: str)
         running = asyncio.ensure_future(worker.run())
         try:
             pending = await client.start(quick)
-            await asyncio.sleep(0)  # the worker, full, waits
+            while serving._run_left is None:  # noqa: SLF001 - until the worker, full, waits
+                await asyncio.sleep(0.01)
             Held.release.set()
             assert await here.result() == "held"
             # (A hang guard, not a pace: before the fix the worker never claimed it.)

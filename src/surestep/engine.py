@@ -197,9 +197,7 @@ class Engine:
         self._tracer = tracer_for(tracing)
         self.owner = str(Owner.this_process())
         self._active: dict[str, _Active] = {}
-        # Set whenever a run stops executing here, whoever started it (a worker's claim,
-        # ``start``, a parent's child): a worker full of runs waits for it.
-        self.run_left = asyncio.Event()
+        self._run_left: asyncio.Event | None = None  # see next_run_end
         self._opened = False
         self._opening: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -768,6 +766,14 @@ class Engine:
         """How many runs this engine executes right now."""
         return len(self._active)
 
+    def next_run_end(self) -> asyncio.Event:
+        """An event set when the next run executing here stops (finished, suspended,
+        given back), whoever started it (a worker's claim, ``start``, a parent's child):
+        take it before reading :attr:`executing`, wait for it when that is too many."""
+        if self._run_left is None:
+            self._run_left = asyncio.Event()
+        return self._run_left
+
     def task(self, run_id: str) -> asyncio.Task[Any] | None:
         """The task executing ``run_id`` here, if this engine executes it."""
         active = self._active.get(run_id)
@@ -977,7 +983,10 @@ class Engine:
             raise
         finally:
             self._active.pop(run_id, None)
-            self.run_left.set()
+            left = self._run_left
+            if left is not None:
+                self._run_left = None
+                left.set()
 
     async def _replay_index(self, run_id: str) -> _core.ReplayIndex:
         """The index of the run's journal, from one read of it."""

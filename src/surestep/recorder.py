@@ -273,13 +273,14 @@ class Recorder:
         """Wait for the records written without waiting; their errors surface here."""
         while self.pending:
             pending, self.pending = self.pending, None
-            futures = [write for write in pending if asyncio.isfuture(write)]
-            if futures:
-                await asyncio.gather(*futures)
-            if len(futures) < len(pending):  # awaited here rather than wrapped in tasks
-                for write in pending:
-                    if not asyncio.isfuture(write):
-                        await write
+            first: BaseException | None = None  # the earliest write's error; every one seen
+            for write in pending:
+                try:
+                    await write
+                except Exception as exc:
+                    first = first or exc
+            if first is not None:
+                raise first
 
     def report_progress(self, report: dict[str, Any]) -> None:
         """Store the run's progress (``progress.report``'s), coalesced; not journaled."""

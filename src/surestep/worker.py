@@ -86,8 +86,7 @@ class Worker:
         # no wake-up: look again at least this often.
         rescan = max(engine.lease_seconds / 2, 0.05)
         while not self._stopping.is_set():
-            # Cleared before the count is read: a run that ends after it sets it again.
-            engine.run_left.clear()
+            ended = engine.next_run_end()  # taken before the count: a later end sets it
             free = self.concurrency - engine.executing
             claimed = await engine.claim(free) if free > 0 else []
             for handle in claimed:
@@ -97,7 +96,7 @@ class Worker:
                     task.add_done_callback(functools.partial(self._on_done, handle.run_id))
             if free > 0 and len(claimed) == free:
                 continue  # there may be more waiting
-            await self._idle(rescan, full=free == 0)
+            await self._idle(rescan, ended, full=free == 0)
         await self._drain()
 
     def _on_done(self, run_id: str, task: asyncio.Task[object]) -> None:
@@ -120,12 +119,12 @@ class Worker:
         else:
             log.info("run %s stopped here (%s); it stays recoverable", run_id, type(exc).__name__)
 
-    async def _idle(self, rescan: float, full: bool) -> None:
+    async def _idle(self, rescan: float, ended: asyncio.Event, full: bool) -> None:
         """Wait for a stop, a run that stops executing here (one this worker claimed, or
         a child one of them started), or (with a slot free) a change in the store."""
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self.engine.run_left.wait()),
+            asyncio.ensure_future(ended.wait()),
         ]
         if not full:
             waiters.append(asyncio.ensure_future(self.engine.store.wait_changed(rescan)))

@@ -162,6 +162,25 @@ async def test_runs_stepping_together_share_lmdbs_group_commit(
         assert logged == [1]
 
 
+async def test_an_append_goes_through_the_log_only_with_nothing_queued_before_it(
+    tmp_path: Path, applies_wait: None
+) -> None:
+    """A run's append not waited for (queued for LMDB, another run's write before it) and
+    its next one: the next one follows its own run, but goes to LMDB behind the first
+    rather than through the log ahead of it."""
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        a, b = new_run(), new_run()
+        fence_a = await store.create_run(a, "me", LONG)
+        await store.create_run(b, "me", LONG)
+        first = store.append(a.run_id, fence_a, 0, record(0))  # queued, not awaited
+        second = store.append(a.run_id, fence_a, 1, record(1))
+        await second
+        await first
+        assert lmdb_steps(path, a.run_id) == [0, 1]
+        assert store.env.log.log is None  # nothing went through the log: none was made
+
+
 @pytest.mark.parametrize("lone", [True, False], ids=["lone", "with-others"])
 async def test_a_run_forked_from_surestep_0_1_takes_appends_beside_its_records(
     tmp_path: Path, lone: bool

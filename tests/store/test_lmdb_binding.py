@@ -385,12 +385,6 @@ def _record(seq: int, size: int) -> bytes:
 
 def _model_put(journal: dict[bytes, bytes], key: bytes, seq: int, record: bytes) -> int:
     """The layout, in Python: what put_record must do to ``journal``."""
-    if record[0] == 1:
-        alone = _core.step_key(key, seq)
-        if alone in journal:
-            return _lmdb.RECORDED_ALREADY
-        journal[alone] = record
-        return _lmdb.APPENDED
     if _core.step_key(key, seq) in journal:  # recorded in format 1 already
         return _lmdb.RECORDED_ALREADY
     group = _core.step_key(key, seq >> _lmdb.CHUNK_SHIFT)
@@ -408,6 +402,9 @@ def _model_put(journal: dict[bytes, bytes], key: bytes, seq: int, record: bytes)
             room = (chunk_key, chunk)
     if alone in journal:
         return _lmdb.RECORDED_ALREADY
+    if record[0] == 1:  # format 1: alone under its step key
+        journal[_core.step_key(key, seq)] = record
+        return _lmdb.APPENDED
     if len(record) > _lmdb.CHUNK_BYTES:
         journal[alone] = record
     else:
@@ -432,10 +429,9 @@ def test_put_record_lays_records_out_as_the_model_does(env: _lmdb.Environment) -
             record = _record(seq, size)
             if rng.random() < 0.05:
                 record = b"\x01" + record[1:]  # format 1: under its step key, not parsed
-            else:
-                status, held = txn.append_status(db, leases, key, 9, seq)
-                assert status == _model_put(dict(model), key, seq, record)
-                assert held == (lease if status == _lmdb.APPENDED else None)
+            status, held = txn.append_status(db, leases, key, 9, seq)
+            assert status == _model_put(dict(model), key, seq, record)
+            assert held == (lease if status == _lmdb.APPENDED else None)
             assert txn.put_record(db, key, seq, record) == _model_put(model, key, seq, record)
     with env.begin() as txn:
         assert dict(txn.cursor(db)) == model

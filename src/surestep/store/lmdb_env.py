@@ -103,13 +103,11 @@ def _take_applies(txn: _lmdb.Transaction) -> None:
 _APPLIES: _Item = (_take_applies, None, None, False)
 
 
-def _applies(log: LogHook, mark: float | None) -> list[_Item]:
-    """The commit log's applies for the commit about to be made (under ``_writing``,
-    where the mark is stamped: no other commit can stamp a later mark before this one
-    holds what it says); ``mark``: when the ops of this commit were taken (None: not all
-    of them were)."""
-    if mark is not None:
-        log.marked(mark)
+def _applies(log: LogHook, mark: float) -> list[_Item]:
+    """The commit log's applies for the commit about to be made, all of them, handed
+    over before ``mark`` (under ``_writing``, where the mark is stamped: no other commit
+    can stamp a later mark before this one holds what it says)."""
+    log.marked(mark)
     return [(op, None, None, False) for op in log.take_applies()]
 
 
@@ -374,18 +372,7 @@ class Env(Generic[D]):
             and self._writing.acquire(blocking=False)
         ):
             try:
-                if self.log is not None:
-                    result, error = self._with_log(op)
-                elif type(op) is Append:  # (_commit_one's first case, without its call)
-                    try:
-                        status = self.env.commit_append(self.journal, self.leases, op)
-                    except Exception:  # the unusual goes _commit_one's way: nothing written
-                        result, error = self._commit_one(op)
-                    else:
-                        ok = status == _lmdb.APPENDED
-                        result, error = _DONE if ok else (None, op.failure(status))
-                else:
-                    result, error = self._commit_one(op)
+                result, error = self._commit_one(op) if self.log is None else self._with_log(op)
             finally:
                 self._writing.release()
             if notify and not self._notify_due:
@@ -422,6 +409,11 @@ class Env(Generic[D]):
             self._queued += 1
         self._queue.put((op, fut, loop, notify))
         return fut
+
+    @property
+    def queued(self) -> int:
+        """Ops queued for the writer thread and not yet committed."""
+        return self._queued
 
     def follows(self, run: bytes) -> bool:
         """Whether the last op submitted here (or asked about here) was of ``run``: one run
@@ -477,29 +469,20 @@ class Env(Generic[D]):
                 self._gather(batch)
             else:
                 batch.append(item)
-            mark = time.monotonic()  # every op queued before it is in this batch or before
+            mark = time.monotonic()  # every apply handed over before it is in this commit
             self._drain(batch)
             queued = len(batch)
             log = self.log
-            written = False
             try:
                 with self._writing:
                     if log is not None:  # its applies first: LMDB holds a prefix of the writes
-                        batch[:0] = _applies(log, mark if queued < MAX_BATCH else None)
-                    ops = [item[0] for item in batch]
-                    self._written = False
-                    outcomes = self._commit(ops) if ops else []
-                    written = self._written
-            except Exception as exc:  # outside every op: fail this batch, keep the writer
-                error = StoreError(f"write failed; nothing was committed: {exc!r}")
-                outcomes = [(None, error)] * len(batch)
+                        batch[:0] = _applies(log, mark)
+                    if not batch:  # applies an earlier commit took
+                        continue
+                    outcomes = self._commit_noting(log, [item[0] for item in batch])
             finally:
                 with self._count_lock:
                     self._queued -= queued
-            if not batch:  # applies an earlier commit took
-                continue
-            if log is not None:
-                log.committed(ops, outcomes, written)
             notify = any(item[3] for item in batch)
             # One call into each loop: its futures settled, then its listeners woken; the
             # other processes after that (see wake.py).
@@ -552,16 +535,24 @@ class Env(Generic[D]):
         commit log's applies before it, as the writer thread commits them."""
         log = self.log
         assert log is not None
-        batch = [*_applies(log, time.monotonic()), (op, None, None, False)]
-        ops = [item[0] for item in batch]
+        ops = [item[0] for item in _applies(log, time.monotonic())]
+        ops.append(op)
+        return self._commit_noting(log, ops)[-1]
+
+    def _commit_noting(
+        self, log: LogHook | None, ops: list[Op]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """``_commit`` (under ``_writing``), an error outside every op failing them all,
+        and the commit log told what it did, before another commit may begin."""
         self._written = False
         try:
             outcomes = self._commit(ops)
-        except Exception as exc:
-            outcomes = [(None, StoreError(f"write failed; nothing was committed: {exc!r}"))]
-            outcomes *= len(ops)
-        log.committed(ops, outcomes, self._written)
-        return outcomes[-1]
+        except Exception as exc:  # outside every op: fail this batch, keep the writer
+            error = StoreError(f"write failed; nothing was committed: {exc!r}")
+            outcomes = [(None, error)] * len(ops)
+        if log is not None:
+            log.committed(ops, outcomes, self._written)
+        return outcomes
 
     def _commit_one(self, op: Op) -> tuple[Any, BaseException | None]:
         """One op in a transaction of its own; anything unusual goes the way of ``_commit``

@@ -93,6 +93,8 @@ class Writer(Protocol):
     @property
     def path(self) -> str: ...
     def read(self, fn: Callable[[_lmdb.Transaction], T], buffers: bool = True) -> T: ...
+    @property
+    def queued(self) -> int: ...
     def apply(self, op: Any) -> None: ...
     def applies_due(self) -> None: ...
     def follows(self, run: bytes) -> bool: ...
@@ -184,7 +186,7 @@ class LogMode:
         self.log_id = uuid.uuid4().bytes  # in every mark, before its log exists
         self.log: CommitLog | None = None  # made by the first append (``_made``)
         self._making = threading.Lock()
-        self._lock = threading.Lock()  # the maps below, between the loop, log and writer
+        self._lock = threading.Lock()  # what follows, between the loop, writer and tidying
         self._overlay: dict[bytes, dict[int, bytes]] = {}  # run key -> step -> record
         self._pending: dict[int, _Pending] = {}  # id(op) -> its entry, until applied
         self._applies: list[Appending] = []  # acknowledged, for the writer's next commit
@@ -214,7 +216,9 @@ class LogMode:
         if self.failed is not None:
             return _failed(loop, self.failed)
         lone = self.env.follows(op.run_key)
-        if not lone or not self._appending.acquire(blocking=False):
+        # Only with nothing queued for LMDB: a write queued before (another run's, or this
+        # run's not waited for) must not end up behind this one.
+        if not lone or self.env.queued or not self._appending.acquire(blocking=False):
             # Appends of several runs share LMDB's group commit, whose two flushes then
             # cost each little; the writer commits the log's applies queued before it
             # first, so LMDB still holds a prefix of this process's writes.
@@ -228,13 +232,14 @@ class LogMode:
                 lsn = self._made().append([payload(op)])
             except LogError as exc:
                 return _failed(loop, self._fail(exc))
-            now = self._acknowledge(op, lsn, lease_end)
+            entry = self._acknowledge(op, lsn)
+            now = time.monotonic() < lease_end  # (read after it was handed over)
         finally:
             self._appending.release()
         if now:
             return _YIELD
         fut: asyncio.Future[None] = loop.create_future()
-        self._wait_for_lmdb(op, fut, loop)
+        self._wait_for_lmdb(entry, fut, loop)
         return fut
 
     def _made(self) -> CommitLog:
@@ -281,10 +286,10 @@ class LogMode:
             raise op.failure(status)
         return self._lease_of(lease)[1]
 
-    def _acknowledge(self, op: Appending, lsn: int, lease_end: float) -> bool:
-        """Put a flushed record in the overlay and queue it for LMDB (under
-        ``_appending``); whether it may be acknowledged now: its lease had not ended by
-        the clock read *after* queueing it (the applied mark's rule needs that order)."""
+    def _acknowledge(self, op: Appending, lsn: int) -> _Pending:
+        """Put a flushed record in the overlay and hand it to LMDB's next commit (under
+        ``_appending``). It may be acknowledged if its lease had not ended by the clock
+        read *after* this (the applied mark's rule needs that order)."""
         entry = _Pending(op, lsn)
         self._appended_at = time.monotonic()
         with self._lock:
@@ -294,7 +299,7 @@ class LogMode:
             due, self._applies_due = self._applies_due, True
         if not due:
             self.env.applies_due()
-        return time.monotonic() < lease_end
+        return entry
 
     def _fail(self, exc: BaseException) -> StoreError:
         cause = exc.__cause__
@@ -313,17 +318,17 @@ class LogMode:
 
     # -- acknowledged after LMDB's commit
 
-    def _wait_for_lmdb(self, op: Appending, fut: asyncio.Future[None], loop: Any) -> None:
-        """Settle ``fut`` with the outcome of ``op``'s LMDB commit, where its fence is
-        checked (an append whose lease ended before it could be acknowledged)."""
+    def _wait_for_lmdb(self, entry: _Pending, fut: asyncio.Future[None], loop: Any) -> None:
+        """Settle ``fut`` with the outcome of the LMDB commit of ``entry``'s append, where
+        its fence is checked (an append whose lease ended before it could be
+        acknowledged): at once if that commit was made already."""
         with self._lock:
-            entry = self._pending.get(id(op))
-            if entry is not None and entry.outcome is None:
+            if entry.outcome is None:
                 entry.waiter = (fut, loop)
                 self.env.apply(_mark_only)  # a commit now, which takes the applies
                 return
-            outcome = entry.outcome if entry is not None else None
-        _settle_threadsafe(loop, fut, outcome[0] if outcome is not None else None)
+            error = entry.outcome[0]
+        _settle_threadsafe(loop, fut, error)
 
     def _tidy_loop(self) -> None:
         """Keeps a spare segment ready, written off every critical path; and every
@@ -394,11 +399,15 @@ class LogMode:
             self._stamped_at = time.monotonic()
 
     def committed(self, ops: list[Any], outcomes: list[Outcome], written: bool) -> None:
-        """After a commit (``written``) or a failed one: settle the applies in it, prune
-        the overlay, and let the log recycle what LMDB now holds. An apply that was not
-        written stays in the log (applied at the next open) and stops this mode."""
+        """After a commit (``written``) or a failed one (under ``_writing``, as the
+        commit): settle the applies in it, prune the overlay, and let the log recycle
+        what LMDB now holds. An apply that was not written stops this mode (no append
+        goes through the log after it) and goes first into the next commit again (no
+        later write of the process may reach LMDB without it); the log keeps it for the
+        next open meanwhile. Whoever waits for it hears the failure."""
         applied = 0
         wake: list[tuple[asyncio.Future[None], Any, BaseException | None]] = []
+        unwritten: list[Appending] = []
         with self._lock:
             if written:
                 self._mark_committed = self._mark
@@ -413,6 +422,10 @@ class LogMode:
                         f"the store at {self.env.path!r} could not apply its commit log "
                         f"(kept for the next open): {error}"
                     )
+                    unwritten.append(op)
+                    if entry.waiter is not None:
+                        wake.append((*entry.waiter, self.failed))
+                        entry.waiter = None
                     continue
                 del self._pending[id(op)]
                 if error is not None:  # refused by LMDB: its fence moved, or it was there
@@ -426,6 +439,7 @@ class LogMode:
                         del self._overlay[op.run_key]
                 if entry.waiter is not None:
                     wake.append((*entry.waiter, error))
+            self._applies[:0] = unwritten
             below = min((entry.lsn for entry in self._pending.values()), default=applied + 1)
         for fut, loop, error in wake:
             _settle_threadsafe(loop, fut, error)
