@@ -302,7 +302,8 @@ cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t se
                    int* rc) noexcept nogil:
     """_RECORDED_ALREADY if the run's journal holds a record of step ``seq`` where
     ``_put_record`` looks (its step key, its group's chunks, its own key), else
-    _APPENDED: what ``_put_record`` would decide, read only."""
+    _APPENDED: what ``_put_record`` would decide, read only. (For a record of format 2
+    ``_put_record`` scans the chunks once, for this and for a chunk with room.)"""
     cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
     cdef MDB_val k, v
     cdef int i, found

@@ -63,12 +63,19 @@ async def test_a_full_worker_claims_again_when_any_run_here_ends(store_url: str)
     Held.release = asyncio.Event()
     async with Engine(store_url, execute=False) as client, Engine(store_url) as serving:
         here = await serving.start(held)  # executing in the worker's engine, not claimed
+        asked = asyncio.Event()  # the worker read its count of runs (full: it then waits)
+        next_run_end = serving.next_run_end
+
+        def asking() -> asyncio.Event:
+            asked.set()
+            return next_run_end()
+
+        serving.next_run_end = asking  # type: ignore[method-assign]
         worker = Worker(serving, concurrency=1)
         running = asyncio.ensure_future(worker.run())
         try:
             pending = await client.start(quick)
-            while serving._run_left is None:  # noqa: SLF001 - until the worker, full, waits
-                await asyncio.sleep(0.01)
+            await asked.wait()
             Held.release.set()
             assert await here.result() == "held"
             # (A hang guard, not a pace: before the fix the worker never claimed it.)
