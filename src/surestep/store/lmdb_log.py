@@ -3,12 +3,12 @@ is acknowledged after one flush of this process's commit log (``store/commit_log
 and applied to LMDB afterwards, in the writer thread's group commits (sync commits).
 CONTRIBUTING.md ("The commit log") gives the design and the fencing argument; here:
 
-- ``LogMode.append``: a run stepping alone (the last write of this process was of it)
-  goes through the log: the run's fence, and that the step has no record yet, checked in
-  a read of LMDB and the overlay; the record written to the log and flushed on the
-  caller's thread; queued for the LMDB writer; then acknowledged if the lease had not
-  ended by the clock read after queueing it, else once LMDB's own commit of it (fenced
-  there) returned. Appends of runs stepping together go to LMDB's group commit (its two
+- ``LogMode.append``: a run stepping alone (the last write of this process was of it,
+  and nothing is queued for LMDB) goes through the log: the run's fence, and that the
+  step has no record yet, checked in a read of LMDB and the overlay; the record written
+  to the log and flushed on the caller's thread; handed to the LMDB writer's next
+  commit; then acknowledged if the lease had not ended by the clock read after that,
+  else once LMDB's own commit of it (fenced there) returned. Appends of runs stepping together go to LMDB's group commit (its two
   flushes shared by them all), behind the log's applies acknowledged before them;
 - the overlay: this process's acknowledged appends not yet applied, which its journal
   reads merge;
