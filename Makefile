@@ -44,10 +44,10 @@ TEST_WORKERS ?= 2
 
 # The whole suite on every backend (PostgreSQL tests start their own server), LMDB stores
 # in their default commit mode (the commit log); then the LMDB store's own tests, the
-# crash tests and the workers' with commit="lmdb" (all of them: make test-lmdb-commit).
+# crash, torture, workers' and steps' tests with commit="lmdb" (all: make test-lmdb-commit).
 LMDB_COMMIT_TESTS := tests/store tests/test_crash.py tests/test_torture.py tests/test_workers.py tests/test_steps.py
 
-test: build  ## the whole suite, then the LMDB store's and the crash tests with commit="lmdb"
+test: build  ## the whole suite, then the LMDB store's, crash and worker tests with commit="lmdb"
 	$(PY) -m pytest -n $(TEST_WORKERS)
 	SURESTEP_SKIP_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) --lmdb-commit=lmdb -k "not postgres" $(LMDB_COMMIT_TESTS)
 

@@ -261,7 +261,10 @@ async def test_full_map_grows_to_the_limit_then_resumes_with_a_larger_one(lmdb_p
             await handle.result()
         assert engine.store.env.env.info()["map_size"] == limit  # type: ignore[attr-defined]
         committed = [e.seq for e in await engine.journal(handle.run_id)]
-    assert committed == list(range(len(committed))) and 10 < len(committed) < 80
+        # With the commit log the steps are acknowledged by its flush, and LMDB's applies
+        # meet the full map later: every step may be in the log by then (the finish fails).
+        most = 80 if engine.store.commit == "log" else 79  # type: ignore[attr-defined]
+    assert committed == list(range(len(committed))) and 10 < len(committed) <= most
     async with Engine(lmdb_path, map_size=small, max_map_size=16 * limit) as engine:
         # The first engine's lease names this (live) process; a restarted process would
         # find its owner dead. Give it back as that would.

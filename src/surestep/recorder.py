@@ -274,11 +274,14 @@ class Recorder:
         while self.pending:
             pending, self.pending = self.pending, None
             first: BaseException | None = None  # the earliest write's error; every one seen
-            for write in pending:
+            for i, write in enumerate(pending):
                 try:
                     await write
                 except Exception as exc:
                     first = first or exc
+                except BaseException:  # cancelled: the writes after it stay to wait for
+                    self.pending = pending[i + 1 :] + (self.pending or [])
+                    raise
             if first is not None:
                 raise first
 

@@ -13,6 +13,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_contract import *  # noqa: F403 - the whole contract, on a store in this mode
@@ -20,7 +21,7 @@ from test_contract import LONG, Backend, new_run, record
 
 from support.crash_worker import expected
 from surestep import Engine, _core, function, testing, workflow
-from surestep.errors import ConfigurationError, StoreError
+from surestep.errors import ConfigurationError, StoreError, StoreFullError
 from surestep.store import lmdb, lmdb_env, lmdb_log, open_store
 from surestep.store.commit_log import read_records
 from surestep.store.lmdb import LmdbStore
@@ -179,6 +180,47 @@ async def test_an_append_goes_through_the_log_only_with_nothing_queued_before_it
         await first
         assert lmdb_steps(path, a.run_id) == [0, 1]
         assert store.env.log.log is None  # nothing went through the log: none was made
+
+
+async def test_an_apply_whose_commit_failed_goes_first_into_the_next(
+    tmp_path: Path, applies_wait: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit of the log's applies that is not written (a full disk, say): the mode
+    stops (appends fail, typed), the applies ride the next commit, before its op, and
+    closing removes the log and this process's mark once they are in LMDB."""
+    path = str(tmp_path / "store")
+    store = LmdbStore(path, commit="log")
+    await store.open()
+    env = store.env
+    run = new_run()
+    fence = await store.create_run(run, "me", LONG)
+    await store.append(run.run_id, fence, 0, record(0))  # a lone step: the log
+    assert lmdb_steps(path, run.run_id) == []
+    commit = env._commit
+    failures = [StoreFullError("the disk is full")]
+
+    def failing_once(ops: list[Any]) -> list[tuple[Any, BaseException | None]]:
+        if failures:
+            return [(None, failures.pop())] * len(ops)  # (not written)
+        return commit(ops)
+
+    monkeypatch.setattr(env, "_commit", failing_once)
+    with pytest.raises(StoreFullError):
+        await store.renew([(run.run_id, fence)], "me", LONG)  # takes the apply: fails
+    with pytest.raises(StoreFullError, match="could not apply its commit log"):
+        await store.append(run.run_id, fence, 1, record(1))  # the mode has stopped
+    assert lmdb_steps(path, run.run_id) == []
+    await store.renew([(run.run_id, fence)], "me", LONG)  # the apply first, then the renewal
+    assert lmdb_steps(path, run.run_id) == [0]
+    await store.close()
+    assert logs(path) == []
+    check = LmdbStore(path, readonly=True)
+    await check.open()
+    try:
+        marks = check.env.read(lambda txn: list(txn.cursor(db=check.env.dbs.commit_logs)))
+        assert marks == []  # the mark went with the log
+    finally:
+        await check.close()
 
 
 @pytest.mark.parametrize("lone", [True, False], ids=["lone", "with-others"])

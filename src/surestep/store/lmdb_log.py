@@ -8,8 +8,9 @@ CONTRIBUTING.md ("The commit log") gives the design and the fencing argument; he
   step has no record yet, checked in a read of LMDB and the overlay; the record written
   to the log and flushed on the caller's thread; handed to the LMDB writer's next
   commit; then acknowledged if the lease had not ended by the clock read after that,
-  else once LMDB's own commit of it (fenced there) returned. Appends of runs stepping together go to LMDB's group commit (its two
-  flushes shared by them all), behind the log's applies acknowledged before them;
+  else once LMDB's own commit of it (fenced there) returned. Appends of runs stepping
+  together go to LMDB's group commit (its two flushes shared by them all), behind the
+  log's applies acknowledged before them;
 - the overlay: this process's acknowledged appends not yet applied, which its journal
   reads merge;
 - the LMDB writer's hooks (``take_applies``, ``marked``, ``stamp``, ``committed``):
@@ -366,7 +367,10 @@ class LogMode:
             while ends and ends[0] <= self._mark_committed:
                 heapq.heappop(ends)
             due = bool(ends) and ends[0] <= now and now - self._stamped_at >= TIDY_EVERY
-        if due and self.failed is None:
+            # Applies whose commit failed (a full disk, say) ride the next commit; with
+            # none coming, one is tried now and then (they may fit once space is freed).
+            retry = bool(self._applies) and self.failed is not None
+        if (due and self.failed is None) or retry:
             self.env.apply(_mark_only)
 
     def leased(self, end: float) -> None:
@@ -385,8 +389,8 @@ class LogMode:
         return applies
 
     def marked(self, when: float) -> None:
-        """Every op queued before ``when`` (monotonic) is in the batch about to commit
-        (or was in an earlier one: a mark never goes back)."""
+        """Every apply acknowledged before ``when`` (monotonic) is in the commit about to
+        be made, or in an earlier written one (a mark never goes back)."""
         self._mark = max(self._mark, when)
 
     def stamp(self, txn: Any) -> None:
@@ -401,10 +405,11 @@ class LogMode:
     def committed(self, ops: list[Any], outcomes: list[Outcome], written: bool) -> None:
         """After a commit (``written``) or a failed one (under ``_writing``, as the
         commit): settle the applies in it, prune the overlay, and let the log recycle
-        what LMDB now holds. An apply that was not written stops this mode (no append
-        goes through the log after it) and goes first into the next commit again (no
-        later write of the process may reach LMDB without it); the log keeps it for the
-        next open meanwhile. Whoever waits for it hears the failure."""
+        what LMDB now holds. An apply that was not written stops this mode (every append
+        of the process fails after it, the group-committed ones too) and goes first into
+        the next commit again (no later write of the process may reach LMDB without it);
+        the log keeps it for the next open meanwhile. Whoever waits for it hears the
+        failure."""
         applied = 0
         wake: list[tuple[asyncio.Future[None], Any, BaseException | None]] = []
         unwritten: list[Appending] = []
@@ -444,15 +449,19 @@ class LogMode:
         for fut, loop, error in wake:
             _settle_threadsafe(loop, fut, error)
         if applied and self.log is not None:  # (made: it acknowledged what was applied)
-            self.log.applied(min(applied, below - 1))
+            try:
+                self.log.applied(min(applied, below - 1))
+            except OSError as exc:  # what it holds is in LMDB: recycling can wait
+                _log.warning("cannot recycle a commit log segment: %s", exc)
             if not self.log.segments()[1]:
                 self._spare_wanted.set()
 
     def unmark(self, txn: Any) -> None:
-        """Remove this process's mark as it closes, in the commit of its last applies;
-        kept if an apply failed (the log stays, and ``recover`` removes both)."""
+        """Remove this process's mark as it closes, in the commit of its last applies
+        (every one acknowledged: if that commit fails, the mark stays with the log, for
+        ``recover`` to remove both)."""
         marks = self._dbs().commit_logs
-        if marks is not None and self.failed is None:
+        if marks is not None:
             txn.delete(self.key, db=marks)
             self._unmarked = True
 
