@@ -274,7 +274,8 @@ async def test_full_map_grows_to_the_limit_then_resumes_with_a_larger_one(lmdb_p
         assert await resumed.result() == sum(CHUNK + len(str(i)) for i in range(80))
     failed_step = len(committed)
     assert all(calls[i] == 1 for i in range(80) if i != failed_step)
-    assert calls[failed_step] == 2  # its result was never acknowledged: it runs again
+    if failed_step < 80:  # (else every step was acknowledged and the finish failed)
+        assert calls[failed_step] == 2  # its result was never acknowledged: it runs again
 
 
 def test_a_map_that_cannot_grow_is_a_typed_error_and_loses_nothing(tmp_path: Path) -> None:

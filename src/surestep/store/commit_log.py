@@ -419,6 +419,14 @@ class CommitLog:
             raise
         return _Segment(path, fd)
 
+    def wants_spare(self) -> bool:
+        """Whether a spare should be made now: none ready, and the segment being written
+        past its half (a process that writes little never needs one)."""
+        with self._mutex:
+            if self._spares:
+                return False
+            return not self._live or self._live[-1].end > self.segment_bytes // 2
+
     def segments(self) -> tuple[int, int]:
         """How many segments are live (holding records not known applied, or being
         written) and spare."""

@@ -265,7 +265,6 @@ class LogMode:
                     except OSError as exc:
                         raise LogError(f"cannot make the commit log: {exc}") from exc
                     self.log = log
-                    self._spare_wanted.set()
         return log
 
     def _check(self, op: Appending) -> float:
@@ -332,15 +331,16 @@ class LogMode:
         _settle_threadsafe(loop, fut, error)
 
     def _tidy_loop(self) -> None:
-        """Keeps a spare segment ready, written off every critical path; and every
-        TIDY_EVERY seconds, tidies up after an idle spell (``_tidy``)."""
+        """Makes a spare segment when one is wanted (``CommitLog.wants_spare``), off every
+        critical path; and every TIDY_EVERY seconds, tidies up after an idle spell
+        (``_tidy``)."""
         while True:
             wanted = self._spare_wanted.wait(TIDY_EVERY)
             self._spare_wanted.clear()
             if self._stopping:
                 return
             try:
-                if wanted and self.log is not None:
+                if wanted and self.log is not None and self.log.wants_spare():
                     self.log.prepare()
                 self._tidy()
             except OSError as exc:  # a full disk, say: the append that rolls makes one
@@ -453,7 +453,7 @@ class LogMode:
                 self.log.applied(min(applied, below - 1))
             except OSError as exc:  # what it holds is in LMDB: recycling can wait
                 _log.warning("cannot recycle a commit log segment: %s", exc)
-            if not self.log.segments()[1]:
+            if self.log.wants_spare():
                 self._spare_wanted.set()
 
     def unmark(self, txn: Any) -> None:
