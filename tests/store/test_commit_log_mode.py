@@ -22,7 +22,7 @@ from test_contract import LONG, Backend, new_run, record
 from support.crash_worker import expected
 from surestep import Engine, _core, function, testing, workflow
 from surestep.errors import ConfigurationError, StoreError, StoreFullError
-from surestep.store import lmdb, lmdb_env, lmdb_log, open_store
+from surestep.store import commit_log, lmdb, lmdb_env, lmdb_log, open_store
 from surestep.store.commit_log import read_records
 from surestep.store.lmdb import LmdbStore
 from test_crash import effects, recover, start_and_kill
@@ -221,6 +221,28 @@ async def test_an_apply_whose_commit_failed_goes_first_into_the_next(
         assert marks == []  # the mark went with the log
     finally:
         await check.close()
+
+
+async def test_a_record_larger_than_a_segment_goes_to_lmdb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's record that no segment of the log can hold is committed to LMDB (which
+    takes any size); the log goes on taking the records that fit."""
+    monkeypatch.setattr(commit_log, "SEGMENT_BYTES", 3 * commit_log.HEADER_BYTES)
+    monkeypatch.setattr(lmdb_log, "TIDY_EVERY", 600.0)  # the log's tail is not retired
+    path = str(tmp_path / "store")
+    async with LogBackend("lmdb", path).opened() as store:
+        run = new_run()
+        fence = await store.create_run(run, "me", LONG)
+        await store.append(run.run_id, fence, 0, record(0))  # the log
+        await store.append(run.run_id, fence, 1, record(1, "x" * 3 * commit_log.HEADER_BYTES))
+        await store.append(run.run_id, fence, 2, record(2))  # the log again
+        assert store.env.log.failed is None
+        log = store.env.log.log
+        logged = [lmdb_log.decode(r.payload)[2] for r in read_records(log.directory, log.log_id)]
+        assert logged == [0, 2]
+        held = [r.seq for b in await store.journal(run.run_id) for r in _core.decode_records(b)]
+        assert sorted(held) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("lone", [True, False], ids=["lone", "with-others"])

@@ -219,7 +219,12 @@ class LogMode:
         lone = self.env.follows(op.run_key)
         # Only with nothing queued for LMDB: a write queued before (another run's, or this
         # run's not waited for) must not end up behind this one.
-        if not lone or self.env.queued or not self._appending.acquire(blocking=False):
+        if (
+            not lone
+            or self.env.queued
+            or len(op.record) > self._room()
+            or not self._appending.acquire(blocking=False)
+        ):
             # Appends of several runs share LMDB's group commit, whose two flushes then
             # cost each little; the writer commits the log's applies queued before it
             # first, so LMDB still holds a prefix of this process's writes.
@@ -242,6 +247,12 @@ class LogMode:
         fut: asyncio.Future[None] = loop.create_future()
         self._wait_for_lmdb(entry, fut, loop)
         return fut
+
+    def _room(self) -> int:
+        """The largest journal record one of the log's segments takes (a larger one goes
+        to LMDB, which takes any)."""
+        size = commit_log.SEGMENT_BYTES if self.log is None else self.log.segment_bytes
+        return size - commit_log.HEADER_BYTES - commit_log.FRAME_OVERHEAD - _PAYLOAD.size
 
     def _made(self) -> CommitLog:
         """This process's log, made by its first append: a process that appends nothing
