@@ -226,88 +226,16 @@ cdef int _put_alone(MDB_txn* txn, MDB_dbi db, MDB_val* k, MDB_val* v, int* rc) n
     return _FAILED if rc[0] else _APPENDED
 
 
-cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t seq,
-                     const uint8_t* record, size_t n, int* rc) noexcept nogil:
-    """Add one encoded record to the run's journal: into the first chunk of its group
-    with room (a new chunk after the last), alone under its own key if larger than a
-    chunk, or under its step key if it is of format 1. Nothing is written when a record
-    of the step is there already, in either format (a run forked from surestep 0.1 has
-    its old steps under their step keys)."""
-    cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
-    cdef uint8_t joined[_CHUNK]
-    cdef MDB_val k, v, room, old
-    cdef int i, found, room_tail = -1
-    rc[0] = 0
-    room.mv_data, room.mv_size = NULL, 0
-    memcpy(key, run_key, SS_RUN_KEY_SIZE)
-    k.mv_data = key
-    v.mv_data, v.mv_size = <void*>record, n
-    if n and record[0] == SS_FORMAT_V1:  # format 1 (a fork of a run recorded by surestep 0.1)
-        found = _recorded(txn, db, run_key, seq, rc)  # in either format
-        if found != _APPENDED:
-            return found
-        _be32(key + SS_RUN_KEY_SIZE, seq)
-        k.mv_size = SS_RUN_KEY_SIZE + 4
-        return _put_alone(txn, db, &k, &v, rc)
-    _be32(key + SS_RUN_KEY_SIZE, seq)  # the step recorded in format 1 already?
-    k.mv_size = SS_RUN_KEY_SIZE + 4
-    rc[0] = mdb_get(txn, db, &k, &old)
-    if rc[0] == 0:
-        return _RECORDED_ALREADY
-    if rc[0] != MDB_NOTFOUND:
-        return _FAILED
-    _be32(key + SS_RUN_KEY_SIZE, seq >> _SHIFT)
-    k.mv_size = SS_RUN_KEY_SIZE + 5
-    for i in range(1 << _SHIFT):  # every chunk of the group, for a record of the step
-        key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(255 - i)
-        rc[0] = mdb_get(txn, db, &k, &v)
-        if rc[0] == MDB_NOTFOUND:
-            if room_tail < 0:
-                room_tail, room.mv_size = 255 - i, 0
-            break
-        if rc[0]:
-            return _FAILED
-        found = _chunk_holds(<const uint8_t*>v.mv_data, <Py_ssize_t>v.mv_size, seq)
-        if found < 0:
-            return _CORRUPT_CHUNK
-        if found:
-            return _RECORDED_ALREADY
-        if room_tail < 0 and v.mv_size + n <= _CHUNK:
-            room_tail, room = 255 - i, v
-    rc[0] = 0
-    v.mv_data, v.mv_size = <void*>record, n
-    key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(seq & _IN_GROUP)  # where a record too large for a chunk goes
-    if n > _CHUNK:
-        return _put_alone(txn, db, &k, &v, rc)
-    rc[0] = mdb_get(txn, db, &k, &old)
-    if rc[0] == 0:
-        return _RECORDED_ALREADY
-    if rc[0] != MDB_NOTFOUND:
-        return _FAILED
-    rc[0] = 0
-    if room_tail < 0:  # cannot be: a group has as many chunks as steps
-        return _CORRUPT_CHUNK
-    key[SS_RUN_KEY_SIZE + 4] = <uint8_t>room_tail
-    if room.mv_size:  # the chunk's bytes, then the record (the chunk's memory is LMDB's)
-        memcpy(joined, room.mv_data, room.mv_size)
-        memcpy(joined + room.mv_size, record, n)
-        v.mv_data, v.mv_size = joined, room.mv_size + n
-    else:
-        v.mv_data, v.mv_size = <void*>record, n
-    rc[0] = mdb_put(txn, db, &k, &v, 0)
-    return _FAILED if rc[0] else _APPENDED
-
-
-cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t seq,
-                   int* rc) noexcept nogil:
-    """_RECORDED_ALREADY if the run's journal holds a record of step ``seq`` where
-    ``_put_record`` looks (its step key, its group's chunks, its own key), else
-    _APPENDED: what ``_put_record`` would decide, read only. (For a record of format 2
-    ``_put_record`` scans the chunks once, for this and for a chunk with room.)"""
-    cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
+cdef int _scan(MDB_txn* txn, MDB_dbi db, uint8_t* key, uint32_t seq, size_t n,
+               MDB_val* room, int* room_tail, int* rc) noexcept nogil:
+    """Look for a record of step ``seq`` where ``_put_record`` puts one (``key``: the run
+    key, room for 5 bytes more): its step key (format 1), its group's chunks, its own key
+    in the group (a record too large for a chunk). _RECORDED_ALREADY, _CORRUPT_CHUNK,
+    _FAILED or _APPENDED (none there). With ``room``, also the first chunk of the group
+    with room for ``n`` bytes more (``room_tail``, its last key byte; ``room.mv_size`` 0:
+    a new chunk; -1: none). ``key`` is left as the step's own key in the group."""
     cdef MDB_val k, v
     cdef int i, found
-    memcpy(key, run_key, SS_RUN_KEY_SIZE)
     k.mv_data = key
     _be32(key + SS_RUN_KEY_SIZE, seq)
     k.mv_size = SS_RUN_KEY_SIZE + 4
@@ -318,10 +246,12 @@ cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t se
         return _FAILED
     _be32(key + SS_RUN_KEY_SIZE, seq >> _SHIFT)
     k.mv_size = SS_RUN_KEY_SIZE + 5
-    for i in range(1 << _SHIFT):
+    for i in range(1 << _SHIFT):  # every chunk of the group, for a record of the step
         key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(255 - i)
         rc[0] = mdb_get(txn, db, &k, &v)
         if rc[0] == MDB_NOTFOUND:
+            if room != NULL and room_tail[0] < 0:
+                room_tail[0], room.mv_size = 255 - i, 0
             break
         if rc[0]:
             return _FAILED
@@ -330,6 +260,8 @@ cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t se
             return _CORRUPT_CHUNK
         if found:
             return _RECORDED_ALREADY
+        if room != NULL and room_tail[0] < 0 and v.mv_size + n <= _CHUNK:
+            room_tail[0], room[0] = 255 - i, v
     key[SS_RUN_KEY_SIZE + 4] = <uint8_t>(seq & _IN_GROUP)
     rc[0] = mdb_get(txn, db, &k, &v)
     if rc[0] == 0:
@@ -338,6 +270,51 @@ cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t se
         return _FAILED
     rc[0] = 0
     return _APPENDED
+
+
+cdef int _put_record(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t seq,
+                     const uint8_t* record, size_t n, int* rc) noexcept nogil:
+    """Add one encoded record to the run's journal: into the first chunk of its group
+    with room (a new chunk after the last), alone under its own key if larger than a
+    chunk, or under its step key if it is of format 1. Nothing is written when a record
+    of the step is there already, in either format (a run forked from surestep 0.1 has
+    its old steps under their step keys)."""
+    cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
+    cdef uint8_t joined[_CHUNK]
+    cdef MDB_val k, v, room
+    cdef int found, room_tail = -1
+    cdef bint v1 = n and record[0] == SS_FORMAT_V1  # a fork of a run recorded by 0.1
+    room.mv_data, room.mv_size = NULL, 0
+    memcpy(key, run_key, SS_RUN_KEY_SIZE)
+    found = _scan(txn, db, key, seq, n, NULL if v1 else &room, &room_tail, rc)
+    if found != _APPENDED:
+        return found
+    k.mv_data, k.mv_size = key, SS_RUN_KEY_SIZE + 5  # the step's own key in its group
+    v.mv_data, v.mv_size = <void*>record, n
+    if v1:  # under its step key
+        _be32(key + SS_RUN_KEY_SIZE, seq)
+        k.mv_size = SS_RUN_KEY_SIZE + 4
+        return _put_alone(txn, db, &k, &v, rc)
+    if n > _CHUNK:
+        return _put_alone(txn, db, &k, &v, rc)
+    if room_tail < 0:  # cannot be: a group has as many chunks as steps
+        return _CORRUPT_CHUNK
+    key[SS_RUN_KEY_SIZE + 4] = <uint8_t>room_tail
+    if room.mv_size:  # the chunk's bytes, then the record (the chunk's memory is LMDB's)
+        memcpy(joined, room.mv_data, room.mv_size)
+        memcpy(joined + room.mv_size, record, n)
+        v.mv_data, v.mv_size = joined, room.mv_size + n
+    rc[0] = mdb_put(txn, db, &k, &v, 0)
+    return _FAILED if rc[0] else _APPENDED
+
+
+cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t seq,
+                   int* rc) noexcept nogil:
+    """_RECORDED_ALREADY if the run's journal holds a record of step ``seq`` in either
+    format, else _APPENDED (or an error): what ``_put_record`` would decide, read only."""
+    cdef uint8_t key[SS_RUN_KEY_SIZE + 5]
+    memcpy(key, run_key, SS_RUN_KEY_SIZE)
+    return _scan(txn, db, key, seq, 0, NULL, NULL, rc)
 
 
 cdef int _fence_holds(MDB_txn* txn, MDB_dbi leases, const uint8_t* run_key, uint64_t fence,
