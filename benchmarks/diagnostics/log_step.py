@@ -102,7 +102,8 @@ def main() -> None:
             asyncio.run(one_round(os.path.join(directory, "store"), args.steps))
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-        print(f"round {n + 1}: {len(ROWS)} steps through the log; raw append + fdatasync {raw:.1f} us")
+        steps = len(ROWS)
+        print(f"round {n + 1}: {steps} steps through the log; raw append + fdatasync {raw:.1f} us")
         for start, end, what in INTERVALS:
             median = statistics.median(row[end] - row[start] for row in ROWS) / 1e3
             print(f"  {median:7.1f} us  {what}")
