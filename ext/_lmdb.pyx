@@ -30,7 +30,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from _format cimport SS_FORMAT_V1, SS_FORMAT_VERSION, SS_RUN_KEY_SIZE
 
@@ -201,6 +201,8 @@ cdef enum:
     _CORRUPT_LEASE = 5
     _INVALID = 6  # not an append: a run key not of 16 bytes, an empty record, ...
     _FAILED = 7  # an LMDB error, in rc
+    _EXISTS = 8  # insert_run: the run has a row already
+    _STALE = 9  # insert_run: the deployments are not those the caller saw
 
 APPENDED = _APPENDED
 RECORDED_ALREADY = _RECORDED_ALREADY
@@ -209,6 +211,8 @@ LEASE_LOST = _LEASE_LOST
 CORRUPT_CHUNK = _CORRUPT_CHUNK
 CORRUPT_LEASE = _CORRUPT_LEASE
 INVALID = _INVALID
+EXISTS = _EXISTS
+STALE = _STALE
 
 
 cdef inline void _be32(uint8_t* o, uint32_t v) noexcept nogil:
@@ -746,6 +750,107 @@ cdef class Transaction:
         finally:
             free(pending)
             free(outcome)
+
+    def insert_run(self, unsigned int runs, unsigned int leases, unsigned int active,
+                   unsigned int deploys, bytes key, bytes row, bytes lease,
+                   size_t deployments, bytes last_deployment):
+        """A new run (``key``) in one call: its ``row``, its ``lease`` and its place
+        among the active runs, if the deployments are those the caller decided its
+        version by (``deployments`` of them, the last under ``last_deployment``):
+        ``APPENDED``; else ``STALE`` (the deployments changed), or ``EXISTS`` (the key
+        has a row), with nothing written. An LMDB error raises, and the transaction must
+        then be aborted."""
+        cdef MDB_val k, v, last
+        cdef MDB_stat st
+        cdef MDB_cursor* cursor
+        cdef int rc
+        self._check()
+        rc = mdb_stat(self.txn, deploys, &st)
+        if rc:
+            raise _error("mdb_stat", rc)
+        if st.ms_entries != deployments:
+            return _STALE
+        if deployments:
+            rc = mdb_cursor_open(self.txn, deploys, &cursor)
+            if rc:
+                raise _error("mdb_cursor_open", rc)
+            rc = mdb_cursor_get(cursor, &last, &v, MDB_LAST)
+            mdb_cursor_close(cursor)
+            if rc:
+                raise _error("reading the deployments", rc)
+            if last.mv_size != <size_t>len(last_deployment) or memcmp(
+                last.mv_data, <const char*>last_deployment, last.mv_size
+            ):
+                return _STALE
+        k.mv_data, k.mv_size = <void*><const char*>key, len(key)
+        v.mv_data, v.mv_size = <void*><const char*>row, len(row)
+        self.mutations += 1
+        rc = mdb_put(self.txn, runs, &k, &v, MDB_NOOVERWRITE)
+        if rc == MDB_KEYEXIST:
+            return _EXISTS
+        if rc:
+            raise _error("mdb_put", rc)
+        v.mv_data, v.mv_size = <void*><const char*>lease, len(lease)
+        rc = mdb_put(self.txn, leases, &k, &v, 0)
+        if rc:
+            raise _error("mdb_put", rc)
+        v.mv_data, v.mv_size = k.mv_data, 0  # an empty value (any valid pointer)
+        rc = mdb_put(self.txn, active, &k, &v, 0)
+        if rc:
+            raise _error("mdb_put", rc)
+        return _APPENDED
+
+    def fenced_value(self, unsigned int leases, unsigned int db, bytes run_key,
+                     uint64_t fence):
+        """``(APPENDED, the value of run_key in db)`` when the run's lease carries
+        ``fence``; else ``(RUN_NOT_FOUND | LEASE_LOST | CORRUPT_LEASE, None)``, or
+        ``(APPENDED, None)`` when ``db`` has no such key."""
+        cdef MDB_val k, v
+        cdef int rc = 0
+        cdef int status
+        self._check()
+        if len(run_key) != SS_RUN_KEY_SIZE:
+            raise ValueError(f"a run key is {SS_RUN_KEY_SIZE} bytes, got {len(run_key)}")
+        status = _fence_holds(self.txn, leases, run_key, fence, &rc)
+        if status == _FAILED:
+            raise _error("reading a lease", rc)
+        if status != _APPENDED:
+            return status, None
+        k.mv_data, k.mv_size = <void*><const char*>run_key, SS_RUN_KEY_SIZE
+        rc = mdb_get(self.txn, db, &k, &v)
+        if rc == MDB_NOTFOUND:
+            return status, None
+        if rc:
+            raise _error("mdb_get", rc)
+        return status, _value(&v, self.buffers)
+
+    def end_run(self, unsigned int runs, unsigned int leases, unsigned int active,
+                unsigned int retain, bytes key, bytes row, bytes lease, bytes filed):
+        """A finished run (``key``) in one call: its ``row`` and ``lease`` written, its
+        place among the active runs removed, and ``filed + key`` put in ``retain``. An
+        LMDB error raises, and the transaction must then be aborted."""
+        cdef MDB_val k, v
+        cdef int rc
+        self._check()
+        k.mv_data, k.mv_size = <void*><const char*>key, len(key)
+        v.mv_data, v.mv_size = <void*><const char*>row, len(row)
+        self.mutations += 1
+        rc = mdb_put(self.txn, runs, &k, &v, 0)
+        if rc:
+            raise _error("mdb_put", rc)
+        v.mv_data, v.mv_size = <void*><const char*>lease, len(lease)
+        rc = mdb_put(self.txn, leases, &k, &v, 0)
+        if rc:
+            raise _error("mdb_put", rc)
+        rc = mdb_del(self.txn, active, &k, NULL)
+        if rc and rc != MDB_NOTFOUND:
+            raise _error("mdb_del", rc)
+        filed_key = filed + key
+        k.mv_data, k.mv_size = <void*><const char*>filed_key, len(filed_key)
+        v.mv_data, v.mv_size = k.mv_data, 0  # an empty value (any valid pointer)
+        rc = mdb_put(self.txn, retain, &k, &v, 0)
+        if rc:
+            raise _error("mdb_put", rc)
 
     def commit(self):
         """Commit (a write transaction: to the disk, as the environment's sync says)."""

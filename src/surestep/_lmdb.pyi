@@ -28,6 +28,8 @@ LEASE_LOST: int
 CORRUPT_CHUNK: int
 CORRUPT_LEASE: int
 INVALID: int
+EXISTS: int
+STALE: int
 
 class _Appending(Protocol):
     run_key: bytes
@@ -68,6 +70,32 @@ class Transaction:
     def append_status(
         self, journal: int, leases: int, run_key: bytes, fence: int, seq: int
     ) -> tuple[int, bytes | None]: ...
+    def insert_run(
+        self,
+        runs: int,
+        leases: int,
+        active: int,
+        deploys: int,
+        key: bytes,
+        row: bytes,
+        lease: bytes,
+        deployments: int,
+        last_deployment: bytes,
+    ) -> int: ...
+    def fenced_value(
+        self, leases: int, db: int, run_key: bytes, fence: int
+    ) -> tuple[int, bytes | memoryview | None]: ...
+    def end_run(
+        self,
+        runs: int,
+        leases: int,
+        active: int,
+        retain: int,
+        key: bytes,
+        row: bytes,
+        lease: bytes,
+        filed: bytes,
+    ) -> None: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
     def __enter__(self) -> Transaction: ...

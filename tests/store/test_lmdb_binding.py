@@ -555,3 +555,66 @@ def test_what_is_not_an_append_fails_alone(env: _lmdb.Environment) -> None:
             txn.put_record(journal, key, 1, b"")
     with env.begin() as txn:
         assert list(txn.cursor(journal).iternext(values=False)) == [key + b"\x00\x00\x00\x00\xff"]
+
+
+def test_insert_run_writes_a_new_run_while_the_deployments_are_those_seen(
+    env: _lmdb.Environment,
+) -> None:
+    runs, leases, active, deploys = (env.open_db(n) for n in (b"r", b"l", b"a", b"d"))
+    new, other = bytes([1]) * 16, bytes([2]) * 16
+    with env.begin(write=True) as txn:
+        assert txn.insert_run(runs, leases, active, deploys, new, b"row", b"lease", 0, b"") == (
+            _lmdb.APPENDED
+        )
+        # a key with a row already: nothing written
+        assert txn.insert_run(runs, leases, active, deploys, new, b"x", b"y", 0, b"") == (
+            _lmdb.EXISTS
+        )
+        txn.put(b"k1", b"v", deploys)
+        # a deployment the caller did not see (its count, then its last key): nothing written
+        assert txn.insert_run(runs, leases, active, deploys, other, b"r", b"l", 0, b"") == (
+            _lmdb.STALE
+        )
+        assert txn.insert_run(runs, leases, active, deploys, other, b"r", b"l", 1, b"k0") == (
+            _lmdb.STALE
+        )
+        assert txn.get(other, runs) is None and txn.get(other, leases) is None
+        assert txn.insert_run(runs, leases, active, deploys, other, b"r", b"l", 1, b"k1") == (
+            _lmdb.APPENDED
+        )
+    with env.begin() as txn:
+        assert dict(txn.cursor(runs)) == {new: b"row", other: b"r"}
+        assert dict(txn.cursor(leases)) == {new: b"lease", other: b"l"}
+        assert dict(txn.cursor(active)) == {new: b"", other: b""}
+
+
+def test_fenced_value_reads_the_fence_as_append_records_does(env: _lmdb.Environment) -> None:
+    runs, leases = env.open_db(b"r"), env.open_db(b"l")
+    a, gone, odd, bare = (bytes([i]) * 16 for i in range(4))
+    with env.begin(write=True) as txn:
+        txn.put(a, (3).to_bytes(8, "little") + bytes(16), leases)
+        txn.put(a, b"row", runs)
+        txn.put(odd, b"\x03", leases)
+        txn.put(bare, (1).to_bytes(8, "little") + bytes(16), leases)
+    with env.begin() as txn:
+        assert txn.fenced_value(leases, runs, a, 3) == (_lmdb.APPENDED, b"row")
+        assert txn.fenced_value(leases, runs, a, 2) == (_lmdb.LEASE_LOST, None)
+        assert txn.fenced_value(leases, runs, gone, 1) == (_lmdb.RUN_NOT_FOUND, None)
+        assert txn.fenced_value(leases, runs, odd, 3) == (_lmdb.CORRUPT_LEASE, None)
+        assert txn.fenced_value(leases, runs, bare, 1) == (_lmdb.APPENDED, None)
+        with pytest.raises(ValueError):
+            txn.fenced_value(leases, runs, b"short", 3)
+
+
+def test_end_run_writes_the_row_and_lease_and_files_the_run(env: _lmdb.Environment) -> None:
+    runs, leases, active, retain = (env.open_db(n) for n in (b"r", b"l", b"a", b"t"))
+    key, idle = bytes([1]) * 16, bytes([2]) * 16
+    with env.begin(write=True) as txn:
+        txn.put(key, b"", active)
+        txn.end_run(runs, leases, active, retain, key, b"done", b"ended", b"filed")
+        txn.end_run(runs, leases, active, retain, idle, b"done", b"ended", b"filed")  # not active
+    with env.begin() as txn:
+        assert dict(txn.cursor(runs)) == {key: b"done", idle: b"done"}
+        assert dict(txn.cursor(leases)) == {key: b"ended", idle: b"ended"}
+        assert dict(txn.cursor(active)) == {}
+        assert dict(txn.cursor(retain)) == {b"filed" + key: b"", b"filed" + idle: b""}

@@ -226,8 +226,10 @@ class Databases:
         self.deploys = env.open_db(b"deploys")
         for name in self.ADDED:
             self._open_added(name)
-        self._deployed: dict[str, str] = {}  # deployed_version's cache, of the
-        self._deployed_seen: tuple[int, bytes] = (0, b"")  # deployments (count, last key)
+        # deployed_version's cache: the deployments seen (their count, the last key) and
+        # each workflow's last version then; one attribute, replaced whole, so that the
+        # loop's thread reads a consistent pair (_CreateRun)
+        self.deployments: tuple[tuple[int, bytes], dict[str, str]] = ((0, b""), {})
         if not readonly:
             self._mark_origin()
 
@@ -291,13 +293,14 @@ class Databases:
         cursor = txn.cursor(db=self.deploys)
         cursor.last()
         seen = (count, bytes(cursor.key()))
-        if seen != self._deployed_seen:
-            versions: dict[str, str] = {}
+        cached, versions = self.deployments
+        if seen != cached:
+            versions = {}
             for _, raw in txn.cursor(db=self.deploys):
                 row = orjson.loads(raw)
                 versions[row["workflow"]] = row["version"]
-            self._deployed, self._deployed_seen = versions, seen
-        return self._deployed.get(workflow)
+            self.deployments = (seen, versions)
+        return versions.get(workflow)
 
 
 def default_commit(durability: str, readonly: bool) -> str:
@@ -514,6 +517,14 @@ class LmdbStore(Store):
             raise RunNotFoundError(f"no run {run_id} in {self.url}")
         if _LEASE.unpack_from(lease)[0] != fence:
             raise LeaseLostError(run_id, fence)
+
+    def _fence_failure(self, status: int, run_id: str, fence: int) -> BaseException:
+        """What ``_fenced`` raises, for the binding's ``status`` of the lease."""
+        if status == _lmdb.RUN_NOT_FOUND:
+            return RunNotFoundError(f"no run {run_id} in {self.url}")
+        if status == _lmdb.LEASE_LOST:
+            return LeaseLostError(run_id, fence)
+        return StoreError(f"run {run_id}: its stored lease is corrupt")
 
     def _may_take(self, txn: _lmdb.Transaction, run: RunInfo, now: float) -> bool:
         """``claimable``, and a running run's lease not taken from a process whose commit
@@ -1226,12 +1237,8 @@ class LmdbStore(Store):
                 f"run {run_id}: step {op.seq!r} (fence {op.fence!r}) is not an append "
                 "of a record: nothing was written"
             )
-        if status == _lmdb.LEASE_LOST:
-            return LeaseLostError(run_id, op.fence)
-        if status == _lmdb.RUN_NOT_FOUND:
-            return RunNotFoundError(f"no run {run_id} in {self.url}")
-        if status == _lmdb.CORRUPT_LEASE:
-            return StoreError(f"run {run_id}: its stored lease is corrupt")
+        if status in (_lmdb.LEASE_LOST, _lmdb.RUN_NOT_FOUND, _lmdb.CORRUPT_LEASE):
+            return self._fence_failure(status, run_id, op.fence)
         return _append_failure(status, op.run_key, op.seq)
 
     async def journal(self, run_id: str) -> list[bytes]:
@@ -1499,7 +1506,13 @@ class _CreateRun:
     function, its cells and their tuple (containers the collector sees while the commit
     is under way). Re-applied from scratch when a full map is grown. Its outcome is the
     run's fence, which ``create_run`` returns: the commit's own future is awaited, with
-    no coroutine around it."""
+    no coroutine around it.
+
+    Without an idempotency key, the run's row and lease are made here, on the caller's
+    thread, as the deployments last seen decide its version; the writer thread then
+    inserts them in one compiled call (``insert_run``), which checks that the
+    deployments are still those. Otherwise, or once they changed, the writer decides
+    (``_create``)."""
 
     __slots__ = (
         "applied",
@@ -1508,10 +1521,13 @@ class _CreateRun:
         "given",
         "idempotency_key",
         "key",
+        "lease",
         "lease_s",
         "now",
         "owner",
+        "row",
         "run",
+        "seen",
         "store",
     )
 
@@ -1530,9 +1546,37 @@ class _CreateRun:
         self.fresh = _CREATE_VALUES(run)
         self.applied = False
         self.key = run_key(run.run_id)
-        self.now = time.time()
+        self.now = now = time.time()
+        self.row: bytes | None = None
+        if idempotency_key is None:
+            self.seen, deployed = store.env.dbs.deployments
+            if not follow_deployment or deployed.get(run.workflow, run.version) == run.version:
+                if owner is not None:
+                    store._take(run, owner, lease_s, now)  # noqa: SLF001 - its store's op
+                self.row = orjson.dumps(dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True)))
+                self.lease = _lease_bytes(run.fence, run.lease_until, run.owner)
 
     def __call__(self, txn: _lmdb.Transaction) -> int:
+        row = self.row
+        if row is None:
+            return self._create(txn)
+        store = self.store
+        dbs = store.env.dbs
+        count, last = self.seen
+        status = txn.insert_run(
+            dbs.runs, dbs.leases, dbs.active, dbs.deploys, self.key, row, self.lease, count, last
+        )
+        if status == _lmdb.APPENDED:
+            log = store._log  # noqa: SLF001
+            if log is not None:
+                log.leased(_LEASE.unpack_from(self.lease)[1])
+            return self.run.fence
+        if status == _lmdb.EXISTS:
+            raise StoreError(f"a run {self.run.run_id} exists already in {store.url}")
+        self.row, self.applied = None, True  # STALE: decided again, as it was given
+        return self._create(txn)
+
+    def _create(self, txn: _lmdb.Transaction) -> int:
         store, run, key, idempotency_key = self.store, self.run, self.key, self.idempotency_key
         dbs = store.env.dbs
         if idempotency_key is not None:
@@ -1566,7 +1610,19 @@ class _Finish:
     (what ``_save`` would write, without making a ``RunInfo`` of it and taking that apart
     again: the run's last write)."""
 
-    __slots__ = ("error", "fence", "keep", "key", "result", "run_id", "status", "store")
+    __slots__ = (
+        "error",
+        "fence",
+        "filed",
+        "keep",
+        "key",
+        "lease",
+        "now",
+        "result",
+        "run_id",
+        "status",
+        "store",
+    )
 
     def __init__(
         self,
@@ -1581,26 +1637,37 @@ class _Finish:
         self.store, self.run_id, self.fence = store, run_id, fence
         self.status, self.result, self.error, self.keep = status, result, error, keep
         self.key = run_key(run_id)
+        # What the writer thread writes beside the row, made here: the lease ended (nobody
+        # holds the run) and the run filed for the purge by its finish time.
+        self.now = now = time.time()
+        self.lease = _lease_bytes(fence, 0.0, None)
+        self.filed = _FILED.pack(keep & _U64, round(now * 1000))
 
     def __call__(self, txn: _lmdb.Transaction) -> None:
         store = self.store
         e = store.env.dbs
         key = self.key
-        store._fenced(txn, key, self.run_id, self.fence)  # noqa: SLF001 - its store's op
-        raw = txn.get(key, db=e.runs)
-        assert raw is not None
+        status, raw = txn.fenced_value(e.leases, e.runs, key, self.fence)
+        if status != _lmdb.APPENDED:
+            raise store._fence_failure(status, self.run_id, self.fence)  # noqa: SLF001
+        if raw is None:
+            raise StoreError(f"run {self.run_id} has a lease but no row")
         row = orjson.loads(raw)
         if row["status"] != RUNNING:
             if row["status"] == self.status:
                 return  # finished with this outcome already: the same write again
             raise LeaseLostError(self.run_id, self.fence)  # given back, or fenced out
-        now = time.time()
+        now = self.now
         row.update(status=self.status, result=self.result, error=self.error, updated_at=now)
-        txn.put(key, orjson.dumps(row), db=e.runs)
-        # The lease ends: nobody holds the run.
-        txn.put(key, _lease_bytes(self.fence, 0.0, None), db=e.leases)
+        encoded = orjson.dumps(row)
+        parent_id = row.get("parent_id")
+        if parent_id is None:  # row, lease, active and retain in one compiled call
+            txn.end_run(e.runs, e.leases, e.active, e.retain, key, encoded, self.lease, self.filed)
+            return
+        txn.put(key, encoded, db=e.runs)
+        txn.put(key, self.lease, db=e.leases)
         txn.delete(key, db=e.active)
-        store._file_finished(txn, key, row.get("parent_id"), now, self.keep)  # noqa: SLF001
+        store._file_finished(txn, key, parent_id, now, self.keep)  # noqa: SLF001
 
 
 def _append_failure(status: int, key: bytes, seq: int) -> BaseException:
