@@ -229,8 +229,11 @@ class Env(Generic[D]):
         # of the map, too.
         self.synced = durability == "fsync"
         self._writing = threading.Lock()
-        self._queued = 0  # ops queued and not yet committed; changed under _count_lock
-        self._count_lock = threading.Lock()
+        # One entry per op queued and not yet committed: appended by whichever thread
+        # queues it (event loops of several engines, the commit log's threads), a slice
+        # deleted by the writer thread once committed. Each is one step under the GIL, so
+        # the count needs no lock (a shared int's += and -= would lose updates).
+        self._queued: list[None] = []
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
         self._last_run: bytes | None = None  # the run key of the last op, when one run's
         self._notify_due = False  # a wake-up for inline commits is on the loop's way
@@ -405,15 +408,14 @@ class Env(Generic[D]):
         this thread)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        with self._count_lock:
-            self._queued += 1
+        self._queued.append(None)  # counted before the writer can take it
         self._queue.put((op, fut, loop, notify))
         return fut
 
     @property
     def queued(self) -> int:
         """Ops queued for the writer thread and not yet committed."""
-        return self._queued
+        return len(self._queued)
 
     def follows(self, run: bytes) -> bool:
         """Whether the last op submitted here (or asked about here) was of ``run``: one run
@@ -424,8 +426,7 @@ class Env(Generic[D]):
 
     def apply(self, op: Op) -> None:
         """Queue ``op`` for the next group commit, with no one waiting for it."""
-        with self._count_lock:
-            self._queued += 1
+        self._queued.append(None)
         self._queue.put((op, None, None, False))
 
     def applies_due(self) -> None:
@@ -481,8 +482,8 @@ class Env(Generic[D]):
                         continue
                     outcomes = self._commit_noting(log, [item[0] for item in batch])
             finally:
-                with self._count_lock:
-                    self._queued -= queued
+                if queued:  # (a slice from -0 would be the whole list)
+                    del self._queued[-queued:]
             notify = any(item[3] for item in batch)
             # One call into each loop: its futures settled, then its listeners woken; the
             # other processes after that (see wake.py).
