@@ -390,19 +390,15 @@ class Engine:
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
         args, kwargs = convert.journal_arguments(
-            args, kwargs, f"the input of workflow {spec.name!r}"
+            args, kwargs, "the input of workflow %r", spec.name
         )
         run_id = new_run_id()
         if spec.chat and session_id is None:  # a new conversation, named by its first turn
             session_id = run_id
+        # By position (RunInfo's first fields): keywords to its 22 parameters take half
+        # again as long.
         run = RunInfo(
-            run_id=run_id,
-            workflow=spec.name,
-            version=spec.version,
-            args=list(args),
-            kwargs=kwargs,
-            session_id=session_id,
-            user_id=user_id,
+            run_id, spec.name, spec.version, list(args), kwargs, PENDING, session_id, user_id
         )
         return spec, run
 
@@ -947,7 +943,7 @@ class Engine:
                         value = await body
                 recorder.check_all_replayed()
                 result, encoded = convert.journal_encoded(
-                    value, f"the result of workflow {spec.name!r}"
+                    value, "the result of workflow %r", spec.name
                 )
                 await recorder.settle()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
