@@ -384,7 +384,8 @@ class Engine:
         """The workflow started and the row of its new run, not stored yet (the arguments
         checked and made JSON)."""
         spec = find_workflow(workflow)
-        session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
+        if spec.names_identities:  # (most workflows do not: no call)
+            session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
             spec.check_call(args, kwargs)
         except TypeError as exc:
