@@ -93,7 +93,9 @@ _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned No
 # op, its future and the future's loop (None: nobody waits, as for the commit log's
 # applies), notify
 _Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
-_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its outcome
+_Outcome = tuple[Any, BaseException | None]  # an op's result, or its error
+# For one loop: the futures of a commit, their outcomes (in step), the listeners to wake
+_ForLoop = tuple[list["asyncio.Future[Any]"], list[_Outcome], list[WakeListener]]
 
 
 def _take_applies(txn: _lmdb.Transaction) -> None:
@@ -487,16 +489,16 @@ class Env(Generic[D]):
             notify = any(item[3] for item in batch)
             # One call into each loop: its futures settled, then its listeners woken; the
             # other processes after that (see wake.py).
-            by_loop: dict[Any, tuple[list[_Settled], list[WakeListener]]] = {}
-            for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
-                if fut is not None:  # an apply of the commit log: nobody waits for it
-                    by_loop.setdefault(loop, ([], []))[0].append((fut, *outcome))
+            by_loop = _by_loop(batch, outcomes)
             here = self.waker.local() if notify else []
             for listener in here:
-                by_loop.setdefault(listener.loop, ([], []))[1].append(listener)
-            for loop, (settled, woken) in by_loop.items():
+                for_loop = by_loop.get(listener.loop)
+                if for_loop is None:
+                    for_loop = by_loop[listener.loop] = ([], [], [])
+                for_loop[2].append(listener)
+            for loop, for_loop in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled, woken)
+                    loop.call_soon_threadsafe(_settle, *for_loop)
             if notify:
                 self.waker.notify_others(here)
 
@@ -781,8 +783,32 @@ class _Ready:
 _READY = _Ready()
 
 
-def _settle(settled: list[_Settled], woken: list[WakeListener]) -> None:
-    for fut, result, exc in settled:
+def _by_loop(batch: list[_Item], outcomes: list[_Outcome]) -> dict[Any, _ForLoop]:
+    """The futures of a commit and their outcomes, by the loop each belongs to (one, most
+    often: no lookup while the loop stays the same, nothing made per op but its place in
+    two lists)."""
+    by_loop: dict[Any, _ForLoop] = {}
+    last: Any = None
+    futs: list[asyncio.Future[Any]] = []
+    done: list[_Outcome] = []
+    for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
+        if fut is None:  # an apply of the commit log: nobody waits for it
+            continue
+        if loop is not last:
+            for_loop = by_loop.get(loop)
+            if for_loop is None:
+                for_loop = by_loop[loop] = ([], [], [])
+            futs, done, _ = for_loop
+            last = loop
+        futs.append(fut)
+        done.append(outcome)
+    return by_loop
+
+
+def _settle(
+    futs: list[asyncio.Future[Any]], outcomes: list[_Outcome], woken: list[WakeListener]
+) -> None:
+    for fut, (result, exc) in zip(futs, outcomes, strict=True):
         if fut.cancelled():
             continue
         if exc is None:
