@@ -427,7 +427,9 @@ class LogMode:
         with self._lock:
             if written:
                 self._mark_committed = self._mark
-            for op, (_, error) in zip(ops, outcomes, strict=True):
+            # (Nothing of the log pending, as when many runs share LMDB's commits: no op
+            # of this commit is one of its applies, and none is looked up.)
+            for op, (_, error) in zip(ops, outcomes, strict=True) if self._pending else ():
                 entry = self._pending.get(id(op))
                 if entry is None:
                     continue
