@@ -454,7 +454,7 @@ class Env(Generic[D]):
         if not self.readonly:
             log = self.log
             if log is not None:  # what the log acknowledged is applied before closing
-                self._queue.put((log.unmark, None, None, False))
+                self.apply(log.unmark)
             self._queue.put(None)
             self._thread.join()
             self.waker.close()
