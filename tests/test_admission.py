@@ -150,6 +150,27 @@ async def test_a_cancelled_result_waiter_leaves_the_run_executing(store_url: str
         assert (await handle.info()).status == "completed"
 
 
+async def test_every_waiter_left_gets_the_result_when_some_are_cancelled(
+    store_url: str,
+) -> None:
+    """Callers waiting on one run, through its handle and by its id: those cancelled stop
+    waiting, every other one gets the result once the run ends."""
+    async with Engine(store_url, max_in_flight=1, on_full="refuse") as engine:
+        handle = await engine.start(held, 5)
+        waiting = [asyncio.ensure_future(handle.result()) for _ in range(3)]
+        waiting += [asyncio.ensure_future(engine.result(handle.run_id)) for _ in range(3)]
+        while gate.inside < 1:  # noqa: ASYNC110 - the run signals nothing else
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # every caller is waiting by now
+        for cancelled in waiting[::2]:
+            cancelled.cancel()
+        gate.open.set()
+        outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+        assert [isinstance(o, asyncio.CancelledError) for o in outcomes[::2]] == [True] * 3
+        assert outcomes[1::2] == [10, 10, 10]
+        assert await handle.result() == 10
+
+
 async def test_a_run_cancelled_at_once_gives_its_place_back(store_url: str) -> None:
     """A run cancelled right after its start, before its task ran at all, frees its place."""
     async with Engine(store_url, max_in_flight=1, on_full="refuse") as engine:

@@ -57,10 +57,10 @@ class Counts:
         ]
         settle, queue = lmdb_env._settle, getattr(lmdb_env.Env, queue_name)
 
-        def counted_settle(settled: list[Any], woken: list[Any]) -> None:
+        def counted_settle(settled: list[Any], *rest: list[Any]) -> None:  # futures first
             self.settles += 1
             self.settled += len(settled)
-            settle(settled, woken)
+            settle(settled, *rest)
 
         def counted_queue(env: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
             self.queued += 1

@@ -86,14 +86,16 @@ def _is_pydantic_model(kind: Any) -> bool:
 
 
 def journal_arguments(
-    args: Sequence[Any], kwargs: Mapping[str, Any], what: str
+    args: Sequence[Any], kwargs: Mapping[str, Any], what: str, *fmt: object
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Arguments as JSON data for the store: as they are when they are plain JSON (checked,
-    nothing copied), else encoded; ``SerializationError`` naming ``what`` otherwise."""
+    nothing copied), else encoded; ``SerializationError`` naming ``what`` (``what % fmt``
+    when arguments follow, formatted only when needed) otherwise."""
     try:
-        serde.dumps([args, kwargs], what)
+        serde.dumps([args, kwargs], what, *fmt)
         return tuple(args), dict(kwargs)
     except SerializationError:
+        what = what % fmt if fmt else what
         encoded_args, encoded_kwargs = encode([list(args), dict(kwargs)], what)
         serde.dumps([encoded_args, encoded_kwargs], what)
         return tuple(encoded_args), encoded_kwargs
@@ -104,12 +106,16 @@ def journal_value(value: Any, what: str) -> Any:
     return journal_encoded(value, what)[0]
 
 
-def journal_encoded(value: Any, what: str) -> tuple[Any, bytes]:
+def journal_encoded(value: Any, what: str, *fmt: object) -> tuple[Any, bytes]:
     """``journal_value``, and the bytes it was read back from: what the store keeps, so
-    that the value is encoded once (:data:`serde.Fragment`)."""
+    that the value is encoded once (:data:`serde.Fragment`). ``what % fmt`` when arguments
+    follow, formatted only when needed."""
+    if value is None:  # (its b"null" would take serde's slow look for NaN)
+        return None, b"null"
     try:
-        encoded = serde.dumps(value, what)
+        encoded = serde.dumps(value, what, *fmt)
     except SerializationError:
+        what = what % fmt if fmt else what
         encoded = serde.dumps(encode(value, what), what)
     return serde.loads(encoded), encoded
 

@@ -9,8 +9,8 @@ heartbeat renews the leases of every run this engine executes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-import functools
 import logging
 import math
 import os
@@ -102,14 +102,14 @@ class JournalEntry:
 class RunHandle:
     """A started run: its id, and a way to wait for its outcome."""
 
-    __slots__ = ("_task", "engine", "run_id")
+    __slots__ = ("_active", "engine", "run_id")
 
-    def __init__(self, engine: Engine, run_id: str, task: asyncio.Task[Any] | None = None) -> None:
+    def __init__(self, engine: Engine, run_id: str, active: _Active | None = None) -> None:
         self.engine = engine
         self.run_id = run_id
-        # The task executing the run here, when this handle's start launched it: its
+        # The run executing here, when this handle's start launched it: its task's
         # outcome is the run's, with no read of the store once it is done.
-        self._task = task
+        self._active = active
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id}>"
@@ -117,7 +117,7 @@ class RunHandle:
     def result(self) -> Coroutine[Any, Any, Any]:
         """The workflow's return value, awaited; ``WorkflowFailedError`` if it raised.
         (The engine's coroutine itself: no second one around it.)"""
-        return self.engine._outcome(self.run_id, self._task)  # noqa: SLF001 - its engine
+        return self.engine._outcome(self.run_id, self._active)  # noqa: SLF001 - its engine
 
     async def info(self) -> RunInfo:
         """The run's current row in the store."""
@@ -125,12 +125,32 @@ class RunHandle:
 
 
 class _Active:
-    __slots__ = ("fence", "lost", "task")
+    """A run executing here: its fence, whether its lease was lost, its task; and that
+    task's done callback (itself: no object made per run, which a parked run would keep):
+    it marks the task's outcome retrieved, gives its place in ``admission`` back if it
+    holds one, and wakes the callers waiting for its outcome, all in one call of the loop."""
 
-    def __init__(self, fence: int) -> None:
+    __slots__ = ("admission", "fence", "lost", "task", "waiters")
+
+    def __init__(self, fence: int, admission: Admission | None) -> None:
         self.fence = fence
         self.lost = False
         self.task: asyncio.Task[Any] | None = None
+        self.admission = admission
+        self.waiters: list[asyncio.Future[None]] | None = None  # made by the first caller
+
+    def __call__(self, task: asyncio.Task[Any]) -> None:
+        # A failed, suspended or lost run's exception is recorded or logged already;
+        # whoever waits reads the store. Retrieved here, so asyncio stays quiet.
+        if not task.cancelled():
+            task.exception()
+        if self.admission is not None:
+            self.admission.give_back()
+        waiters, self.waiters = self.waiters, None
+        if waiters is not None:
+            for waiter in waiters:
+                if not waiter.done():  # (a caller cancelled meanwhile)
+                    waiter.set_result(None)
 
 
 class Engine:
@@ -188,7 +208,7 @@ class Engine:
         self.gc_threshold = collector.check_threshold(gc_threshold)
         self._gc_held: int | None = None  # the threshold this engine holds while open
         # Made again by open(): a start waiting for a place waits on its loop.
-        self._admission = _Admitted(max_in_flight, on_full)
+        self._admission = Admission(max_in_flight, on_full)
         self._starting = Admission(MAX_STARTING)
         self.store: Store = open_store(path, durability=durability, **store_options)
         self.lease_seconds = lease_seconds
@@ -229,7 +249,7 @@ class Engine:
         try:
             await self.store.open()
             try:
-                self._admission = _Admitted(self._admission.limit, self._admission.on_full)
+                self._admission = Admission(self._admission.limit, self._admission.on_full)
                 self._starting = Admission(MAX_STARTING)
                 self._default_keep = await self._store_default_keep()
                 if self.execute:
@@ -360,8 +380,8 @@ class Engine:
                     follow_deployment=True,
                     idempotency_key=idempotency_key,
                 )
-                task = self._launch_new(spec, run, proposed, idempotency_key, admission)
-                if task is None and run.run_id == proposed:
+                active = self._launch_new(spec, run, proposed, idempotency_key, admission)
+                if active is None and run.run_id == proposed:
                     # A client, or another version is current: a worker serving it claims it.
                     await self._warn_if_unserved(run, spec)
             finally:
@@ -369,9 +389,9 @@ class Engine:
         except BaseException:
             admission.give_back()
             raise
-        if task is None:  # not executed here: its place is free at once
+        if active is None:  # not executed here: its place is free at once
             admission.give_back()
-        return RunHandle(self, run.run_id, task)
+        return RunHandle(self, run.run_id, active)
 
     def _new_run(
         self,
@@ -384,25 +404,22 @@ class Engine:
         """The workflow started and the row of its new run, not stored yet (the arguments
         checked and made JSON)."""
         spec = find_workflow(workflow)
-        session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
+        if spec.names_identities:  # (most workflows do not: no call)
+            session_id, user_id = run_identities(spec, args, kwargs, session_id, user_id)
         try:
             spec.check_call(args, kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {spec.name!r} cannot take these arguments: {exc}") from None
         args, kwargs = convert.journal_arguments(
-            args, kwargs, f"the input of workflow {spec.name!r}"
+            args, kwargs, "the input of workflow %r", spec.name
         )
         run_id = new_run_id()
         if spec.chat and session_id is None:  # a new conversation, named by its first turn
             session_id = run_id
+        # By position (RunInfo's first fields): keywords to its 22 parameters take half
+        # again as long.
         run = RunInfo(
-            run_id=run_id,
-            workflow=spec.name,
-            version=spec.version,
-            args=list(args),
-            kwargs=kwargs,
-            session_id=session_id,
-            user_id=user_id,
+            run_id, spec.name, spec.version, list(args), kwargs, PENDING, session_id, user_id
         )
         return spec, run
 
@@ -412,9 +429,9 @@ class Engine:
         run: RunInfo,
         proposed: str,
         idempotency_key: str | None,
-        admission: _Admitted,
-    ) -> asyncio.Task[Any] | None:
-        """Once the new run is stored: the task executing it here, which holds its place
+        admission: Admission,
+    ) -> _Active | None:
+        """Once the new run is stored: the run executing here, whose task holds its place
         in ``admission`` until it ends, when the store claimed it for this engine; else
         ``None``. A run of another id is the idempotency key's, started before (wherever
         it executes), and must be of the same workflow."""
@@ -900,21 +917,20 @@ class Engine:
     # -- execution
 
     def _launch(
-        self, spec: WorkflowSpec, run: RunInfo, replay: bool, admission: _Admitted | None = None
-    ) -> asyncio.Task[Any]:
+        self, spec: WorkflowSpec, run: RunInfo, replay: bool, admission: Admission | None = None
+    ) -> _Active:
         """Execute the run in a task of its own; its end gives its place in ``admission``
         back, if it holds one."""
-        active = _Active(run.fence)
+        active = _Active(run.fence, admission)
         self._active[run.run_id] = active
         loop = asyncio.get_running_loop()
         task = active.task = loop.create_task(
             self._execute(spec, run, active, replay), name=f"surestep-run-{run.run_id}"
         )
-        ended = _outcome_is_in_the_store if admission is None else admission.run_ended
-        task.add_done_callback(ended, context=_CALLBACK_CONTEXT)
+        task.add_done_callback(active, context=_CALLBACK_CONTEXT)
         if self._heartbeat is None:
             self._heartbeat = loop.create_task(self._beat(), name="surestep-heartbeat")
-        return task
+        return active
 
     async def _execute(
         self, spec: WorkflowSpec, run: RunInfo, active: _Active, replay: bool
@@ -947,7 +963,7 @@ class Engine:
                         value = await body
                 recorder.check_all_replayed()
                 result, encoded = convert.journal_encoded(
-                    value, f"the result of workflow {spec.name!r}"
+                    value, "the result of workflow %r", spec.name
                 )
                 await recorder.settle()
             except (LeaseLostError, StoreError, asyncio.CancelledError, Suspended):
@@ -1073,27 +1089,32 @@ class Engine:
         ``RunCancelledError`` if it was cancelled. The engine must be open (``async with``)."""
         return await self._outcome(run_id, None)
 
-    async def _outcome(self, run_id: str, task: asyncio.Task[Any] | None) -> Any:
-        """``result``, first from ``task`` when given (the one a start launched)."""
+    async def _outcome(self, run_id: str, active: _Active | None) -> Any:
+        """``result``, first from ``active``'s task when given (the run a start launched)."""
         while True:
-            if task is None:
+            if active is None:
                 active = self._active.get(run_id)
-                task = None if active is None else active.task
-            if task is not None:
-                if not task.done():  # as asyncio.shield, with one future and no closures
+            if active is not None:
+                task = active.task
+                assert task is not None  # set as it is launched
+                if not task.done():  # as asyncio.shield: woken by the task's done callback
                     waiter = task.get_loop().create_future()
-                    wake = functools.partial(_wake, waiter)
-                    task.add_done_callback(wake, context=_CALLBACK_CONTEXT)
+                    if active.waiters is None:
+                        active.waiters = [waiter]
+                    else:
+                        active.waiters.append(waiter)
                     try:
                         await waiter
                     except asyncio.CancelledError:  # the waiter is cancelled, not the run
-                        task.remove_done_callback(wake)
+                        if active.waiters is not None:
+                            with contextlib.suppress(ValueError):
+                                active.waiters.remove(waiter)
                         raise
                 try:
                     return task.result()
                 except (LeaseLostError, Suspended, asyncio.CancelledError):
                     pass  # it waits, was cancelled, or continues elsewhere: ask the store
-                task = None
+                active = None
             run = await self.store.get_run(run_id)
             if run.status == COMPLETED:
                 return run.result
@@ -1152,12 +1173,6 @@ def run_identities(
 _CALLBACK_CONTEXT = contextvars.Context()
 
 
-def _wake(waiter: asyncio.Future[None], _task: object) -> None:
-    """A run task's done callback for one caller waiting on its outcome."""
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 def _workflow_body(
     spec: WorkflowSpec, ctx: WorkflowContext, run: RunInfo
 ) -> Coroutine[Any, Any, Any]:
@@ -1167,29 +1182,6 @@ def _workflow_body(
         return spec.fn(ctx, *run.args, **run.kwargs)  # type: ignore[no-any-return]
     args, kwargs = spec.conversion.decode_arguments(run.args, run.kwargs, skip=1)
     return spec.fn(ctx, *args, **kwargs)  # type: ignore[no-any-return]
-
-
-def _outcome_is_in_the_store(task: asyncio.Task[Any]) -> None:
-    """A run task's exception (failed, suspended, lease lost) is already recorded or
-    logged; whoever waits reads the store. Mark it retrieved so asyncio stays quiet."""
-    if not task.cancelled():
-        task.exception()
-
-
-class _Admitted(Admission):
-    """The admission of ``start``, with the done callback of the run tasks it let in: their
-    outcome marked retrieved and their place given back. Made once, not a callback object
-    per run, which a parked run would keep."""
-
-    __slots__ = ("run_ended",)
-
-    def __init__(self, limit: int, on_full: str = WAIT) -> None:
-        super().__init__(limit, on_full)
-        self.run_ended = self._run_ended
-
-    def _run_ended(self, task: asyncio.Task[Any]) -> None:
-        _outcome_is_in_the_store(task)
-        self.give_back()
 
 
 async def _quietly(aw: Coroutine[Any, Any, Any]) -> None:

@@ -18,7 +18,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _core, convert, journal, serde
@@ -293,8 +293,14 @@ class Recorder:
             self.progress = Progress(self.store, self.run_id, self.fence)
         self.progress.report(report)
 
-    async def settle(self) -> None:
-        """Before the run is given back: the records and the progress report still due."""
+    def settle(self) -> Awaitable[None]:
+        """Before the run is given back: the records and the progress report still due,
+        awaited. Most runs have neither: then no coroutine is made."""
+        if self.progress is None and not self.pending:
+            return _SETTLED
+        return self._settle()
+
+    async def _settle(self) -> None:
         if self.progress is not None:
             await self.progress.settle()
         await self.flush()
@@ -335,6 +341,17 @@ def _loggable(value: Any) -> Any:
     except (SerializationError, ValueError):
         return repr(value)
 
+
+class _Settled:
+    """``settle``'s awaitable when nothing is due: done at once, without a turn of the loop."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_SETTLED = _Settled()
 
 _PACKAGE = os.path.dirname(__file__) + os.sep
 

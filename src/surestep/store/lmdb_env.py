@@ -96,7 +96,9 @@ _DONE: tuple[None, None] = (None, None)  # the outcome of an op that returned No
 # op, its future and the future's loop (None: nobody waits, as for the commit log's
 # applies), notify
 _Item = tuple[Op, "asyncio.Future[Any] | None", Any, bool]
-_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a future, its outcome
+_Outcome = tuple[Any, BaseException | None]  # an op's result, or its error
+# For one loop: the futures of a commit, their outcomes (in step), the listeners to wake
+_ForLoop = tuple[list["asyncio.Future[Any]"], list[_Outcome], list[WakeListener]]
 
 
 def _take_applies(txn: _lmdb.Transaction) -> None:
@@ -232,8 +234,11 @@ class Env(Generic[D]):
         # of the map, too.
         self.synced = durability == "fsync"
         self._writing = threading.Lock()
-        self._queued = 0  # ops queued and not yet committed; changed under _count_lock
-        self._count_lock = threading.Lock()
+        # One entry per op queued and not yet committed: appended by whichever thread
+        # queues it (event loops of several engines, the commit log's threads), a slice
+        # deleted by the writer thread once committed. Each is one step under the GIL, so
+        # the count needs no lock (a shared int's += and -= would lose updates).
+        self._queued: list[None] = []
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
         self._submitted_at = 0.0  # when the last op was submitted (monotonic)
         self._last_run: bytes | None = None  # the run key of the last op, when one run's
@@ -415,15 +420,14 @@ class Env(Generic[D]):
         this thread)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        with self._count_lock:
-            self._queued += 1
+        self._queued.append(None)  # counted before the writer can take it
         self._queue.put((op, fut, loop, notify))
         return fut
 
     @property
     def queued(self) -> int:
         """Ops queued for the writer thread and not yet committed."""
-        return self._queued
+        return len(self._queued)
 
     def follows(self, run: bytes) -> bool:
         """Whether the last op submitted here (or asked about here) was of ``run``: one run
@@ -435,8 +439,7 @@ class Env(Generic[D]):
 
     def apply(self, op: Op) -> None:
         """Queue ``op`` for the next group commit, with no one waiting for it."""
-        with self._count_lock:
-            self._queued += 1
+        self._queued.append(None)
         self._queue.put((op, None, None, False))
 
     def applies_due(self) -> None:
@@ -462,7 +465,7 @@ class Env(Generic[D]):
         if not self.readonly:
             log = self.log
             if log is not None:  # what the log acknowledged is applied before closing
-                self._queue.put((log.unmark, None, None, False))
+                self.apply(log.unmark)
             self._queue.put(None)
             self._thread.join()
             self.waker.close()
@@ -492,21 +495,21 @@ class Env(Generic[D]):
                         continue
                     outcomes = self._commit_noting(log, [item[0] for item in batch])
             finally:
-                with self._count_lock:
-                    self._queued -= queued
+                if queued:  # (a slice from -0 would be the whole list)
+                    del self._queued[-queued:]
             notify = any(item[3] for item in batch)
             # One call into each loop: its futures settled, then its listeners woken; the
             # other processes after that (see wake.py).
-            by_loop: dict[Any, tuple[list[_Settled], list[WakeListener]]] = {}
-            for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
-                if fut is not None:  # an apply of the commit log: nobody waits for it
-                    by_loop.setdefault(loop, ([], []))[0].append((fut, *outcome))
+            by_loop = _by_loop(batch, outcomes)
             here = self.waker.local() if notify else []
             for listener in here:
-                by_loop.setdefault(listener.loop, ([], []))[1].append(listener)
-            for loop, (settled, woken) in by_loop.items():
+                for_loop = by_loop.get(listener.loop)
+                if for_loop is None:
+                    for_loop = by_loop[listener.loop] = ([], [], [])
+                for_loop[2].append(listener)
+            for loop, for_loop in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled, woken)
+                    loop.call_soon_threadsafe(_settle, *for_loop)
             if notify:
                 self.waker.notify_others(here)
 
@@ -791,8 +794,32 @@ class _Ready:
 _READY = _Ready()
 
 
-def _settle(settled: list[_Settled], woken: list[WakeListener]) -> None:
-    for fut, result, exc in settled:
+def _by_loop(batch: list[_Item], outcomes: list[_Outcome]) -> dict[Any, _ForLoop]:
+    """The futures of a commit and their outcomes, by the loop each belongs to (one, most
+    often: no lookup while the loop stays the same, nothing made per op but its place in
+    two lists)."""
+    by_loop: dict[Any, _ForLoop] = {}
+    last: Any = None
+    futs: list[asyncio.Future[Any]] = []
+    done: list[_Outcome] = []
+    for (_, fut, loop, _), outcome in zip(batch, outcomes, strict=True):
+        if fut is None:  # an apply of the commit log: nobody waits for it
+            continue
+        if loop is not last:
+            for_loop = by_loop.get(loop)
+            if for_loop is None:
+                for_loop = by_loop[loop] = ([], [], [])
+            futs, done, _ = for_loop
+            last = loop
+        futs.append(fut)
+        done.append(outcome)
+    return by_loop
+
+
+def _settle(
+    futs: list[asyncio.Future[Any]], outcomes: list[_Outcome], woken: list[WakeListener]
+) -> None:
+    for fut, (result, exc) in zip(futs, outcomes, strict=True):
         if fut.cancelled():
             continue
         if exc is None:

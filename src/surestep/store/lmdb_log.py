@@ -213,9 +213,8 @@ class LogMode:
     def append(self, op: Appending) -> Awaitable[None]:
         """Append ``op``'s record (the awaitable raises what the store's append raises):
         through the log when its run writes alone, else in LMDB's next group commit."""
-        loop = asyncio.get_running_loop()
         if self.failed is not None:
-            return _failed(loop, self.failed)
+            return _failed(asyncio.get_running_loop(), self.failed)
         lone = self.env.follows(op.run_key)
         # Only with nothing queued for LMDB: a write queued before (another run's, or this
         # run's not waited for) must not end up behind this one.
@@ -230,6 +229,7 @@ class LogMode:
             # first, so LMDB still holds a prefix of this process's writes.
             return self.env.enqueue(op)
         try:  # a run stepping alone: one flush of the log, on this thread
+            loop = asyncio.get_running_loop()  # (looked up here: enqueue looks it up itself)
             try:
                 lease_end = self._check(op)
             except BaseException as exc:  # LeaseLostError is one
@@ -427,7 +427,9 @@ class LogMode:
         with self._lock:
             if written:
                 self._mark_committed = self._mark
-            for op, (_, error) in zip(ops, outcomes, strict=True):
+            # (Nothing of the log pending, as when many runs share LMDB's commits: no op
+            # of this commit is one of its applies, and none is looked up.)
+            for op, (_, error) in zip(ops, outcomes, strict=True) if self._pending else ():
                 entry = self._pending.get(id(op))
                 if entry is None:
                     continue
