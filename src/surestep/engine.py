@@ -127,8 +127,9 @@ class RunHandle:
 class _Active:
     """A run executing here: its fence, whether its lease was lost, its task; and that
     task's done callback (itself: no object made per run, which a parked run would keep):
-    it marks the task's outcome retrieved, gives its place in ``admission`` back if it
-    holds one, and wakes the callers waiting for its outcome, all in one call of the loop."""
+    it marks the task's outcome retrieved, gives its place in ``admission`` back if the
+    run's code did not (``give_back``), and wakes the callers waiting for its outcome, all
+    in one call of the loop."""
 
     __slots__ = ("admission", "fence", "lost", "task", "waiters")
 
@@ -139,13 +140,20 @@ class _Active:
         self.admission = admission
         self.waiters: list[asyncio.Future[None]] | None = None  # made by the first caller
 
+    def give_back(self) -> None:
+        """Give the run's place in ``admission`` back, once: when its code ends (so that
+        whoever sees its outcome sees the place free), or when its task ends without
+        having run (cancelled before its first step)."""
+        admission, self.admission = self.admission, None
+        if admission is not None:
+            admission.give_back()
+
     def __call__(self, task: asyncio.Task[Any]) -> None:
         # A failed, suspended or lost run's exception is recorded or logged already;
         # whoever waits reads the store. Retrieved here, so asyncio stays quiet.
         if not task.cancelled():
             task.exception()
-        if self.admission is not None:
-            self.admission.give_back()
+        self.give_back()
         waiters, self.waiters = self.waiters, None
         if waiters is not None:
             for waiter in waiters:
@@ -999,6 +1007,7 @@ class Engine:
             raise
         finally:
             self._active.pop(run_id, None)
+            active.give_back()
             left = self._run_left
             if left is not None:
                 self._run_left = None
