@@ -1508,11 +1508,10 @@ class _CreateRun:
     run's fence, which ``create_run`` returns: the commit's own future is awaited, with
     no coroutine around it.
 
-    Without an idempotency key, the run's row and lease are made here, on the caller's
-    thread, as the deployments last seen decide its version; the writer thread then
-    inserts them in one compiled call (``insert_run``), which checks that the
-    deployments are still those. Otherwise, or once they changed, the writer decides
-    (``_create``)."""
+    Without an idempotency key, when the deployments last seen leave the run its
+    version, the writer inserts its row and lease in one compiled call (``insert_run``),
+    which checks that the deployments are still those. Otherwise, or once they changed,
+    the writer decides in Python (``_create``)."""
 
     __slots__ = (
         "applied",
@@ -1521,11 +1520,9 @@ class _CreateRun:
         "given",
         "idempotency_key",
         "key",
-        "lease",
         "lease_s",
         "now",
         "owner",
-        "row",
         "run",
         "seen",
         "store",
@@ -1546,34 +1543,38 @@ class _CreateRun:
         self.fresh = _CREATE_VALUES(run)
         self.applied = False
         self.key = run_key(run.run_id)
-        self.now = now = time.time()
-        self.row: bytes | None = None
+        self.now = time.time()
+        self.seen: tuple[int, bytes] | None = None  # the deployments the version follows
         if idempotency_key is None:
-            self.seen, deployed = store.env.dbs.deployments
+            seen, deployed = store.env.dbs.deployments
             if not follow_deployment or deployed.get(run.workflow, run.version) == run.version:
-                if owner is not None:
-                    store._take(run, owner, lease_s, now)  # noqa: SLF001 - its store's op
-                self.row = orjson.dumps(dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True)))
-                self.lease = _lease_bytes(run.fence, run.lease_until, run.owner)
+                self.seen = seen
 
     def __call__(self, txn: _lmdb.Transaction) -> int:
-        row = self.row
-        if row is None:
+        seen = self.seen
+        if seen is None:
             return self._create(txn)
-        store = self.store
+        store, run = self.store, self.run
+        if self.applied:  # applied again (a batch redone, a map grown): as it was given
+            for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
+                setattr(run, name, value)
+        self.applied = True
+        if self.owner is not None:
+            store._take(run, self.owner, self.lease_s, self.now)  # noqa: SLF001
+        row = orjson.dumps(dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True)))
+        lease = _lease_bytes(run.fence, run.lease_until, run.owner)
         dbs = store.env.dbs
-        count, last = self.seen
         status = txn.insert_run(
-            dbs.runs, dbs.leases, dbs.active, dbs.deploys, self.key, row, self.lease, count, last
+            dbs.runs, dbs.leases, dbs.active, dbs.deploys, self.key, row, lease, *seen
         )
         if status == _lmdb.APPENDED:
             log = store._log  # noqa: SLF001
             if log is not None:
-                log.leased(_LEASE.unpack_from(self.lease)[1])
-            return self.run.fence
+                log.leased(_LEASE.unpack_from(lease)[1])
+            return run.fence
         if status == _lmdb.EXISTS:
-            raise StoreError(f"a run {self.run.run_id} exists already in {store.url}")
-        self.row, self.applied = None, True  # STALE: decided again, as it was given
+            raise StoreError(f"a run {run.run_id} exists already in {store.url}")
+        self.seen = None  # STALE: decided again below, from the deployments as stored
         return self._create(txn)
 
     def _create(self, txn: _lmdb.Transaction) -> int:
