@@ -27,43 +27,6 @@ from surestep.store.lmdb import CHUNK_BYTES, CHUNK_SHIFT, LmdbStore
 from surestep.store.lmdb_env import INLINE_YIELD_EVERY
 
 
-@pytest.fixture(autouse=True)
-def never_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rules below as in a busy process: a small op never finds the store idle
-    (``IDLE_GAP``), however long the test takes between two writes."""
-    monkeypatch.setattr(lmdb_env, "IDLE_GAP", float("inf"))
-
-
-async def test_a_small_op_after_an_idle_spell_commits_inline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """At fsync a small op (a new run's creation) submitted IDLE_GAP or more after the last
-    write commits on the caller's thread: nothing would share its commit. Appends keep
-    their own rule (after a write of the same run)."""
-    store = LmdbStore(str(tmp_path / "store"), durability="fsync")
-    await store.open()
-    one, two = run_key(new_run_id()), run_key(new_run_id())
-
-    async def committed_on(**how: Any) -> str:
-        threads: list[int] = []
-        await store.env.submit(lambda txn: threads.append(threading.get_ident()), **how)
-        return "caller" if threads == [threading.get_ident()] else "writer"
-
-    try:
-        assert await committed_on(small=True, run=one) == "writer"  # never idle (the fixture)
-        monkeypatch.setattr(lmdb_env, "IDLE_GAP", 0.0)  # idle since every last write
-        assert await committed_on(small=True, run=two) == "caller"
-        assert await committed_on(small=True) == "caller"
-        assert await committed_on(append_of=one) == "writer"  # after a write of no run
-        with store.env._writing:  # as if the writer thread were committing a batch
-            queued = store.env.submit(lambda txn: None)
-            behind = store.env.submit(lambda txn: None, small=True, run=one)
-            assert not behind.done()  # idle or not, never ahead of a queued write
-        await asyncio.gather(queued, behind)
-    finally:
-        await store.close()
-
-
 async def test_process_durability_commits_inline_but_never_ahead_of_a_queued_write(
     tmp_path: Path,
 ) -> None:
