@@ -26,9 +26,7 @@ caller's thread, when there is nothing to group it with:
   the whole inline commit takes;
 - at ``durability="fsync"`` when the append (or the small op) follows a write of
   the same run, with no other write submitted in between: one run alone, its first
-  step after its creation, each next step, its finish; and a small op submitted
-  IDLE_GAP or more after the last write (a new run in a process idle between
-  requests: nothing would share its commit). The event loop then waits
+  step after its creation, each next step, its finish. The event loop then waits
   for that one commit (the fsync), and gets a turn after it, so other tasks wait
   one commit at most; the two hand-offs to the writer thread and back, and the
   loop's wake-up from its sleep, cost more than that on a lone run. With two runs
@@ -88,7 +86,6 @@ COPY_ON_WRITE = {0x9123683E: "btrfs", 0x2FC12FC1: "zfs", 0xCA451A4E: "bcachefs"}
 MAX_BATCH = 8192
 INLINE_YIELD_EVERY = 32  # inline commits without sync between two turns of the event loop
 ALONE_RECHECK = 0.1  # seconds between two looks for other processes on the store
-IDLE_GAP = 0.002  # seconds without a write after which a small op commits inline
 APPLY_INTERVAL = 0.010  # seconds the commit log's applies wait for others to share a commit
 
 Op = Callable[[_lmdb.Transaction], Any]
@@ -240,7 +237,6 @@ class Env(Generic[D]):
         # the count needs no lock (a shared int's += and -= would lose updates).
         self._queued: list[None] = []
         self._inline_run = 0  # inline commits since the caller last yielded to its loop
-        self._submitted_at = 0.0  # when the last op was submitted (monotonic)
         self._last_run: bytes | None = None  # the run key of the last op, when one run's
         self._notify_due = False  # a wake-up for inline commits is on the loop's way
         self._alone_now, self._alone_checked = False, -math.inf
@@ -364,18 +360,12 @@ class Env(Generic[D]):
         thread as appends are: without sync, or after a write of the same run."""
         if self.readonly:
             raise StoreError(f"the store at {self.path!r} is open read-only: nothing is written")
-        now = time.monotonic()
         if append_of is not None:
             lone = not self.synced or append_of == self._last_run
             self._last_run = append_of
         else:
-            lone = small and (
-                not self.synced
-                or (run is not None and run == self._last_run)
-                or now - self._submitted_at >= IDLE_GAP
-            )
+            lone = small and (not self.synced or (run is not None and run == self._last_run))
             self._last_run = run
-        self._submitted_at = now
         if (
             lone
             and not self._queued
@@ -434,7 +424,6 @@ class Env(Generic[D]):
         writing alone, as ``submit``'s inline commit judges it; ``run`` is the last one now."""
         same = run == self._last_run
         self._last_run = run
-        self._submitted_at = time.monotonic()
         return same
 
     def apply(self, op: Op) -> None:
