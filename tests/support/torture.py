@@ -88,9 +88,14 @@ class Ledger:
             f.seek(self.offset)
             chunk = f.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written: next time
-        self.offset += len(complete)
-        for line in complete.splitlines():
-            e = json.loads(line)
+        for line in complete.splitlines(keepends=True):
+            try:
+                e = json.loads(line)
+            except ValueError:
+                # A read racing another process's append may see part of it (Linux does
+                # not order the two): this line, and what follows, next time.
+                return
+            self.offset += len(line)
             key = (e["run"], e["seq"], e["pid"])
             if e["phase"] == "start":
                 self.open.add(key)
