@@ -321,6 +321,18 @@ cdef int _recorded(MDB_txn* txn, MDB_dbi db, const uint8_t* run_key, uint32_t se
     return _scan(txn, db, key, seq, 0, NULL, NULL, rc)
 
 
+cdef bytes _run_value(MDB_txn* txn, MDB_dbi db, bytes run_key, str what):
+    """The value of ``run_key`` in ``db``, copied (it outlives the transaction), or None."""
+    cdef MDB_val k, v
+    k.mv_data, k.mv_size = <void*><const char*>run_key, SS_RUN_KEY_SIZE
+    rc = mdb_get(txn, db, &k, &v)
+    if rc == MDB_NOTFOUND:
+        return None
+    if rc:
+        raise _error(what, rc)
+    return (<const char*>v.mv_data)[:v.mv_size]
+
+
 cdef int _fence_holds(MDB_txn* txn, MDB_dbi leases, const uint8_t* run_key, uint64_t fence,
                       int* rc) noexcept nogil:
     """_APPENDED if the run's lease carries ``fence`` (a little-endian u64 first)."""
@@ -689,7 +701,6 @@ cdef class Transaction:
         outcome and None."""
         cdef int rc = 0
         cdef int status
-        cdef MDB_val k, v
         self._check()
         if len(run_key) != SS_RUN_KEY_SIZE:
             return _INVALID, None
@@ -700,11 +711,7 @@ cdef class Transaction:
             raise _error("reading the journal", rc)
         if status != _APPENDED:
             return status, None
-        k.mv_data, k.mv_size = <void*><const uint8_t*>run_key, SS_RUN_KEY_SIZE
-        rc = mdb_get(self.txn, leases, &k, &v)
-        if rc:
-            raise _error("reading a lease", rc)
-        return status, (<const char*>v.mv_data)[:v.mv_size]
+        return status, _run_value(self.txn, leases, run_key, "reading a lease")
 
     def append_records(self, unsigned int journal, unsigned int leases, list appends):
         """``put_record`` for each of ``appends`` (objects with ``run_key``, ``fence``,
@@ -805,7 +812,6 @@ cdef class Transaction:
         """``(APPENDED, the value of run_key in db)`` when the run's lease carries
         ``fence``; else ``(RUN_NOT_FOUND | LEASE_LOST | CORRUPT_LEASE, None)``, or
         ``(APPENDED, None)`` when ``db`` has no such key."""
-        cdef MDB_val k, v
         cdef int rc = 0
         cdef int status
         self._check()
@@ -816,13 +822,7 @@ cdef class Transaction:
             raise _error("reading a lease", rc)
         if status != _APPENDED:
             return status, None
-        k.mv_data, k.mv_size = <void*><const char*>run_key, SS_RUN_KEY_SIZE
-        rc = mdb_get(self.txn, db, &k, &v)
-        if rc == MDB_NOTFOUND:
-            return status, None
-        if rc:
-            raise _error("mdb_get", rc)
-        return status, _value(&v, self.buffers)
+        return status, _run_value(self.txn, db, run_key, "mdb_get")
 
     def end_run(self, unsigned int runs, unsigned int leases, unsigned int active,
                 unsigned int retain, bytes key, bytes row, bytes lease, bytes filed):

@@ -460,8 +460,7 @@ class LmdbStore(Store):
             old = orjson.loads(previous)
             if old["status"] == WAITING and old.get("wake_at") is not None:
                 txn.delete(_timer_key(old["wake_at"], key), db=e.timers)
-        row = dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True))
-        txn.put(key, orjson.dumps(row), db=e.runs)
+        txn.put(key, _row(run), db=e.runs)
         txn.put(key, self._lease_row(run.fence, run.lease_until, run.owner), db=e.leases)
         if run.status in (PENDING, RUNNING):
             txn.put(key, b"", db=e.active)
@@ -1501,6 +1500,11 @@ _ROW_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("owner", "lease_until", "
 _ROW_VALUES = attrgetter(*_ROW_FIELDS)
 
 
+def _row(run: RunInfo) -> bytes:
+    """A run's row as stored."""
+    return orjson.dumps(dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True)))
+
+
 class _CreateRun:
     """``create_run``'s op: one slotted object per new run, where a closure would make a
     function, its cells and their tuple (containers the collector sees while the commit
@@ -1555,27 +1559,28 @@ class _CreateRun:
         if seen is None:
             return self._create(txn)
         store, run = self.store, self.run
-        if self.applied:  # applied again (a batch redone, a map grown): as it was given
-            for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
-                setattr(run, name, value)
-        self.applied = True
+        self._as_given()
         if self.owner is not None:
             store._take(run, self.owner, self.lease_s, self.now)  # noqa: SLF001
-        row = orjson.dumps(dict(zip(_ROW_FIELDS, _ROW_VALUES(run), strict=True)))
-        lease = _lease_bytes(run.fence, run.lease_until, run.owner)
+        lease = store._lease_row(run.fence, run.lease_until, run.owner)  # noqa: SLF001
         dbs = store.env.dbs
         status = txn.insert_run(
-            dbs.runs, dbs.leases, dbs.active, dbs.deploys, self.key, row, lease, *seen
+            dbs.runs, dbs.leases, dbs.active, dbs.deploys, self.key, _row(run), lease, *seen
         )
         if status == _lmdb.APPENDED:
-            log = store._log  # noqa: SLF001
-            if log is not None:
-                log.leased(_LEASE.unpack_from(lease)[1])
             return run.fence
         if status == _lmdb.EXISTS:
             raise StoreError(f"a run {run.run_id} exists already in {store.url}")
         self.seen = None  # STALE: decided again below, from the deployments as stored
         return self._create(txn)
+
+    def _as_given(self) -> None:
+        """The run's fields as ``create_run`` was given them, when this op is applied again
+        (a batch redone, a map grown, the deployments found changed)."""
+        if self.applied:
+            for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
+                setattr(self.run, name, value)
+        self.applied = True
 
     def _create(self, txn: _lmdb.Transaction) -> int:
         store, run, key, idempotency_key = self.store, self.run, self.key, self.idempotency_key
@@ -1594,10 +1599,7 @@ class _CreateRun:
             txn.put(idempotency_key.encode(), key, db=dbs.idempotency)
             txn.put(key, idempotency_key.encode(), db=dbs.idempotency_of)
         deployed = dbs.deployed_version(txn, run.workflow) if self.follow_deployment else None
-        if self.applied:  # applied again (a batch redone, a map grown): as it was given
-            for name, value in zip(CREATE_FIELDS, self.fresh, strict=True):
-                setattr(run, name, value)
-        self.applied = True
+        self._as_given()
         if deployed is not None and deployed != self.given:
             run.version = deployed  # pending, for a worker serving that version
         elif self.owner is not None:
